@@ -1,0 +1,27 @@
+# Everything runs inside a project-local virtual environment, created on demand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test venv bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+venv: $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+
+# Install what the tests need (pip packages from pyproject, system packages by
+# scripts/setup_test_system.sh), then run the whole suite. pytest's exit code 5
+# (no tests collected) is reported and not treated as a failure.
+test: venv
+	bash scripts/setup_test_system.sh
+	$(PY) -m pytest -q -ra tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+bench: venv
+	for b in bench/*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,213 @@
+"""Utilities Amp users know: image hashing, logging, file names.
+
+Everything here keeps the names and meanings of Amp 1.x's ``amp.utilities``.
+"""
+
+import hashlib
+import os
+import time
+from datetime import datetime
+
+import numpy as np
+
+
+class MetaDict(dict):
+    """A dictionary with a ``metadata`` attribute (Amp's ``MetaDict``).
+
+    ``hash_images`` returns one, with ``metadata['duplicates']`` mapping the
+    hash of each repeated image to the number of times it was given.
+    """
+
+    metadata = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.metadata = {}
+
+
+def now(with_utc=False):
+    """Return the current local time as a readable string.
+
+    Parameters
+    ----------
+    with_utc : bool
+        Append the UTC time as well.
+    """
+    text = datetime.now().isoformat(sep=" ", timespec="seconds")
+    if with_utc:
+        utc = datetime.utcnow().isoformat(sep=" ", timespec="seconds")
+        text += " (%s UTC)" % utc
+    return text
+
+
+def make_filename(label, base_filename):
+    """Build a file name from a label, as Amp does.
+
+    ``None`` gives ``base_filename``; a label ending in ``/`` is a folder;
+    otherwise ``label + '-' + base_filename``.
+    """
+    if label is None:
+        return base_filename
+    if label.endswith("/"):
+        return label + base_filename
+    return label + "-" + base_filename
+
+
+class Logger:
+    """Append messages to a file, with tic/toc timing like Amp's ``Logger``.
+
+    Parameters
+    ----------
+    file : str, file-like or None
+        A path (opened for appending), an open file, or ``None`` to log
+        nothing.
+
+    Examples
+    --------
+    >>> log = Logger(None)
+    >>> log('Fingerprinting...', tic='fp')
+    >>> log('...done.', toc='fp')
+    """
+
+    def __init__(self, file):
+        self._tics = {}
+        self._owns_file = False
+        if file is None or hasattr(file, "write"):
+            self.file = file
+        else:
+            self.file = open(file, "a")
+            self._owns_file = True
+
+    def tic(self, label=None):
+        """Start a timer under ``label``."""
+        self._tics[label] = time.time()
+
+    def toc(self, label=None):
+        """Return the seconds since ``tic(label)`` and forget that timer."""
+        return time.time() - self._tics.pop(label)
+
+    def __call__(self, message, toc=None, tic=None):
+        """Write ``message``.
+
+        Parameters
+        ----------
+        message : str
+            The line to write.
+        toc : str or True, optional
+            Append the time since the tic of that label (``True`` is the
+            unlabelled timer).
+        tic : str or True, optional
+            Start the timer of that label after writing.
+        """
+        if toc is not None and toc is not False:
+            label = None if toc is True else toc
+            if label in self._tics:
+                message += " %.1f sec." % self.toc(label)
+        if self.file is not None:
+            self.file.write(message + "\n")
+            self.file.flush()
+        if tic is not None and tic is not False:
+            self.tic(None if tic is True else tic)
+
+    def close(self):
+        """Close the file if this logger opened it."""
+        if self._owns_file and self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def get_hash(atoms):
+    """Return Amp's md5 hash of an image (see SPEC.md, "Image hash").
+
+    The hash covers the periodic boundary conditions, the cell, the atomic
+    numbers and the positions, so two images hash alike only when they are
+    the same structure.
+    """
+    parts = [str(np.asarray(atoms.pbc))]
+    parts.extend("%.15f" % x for x in np.asarray(atoms.cell).ravel())
+    parts.extend("%3d" % z for z in atoms.numbers)
+    parts.extend("%.15f" % x for x in atoms.positions.ravel())
+    return hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
+
+
+def _read_images(path):
+    """Read every image of a ``.traj`` or ASE ``.db`` file."""
+    import ase.io
+
+    if not os.path.exists(path):
+        raise ValueError("images path %r does not exist" % path)
+    extension = os.path.splitext(path)[1].lower()
+    try:
+        if extension == ".db":
+            import ase.db
+
+            database = ase.db.connect(path)
+            return [row.toatoms() for row in database.select()]
+        return ase.io.read(path, index=":")
+    except Exception as error:  # any reader failure is the user's file
+        raise ValueError("cannot read images from %r: %s" % (path, error)) \
+            from error
+
+
+def check_image(atoms, index=None):
+    """Raise a ValueError when an image cannot be fingerprinted.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+    index : int or str, optional
+        How to name the image in the message.
+    """
+    name = "image" if index is None else "image %s" % index
+    if not hasattr(atoms, "get_positions"):
+        raise TypeError("%s is a %s, not an ase.Atoms"
+                        % (name, type(atoms).__name__))
+    if len(atoms) == 0:
+        raise ValueError("%s has no atoms" % name)
+    if not np.all(np.isfinite(atoms.positions)):
+        raise ValueError("%s has NaN or infinite positions" % name)
+    if not np.all(np.isfinite(np.asarray(atoms.cell))):
+        raise ValueError("%s has a NaN or infinite cell" % name)
+
+
+def hash_images(images, log=None, ordered=False):
+    """Return a dictionary of images keyed by their hash.
+
+    Parameters
+    ----------
+    images : ase.Atoms, list of ase.Atoms, or str
+        One image, a list of images, or the path of a ``.traj`` or ASE
+        ``.db`` file.
+    log : Logger, optional
+        Duplicates are reported here.
+    ordered : bool
+        Kept for compatibility; the returned dict keeps the input order.
+
+    Returns
+    -------
+    MetaDict
+        ``{hash: atoms}``; ``metadata['duplicates']`` maps the hash of each
+        image given more than once to how many times it was given.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        images = _read_images(os.fspath(images))
+    elif hasattr(images, "get_positions"):
+        images = [images]
+    elif isinstance(images, dict):
+        # Already hashed (Amp passes dictionaries around): keep the keys.
+        if isinstance(images, MetaDict):
+            return images
+        hashed = MetaDict(images)
+        hashed.metadata["duplicates"] = {}
+        return hashed
+    hashed = MetaDict()
+    duplicates = hashed.metadata["duplicates"] = {}
+    for index, image in enumerate(images):
+        check_image(image, index)
+        key = get_hash(image)
+        if key in hashed:
+            duplicates[key] = duplicates.get(key, 1) + 1
+            if log is not None:
+                log("Warning: duplicate image (identical hash %s)." % key)
+        hashed[key] = image
+    return hashed
