@@ -211,3 +211,4 @@ def hash_images(images, log=None, ordered=False):
                 log("Warning: duplicate image (identical hash %s)." % key)
         hashed[key] = image
     return hashed
+from amp.database import FileDatabase, Data  # noqa: E402,F401  (Amp's import path)
