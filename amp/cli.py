@@ -1,0 +1,115 @@
+"""Console entry points.
+
+Each command is a ``<name>_main(argv=None)`` function returning an exit code,
+declared in ``pyproject.toml`` under ``[project.scripts]`` and wrapped by a
+script of the same name in ``tools/``. ``python -m amp.cli COMMAND ...``
+runs one by name (``compress``).
+"""
+
+import argparse
+import os
+import sys
+
+
+def _compress_parser():
+    parser = argparse.ArgumentParser(
+        prog="amp-compress",
+        description="Move the loose entries of an .ampdb fingerprint "
+        "database into its archive.tar.gz (merging with an existing archive). "
+        "Safe while other processes use the database; running it again is "
+        "harmless.")
+    parser.add_argument("path", metavar="PATH",
+                        help="an .ampdb folder, or with -r any folder")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="compress every .ampdb folder in or below PATH")
+    return parser
+
+
+def _is_ampdb(path):
+    return os.path.isdir(path) and os.path.basename(
+        os.path.normpath(path)).endswith(".ampdb")
+
+
+def _find_databases(path):
+    """Return every .ampdb folder in or below ``path``, sorted."""
+    if _is_ampdb(path):
+        return [path]
+    found = []
+    for root, folders, _ in os.walk(path):
+        for folder in sorted(folders):
+            if folder.endswith(".ampdb"):
+                found.append(os.path.join(root, folder))
+        # An .ampdb holds no databases of its own: do not descend.
+        folders[:] = sorted(f for f in folders if not f.endswith(".ampdb"))
+    return sorted(found)
+
+
+def compress_main(argv=None):
+    """Run ``amp-compress``; return the exit code (0 on success).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name (default ``sys.argv[1:]``).
+    """
+    from amp.database import FileDatabase
+
+    args = _compress_parser().parse_args(argv)
+    path = os.path.normpath(args.path)
+    if not os.path.exists(path):
+        print("amp-compress: error: %s does not exist" % args.path,
+              file=sys.stderr)
+        return 1
+    if args.recursive:
+        databases = _find_databases(path) if os.path.isdir(path) else []
+        if not databases:
+            print("amp-compress: error: no .ampdb folder in or below %s; "
+                  "nothing was changed" % args.path, file=sys.stderr)
+            return 1
+    elif _is_ampdb(path):
+        databases = [path]
+    else:
+        print("amp-compress: error: %s is not an .ampdb database (a folder "
+              "whose name ends in .ampdb); nothing was changed. Use -r to "
+              "compress the databases below a folder." % args.path,
+              file=sys.stderr)
+        return 1
+    status, moved, before, after = 0, 0, 0, 0
+    for database in databases:
+        try:
+            counts = FileDatabase(database).archive()
+        except (OSError, ValueError) as error:
+            print("amp-compress: error: %s: %s" % (database, error),
+                  file=sys.stderr)
+            status = 1
+            continue
+        dropped = (", dropped %d damaged" % counts["dropped"]
+                   if counts["dropped"] else "")
+        print("%s: moved %d loose entries into archive.tar.gz (%d entries "
+              "in it)%s; %d bytes before, %d bytes after"
+              % (database, counts["moved"], counts["entries"], dropped,
+                 counts["bytes_before"], counts["bytes_after"]))
+        moved += counts["moved"]
+        before += counts["bytes_before"]
+        after += counts["bytes_after"]
+    if len(databases) > 1:
+        print("total: %d databases, moved %d loose entries; %d bytes before, "
+              "%d bytes after" % (len(databases), moved, before, after))
+    return status
+
+
+_COMMANDS = {"compress": compress_main}
+
+
+def main(argv=None):
+    """Run ``python -m amp.cli COMMAND ARGS...``; return the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in _COMMANDS:
+        print("usage: python -m amp.cli {%s} ..." % ",".join(_COMMANDS),
+              file=sys.stderr)
+        return 2
+    return _COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
