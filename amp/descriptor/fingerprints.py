@@ -1,0 +1,239 @@
+"""The array form of one image's fingerprints, and Amp's views of it.
+
+An :class:`ImageFingerprints` holds, for every element, the fingerprints of
+its atoms as one ``(n_atoms_of_element, n_features)`` block and, when
+derivatives were computed, ``d G_i / d r_e`` for every neighbour entry
+``e = (i, j, offset)`` of those atoms. Forces and the virial are
+contractions of the latter with ``dE/dG``; Amp's dictionaries
+(``fingerprints[hash]`` and ``fingerprintprimes[hash]``) are built from the
+arrays only when asked for.
+"""
+
+import numpy as np
+
+from .neighbors import NeighborList
+
+# Version of the flat storage form written by :meth:`ImageFingerprints.todict`.
+STORAGE_VERSION = 1
+
+
+class ImageFingerprints:
+    """Fingerprints of one image as arrays.
+
+    Parameters
+    ----------
+    symbols : list of str
+        Chemical symbol of every atom.
+    values : dict
+        ``{element: (n_e, n_features_e) array}``, rows in atom order.
+    neighbors : NeighborList, optional
+        Needed for derivatives.
+    entries : dict, optional
+        ``{element: entry ids}``: the neighbour entries whose centre is of
+        that element, in order.
+    derivatives : dict, optional
+        ``{element: (len(entries[element]), 3, n_features_e) array}``.
+
+    Attributes
+    ----------
+    atom_index : dict
+        ``{element: indices of its atoms}``, ascending.
+    """
+
+    def __init__(self, symbols, values, neighbors=None, entries=None,
+                 derivatives=None):
+        self.symbols = list(symbols)
+        self.values = values
+        self.neighbors = neighbors
+        self.entries = entries
+        self.derivatives = derivatives
+        symbol_array = np.array(self.symbols)
+        self.atom_index = {element: np.flatnonzero(symbol_array == element)
+                           for element in values}
+
+    @property
+    def n_atoms(self):
+        """Number of atoms in the image."""
+        return len(self.symbols)
+
+    @property
+    def has_derivatives(self):
+        """Whether the derivative terms are present."""
+        return self.derivatives is not None
+
+    def _entry_rows(self, element):
+        """Row, within the element's block, of each entry's centre atom."""
+        row_of_atom = np.empty(self.n_atoms, dtype=np.int64)
+        row_of_atom[self.atom_index[element]] = np.arange(
+            len(self.atom_index[element]))
+        return row_of_atom[self.neighbors.i[self.entries[element]]]
+
+    def entry_gradients(self, dE_dG):
+        """``dE / d r_e`` of every neighbour entry.
+
+        Parameters
+        ----------
+        dE_dG : dict
+            ``{element: (n_e, n_features_e) array}``, the derivative of the
+            energy with respect to each fingerprint.
+
+        Returns
+        -------
+        ndarray, shape (n_entries, 3)
+        """
+        if not self.has_derivatives:
+            raise ValueError("these fingerprints were computed without "
+                             "derivatives")
+        gradient = np.zeros((len(self.neighbors.i), 3))
+        for element, block in self.derivatives.items():
+            if len(block) == 0:
+                continue
+            rows = self._entry_rows(element)
+            gradient[self.entries[element]] = np.einsum(
+                "ek,elk->el", dE_dG[element][rows], block)
+        return gradient
+
+    def forces(self, dE_dG):
+        """Forces, minus the gradient of the energy, shape (n_atoms, 3).
+
+        A vector–Jacobian product: ``dE/dG`` is contracted with the
+        per-entry derivatives, and each entry's ``dE / d r_e`` acts with
+        opposite signs on its two atoms.
+        """
+        gradient = self.entry_gradients(dE_dG)
+        nl = self.neighbors
+        forces = np.empty((self.n_atoms, 3))
+        for axis in range(3):
+            forces[:, axis] = (
+                np.bincount(nl.i, gradient[:, axis], minlength=self.n_atoms)
+                - np.bincount(nl.j, gradient[:, axis],
+                              minlength=self.n_atoms))
+        return forces
+
+    def virial(self, dE_dG):
+        """``sum_e r_e (x) dE/dr_e``: the stress times the volume (3x3)."""
+        gradient = self.entry_gradients(dE_dG)
+        return self.neighbors.vectors.T @ gradient
+
+    # Amp's views ---------------------------------------------------------
+
+    def as_amp_fingerprints(self):
+        """Amp's ``fingerprints[hash]``: ``[(symbol, [G, ...]), ...]``."""
+        rows = {}
+        for element, index in self.atom_index.items():
+            for row, atom in enumerate(index):
+                rows[atom] = (element, self.values[element][row].tolist())
+        return [rows[atom] for atom in range(self.n_atoms)]
+
+    def as_amp_primes(self):
+        """Amp's ``fingerprintprimes[hash]``.
+
+        Keys ``(m, symbol_m, n, symbol_n, l)`` map to ``d G_n / d x_{m,l}``
+        as a list over atom n's features; keys exist for ``m == n`` and for
+        every neighbour pair.
+        """
+        if not self.has_derivatives:
+            raise ValueError("these fingerprints were computed without "
+                             "derivatives")
+        nl = self.neighbors
+        primes = {}
+        for element, block in self.derivatives.items():
+            entries = self.entries[element]
+            centre, neighbor = nl.i[entries], nl.j[entries]
+            n_features = block.shape[2]
+            for n in self.atom_index[element]:
+                for axis in range(3):
+                    primes[(n, self.symbols[n], n, self.symbols[n],
+                            axis)] = np.zeros(n_features)
+            # d G_n / d x_m gains +D from entries (n -> m) and -D at m = n.
+            pair_key = centre * self.n_atoms + neighbor
+            unique, inverse = np.unique(pair_key, return_inverse=True)
+            flat = block.reshape(len(entries), -1)
+            summed = np.zeros((len(unique), flat.shape[1]))
+            np.add.at(summed, inverse, flat)
+            summed = summed.reshape(len(unique), 3, n_features)
+            total = np.zeros((self.n_atoms, 3, n_features))
+            np.add.at(total, centre, block)
+            for k, key in enumerate(unique):
+                n, m = divmod(int(key), self.n_atoms)
+                for axis in range(3):
+                    name = (m, self.symbols[m], n, self.symbols[n], axis)
+                    if name not in primes:
+                        primes[name] = np.zeros(n_features)
+                    primes[name] = primes[name] + summed[k, axis]
+            for n in self.atom_index[element]:
+                for axis in range(3):
+                    name = (n, self.symbols[n], n, self.symbols[n], axis)
+                    primes[name] = primes[name] - total[n, axis]
+        return {key: primes[key].tolist() for key in sorted(primes)}
+
+    # Storage ---------------------------------------------------------------
+
+    def todict(self, parts=("values", "derivatives")):
+        """Flat ``{name: array}`` form for a database entry.
+
+        Parameters
+        ----------
+        parts : tuple of str
+            ``'values'`` and/or ``'derivatives'`` (the latter includes the
+            neighbour list it refers to).
+        """
+        out = {"version": STORAGE_VERSION, "symbols": list(self.symbols)}
+        if "values" in parts:
+            for element, block in self.values.items():
+                out["values/" + element] = block
+        if "derivatives" in parts and self.has_derivatives:
+            nl = self.neighbors
+            out.update({"nl/i": nl.i, "nl/j": nl.j, "nl/offsets": nl.offsets,
+                        "nl/vectors": nl.vectors})
+            for element, block in self.derivatives.items():
+                out["entries/" + element] = self.entries[element]
+                out["derivatives/" + element] = block
+        return out
+
+    @classmethod
+    def fromdict(cls, values_dict, derivatives_dict=None):
+        """Rebuild from :meth:`todict` forms (values, and optionally the
+        derivative part).
+
+        Raises
+        ------
+        ValueError
+            When an entry has an unknown version or misses a part.
+        """
+        for part in (values_dict, derivatives_dict):
+            if part is not None and part.get("version") != STORAGE_VERSION:
+                raise ValueError("fingerprint entry of unknown version %r"
+                                 % part.get("version"))
+        symbols = values_dict["symbols"]
+        values = {name[len("values/"):]: np.asarray(array)
+                  for name, array in values_dict.items()
+                  if name.startswith("values/")}
+        if derivatives_dict is None:
+            return cls(symbols, values)
+        d = derivatives_dict
+        vectors = np.asarray(d["nl/vectors"], dtype=float)
+        nl = NeighborList(i=np.asarray(d["nl/i"]), j=np.asarray(d["nl/j"]),
+                          offsets=np.asarray(d["nl/offsets"]),
+                          vectors=vectors,
+                          distances=np.sqrt(np.einsum("ij,ij->i", vectors,
+                                                      vectors)),
+                          n_atoms=len(symbols))
+        entries = {name[len("entries/"):]: np.asarray(array)
+                   for name, array in d.items() if name.startswith("entries/")}
+        derivatives = {name[len("derivatives/"):]: np.asarray(array)
+                       for name, array in d.items()
+                       if name.startswith("derivatives/")}
+        return cls(symbols, values, nl, entries, derivatives)
+
+    @property
+    def nbytes(self):
+        """Bytes held by the arrays (values, derivatives, neighbour list)."""
+        total = sum(block.nbytes for block in self.values.values())
+        if self.has_derivatives:
+            nl = self.neighbors
+            total += sum(block.nbytes for block in self.derivatives.values())
+            total += sum(e.nbytes for e in self.entries.values())
+            total += (nl.i.nbytes + nl.j.nbytes + nl.offsets.nbytes
+                      + nl.vectors.nbytes + nl.distances.nbytes)
+        return total

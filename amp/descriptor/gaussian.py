@@ -1,0 +1,372 @@
+"""Gaussian (Behler–Parrinello) symmetry-function descriptor, Amp's API.
+
+``Gaussian`` computes G2, G4 and G5 fingerprints (SPEC.md) and their
+derivatives for every atom of every image. The numbers are Amp 1.x's; the
+work is vectorised (:mod:`.symmetry`) on a fast neighbour list
+(:mod:`.neighbors`), and results are held as arrays
+(:class:`.fingerprints.ImageFingerprints`), with Amp's dictionary views
+built on demand.
+"""
+
+import json
+import numbers
+
+import numpy as np
+
+from ..utilities import Logger, hash_images
+from .cutoffs import Cosine, dict2cutoff
+from .fingerprints import ImageFingerprints
+from .neighbors import atoms_neighbor_list
+from .symmetry import ElementPlan, compute_element
+
+_REQUIRED = {"G2": ("element", "eta"),
+             "G4": ("elements", "eta", "zeta", "gamma"),
+             "G5": ("elements", "eta", "zeta", "gamma")}
+
+
+def make_symmetry_functions(elements, type, etas, offsets=None, zetas=None,
+                            gammas=None):
+    """Make a list of symmetry-function dicts, in Amp's order.
+
+    Parameters
+    ----------
+    elements : list of str
+        Neighbour elements to make functions for.
+    type : {'G2', 'G4', 'G5'}
+    etas : list of float
+    offsets : list of float, optional
+        G2 only; ``[0.]`` by default.
+    zetas, gammas : list of float
+        G4 and G5 only.
+
+    Returns
+    -------
+    list of dict
+        G2 loops ``for eta: for element: for offset``; G4/G5 loop
+        ``for eta: for zeta: for gamma: for each unordered element pair``.
+    """
+    if type == "G2":
+        offsets = [0.0] if offsets is None else offsets
+        return [{"type": "G2", "element": element, "eta": eta,
+                 "offset": offset}
+                for eta in etas for element in elements
+                for offset in offsets]
+    if type in ("G4", "G5"):
+        if zetas is None or gammas is None:
+            raise ValueError("%s symmetry functions need zetas and gammas"
+                             % type)
+        Gs = []
+        for eta in etas:
+            for zeta in zetas:
+                for gamma in gammas:
+                    for i1, el1 in enumerate(elements):
+                        for el2 in elements[i1:]:
+                            Gs.append({"type": type,
+                                       "elements": sorted([el1, el2]),
+                                       "eta": eta, "gamma": gamma,
+                                       "zeta": zeta})
+        return Gs
+    raise ValueError("unknown symmetry function type %r; known: G2, G4, G5"
+                     % (type,))
+
+
+def make_default_symmetry_functions(elements):
+    """Amp's default set: the same functions for every element.
+
+    Four G2 (etas log-spaced from 0.05 to 5) per element, then G4 with
+    eta 0.005, zeta 1 and 4, gamma +1 and -1 for every element pair.
+
+    Returns
+    -------
+    dict
+        ``{element: [G dict, ...]}``.
+    """
+    elements = list(elements)
+    G = make_symmetry_functions(
+        elements, "G2", etas=np.logspace(np.log10(0.05), np.log10(5.0),
+                                         num=4).tolist())
+    G += make_symmetry_functions(elements, "G4", etas=[0.005],
+                                 zetas=[1.0, 4.0], gammas=[1.0, -1.0])
+    return {element: [dict(g) for g in G] for element in elements}
+
+
+def _check_number(G, key, element):
+    value = G[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value):
+        raise ValueError("symmetry function %r of element %s: %s must be a "
+                         "finite number" % (G, element, key))
+    return float(value)
+
+
+def normalize_Gs(Gs, elements=None):
+    """Validate symmetry functions and return them as a dict per element.
+
+    Parameters
+    ----------
+    Gs : dict or list or None
+        ``{element: [G, ...]}``, one list used for every element, or None.
+    elements : list of str, optional
+        Needed when ``Gs`` is a list.
+
+    Returns
+    -------
+    dict
+        ``{element: [G, ...]}`` with plain floats, sorted G4/G5 element
+        pairs and an explicit G2 offset.
+
+    Raises
+    ------
+    ValueError
+        An element without functions, an unknown type, a missing or
+        non-numeric parameter.
+    """
+    if isinstance(Gs, (list, tuple)):
+        if elements is None:
+            raise ValueError("a single list of symmetry functions needs the "
+                             "elements it applies to")
+        Gs = {element: list(Gs) for element in elements}
+    if not isinstance(Gs, dict):
+        raise TypeError("Gs must be a dict {element: [G, ...]} or a list, "
+                        "got %s" % type(Gs).__name__)
+    out = {}
+    for element, functions in Gs.items():
+        if not functions:
+            raise ValueError("element %s has no symmetry functions" % element)
+        clean = []
+        for G in functions:
+            if not isinstance(G, dict) or G.get("type") not in _REQUIRED:
+                raise ValueError(
+                    "unknown symmetry function type in %r (element %s); "
+                    "known: G2, G4, G5" % (G, element))
+            missing = [k for k in _REQUIRED[G["type"]] if k not in G]
+            if missing:
+                raise ValueError("symmetry function %r of element %s misses "
+                                 "%s" % (G, element, ", ".join(missing)))
+            if G["type"] == "G2":
+                g = {"type": "G2", "element": str(G["element"]),
+                     "eta": _check_number(G, "eta", element),
+                     "offset": (_check_number(G, "offset", element)
+                                if "offset" in G else 0.0)}
+            else:
+                pair = G["elements"]
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                    raise ValueError("symmetry function %r of element %s: "
+                                     "elements must be a pair" % (G, element))
+                g = {"type": G["type"],
+                     "elements": sorted(str(e) for e in pair),
+                     "eta": _check_number(G, "eta", element),
+                     "gamma": _check_number(G, "gamma", element),
+                     "zeta": _check_number(G, "zeta", element)}
+            clean.append(g)
+        out[str(element)] = clean
+    return out
+
+
+class Gaussian:
+    """Gaussian symmetry-function descriptor (Amp's ``Gaussian``).
+
+    Parameters
+    ----------
+    cutoff : Cosine, Polynomial, dict or float
+        Cutoff function; a number means ``Cosine`` of that radius.
+    Gs : dict or list, optional
+        ``{element: [G, ...]}`` or one list for every element; None gives
+        :func:`make_default_symmetry_functions` of the elements found.
+    dblabel : str, optional
+        Label of the fingerprint databases (used in training).
+    elements : list of str, optional
+        Elements the descriptor covers; found from ``Gs`` or the images
+        when None.
+    version : str, optional
+        Amp's descriptor version, ``'2015.12'``.
+    fortran : bool
+        Accepted for compatibility; there is one (vectorised)
+        implementation.
+    mode : str
+        Only ``'atom-centered'``.
+
+    Attributes
+    ----------
+    fingerprints : mapping
+        ``fingerprints[hash]`` is Amp's ``[(symbol, [G, ...]), ...]``.
+    fingerprintprimes : mapping
+        ``fingerprintprimes[hash][(m, sym_m, n, sym_n, l)]`` is
+        ``d G_n / d x_{m,l}``.
+    neighborlist : mapping
+        ``neighborlist[hash]`` is ``[(indices, offsets), ...]`` per atom.
+    arrays : dict
+        ``arrays[hash]`` is the :class:`ImageFingerprints` array form.
+    """
+
+    importname = ".descriptor.gaussian.Gaussian"
+
+    def __init__(self, cutoff=Cosine(6.5), Gs=None, dblabel=None,
+                 elements=None, version=None, fortran=True,
+                 mode="atom-centered"):
+        if mode != "atom-centered":
+            raise ValueError("Gaussian supports only mode='atom-centered', "
+                             "got %r" % (mode,))
+        if version not in (None, "2015.12"):
+            raise ValueError("unknown Gaussian descriptor version %r"
+                             % (version,))
+        self.cutoff = dict2cutoff(cutoff)
+        self.elements = sorted(elements) if elements is not None else None
+        if Gs is not None:
+            if self.elements is None and isinstance(Gs, dict):
+                self.elements = sorted(Gs)
+            Gs = normalize_Gs(Gs, self.elements)
+            missing = set(self.elements) - set(Gs)
+            if missing:
+                raise ValueError("element %s has no symmetry functions"
+                                 % ", ".join(sorted(missing)))
+        self.Gs = Gs
+        self.version = "2015.12"
+        self.mode = mode
+        self.dblabel = dblabel
+        self.fortran = fortran
+        self.parent = None
+        self.arrays = {}
+        self.fingerprints = _View(self.arrays, "fingerprints")
+        self.fingerprintprimes = _View(self.arrays, "primes")
+        self.neighborlist = _View(self.arrays, "neighbors")
+        self._plans = None
+
+    # Parameters ----------------------------------------------------------
+
+    @property
+    def parameters(self):
+        """The descriptor's parameters as a plain dict (Amp's keys)."""
+        return {"importname": self.importname, "mode": self.mode,
+                "version": self.version, "cutoff": self.cutoff.todict(),
+                "Gs": self.Gs, "elements": self.elements}
+
+    def todict(self):
+        """Plain-data form, for model files (see :meth:`fromdict`)."""
+        return json.loads(json.dumps(self.parameters))
+
+    @classmethod
+    def fromdict(cls, parameters):
+        """Rebuild from :meth:`todict`'s form (extra keys are ignored)."""
+        return cls(cutoff=parameters["cutoff"], Gs=parameters.get("Gs"),
+                   elements=parameters.get("elements"),
+                   version=parameters.get("version"),
+                   mode=parameters.get("mode", "atom-centered"))
+
+    def tostring(self):
+        """The parameters as a JSON string."""
+        return json.dumps(self.parameters, sort_keys=True)
+
+    def __repr__(self):
+        n = {e: len(g) for e, g in (self.Gs or {}).items()}
+        return "Gaussian(cutoff=%r, features per element=%s)" % (
+            self.cutoff, n or "default")
+
+    # Fingerprinting ------------------------------------------------------
+
+    def _ensure_parameters(self, images):
+        """Fill in elements and default Gs from the images, and check."""
+        found = sorted({s for atoms in images.values()
+                        for s in atoms.get_chemical_symbols()})
+        if self.elements is None:
+            self.elements = found
+        if self.Gs is None:
+            self.Gs = make_default_symmetry_functions(self.elements)
+        for key, atoms in images.items():
+            unknown = set(atoms.get_chemical_symbols()) - set(self.Gs)
+            if unknown:
+                raise ValueError(
+                    "image %s contains %s, which has no symmetry functions "
+                    "(the descriptor covers %s)"
+                    % (key, ", ".join(sorted(unknown)), ", ".join(self.Gs)))
+        if self._plans is None:
+            elements = sorted(set(self.elements) | set(self.Gs))
+            self._plans = {element: ElementPlan(Gs, elements)
+                           for element, Gs in self.Gs.items()}
+            self._codes = {element: k for k, element in enumerate(elements)}
+
+    def compute(self, atoms, derivatives=False):
+        """Fingerprints of one image as :class:`ImageFingerprints`.
+
+        Nothing is stored; :meth:`calculate_fingerprints` keeps results.
+        """
+        if self._plans is None:
+            self._ensure_parameters({"image": atoms})
+        symbols = atoms.get_chemical_symbols()
+        unknown = set(symbols) - set(self._plans)
+        if unknown:
+            raise ValueError("the image contains %s, which has no symmetry "
+                             "functions" % ", ".join(sorted(unknown)))
+        nl = atoms_neighbor_list(atoms, self.cutoff.Rc)
+        codes = np.array([self._codes[s] for s in symbols], dtype=np.int64)
+        values, entries, blocks = {}, {}, {}
+        symbol_array = np.array(symbols)
+        for element in sorted(set(symbols)):
+            index = np.flatnonzero(symbol_array == element)
+            values[element], entries[element], blocks[element] = \
+                compute_element(self._plans[element], self.cutoff, nl, codes,
+                                index, derivatives)
+        if derivatives:
+            return ImageFingerprints(symbols, values, nl, entries, blocks)
+        return ImageFingerprints(symbols, values, nl)
+
+    def calculate_fingerprints(self, images, parallel=None, log=None,
+                               calculate_derivatives=False):
+        """Compute the fingerprints of every image not yet computed.
+
+        Parameters
+        ----------
+        images : dict, list of ase.Atoms, ase.Atoms or str
+            Images keyed by hash (as :func:`amp.utilities.hash_images`
+            returns them), or anything ``hash_images`` accepts.
+        parallel : dict, optional
+            Amp's ``{'cores': ...}``; accepted here, computation is serial.
+        log : Logger, optional
+        calculate_derivatives : bool
+            Also compute the fingerprint derivatives (for forces).
+        """
+        log = Logger(None) if log is None else log
+        images = hash_images(images)
+        self._ensure_parameters(images)
+        log("Calculating fingerprints%s of %i images..."
+            % (" and derivatives" if calculate_derivatives else "",
+               len(images)), tic="fp")
+        for key, atoms in images.items():
+            have = self.arrays.get(key)
+            if have is not None and (have.has_derivatives
+                                     or not calculate_derivatives):
+                continue
+            # Computed whole, then stored: a failure leaves nothing behind.
+            self.arrays[key] = self.compute(atoms, calculate_derivatives)
+        log("...fingerprints calculated.", toc="fp")
+
+
+class _View:
+    """Read-only mapping from image hash to one of Amp's views."""
+
+    def __init__(self, arrays, kind):
+        self._arrays = arrays
+        self._kind = kind
+
+    def __getitem__(self, key):
+        item = self._arrays[key]
+        if self._kind == "fingerprints":
+            return item.as_amp_fingerprints()
+        if self._kind == "primes":
+            return item.as_amp_primes()
+        return item.neighbors.as_amp()
+
+    def __contains__(self, key):
+        if self._kind == "primes":
+            return key in self._arrays and self._arrays[key].has_derivatives
+        return key in self._arrays
+
+    def keys(self):
+        """Hashes of the images held."""
+        return [k for k in self._arrays if k in self]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())

@@ -1,0 +1,181 @@
+"""One neighbour-list routine for every descriptor.
+
+Atom ``j`` (any periodic image, including images of atom ``i`` itself, but
+not atom ``i`` itself) is a neighbour of ``i`` when ``|R_ij| < Rc``, with
+periodicity only along the directions where ``pbc`` is True: the semantics
+of ASE's ``neighbor_list`` and of Amp's ``NeighborList`` with radii
+``Rc / 2``, no skin and ``bothways=True``.
+
+The search is vectorised: atoms are wrapped into the cell, the periodic
+copies that can lie within ``Rc`` of the cell are generated, and atoms are
+compared block by block with the copies near their block. Its cost grows
+linearly with the number of atoms.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase.geometry import complete_cell
+
+# Centre atoms per block of the dense search. Small blocks compare each atom
+# with fewer far-away copies and keep temporaries below the size at which
+# fresh memory is page-faulted in (PERFORMANCE_NOTES.md).
+_ATOMS_PER_BLOCK = 32
+
+
+@dataclass
+class NeighborList:
+    """Neighbour entries of one image, sorted by centre atom ``i``.
+
+    Attributes
+    ----------
+    i, j : ndarray of int, shape (n_entries,)
+        Centre atom and neighbour atom of every entry.
+    offsets : ndarray of int, shape (n_entries, 3)
+        Cell offset of the neighbour's periodic image.
+    vectors : ndarray of float, shape (n_entries, 3)
+        ``positions[j] + offsets @ cell - positions[i]``.
+    distances : ndarray of float, shape (n_entries,)
+        Lengths of ``vectors``.
+    n_atoms : int
+        Number of atoms in the image.
+    """
+
+    i: np.ndarray
+    j: np.ndarray
+    offsets: np.ndarray
+    vectors: np.ndarray
+    distances: np.ndarray
+    n_atoms: int
+
+    @property
+    def first_entry(self):
+        """``first_entry[a]:first_entry[a + 1]`` are the entries of atom a."""
+        return np.searchsorted(self.i, np.arange(self.n_atoms + 1))
+
+    def as_amp(self):
+        """Amp's view: a list with ``(indices, offsets)`` for every atom."""
+        bounds = self.first_entry
+        return [(self.j[bounds[a]:bounds[a + 1]],
+                 self.offsets[bounds[a]:bounds[a + 1]])
+                for a in range(self.n_atoms)]
+
+
+def _ragged_arange(starts, counts):
+    """Concatenate ``arange(s, s + c)`` for every (s, c), without a loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    step = np.ones(total, dtype=np.int64)
+    nonempty = counts > 0
+    first = (ends - counts)[nonempty]
+    step[0] = starts[nonempty][0]
+    # At the start of each run jump from the previous run's last value.
+    previous_last = (starts + counts - 1)[nonempty][:-1]
+    step[first[1:]] = starts[nonempty][1:] - previous_last
+    return np.cumsum(step)
+
+
+def neighbor_list(positions, cell, pbc, cutoff):
+    """Find every neighbour closer than ``cutoff``.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n_atoms, 3)
+    cell : array_like, shape (3, 3)
+        Cell vectors as rows; a vector may be zero along a direction that is
+        not periodic.
+    pbc : array_like of bool, shape (3,)
+    cutoff : float
+        Neighbours are strictly closer than this.
+
+    Returns
+    -------
+    NeighborList
+    """
+    positions = np.ascontiguousarray(positions, dtype=float)
+    cell = np.asarray(cell, dtype=float).reshape(3, 3)
+    pbc = np.asarray(pbc, dtype=bool).reshape(3)
+    n_atoms = len(positions)
+    cutoff = float(cutoff)
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("positions contain NaN or infinite values")
+    for k in np.flatnonzero(pbc):
+        if not np.linalg.norm(cell[k]) > 0.0:
+            raise ValueError("the cell is periodic along axis %d but its "
+                             "cell vector is zero" % k)
+
+    full_cell = complete_cell(cell)
+    inverse = np.linalg.inv(full_cell)
+    fractional = positions @ inverse
+    wrap = np.where(pbc, np.floor(fractional), 0.0).astype(np.int64)
+    wrapped = positions - wrap @ full_cell
+    fractional = fractional - wrap
+
+    # Periodic copies that can lie within the cutoff of the wrapped cell.
+    reach = cutoff * np.linalg.norm(inverse, axis=0)  # Rc / plane spacing
+    n_images = np.where(pbc, np.ceil(reach), 0).astype(np.int64)
+    axes = [np.arange(-n, n + 1) for n in n_images]
+    shifts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    shifted = fractional[None, :, :] + shifts[:, None, :]
+    inside = np.all((shifted >= -reach) & (shifted < 1.0 + reach)
+                    | ~pbc, axis=2)
+    shift_index, copy_atom = np.nonzero(inside)
+    copy_shift = shifts[shift_index]
+    copy_position = wrapped[copy_atom] + copy_shift @ full_cell
+
+    # Centre atoms are grouped into spatial blocks of a few hundred atoms;
+    # each block is compared densely with the copies inside its box grown by
+    # the cutoff. Small systems are one block; the number of blocks, and so
+    # the cost, grows linearly with the number of atoms.
+    low = wrapped.min(axis=0)
+    extent = wrapped.max(axis=0) - low
+    volume = np.prod(np.maximum(extent, cutoff))
+    side = (_ATOMS_PER_BLOCK * volume / n_atoms) ** (1.0 / 3.0)
+    n_blocks = np.maximum(1, np.ceil(extent / side)).astype(np.int64)
+    block = np.minimum((wrapped - low) // side, n_blocks - 1).astype(np.int64)
+    block_id = block @ np.array([1, n_blocks[0], n_blocks[0] * n_blocks[1]])
+    order = np.argsort(block_id, kind="stable")
+    bounds = np.flatnonzero(np.diff(block_id[order])) + 1
+    cx, cy, cz = (np.ascontiguousarray(copy_position[:, k]) for k in range(3))
+    # The copy that is atom i itself (zero shift) is not its own neighbour.
+    copy_self = np.where(np.any(copy_shift, axis=1), -1, copy_atom)
+    cutoff2 = cutoff * cutoff
+    pieces = []
+    for centres in np.split(order, bounds):
+        centre_position = wrapped[centres]
+        lo = centre_position.min(axis=0) - cutoff
+        hi = centre_position.max(axis=0) + cutoff
+        near = np.flatnonzero((cx >= lo[0]) & (cx <= hi[0])
+                              & (cy >= lo[1]) & (cy <= hi[1])
+                              & (cz >= lo[2]) & (cz <= hi[2]))
+        d2 = np.square(centre_position[:, 0, None] - cx[near])
+        d2 += np.square(centre_position[:, 1, None] - cy[near])
+        d2 += np.square(centre_position[:, 2, None] - cz[near])
+        row, column = np.nonzero(d2 < cutoff2)
+        centre, candidate = centres[row], near[column]
+        not_self = copy_self[candidate] != centre
+        pieces.append((centre[not_self], candidate[not_self]))
+
+    if pieces:
+        i = np.concatenate([p[0] for p in pieces])
+        copy = np.concatenate([p[1] for p in pieces])
+    else:
+        i = copy = np.zeros(0, dtype=np.int64)
+    j = copy_atom[copy]
+    offsets = copy_shift[copy] - wrap[j] + wrap[i]
+    # Blocks come out grouped by centre, so a stable sort on i is cheap.
+    entry_order = np.argsort(i, kind="stable")
+    i, j, offsets = i[entry_order], j[entry_order], offsets[entry_order]
+    # Vectors from the positions as given, so they match the caller's
+    # coordinates to the last bit (finite differences rely on it).
+    vectors = positions[j] + offsets @ cell - positions[i]
+    distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+    return NeighborList(i=i, j=j, offsets=offsets, vectors=vectors,
+                        distances=distances, n_atoms=n_atoms)
+
+
+def atoms_neighbor_list(atoms, cutoff):
+    """:func:`neighbor_list` of an ``ase.Atoms``."""
+    return neighbor_list(atoms.positions, atoms.cell, atoms.pbc, cutoff)
