@@ -1,0 +1,24 @@
+"""GDML and sGDML kernel force fields with the sgdml 1.0.x API and files.
+
+``from amp.gdml.train import GDMLTrain`` trains models,
+``from amp.gdml.predict import GDMLPredict`` evaluates them,
+:mod:`amp.gdml.io` reads and writes sgdml datasets, tasks and models without
+general unpickling, and :class:`amp.gdml.calculator.GDMLCalculator` runs
+them in ASE. See ``docs/gdml.md``.
+"""
+
+__all__ = ["GDMLTrain", "GDMLPredict", "GDMLCalculator"]
+
+
+def __getattr__(name):
+    # Lazy imports keep ``import amp.gdml.io`` light.
+    if name == "GDMLTrain":
+        from .train import GDMLTrain
+        return GDMLTrain
+    if name == "GDMLPredict":
+        from .predict import GDMLPredict
+        return GDMLPredict
+    if name == "GDMLCalculator":
+        from .calculator import GDMLCalculator
+        return GDMLCalculator
+    raise AttributeError(name)
