@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -292,17 +293,11 @@ class _ArchiveIndex:
             status = os.fstat(handle.fileno())
             self.signature = (status.st_dev, status.st_ino,
                               status.st_mtime_ns, status.st_size)
-            try:
-                with gzip.GzipFile(fileobj=handle) as stream:
-                    while True:
-                        chunk = stream.read(2 ** 20)
-                        if not chunk:
-                            break
-                        self._spool.write(chunk)
-            except (OSError, EOFError, ValueError) as error:
+            problem = self._decompress(handle)
+            if problem:
                 report("archive %s is damaged after %d bytes (%s); entries "
                        "beyond that point are treated as missing"
-                       % (path, self._spool.tell(), error))
+                       % (path, self._spool.tell(), problem))
         total = self._spool.tell()
         self._spool.seek(0)
         try:
@@ -323,6 +318,31 @@ class _ArchiveIndex:
                     info.offset_data + info.size <= total:
                 self.members[info.name] = (info.offset_data, info.size)
         tar.members = []
+
+    def _decompress(self, handle):
+        """Inflate ``handle`` into the spool; return a problem or None.
+
+        zlib is driven by hand, in small chunks, so that the data before a
+        damaged or truncated spot is kept (``gzip.GzipFile`` drops it).
+        """
+        inflater, fed = zlib.decompressobj(wbits=31), False
+        try:
+            while True:
+                chunk = handle.read(2 ** 16)
+                if not chunk:
+                    break
+                while chunk:
+                    fed = True
+                    self._spool.write(inflater.decompress(chunk))
+                    chunk = inflater.unused_data
+                    if inflater.eof:  # another gzip member may follow
+                        inflater, fed = zlib.decompressobj(wbits=31), False
+        except zlib.error as error:
+            return str(error)
+        if fed:
+            self._spool.write(inflater.flush())
+            return "the file ends inside the gzip stream"
+        return None
 
     def __contains__(self, key):
         return key in self.members
@@ -463,11 +483,7 @@ class FileDatabase:
         try:
             value = decode_entry(data)
         except UnsupportedEntryError as error:
-            raise UnsupportedEntryError(
-                "entry %r in %s of %s cannot be loaded: %s. Rebuild the "
-                "database: delete %s (or move it away) and the entries will "
-                "be recomputed." % (key, where, self.path, error, self.path)) \
-                from None
+            raise self._unsupported(error, key, where) from None
         except CorruptEntryError as error:
             self._bad.add(key)
             self._report("entry %r in %s of %s is damaged (%s); it is treated "
@@ -476,6 +492,12 @@ class FileDatabase:
             return _MISSING
         self._bad.discard(key)
         return value
+
+    def _unsupported(self, error, key, where):
+        return UnsupportedEntryError(
+            "entry %r in %s of %s cannot be loaded: %s. Rebuild the database: "
+            "delete %s (or move it away) and the entries will be recomputed."
+            % (key, where, self.path, error, self.path))
 
     def _load(self, key):
         try:
@@ -686,6 +708,9 @@ class FileDatabase:
                         digest = hashlib.blake2b(data).digest()
                         try:
                             decode_entry(data)
+                        except UnsupportedEntryError as error:
+                            raise self._unsupported(error, key, "loose/") \
+                                from None
                         except CorruptEntryError as error:
                             damaged[key] = digest
                             self._report("loose entry %r of %s is damaged "
