@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import secrets
 import tarfile
@@ -146,13 +147,49 @@ def _zip_member(archive, name, data):
     archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
 
+def _array_description(array):
+    descr = np.lib.format.dtype_to_descr(array.dtype)
+    return {"dtype": descr if isinstance(descr, str) else None,
+            "shape": list(array.shape),
+            "fortran": bool(array.flags.f_contiguous
+                            and not array.flags.c_contiguous)}
+
+
+def _read_npy(data, meta):
+    """Return the array of one ``.npy`` member described by ``meta``.
+
+    Plain dtypes are read straight from the bytes after the ``.npy`` header
+    (numpy's reader parses that header with ``ast.literal_eval``, which
+    dominated the time of reading an entry); others go through numpy's
+    reader, with ``allow_pickle=False`` in both cases.
+    """
+    dtype = np.dtype(meta["dtype"]) if meta["dtype"] is not None else None
+    if dtype is None or dtype.itemsize == 0:
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    if dtype.hasobject or data[:6] != b"\x93NUMPY" or data[6] not in (1, 2, 3):
+        raise ValueError("array member is not a plain .npy array")
+    if data[6] == 1:
+        start = 10 + int.from_bytes(data[8:10], "little")
+    else:
+        start = 12 + int.from_bytes(data[8:12], "little")
+    shape = tuple(meta["shape"])
+    count = math.prod(shape)
+    if len(data) - start != count * dtype.itemsize or \
+            any(type(n) is not int or n < 0 for n in shape):
+        raise ValueError("array data does not match its description")
+    array = np.frombuffer(data, dtype, count, start)
+    return array.reshape(shape, order="F" if meta["fortran"] else "C").copy(
+        order="K")  # a writable array that owns its memory
+
+
 def encode_entry(value):
     """Serialise one entry value to bytes (format ``amp-ampdb-entry`` v1).
 
     The bytes are an uncompressed zip (readable by ``numpy.load`` with
     ``allow_pickle=False``) with a member ``entry.json`` and one member
     ``a<N>.npy`` per array. ``entry.json`` holds ``format``, ``version``,
-    ``kind`` (the value's type name), ``arrays`` (their count) and ``value``:
+    ``kind`` (the value's type name), ``arrays`` (dtype, shape and order of
+    each array, as its ``.npy`` header also says) and ``value``:
     the JSON tree of the value in which arrays are ``{"$array": N}``, numpy
     scalars ``{"$scalar": N}``, tuples ``{"$tuple": [...]}``, and dict keys
     starting with ``$`` carry one extra ``$``. Equal values give equal bytes.
@@ -170,7 +207,8 @@ def encode_entry(value):
     arrays = []
     tree = _to_tree(value, arrays)
     header = {"format": ENTRY_FORMAT, "version": ENTRY_VERSION,
-              "kind": type(value).__name__, "arrays": len(arrays),
+              "kind": type(value).__name__,
+              "arrays": [_array_description(array) for array in arrays],
               "value": tree}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -219,9 +257,8 @@ def decode_entry(data):
                 raise UnsupportedEntryError(
                     "the entry has format version %d; this version of amp "
                     "reads up to %d" % (header["version"], ENTRY_VERSION))
-            arrays = [np.lib.format.read_array(
-                io.BytesIO(archive.read("a%d.npy" % number)),
-                allow_pickle=False) for number in range(header["arrays"])]
+            arrays = [_read_npy(archive.read("a%d.npy" % number), meta)
+                      for number, meta in enumerate(header["arrays"])]
             return _from_tree(header["value"], arrays)
     except UnsupportedEntryError:
         raise

@@ -143,6 +143,26 @@ def test_entry_is_a_self_describing_zip_readable_by_numpy():
         assert np.array_equal(npz["a0"], np.arange(3.0))
 
 
+def test_entry_whose_arrays_disagree_with_the_header_is_corrupt():
+    good = encode_entry(np.arange(6.0))
+    for old, new in ((b'"shape": [6]', b'"shape": [7]'),
+                     (b'"shape": [6]', b'"shape": [-6]'),
+                     (b'"dtype": "<f8"', b'"dtype": "<f4"'),
+                     (b'"dtype": "<f8"', b'"dtype": "|O"'),
+                     (b'{"$array": 0}', b'{"$array": 1}')):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(good)) as source, \
+                zipfile.ZipFile(buffer, "w") as target:
+            for info in source.infolist():
+                content = source.read(info)
+                if info.filename == "entry.json":
+                    assert old in content
+                    content = content.replace(old, new)
+                target.writestr(info, content)
+        with pytest.raises(CorruptEntryError):
+            decode_entry(buffer.getvalue())
+
+
 def test_unsupported_values_are_refused():
     for bad in (object(), {1: np.arange(2)}, np.array([None, 1]), {1, 2}):
         with pytest.raises(TypeError):
