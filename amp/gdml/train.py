@@ -1,0 +1,799 @@
+"""Training of (s)GDML force fields: the sgdml ``GDMLTrain`` API.
+
+A *task* (:meth:`GDMLTrain.create_task`) records the training and
+validation samples, the hyperparameters and the permutational symmetries; a
+*model* (:meth:`GDMLTrain.train`) adds the descriptors, the coefficients and
+the integration constant. Both are plain dicts with the keys, shapes and
+dtypes of sgdml 1.0.x files (see :mod:`amp.gdml.io`).
+
+Training solves ``(K + lam I) a = y / std`` with K the Hessian of the
+Matérn 5/2 kernel (:mod:`amp.gdml.kernel`) and y the force labels; the
+stored coefficients are ``alphas_F = -a`` (sgdml's sign). The system is
+solved in each training geometry's ``3N - 6`` internal directions: the
+descriptor is invariant to rigid motions, so the other six directions are an
+exact null space of K whose coefficients never reach a prediction.
+"""
+
+import logging
+import os
+import warnings
+
+import numpy as np
+
+from . import io as gdml_io
+from .desc import (Desc, desc_perms_from_lin, lattice_and_inverse,
+                   tril_perms_lin as make_tril_perms_lin)
+from .kernel import assemble, internal_basis
+from .perm import find_perms, is_group
+from .predict import GDMLPredict, require_torch
+from .solvers import (KernelOperator, analytic_bytes, analytic_solve,
+                      cg_solve, nystroem_preconditioner)
+
+__all__ = ["GDMLTrain"]
+
+
+def _total_memory_gb():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def _scalar(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value
+
+
+def _check_sig_lam(sig, lam):
+    try:
+        sig_f = float(sig)
+    except (TypeError, ValueError):
+        raise ValueError("sig must be a positive number, got {!r}".format(
+            sig)) from None
+    if not np.isfinite(sig_f) or sig_f <= 0:
+        raise ValueError("kernel length scale sig must be > 0, got {}".format(
+            sig))
+    if not np.isfinite(float(lam)) or float(lam) < 0:
+        raise ValueError("regulariser lam must be >= 0, got {}".format(lam))
+
+
+class GDMLTrain:
+    """Train sGDML and GDML force fields.
+
+    Parameters
+    ----------
+    max_memory : float, optional
+        Memory limit [GB]; the dense solver is used when its matrix fits,
+        otherwise the iterative one. Default: the machine's memory.
+    max_processes : int, optional
+        Accepted for compatibility; the NumPy code is vectorised and uses
+        BLAS threads.
+    use_torch : bool, optional
+        PyTorch kernels; raises :class:`ImportError` or
+        :class:`RuntimeError` when torch or a GPU is absent.
+    """
+
+    def __init__(self, max_memory=None, max_processes=None, use_torch=False):
+        self.log = logging.getLogger(__name__)
+        if use_torch:
+            require_torch()
+            warnings.warn("amp.gdml has no PyTorch kernels; training with "
+                          "NumPy", RuntimeWarning)
+        total = _total_memory_gb()
+        self._max_memory = (min(float(max_memory), total)
+                            if max_memory is not None else total)
+        if self._max_memory <= 0:
+            raise ValueError("max_memory must be > 0 GB")
+        cpus = os.cpu_count() or 1
+        self._max_processes = (min(int(max_processes), cpus)
+                               if max_processes is not None else cpus)
+        self._use_torch = bool(use_torch)
+
+    # -- sampling and tasks --------------------------------------------------
+    def draw_strat_sample(self, T, n, excl_idxs=None):
+        """Stratified sample that preserves the distribution of T.
+
+        T is binned with the Freedman-Diaconis rule (bin width
+        ``2 IQR / n**(1/3)``, at most ``n / 2`` bins); every bin then gets
+        its share of the n points (rounded up, so every populated bin is
+        represented when n allows), the total is trimmed or topped up at
+        random in proportion to the bin counts, and the members of each bin
+        are drawn uniformly without replacement (``numpy.random``).
+
+        Parameters
+        ----------
+        T : numpy.ndarray
+            Values (e.g. energies) of all candidates.
+        n : int
+            Sample size.
+        excl_idxs : numpy.ndarray, optional
+            Indices that must not be drawn.
+
+        Returns
+        -------
+        numpy.ndarray
+            n distinct indices into T, grouped by bin.
+
+        Raises
+        ------
+        ValueError
+            If fewer than n candidates remain.
+        """
+        T = np.asarray(T, dtype=float).ravel()
+        n = int(n)
+        avail = np.ones(T.size, dtype=bool)
+        if excl_idxs is not None and len(excl_idxs) > 0:
+            avail[np.asarray(excl_idxs, dtype=int)] = False
+        cand = np.flatnonzero(avail)
+        if n < 0 or n > cand.size:
+            raise ValueError("cannot draw {} points: only {} candidates are "
+                             "available".format(n, cand.size))
+        if n == 0:
+            return np.array([], dtype=int)
+        if n == cand.size:
+            return cand
+        if n == 1:
+            return np.array([np.random.choice(cand)])
+        q75, q25 = np.percentile(T, [75, 25])
+        h = 2.0 * (q75 - q25) / np.cbrt(n)
+        span = T.max() - T.min()
+        n_bins = int(np.ceil(span / h)) if h > 0 else 1
+        n_bins = max(1, min(n_bins, n // 2))
+        edges = np.linspace(T.min(), T.max(), n_bins, endpoint=False)
+        bin_of = np.digitize(T[cand], edges)
+        bins, counts = np.unique(bin_of, return_counts=True)
+        share = np.minimum(np.ceil(counts / counts.sum() * n).astype(int),
+                           counts)
+        delta = n - share.sum()
+        while delta != 0:
+            if delta < 0:  # trim, never emptying a bin
+                room = share - 1
+            else:          # top up where members are left
+                room = counts - share
+            k = min(abs(delta), int(room.sum()))
+            if k == 0:
+                room = share if delta < 0 else room
+                k = min(abs(delta), int(room.sum()))
+            picks = np.random.choice(len(bins), k, p=room / room.sum())
+            add = np.minimum(np.bincount(picks, minlength=len(bins)), room)
+            share += np.sign(delta) * add
+            delta = n - share.sum()
+        out = [np.random.choice(cand[bin_of == b], s, replace=False)
+               for b, s in zip(bins, share) if s > 0]
+        return np.concatenate(out).astype(int)
+
+    def create_task(self, train_dataset, n_train, valid_dataset, n_valid, sig,
+                    lam=1e-10, perms=None, use_sym=True, use_E=True,
+                    use_E_cstr=False, callback=None):
+        """Create a training task (sampling, fingerprints, hyperparameters).
+
+        Training and validation points are drawn without replacement with
+        :meth:`draw_strat_sample` (disjoint when both come from the same
+        dataset, recognised by its md5 fingerprint).
+
+        Parameters
+        ----------
+        train_dataset : dict
+            sgdml dataset with ``R``, ``z``, ``F`` (and ``E``).
+        n_train : int
+            Training points.
+        valid_dataset : dict
+            Dataset for validation (may be `train_dataset`).
+        n_valid : int
+            Validation points.
+        sig : float
+            Kernel length scale (> 0).
+        lam : float, optional
+            Regulariser.
+        perms : numpy.ndarray, optional
+            ``(P, N)`` atom permutations; take priority over the dataset's
+            ``perms`` and disable the search.
+        use_sym : bool, optional
+            sGDML (symmetries) when True, GDML when False.
+        use_E : bool, optional
+            Use energies for the integration constant.
+        use_E_cstr : bool, optional
+            Energy constraints in the kernel (needs `use_E`).
+        callback : callable, optional
+            ``callback(current, total, done_str)`` progress function.
+
+        Returns
+        -------
+        dict
+            The task.
+
+        Raises
+        ------
+        ValueError
+            On missing energies with `use_E`, bad datasets, too few points,
+            ``sig <= 0``, bad permutations or lattices.
+        """
+        gdml_io.validate_dataset(train_dataset, "training dataset")
+        gdml_io.validate_dataset(valid_dataset, "validation dataset")
+        _check_sig_lam(sig, lam)
+        if use_E and "E" not in train_dataset:
+            raise ValueError(
+                "no energy labels ('E') in the training dataset; train with "
+                "use_E=False to reconstruct the force field only")
+        z = np.asarray(train_dataset["z"])
+        if not np.array_equal(z, np.asarray(valid_dataset["z"])):
+            raise ValueError("training and validation datasets have "
+                             "different atoms (z differs)")
+        use_E_cstr = bool(use_E and use_E_cstr)
+        n_train, n_valid = int(n_train), int(n_valid)
+        if n_train < 1 or n_valid < 0:
+            raise ValueError("n_train must be >= 1 and n_valid >= 0")
+        md5_train = gdml_io.dataset_md5(train_dataset)
+        md5_valid = gdml_io.dataset_md5(valid_dataset)
+        m_train = np.asarray(train_dataset["R"]).shape[0]
+        m_valid = np.asarray(valid_dataset["R"]).shape[0]
+        same = md5_train == md5_valid
+        if same and n_train + n_valid > m_train:
+            raise ValueError(
+                "n_train + n_valid = {} exceeds the {} geometries of the "
+                "dataset".format(n_train + n_valid, m_train))
+        if n_train > m_train:
+            raise ValueError("n_train = {} exceeds the {} geometries of the "
+                             "training dataset".format(n_train, m_train))
+        if n_valid > m_valid:
+            raise ValueError("n_valid = {} exceeds the {} geometries of the "
+                             "validation dataset".format(n_valid, m_valid))
+        if callback is not None:
+            callback(0, 1, "Sampling training and validation subsets")
+        if "E" in train_dataset:
+            idxs_train = self.draw_strat_sample(train_dataset["E"], n_train)
+        else:
+            idxs_train = np.random.choice(m_train, n_train, replace=False)
+        excl = idxs_train if same else np.array([], dtype=int)
+        if "E" in valid_dataset:
+            idxs_valid = self.draw_strat_sample(valid_dataset["E"], n_valid,
+                                                excl_idxs=excl)
+        else:
+            cand = np.setdiff1d(np.arange(m_valid), excl)
+            idxs_valid = np.random.choice(cand, n_valid, replace=False)
+        if callback is not None:
+            callback(1, 1, "Sampling training and validation subsets")
+        R_train = np.asarray(train_dataset["R"])[idxs_train]
+        task = {
+            "type": "t",
+            "code_version": gdml_io.SGDML_FORMAT_VERSION,
+            "dataset_name": np.array(gdml_io.to_str(
+                train_dataset.get("name", "unnamed"))),
+            "dataset_theory": np.array(gdml_io.to_str(
+                train_dataset.get("theory", "unknown"))),
+            "z": z,
+            "R_train": R_train,
+            "F_train": np.asarray(train_dataset["F"])[idxs_train],
+            "idxs_train": idxs_train,
+            "md5_train": md5_train,
+            "idxs_valid": idxs_valid,
+            "md5_valid": md5_valid,
+            "sig": sig,
+            "lam": lam,
+            "use_E": bool(use_E),
+            "use_E_cstr": use_E_cstr,
+            "use_sym": bool(use_sym),
+        }
+        if use_E:
+            task["E_train"] = np.asarray(train_dataset["E"])[idxs_train]
+        lat_and_inv = None
+        if "lattice" in train_dataset:
+            task["lattice"] = np.asarray(train_dataset["lattice"])
+            lat_and_inv = lattice_and_inverse(task["lattice"])
+        if "r_unit" in train_dataset and "e_unit" in train_dataset:
+            task["r_unit"] = train_dataset["r_unit"]
+            task["e_unit"] = train_dataset["e_unit"]
+        N = len(z)
+        if not use_sym:
+            task["perms"] = np.arange(N)[None, :]
+        elif perms is not None:
+            task["perms"] = self._check_perms(perms, z)
+        elif "perms" in train_dataset:
+            task["perms"] = self._check_perms(train_dataset["perms"], z)
+        else:
+            R_sync = R_train
+            if len(R_sync) > 1000:
+                R_sync = R_sync[np.random.choice(len(R_sync), 1000,
+                                                 replace=False)]
+            task["perms"] = find_perms(R_sync, z, lat_and_inv=lat_and_inv,
+                                       callback=callback)
+        return task
+
+    @staticmethod
+    def _check_perms(perms, z):
+        perms = np.atleast_2d(np.asarray(perms))
+        N = len(z)
+        if perms.ndim != 2 or perms.shape[1] != N:
+            raise ValueError("permutations have shape {}, expected (P, {}) "
+                             "for {} atoms".format(perms.shape, N, N))
+        perms = perms.astype(np.int64)
+        if not np.all(np.sort(perms, axis=1) == np.arange(N)):
+            raise ValueError("each row of perms must be a permutation of "
+                             "0..{}".format(N - 1))
+        if not np.all(np.asarray(z)[perms] == np.asarray(z)):
+            raise ValueError("perms exchange atoms of different species")
+        return perms
+
+    def create_task_from_model(self, model, dataset):
+        """Task that resumes training of a (possibly unconverged) model.
+
+        Hyperparameters and permutations are reused; the model's
+        coefficients become the starting point ``alphas0_F`` (and
+        ``alphas0_E``) of the iterative solver.
+
+        Parameters
+        ----------
+        model : dict
+            The model.
+        dataset : dict
+            The dataset the model was trained on.
+
+        Returns
+        -------
+        dict
+            The task.
+
+        Raises
+        ------
+        ValueError
+            If the dataset does not fit the model.
+        """
+        gdml_io.validate_dataset(dataset)
+        if not np.array_equal(np.asarray(dataset["z"]),
+                              np.asarray(model["z"])):
+            raise ValueError("dataset atoms (z) differ from the model's")
+        idxs_train = np.asarray(model["idxs_train"])
+        use_E = bool(_scalar(model.get("use_E", "e_err" in model)))
+        task = {
+            "type": "t",
+            "code_version": gdml_io.SGDML_FORMAT_VERSION,
+            "dataset_name": model["dataset_name"],
+            "dataset_theory": model["dataset_theory"],
+            "z": model["z"],
+            "R_train": np.asarray(dataset["R"])[idxs_train],
+            "F_train": np.asarray(dataset["F"])[idxs_train],
+            "idxs_train": idxs_train,
+            "md5_train": model["md5_train"],
+            "idxs_valid": model["idxs_valid"],
+            "md5_valid": model["md5_valid"],
+            "sig": model["sig"],
+            "lam": model["lam"],
+            "use_E": use_E,
+            "use_E_cstr": "alphas_E" in model,
+            "use_sym": np.asarray(model["perms"]).shape[0] > 1,
+            "perms": model["perms"],
+        }
+        if use_E:
+            if "E" not in dataset:
+                raise ValueError("the model uses energies but the dataset "
+                                 "has none")
+            task["E_train"] = np.asarray(dataset["E"])[idxs_train]
+        for key in ("lattice", "r_unit", "e_unit", "solver_iters",
+                    "inducing_pts_idxs"):
+            if key in model:
+                task[key] = model[key]
+        if "alphas_F" in model:
+            task["alphas0_F"] = model["alphas_F"]
+        if "alphas_E" in model:
+            task["alphas0_E"] = model["alphas_E"]
+        return task
+
+    # -- models --------------------------------------------------------------
+    def create_model(self, task, solver, R_desc, R_d_desc, tril_perms_lin,
+                     std, alphas_F, alphas_E=None):
+        """Assemble a model dict from a task and trained coefficients.
+
+        Parameters
+        ----------
+        task : dict
+            The task.
+        solver : str
+            ``'analytic'`` or ``'cg'``.
+        R_desc : numpy.ndarray
+            ``(M, D)`` training descriptors.
+        R_d_desc : numpy.ndarray
+            ``(M, D, 3)`` compact training Jacobians.
+        tril_perms_lin : numpy.ndarray
+            Flattened descriptor permutations.
+        std : float
+            Label scale.
+        alphas_F : numpy.ndarray
+            ``3N M`` force coefficients.
+        alphas_E : numpy.ndarray, optional
+            ``M`` energy-constraint coefficients.
+
+        Returns
+        -------
+        dict
+            The model with ``c = 0``.
+        """
+        n_train, dim_d = R_d_desc.shape[:2]
+        n_atoms = len(np.asarray(task["z"]))
+        desc = Desc(n_atoms)
+        alphas_F = np.asarray(alphas_F, dtype=float).ravel()
+        R_d_desc_alpha = desc.d_desc_dot_vec(
+            R_d_desc, alphas_F.reshape(n_train, -1))
+        model = {
+            "type": "m",
+            "code_version": gdml_io.SGDML_FORMAT_VERSION,
+            "dataset_name": task["dataset_name"],
+            "dataset_theory": task["dataset_theory"],
+            "solver_name": solver,
+            "z": task["z"],
+            "idxs_train": task["idxs_train"],
+            "md5_train": task["md5_train"],
+            "idxs_valid": task["idxs_valid"],
+            "md5_valid": task["md5_valid"],
+            "n_test": 0,
+            "md5_test": None,
+            "f_err": {"mae": np.nan, "rmse": np.nan},
+            "R_desc": R_desc.T,
+            "R_d_desc_alpha": R_d_desc_alpha,
+            "c": 0.0,
+            "std": std,
+            "sig": task["sig"],
+            "lam": task["lam"],
+            "alphas_F": alphas_F,
+            "perms": task["perms"],
+            "tril_perms_lin": tril_perms_lin,
+            "use_E": bool(_scalar(task["use_E"])),
+        }
+        if model["use_E"]:
+            model["e_err"] = {"mae": np.nan, "rmse": np.nan}
+            if bool(_scalar(task.get("use_E_cstr", False))):
+                model["alphas_E"] = np.asarray(alphas_E, dtype=float)
+        for key in ("lattice", "r_unit", "e_unit"):
+            if key in task:
+                model[key] = task[key]
+        return model
+
+    def _validate_task(self, task):
+        for key in ("R_train", "F_train", "z", "sig", "lam", "perms",
+                    "use_E", "use_E_cstr"):
+            if key not in task:
+                raise ValueError("task is missing the key '{}'".format(key))
+        R = np.asarray(task["R_train"])
+        F = np.asarray(task["F_train"])
+        N = len(np.asarray(task["z"]))
+        if R.ndim != 3 or R.shape[1:] != (N, 3) or F.shape != R.shape:
+            raise ValueError("task: R_train {} and F_train {} must both have "
+                             "shape (M, {}, 3)".format(R.shape, F.shape, N))
+        if not (np.all(np.isfinite(R)) and np.all(np.isfinite(F))):
+            raise ValueError("task: R_train or F_train contains NaN")
+        _check_sig_lam(_scalar(task["sig"]), _scalar(task["lam"]))
+        self._check_perms(task["perms"], task["z"])
+        if bool(_scalar(task["use_E"])):
+            if "E_train" not in task:
+                raise ValueError("task uses energies but has no E_train")
+            E = np.asarray(task["E_train"])
+            if E.size != R.shape[0] or not np.all(np.isfinite(E)):
+                raise ValueError("task: E_train must hold {} finite values"
+                                 .format(R.shape[0]))
+
+    def train(self, task, save_progr_callback=None, callback=None):
+        """Train a model for a task.
+
+        The dense Cholesky solver is used when its ``n x n`` matrix
+        (``n = (3N - 6) M``, plus M with energy constraints) fits into
+        `max_memory`; otherwise preconditioned conjugate gradients on the
+        same system, started from ``task['alphas0_F']`` when present.
+
+        Parameters
+        ----------
+        task : dict
+            From :meth:`create_task` or :meth:`create_task_from_model`.
+        save_progr_callback : callable, optional
+            Called with the unconverged model every 100 CG iterations.
+        callback : callable, optional
+            ``callback(current, total, done_str)`` progress function for the
+            descriptors, the kernel assembly and the solver.
+
+        Returns
+        -------
+        dict
+            The model.
+
+        Raises
+        ------
+        ValueError
+            For invalid tasks or lattices, and from :meth:`_recov_int_const`.
+        """
+        task = dict(task)
+        self._validate_task(task)
+        R_train = np.asarray(task["R_train"], dtype=float)
+        M, N = R_train.shape[:2]
+        desc = Desc(N)
+        perms = np.asarray(task["perms"], dtype=np.int64)
+        tpl = make_tril_perms_lin(perms)
+        T = desc_perms_from_lin(tpl, desc.dim)
+        lat_and_inv = (lattice_and_inverse(task["lattice"])
+                       if "lattice" in task else None)
+        if callback is not None:
+            callback(0, M, "Generating descriptors and their Jacobians")
+        R_desc, R_d_desc = desc.from_R(R_train.reshape(M, -1), lat_and_inv)
+        if callback is not None:
+            callback(M, M, "Generating descriptors and their Jacobians")
+        sig = float(_scalar(task["sig"]))
+        lam = float(_scalar(task["lam"]))
+        use_E_cstr = bool(_scalar(task["use_E_cstr"]))
+
+        y_F = np.asarray(task["F_train"], dtype=float).reshape(M, -1)
+        E_mean = None
+        y = y_F.ravel()
+        if use_E_cstr:
+            E_train = np.asarray(task["E_train"], dtype=float).ravel()
+            E_mean = float(np.mean(E_train))
+            y = np.concatenate([y, -E_train + E_mean])
+        std = float(np.std(y))
+        if std == 0:
+            std = 1.0
+
+        J_full = desc.d_desc_from_comp(R_d_desc)             # (M, D, 3N)
+        Q = internal_basis(J_full)                           # (M, 3N, r)
+        J_red = np.matmul(J_full, Q)                         # (M, D, r)
+        del J_full
+        r = Q.shape[2]
+        b = np.einsum("mir,mi->mr", Q, y_F).ravel() / std
+        if use_E_cstr:
+            b = np.concatenate([b, y[M * 3 * N:] / std])
+        n = len(b)
+        symmetric = is_group(perms)
+        overhead = 8 * (Q.size + J_red.size + 4 * M * desc.dim * len(T))
+        use_analytic = (analytic_bytes(n) + overhead
+                        < self._max_memory * 2 ** 30)
+        solver_keys = {}
+        if use_analytic:
+            a = analytic_solve(R_desc, J_red, T, sig, lam, b,
+                               use_E_cstr=use_E_cstr, symmetric=symmetric,
+                               callback=callback)
+            solver = "analytic"
+        else:
+            a, solver_keys = self._solve_cg(
+                task, R_desc, R_d_desc, J_red, Q, T, tpl, sig, lam, b, std,
+                use_E_cstr, save_progr_callback, callback)
+            solver = "cg"
+        alphas_F = -np.einsum("mir,mr->mi", Q, a[:M * r].reshape(M, r))
+        alphas_E = -a[M * r:] if use_E_cstr else None
+        model = self.create_model(task, solver, R_desc, R_d_desc, tpl, std,
+                                  alphas_F.ravel(), alphas_E=alphas_E)
+        model.update(solver_keys)
+        if model["use_E"]:
+            model["c"] = (E_mean if E_mean is not None else
+                          self._recov_int_const(model, task, R_desc=R_desc,
+                                                R_d_desc=R_d_desc))
+        return model
+
+    def _solve_cg(self, task, R_desc, R_d_desc, J_red, Q, T, tpl, sig, lam,
+                  b, std, use_E_cstr, save_progr_callback, callback):
+        M, D, r = J_red.shape
+        n = len(b)
+        budget = self._max_memory * 2 ** 30 * 0.5
+        n_ind = int(max(1, min(M, budget // (8.0 * n * r * 2))))
+        if "inducing_pts_idxs" in task and len(np.ravel(
+                task["inducing_pts_idxs"])) == n_ind:
+            idxs = np.asarray(task["inducing_pts_idxs"], dtype=int)
+        else:
+            idxs = np.unique(np.linspace(0, M - 1, n_ind).astype(int))
+        if callback is not None:
+            callback(0, 1, "Building preconditioner ({} inducing points)"
+                     .format(len(idxs)))
+        precon = nystroem_preconditioner(R_desc, J_red, T, sig, lam, idxs,
+                                         use_E_cstr=use_E_cstr)
+        op = KernelOperator(R_desc, J_red, T, sig, lam, use_E_cstr=use_E_cstr)
+        x0 = None
+        if "alphas0_F" in task:
+            a0 = -np.asarray(task["alphas0_F"], dtype=float).reshape(M, -1)
+            x0 = np.einsum("mir,mi->mr", Q, a0).ravel()
+            if use_E_cstr:
+                x0 = np.concatenate(
+                    [x0, -np.asarray(task.get("alphas0_E", np.zeros(M)))])
+        iters0 = int(_scalar(task.get("solver_iters", 0)))
+        tol = float(_scalar(task.get("solver_tol", 1e-4)))
+        maxiter = task.get("solver_maxiter")
+
+        def iter_cb(x, it, resid):
+            if save_progr_callback is not None and it % 100 == 0:
+                aF = -np.einsum("mir,mr->mi", Q, x[:M * r].reshape(M, r))
+                aE = -x[M * r:] if use_E_cstr else None
+                unconv = self.create_model(task, "cg", R_desc, R_d_desc, tpl,
+                                           std, aF.ravel(), alphas_E=aE)
+                unconv.update({"solver_tol": tol, "solver_iters": iters0 + it,
+                               "solver_resid": resid,
+                               "inducing_pts_idxs": idxs})
+                save_progr_callback(unconv)
+
+        x, it, resid, conv = cg_solve(
+            op, b, precon=precon, x0=x0, tol=tol,
+            maxiter=None if maxiter is None else int(_scalar(maxiter)),
+            callback=callback, iter_callback=iter_cb)
+        if not conv:
+            warnings.warn(
+                "the iterative solver did not converge after {} iterations "
+                "(relative residual {:.2e}); the training geometries may be "
+                "highly correlated: try a larger sig, or resume with "
+                "create_task_from_model".format(
+                    iters0 + it, resid / max(np.linalg.norm(b), 1e-300)),
+                RuntimeWarning)
+        keys = {"solver_tol": tol, "solver_iters": iters0 + it,
+                "solver_resid": resid, "norm_y_train": np.linalg.norm(b),
+                "inducing_pts_idxs": idxs}
+        return x, keys
+
+    def _recov_int_const(self, model, task, R_desc=None, R_d_desc=None):
+        """Integration constant by least squares, with label diagnostics.
+
+        Predicts the training energies with ``c = 0`` and returns
+        ``mean(E_train - E_pred)``. The fit ``E_train ~ s E_pred + b``
+        diagnoses three label problems.
+
+        Parameters
+        ----------
+        model : dict
+            The model (its ``c`` is ignored).
+        task : dict
+            Its task, with ``E_train``.
+        R_desc : numpy.ndarray, optional
+            ``(M, D)`` training descriptors (computed if omitted).
+        R_d_desc : numpy.ndarray, optional
+            ``(M, D, 3)`` compact training Jacobians.
+
+        Returns
+        -------
+        float
+            The integration constant.
+
+        Raises
+        ------
+        ValueError
+            If the slope s is negative (forces with switched sign, i.e.
+            gradients instead of forces), if E_pred and E_train correlate
+            below 0.95 (inconsistent energy labels), or if s differs from 1
+            by more than 0.1 (energies and forces in different units or
+            scales).
+        """
+        model = dict(model)
+        model["c"] = 0.0
+        predictor = GDMLPredict(model, num_workers=0,
+                                max_memory=self._max_memory,
+                                log_level=logging.CRITICAL)
+        if R_desc is None or R_d_desc is None:
+            E_pred, _ = predictor.predict(
+                np.asarray(task["R_train"]).reshape(len(task["R_train"]), -1))
+        else:
+            predictor.set_R_desc(R_desc)
+            predictor.set_R_d_desc(R_d_desc)
+            E_pred, _ = predictor.predict()
+        E_ref = np.asarray(task["E_train"], dtype=float).ravel()
+        if E_ref.size > 2 and np.ptp(E_ref) > 0 and np.ptp(E_pred) > 0:
+            design = np.column_stack([E_pred, np.ones_like(E_pred)])
+            slope = np.linalg.lstsq(design, E_ref, rcond=None)[0][0]
+            corr = np.corrcoef(E_ref, E_pred)[0, 1]
+            if slope < 0:
+                raise ValueError(
+                    "the energies integrated from the force labels fall where "
+                    "the energy labels rise (slope {:.2f}): the dataset "
+                    "probably holds gradients instead of forces (switched "
+                    "sign); use F = -dE/dR".format(slope))
+            if corr < 0.95:
+                raise ValueError(
+                    "inconsistent energy labels: energies integrated from the "
+                    "forces correlate only {:.2f} with the energy labels; "
+                    "check that geometries, energies and forces belong "
+                    "together and come from the same level of theory, or "
+                    "train with use_E=False".format(corr))
+            if abs(slope - 1.0) > 0.1:
+                raise ValueError(
+                    "energy and force labels seem to use different units or "
+                    "scales: the integrated forces match the energies only "
+                    "after scaling by {:.3f}; forces must be in energy unit "
+                    "per length unit of R".format(slope))
+        return float(np.sum(E_ref - E_pred) / E_ref.shape[0])
+
+    def _assemble_kernel_mat(self, R_desc, R_d_desc, tril_perms_lin, sig,
+                             desc=None, use_E_cstr=False, col_idxs=np.s_[:],
+                             alloc_extra_rows=0, cols_m_limit=None,
+                             cols_3n_keep_idxs=None, exploit_sym=None,
+                             callback=None):
+        """Force-field kernel matrix with sgdml's sign (negative semi-definite).
+
+        Entry blocks are ``-sum_q J_i.T H(x_i, x_j^(q)) J_j^(q)`` with H the
+        Hessian of the Matérn 5/2 kernel; with `use_E_cstr` the energy rows
+        and columns follow (``-sum_q g delta . J`` and ``-sum_q k``).
+
+        Parameters
+        ----------
+        R_desc : numpy.ndarray
+            ``(M, D)`` descriptors.
+        R_d_desc : numpy.ndarray
+            ``(M, D, 3)`` compact Jacobians.
+        tril_perms_lin : numpy.ndarray
+            Flattened descriptor permutations.
+        sig : float
+            Length scale.
+        desc : Desc, optional
+            Descriptor helper (built from the shapes if omitted).
+        use_E_cstr : bool, optional
+            Energy-constraint rows/columns.
+        col_idxs : slice or array of int, optional
+            Columns to compute (sorted, unique).
+        alloc_extra_rows : int, optional
+            Extra zero rows appended at the bottom.
+        cols_m_limit : int, optional
+            (Deprecated) keep only the columns of the first
+            `cols_m_limit` training points.
+        cols_3n_keep_idxs : array of int, optional
+            Keep only these of the 3N columns of every training point.
+        exploit_sym : bool, optional
+            Compute the block lower triangle only and mirror it (the
+            default when all columns are requested and the permutations
+            form a group).
+        callback : callable, optional
+            ``callback(current, total, done_str)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(rows + alloc_extra_rows, columns)``.
+
+        Raises
+        ------
+        ValueError
+            If columns are indexed beyond the matrix.
+        """
+        R_desc = np.asarray(R_desc, dtype=float)
+        R_d_desc = np.asarray(R_d_desc, dtype=float)
+        M, D = R_desc.shape
+        N = int(round((1 + np.sqrt(8 * D + 1)) / 2))
+        desc = desc if desc is not None else Desc(N)
+        n3 = 3 * N
+        n_rows = M * n3 + (M if use_E_cstr else 0)
+        T = desc_perms_from_lin(tril_perms_lin, D)
+        if isinstance(col_idxs, slice):
+            cols = np.arange(n_rows)[col_idxs]
+        else:
+            cols = np.asarray(col_idxs, dtype=int)
+            if len(np.unique(cols)) != len(cols):
+                raise ValueError("col_idxs contains duplicates")
+        if cols.size and (cols.min() < 0 or cols.max() >= n_rows):
+            raise ValueError("Columns indexed beyond range.")
+        if cols_m_limit is not None:
+            cols = cols[cols < int(cols_m_limit) * n3]
+        if cols_3n_keep_idxs is not None:
+            keep = np.asarray(cols_3n_keep_idxs, dtype=int)
+            force_cols = cols[cols < M * n3]
+            cols = np.concatenate([force_cols[np.isin(force_cols % n3, keep)],
+                                   cols[cols >= M * n3]])
+        J_full = desc.d_desc_from_comp(R_d_desc)
+
+        def kcb(done, total):
+            if callback is not None:
+                callback(done, total, "Assembling kernel matrix")
+
+        all_cols = cols.size == n_rows and np.array_equal(cols,
+                                                          np.arange(n_rows))
+        if exploit_sym is None:
+            exploit_sym = all_cols and is_group(T)
+        if all_cols:
+            K = assemble(R_desc, J_full, T, sig, use_E_cstr=use_E_cstr,
+                         lower_only=bool(exploit_sym) and not use_E_cstr,
+                         callback=kcb)
+            if exploit_sym and not use_E_cstr:
+                upper = np.triu_indices(n_rows, 1)
+                K[upper] = K.T[upper]
+        else:
+            points = np.unique(cols[cols < M * n3] // n3)
+            K_f = assemble(R_desc, J_full, T, sig, use_E_cstr=use_E_cstr,
+                           col_points=points, callback=kcb)
+            pos = {p: i for i, p in enumerate(points)}
+            fcols = cols[cols < M * n3]
+            sel = [pos[c // n3] * n3 + c % n3 for c in fcols]
+            parts = [K_f[:, sel]]
+            ecols = cols[cols >= M * n3] - M * n3
+            if ecols.size:
+                K_full = assemble(R_desc, J_full, T, sig, use_E_cstr=True)
+                parts.append(K_full[:, M * n3 + ecols])
+            K = np.hstack(parts)
+        K = -K
+        if alloc_extra_rows:
+            K = np.vstack([K, np.zeros((int(alloc_extra_rows), K.shape[1]))])
+        return K
