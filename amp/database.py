@@ -13,7 +13,6 @@ Problems with stored entries are reported to the ``logging`` logger
 """
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -30,6 +29,11 @@ import zlib
 from collections import OrderedDict
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: archive() refuses, everything else works
+    fcntl = None
 
 ENTRY_FORMAT = "amp-ampdb-entry"
 ENTRY_VERSION = 1
@@ -319,7 +323,7 @@ class _ArchiveIndex:
     file) and the tar headers are indexed; a read is then one seek.
     """
 
-    SPOOL_BYTES = 64 * 2 ** 20
+    SPOOL_BYTES = 16 * 2 ** 20
 
     def __init__(self, path, report, spill_folder):
         self.members = {}
@@ -631,6 +635,9 @@ class FileDatabase:
 
     @contextlib.contextmanager
     def _lock(self):
+        if fcntl is None:
+            raise OSError("archive() needs fcntl.flock, which this system "
+                          "lacks")
         os.makedirs(self.path, exist_ok=True)
         descriptor = os.open(os.path.join(self.path, "lock"),
                              os.O_RDWR | os.O_CREAT, 0o666)

@@ -697,3 +697,36 @@ def test_corrupt_entry_error_is_a_value_error():
     with pytest.raises(CorruptEntryError):
         decode_entry(encode_entry([1, 2])[:-10])
     assert issubclass(CorruptEntryError, ValueError)
+
+
+def test_parallel_code_can_take_over_the_missing_keys(tmp_path):
+    class Handed(Data):
+        def _calculate_missing(self, keys, images, parallel, log):
+            self.handed = (list(keys), parallel)
+            self.d.update({key: len(images[key]) for key in keys})
+
+    images = make_images(4)
+    keys = list(images)
+    FileDatabase(str(tmp_path / "fp"))[keys[1]] = 2
+    data = Handed(str(tmp_path / "fp"))
+    assert data.calculate_items(images, {"cores": 2}) == [keys[0]] + keys[2:]
+    assert data.handed == ([keys[0]] + keys[2:], {"cores": 2})
+    assert [FileDatabase(str(tmp_path / "fp"))[key] for key in keys] == [2] * 4
+
+
+def test_fsync_option_and_amp1_archives_are_refused(tmp_path):
+    db = FileDatabase(str(tmp_path / "db"), fsync=True)
+    db["a"] = np.arange(3)
+    assert_same(np.arange(3), FileDatabase(db.path)["a"])
+    # An archive made by Amp 1.x: tar.gz members holding pickles.
+    legacy = FileDatabase(str(tmp_path / "old"))
+    os.makedirs(legacy.path)
+    payload = pickle.dumps([1.0, 2.0], protocol=0)
+    with tarfile.open(legacy.tarpath, "w:gz") as tar:
+        info = tarfile.TarInfo("h1")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    assert legacy.keys() == ["h1"]
+    with pytest.raises(UnsupportedEntryError, match="archive.tar.gz of .*"
+                       "delete .*old.ampdb"):
+        legacy["h1"]
