@@ -15,8 +15,12 @@ or triplets, only over chunks, elements and element pairs.
 
 import numpy as np
 
+from .._memory import tune_malloc
+
+tune_malloc()
+
 # Centre atoms processed together; keeps triplet temporaries near 0.5 MB.
-_CHUNK_ATOMS = 12
+_CHUNK_ATOMS = 4
 
 
 class ElementPlan:
@@ -64,12 +68,16 @@ class ElementPlan:
 def _integer_power(x, zeta):
     """``x ** zeta``, by repeated multiplication for small whole zeta."""
     if zeta == 1.0:
-        return x.copy()
+        return x
     if zeta == 2.0:
         return x * x
+    if zeta == 3.0:
+        return x * x * x
     if zeta == 4.0:
         y = x * x
         return y * y
+    if zeta == 0.0:
+        return np.ones_like(x)
     if float(zeta).is_integer() and 0 < zeta <= 16:
         return np.power(x, int(zeta))
     return np.power(x, zeta)
@@ -109,39 +117,26 @@ def compute_element(plan, cutoff, neighbors, codes, atoms,
     entry_derivatives : ndarray, shape (len(entries), 3, n_features) or None
         ``d G_i / d r_e`` for each of those entries.
     """
-    Rc = cutoff.Rc
     n_features = plan.n_features
     values = np.zeros((len(atoms), n_features))
     first = neighbors.first_entry
     counts_all = first[atoms + 1] - first[atoms]
     entries_all = _ragged(first[atoms], counts_all)
-    if derivatives:
-        entry_derivatives = np.zeros((len(entries_all), 3, n_features))
-    else:
-        entry_derivatives = None
+    entry_derivatives = (np.zeros((len(entries_all), 3, n_features))
+                         if derivatives else None)
     entry_start = np.concatenate([[0], np.cumsum(counts_all)])
-
     for c0 in range(0, len(atoms), _CHUNK_ATOMS):
         c1 = min(c0 + _CHUNK_ATOMS, len(atoms))
         e0, e1 = entry_start[c0], entry_start[c1]
         if e1 == e0:
             continue
-        entries = entries_all[e0:e1]
-        counts = counts_all[c0:c1]
-        row = np.repeat(np.arange(c1 - c0), counts)  # chunk-local centre
-        r = neighbors.vectors[entries]
-        d = neighbors.distances[entries]
-        neighbor_code = codes[neighbors.j[entries]]
-        chunk_values = values[c0:c1]
+        chunk = _Chunk(neighbors, codes, entries_all[e0:e1],
+                       counts_all[c0:c1], cutoff, derivatives)
         chunk_derivatives = (entry_derivatives[e0:e1] if derivatives
                              else None)
-        fc = cutoff(d)
-        fc_prime = cutoff.prime(d) if derivatives else None
-        _g2(plan, Rc, r, d, fc, fc_prime, neighbor_code, row,
-            chunk_values, chunk_derivatives)
+        _two_body(plan, chunk, values[c0:c1], chunk_derivatives)
         if plan.has_triplets:
-            _three_body(plan, cutoff, r, d, fc, fc_prime, neighbor_code,
-                        row, counts, chunk_values, chunk_derivatives)
+            _three_body(plan, chunk, values[c0:c1], chunk_derivatives)
     return values, (entries_all if derivatives else None), entry_derivatives
 
 
@@ -154,134 +149,226 @@ def _ragged(starts, counts):
     return np.repeat(starts, counts) + (np.arange(total) - offsets)
 
 
-def _g2(plan, Rc, r, d, fc, fc_prime, neighbor_code, row, values,
-        derivatives):
-    """Add the two-body terms of one chunk."""
+class _Chunk:
+    """A few centre atoms' neighbour entries, flat and in padded slots.
+
+    Entry ``e`` of centre row ``row[e]`` sits in slot ``slot[e]`` of a
+    ``(n_centres, width)`` block; padding slots have zero vectors and zero
+    cutoff values, so they contribute nothing.
+    """
+
+    def __init__(self, neighbors, codes, entries, counts, cutoff,
+                 derivatives):
+        self.cutoff = cutoff
+        self.Rc = cutoff.Rc
+        self.n_centres = len(counts)
+        self.width = width = int(counts.max())
+        self.counts = counts
+        self.row = np.repeat(np.arange(len(counts)), counts)
+        starts = np.cumsum(counts) - counts
+        self.slot = (self.row * width
+                     + np.arange(len(entries)) - np.repeat(starts, counts))
+        self.r = neighbors.vectors[entries]
+        self.d = neighbors.distances[entries]
+        self.code = codes[neighbors.j[entries]]
+        self.fc = cutoff(self.d)
+        self.fc_prime = cutoff.prime(self.d) if derivatives else None
+
+    def padded(self, values, fill=0.0):
+        """Scatter per-entry values (n, ...) into (n_centres * width, ...)."""
+        shape = (self.n_centres * self.width,) + values.shape[1:]
+        out = np.full(shape, fill, dtype=values.dtype)
+        out[self.slot] = values
+        return out
+
+
+def _row_sums(terms, counts):
+    """Sum consecutive rows of ``terms`` in runs of length ``counts``."""
+    out = np.zeros((len(counts),) + terms.shape[1:])
+    nonempty = np.flatnonzero(counts)
+    if len(nonempty):
+        starts = (np.cumsum(counts) - counts)[nonempty]
+        out[nonempty] = np.add.reduceat(terms, starts, axis=0)
+    return out
+
+
+def _two_body(plan, chunk, values, derivatives):
+    """Add the G2 terms of one chunk."""
     if len(plan.g2_columns) == 0:
         return
-    n_rows = values.shape[0]
-    for element in np.unique(plan.g2_element):
-        functions = np.flatnonzero(plan.g2_element == element)
-        columns = plan.g2_columns[functions]
-        pick = np.flatnonzero(neighbor_code == element)
-        if len(pick) == 0:
-            continue
-        dp = d[pick, None]
-        shifted = dp - plan.g2_offset[functions]
-        gauss = np.exp(-plan.g2_eta[functions] * shifted ** 2 / Rc ** 2)
-        term = gauss * fc[pick, None]
-        values[:, columns] += _segment_sum(term, row[pick], n_rows)
-        if derivatives is not None:
-            dterm = gauss * (fc_prime[pick, None]
-                             - 2.0 * plan.g2_eta[functions] * shifted
-                             / Rc ** 2 * fc[pick, None])
-            unit = r[pick] / dp  # (n, 3)
-            derivatives[pick[:, None, None], np.arange(3)[None, :, None],
-                        columns[None, None, :]] += \
-                unit[:, :, None] * dterm[:, None, :]
+    Rc2 = chunk.Rc ** 2
+    same = chunk.code[:, None] == plan.g2_element[None, :]
+    shifted = chunk.d[:, None] - plan.g2_offset[None, :]
+    gauss = np.exp(-plan.g2_eta * shifted * shifted / Rc2) * same
+    term = gauss * chunk.fc[:, None]
+    values[:, plan.g2_columns] += _row_sums(term, chunk.counts)
+    if derivatives is not None:
+        dterm = gauss * (chunk.fc_prime[:, None] - 2.0 * plan.g2_eta
+                         * shifted / Rc2 * chunk.fc[:, None])
+        unit = chunk.r / chunk.d[:, None]
+        derivatives[:, :, plan.g2_columns] += \
+            unit[:, :, None] * dterm[:, None, :]
 
 
-def _three_body(plan, cutoff, r, d, fc, fc_prime, neighbor_code, row,
-                counts, values, derivatives):
-    """Add the G4/G5 terms of one chunk over pairs p < q of each centre."""
-    Rc = cutoff.Rc
-    n_rows = values.shape[0]
-    # Pairs (p, q), p < q, of entries of the same centre; entries of a
-    # centre are contiguous, so q runs from p + 1 to the centre's end.
-    end = np.repeat(np.cumsum(counts), counts)
-    partners = end - np.arange(len(d)) - 1
-    p = np.repeat(np.arange(len(d)), partners)
-    q = _ragged(np.arange(len(d)) + 1, partners)
-    c_vec = r[q] - r[p]
-    dc = np.sqrt(np.einsum("ij,ij->i", c_vec, c_vec))
-    if not plan.needs_all_triplets:
-        keep = np.flatnonzero(dc < Rc)
-        p, q, c_vec, dc = p[keep], q[keep], c_vec[keep], dc[keep]
-    if len(p) == 0:
+def _three_body(plan, chunk, values, derivatives):
+    """Add the G4/G5 terms of one chunk over slot pairs j < k of a centre.
+
+    The neighbour vectors of the chunk are laid out as ``(centres, width,
+    3)``; one batched matrix product gives every ``r_ij . r_ik``, hence the
+    angles and ``R_jk``. Only the pairs that can contribute are then taken
+    (``R_jk < Rc`` unless a G5 needs them all).
+    """
+    Rc2 = chunk.Rc ** 2
+    c, w = chunk.n_centres, chunk.width
+    X = chunk.padded(chunk.r).reshape(c, w, 3)
+    gram = np.matmul(X, X.transpose(0, 2, 1)).reshape(-1)
+    d2 = chunk.padded(chunk.d * chunk.d)
+    upper = np.triu(np.ones((w, w), dtype=bool), 1)
+    if plan.needs_all_triplets:
+        valid = chunk.padded(np.ones(len(chunk.d), dtype=bool), False)
+        valid = valid.reshape(c, w)
+        usable = valid[:, :, None] & valid[:, None, :] & upper
+    else:
+        # R_jk^2 = d_j^2 + d_k^2 - 2 r_j.r_k < Rc^2, as one comparison.
+        half = 0.5 * chunk.padded(chunk.d * chunk.d, fill=1e300).reshape(c, w)
+        half -= 0.25 * Rc2
+        usable = gram.reshape(c, w, w) > half[:, :, None] + half[:, None, :]
+        usable &= upper
+    flat = np.flatnonzero(usable)
+    if len(flat) == 0:
         return
-    ca, cb = neighbor_code[p], neighbor_code[q]
+    centre = flat // (w * w)
+    within = flat - centre * (w * w)
+    j_slot = within // w
+    slot_j = centre * w + j_slot
+    slot_k = centre * w + (within - j_slot * w)
+    code = chunk.padded(chunk.code, fill=-1)
+    ca, cb = code[slot_j], code[slot_k]
     pair = np.minimum(ca, cb) * plan.n_elements + np.maximum(ca, cb)
     for pair_code, functions in plan.pair_groups.items():
         pick = np.flatnonzero(pair == pair_code)
         if len(pick) == 0:
             continue
-        _three_body_pair(functions, cutoff, r, d, fc, fc_prime, row,
-                         p[pick], q[pick], c_vec[pick], dc[pick], values,
-                         derivatives)
+        if len(pick) < len(flat):
+            t = _Triplets(chunk, gram[flat[pick]], d2, slot_j[pick],
+                          slot_k[pick], flat[pick], derivatives is not None)
+            t_centre = centre[pick]
+        else:
+            t = _Triplets(chunk, gram[flat], d2, slot_j, slot_k, flat,
+                          derivatives is not None)
+            t_centre = centre
+        columns, terms, slot_grad = _three_body_terms(functions, t, chunk,
+                                                       derivatives is not None)
+        counts = np.bincount(t_centre, minlength=c)
+        values[:, columns] += _row_sums(np.stack(terms, axis=1), counts)
+        if derivatives is not None:
+            # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
+            per_slot = slot_grad.reshape(len(columns), c * w, 3)[:, chunk.slot]
+            derivatives[:, :, columns] += per_slot.transpose(1, 2, 0)
 
 
-def _three_body_pair(functions, cutoff, r, d, fc, fc_prime, row, p, q,
-                     c_vec, dc, values, derivatives):
-    """Terms of the functions of one element pair over the given pairs."""
-    Rc = cutoff.Rc
-    a, b = r[p], r[q]
-    da, db = d[p], d[q]
-    inv_ab = 1.0 / (da * db)
-    cos = np.clip(np.einsum("ij,ij->i", a, b) * inv_ab, -1.0, 1.0)
-    fa, fb = fc[p], fc[q]
-    sum_ab = da * da + db * db
-    want = derivatives is not None
+class _Triplets:
+    """Per-pair geometry of the usable slot pairs (j, k) of a chunk."""
+
+    def __init__(self, chunk, gram, d2, slot_j, slot_k, flat, derivatives):
+        # ``flat`` indexes (centre, j, k) in the (c, w, w) block.
+        self.flat = flat
+        pad_d = chunk.padded(chunk.d, fill=1.0)
+        pad_fc = chunk.padded(chunk.fc)
+        self.slot_j, self.slot_k = slot_j, slot_k
+        self.da, self.db = pad_d[slot_j], pad_d[slot_k]
+        self.fa, self.fb = pad_fc[slot_j], pad_fc[slot_k]
+        self.inv_ab = 1.0 / (self.da * self.db)
+        self.cos = np.clip(gram * self.inv_ab, -1.0, 1.0)
+        self.sum_ab = d2[slot_j] + d2[slot_k]
+        self.dc = np.sqrt(np.maximum(self.sum_ab - 2.0 * gram, 0.0))
+        if derivatives:
+            pad_fp = chunk.padded(chunk.fc_prime)
+            self.fa_over = pad_fp[slot_j] / self.da
+            self.fb_over = pad_fp[slot_k] / self.db
+
+
+def _three_body_terms(functions, t, chunk, derivatives):
+    """Values and slot gradients of the functions of one element pair.
+
+    Returns
+    -------
+    columns : list of int
+    terms : list of ndarray
+        Each function's term per pair.
+    slot_grad : ndarray, shape (n_functions, c, w, 3) or None
+        ``d (sum of terms of a centre) / d r`` of every slot.
+    """
+    Rc2 = chunk.Rc ** 2
+    cutoff = chunk.cutoff
     if any(kind == "G4" for _, kind, _, _, _ in functions):
-        fcc = cutoff(dc)
-        if want:
+        fcc = cutoff(t.dc)
+        if derivatives:
+            # R_jk > 0 unless two atoms coincide.
             with np.errstate(divide="ignore", invalid="ignore"):
-                fcc_over = np.where(dc > 0, cutoff.prime(dc) / dc, 0.0)
-    if want:
-        fa_over = fc_prime[p] / da
-        fb_over = fc_prime[q] / db
+                fcc_over = cutoff.prime(t.dc) / t.dc
     gaussians = {}
-    columns, terms, grads_p, grads_q = [], [], [], []
+    columns, terms, coefficients = [], [], []
     for column, kind, eta, zeta, gamma in functions:
         if (kind, eta) not in gaussians:
-            extra = dc * dc if kind == "G4" else 0.0
-            gauss = np.exp(-eta * (sum_ab + extra) / Rc ** 2)
-            cut = fa * fb * fcc if kind == "G4" else fa * fb
+            extra = t.dc * t.dc if kind == "G4" else 0.0
+            gauss = np.exp(-eta * (t.sum_ab + extra) / Rc2)
+            cut = t.fa * t.fb * fcc if kind == "G4" else t.fa * t.fb
             gaussians[kind, eta] = gauss, gauss * cut
         gauss, radial = gaussians[kind, eta]
-        base = 1.0 + gamma * cos
+        base = 1.0 + gamma * t.cos
         scale = 2.0 ** (1.0 - zeta)
-        angular = _integer_power(base, zeta)
+        if derivatives:
+            lower = _integer_power(base, zeta - 1.0)
+            angular = lower * base
+        else:
+            angular = _integer_power(base, zeta)
         term = scale * angular * radial
         columns.append(column)
         terms.append(term)
-        if not want:
+        if not derivatives:
             continue
-        # d term / d a = A1 a + B1 b + C1 c and d term / d b = A2 a + B2 b
-        # + C2 c, with c = b - a: from the angle, the Gaussian and the
-        # cutoffs in turn. ``rest`` is the term without its cutoff factors,
-        # so no division by a cutoff value (zero at Rc) is needed.
-        angular_prime = (scale * zeta * gamma * radial
-                         * _integer_power(base, zeta - 1.0))
+        # With a = r_ij, b = r_ik, c = b - a:
+        # d term / d a = A1 a + B1 b + C1 c, d term / d b = A2 a + B2 b + C2 c,
+        # from the angle, the Gaussian and the cutoffs in turn. ``rest`` is
+        # the term without its cutoff factors, so nothing is divided by a
+        # cutoff value (zero at Rc).
+        angular_prime = (scale * zeta * gamma) * radial * lower
         rest = scale * angular * gauss
-        two_eta_term = 2.0 * eta / Rc ** 2 * term
-        cross = angular_prime * inv_ab
-        A1 = -angular_prime * cos / (da * da) - two_eta_term
-        B2 = -angular_prime * cos / (db * db) - two_eta_term
+        two_eta_term = 2.0 * eta / Rc2 * term
+        cross = angular_prime * t.inv_ab
+        A1 = -angular_prime * t.cos / (t.da * t.da) - two_eta_term
+        B2 = -angular_prime * t.cos / (t.db * t.db) - two_eta_term
         if kind == "G4":
-            A1 += rest * fb * fcc * fa_over
-            B2 += rest * fa * fcc * fb_over
-            cut_c = rest * fa * fb * fcc_over
+            A1 += rest * t.fb * fcc * t.fa_over
+            B2 += rest * t.fa * fcc * t.fb_over
+            cut_c = rest * t.fa * t.fb * fcc_over
             C1 = two_eta_term - cut_c
             C2 = cut_c - two_eta_term
+            # Slot j gets (A1 - C1) a + (B1 + C1) b; slot k gets
+            # (A2 - C2) a + (B2 + C2) b.
+            coefficients.append((A1 - C1, cross + C1, cross - C2, B2 + C2))
         else:
-            A1 += rest * fb * fa_over
-            B2 += rest * fa * fb_over
-            C1 = C2 = np.zeros_like(term)
-        grads_p.append((A1, cross, C1))
-        grads_q.append((cross, B2, C2))
-    terms = np.stack(terms, axis=1)
-    values[:, columns] += _segment_sum(terms, row[p], values.shape[0])
-    if not want:
-        return
-    n_local = derivatives.shape[0]
-    for index, grads in ((p, grads_p), (q, grads_q)):
-        coeff = np.array(grads)  # (n_functions, 3 coefficients, n_pairs)
-        vec = (coeff[:, 0, None, :] * a.T[None]
-               + coeff[:, 1, None, :] * b.T[None]
-               + coeff[:, 2, None, :] * c_vec.T[None])  # (n_f, 3, n_pairs)
-        flat = vec.reshape(-1, len(index)).T
-        summed = _segment_sum(flat, index, n_local)
-        derivatives[:, :, columns] += summed.reshape(
-            n_local, len(columns), 3).transpose(0, 2, 1)
-
-
+            A1 += rest * t.fb * t.fa_over
+            B2 += rest * t.fa * t.fb_over
+            coefficients.append((A1, cross, cross, B2))
+    if not derivatives:
+        return columns, terms, None
+    n_f = len(columns)
+    c, w = chunk.n_centres, chunk.width
+    size = c * w
+    # Off-diagonal coefficients couple a slot to the other slot's vector:
+    # M[j, k] multiplies r_k into slot j, M[k, j] multiplies r_j into slot k.
+    M = np.zeros((n_f, size * w))
+    diagonal = np.zeros((n_f, size))
+    jk = t.flat
+    kj = t.slot_k * w + (t.slot_j - (t.slot_j // w) * w)
+    for f, (own_j, other_j, other_k, own_k) in enumerate(coefficients):
+        M[f, jk] = other_j
+        M[f, kj] = other_k
+        diagonal[f] = (np.bincount(t.slot_j, own_j, minlength=size)
+                       + np.bincount(t.slot_k, own_k, minlength=size))
+    X = chunk.padded(chunk.r).reshape(c, w, 3)
+    slot_grad = M.reshape(n_f, c, w, w) @ X[None]
+    slot_grad += diagonal.reshape(n_f, c, w, 1) * X[None]
+    return columns, terms, slot_grad

@@ -1,0 +1,55 @@
+"""Per-image cost of Gaussian fingerprints, one core.
+
+Prints ``name value unit`` lines for thermally displaced fcc Cu cells
+(a = 3.6 A) of 108, 500 and 2048 atoms, default symmetry functions, Cosine
+cutoff 6.5 A, neighbour search included. Targets (issue 2, 108 atoms):
+fingerprints <= 15 ms, with derivatives <= 50 ms, derivative data <= 5 MB.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from ase.build import bulk  # noqa: E402
+
+from amp.descriptor.gaussian import Gaussian  # noqa: E402
+from amp.descriptor.neighbors import atoms_neighbor_list  # noqa: E402
+
+
+def cell(repeat, seed=0):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * ((repeat,) * 3)
+    atoms.rattle(0.05, rng=np.random.default_rng(seed))
+    return atoms
+
+
+def best_of(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def main():
+    for repeat, tries in ((3, 20), (5, 5), (8, 3)):
+        atoms = cell(repeat)
+        n = len(atoms)
+        descriptor = Gaussian(cutoff=6.5, elements=["Cu"])
+        descriptor._ensure_parameters({"x": atoms})
+        nl_time, _ = best_of(lambda: atoms_neighbor_list(atoms, 6.5), tries)
+        fp_time, _ = best_of(lambda: descriptor.compute(atoms), tries)
+        fpp_time, fp = best_of(lambda: descriptor.compute(atoms, True), tries)
+        derivative_bytes = fp.nbytes - sum(v.nbytes for v in fp.values.values())
+        print("neighbors_%d_atoms %.2f ms" % (n, nl_time * 1e3))
+        print("fingerprints_%d_atoms %.2f ms" % (n, fp_time * 1e3))
+        print("fingerprints_with_derivatives_%d_atoms %.2f ms"
+              % (n, fpp_time * 1e3))
+        print("derivative_data_%d_atoms %.2f MB" % (n, derivative_bytes / 1e6))
+
+
+if __name__ == "__main__":
+    main()
