@@ -1,4 +1,4 @@
-"""Fingerprint databases: ``FileDatabase`` (``.ampdb`` folders), ``MemoryDatabase`` and ``Data``.
+"""Fingerprint databases: ``FileDatabase``, ``MemoryDatabase`` and ``Data``.
 
 An ``.ampdb`` folder holds ``loose/`` (one file per entry, named by its key),
 optionally ``archive.tar.gz`` (members named by key), ``parameters.json`` (the
@@ -244,9 +244,10 @@ def decode_entry(data):
     if not data.startswith(_ZIP_MAGIC):
         if _looks_like_pickle(data):
             raise UnsupportedEntryError(
-                "the entry is a pickle (the format of Amp 1.x), which is never "
-                "loaded because unpickling can run arbitrary code")
-        raise CorruptEntryError("not an amp-ampdb-entry (%d bytes)" % len(data))
+                "the entry is a pickle (the format of Amp 1.x), which is "
+                "never loaded because unpickling can run arbitrary code")
+        raise CorruptEntryError("not an amp-ampdb-entry (%d bytes)"
+                                % len(data))
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             if any(info.compress_type != zipfile.ZIP_STORED
@@ -946,7 +947,7 @@ class MemoryDatabase:
             self[key] = value
 
     def archive(self):
-        """Do nothing (there is no disk); return :meth:`FileDatabase.archive`'s counts."""
+        """Do nothing (no disk); return zero counts as ``FileDatabase``."""
         return {"moved": 0, "dropped": 0, "entries": 0, "bytes_before": 0,
                 "bytes_after": 0}
 

@@ -1,4 +1,4 @@
-"""Benchmark of amp/database.py: loose writes and reads, archive(), archive reads.
+"""Benchmark of amp/database.py: loose writes/reads, archive(), archive reads.
 
 Prints ``name value unit`` lines. The entries are the fingerprints of 1,000
 108-atom Cu/Pt images (10 radial G2 features per neighbour element, per atom,
@@ -10,7 +10,8 @@ Run: ``.venv/bin/python bench/database.py`` (issue 3 target:
 """
 import os
 
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                  "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 
 import shutil  # noqa: E402
