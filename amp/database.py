@@ -989,8 +989,12 @@ class Data:
         self.d = None
         self._images = {}
         if isinstance(db, type):
+            if filename is None and not issubclass(db, MemoryDatabase):
+                db = MemoryDatabase
             self.db = db
-            self._store = MemoryDatabase() if filename is None else None
+            # One store for the life of this object, so close() keeps it.
+            self._store = db(filename) if issubclass(db, MemoryDatabase) \
+                else None
         else:
             self.db = type(db)
             self._store = db

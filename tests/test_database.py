@@ -649,6 +649,10 @@ def test_data_in_memory_writes_no_file(tmp_path, monkeypatch):
     data.close()
     assert data.calculate_items(images) == []  # kept across close()
     assert len(calculator.calls) == 3
+    named = Data("label", db=MemoryDatabase, calculator=calculator)
+    named.calculate_items(images)
+    named.close()
+    assert named.calculate_items(images) == [] and len(named.open()) == 3
     store = MemoryDatabase(max_entries=1)
     ephemeral = Data(None, db=store, calculator=calculator)
     for key in images:
