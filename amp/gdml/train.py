@@ -71,9 +71,16 @@ class GDMLTrain:
     use_torch : bool, optional
         PyTorch kernels; raises :class:`ImportError` or
         :class:`RuntimeError` when torch or a GPU is absent.
+    solver : {None, 'analytic', 'cg'}, optional
+        Force a solver (an addition to sgdml's API); by default the choice
+        follows `max_memory`.
     """
 
-    def __init__(self, max_memory=None, max_processes=None, use_torch=False):
+    def __init__(self, max_memory=None, max_processes=None, use_torch=False,
+                 solver=None):
+        if solver not in (None, "analytic", "cg"):
+            raise ValueError("solver must be None, 'analytic' or 'cg'")
+        self._solver = solver
         self.log = logging.getLogger(__name__)
         if use_torch:
             require_torch()
@@ -541,6 +548,8 @@ class GDMLTrain:
         overhead = 8 * (Q.size + J_red.size + 4 * M * desc.dim * len(T))
         use_analytic = (analytic_bytes(n) + overhead
                         < self._max_memory * 2 ** 30)
+        if self._solver is not None:
+            use_analytic = self._solver == "analytic"
         solver_keys = {}
         if use_analytic:
             a = analytic_solve(R_desc, J_red, T, sig, lam, b,

@@ -1,0 +1,200 @@
+"""ASE calculator for (s)GDML models.
+
+Energies and forces are returned in ASE's units (eV, eV/Å). The model's
+units are read from its ``r_unit`` and ``e_unit`` labels; models without
+labels are assumed to use kcal/mol and Å, like the sgdml package's own
+calculator, unless `E_to_eV` / `Ang_to_R` are given.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from ase import units
+from ase.calculators.calculator import Calculator, all_changes
+
+from . import io as gdml_io
+from .predict import GDMLPredict
+
+__all__ = ["GDMLCalculator", "energy_unit_to_eV", "length_unit_to_Ang"]
+
+_ENERGY = {
+    "ev": 1.0,
+    "mev": 1e-3,
+    "kcal/mol": units.kcal / units.mol,
+    "kj/mol": units.kJ / units.mol,
+    "hartree": units.Hartree,
+    "ha": units.Hartree,
+    "au": units.Hartree,
+    "a.u.": units.Hartree,
+    "ry": units.Rydberg,
+}
+_LENGTH = {
+    "ang": 1.0,
+    "angstrom": 1.0,
+    "a": 1.0,
+    "nm": 10.0,
+    "bohr": units.Bohr,
+    "au": units.Bohr,
+    "a.u.": units.Bohr,
+}
+
+
+def energy_unit_to_eV(label):
+    """eV per one unit of an energy label.
+
+    Parameters
+    ----------
+    label : str or bytes
+        ``'eV'``, ``'kcal/mol'``, ``'kJ/mol'``, ``'Hartree'``, ...
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        For an unknown label.
+    """
+    key = gdml_io.to_str(label).strip().lower()
+    if key not in _ENERGY:
+        raise ValueError("unknown energy unit '{}'; known: {}; pass E_to_eV "
+                         "explicitly".format(key, ", ".join(sorted(_ENERGY))))
+    return float(_ENERGY[key])
+
+
+def length_unit_to_Ang(label):
+    """Å per one unit of a length label.
+
+    Parameters
+    ----------
+    label : str or bytes
+        ``'Ang'``, ``'bohr'``, ``'nm'``, ...
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        For an unknown label.
+    """
+    key = gdml_io.to_str(label).strip().lower()
+    if key not in _LENGTH:
+        raise ValueError("unknown length unit '{}'; known: {}; pass Ang_to_R "
+                         "explicitly".format(key, ", ".join(sorted(_LENGTH))))
+    return float(_LENGTH[key])
+
+
+class GDMLCalculator(Calculator):
+    """ASE calculator evaluating an sGDML/GDML model.
+
+    Parameters
+    ----------
+    model : str or dict
+        Path of an sgdml model file (read with the safe loader) or a
+        model dict.
+    E_to_eV : float, optional
+        eV per model energy unit; default from the model's ``e_unit``.
+    Ang_to_R : float, optional
+        Model length units per Å; default from the model's ``r_unit``.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator`.
+
+    Notes
+    -----
+    The Atoms must hold the model's species in the model's order
+    (``model['z']``); a mismatch raises :class:`ValueError` naming the
+    difference. Forces are converted with ``E_to_eV * Ang_to_R``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model, E_to_eV=None, Ang_to_R=None, **kwargs):
+        Calculator.__init__(self, **kwargs)
+        path = None
+        if isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+            model = gdml_io.load_model(path)
+        self.model = model
+        self.predictor = GDMLPredict(model, num_workers=0)
+        self.z = np.asarray(model["z"]).astype(int)
+        has_units = "e_unit" in model and "r_unit" in model
+        if (E_to_eV is None or Ang_to_R is None) and not has_units:
+            warnings.warn("the model has no unit labels; assuming kcal/mol "
+                          "and Angstrom as sgdml does", UserWarning)
+        if E_to_eV is None:
+            E_to_eV = (energy_unit_to_eV(model["e_unit"]) if has_units
+                       else units.kcal / units.mol)
+        if Ang_to_R is None:
+            Ang_to_R = (1.0 / length_unit_to_Ang(model["r_unit"])
+                        if has_units else 1.0)
+        self.E_to_eV = float(E_to_eV)
+        self.Ang_to_R = float(Ang_to_R)
+        self.parameters["model"] = path
+        self.parameters["E_to_eV"] = self.E_to_eV
+        self.parameters["Ang_to_R"] = self.Ang_to_R
+
+    def check_atoms(self, atoms):
+        """Raise unless the Atoms hold the model's species in its order.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+
+        Raises
+        ------
+        ValueError
+            Naming the count, species or order difference.
+        """
+        numbers = atoms.get_atomic_numbers()
+        if len(numbers) != len(self.z):
+            raise ValueError(
+                "the Atoms have {} atoms but the model was trained for {} "
+                "({})".format(len(numbers), len(self.z), _formula(self.z)))
+        if not np.array_equal(numbers, self.z):
+            if np.array_equal(np.sort(numbers), np.sort(self.z)):
+                bad = np.flatnonzero(numbers != self.z)
+                raise ValueError(
+                    "the Atoms have the model's species in a different order: "
+                    "atoms {} are {} but the model expects {}; reorder the "
+                    "atoms as in model['z']".format(
+                        bad.tolist(), _symbols(numbers[bad]),
+                        _symbols(self.z[bad])))
+            raise ValueError(
+                "the Atoms ({}) hold other species than the model ({})"
+                .format(_formula(numbers), _formula(self.z)))
+
+    def calculate(self, atoms=None, properties=("energy",),
+                  system_changes=all_changes):
+        """Compute energy and forces (eV, eV/Å).
+
+        Parameters
+        ----------
+        atoms : ase.Atoms, optional
+            The structure.
+        properties : sequence of str, optional
+            Requested properties.
+        system_changes : list of str, optional
+            What changed since the last call.
+        """
+        Calculator.calculate(self, atoms, properties, system_changes)
+        self.check_atoms(self.atoms)
+        R = self.atoms.get_positions().ravel() * self.Ang_to_R
+        E, F = self.predictor.predict(R[None, :])
+        energy = float(E[0]) * self.E_to_eV
+        forces = F[0].reshape(-1, 3) * (self.E_to_eV * self.Ang_to_R)
+        self.results = {"energy": energy, "free_energy": energy,
+                        "forces": forces}
+
+
+def _symbols(numbers):
+    from ase.data import chemical_symbols
+    return [chemical_symbols[int(n)] for n in numbers]
+
+
+def _formula(numbers):
+    from ase.symbols import Symbols
+    return str(Symbols(np.asarray(numbers, dtype=int)))
