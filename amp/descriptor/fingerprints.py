@@ -110,6 +110,52 @@ class ImageFingerprints:
                               minlength=self.n_atoms))
         return forces
 
+    def force_matrix(self):
+        """The linear map from ``dE/dG`` to the forces, as a sparse matrix.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix, shape (3 n_atoms, n_columns)
+            ``forces.ravel() == T @ g`` where ``g`` is
+            ``np.concatenate([dE_dG[e].ravel() for e in sorted(values)])``
+            (each element's block row-major: atom row, then feature). Its
+            transpose maps force residuals back to fingerprint space, which
+            force training needs at every step.
+        """
+        from scipy.sparse import coo_matrix
+
+        if not self.has_derivatives:
+            raise ValueError("these fingerprints were computed without "
+                             "derivatives")
+        nl = self.neighbors
+        rows, cols, data = [], [], []
+        offset = 0
+        for element in sorted(self.values):
+            n_e, n_f = self.values[element].shape
+            block = self.derivatives[element]  # (n, 3, F)
+            if len(block):
+                entry_rows = self._entry_rows(element)
+                entries = self.entries[element]
+                column = (offset + entry_rows[:, None, None] * n_f
+                          + np.arange(n_f)[None, None, :])
+                column = np.broadcast_to(column, block.shape)
+                axis = np.arange(3)[None, :, None]
+                # F_i += D (centre), F_j -= D (neighbour).
+                for atom, sign in ((nl.i[entries], 1.0),
+                                   (nl.j[entries], -1.0)):
+                    row = np.broadcast_to(3 * atom[:, None, None] + axis,
+                                          block.shape)
+                    rows.append(row.ravel())
+                    cols.append(column.ravel())
+                    data.append(sign * block.ravel())
+            offset += n_e * n_f
+        if rows:
+            rows, cols = np.concatenate(rows), np.concatenate(cols)
+            data = np.concatenate(data)
+        matrix = coo_matrix((data, (rows, cols)),
+                            shape=(3 * self.n_atoms, offset))
+        return matrix.tocsr()  # sums the duplicates of each (atom, column)
+
     def virial(self, dE_dG):
         """``sum_e r_e (x) dE/dr_e``: the stress times the volume (3x3)."""
         gradient = self.entry_gradients(dE_dG)

@@ -20,7 +20,7 @@ from .._memory import tune_malloc
 tune_malloc()
 
 # Centre atoms processed together; keeps triplet temporaries near 0.5 MB.
-_CHUNK_ATOMS = 4
+_CHUNK_ATOMS = 8
 
 
 class ElementPlan:
