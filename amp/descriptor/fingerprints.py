@@ -191,6 +191,8 @@ class ImageFingerprints:
                 for axis in range(3):
                     primes[(n, self.symbols[n], n, self.symbols[n],
                             axis)] = np.zeros(n_features)
+            if len(entries) == 0:
+                continue
             # d G_n / d x_m gains +D from entries (n -> m) and -D at m = n.
             pair_key = centre * self.n_atoms + neighbor
             unique, inverse = np.unique(pair_key, return_inverse=True)

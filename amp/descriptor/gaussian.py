@@ -19,6 +19,12 @@ from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
 from .symmetry import ElementPlan, compute_element
 
+# Amp's default G2 etas, np.logspace(log10(0.05), log10(5), 4) as numpy 1.x
+# computed it; numpy 2 rounds the first one differently (0.049999999999999996),
+# so the values are written out to keep Amp's fingerprints bit for bit.
+_DEFAULT_G2_ETAS = (0.04999999999999999, 0.23207944168063888,
+                    1.0772173450159415, 5.0)
+
 _REQUIRED = {"G2": ("element", "eta"),
              "G4": ("elements", "eta", "zeta", "gamma"),
              "G5": ("elements", "eta", "zeta", "gamma")}
@@ -82,9 +88,7 @@ def make_default_symmetry_functions(elements):
         ``{element: [G dict, ...]}``.
     """
     elements = list(elements)
-    G = make_symmetry_functions(
-        elements, "G2", etas=np.logspace(np.log10(0.05), np.log10(5.0),
-                                         num=4).tolist())
+    G = make_symmetry_functions(elements, "G2", etas=list(_DEFAULT_G2_ETAS))
     G += make_symmetry_functions(elements, "G4", etas=[0.005],
                                  zetas=[1.0, 4.0], gammas=[1.0, -1.0])
     return {element: [dict(g) for g in G] for element in elements}

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from amp.descriptor.cutoffs import Cosine, Polynomial, dict2cutoff
+
+
+@pytest.mark.parametrize("cutoff", [Cosine(6.5), Polynomial(6.5),
+                                    Polynomial(5.0, gamma=2)])
+def test_values_and_derivatives(cutoff):
+    R = np.linspace(0.1, 7.0, 200)
+    Rc = cutoff.Rc
+    values = cutoff(R)
+    assert np.all(values[R > Rc] == 0.0)
+    assert cutoff(0.0) == pytest.approx(1.0)
+    assert cutoff(Rc) == pytest.approx(0.0, abs=1e-15)
+    h = 1e-6
+    inside = R < Rc - 1e-3
+    fd = (cutoff(R + h) - cutoff(R - h)) / (2 * h)
+    np.testing.assert_allclose(cutoff.prime(R)[inside], fd[inside], atol=1e-8)
+    assert np.all(cutoff.prime(R)[R > Rc] == 0.0)
+
+
+def test_formulas():
+    R = np.array([1.0, 3.3, 6.0])
+    np.testing.assert_allclose(Cosine(6.5)(R),
+                               0.5 * (np.cos(np.pi * R / 6.5) + 1.0))
+    x = R / 6.5
+    np.testing.assert_allclose(Polynomial(6.5)(R),
+                               1 + 4 * x ** 5 - 5 * x ** 4)
+
+
+def test_dict_round_trip_and_repr():
+    for cutoff in (Cosine(5.0), Polynomial(6.0, gamma=3.0)):
+        again = dict2cutoff(cutoff.todict())
+        assert again == cutoff and again.todict() == cutoff.todict()
+        assert str(cutoff.Rc)[:3] in repr(cutoff)
+    assert dict2cutoff(4.0) == Cosine(4.0)
+    assert Cosine(6.5).todict() == {"name": "Cosine", "kwargs": {"Rc": 6.5}}
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_bad_radius(bad):
+    with pytest.raises(ValueError, match="cutoff radius"):
+        Cosine(bad)
+    with pytest.raises(ValueError, match="cutoff radius"):
+        Polynomial(bad)
+
+
+def test_unknown_cutoff():
+    with pytest.raises(ValueError, match="unknown cutoff"):
+        dict2cutoff({"name": "Step", "kwargs": {"Rc": 3}})
+    with pytest.raises(TypeError):
+        dict2cutoff("six")

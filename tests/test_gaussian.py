@@ -1,0 +1,294 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, fcc111, molecule
+from ase.io import read
+
+from amp.descriptor.cutoffs import Polynomial
+from amp.descriptor.gaussian import (Gaussian, make_default_symmetry_functions,
+                                     make_symmetry_functions)
+from amp.utilities import hash_images
+from conftest import AMP_REFERENCE
+
+CASES = ["pd3o2_default", "pd4o2_default", "pd3o2_forcecall_gs",
+         "pd4o2_forcecall_gs"]
+
+
+def load_case(case):
+    with open(os.path.join(AMP_REFERENCE, "fingerprints_%s.json" % case)) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reproduces_amp(case):
+    ref = load_case(case)
+    images = hash_images(os.path.join(AMP_REFERENCE, ref["images_file"]))
+    assert list(images) == ref["image_ids"]
+    Gs = None if case.endswith("default") else ref["Gs"]
+    descriptor = Gaussian(cutoff=ref["cutoff"], Gs=Gs)
+    descriptor.calculate_fingerprints(images, calculate_derivatives=True)
+    assert descriptor.Gs == ref["Gs"]
+    assert descriptor.elements == ref["elements"]
+    worst_fp = worst_prime = 0.0
+    for key in ref["image_ids"]:
+        ours = descriptor.fingerprints[key]
+        theirs = ref["fingerprints"][key]
+        assert [s for s, _ in ours] == [s for s, _ in theirs]
+        worst_fp = max(worst_fp, max(np.max(np.abs(np.subtract(a, b)))
+                                     for (_, a), (_, b) in zip(ours, theirs)))
+        primes = {",".join(map(str, k)): v
+                  for k, v in descriptor.fingerprintprimes[key].items()}
+        assert set(primes) == set(ref["fingerprintprimes"][key])
+        worst_prime = max(worst_prime, max(
+            np.max(np.abs(np.subtract(primes[k], v)))
+            for k, v in ref["fingerprintprimes"][key].items()))
+    assert worst_fp < 1e-10
+    assert worst_prime < 1e-10
+
+
+def test_default_symmetry_functions_match_amp():
+    ref = load_case("pd3o2_default")
+    assert make_default_symmetry_functions(["O", "Pd"]) == ref["Gs"]
+
+
+def test_make_symmetry_functions_order():
+    G2 = make_symmetry_functions(["Cu", "O"], "G2", etas=[1.0, 2.0],
+                                 offsets=[0.0, 1.0])
+    assert [(g["eta"], g["element"], g["offset"]) for g in G2] == [
+        (1.0, "Cu", 0.0), (1.0, "Cu", 1.0), (1.0, "O", 0.0), (1.0, "O", 1.0),
+        (2.0, "Cu", 0.0), (2.0, "Cu", 1.0), (2.0, "O", 0.0), (2.0, "O", 1.0)]
+    G4 = make_symmetry_functions(["O", "Cu"], "G4", etas=[0.005],
+                                 zetas=[1.0, 4.0], gammas=[1.0, -1.0])
+    assert len(G4) == 2 * 2 * 3
+    assert G4[1]["elements"] == ["Cu", "O"]  # pairs are sorted
+    assert [(g["zeta"], g["gamma"]) for g in G4[::3]] == [
+        (1.0, 1.0), (1.0, -1.0), (4.0, 1.0), (4.0, -1.0)]
+
+
+def g5_functions(elements):
+    Gs = make_symmetry_functions(elements, "G2", etas=[0.05, 4.0],
+                                 offsets=[0.0, 1.5])
+    Gs += make_symmetry_functions(elements, "G5", etas=[0.005, 0.1],
+                                  zetas=[1.0, 2.0], gammas=[1.0, -1.0])
+    Gs += make_symmetry_functions(elements, "G4", etas=[0.01], zetas=[3.0],
+                                  gammas=[1.0])
+    return {e: Gs for e in elements}
+
+
+def rattled_alloy():
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
+    atoms.symbols[[1, 4, 6]] = "Au"
+    atoms.set_cell(atoms.cell + [[0, 0.2, 0], [0.1, 0, 0], [0, 0, 0]],
+                   scale_atoms=True)
+    atoms.rattle(0.1, rng=np.random.default_rng(4))
+    return atoms
+
+
+def finite_difference_primes(descriptor, atoms, h=1e-5):
+    """d G_n / d x_{m,l} by central differences, as a dense array."""
+    n_atoms = len(atoms)
+    out = {}
+    for m in range(n_atoms):
+        for axis in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[m, axis] += h
+            minus.positions[m, axis] -= h
+            fp_plus = descriptor.compute(plus).as_amp_fingerprints()
+            fp_minus = descriptor.compute(minus).as_amp_fingerprints()
+            for n in range(n_atoms):
+                out[m, n, axis] = (np.subtract(fp_plus[n][1], fp_minus[n][1])
+                                   / (2 * h))
+    return out
+
+
+SYSTEMS = {
+    "periodic alloy, G2/G4/G5 with offsets": (
+        rattled_alloy, lambda: Gaussian(cutoff=4.5,
+                                        Gs=g5_functions(["Au", "Cu"]))),
+    "slab, polynomial cutoff": (
+        lambda: read(os.path.join(AMP_REFERENCE, "pd4o2.traj")),
+        lambda: Gaussian(cutoff=Polynomial(6.0, gamma=4))),
+    "molecule, default functions": (
+        lambda: molecule("CH3CH2OH"), lambda: Gaussian(cutoff=3.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS))
+def test_derivatives_match_finite_differences(name):
+    make_atoms, make_descriptor = SYSTEMS[name]
+    atoms, descriptor = make_atoms(), make_descriptor()
+    descriptor.calculate_fingerprints([atoms], calculate_derivatives=True)
+    primes = descriptor.fingerprintprimes[next(iter(descriptor.arrays))]
+    fd = finite_difference_primes(descriptor, atoms)
+    checked = 0
+    for (m, n, axis), expected in fd.items():
+        key = (m, atoms[m].symbol, n, atoms[n].symbol, axis)
+        got = primes.get(key)
+        if got is None:  # no key: not neighbours, derivative must vanish
+            assert np.max(np.abs(expected)) < 1e-9
+        else:
+            np.testing.assert_allclose(got, expected, atol=1e-8, rtol=1e-6)
+            checked += 1
+    assert checked >= 3 * len(atoms)
+
+
+def test_forces_and_virial_of_a_linear_energy():
+    """forces() and virial() are the gradients of E = sum w . G."""
+    atoms = rattled_alloy()
+    descriptor = Gaussian(cutoff=4.5, Gs=g5_functions(["Au", "Cu"]))
+    fp = descriptor.compute(atoms, derivatives=True)
+    rng = np.random.default_rng(0)
+    weights = {e: rng.normal(size=v.shape[1]) for e, v in fp.values.items()}
+
+    def energy(a):
+        f = descriptor.compute(a)
+        return sum(float(np.sum(f.values[e] @ weights[e])) for e in f.values)
+
+    dE_dG = {e: np.tile(weights[e], (len(v), 1)) for e, v in fp.values.items()}
+    forces = fp.forces(dE_dG)
+    h = 1e-5
+    for m in range(len(atoms)):
+        for axis in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[m, axis] += h
+            minus.positions[m, axis] -= h
+            fd = -(energy(plus) - energy(minus)) / (2 * h)
+            assert forces[m, axis] == pytest.approx(fd, abs=1e-7)
+    gvec = np.concatenate([dE_dG[e].ravel() for e in sorted(dE_dG)])
+    np.testing.assert_allclose(fp.force_matrix() @ gvec, forces.ravel(),
+                               atol=1e-12)
+    # Virial: dE/d(strain), strain applied to cell and positions together.
+    virial = fp.virial(dE_dG)
+    for a in range(3):
+        for b in range(3):
+            strained = []
+            for sign in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += sign * h
+                s = atoms.copy()
+                s.set_cell(atoms.cell @ eps, scale_atoms=True)
+                strained.append(energy(s))
+            fd = (strained[0] - strained[1]) / (2 * h)
+            assert virial[a, b] == pytest.approx(fd, abs=1e-6)
+
+
+def fingerprint_rows(descriptor, atoms):
+    fp = descriptor.compute(atoms)
+    return np.array([v for _, v in fp.as_amp_fingerprints()])
+
+
+def test_invariances():
+    atoms = rattled_alloy()
+    descriptor = Gaussian(cutoff=4.5, Gs=g5_functions(["Au", "Cu"]))
+    reference = fingerprint_rows(descriptor, atoms)
+    moved = atoms.copy()
+    moved.translate([0.3, -1.7, 12.0])
+    np.testing.assert_allclose(fingerprint_rows(descriptor, moved), reference,
+                               atol=1e-12)
+    rotated = atoms.copy()
+    rotated.rotate(37, "x", rotate_cell=True)
+    rotated.rotate(-71, [1, 1, 0.3], rotate_cell=True)
+    np.testing.assert_allclose(fingerprint_rows(descriptor, rotated),
+                               reference, atol=1e-12)
+    cu = [a.index for a in atoms if a.symbol == "Cu"]
+    order = np.arange(len(atoms))
+    order[cu] = cu[::-1]
+    permuted = atoms[order]
+    np.testing.assert_allclose(fingerprint_rows(descriptor, permuted),
+                               reference[order], atol=1e-12)
+
+
+def test_small_cell_sees_its_own_images():
+    atoms = bulk("Cu", "fcc", a=3.6)  # one atom, cell far below 6.5 A
+    descriptor = Gaussian(cutoff=6.5)
+    fp = descriptor.compute(atoms, derivatives=True)
+    big = atoms * (3, 3, 3)
+    fp_big = descriptor.compute(big)
+    np.testing.assert_allclose(fp_big.values["Cu"],
+                               np.tile(fp.values["Cu"], (27, 1)), rtol=1e-12)
+    # The atom's own images move with it: no net derivative.
+    primes = fp.as_amp_primes()
+    assert np.max(np.abs(primes[(0, "Cu", 0, "Cu", 0)])) < 1e-12
+
+
+def test_isolated_atom_and_atom_without_neighbours():
+    atoms = Atoms("H2O", positions=[[0, 0, 0], [0.9, 0, 0], [30, 0, 0]])
+    descriptor = Gaussian(cutoff=6.5)
+    descriptor.calculate_fingerprints(atoms, calculate_derivatives=True)
+    key = next(iter(descriptor.arrays))
+    fps = descriptor.fingerprints[key]
+    assert fps[2][0] == "O" and fps[2][1] == [0.0] * len(fps[2][1])
+    assert max(fps[0][1]) > 0
+    primes = descriptor.fingerprintprimes[key]
+    assert primes[(2, "O", 2, "O", 0)] == [0.0] * len(fps[2][1])
+    assert (2, "O", 0, "H", 0) not in primes
+    lonely = Atoms("Cu", positions=[[0, 0, 0]])
+    values = Gaussian(cutoff=6.5).compute(lonely, True).values["Cu"]
+    assert values.shape == (1, 8) and not values.any()
+
+
+def test_array_form_and_views():
+    images = read(os.path.join(AMP_REFERENCE, "pd4o2.traj"), ":")
+    descriptor = Gaussian()
+    descriptor.calculate_fingerprints(images)
+    key = next(iter(descriptor.arrays))
+    fp = descriptor.arrays[key]
+    assert set(fp.values) == {"O", "Pd"}
+    assert fp.values["Pd"].shape == (len(fp.atom_index["Pd"]), 20)
+    assert key in descriptor.fingerprints
+    assert key not in descriptor.fingerprintprimes  # no derivatives asked
+    neighbors = descriptor.neighborlist[key]
+    assert len(neighbors) == len(images[0])
+    # Derivatives are added when asked for later.
+    descriptor.calculate_fingerprints(images, calculate_derivatives=True)
+    assert key in descriptor.fingerprintprimes
+    parameters = descriptor.todict()
+    again = Gaussian.fromdict(json.loads(json.dumps(parameters)))
+    assert again.todict() == parameters
+    np.testing.assert_array_equal(again.compute(images[0]).values["Pd"],
+                                  fp.values["Pd"])
+
+
+def test_derivative_storage_is_compact():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (3, 3, 3)
+    atoms.rattle(0.05, rng=np.random.default_rng(0))
+    fp = Gaussian(cutoff=6.5).compute(atoms, derivatives=True)
+    assert fp.nbytes < 5e6
+
+
+@pytest.mark.parametrize("Gs, message", [
+    ({"Cu": []}, "no symmetry functions"),
+    ({"Cu": [{"type": "G3", "eta": 1.0}]}, "unknown symmetry function type"),
+    ({"Cu": [{"type": "G2", "element": "Cu"}]}, "misses eta"),
+    ({"Cu": [{"type": "G4", "elements": ["Cu", "Cu"], "eta": 1.0,
+              "zeta": 1.0}]}, "misses gamma"),
+    ({"Cu": [{"type": "G2", "element": "Cu", "eta": "big"}]}, "finite number"),
+])
+def test_bad_symmetry_functions(Gs, message):
+    with pytest.raises(ValueError, match=message):
+        Gaussian(Gs=Gs)
+
+
+def test_bad_input_leaves_nothing_stored(tmp_path):
+    descriptor = Gaussian(cutoff=6.5, Gs={"Cu": make_symmetry_functions(
+        ["Cu"], "G2", etas=[1.0])})
+    good = bulk("Cu", "fcc", a=3.6)
+    with pytest.raises(ValueError, match="contains O"):
+        descriptor.calculate_fingerprints([good, molecule("H2O")[:1]])
+    assert len(descriptor.arrays) == 0
+    with pytest.raises(ValueError, match="no atoms"):
+        descriptor.calculate_fingerprints([good, Atoms()])
+    nan = good.copy()
+    nan.positions[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        descriptor.calculate_fingerprints([good, nan])
+    with pytest.raises(ValueError, match="does not exist"):
+        descriptor.calculate_fingerprints(str(tmp_path / "none.traj"))
+    assert len(descriptor.arrays) == 0
+    with pytest.raises(ValueError, match="cutoff radius"):
+        Gaussian(cutoff=0.0)
+    with pytest.raises(ValueError, match="atom-centered"):
+        Gaussian(mode="image-centered")
