@@ -567,9 +567,14 @@ class GDMLTrain:
                                   alphas_F.ravel(), alphas_E=alphas_E)
         model.update(solver_keys)
         if model["use_E"]:
-            model["c"] = (E_mean if E_mean is not None else
-                          self._recov_int_const(model, task, R_desc=R_desc,
-                                                R_d_desc=R_d_desc))
+            if E_mean is not None:
+                model["c"] = E_mean
+            else:
+                converged = solver_keys.get("solver_converged", True)
+                model["c"] = self._recov_int_const(
+                    model, task, R_desc=R_desc, R_d_desc=R_d_desc,
+                    diagnose=converged)
+        model.pop("solver_converged", None)
         return model
 
     def _solve_cg(self, task, R_desc, R_d_desc, J_red, Q, T, tpl, sig, lam,
@@ -623,12 +628,14 @@ class GDMLTrain:
                 "create_task_from_model".format(
                     iters0 + it, resid / max(np.linalg.norm(b), 1e-300)),
                 RuntimeWarning)
-        keys = {"solver_tol": tol, "solver_iters": iters0 + it,
+        keys = {"solver_converged": conv,
+                "solver_tol": tol, "solver_iters": iters0 + it,
                 "solver_resid": resid, "norm_y_train": np.linalg.norm(b),
                 "inducing_pts_idxs": idxs}
         return x, keys
 
-    def _recov_int_const(self, model, task, R_desc=None, R_d_desc=None):
+    def _recov_int_const(self, model, task, R_desc=None, R_d_desc=None,
+                         diagnose=True):
         """Integration constant by least squares, with label diagnostics.
 
         Predicts the training energies with ``c = 0`` and returns
@@ -645,6 +652,9 @@ class GDMLTrain:
             ``(M, D)`` training descriptors (computed if omitted).
         R_d_desc : numpy.ndarray, optional
             ``(M, D, 3)`` compact training Jacobians.
+        diagnose : bool, optional
+            Raise on the label problems below (an unconverged model, e.g.
+            a checkpoint of the iterative solver, is not diagnosed).
 
         Returns
         -------
@@ -654,11 +664,12 @@ class GDMLTrain:
         Raises
         ------
         ValueError
-            If the slope s is negative (forces with switched sign, i.e.
-            gradients instead of forces), if E_pred and E_train correlate
-            below 0.95 (inconsistent energy labels), or if s differs from 1
-            by more than 0.1 (energies and forces in different units or
-            scales).
+            If E_pred and E_train are strongly anti-correlated (correlation
+            <= -0.95, negative s: forces with switched sign, i.e. gradients
+            instead of forces), if they correlate weakly (absolute
+            correlation below 0.95: inconsistent energy labels), or if s
+            differs from 1 by more than 0.1 (energies and forces in
+            different units or scales).
         """
         model = dict(model)
         model["c"] = 0.0
@@ -673,17 +684,18 @@ class GDMLTrain:
             predictor.set_R_d_desc(R_d_desc)
             E_pred, _ = predictor.predict()
         E_ref = np.asarray(task["E_train"], dtype=float).ravel()
-        if E_ref.size > 2 and np.ptp(E_ref) > 0 and np.ptp(E_pred) > 0:
+        if diagnose and E_ref.size > 2 and np.ptp(E_ref) > 0 \
+                and np.ptp(E_pred) > 0:
             design = np.column_stack([E_pred, np.ones_like(E_pred)])
             slope = np.linalg.lstsq(design, E_ref, rcond=None)[0][0]
             corr = np.corrcoef(E_ref, E_pred)[0, 1]
-            if slope < 0:
+            if slope < 0 and corr <= -0.95:
                 raise ValueError(
                     "the energies integrated from the force labels fall where "
                     "the energy labels rise (slope {:.2f}): the dataset "
                     "probably holds gradients instead of forces (switched "
                     "sign); use F = -dE/dR".format(slope))
-            if corr < 0.95:
+            if abs(corr) < 0.95:
                 raise ValueError(
                     "inconsistent energy labels: energies integrated from the "
                     "forces correlate only {:.2f} with the energy labels; "
