@@ -17,6 +17,7 @@ from ..utilities import Logger, hash_images
 from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
+from .store import FingerprintStore
 from .symmetry import ElementPlan, compute_element
 
 # Amp's default G2 etas, np.logspace(log10(0.05), log10(5), 4) as numpy 1.x
@@ -230,11 +231,28 @@ class Gaussian:
         self.dblabel = dblabel
         self.fortran = fortran
         self.parent = None
-        self.arrays = {}
-        self.fingerprints = _View(self.arrays, "fingerprints")
-        self.fingerprintprimes = _View(self.arrays, "primes")
-        self.neighborlist = _View(self.arrays, "neighbors")
+        self.ephemeral = False
+        self._store = None
+        self.fingerprints = _View(self, "fingerprints")
+        self.fingerprintprimes = _View(self, "primes")
+        self.neighborlist = _View(self, "neighbors")
         self._plans = None
+
+    @property
+    def arrays(self):
+        """``arrays[hash]``: the :class:`ImageFingerprints` of an image.
+
+        Backed by the databases of :attr:`dblabel`, by memory when there is
+        none, or (:attr:`ephemeral`) by memory holding only the latest image.
+        """
+        if self._store is None or self._store.dblabel != self.dblabel:
+            if self.Gs is None:
+                raise ValueError("the descriptor has no symmetry functions "
+                                 "yet; calculate fingerprints first")
+            self._store = FingerprintStore(
+                self.dblabel, {"cutoff": self.cutoff.todict(), "Gs": self.Gs},
+                ephemeral=self.ephemeral and self.dblabel is None)
+        return self._store
 
     # Parameters ----------------------------------------------------------
 
@@ -324,50 +342,80 @@ class Gaussian:
             Images keyed by hash (as :func:`amp.utilities.hash_images`
             returns them), or anything ``hash_images`` accepts.
         parallel : dict, optional
-            Amp's ``{'cores': ...}``; accepted here, computation is serial.
+            Amp's ``{'cores': ...}``.
         log : Logger, optional
         calculate_derivatives : bool
             Also compute the fingerprint derivatives (for forces).
+
+        Returns
+        -------
+        list of str
+            The hashes that were computed (the others were already stored).
         """
         log = Logger(None) if log is None else log
         images = hash_images(images)
         self._ensure_parameters(images)
-        log("Calculating fingerprints%s of %i images..."
+        store = self.arrays
+        needed = {key: atoms for key, atoms in images.items()
+                  if key not in store or (calculate_derivatives
+                                          and not store.has_derivatives(key))}
+        log("Fingerprints%s: %i of %i images to calculate (%s)."
             % (" and derivatives" if calculate_derivatives else "",
-               len(images)), tic="fp")
+               len(needed), len(images),
+               "memory" if self.dblabel is None
+               else "%s-*.ampdb" % self.dblabel), tic="fp")
+        for key, fingerprints in self._compute_many(
+                needed, calculate_derivatives, parallel, log):
+            store.put(key, fingerprints)
+        log("...fingerprints ready.", toc="fp")
+        return list(needed)
+
+    def _compute_many(self, images, derivatives, parallel, log):
+        """Yield ``(key, ImageFingerprints)`` for each image.
+
+        Each image is computed whole before it is yielded, so a failure
+        leaves nothing half-stored.
+        """
         for key, atoms in images.items():
-            have = self.arrays.get(key)
-            if have is not None and (have.has_derivatives
-                                     or not calculate_derivatives):
-                continue
-            # Computed whole, then stored: a failure leaves nothing behind.
-            self.arrays[key] = self.compute(atoms, calculate_derivatives)
-        log("...fingerprints calculated.", toc="fp")
+            yield key, self.compute(atoms, derivatives)
+
+    def archive_databases(self, log=None):
+        """Compress the three databases (no-op in memory); see
+        :meth:`amp.database.FileDatabase.archive`."""
+        reports = self.arrays.archive()
+        if log is not None:
+            for name, report in reports.items():
+                log("Compressed %s: %i entries moved, %i -> %i bytes."
+                    % (name, report["moved"], report["bytes_before"],
+                       report["bytes_after"]))
+        return reports
 
 
 class _View:
     """Read-only mapping from image hash to one of Amp's views."""
 
-    def __init__(self, arrays, kind):
-        self._arrays = arrays
+    def __init__(self, descriptor, kind):
+        self._descriptor = descriptor
         self._kind = kind
 
     def __getitem__(self, key):
-        item = self._arrays[key]
+        store = self._descriptor.arrays
+        if self._kind == "neighbors":
+            return store.neighbor_list(key)
+        item = store[key]
         if self._kind == "fingerprints":
             return item.as_amp_fingerprints()
-        if self._kind == "primes":
-            return item.as_amp_primes()
-        return item.neighbors.as_amp()
+        return item.as_amp_primes()
 
     def __contains__(self, key):
+        store = self._descriptor.arrays
         if self._kind == "primes":
-            return key in self._arrays and self._arrays[key].has_derivatives
-        return key in self._arrays
+            return store.has_derivatives(key)
+        return key in store
 
     def keys(self):
         """Hashes of the images held."""
-        return [k for k in self._arrays if k in self]
+        return [k for k in self._descriptor.arrays.keys() if k in self]
 
     def __iter__(self):
         return iter(self.keys())
