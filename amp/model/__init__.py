@@ -1,0 +1,533 @@
+"""Models, the loss function they are trained on, and shared helpers.
+
+Amp's names and meanings: :class:`Model` (methods on Amp's dictionary views
+of fingerprints), :class:`LossFunction`, :func:`calculate_fingerprints_range`,
+:class:`ConvergenceOccurred` and :class:`TrainingConvergenceError`. The loss
+is evaluated on :class:`~amp.model._network.TrainingBatch` objects (stacked
+arrays of a subset of the training images); each returns partial sums that
+:func:`combine_partials` adds, so the images can be split over workers
+without changing the result.
+"""
+
+import time
+
+import numpy as np
+from ase.calculators.calculator import Parameters
+
+from ..utilities import Logger, now
+from ._network import Raveler  # noqa: F401  (Amp's name, exported here)
+
+__all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
+           "ConvergenceOccurred", "TrainingConvergenceError",
+           "MaxIterationsReached", "Raveler", "combine_partials"]
+
+
+class ConvergenceOccurred(Exception):
+    """Raised by :meth:`LossFunction.get_loss` the moment every convergence
+    criterion is met; stops the optimiser."""
+
+
+class MaxIterationsReached(Exception):
+    """Raised by :meth:`LossFunction.get_loss` when ``maxiter`` loss
+    evaluations have been made without convergence."""
+
+
+class TrainingConvergenceError(Exception):
+    """Training did not meet the convergence criteria."""
+
+
+def calculate_fingerprints_range(fp, images):
+    """Per-element ``[[min, max], ...]`` of every fingerprint component.
+
+    Parameters
+    ----------
+    fp : descriptor
+        Its ``arrays[hash]`` (array form) or, failing that, its
+        ``fingerprints[hash]`` (Amp's list view) are read.
+    images : dict
+        ``{hash: atoms}`` of the images to take the range over.
+
+    Returns
+    -------
+    dict
+        ``{element: [[min, max], ...]}`` as plain floats.
+    """
+    low, high = {}, {}
+    arrays = getattr(fp, "arrays", None)
+    for key in images:
+        if arrays is not None:
+            blocks = arrays[key].values.items()
+        else:
+            grouped = {}
+            for element, afp in fp.fingerprints[key]:
+                grouped.setdefault(element, []).append(afp)
+            blocks = ((e, np.array(v, dtype=float))
+                      for e, v in grouped.items())
+        for element, block in blocks:
+            block = np.asarray(block, dtype=float)
+            if len(block) == 0:
+                continue
+            if element in low and low[element].shape[0] != block.shape[1]:
+                raise ValueError("element %s has fingerprints of different "
+                                 "lengths across images" % element)
+            lo, hi = block.min(axis=0), block.max(axis=0)
+            low[element] = np.minimum(low.get(element, lo), lo)
+            high[element] = np.maximum(high.get(element, hi), hi)
+    return {e: np.column_stack([low[e], high[e]]).tolist()
+            for e in sorted(low)}
+
+
+def combine_partials(partials):
+    """Add the partial sums of several batches (see
+    :meth:`~amp.model._network.TrainingBatch.partial`).
+
+    Sums of losses, gradients and image counts; maxima of the residuals.
+    """
+    total = {"energy_loss": 0.0, "force_loss": 0.0, "energy_maxresid": 0.0,
+             "force_maxresid": 0.0, "n_images": 0.0, "gradient": None}
+    for part in partials:
+        for key in ("energy_loss", "force_loss", "n_images"):
+            total[key] += part[key]
+        for key in ("energy_maxresid", "force_maxresid"):
+            total[key] = max(total[key], part[key])
+        if part["gradient"] is not None:
+            total["gradient"] = (part["gradient"].copy()
+                                 if total["gradient"] is None
+                                 else total["gradient"] + part["gradient"])
+    return total
+
+
+class Model:
+    """Methods common to the models, on Amp's dictionary views.
+
+    Subclasses provide :meth:`evaluate` (the vectorised path) and
+    ``_networks``-style access; these methods reproduce Amp's interface on
+    ``fingerprints[hash]`` (``[(symbol, [G, ...]), ...]``) and
+    ``fingerprintprimes[hash]`` (``{(m, sym_m, n, sym_n, l): [...]}``).
+    """
+
+    @property
+    def log(self):
+        """The logger (an :class:`amp.utilities.Logger`); the parent's
+        when none was set."""
+        if getattr(self, "_log", None) is not None:
+            return self._log
+        parent = getattr(self, "parent", None)
+        if parent is not None and getattr(parent, "_log", None) is not None:
+            return parent._log
+        return Logger(None)
+
+    @log.setter
+    def log(self, log):
+        self._log = log
+
+    @staticmethod
+    def _group(fingerprints):
+        """``{symbol: (atom indices, (n, F) array)}`` from Amp's list."""
+        index = {}
+        for atom, (symbol, _) in enumerate(fingerprints):
+            index.setdefault(symbol, []).append(atom)
+        return {s: (np.array(i), np.array([fingerprints[k][1] for k in i],
+                                           dtype=float))
+                for s, i in index.items()}
+
+    def calculate_energy(self, fingerprints):
+        """Energy of an image from Amp's fingerprint list.
+
+        Also sets ``self.atomic_energies`` (a list, atom order).
+
+        Parameters
+        ----------
+        fingerprints : list
+            ``[(symbol, [G, ...]), ...]``, one entry per atom.
+
+        Returns
+        -------
+        float
+        """
+        atomic = np.empty(len(fingerprints))
+        for symbol, (atoms, block) in self._group(fingerprints).items():
+            atomic[atoms], _ = self._evaluate_block(symbol, block, False)
+        self.atomic_energies = atomic.tolist()
+        return float(atomic.sum())
+
+    def calculate_atomic_energy(self, afp, index, symbol):
+        """Energy of one atom from its fingerprint ``afp`` (``index`` is
+        unused, kept for Amp's signature)."""
+        energy, _ = self._evaluate_block(
+            symbol, np.asarray(afp, dtype=float)[None, :], False)
+        return float(energy[0])
+
+    def calculate_force(self, afp, derafp, direction, nindex=None,
+                        nsymbol=None):
+        """Amp's force contribution ``-dE_n/dG_n . derafp`` of one
+        fingerprint-prime entry (``direction`` and ``nindex`` unused)."""
+        _, grad = self._evaluate_block(
+            nsymbol, np.asarray(afp, dtype=float)[None, :], True)
+        return -float(grad[0] @ np.asarray(derafp, dtype=float))
+
+    def calculate_forces(self, fingerprints, fingerprintprimes):
+        """Forces of an image from Amp's dictionary views.
+
+        Parameters
+        ----------
+        fingerprints : list
+            ``[(symbol, [G, ...]), ...]``.
+        fingerprintprimes : dict
+            ``{(m, sym_m, n, sym_n, l): [dG_n/dx_{m,l}, ...]}``.
+
+        Returns
+        -------
+        ndarray, shape (n_atoms, 3)
+        """
+        n_atoms = len(fingerprints)
+        gradient = [None] * n_atoms
+        for symbol, (atoms, block) in self._group(fingerprints).items():
+            _, grad = self._evaluate_block(symbol, block, True)
+            for row, atom in enumerate(atoms):
+                gradient[atom] = grad[row]
+        # One contraction per neighbour element (feature counts differ).
+        by_symbol = {}
+        for key, prime in fingerprintprimes.items():
+            by_symbol.setdefault(key[3], []).append((key, prime))
+        forces = np.zeros((n_atoms, 3))
+        for items in by_symbol.values():
+            keys = np.array([k[:1] + k[2:3] + k[4:5] for k, _ in items])
+            primes = np.array([p for _, p in items], dtype=float)
+            grads = np.array([gradient[n] for n in keys[:, 1]])
+            np.add.at(forces, (keys[:, 0], keys[:, 2]),
+                      -np.einsum("kf,kf->k", grads, primes))
+        return forces
+
+
+class LossFunction:
+    """Amp's loss function: energies and forces against references.
+
+    ``loss = energy_coefficient * energy_loss + force_coefficient *
+    force_loss + overfit * sum(w ** 2)`` with ``energy_loss = sum_images
+    (dE / N)^2``, ``force_loss = sum_images sum_components dF^2 / (3 N)``
+    and the penalty over every network weight (biases and scalings
+    excluded; Amp 1.x penalised the first layer only).
+
+    Parameters
+    ----------
+    energy_coefficient : float
+    force_coefficient : float or None
+        None turns force training off. As in Amp, force training is also
+        off when both force criteria of ``convergence`` are None.
+    convergence : dict, optional
+        ``energy_rmse`` (default 0.001), ``energy_maxresid``,
+        ``force_rmse``, ``force_maxresid`` (default None); None criteria are
+        ignored.
+    parallel : dict, optional
+        Amp's ``{'cores': ...}``; the evaluation here is serial.
+    overfit : float
+        Weight of the L2 penalty.
+    raise_ConvergenceOccurred : bool
+        Raise :class:`ConvergenceOccurred` when converged (and
+        :class:`MaxIterationsReached` after ``maxiter`` evaluations); False
+        for using :meth:`get_loss` outside an optimiser.
+    log_losses : bool
+        Write the convergence table.
+    d : float, optional
+        When given, the gradient is the central finite difference of the
+        loss with step ``d`` (for checking the analytic one).
+    weight_duplicates : bool
+        Count an image given k times k times (``images.metadata
+        ['duplicates']``); RMSEs are then over the weighted image count.
+    maxiter : int, optional
+        Largest number of loss evaluations.
+    """
+
+    def __init__(self, energy_coefficient=1.0, force_coefficient=0.04,
+                 convergence=None, parallel=None, overfit=0.,
+                 raise_ConvergenceOccurred=True, log_losses=True, d=None,
+                 weight_duplicates=False, maxiter=100000):
+        criteria = {"energy_rmse": 0.001, "energy_maxresid": None,
+                    "force_rmse": None, "force_maxresid": None}
+        if convergence is not None:
+            unknown = set(convergence) - set(criteria) - {"max_steps"}
+            if unknown:
+                raise ValueError("unknown convergence criteria %s; known: %s"
+                                 % (sorted(unknown), sorted(criteria)))
+            criteria.update(convergence)
+        if "max_steps" in criteria:  # later Amp versions' spelling
+            maxiter = criteria.pop("max_steps")
+        self.parameters = Parameters(
+            importname=".model.LossFunction",
+            energy_coefficient=energy_coefficient,
+            force_coefficient=force_coefficient, convergence=criteria,
+            overfit=overfit, weight_duplicates=weight_duplicates,
+            maxiter=maxiter)
+        self._parallel = parallel
+        self.raise_ConvergenceOccurred = raise_ConvergenceOccurred
+        self.log_losses = log_losses
+        self.d = d
+        self._model = None
+        self._images = None
+        self._log = None
+        self._n_batches = 1
+        self.reset()
+
+    # Set-up --------------------------------------------------------------
+
+    @property
+    def train_forces(self):
+        """Whether the loss has a force term (fingerprint derivatives are
+        then needed): ``force_coefficient`` not None and a force criterion
+        set."""
+        p = self.parameters
+        c = p.convergence
+        return (p.force_coefficient is not None and
+                (c["force_rmse"] is not None
+                 or c["force_maxresid"] is not None))
+
+    def reset(self):
+        """Forget the step count, the best parameters and the batches."""
+        self._step = 0
+        self._batches = None
+        self._initialized = False
+        self._best = (np.inf, None)
+        self._start = time.time()
+
+    def attach_model(self, model, log=None, images=None, fingerprints=None,
+                     fingerprintprimes=None):
+        """Attach the model whose parameters are trained.
+
+        Parameters
+        ----------
+        model : Model
+            Provides ``vector``, ``make_batch`` and ``trainingparameters``.
+        log : Logger, optional
+        images : dict, optional
+            Training images ``{hash: atoms}``; otherwise the model's
+            ``trainingparameters['images']``.
+        fingerprints, fingerprintprimes : optional
+            Accepted for Amp's signature; the fingerprints are read from the
+            descriptor's arrays.
+        """
+        self._model = model
+        if log is not None:
+            self._log = log
+        if images is not None:
+            self._images = images
+        self.reset()
+
+    def split_images(self, n_batches):
+        """Evaluate the images in ``n_batches`` subsets (the results do not
+        depend on it; the parallel path sends each subset to a worker)."""
+        self._n_batches = int(n_batches)
+        self._batches = None
+
+    @property
+    def log(self):
+        """The logger used for the convergence table."""
+        if self._log is not None:
+            return self._log
+        if self._model is not None:
+            return self._model.log
+        return Logger(None)
+
+    def _training_images(self):
+        if self._images is not None:
+            return self._images
+        return self._model.trainingparameters["images"]
+
+    def _image_weights(self, images):
+        if not self.parameters.weight_duplicates:
+            return None
+        metadata = getattr(images, "metadata", None) or {}
+        return dict(metadata.get("duplicates", {}))
+
+    def batches(self):
+        """The :class:`TrainingBatch` objects, built on first use."""
+        if self._batches is None:
+            images = self._training_images()
+            keys = list(images)
+            weights = self._image_weights(images)
+            groups = [g for g in np.array_split(np.arange(len(keys)),
+                                                self._n_batches) if len(g)]
+            self._batches = [
+                self._model.make_batch({keys[i]: images[keys[i]]
+                                        for i in group},
+                                       self.train_forces, weights)
+                for group in groups]
+        return self._batches
+
+    def _initialize(self):
+        if self._initialized:
+            return
+        self._initialized = True
+        self._start = time.time()
+        if not self.log_losses:
+            return
+        p, c, log = self.parameters, self.parameters.convergence, self.log
+        log(" Loss function convergence criteria:")
+        for key in ("energy_rmse", "energy_maxresid", "force_rmse",
+                    "force_maxresid"):
+            log("  %s: %s" % (key, c[key]))
+        log("  maxiter: %s" % p.maxiter)
+        log(" Loss function set-up:")
+        log("  energy_coefficient: %s" % p.energy_coefficient)
+        log("  force_coefficient: %s%s" % (
+            p.force_coefficient, "" if self.train_forces or
+            p.force_coefficient is None else
+            " (no force criterion: forces are not trained)"))
+        log("  overfit: %s" % p.overfit)
+        log("  weight_duplicates: %s" % p.weight_duplicates)
+        log("")
+        if self.train_forces:
+            header = "%5s %19s %12s %12s %12s %12s %12s"
+            log(header % ("", "", "", "", "Energy", "", "Force"))
+            log(header % ("Step", "Time", "Loss (SSD)", "EnergyRMSE",
+                          "MaxResid", "ForceRMSE", "MaxResid"))
+            log(header % ("=" * 5, "=" * 19, "=" * 12, "=" * 12, "=" * 12,
+                          "=" * 12, "=" * 12))
+        else:
+            header = "%5s %19s %12s %12s %12s"
+            log(header % ("", "", "", "", "Energy"))
+            log(header % ("Step", "Time", "Loss (SSD)", "EnergyRMSE",
+                          "MaxResid"))
+            log(header % ("=" * 5, "=" * 19, "=" * 12, "=" * 12, "=" * 12))
+
+    # Evaluation ----------------------------------------------------------
+
+    def _totals(self, vector, lossprime):
+        """Loss terms and analytic gradient summed over the batches."""
+        model = self._model
+        model.vector = vector
+        p = self.parameters
+        force_coefficient = p.force_coefficient if self.train_forces \
+            else None
+        networks = model.element_networks()
+        raveler = model.raveler
+        total = combine_partials(
+            batch.partial(networks, lossprime, p.energy_coefficient,
+                          force_coefficient, raveler)
+            for batch in self.batches())
+        loss = p.energy_coefficient * total["energy_loss"]
+        if force_coefficient is not None:
+            loss += force_coefficient * total["force_loss"]
+        if p.overfit:
+            mask = raveler.weight_mask()
+            vector = np.asarray(vector, dtype=float)
+            loss += p.overfit * float(np.sum(vector[mask] ** 2))
+            if lossprime:
+                total["gradient"] = total["gradient"] + \
+                    2.0 * p.overfit * np.where(mask, vector, 0.0)
+        total["loss"] = loss
+        return total
+
+    def calculate_loss(self, parametervector, lossprime=True):
+        """Loss, gradient and residuals, with no logging or convergence
+        check.
+
+        Returns
+        -------
+        dict
+            As :meth:`get_loss`, plus ``energy_rmse``, ``force_rmse``.
+        """
+        vector = np.array(parametervector, dtype=float)
+        total = self._totals(vector, lossprime and self.d is None)
+        if lossprime and self.d is not None:
+            gradient = np.empty(len(vector))
+            for k in range(len(vector)):
+                shifted = vector.copy()
+                shifted[k] += self.d
+                plus = self._totals(shifted, False)["loss"]
+                shifted[k] -= 2 * self.d
+                minus = self._totals(shifted, False)["loss"]
+                gradient[k] = (plus - minus) / (2 * self.d)
+            self._model.vector = vector
+            total["gradient"] = gradient
+        n = max(total["n_images"], 1e-300)
+        return {"loss": total["loss"],
+                "dloss_dparameters": (total["gradient"] if lossprime
+                                      else np.zeros(len(vector))),
+                "energy_loss": total["energy_loss"],
+                "force_loss": total["force_loss"],
+                "energy_maxresid": total["energy_maxresid"],
+                "force_maxresid": total["force_maxresid"],
+                "energy_rmse": float(np.sqrt(total["energy_loss"] / n)),
+                "force_rmse": float(np.sqrt(total["force_loss"] / n))}
+
+    def get_loss(self, parametervector, lossprime=True):
+        """Evaluate the loss for a parameter vector (one optimiser step).
+
+        Logs a line of the convergence table and, when
+        ``raise_ConvergenceOccurred``, raises :class:`ConvergenceOccurred`
+        once every criterion is met or :class:`MaxIterationsReached` after
+        ``maxiter`` evaluations.
+
+        Returns
+        -------
+        dict
+            ``loss``, ``dloss_dparameters`` (zeros without ``lossprime``),
+            ``energy_loss``, ``force_loss``, ``energy_maxresid``,
+            ``force_maxresid``.
+        """
+        self._initialize()
+        self._step += 1
+        result = self.calculate_loss(parametervector, lossprime)
+        for key in ("loss", "energy_loss", "force_loss", "energy_maxresid",
+                    "force_maxresid"):
+            setattr(self, key, result[key])
+        if lossprime:
+            self.dloss_dparameters = result["dloss_dparameters"]
+        if result["loss"] < self._best[0]:
+            self._best = (result["loss"],
+                          np.array(parametervector, dtype=float))
+        converged = self.check_convergence(result)
+        if self.raise_ConvergenceOccurred:
+            if converged:
+                self._model.vector = parametervector
+                raise ConvergenceOccurred()
+            maxiter = self.parameters.maxiter
+            if maxiter is not None and self._step >= maxiter:
+                raise MaxIterationsReached(
+                    "no convergence after %i loss evaluations" % self._step)
+        return {key: result[key] for key in
+                ("loss", "dloss_dparameters", "energy_loss", "force_loss",
+                 "energy_maxresid", "force_maxresid")}
+
+    def check_convergence(self, result):
+        """Whether every criterion that is not None is met; logs the
+        table line.
+
+        Parameters
+        ----------
+        result : dict
+            From :meth:`calculate_loss`.
+        """
+        c = self.parameters.convergence
+        flags = {}
+        for key, value in (("energy_rmse", result["energy_rmse"]),
+                           ("energy_maxresid", result["energy_maxresid"]),
+                           ("force_rmse", result["force_rmse"]),
+                           ("force_maxresid", result["force_maxresid"])):
+            if key.startswith("force") and not self.train_forces:
+                flags[key] = True
+            else:
+                flags[key] = c[key] is None or value <= c[key]
+        if self.log_losses:
+            mark = {k: "C" if v else "-" for k, v in flags.items()}
+            if self.train_forces:
+                self.log("%5i %19s %12.4e %10.4e %1s %10.4e %1s %10.4e %1s "
+                         "%10.4e %1s" % (
+                             self._step, now(), result["loss"],
+                             result["energy_rmse"], mark["energy_rmse"],
+                             result["energy_maxresid"],
+                             mark["energy_maxresid"], result["force_rmse"],
+                             mark["force_rmse"], result["force_maxresid"],
+                             mark["force_maxresid"]))
+            else:
+                self.log("%5i %19s %12.4e %10.4e %1s %10.4e %1s" % (
+                    self._step, now(), result["loss"], result["energy_rmse"],
+                    mark["energy_rmse"], result["energy_maxresid"],
+                    mark["energy_maxresid"]))
+        return all(flags.values())
+
+    @property
+    def best_vector(self):
+        """The parameters of the lowest loss evaluated so far (or None)."""
+        return self._best[1]

@@ -1,0 +1,556 @@
+"""Per-element feed-forward neural networks (Amp's ``NeuralNetwork``).
+
+Each element has its own network: fingerprints scaled to [-1, 1] by the
+training range (``fprange``), hidden layers and one output node, all with
+the same activation, and the output mapped to an atomic energy by the
+element's ``slope`` and ``intercept``. The image energy is the sum of the
+atomic energies. The maths (all atoms of an element in one matrix product)
+lives in :mod:`amp.model._network`.
+"""
+
+import json
+import numbers
+
+import numpy as np
+from ase.calculators.calculator import Parameters
+
+from ..utilities import Logger, hash_images, make_filename
+from . import LossFunction, Model, calculate_fingerprints_range
+from ._network import ACTIVATIONS, ElementNetwork, Raveler, TrainingBatch
+
+VERSIONS = ("2015.12",)
+
+
+def _plain_layers(hiddenlayers):
+    """A tuple of ints from a tuple/list/int of layer sizes."""
+    if isinstance(hiddenlayers, numbers.Integral):
+        hiddenlayers = (hiddenlayers,)
+    layers = tuple(int(n) for n in hiddenlayers)
+    if any(n < 1 for n in layers):
+        raise ValueError("hidden layers need at least one node each, got %r"
+                         % (hiddenlayers,))
+    return layers
+
+
+def _read_weights(weights):
+    """``{element: {int layer: float array}}`` from any accepted layout."""
+    out = {}
+    for element, layers in weights.items():
+        out[str(element)] = {int(k): np.array(w, dtype=float)
+                             for k, w in layers.items()}
+        keys = sorted(out[str(element)])
+        if keys != list(range(1, len(keys) + 1)):
+            raise ValueError("element %s: weight layers must be numbered "
+                             "1..L+1, got %s" % (element, keys))
+        shapes = [out[str(element)][k].shape for k in keys]
+        for k, shape in enumerate(shapes):
+            if len(shape) != 2:
+                raise ValueError("element %s layer %i: weights must be a "
+                                 "2-D array" % (element, k + 1))
+            if k and shape[0] != shapes[k - 1][1] + 1:
+                raise ValueError(
+                    "element %s layer %i has %i input rows, expected %i "
+                    "(nodes of layer %i plus the bias row)"
+                    % (element, k + 1, shape[0], shapes[k - 1][1] + 1, k))
+        if shapes[-1][1] != 1:
+            raise ValueError("element %s: the last layer must have one "
+                             "output node" % element)
+    return out
+
+
+def _read_scalings(scalings):
+    return {str(e): {"intercept": float(s["intercept"]),
+                     "slope": float(s["slope"])}
+            for e, s in scalings.items()}
+
+
+def _read_fprange(fprange):
+    out = {}
+    for element, pairs in fprange.items():
+        array = np.array(pairs, dtype=float).reshape(-1, 2)
+        out[str(element)] = array.tolist()
+    return out
+
+
+class NeuralNetwork(Model):
+    """Amp's atom-centred feed-forward neural network.
+
+    Parameters
+    ----------
+    hiddenlayers : tuple or dict
+        Nodes of each hidden layer, the same for every element
+        (``(5, 5)``) or per element (``{'Cu': (5, 5), 'Pt': (3,)}``).
+    activation : {'tanh', 'sigmoid', 'linear'}
+    weights : dict, optional
+        ``{element: {layer: (n_in + 1, n_out) array}}``, layers numbered
+        from 1, the last row of each matrix the bias. Random when None.
+    scalings : dict, optional
+        ``{element: {'intercept': float, 'slope': float}}``; set from the
+        training energies when None.
+    fprange : dict, optional
+        ``{element: [[min, max], ...]}``; the training fingerprints' range
+        when None.
+    mode : str, optional
+        Only ``'atom-centered'``.
+    version : str, optional
+        ``'2015.12'``.
+    regressor : Regressor, optional
+        Default :class:`amp.regression.Regressor`.
+    lossfunction : LossFunction, optional
+        Default :class:`amp.model.LossFunction`.
+    fortran : bool
+        Accepted for compatibility (one vectorised implementation).
+    checkpoints : int or None
+        Save ``<label>-checkpoint.amp`` through the parent calculator every
+        this many optimiser steps; None or 0 disables.
+    randomseed : int, optional
+        Seed of the random initial weights (reproducible when given).
+    prescale : bool
+        Initial intercepts from a least-squares fit of the image energies
+        on the element counts (per-element reference energies), slopes from
+        the spread of the remaining per-atom energies, instead of the
+        per-atom energy range of every element alike.
+
+    Attributes
+    ----------
+    parameters : ase.calculators.calculator.Parameters
+        Amp's keys: importname, mode, version, hiddenlayers, activation,
+        weights, scalings, fprange.
+    vector : ndarray
+        All weights and scalings as one flat vector (see
+        :class:`amp.model.Raveler` for the order).
+    """
+
+    importname = ".model.neuralnetwork.NeuralNetwork"
+
+    def __init__(self, hiddenlayers=(5, 5), activation="tanh", weights=None,
+                 scalings=None, fprange=None, mode=None, version=None,
+                 regressor=None, lossfunction=None, fortran=True,
+                 checkpoints=100, randomseed=None, prescale=False):
+        if version is not None and version not in VERSIONS:
+            raise ValueError("NeuralNetwork version %r is not supported "
+                             "(supported: %s)" % (version, ", ".join(VERSIONS)))
+        if mode not in (None, "atom-centered"):
+            raise ValueError("NeuralNetwork supports only mode="
+                             "'atom-centered', got %r" % (mode,))
+        if activation not in ACTIVATIONS:
+            raise ValueError("unknown activation %r; known: %s"
+                             % (activation, ", ".join(ACTIVATIONS)))
+        if hasattr(hiddenlayers, "keys"):
+            hiddenlayers = {str(e): _plain_layers(h)
+                            for e, h in hiddenlayers.items()}
+        else:
+            hiddenlayers = _plain_layers(hiddenlayers)
+        p = self.parameters = Parameters()
+        p.importname = self.importname
+        p.mode = "atom-centered"
+        p.version = VERSIONS[-1]
+        p.hiddenlayers = hiddenlayers
+        p.activation = activation
+        p.weights = None if weights is None else _read_weights(weights)
+        p.scalings = None if scalings is None else _read_scalings(scalings)
+        p.fprange = None if fprange is None else _read_fprange(fprange)
+        self._check_shapes()
+        self.regressor = regressor
+        self.lossfunction = lossfunction if lossfunction is not None \
+            else LossFunction()
+        self.fortran = fortran
+        self.checkpoints = checkpoints
+        self.randomseed = randomseed
+        self.prescale = prescale
+        self.parent = None
+        self.trainingparameters = None
+
+    def _check_shapes(self):
+        """Raise ValueError when hiddenlayers, weights and fprange
+        disagree."""
+        p = self.parameters
+        if p.weights is None:
+            return
+        for element, layers in p.weights.items():
+            hidden = tuple(layers[k].shape[1] for k in sorted(layers))[:-1]
+            wanted = p.hiddenlayers.get(element) \
+                if isinstance(p.hiddenlayers, dict) else p.hiddenlayers
+            if wanted is not None and tuple(wanted) != hidden:
+                raise ValueError("element %s: weights have hidden layers %s "
+                                 "but hiddenlayers says %s"
+                                 % (element, hidden, tuple(wanted)))
+            if p.fprange is not None and element in p.fprange and \
+                    len(p.fprange[element]) != layers[1].shape[0] - 1:
+                raise ValueError(
+                    "element %s: fprange has %i features but the network "
+                    "takes %i" % (element, len(p.fprange[element]),
+                                  layers[1].shape[0] - 1))
+
+    # The lossfunction keeps a reference back to its model (Amp's way).
+    @property
+    def lossfunction(self):
+        """The :class:`LossFunction` used by :meth:`fit`."""
+        return self._lossfunction
+
+    @lossfunction.setter
+    def lossfunction(self, lossfunction):
+        if hasattr(lossfunction, "attach_model"):
+            lossfunction.attach_model(self)
+        self._lossfunction = lossfunction
+
+    @property
+    def forcetraining(self):
+        """Whether training uses forces (and so fingerprint
+        derivatives)."""
+        return bool(self.lossfunction.train_forces)
+
+    # Parameter vector ----------------------------------------------------
+
+    @property
+    def raveler(self):
+        """The :class:`Raveler` of the current weights and scalings."""
+        p = self.parameters
+        if p.weights is None or p.scalings is None:
+            raise ValueError("the model has no weights and scalings yet "
+                             "(train it or give them)")
+        return Raveler(p.weights, p.scalings)
+
+    @property
+    def vector(self):
+        """All parameters as one flat float64 vector (None before they
+        exist). Order: every element's weight matrices (elements sorted,
+        layers ascending, row-major), then every element's intercept and
+        slope."""
+        p = self.parameters
+        if p.weights is None or p.scalings is None:
+            return None
+        return self.raveler.to_vector(p.weights, p.scalings)
+
+    @vector.setter
+    def vector(self, vector):
+        weights, scalings = self.raveler.to_dicts(vector)
+        self.parameters.weights = weights
+        self.parameters.scalings = scalings
+
+    def element_networks(self):
+        """``{element: ElementNetwork}`` of the current parameters."""
+        p = self.parameters
+        if p.weights is None or p.scalings is None:
+            raise ValueError("the model has no weights and scalings yet "
+                             "(train it or give them)")
+        fprange = p.fprange or {}
+        return {e: ElementNetwork([w[k] for k in sorted(w)],
+                                  p.scalings[e]["slope"],
+                                  p.scalings[e]["intercept"],
+                                  fprange.get(e), p.activation)
+                for e, w in p.weights.items() if e in p.scalings}
+
+    # Evaluation ----------------------------------------------------------
+
+    def evaluate(self, image_fingerprints, forces=True):
+        """Atomic energies and ``dE/dG`` of one image, vectorised.
+
+        Parameters
+        ----------
+        image_fingerprints : ImageFingerprints
+        forces : bool
+            Also return ``dE/dG`` (forces are then
+            ``image_fingerprints.forces(dE_dG)``).
+
+        Returns
+        -------
+        atomic_energies : ndarray, shape (n_atoms,)
+        dE_dG : dict or None
+            ``{element: (n_element, n_features) array}``.
+
+        Raises
+        ------
+        ValueError
+            When an element has no network or the feature counts differ.
+        """
+        networks = self.element_networks()
+        atomic = np.empty(image_fingerprints.n_atoms)
+        dE_dG = {} if forces else None
+        for element, block in image_fingerprints.values.items():
+            net = self._network(networks, element, block)
+            outputs = net.forward(block)
+            atomic[image_fingerprints.atom_index[element]] = \
+                net.energies(outputs)
+            if forces:
+                dE_dG[element] = net.input_gradient(outputs)
+        self.atomic_energies = atomic
+        return atomic, dE_dG
+
+    def _network(self, networks, element, block):
+        if element not in networks:
+            raise ValueError(
+                "the model has no network for element %s (it has: %s)"
+                % (element, ", ".join(sorted(networks)) or "none"))
+        net = networks[element]
+        if np.shape(block)[1] != net.n_features:
+            raise ValueError(
+                "element %s: the fingerprints have %i features but the "
+                "network takes %i (descriptor and model disagree)"
+                % (element, np.shape(block)[1], net.n_features))
+        return net
+
+    def _evaluate_block(self, symbol, block, gradient):
+        """Energies (and ``dE/dG``) of a block of atoms of one element."""
+        networks = self.element_networks()
+        net = self._network(networks, symbol, block)
+        outputs = net.forward(block)
+        return (net.energies(outputs),
+                net.input_gradient(outputs) if gradient else None)
+
+    # Training ------------------------------------------------------------
+
+    def make_batch(self, images, train_forces, weights=None):
+        """A :class:`TrainingBatch` of ``images`` (fingerprints from the
+        training descriptor's arrays)."""
+        descriptor = self.trainingparameters["descriptor"]
+        return TrainingBatch(images, descriptor.arrays, train_forces,
+                             weights)
+
+    def fit(self, trainingimages, descriptor, log=None, parallel=None,
+            only_setup=False):
+        """Fit the parameters to the training images.
+
+        Missing hidden layers, weights, scalings and fingerprint range are
+        set up first; then the regressor minimises the loss.
+
+        Parameters
+        ----------
+        trainingimages : dict
+            ``{hash: atoms}`` with reference energies (and forces when
+            force training); fingerprints already in
+            ``descriptor.arrays``.
+        descriptor : descriptor
+        log : Logger, optional
+        parallel : dict, optional
+            Amp's ``{'cores': ...}`` (serial here).
+        only_setup : bool
+            Set up and return None without optimising.
+
+        Returns
+        -------
+        bool
+            True when the convergence criteria were met.
+        """
+        from ..regression import Regressor
+
+        log = Logger(None) if log is None else log
+        self._log = log
+        self._parallel = parallel or {"cores": 1}
+        if self.regressor is None:
+            self.regressor = Regressor()
+        images = hash_images(trainingimages)
+        self.trainingparameters = {"images": images,
+                                   "descriptor": descriptor}
+        mode = getattr(descriptor, "mode", "atom-centered")
+        if mode != "atom-centered":
+            raise ValueError("NeuralNetwork needs an atom-centered "
+                             "descriptor, got mode %r" % (mode,))
+        log("Regression in atom-centered mode.")
+        self._setup(images, descriptor, log)
+        self._check_descriptor(images, descriptor)
+        self.lossfunction.attach_model(self, log=log, images=images)
+        if only_setup:
+            return None
+        return self.regressor.regress(model=self, log=log)
+
+    def _setup(self, images, descriptor, log):
+        """Fill in fprange, hiddenlayers, weights and scalings."""
+        p = self.parameters
+        found = calculate_fingerprints_range(descriptor, images)
+        if p.fprange is None:
+            log("Calculating new fingerprint range; this range is part of "
+                "the model.")
+            p.fprange = found
+        else:
+            for element in set(found) - set(p.fprange):
+                log("Fingerprint range of %s from the training images."
+                    % element)
+                p.fprange[element] = found[element]
+        elements = sorted(p.fprange)
+        if not isinstance(p.hiddenlayers, dict):
+            p.hiddenlayers = {e: p.hiddenlayers for e in elements}
+        elif set(elements) - set(p.hiddenlayers):
+            raise ValueError("hiddenlayers has no entry for %s" % ", ".join(
+                sorted(set(elements) - set(p.hiddenlayers))))
+        log("Hidden-layer structure:")
+        for element in elements:
+            log(" %2s: %s" % (element, p.hiddenlayers[element]))
+        weights = dict(p.weights or {})
+        missing = [e for e in elements if e not in weights]
+        if missing:
+            log("Initializing with random weights for %s (randomseed %s)."
+                % (", ".join(missing), self.randomseed))
+            weights.update(self.random_weights(
+                {e: len(p.fprange[e]) for e in missing}))
+        else:
+            log("Initial weights already present.")
+        p.weights = weights
+        scalings = dict(p.scalings or {})
+        missing = [e for e in elements if e not in scalings]
+        if missing:
+            log("Initializing scalings of %s from the training energies."
+                % ", ".join(missing))
+            initial = self.initial_scalings(images)
+            scalings.update({e: initial[e] for e in missing})
+        else:
+            log("Initial scalings already present.")
+        p.scalings = scalings
+        self._check_shapes()
+
+    def _check_descriptor(self, images, descriptor):
+        """Every element of the images has a network of the right size."""
+        p = self.parameters
+        for key in images:
+            fp = descriptor.arrays[key]
+            for element, block in fp.values.items():
+                if element not in p.weights:
+                    raise ValueError("image %s: the model has no network for "
+                                     "element %s" % (key, element))
+                n_in = p.weights[element][1].shape[0] - 1
+                if block.shape[1] != n_in:
+                    raise ValueError(
+                        "image %s, element %s: %i features from the "
+                        "descriptor, the network takes %i"
+                        % (key, element, block.shape[1], n_in))
+
+    def random_weights(self, n_features):
+        """Random initial weights, uniform in ``+-sqrt(6 / (n_in + n_out))``
+        per layer (bias row included).
+
+        Parameters
+        ----------
+        n_features : dict
+            ``{element: number of fingerprint features}``.
+
+        Returns
+        -------
+        dict
+            ``{element: {layer: array}}``; reproducible with
+            ``randomseed`` (elements drawn in sorted order).
+        """
+        rng = np.random.default_rng(self.randomseed)
+        hidden = self.parameters.hiddenlayers
+        weights = {}
+        for element in sorted(n_features):
+            layers = hidden[element] if isinstance(hidden, dict) else hidden
+            sizes = [n_features[element]] + list(layers) + [1]
+            weights[element] = {}
+            for k in range(1, len(sizes)):
+                bound = np.sqrt(6.0 / (sizes[k - 1] + sizes[k]))
+                weights[element][k] = rng.uniform(
+                    -bound, bound, (sizes[k - 1] + 1, sizes[k]))
+        return weights
+
+    def initial_scalings(self, images):
+        """Scalings from the range of the training energies per atom.
+
+        tanh: intercept ``(max + min) / 2``, slope ``(max - min) / 2``;
+        sigmoid: intercept ``min``, slope ``max - min``; linear: intercept
+        ``(max + min) / 2``, slope ``1e-10 (max - min) / 2``. With
+        ``prescale`` the per-element intercepts come from a least-squares
+        fit of the energies on the element counts and min/max are those of
+        the remaining per-atom energies (around 0).
+
+        Returns
+        -------
+        dict
+            ``{element: {'intercept': float, 'slope': float}}``.
+        """
+        energies = np.array([a.get_potential_energy(apply_constraint=False)
+                             for a in images.values()], dtype=float)
+        if not np.all(np.isfinite(energies)):
+            raise ValueError("a training image has no finite energy")
+        n_atoms = np.array([len(a) for a in images.values()], dtype=float)
+        elements = sorted(self.parameters.fprange)
+        base = {e: 0.0 for e in elements}
+        if self.prescale:
+            counts = np.array([[a.get_chemical_symbols().count(e)
+                                for e in elements]
+                               for a in images.values()], dtype=float)
+            reference = np.linalg.lstsq(counts, energies, rcond=None)[0]
+            base = dict(zip(elements, reference.tolist()))
+            energies = energies - counts @ reference
+        per_atom = energies / n_atoms
+        low, high = float(per_atom.min()), float(per_atom.max())
+        activation = self.parameters.activation
+        if activation == "tanh":
+            intercept, slope = (high + low) / 2.0, (high - low) / 2.0
+        elif activation == "sigmoid":
+            intercept, slope = low, high - low
+        else:
+            intercept, slope = (high + low) / 2.0, 1e-10 * (high - low) / 2.0
+        return {e: {"intercept": intercept + base[e], "slope": slope}
+                for e in elements}
+
+    def get_loss(self, vector, lossprime=True):
+        """The optimiser's objective: ``(loss, gradient)`` when
+        ``lossprime`` else the loss. Saves checkpoints every
+        ``checkpoints`` steps."""
+        result = self.lossfunction.get_loss(vector, lossprime=lossprime)
+        self._checkpoint(self.lossfunction._step)
+        if lossprime:
+            return result["loss"], result["dloss_dparameters"]
+        return result["loss"]
+
+    def _checkpoint(self, step):
+        """Save ``<label>-checkpoint.amp`` through the parent calculator
+        every ``checkpoints`` steps."""
+        if not self.checkpoints or self.parent is None or \
+                step % self.checkpoints:
+            return
+        path = make_filename(self.parent.label, "checkpoint.amp")
+        self.log("Saving checkpoint (step %i) to %s." % (step, path))
+        self.parent.save(path, overwrite=True)
+
+    # Serialisation -------------------------------------------------------
+
+    def todict(self):
+        """Plain JSON-serialisable form of everything that defines the
+        model (see :meth:`fromdict`)."""
+        p = self.parameters
+        hidden = p.hiddenlayers
+        hidden = ({e: list(h) for e, h in hidden.items()}
+                  if isinstance(hidden, dict) else list(hidden))
+        return {
+            "importname": self.importname, "mode": p.mode,
+            "version": p.version, "hiddenlayers": hidden,
+            "activation": p.activation,
+            "weights": None if p.weights is None else {
+                e: {str(k): np.asarray(w).tolist() for k, w in layers.items()}
+                for e, layers in p.weights.items()},
+            "scalings": None if p.scalings is None else {
+                e: dict(s) for e, s in p.scalings.items()},
+            "fprange": None if p.fprange is None else {
+                e: [list(map(float, pair)) for pair in r]
+                for e, r in p.fprange.items()},
+            "checkpoints": self.checkpoints, "randomseed": self.randomseed,
+            "prescale": self.prescale}
+
+    @classmethod
+    def fromdict(cls, d):
+        """Rebuild from :meth:`todict`'s form or Amp's parameter layout
+        (integer or string layer keys, nested lists or arrays).
+
+        Extra keys (``importname``, ``mode``) are checked or ignored.
+        """
+        importname = d.get("importname", cls.importname)
+        if importname != cls.importname:
+            raise ValueError("not a NeuralNetwork model (importname %r)"
+                             % (importname,))
+        return cls(hiddenlayers=d.get("hiddenlayers", (5, 5)),
+                   activation=d.get("activation", "tanh"),
+                   weights=d.get("weights"), scalings=d.get("scalings"),
+                   fprange=d.get("fprange"), mode=d.get("mode"),
+                   version=d.get("version"),
+                   checkpoints=d.get("checkpoints", 100),
+                   randomseed=d.get("randomseed"),
+                   prescale=d.get("prescale", False))
+
+    def tostring(self):
+        """The :meth:`todict` form as a JSON string."""
+        return json.dumps(self.todict(), sort_keys=True)
+
+    def __repr__(self):
+        return "NeuralNetwork(hiddenlayers=%r, activation=%r)" % (
+            self.parameters.hiddenlayers, self.parameters.activation)
