@@ -1,9 +1,326 @@
 """Amp-compatible atomistic machine-learning potentials for ASE.
 
-The calculator class :class:`Amp` arrives with the calculator module; the
-descriptor (:mod:`amp.descriptor.gaussian`), the databases
-(:mod:`amp.utilities`) and the GDML force fields (:mod:`amp.gdml`) can be
-used on their own.
+:class:`Amp` is the ASE calculator: it composes a descriptor
+(:class:`amp.descriptor.gaussian.Gaussian`) with a model
+(:class:`amp.model.neuralnetwork.NeuralNetwork`), trains on energies and
+forces, saves to and loads from ``.amp`` files, and gives energies,
+per-atom energies, forces and stress for MD and relaxations.
 """
 
+import os
+import platform
+import socket
+import sys
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from . import modelfile
+from .utilities import Logger, hash_images, make_filename, now
+
 __version__ = "0.1.0"
+
+__all__ = ["Amp", "__version__"]
+
+
+def _check_training_images(images, forces):
+    """Raise a ValueError naming the first image unfit for training."""
+    for index, (key, atoms) in enumerate(images.items()):
+        name = "training image %d (hash %s)" % (index, key)
+        if atoms.calc is None:
+            raise ValueError("%s has no energy: attach a calculator or a "
+                             "SinglePointCalculator with its energy" % name)
+        try:
+            energy = atoms.get_potential_energy(apply_constraint=False)
+        except Exception as error:
+            raise ValueError("%s has no energy (%s)" % (name, error)) \
+                from error
+        if not np.isfinite(energy):
+            raise ValueError("%s has a NaN or infinite energy" % name)
+        if forces:
+            try:
+                f = atoms.get_forces(apply_constraint=False)
+            except Exception as error:
+                raise ValueError(
+                    "%s has no forces (%s); supply forces or train with "
+                    "force_coefficient=None" % (name, error)) from error
+            if not np.all(np.isfinite(f)):
+                raise ValueError("%s has NaN or infinite forces" % name)
+
+
+class Amp(Calculator):
+    """Atomistic machine-learning calculator (Amp's ``Amp``).
+
+    Parameters
+    ----------
+    descriptor : object
+        e.g. :class:`amp.descriptor.gaussian.Gaussian`.
+    model : object
+        e.g. :class:`amp.model.neuralnetwork.NeuralNetwork`.
+    label : str
+        Prefix of the files training writes (``<label>.amp``,
+        ``<label>-log.txt``, ...).
+    dblabel : str, optional
+        Prefix of the fingerprint databases. In training it defaults to
+        ``label``; at inference, without it, fingerprints live only in
+        memory and nothing is written.
+    cores : int, dict or None
+        Workers for training (see ``docs/parallel.md``); None reads the
+        environment.
+    envcommand : str, optional
+        Run in each remote session before workers start.
+    logging : bool
+        Write ``<label>-log.txt`` when training.
+    atoms : ase.Atoms, optional
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces",
+                              "stress"]
+    ignored_changes = {"initial_charges", "initial_magmoms"}
+
+    def __init__(self, descriptor, model, label="amp", dblabel=None,
+                 cores=None, envcommand=None, logging=True, atoms=None):
+        Calculator.__init__(self, label=label, atoms=atoms)
+        self.descriptor = descriptor
+        self.model = model
+        self.descriptor.parent = self
+        self.model.parent = self
+        self.dblabel = dblabel
+        self.cores = cores
+        self.envcommand = envcommand
+        self.logging = logging
+        self._log = Logger(None)
+        self._check_compatible()
+
+    # Properties kept as in Amp -------------------------------------------
+
+    @property
+    def log(self):
+        """The training log (a :class:`Logger`; logs nothing until
+        training)."""
+        return self._log
+
+    def _check_compatible(self):
+        """Descriptor and model must agree on elements and feature counts."""
+        Gs = getattr(self.descriptor, "Gs", None)
+        weights = self.model.parameters.get("weights") \
+            if hasattr(self.model, "parameters") else None
+        if not Gs or not weights:
+            return
+        missing = set(Gs) ^ set(weights)
+        if missing:
+            raise ValueError(
+                "descriptor and model disagree on elements: descriptor has "
+                "%s, model has %s" % (sorted(Gs), sorted(weights)))
+        for element, layers in weights.items():
+            first = layers[min(layers, key=int)]
+            n_in = np.asarray(first).shape[0] - 1
+            if n_in != len(Gs[element]):
+                raise ValueError(
+                    "descriptor gives %d features for %s but the model's "
+                    "network takes %d" % (len(Gs[element]), element, n_in))
+
+    # Inference -----------------------------------------------------------
+
+    def calculate(self, atoms=None, properties=None,
+                  system_changes=all_changes):
+        """Energy, per-atom energies, forces and (3-D periodic) stress.
+
+        Everything is computed in one pass, whichever properties are
+        asked for. Fingerprints go to the databases only when a
+        ``dblabel`` was given; otherwise they are kept in memory for this
+        image only.
+        """
+        Calculator.calculate(self, atoms, properties, system_changes)
+        atoms = self.atoms
+        if self.dblabel is None:
+            fingerprints = self.descriptor.compute(atoms, derivatives=True)
+        else:
+            self.descriptor.dblabel = self.dblabel
+            key = next(iter(hash_images(atoms)))
+            self.descriptor.calculate_fingerprints(
+                {key: atoms}, calculate_derivatives=True)
+            fingerprints = self.descriptor.arrays[key]
+        atomic, dE_dG = self.model.evaluate(fingerprints, forces=True)
+        energy = float(np.sum(atomic))
+        results = {"energy": energy, "free_energy": energy,
+                   "energies": np.asarray(atomic, dtype=float),
+                   "forces": fingerprints.forces(dE_dG)}
+        if atoms.cell.rank == 3 and all(atoms.pbc):
+            virial = fingerprints.virial(dE_dG)
+            virial = 0.5 * (virial + virial.T)
+            results["stress"] = full_3x3_to_voigt_6_stress(
+                virial / atoms.get_volume())
+        self.results = results
+
+    # Training ------------------------------------------------------------
+
+    def _open_log(self):
+        if self.logging:
+            self._log = Logger(make_filename(self.label, "log.txt"))
+        else:
+            self._log = Logger(None)
+        return self._log
+
+    def _log_header(self, log):
+        import ase
+        import scipy
+
+        log("=" * 70)
+        log("Amp (amp-mlip %s) training started %s" % (__version__, now()))
+        log("Host: %s, Python %s on %s" % (socket.gethostname(),
+                                           platform.python_version(),
+                                           sys.platform))
+        log("numpy %s, scipy %s, ase %s" % (np.__version__,
+                                            scipy.__version__,
+                                            ase.__version__))
+        log("Descriptor: %s" % self.descriptor.tostring())
+        log("Model: %s" % self.model.tostring())
+
+    def _parallel(self, log):
+        """Amp's ``parallel`` dict for the descriptor and the model."""
+        cores = self.cores
+        if cores is None:
+            from .utilities import assign_cores
+
+            cores = assign_cores(None, log=log)
+        if isinstance(cores, int):
+            cores = {"localhost": cores}
+        return {"cores": cores, "envcommand": self.envcommand}
+
+    def train(self, images, overwrite=False, compress_databases=True):
+        """Fit the model to the images' energies (and forces).
+
+        Parameters
+        ----------
+        images : list of ase.Atoms, str or dict
+            Training images (a list, a ``.traj``/``.db`` path, or hashed
+            images), each with an energy and, when force training, forces.
+        overwrite : bool
+            Replace an existing ``<label>.amp``.
+        compress_databases : bool
+            When no separate ``dblabel`` was given the databases belong to
+            this run alone and are compressed at the end; False keeps them
+            loose.
+
+        Raises
+        ------
+        TrainingConvergenceError
+            Not converged within ``maxiter``; the parameters reached are in
+            ``<label>-untrained-parameters.amp``.
+        FileExistsError
+            ``<label>.amp`` exists and ``overwrite`` is False.
+        """
+        from .model import TrainingConvergenceError
+
+        filename = make_filename(self.label, "amp")
+        if os.path.exists(filename) and not overwrite:
+            raise FileExistsError("%s exists; train with overwrite=True to "
+                                  "replace it" % filename)
+        log = self._open_log()
+        self._log_header(log)
+        images = hash_images(images, log=log)
+        log("Training on %d images (%d duplicates)."
+            % (len(images), len(images.metadata["duplicates"])))
+        lossfunction = getattr(self.model, "lossfunction", None)
+        force_training = (lossfunction is None
+                          or lossfunction.parameters.get("force_coefficient")
+                          is not None)
+        _check_training_images(images, force_training)
+        parallel = self._parallel(log)
+        own_database = self.dblabel is None
+        self.descriptor.dblabel = self.label if own_database else self.dblabel
+        self.descriptor.calculate_fingerprints(
+            images, parallel=parallel, log=log,
+            calculate_derivatives=force_training)
+        self.model.fit(images, self.descriptor, log, parallel,
+                       only_setup=True)
+        self._check_compatible()
+        self._resume_from_checkpoint(log)
+        self.save(make_filename(self.label, "initial-parameters.amp"),
+                  overwrite=True)
+        try:
+            converged = self.model.fit(images, self.descriptor, log,
+                                       parallel)
+        except KeyboardInterrupt:
+            self.save(make_filename(self.label, "checkpoint.amp"),
+                      overwrite=True)
+            log("Interrupted; parameters saved to %s."
+                % make_filename(self.label, "checkpoint.amp"))
+            raise
+        finally:
+            if own_database and compress_databases:
+                self.descriptor.archive_databases(log=log)
+        if not converged:
+            untrained = make_filename(self.label, "untrained-parameters.amp")
+            self.save(untrained, overwrite=True)
+            log("Not converged; parameters saved to %s." % untrained)
+            raise TrainingConvergenceError(
+                "training did not converge within maxiter; the parameters "
+                "reached are in %s" % untrained)
+        self.save(filename, overwrite=overwrite)
+        log("Trained parameters saved to %s." % filename)
+        return True
+
+    def _resume_from_checkpoint(self, log):
+        """Continue from ``<label>-checkpoint.amp`` when it matches."""
+        path = make_filename(self.label, "checkpoint.amp")
+        if not os.path.exists(path):
+            return
+        descriptor, model = modelfile.read(path)
+        mine = self.model.todict()
+        same = (descriptor.get("cutoff") == self.descriptor.todict()["cutoff"]
+                and descriptor.get("Gs") == self.descriptor.todict()["Gs"])
+        for key in ("hiddenlayers", "activation"):
+            same = same and model.get(key) == mine.get(key)
+        if not same:
+            raise ValueError(
+                "%s was written with other descriptor or model settings; "
+                "delete it or use another label" % path)
+        self.model.vector = type(self.model).fromdict(model).vector
+        log("Resuming from checkpoint %s." % path)
+
+    # Files ---------------------------------------------------------------
+
+    def save(self, filename, overwrite=False):
+        """Write the descriptor and model parameters to a ``.amp`` file.
+
+        Raises
+        ------
+        FileExistsError
+            The file exists and ``overwrite`` is False (it is untouched).
+        """
+        modelfile.write(filename, modelfile.dumps(self.descriptor.todict(),
+                                                  self.model.todict()),
+                        overwrite=overwrite)
+
+    @classmethod
+    def load(cls, file, Descriptor=None, Model=None, **kwargs):
+        """Build a calculator from a ``.amp`` file (a path or file object).
+
+        Parameters
+        ----------
+        file : str or file object
+            This library's JSON files and Amp 1.x files are both read;
+            neither is executed.
+        Descriptor, Model : class, optional
+            Override the classes (default Gaussian and NeuralNetwork).
+        **kwargs
+            Passed to :class:`Amp` (``label``, ``dblabel``, ``cores``, ...).
+        """
+        from .descriptor.gaussian import Gaussian
+        from .model.neuralnetwork import NeuralNetwork
+
+        descriptor_dict, model_dict = modelfile.read(file)
+        Descriptor = Descriptor or Gaussian
+        Model = Model or NeuralNetwork
+        try:
+            descriptor = Descriptor.fromdict(descriptor_dict)
+            model = Model.fromdict(model_dict)
+        except (KeyError, TypeError) as error:
+            raise modelfile.ModelFileError(
+                "model file is missing or has malformed parameters: %r"
+                % (error,)) from error
+        descriptor.ephemeral = True
+        return cls(descriptor=descriptor, model=model, **kwargs)
