@@ -157,8 +157,9 @@ class Amp(Calculator):
     # Training ------------------------------------------------------------
 
     def _open_log(self):
-        if self.logging:
-            self._log = Logger(make_filename(self.label, "log.txt"))
+        filename = make_filename(self.label, "-log.txt")
+        if self.logging and filename is not None:
+            self._log = Logger(filename)
         else:
             self._log = Logger(None)
         return self._log
@@ -214,7 +215,7 @@ class Amp(Calculator):
         """
         from .model import TrainingConvergenceError
 
-        filename = make_filename(self.label, "amp")
+        filename = make_filename(self.label, ".amp")
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
                                   "replace it" % filename)
@@ -238,22 +239,22 @@ class Amp(Calculator):
                        only_setup=True)
         self._check_compatible()
         self._resume_from_checkpoint(log)
-        self.save(make_filename(self.label, "initial-parameters.amp"),
+        self.save(make_filename(self.label, "-initial-parameters.amp"),
                   overwrite=True)
         try:
             converged = self.model.fit(images, self.descriptor, log,
                                        parallel)
         except KeyboardInterrupt:
-            self.save(make_filename(self.label, "checkpoint.amp"),
+            self.save(make_filename(self.label, "-checkpoint.amp"),
                       overwrite=True)
             log("Interrupted; parameters saved to %s."
-                % make_filename(self.label, "checkpoint.amp"))
+                % make_filename(self.label, "-checkpoint.amp"))
             raise
         finally:
             if own_database and compress_databases:
                 self.descriptor.archive_databases(log=log)
         if not converged:
-            untrained = make_filename(self.label, "untrained-parameters.amp")
+            untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
             log("Not converged; parameters saved to %s." % untrained)
             raise TrainingConvergenceError(
@@ -265,7 +266,7 @@ class Amp(Calculator):
 
     def _resume_from_checkpoint(self, log):
         """Continue from ``<label>-checkpoint.amp`` when it matches."""
-        path = make_filename(self.label, "checkpoint.amp")
+        path = make_filename(self.label, "-checkpoint.amp")
         if not os.path.exists(path):
             return
         descriptor, model = modelfile.read(path)

@@ -41,16 +41,17 @@ def now(with_utc=False):
 
 
 def make_filename(label, base_filename):
-    """Build a file name from a label, as Amp does.
+    """Build a file name from a label, as Amp 1.x does.
 
-    ``None`` gives ``base_filename``; a label ending in ``/`` is a folder;
-    otherwise ``label + '-' + base_filename``.
+    Returns ``label + base_filename`` (callers pass ``'-log.txt'``,
+    ``'.amp'``, ...), ``label`` when ``base_filename`` is None, and None
+    when ``label`` is None (nothing is to be written).
     """
     if label is None:
-        return base_filename
-    if label.endswith("/"):
-        return label + base_filename
-    return label + "-" + base_filename
+        return None
+    if base_filename is None:
+        return label
+    return label + base_filename
 
 
 class Logger:

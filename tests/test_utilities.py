@@ -75,6 +75,7 @@ def test_logger_tic_toc():
 
 
 def test_make_filename():
-    assert make_filename("amp", "log.txt") == "amp-log.txt"
-    assert make_filename("dir/", "log.txt") == "dir/log.txt"
-    assert make_filename(None, "log.txt") == "log.txt"
+    assert make_filename("amp", "-log.txt") == "amp-log.txt"
+    assert make_filename("dir/amp", ".amp") == "dir/amp.amp"
+    assert make_filename("amp", None) == "amp"
+    assert make_filename(None, "-log.txt") is None

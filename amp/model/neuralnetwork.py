@@ -499,7 +499,7 @@ class NeuralNetwork(Model):
         if not self.checkpoints or self.parent is None or \
                 step % self.checkpoints:
             return
-        path = make_filename(self.parent.label, "checkpoint.amp")
+        path = make_filename(self.parent.label, "-checkpoint.amp")
         self.log("Saving checkpoint (step %i) to %s." % (step, path))
         self.parent.save(path, overwrite=True)
 
