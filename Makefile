@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test venv bench clean
+.PHONY: demo test venv bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -11,6 +11,12 @@ $(PY):
 
 venv: $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
+
+# The main job: Amp's tutorial (EMT data, training, held-out RMSEs, MD with
+# the reloaded model); outputs in out/tutorial/.
+demo: $(PY)
+	$(PY) -m pip install --quiet -e .
+	$(PY) -W ignore::DeprecationWarning -W ignore::FutureWarning examples/tutorial.py out/tutorial
 
 # Install what the tests need (pip packages from pyproject, system packages by
 # scripts/setup_test_system.sh), then run the whole suite. pytest's exit code 5

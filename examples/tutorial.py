@@ -1,0 +1,121 @@
+"""The main job: Amp's tutorial system, end to end.
+
+1. Makes a training set with ASE's EMT: an fcc(110) Pt slab with two Cu
+   adsorbates, snapshots of a Langevin MD run.
+2. Trains a Gaussian + neural-network potential on energies and forces.
+3. Prints train and held-out RMSEs.
+4. Reloads the model with ``Amp.load`` and runs a short NVE MD with it.
+
+Everything it writes goes to one folder (default ``out/tutorial``).
+Run ``make demo`` or ``python examples/tutorial.py [folder]``.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+from ase import units
+from ase.build import add_adsorbate, fcc110
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixAtoms
+from ase.io import Trajectory, read
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.verlet import VelocityVerlet
+
+from amp import Amp
+from amp.descriptor.gaussian import Gaussian
+from amp.model import LossFunction
+from amp.model.neuralnetwork import NeuralNetwork
+
+
+def make_slab():
+    """Pt fcc(110) 2x2x2 slab with two Cu adsorbates (Amp's tutorial)."""
+    slab = fcc110("Pt", (2, 2, 2), vacuum=7.0)
+    add_adsorbate(slab, "Cu", 1.8, "longbridge")
+    add_adsorbate(slab, "Cu", 1.8, "shortbridge")
+    slab.set_constraint(FixAtoms(indices=[a.index for a in slab
+                                          if a.symbol == "Pt"][:4]))
+    return slab
+
+
+def generate_data(path, count, seed=0):
+    """Langevin MD snapshots with EMT energies and forces."""
+    atoms = make_slab()
+    atoms.calc = EMT()
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300,
+                                 rng=np.random.default_rng(seed))
+    dynamics = Langevin(atoms, 5 * units.fs, temperature_K=300,
+                        friction=0.02, rng=np.random.default_rng(seed + 1))
+    with Trajectory(path, "w") as trajectory:
+        for _ in range(count):
+            dynamics.run(5)
+            snapshot = atoms.copy()
+            snapshot.calc = SinglePointCalculator(
+                snapshot, energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces(apply_constraint=False))
+            trajectory.write(snapshot)
+    return read(path, ":")
+
+
+def rmse(calc, images):
+    """Energy RMSE per atom and force RMSE of ``calc`` on ``images``."""
+    de, df = [], []
+    for image in images:
+        reference_e = image.get_potential_energy()
+        reference_f = image.get_forces(apply_constraint=False)
+        atoms = image.copy()
+        atoms.calc = calc
+        de.append((atoms.get_potential_energy() - reference_e) / len(atoms))
+        df.append((atoms.get_forces(apply_constraint=False)
+                   - reference_f).ravel())
+    return (float(np.sqrt(np.mean(np.square(de)))),
+            float(np.sqrt(np.mean(np.square(np.concatenate(df))))))
+
+
+def main(folder="out/tutorial"):
+    os.makedirs(folder, exist_ok=True)
+    start = time.time()
+    images = generate_data(os.path.join(folder, "emt.traj"), 60)
+    train, test = images[::2][:25] + images[1::2][:15], images[1::2][15:]
+    print("data: %d training and %d held-out snapshots of %s (%.1f s)"
+          % (len(train), len(test), images[0].get_chemical_formula(),
+             time.time() - start))
+
+    label = os.path.join(folder, "calc")
+    calc = Amp(descriptor=Gaussian(),
+               model=NeuralNetwork(hiddenlayers=(5, 5), randomseed=42),
+               label=label, cores=1)
+    calc.model.lossfunction = LossFunction(
+        convergence={"energy_rmse": 0.02, "force_rmse": 0.3},
+        force_coefficient=0.04)
+    start = time.time()
+    calc.train(images=train, overwrite=True)
+    print("trained in %.1f s -> %s.amp" % (time.time() - start, label))
+
+    loaded = Amp.load(label + ".amp")
+    for name, subset in (("train", train), ("held-out", test)):
+        e, f = rmse(loaded, subset)
+        print("%-8s energy RMSE %.4f eV/atom, force RMSE %.4f eV/A"
+              % (name, e, f))
+
+    atoms = make_slab()
+    atoms.set_positions(test[0].positions)
+    atoms.calc = loaded
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300,
+                                 rng=np.random.default_rng(7))
+    dynamics = VelocityVerlet(atoms, 1 * units.fs,
+                              trajectory=os.path.join(folder, "md.traj"))
+    energies = []
+    dynamics.attach(lambda: energies.append(atoms.get_total_energy()), 10)
+    start = time.time()
+    dynamics.run(500)
+    print("NVE MD with the loaded model: 500 steps in %.1f s, total-energy "
+          "drift %.2e eV" % (time.time() - start, energies[-1] - energies[0]))
+    print("outputs in %s" % folder)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
