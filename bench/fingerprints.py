@@ -34,6 +34,31 @@ def best_of(function, repeats):
     return min(times), result
 
 
+def folder_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(path) for name in names)
+
+
+def disk_bytes_per_image(n_images=5):
+    """Bytes on disk per 108-atom image, loose and archived."""
+    import tempfile
+
+    images = [cell(3, seed) for seed in range(n_images)]
+    with tempfile.TemporaryDirectory() as folder:
+        label = os.path.join(folder, "bench")
+        descriptor = Gaussian(cutoff=6.5, dblabel=label)
+        descriptor.calculate_fingerprints(images, calculate_derivatives=True)
+        for state in ("loose", "compressed"):
+            if state == "compressed":
+                descriptor.archive_databases()
+            for name in ("fingerprints", "fingerprint-primes",
+                         "neighborlists"):
+                size = folder_bytes("%s-%s.ampdb" % (label, name))
+                print("disk_%s_%s_108_atoms %.3f MB"
+                      % (name.replace("-", "_"), state,
+                         size / n_images / 1e6))
+
+
 def main():
     for repeat, tries in ((3, 20), (5, 5), (8, 3)):
         atoms = cell(repeat)
@@ -49,6 +74,7 @@ def main():
         print("fingerprints_with_derivatives_%d_atoms %.2f ms"
               % (n, fpp_time * 1e3))
         print("derivative_data_%d_atoms %.2f MB" % (n, derivative_bytes / 1e6))
+    disk_bytes_per_image()
 
 
 if __name__ == "__main__":
