@@ -213,3 +213,7 @@ def hash_images(images, log=None, ordered=False):
         hashed[key] = image
     return hashed
 from amp.database import FileDatabase, Data  # noqa: E402,F401  (Amp's import path)
+# Parallel processing (Amp's names; implemented in amp.parallel / amp._hosts).
+from amp._hosts import assign_cores, make_sublists  # noqa: E402,F401
+from amp.parallel import (MessageDictionary, setup_parallel,  # noqa: E402,F401
+                          start_workers)

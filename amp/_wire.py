@@ -1,0 +1,187 @@
+"""Wire format and handshake of the master/worker protocol (no pickle).
+
+A message is a ZMQ multipart message: one JSON header frame, then one raw
+frame per numpy array. The header is a dict with at least ``subject``; its
+``data`` is a JSON tree in which each array is ``{"$a": N}`` (frame N + 1),
+``ase.Atoms`` are ``{"$atoms": {...}}`` and dict keys starting with ``$``
+carry one extra ``$``; ``arrays`` lists ``[dtype, shape]`` of every frame.
+Only plain numeric/bool/bytes dtypes are accepted, and each frame's length
+must match its description, so a peer can make the receiver build nothing
+but arrays of numbers, strings, lists and dicts.
+
+Authentication is a challenge-response on a per-run secret (HMAC-SHA256),
+so the secret itself never crosses the network: the worker says ``hello``,
+the master answers a ``challenge`` nonce, the worker answers ``auth`` with
+``proof(secret, 'worker', nonce)``, and the master's ``welcome`` carries
+``proof(secret, 'master', nonce)`` so the worker knows it talks to its own
+master.
+"""
+
+import hashlib
+import hmac
+import json
+
+import numpy as np
+
+#: Header frames of peers that have not authenticated may not exceed this.
+MAX_HANDSHAKE_BYTES = 4096
+_SAFE_KINDS = "biufcSV"  # no objects, no structured-with-object dtypes
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the wire format."""
+
+
+def proof(secret, role, nonce):
+    """HMAC-SHA256 of ``role:nonce`` under the run's secret, as hex."""
+    return hmac.new(secret.encode(), ("%s:%s" % (role, nonce)).encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def check_proof(secret, role, nonce, claimed):
+    """True when ``claimed`` is the right :func:`proof` (constant time)."""
+    if not isinstance(claimed, str):
+        return False
+    return hmac.compare_digest(proof(secret, role, nonce), claimed)
+
+
+def _atoms_tree(atoms, arrays):
+    image = {"numbers": atoms.numbers, "positions": atoms.positions,
+             "cell": np.asarray(atoms.cell), "pbc": np.asarray(atoms.pbc)}
+    results = getattr(atoms.calc, "results", None) or {}
+    # Energies and forces travel with the image, so training shares are
+    # complete without a calculator object on the worker.
+    for name in ("energy", "free_energy", "forces"):
+        if name in results:
+            image[name] = results[name]
+    return {"$atoms": _to_tree(image, arrays)}
+
+
+def _to_tree(value, arrays):
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in _SAFE_KINDS or value.dtype.hasobject:
+            raise TypeError("cannot send an array of dtype %s" % value.dtype)
+        arrays.append(value)
+        return {"$a": len(arrays) - 1}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        tree = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError("message dict keys must be str, not %r"
+                                % (key,))
+            tree["$" + key if key.startswith("$") else key] = \
+                _to_tree(item, arrays)
+        return tree
+    if isinstance(value, (list, tuple)):
+        return [_to_tree(item, arrays) for item in value]
+    if hasattr(value, "get_positions") and hasattr(value, "numbers"):
+        return _atoms_tree(value, arrays)
+    raise TypeError("cannot send a %s to a worker: use numpy arrays, "
+                    "numbers, str, None, ase.Atoms, or lists and str-keyed "
+                    "dicts of those" % type(value).__name__)
+
+
+def _from_tree(node, arrays):
+    if isinstance(node, list):
+        return [_from_tree(item, arrays) for item in node]
+    if isinstance(node, dict):
+        if len(node) == 1:
+            (marker, content), = node.items()
+            if marker == "$a":
+                if type(content) is not int or \
+                        not 0 <= content < len(arrays):
+                    raise ProtocolError("bad array reference %r" % (content,))
+                return arrays[content]
+            if marker == "$atoms":
+                return _build_atoms(_from_tree(content, arrays))
+        return {key[1:] if key.startswith("$") else key:
+                _from_tree(item, arrays) for key, item in node.items()}
+    return node
+
+
+def _build_atoms(image):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = Atoms(numbers=image["numbers"], positions=image["positions"],
+                  cell=image["cell"], pbc=image["pbc"])
+    # Positions are set as given (Atoms copies them): no wrapping, so the
+    # worker's image hashes and fingerprints like the master's.
+    results = {name: image[name] for name in ("energy", "free_energy",
+                                              "forces") if name in image}
+    if results:
+        atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def encode(header, data=None):
+    """Return the frames of a message: header JSON, then array buffers.
+
+    Parameters
+    ----------
+    header : dict
+        JSON-able fields (``subject``, ``token``, ...).
+    data : object, optional
+        Arrays, numbers, str, None, ase.Atoms, lists and str-keyed dicts.
+    """
+    arrays = []
+    head = dict(header)
+    head["data"] = _to_tree(data, arrays)
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    head["arrays"] = [[a.dtype.str, list(a.shape)] for a in arrays]
+    return [json.dumps(head, allow_nan=True).encode()] + \
+        [memoryview(a).cast("B") if a.size else b"" for a in arrays]
+
+
+def decode_header(frame, limit=None):
+    """Parse a header frame (bytes or zmq.Frame) into a dict."""
+    raw = frame.bytes if hasattr(frame, "bytes") else bytes(frame)
+    if limit is not None and len(raw) > limit:
+        raise ProtocolError("header of %d bytes before authentication"
+                            % len(raw))
+    try:
+        head = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProtocolError("header is not JSON: %s" % error) from None
+    if not isinstance(head, dict) or not isinstance(head.get("subject"), str):
+        raise ProtocolError("header is not a dict with a subject")
+    return head
+
+
+def decode(frames, head=None):
+    """Return ``(header, data)`` of a message's frames.
+
+    Raises
+    ------
+    ProtocolError
+        For anything that is not a well-formed message.
+    """
+    if head is None:
+        head = decode_header(frames[0])
+    described = head.get("arrays", [])
+    if not isinstance(described, list) or len(described) != len(frames) - 1:
+        raise ProtocolError("array descriptions do not match the frames")
+    arrays = []
+    for (dtype, shape), frame in zip(described, frames[1:]):
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise ProtocolError("bad dtype %r" % (dtype,)) from None
+        if dtype.kind not in _SAFE_KINDS or dtype.hasobject or \
+                not isinstance(shape, list) or \
+                any(type(n) is not int or n < 0 for n in shape):
+            raise ProtocolError("bad array description %r %r"
+                                % (dtype, shape))
+        buffer = frame.buffer if hasattr(frame, "buffer") else frame
+        count = int(np.prod(shape, dtype=np.int64))
+        if len(memoryview(buffer).cast("B")) != count * dtype.itemsize:
+            raise ProtocolError("array frame length does not match %s %r"
+                                % (dtype, shape))
+        # Copied: the frame's memory is read-only and owned by ZMQ.
+        arrays.append(np.frombuffer(buffer, dtype, count).reshape(shape)
+                      .copy())
+    return head, _from_tree(head.get("data"), arrays)

@@ -1,0 +1,359 @@
+"""Worker side of :mod:`amp.parallel`: the job registry, the worker process,
+the per-host launcher used over SSH, and the built-in jobs.
+
+Jobs
+----
+A job is a class registered with :func:`register_job`; its name is
+``"module:QualName"`` and a worker imports ``module`` to find it, but serves
+only registered classes. Two kinds:
+
+* map jobs (:meth:`amp.parallel.WorkerPool.map`): ``Job(setup)`` once per
+  worker and setup, then ``job(key, item) -> value`` for each item;
+* persistent jobs (:meth:`amp.parallel.WorkerPool.persistent`):
+  ``Job(setup, share)`` per share held by the worker, kept for the whole fit,
+  then ``getattr(job, method)(args) -> value`` for each method named in the
+  class attribute ``methods``.
+
+Values and items are anything :mod:`amp._wire` carries (numpy arrays,
+numbers, str, lists, dicts, ase.Atoms).
+"""
+
+import importlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+
+from . import _wire
+
+_JOBS = {}
+
+
+def job_name(job):
+    """Return the registry name of a job class (or check a name string)."""
+    if isinstance(job, str):
+        return job
+    return "%s:%s" % (job.__module__, job.__qualname__)
+
+
+def register_job(cls):
+    """Class decorator: let workers run ``cls`` (see the module docstring)."""
+    _JOBS[job_name(cls)] = cls
+    return cls
+
+
+def get_job(name):
+    """Return the registered job class called ``name``, importing its module.
+
+    Raises
+    ------
+    KeyError
+        When the module does not register a job of that name.
+    """
+    if name not in _JOBS:
+        module = name.partition(":")[0]
+        if module:
+            importlib.import_module(module)
+    if name not in _JOBS:
+        raise KeyError("no registered parallel job %r" % name)
+    return _JOBS[name]
+
+
+# ----------------------------------------------------------- built-in jobs
+
+@register_job
+class Fingerprints:
+    """Map job: fingerprints of images, as ``ImageFingerprints.todict``.
+
+    ``setup``: ``{'descriptor': descriptor.todict(), 'derivatives': bool,
+    'parts': ['values', 'derivatives']}``; items are ase.Atoms; each value
+    is ``descriptor.compute(atoms, derivatives).todict(parts)``.
+    """
+
+    def __init__(self, setup):
+        parameters = setup["descriptor"]
+        module, _, cls = ("amp" + parameters["importname"]).rpartition(".")
+        self.descriptor = getattr(importlib.import_module(module), cls) \
+            .fromdict(parameters)
+        self.derivatives = bool(setup.get("derivatives", False))
+        self.parts = tuple(setup.get("parts", ("values", "derivatives")))
+
+    def __call__(self, key, atoms):
+        fingerprints = self.descriptor.compute(atoms, self.derivatives)
+        return fingerprints.todict(parts=self.parts)
+
+
+@register_job
+class Echo:
+    """Map job for tests: ``value = {'item': item, 'pid': worker pid}``
+    after sleeping ``setup['sleep']`` seconds."""
+
+    def __init__(self, setup):
+        self.sleep = float((setup or {}).get("sleep", 0.0))
+
+    def __call__(self, key, item):
+        time.sleep(self.sleep)
+        return {"item": item, "pid": os.getpid()}
+
+
+@register_job
+class LeastSquares:
+    """Persistent stand-in for a loss: partial sums over a share of data.
+
+    ``share``: ``{'X': (m, p) array, 'y': (m,) array}``. ``evaluate(p)``
+    returns ``{'loss': sum(r**2)/2, 'gradient': X.T @ r, 'max_residual':
+    max|r|, 'count': m}`` with ``r = X @ p - y`` -- the shape of what a
+    loss-function share returns (partial sums the master adds up).
+    """
+
+    methods = ("evaluate", "sleep", "pid")
+
+    def __init__(self, setup, share):
+        self.X = np.asarray(share["X"], dtype=float)
+        self.y = np.asarray(share["y"], dtype=float)
+
+    def evaluate(self, parameters):
+        residual = self.X @ np.asarray(parameters, dtype=float) - self.y
+        return {"loss": 0.5 * float(residual @ residual),
+                "gradient": self.X.T @ residual,
+                "max_residual": float(np.abs(residual).max(initial=0.0)),
+                "count": len(self.y)}
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+        return os.getpid()
+
+    def pid(self, args=None):
+        return os.getpid()
+
+
+# ---------------------------------------------------------- worker process
+
+def _read_secret():
+    line = sys.stdin.readline()
+    if not line.strip():
+        sys.exit("amp worker: no secret on stdin")
+    return line.strip()
+
+
+def _watch_stdin():
+    """Exit when stdin closes: the master (or launcher) is gone."""
+    def watch():
+        try:
+            while sys.stdin.readline():
+                pass
+        finally:
+            os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _io_thread(context, address, process_id, host, secret, ready, failure):
+    """Own the DEALER socket: handshake, relay messages, send heartbeats.
+
+    Computations run in the main thread; this thread keeps answering
+    (heartbeats) meanwhile, so the master can tell busy from dead.
+    """
+    import zmq
+
+    dealer = context.socket(zmq.DEALER)
+    dealer.linger = 1000
+    dealer.connect(address)
+    pair = context.socket(zmq.PAIR)
+    pair.bind("inproc://amp-worker")
+    try:
+        dealer.send_multipart(_wire.encode({
+            "subject": "hello", "id": process_id, "host": host,
+            "pid": os.getpid()}))
+        if not dealer.poll(30000):
+            raise RuntimeError("no answer from the master at %s" % address)
+        head, _ = _wire.decode(dealer.recv_multipart())
+        if head["subject"] != "challenge":
+            raise RuntimeError("master refused: %s" % head.get("reason"))
+        nonce = head["nonce"]
+        dealer.send_multipart(_wire.encode({
+            "subject": "auth", "proof": _wire.proof(secret, "worker",
+                                                    nonce)}))
+        if not dealer.poll(30000):
+            raise RuntimeError("the master did not welcome this worker")
+        head, _ = _wire.decode(dealer.recv_multipart())
+        if head["subject"] != "welcome" or not _wire.check_proof(
+                secret, "master", nonce, head.get("proof")):
+            raise RuntimeError("the peer at %s is not this run's master"
+                               % address)
+        heartbeat = float(head.get("heartbeat", 1.0))
+    except Exception as error:  # reported by the main thread
+        failure.append(error)
+        ready.set()
+        return
+    ready.set()
+    poller = zmq.Poller()
+    poller.register(dealer, zmq.POLLIN)
+    poller.register(pair, zmq.POLLIN)
+    beat = _wire.encode({"subject": "heartbeat"})
+    last = time.monotonic()
+    while True:
+        events = dict(poller.poll(heartbeat * 1000))
+        if dealer in events:
+            pair.send_multipart(dealer.recv_multipart(copy=False), copy=False)
+        if pair in events:
+            frames = pair.recv_multipart(copy=False)
+            if frames[0].bytes == b"exit":
+                return
+            dealer.send_multipart(frames, copy=False)
+            last = time.monotonic()
+        if time.monotonic() - last >= heartbeat:
+            dealer.send_multipart(beat)
+            last = time.monotonic()
+
+
+class _Worker:
+    def __init__(self):
+        self.maps = {}      # (job name, setup id) -> map job instance
+        self.shares = {}    # (job id, share id) -> persistent job instance
+
+    def handle(self, head, data):
+        subject = head["subject"]
+        if subject == "map":
+            cache_key = (head["job"], head["setup_id"])
+            job = self.maps.get(cache_key)
+            if job is None:
+                if len(self.maps) > 8:  # setups of finished map calls
+                    self.maps.clear()
+                job = self.maps[cache_key] = get_job(head["job"])(
+                    data["setup"])
+            return {key: job(key, item) for key, item in
+                    zip(data["keys"], data["items"])}
+        if subject == "init":
+            cls = get_job(head["job"])
+            self.shares[(head["job_id"], head["share"])] = cls(
+                data["setup"], data["share"])
+            return None
+        if subject == "call":
+            results = {}
+            for share in head["shares"]:
+                job = self.shares[(head["job_id"], share)]
+                if head["method"] not in getattr(job, "methods", ()):
+                    raise ValueError("%s has no parallel method %r"
+                                     % (type(job).__name__, head["method"]))
+                results[str(share)] = getattr(job, head["method"])(data)
+            return results
+        if subject == "drop":
+            for key in [k for k in self.shares if k[0] == head["job_id"]]:
+                del self.shares[key]
+            return None
+        raise ValueError("unknown request %r" % subject)
+
+
+def worker_main(address, process_id, host):
+    """Run one worker: read the secret from stdin, serve until told to stop.
+
+    Ctrl-C in the master's terminal reaches the workers too; they ignore it
+    and leave when the master says so or when stdin closes.
+    """
+    import zmq
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    secret = _read_secret()
+    _watch_stdin()
+    context = zmq.Context()
+    ready, failure = threading.Event(), []
+    io = threading.Thread(target=_io_thread, daemon=True, args=(
+        context, address, process_id, host, secret, ready, failure))
+    io.start()
+    ready.wait()
+    if failure:
+        sys.exit("amp worker %s on %s: %s" % (process_id, host, failure[0]))
+    pair = context.socket(zmq.PAIR)
+    pair.connect("inproc://amp-worker")
+    worker = _Worker()
+    while True:
+        frames = pair.recv_multipart(copy=False)
+        head, data = _wire.decode(frames)
+        if head["subject"] == "exit":
+            pair.send(b"exit")
+            io.join(2)
+            os._exit(0)
+        try:
+            value = worker.handle(head, data)
+            reply = _wire.encode({"subject": "result",
+                                  "token": head.get("token")}, value)
+        except Exception:
+            reply = _wire.encode({"subject": "error",
+                                  "token": head.get("token"),
+                                  "error": traceback.format_exc()})
+        pair.send_multipart(reply, copy=False)
+
+
+# ------------------------------------------------------ launcher over SSH
+
+def launcher_main(address, ids, host):
+    """Start the workers of one host; stop them when the session ends.
+
+    Runs in the foreground of the master's SSH session. It turns terminal
+    echo off, asks for the secret on stdin (so it shows neither in ``ps``
+    nor on the terminal), hands it to each worker through a pipe, then
+    waits: a ``stop`` line, end of input or a hang-up stops the workers.
+    """
+    import termios
+
+    if sys.stdin.isatty():
+        attributes = termios.tcgetattr(0)
+        attributes[3] &= ~termios.ECHO
+        termios.tcsetattr(0, termios.TCSANOW, attributes)
+    print("<amp-secret>", flush=True)
+    secret = _read_secret()
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    children = []
+
+    def stop(*_):
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 2
+        for child in children:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        os._exit(0)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    for process_id in ids:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "amp.parallel", "worker", address,
+             str(process_id), host], stdin=subprocess.PIPE, env=env)
+        child.stdin.write((secret + "\n").encode())
+        child.stdin.flush()
+        children.append(child)
+    print("<amp-launched %d>" % len(children), flush=True)
+    try:
+        while True:
+            readable, _, _ = select.select([sys.stdin], [], [], 1.0)
+            if readable:
+                line = sys.stdin.readline()
+                if not line or line.strip() == "stop":
+                    break
+    finally:
+        stop()
+
+
+def main(argv=None):
+    """``python -m amp.parallel worker ADDRESS ID HOST`` or
+    ``python -m amp.parallel launch ADDRESS ID,ID,... HOST``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 4 and argv[0] == "worker":
+        worker_main(argv[1], int(argv[2]), argv[3])
+    elif len(argv) == 4 and argv[0] == "launch":
+        launcher_main(argv[1], [int(i) for i in argv[2].split(",")], argv[3])
+    else:
+        sys.exit("usage: python -m amp.parallel worker ADDRESS ID HOST\n"
+                 "       python -m amp.parallel launch ADDRESS ID,... HOST\n"
+                 "(the secret is read from stdin)")

@@ -1,0 +1,758 @@
+"""Parallel fingerprinting and training: a master and ZMQ workers.
+
+Workers run on this machine (subprocesses) or on other hosts (started in an
+SSH session through pexpect's ``pxssh``, as the current user, with key
+authentication). Each connects back to the master's ZMQ ``ROUTER`` socket
+and must prove it knows the run's random secret (HMAC challenge-response,
+:mod:`amp._wire`) before it is served; the secret reaches workers through
+stdin, never argv. Messages are a JSON header and raw numpy buffers, never
+pickles. See ``docs/parallel.md``.
+
+Entry points
+------------
+* :class:`WorkerPool` (``with WorkerPool(cores=4) as pool:``) -- starts,
+  supervises and stops the workers.
+* :meth:`WorkerPool.map` -- stateless jobs over many items (fingerprints),
+  load-balanced; :func:`compute_in_workers` does the same from Amp's
+  ``parallel`` dict and is what :meth:`amp.database.Data.calculate_items`
+  uses.
+* :meth:`WorkerPool.persistent` -- a :class:`PersistentJob`: each worker
+  keeps its shares (e.g. images and fingerprints) for a whole fit and
+  answers repeated calls (e.g. parameter vector -> partial loss sums).
+* Amp's names: :func:`assign_cores`, :func:`setup_parallel`,
+  :func:`start_workers`, :func:`make_sublists`, :class:`MessageDictionary`
+  (also importable from :mod:`amp.utilities`).
+
+Run as ``python -m amp.parallel worker|launch ...`` it is a worker process.
+"""
+
+import atexit
+import collections
+import getpass
+import itertools
+import logging
+import math
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import weakref
+
+from . import _wire
+from ._hosts import assign_cores, make_sublists  # noqa: F401 (public)
+from ._workers import (Echo, Fingerprints, LeastSquares,  # noqa: F401
+                       get_job, job_name, register_job)
+
+_logger = logging.getLogger("amp.parallel")
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+class WorkerError(RuntimeError):
+    """Workers failed (died, stopped answering, raised) and the run stops."""
+
+
+class MessageDictionary:
+    """Standard form of a message from process ``process_id`` (Amp's).
+
+    Calling it with a subject (and optional data) gives
+    ``{'id': process_id, 'subject': subject, 'data': data}``.
+    """
+
+    def __init__(self, process_id):
+        self.process_id = process_id
+
+    def __call__(self, subject, data=None):
+        return {"id": self.process_id, "subject": subject, "data": data}
+
+
+def _is_local(host):
+    return host in _LOCAL_NAMES or host in (
+        socket.gethostname(), socket.getfqdn(),
+        socket.gethostname().split(".")[0])
+
+
+def _noop_log(message, **_):
+    pass
+
+
+def wants_parallel(parallel):
+    """True when ``parallel`` asks for workers (a pool, or >1 core)."""
+    if isinstance(parallel, WorkerPool):
+        return True
+    if not parallel:
+        return False
+    cores = parallel.get("cores", 1)
+    if cores is None:
+        cores = assign_cores(None)
+    if isinstance(cores, dict):
+        return sum(cores.values()) > 1 or not all(map(_is_local, cores))
+    return int(cores) > 1
+
+
+# ------------------------------------------------------------ starting
+
+def _login(host, timeout):
+    """Open a pxssh session to ``host`` as the current user (keys only)."""
+    from pexpect import pxssh
+
+    session = pxssh.pxssh(timeout=timeout, options={
+        "BatchMode": "yes", "ConnectTimeout": str(int(max(1, timeout)))})
+    try:
+        session.login(host, getpass.getuser(), login_timeout=timeout,
+                      sync_original_prompt=False)
+    except Exception as error:
+        session.close(force=True)
+        raise WorkerError("cannot open an SSH session to %s as %s (key "
+                          "authentication; see docs/parallel.md): %s"
+                          % (host, getpass.getuser(), error)) from None
+    return session
+
+
+def _remote_run(session, command):
+    session.sendline(command)
+    session.prompt()
+    return session.before.decode(errors="replace").splitlines()[1:]
+
+
+def start_workers(process_ids, workerhostname, workercommand, log,
+                  envcommand=None, address=None, secret=None, session=None,
+                  timeout=30.0):
+    """Start the workers ``process_ids`` on one host (Amp's function).
+
+    Parameters
+    ----------
+    process_ids : list of int
+    workerhostname : str
+        ``'localhost'`` (or this machine's name): subprocesses; anything
+        else: an SSH session through pxssh, in which ``envcommand`` runs
+        first and then one launcher starts the host's workers.
+    workercommand : str or list
+        How to run ``python -m amp.parallel`` there (a list for local
+        workers, a shell string for remote ones).
+    log : callable
+    envcommand : str, optional
+        e.g. ``'source ~/venv/bin/activate'`` (remote hosts only).
+    address, secret : str
+        The master's ZMQ address and the run's secret (sent on stdin).
+    session : pxssh, optional
+        An open session to reuse (remote hosts).
+
+    Returns
+    -------
+    list of subprocess.Popen, or pxssh session
+    """
+    if _is_local(workerhostname):
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1")
+        # The workers import this very package, wherever it was imported from.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [_PACKAGE_PARENT] + [p for p in [env.get("PYTHONPATH")] if p])
+        command = list(workercommand or [sys.executable, "-m", "amp.parallel"])
+        processes = []
+        for process_id in process_ids:
+            process = subprocess.Popen(
+                command + ["worker", address, str(process_id),
+                           workerhostname], stdin=subprocess.PIPE, env=env)
+            process.stdin.write((secret + "\n").encode())
+            process.stdin.flush()  # kept open: its end tells the worker to go
+            processes.append(process)
+        log(" Started %d local workers." % len(processes))
+        return processes
+    if session is None:
+        session = _login(workerhostname, timeout)
+    if envcommand:
+        log(" Environment command on %s: %s" % (workerhostname, envcommand))
+        _remote_run(session, envcommand)
+    command = workercommand or "python3 -m amp.parallel"
+    session.sendline("%s launch %s %s %s" % (
+        command, address, ",".join(map(str, process_ids)), workerhostname))
+    if session.expect(["<amp-secret>", session.PROMPT], timeout=timeout):
+        raise WorkerError("the worker launcher did not start on %s: %s" % (
+            workerhostname, session.before.decode(errors="replace")[-2000:]))
+    session.sendline(secret)  # the launcher has switched terminal echo off
+    session.expect(r"<amp-launched \d+>", timeout=timeout)
+    log(" Started %d workers on %s." % (len(process_ids), workerhostname))
+    return session
+
+
+class _Peer:
+    """What the master knows of one worker."""
+
+    def __init__(self, process_id, host):
+        self.id, self.host = process_id, host
+        self.process = self.session = self.identity = self.pid = None
+        self.alive = True
+        self.last_seen = time.monotonic()
+
+    def __repr__(self):
+        return "worker %d on %s" % (self.id, self.host)
+
+
+_POOLS = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all():
+    for pool in list(_POOLS):
+        pool.close()
+
+
+class WorkerPool:
+    """Workers started for a run, supervised, and stopped on :meth:`close`.
+
+    Parameters
+    ----------
+    cores : int, dict or None
+        As Amp's ``parallel['cores']`` (see :func:`assign_cores`).
+    envcommand : str, optional
+        Runs in each remote SSH session before its workers start.
+    log : callable, optional
+        e.g. an :class:`amp.utilities.Logger`; failures and dropped peers
+        are reported there and to the ``logging`` logger ``amp.parallel``.
+    timeout : float
+        A worker with work to do that sends nothing (results or the
+        heartbeats it sends every ``timeout / 4`` s, at most every 2 s,
+        even while computing) for this long is declared failed.
+    task_timeout : float, optional
+        Also fail a worker whose one request takes longer than this.
+    reassign : bool
+        Give a failed worker's work to the others (True), or stop the run
+        with :class:`WorkerError` at the first failure (False).
+    workercommand : str or list, optional
+        How to run ``python -m amp.parallel`` (remote: a shell string run
+        after ``envcommand``; default ``python3 -m amp.parallel``).
+    bind : str, optional
+        Interface address to bind; by default loopback when all workers are
+        local, otherwise the address each SSH server sees this machine
+        connect from (``$SSH_CONNECTION``), i.e. the interface that reaches
+        the workers.
+    start_timeout : float
+        Seconds to wait for every worker to connect and authenticate.
+
+    Attributes
+    ----------
+    server : zmq.Socket
+        The master's socket (Amp's ``server``).
+    connections : dict
+        ``{host: pxssh session or list of subprocess.Popen}``.
+    n_pids : int
+        Number of workers started.
+    failures : list of str
+        One line per worker that failed.
+    """
+
+    def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
+                 task_timeout=None, reassign=True, workercommand=None,
+                 bind=None, start_timeout=60.0):
+        import zmq
+
+        self.log = log if log is not None else _noop_log
+        self.timeout, self.task_timeout = float(timeout), task_timeout
+        self.reassign = reassign
+        self.heartbeat = min(2.0, max(0.05, self.timeout / 4))
+        self.failures, self.connections, self.peers = [], {}, []
+        self._closed = False
+        self._identities, self._pending_auth, self._banned = {}, {}, set()
+        self._tokens = itertools.count()
+        self.hosts = assign_cores(cores, self.log)
+        self.n_pids = sum(self.hosts.values())
+        self.secret = secrets.token_hex(32)
+        self.context = zmq.Context()
+        self.server = self.context.socket(zmq.ROUTER)
+        self.server.linger = 0
+        self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        _POOLS.add(self)
+        try:
+            self._start(envcommand, workercommand, bind, start_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # Starting ------------------------------------------------------------
+
+    def _bind(self, address):
+        self.server.bind("tcp://%s:0" % address)
+        return self.server.last_endpoint.decode()
+
+    def _start(self, envcommand, workercommand, bind, start_timeout):
+        started = time.monotonic()
+        sessions, addresses = {}, {}
+        for host in self.hosts:
+            if not _is_local(host):
+                sessions[host] = _login(host, start_timeout)
+        for host in self.hosts:
+            if _is_local(host):
+                interface = bind or "127.0.0.1"
+            else:
+                seen = _remote_run(sessions[host], "echo $SSH_CONNECTION")
+                words = " ".join(seen).split()
+                interface = bind or (words[0] if words else None)
+                if interface is None:
+                    raise WorkerError("cannot tell which address %s reaches "
+                                      "this machine at; give bind=" % host)
+            if interface not in addresses:
+                addresses[interface] = self._bind(interface)
+                self.log(" Master listening on %s." % addresses[interface])
+            process_ids = list(range(len(self.peers),
+                                     len(self.peers) + self.hosts[host]))
+            peers = [_Peer(i, host) for i in process_ids]
+            self.peers.extend(peers)
+            connection = start_workers(
+                process_ids, host, workercommand, self.log, envcommand,
+                addresses[interface], self.secret, sessions.get(host),
+                start_timeout)
+            self.connections[host] = connection
+            for index, peer in enumerate(peers):
+                if isinstance(connection, list):
+                    peer.process = connection[index]
+                else:
+                    peer.session = connection
+        deadline = started + start_timeout
+        while any(peer.identity is None for peer in self.peers):
+            self._poll(0.05)
+            for peer in self.peers:
+                reason = peer.identity is None and self._dead_reason(peer)
+                if reason:
+                    raise WorkerError("%r did not start: %s" % (peer, reason))
+            if time.monotonic() > deadline:
+                missing = [repr(p) for p in self.peers if p.identity is None]
+                raise WorkerError("workers did not connect within %.0f s: %s"
+                                  % (start_timeout, ", ".join(missing)))
+        self.start_time = time.monotonic() - started
+        self.log(" %d workers ready in %.2f s." % (self.n_pids,
+                                                   self.start_time))
+
+    # Messages ------------------------------------------------------------
+
+    def _drop(self, identity, reason):
+        self._banned.add(identity)
+        self._pending_auth.pop(identity, None)
+        message = "Dropped unauthenticated peer %s: %s" % (identity.hex(),
+                                                            reason)
+        self.log(" " + message)
+        _logger.warning(message)
+
+    def _handshake(self, identity, frames):
+        if identity in self._banned:
+            return
+        try:
+            head = _wire.decode_header(frames[0], _wire.MAX_HANDSHAKE_BYTES)
+        except (_wire.ProtocolError, IndexError) as error:
+            return self._drop(identity, error)
+        if identity in self._pending_auth:
+            nonce, peer = self._pending_auth.pop(identity)
+            if head["subject"] != "auth" or not _wire.check_proof(
+                    self.secret, "worker", nonce, head.get("proof")):
+                return self._drop(identity, "wrong secret")
+            if peer.identity is not None:
+                return self._drop(identity, "%r is already connected" % peer)
+            peer.identity, peer.pid = identity, peer.pid
+            peer.last_seen = time.monotonic()
+            self._identities[identity] = peer
+            self._send(peer, _wire.encode({
+                "subject": "welcome", "heartbeat": self.heartbeat,
+                "proof": _wire.proof(self.secret, "master", nonce)}))
+            return
+        peer_id = head.get("id")
+        peer = self.peers[peer_id] if head["subject"] == "hello" and \
+            type(peer_id) is int and 0 <= peer_id < len(self.peers) else None
+        if peer is None or peer.identity is not None:
+            return self._drop(identity, "unexpected %r" % head["subject"])
+        nonce = secrets.token_hex(16)
+        self._pending_auth[identity] = (nonce, peer)
+        if isinstance(head.get("pid"), int):
+            peer.pid = head["pid"]
+        self.server.send_multipart([identity] + _wire.encode(
+            {"subject": "challenge", "nonce": nonce}))
+
+    def _poll(self, seconds):
+        """Receive what arrives within ``seconds``; return worker replies."""
+        import zmq
+
+        replies = []
+        if not self.server.poll(seconds * 1000):
+            return replies
+        while True:
+            try:
+                frames = self.server.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return replies
+            identity = frames[0].bytes
+            peer = self._identities.get(identity)
+            if peer is None:
+                self._handshake(identity, frames[1:])
+                continue
+            if not peer.alive:
+                continue  # already failed and reassigned: ignore late words
+            peer.last_seen = time.monotonic()
+            try:
+                head, data = _wire.decode(frames[1:])
+            except _wire.ProtocolError as error:
+                self._fail(peer, "sent a malformed message (%s)" % error)
+                continue
+            if head["subject"] != "heartbeat":
+                replies.append((peer, head, data))
+
+    def _send(self, peer, frames):
+        import zmq
+
+        try:
+            self.server.send_multipart([peer.identity] + frames, copy=False)
+            return True
+        except zmq.ZMQError as error:  # peer disconnected (ROUTER_MANDATORY)
+            self._fail(peer, "cannot be reached (%s)" % error)
+            return False
+
+    def _dead_reason(self, peer, sent=None):
+        now = time.monotonic()
+        if peer.process is not None and peer.process.poll() is not None:
+            return "its process exited with code %s" % peer.process.returncode
+        if peer.session is not None and not peer.session.isalive():
+            return "its SSH session to %s ended" % peer.host
+        if peer.identity is not None and now - peer.last_seen > self.timeout:
+            return "stopped answering (nothing for %.1f s; timeout %.1f s)" \
+                % (now - peer.last_seen, self.timeout)
+        if sent is not None and self.task_timeout is not None and \
+                now - sent > self.task_timeout:
+            return "did not finish a request within task_timeout %.1f s" \
+                % self.task_timeout
+        return None
+
+    def _fail(self, peer, reason):
+        if not peer.alive:
+            return
+        peer.alive = False
+        line = "%r (pid %s) failed: %s" % (peer, peer.pid, reason)
+        self.failures.append(line)
+        self.log(" " + line)
+        _logger.warning(line)
+        if peer.process is not None and peer.process.poll() is None:
+            peer.process.kill()  # also ends a stopped (SIGSTOP) process
+        self._identities.pop(peer.identity, None)
+        self._banned.add(peer.identity)
+
+    def alive(self):
+        """The workers still in service, by id."""
+        return [peer for peer in self.peers if peer.alive]
+
+    def _check_failures(self, pending):
+        """Fail workers of ``pending`` requests that are dead or silent.
+
+        Returns the requests of failed workers (removed from ``pending``),
+        or raises :class:`WorkerError` when work may not or cannot move.
+        """
+        for token, (peer, _, sent) in list(pending.items()):
+            reason = peer.alive and self._dead_reason(peer, sent)
+            if reason:
+                self._fail(peer, reason)
+        lost = {token: pending.pop(token) for token, (peer, _, _)
+                in list(pending.items()) if not peer.alive}
+        if lost and (not self.reassign or not self.alive()):
+            raise WorkerError(
+                "parallel run failed: %s%s" % ("; ".join(self.failures), (
+                    "" if self.alive() else " (no worker left)")))
+        return list(lost.values())
+
+    def _request(self, peer, pending, head, data, context):
+        token = next(self._tokens)
+        # Recorded even when sending fails: the next check moves it on.
+        self._send(peer, _wire.encode(dict(head, token=token), data))
+        pending[token] = (peer, context, time.monotonic())
+
+    @staticmethod
+    def _raise_error(peer, head):
+        raise WorkerError("%r raised an error:\n%s" % (peer, head.get("error")))
+
+    # Work ------------------------------------------------------------------
+
+    def map(self, job, items, setup=None, chunksize=None):
+        """Run a map job over ``items``; yield ``(key, value)`` as they come.
+
+        Parameters
+        ----------
+        job : class or str
+            A map job registered with :func:`register_job` (e.g.
+            :class:`amp._workers.Fingerprints`).
+        items : dict
+            ``{str key: item}``; items may be ase.Atoms.
+        setup : object, optional
+            Given to ``job(setup)`` once per worker.
+        chunksize : int, optional
+            Items per request; by default about a quarter of a worker's
+            share, so fast workers take more (load balancing) and a
+            failure costs little.
+
+        Yields
+        ------
+        (str, object)
+            Every key exactly once, in completion order. Work of a failed
+            worker goes to the others (``reassign=True``), otherwise
+            :class:`WorkerError` is raised.
+        """
+        name, keys = job_name(job), list(items)
+        if chunksize is None:
+            chunksize = max(1, math.ceil(len(keys) / (4 * len(self.alive()))))
+        chunks = collections.deque(keys[i:i + chunksize]
+                                   for i in range(0, len(keys), chunksize))
+        head = {"subject": "map", "job": name,
+                "setup_id": secrets.token_hex(8)}
+        pending = {}
+        while chunks or pending:
+            for peer in self.alive():  # two requests each: no idle gaps
+                while chunks and sum(p is peer for p, _, _ in
+                                     pending.values()) < 2:
+                    chunk = chunks.popleft()
+                    self._request(peer, pending, head, {
+                        "setup": setup, "keys": chunk,
+                        "items": [items[key] for key in chunk]}, chunk)
+            for peer, reply, data in self._poll(0.1):
+                request = pending.pop(reply.get("token"), None)
+                if request is None:
+                    continue
+                if reply["subject"] == "error":
+                    self._raise_error(peer, reply)
+                for key in request[1]:
+                    yield key, data[key]
+            for _, chunk, _ in self._check_failures(pending):
+                chunks.appendleft(chunk)
+
+    def persistent(self, job, shares, setup=None):
+        """Start a :class:`PersistentJob`: ``job(setup, share)`` per share.
+
+        Parameters
+        ----------
+        job : class or str
+            Registered with :func:`register_job`, with a ``methods`` tuple.
+        shares : list
+            One payload per share (e.g. from :meth:`split`); share ``i``
+            goes to worker ``i % n``.
+        setup : object, optional
+            Common to all shares (e.g. the model's description).
+        """
+        return PersistentJob(self, job, shares, setup)
+
+    def split(self, keys):
+        """Split ``keys`` into one contiguous, ordered list per live worker."""
+        n = len(self.alive())
+        bounds = [round(i * len(keys) / n) for i in range(n + 1)]
+        return [list(keys[bounds[i]:bounds[i + 1]]) for i in range(n)]
+
+    # Ending ----------------------------------------------------------------
+
+    def close(self):
+        """Stop every worker and end the SSH sessions (idempotent).
+
+        Workers are asked to exit, then terminated and killed if still
+        there after 2 s; remote launchers are told to stop and their
+        sessions closed, which hangs up on any worker left.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        _POOLS.discard(self)
+        for peer in self.peers:
+            if peer.alive and peer.identity is not None:
+                try:
+                    self.server.send_multipart(
+                        [peer.identity] + _wire.encode({"subject": "exit"}))
+                except Exception:
+                    pass
+        for connection in self.connections.values():
+            if not isinstance(connection, list):
+                try:
+                    connection.sendline("stop")
+                except Exception:
+                    pass
+        deadline = time.monotonic() + 2.0
+        for peer in self.peers:
+            process = peer.process
+            if process is None:
+                continue
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+        for connection in self.connections.values():
+            if not isinstance(connection, list):
+                try:
+                    connection.expect(connection.PROMPT, timeout=3)
+                    connection.logout()
+                except Exception:
+                    pass
+                connection.close(force=True)
+        self.server.close(0)
+        self.context.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        """Unpack as Amp's ``server, connections, n_pids``."""
+        return iter((self.server, self.connections, self.n_pids))
+
+
+class PersistentJob:
+    """Shares of a job kept by workers for many calls (see
+    :meth:`WorkerPool.persistent`).
+
+    Attributes
+    ----------
+    owner : dict
+        ``{share index: _Peer}``; changes when a worker fails.
+    """
+
+    def __init__(self, pool, job, shares, setup=None):
+        self.pool, self.name = pool, job_name(job)
+        self.shares, self.setup = list(shares), setup
+        self.job_id = secrets.token_hex(8)
+        alive = pool.alive()
+        self.owner = {index: alive[index % len(alive)]
+                      for index in range(len(self.shares))}
+        self._run([self._init(index) for index in self.owner])
+
+    def _init(self, index):
+        return (self.owner[index], {
+            "subject": "init", "job": self.name, "job_id": self.job_id,
+            "share": index}, {"setup": self.setup,
+                              "share": self.shares[index]}, ("init", [index]))
+
+    def _move(self, indices):
+        """Give shares of a failed worker to the least loaded survivors."""
+        for index in indices:
+            load = collections.Counter(self.owner[i] for i in self.owner
+                                       if self.owner[i].alive)
+            self.owner[index] = min(self.pool.alive(),
+                                    key=lambda peer: (load[peer], peer.id))
+
+    def _run(self, requests):
+        pool, pending, results = self.pool, {}, {}
+        for peer, head, data, context in requests:
+            pool._request(peer, pending, head, data, context)
+        while pending:
+            for peer, reply, data in pool._poll(0.1):
+                request = pending.pop(reply.get("token"), None)
+                if request is None:
+                    continue
+                if reply["subject"] == "error":
+                    pool._raise_error(peer, reply)
+                if request[1][0] == "call":
+                    results.update({int(k): v for k, v in data.items()})
+            for _, (kind, indices), _ in pool._check_failures(pending):
+                self._move(indices)
+                retry = [self._init(index) for index in indices]
+                if kind == "call":
+                    retry += self._calls(indices)
+                for peer, head, data, context in retry:
+                    pool._request(peer, pending, head, data, context)
+        return results
+
+    def _calls(self, indices):
+        by_peer = collections.defaultdict(list)
+        for index in indices:
+            by_peer[self.owner[index]].append(index)
+        return [(peer, {"subject": "call", "job_id": self.job_id,
+                        "method": self._method, "shares": owned},
+                 self._args, ("call", owned))
+                for peer, owned in by_peer.items()]
+
+    def call(self, method, args=None):
+        """Call ``method(args)`` on every share; return results by share.
+
+        Returns
+        -------
+        list
+            ``results[i]`` from share ``i``, whichever worker holds it, so
+            sums taken in this order do not depend on the workers.
+        """
+        self._method, self._args = method, args
+        results = self._run(self._calls(range(len(self.shares))))
+        return [results[index] for index in range(len(self.shares))]
+
+    def close(self):
+        """Let the workers forget this job's shares."""
+        for peer in set(self.owner.values()):
+            if peer.alive and not self.pool._closed:
+                self.pool._send(peer, _wire.encode(
+                    {"subject": "drop", "job_id": self.job_id}))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ------------------------------------------------------------ entry points
+
+def setup_parallel(parallel, workercommand=None, log=None, **options):
+    """Start the workers Amp's ``parallel`` dict asks for (Amp's function).
+
+    Parameters
+    ----------
+    parallel : dict
+        ``{'cores': int, dict or None, 'envcommand': str or None}``, plus
+        any :class:`WorkerPool` option (``timeout``, ``reassign``, ...).
+    workercommand : str or list, optional
+        How to run ``python -m amp.parallel`` on the workers' hosts.
+    log : callable, optional
+
+    Returns
+    -------
+    WorkerPool
+        Unpacks as Amp's ``server, connections, n_pids``; use it as a
+        context manager, or call ``close()``, to stop the workers.
+    """
+    settings = {key: value for key, value in (parallel or {}).items()
+                if key not in ("cores", "envcommand")}
+    settings.update(options)
+    return WorkerPool(cores=(parallel or {}).get("cores"),
+                      envcommand=(parallel or {}).get("envcommand"),
+                      log=log, workercommand=workercommand, **settings)
+
+
+def compute_in_workers(parallel, job, items, setup=None, log=None):
+    """Yield ``(key, value)`` for every item, computed by workers.
+
+    Parameters
+    ----------
+    parallel : WorkerPool or dict
+        A running pool (kept running), or Amp's ``parallel`` dict: a pool
+        is started for this call and stopped when the generator finishes,
+        fails or is closed.
+    job, items, setup
+        As :meth:`WorkerPool.map`.
+    log : callable, optional
+    """
+    if isinstance(parallel, WorkerPool):
+        yield from parallel.map(job, items, setup)
+        return
+    with setup_parallel(parallel, log=log) as pool:
+        yield from pool.map(job, items, setup)
+
+
+def fingerprint_job(descriptor, derivatives=False,
+                    parts=("values", "derivatives")):
+    """Return ``(job, setup)`` computing ``descriptor``'s fingerprints.
+
+    Each worker rebuilds the descriptor from ``descriptor.todict()`` and
+    returns ``descriptor.compute(atoms, derivatives).todict(parts)`` per
+    image; rebuild with ``ImageFingerprints.fromdict(value, value)``.
+    """
+    return Fingerprints, {"descriptor": descriptor.todict(),
+                          "derivatives": bool(derivatives),
+                          "parts": list(parts)}
+
+
+if __name__ == "__main__":
+    from ._workers import main
+
+    main()
