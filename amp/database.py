@@ -1043,7 +1043,29 @@ class Data:
         return missing
 
     def _calculate_missing(self, keys, images, parallel, log):
-        """Compute and store ``keys``; the parallel code overrides this."""
+        """Compute and store ``keys``, in workers when ``parallel`` asks.
+
+        Workers are used when ``parallel`` is an ``amp.parallel.WorkerPool``
+        or asks for more than one core, and the calculator has
+        ``parallel_job()`` returning ``(job, setup)`` for
+        :func:`amp.parallel.compute_in_workers` (e.g.
+        :func:`amp.parallel.fingerprint_job`); each worker's value is
+        stored as it arrives, through ``calc.parallel_decode(key, value)``
+        when the calculator has one.
+        """
+        parallel_job = getattr(self.calc, "parallel_job", None)
+        if parallel_job is not None:
+            from amp.parallel import compute_in_workers, wants_parallel
+
+            if wants_parallel(parallel):
+                job, setup = parallel_job()
+                decode = getattr(self.calc, "parallel_decode", None)
+                for key, value in compute_in_workers(
+                        parallel, job, {key: images[key] for key in keys},
+                        setup, log):
+                    self.d[key] = value if decode is None \
+                        else decode(key, value)
+                return
         for key in keys:
             self.d[key] = self.calc.calculate(images[key], key)
 
