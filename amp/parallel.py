@@ -33,6 +33,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -274,6 +275,9 @@ class WorkerPool:
     # Starting ------------------------------------------------------------
 
     def _bind(self, address):
+        if ":" in address:  # IPv6
+            self.server.ipv6 = True
+            address = "[%s]" % address
         self.server.bind("tcp://%s:0" % address)
         return self.server.last_endpoint.decode()
 
@@ -287,9 +291,12 @@ class WorkerPool:
             if _is_local(host):
                 interface = bind or "127.0.0.1"
             else:
-                seen = _remote_run(sessions[host], "echo $SSH_CONNECTION")
-                words = " ".join(seen).split()
-                interface = bind or (words[0] if words else None)
+                seen = "\n".join(_remote_run(
+                    sessions[host], 'echo "<amp-from>$SSH_CONNECTION"'))
+                # The echoed command line has the variable's name, the
+                # output its value: the address this host sees us at.
+                found = re.search(r"<amp-from>([0-9A-Fa-f.:]+) ", seen)
+                interface = bind or (found.group(1) if found else None)
                 if interface is None:
                     raise WorkerError("cannot tell which address %s reaches "
                                       "this machine at; give bind=" % host)
