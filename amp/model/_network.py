@@ -344,8 +344,11 @@ class TrainingBatch:
         row_start = {e: np.searchsorted(self.image_of_atom[e],
                                         np.arange(self.n_images))
                      for e in self.elements}
-        rows, cols, data, reference = [], [], [], []
-        row_offset = 0
+        # Each image's force matrix (duplicates already summed) with its
+        # columns mapped to the batch's element-major layout. The mapping
+        # is increasing, so column order within a row is kept.
+        index_type = np.int32 if n_columns < 2 ** 31 - 1 else np.int64
+        pieces, reference = [], []
         for n, key in enumerate(keys):
             fp = arrays[key]
             atoms = images[key]
@@ -357,9 +360,7 @@ class TrainingBatch:
                 raise ValueError("image %s has no finite reference forces"
                                  % key)
             reference.append(np.asarray(forces, dtype=float).ravel())
-            matrix = fp.force_matrix().tocoo()
-            # Map the image's own (sorted-element, row-major) columns to
-            # the batch's element-major columns.
+            matrix = fp.force_matrix()
             mapping = np.empty(matrix.shape[1], dtype=np.int64)
             local = 0
             for e in sorted(fp.values):
@@ -369,15 +370,30 @@ class TrainingBatch:
                     column_start[e] + row_start[e][n] * n_features
                     + np.arange(size))
                 local += size
-            rows.append(matrix.row + row_offset)
-            cols.append(mapping[matrix.col])
-            data.append(matrix.data)
-            row_offset += matrix.shape[0]
+            pieces.append((matrix.data,
+                           mapping[matrix.indices].astype(index_type),
+                           np.diff(matrix.indptr)))
+        # Fill one preallocated CSR: peak memory stays near one copy
+        # (untouched pages of np.empty are not committed until written).
+        nnz = sum(len(piece[0]) for piece in pieces)
+        n_rows = sum(len(piece[2]) for piece in pieces)
+        if nnz >= 2 ** 31 - 1:
+            index_type = np.int64
+        data = np.empty(nnz)
+        indices = np.empty(nnz, dtype=index_type)
+        row_counts = np.empty(n_rows, dtype=index_type)
+        at = row = 0
+        for k, (values, columns, counts) in enumerate(pieces):
+            data[at:at + len(values)] = values
+            indices[at:at + len(values)] = columns
+            row_counts[row:row + len(counts)] = counts
+            at += len(values)
+            row += len(counts)
+            pieces[k] = None
+        indptr = np.zeros(n_rows + 1, dtype=index_type)
+        np.cumsum(row_counts, out=indptr[1:])
         self.force_matrix = scipy.sparse.csr_matrix(
-            (np.concatenate(data), (np.concatenate(rows),
-                                    np.concatenate(cols))),
-            shape=(row_offset, n_columns))
-        self.force_matrix_T = self.force_matrix.T.tocsr()
+            (data, indices, indptr), shape=(n_rows, n_columns))
         self.reference_forces = np.concatenate(reference)
         self.column_start = column_start
         atoms_per_row = np.repeat(self.n_atoms, 3 * self.n_atoms.astype(int))
@@ -442,7 +458,8 @@ class TrainingBatch:
             result["force_maxresid"] = float(np.max(np.abs(residual),
                                                     initial=0.0))
             if lossprime:
-                back = self.force_matrix_T @ (
+                # The transpose is a CSC view of the same arrays (no copy).
+                back = self.force_matrix.T @ (
                     (2.0 * force_coefficient) * self.force_row_weight
                     * residual)
                 for e in self.elements:

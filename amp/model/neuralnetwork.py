@@ -129,7 +129,8 @@ class NeuralNetwork(Model):
                  checkpoints=100, randomseed=None, prescale=False):
         if version is not None and version not in VERSIONS:
             raise ValueError("NeuralNetwork version %r is not supported "
-                             "(supported: %s)" % (version, ", ".join(VERSIONS)))
+                             "(supported: %s)"
+                             % (version, ", ".join(VERSIONS)))
         if mode not in (None, "atom-centered"):
             raise ValueError("NeuralNetwork supports only mode="
                              "'atom-centered', got %r" % (mode,))
