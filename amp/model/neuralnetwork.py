@@ -539,7 +539,13 @@ class NeuralNetwork(Model):
         if importname != cls.importname:
             raise ValueError("not a NeuralNetwork model (importname %r)"
                              % (importname,))
-        return cls(hiddenlayers=d.get("hiddenlayers", (5, 5)),
+        hiddenlayers = d.get("hiddenlayers")
+        if hiddenlayers is None:
+            # Derive it from the weights when only those were stored.
+            hiddenlayers = (5, 5) if not d.get("weights") else {
+                e: tuple(np.shape(w[k])[1] for k in sorted(w, key=int))[:-1]
+                for e, w in d["weights"].items()}
+        return cls(hiddenlayers=hiddenlayers,
                    activation=d.get("activation", "tanh"),
                    weights=d.get("weights"), scalings=d.get("scalings"),
                    fprange=d.get("fprange"), mode=d.get("mode"),
