@@ -1,0 +1,442 @@
+"""Parallel workers (issue 5): cores, wire format, local and SSH workers,
+security, faults and clean-up. Results must equal the serial ones."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import zmq
+from ase.build import bulk
+
+from amp import _wire
+from amp._hosts import expand_nodelist, expand_tasks
+from amp.database import Data, MemoryDatabase
+from amp.descriptor.gaussian import Gaussian, make_default_symmetry_functions
+from amp.parallel import (Echo, LeastSquares, WorkerError, WorkerPool,
+                          compute_in_workers, fingerprint_job,
+                          wants_parallel)
+from amp.utilities import (MessageDictionary, assign_cores, hash_images,
+                           make_sublists)
+
+SSH_ALIAS = "amp-ssh-test"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENVCOMMAND = "cd %s && source %s/bin/activate" % (
+    ROOT, os.path.dirname(os.path.dirname(sys.executable)))
+
+
+def gone(pid, wait=5.0):
+    """True once ``pid`` has exited (a zombie counts as exited)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/status" % pid) as handle:
+                if "\nState:\tZ" in handle.read():
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def alive_pids(pool):
+    return [peer.pid for peer in pool.peers]
+
+
+# ------------------------------------------------------------ assign_cores
+
+def test_assign_cores_int_dict_and_local(monkeypatch):
+    for name in ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "PE_HOSTFILE",
+                 "PBS_NODEFILE", "LSB_MCPU_HOSTS", "SLURM_TASKS_PER_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert assign_cores(3) == {"localhost": 3}
+    assert assign_cores({"a": 2, "b": 4}) == {"a": 2, "b": 4}
+    assert assign_cores(None) == {"localhost": len(os.sched_getaffinity(0))}
+    lines = []
+    assign_cores(2, log=lines.append)
+    assert "localhost: 2" in lines[0]
+    for bad in (0, -1, 1.5, {"a": 0}, True):
+        with pytest.raises(ValueError):
+            assign_cores(bad)
+
+
+def test_slurm_nodelist_and_tasks(monkeypatch):
+    assert expand_nodelist("node[01-03,07]") == [
+        "node01", "node02", "node03", "node07"]
+    assert expand_nodelist("a1,b[8-10],c") == ["a1", "b8", "b9", "b10", "c"]
+    assert expand_nodelist("r[1-2]n[1-2]") == ["r1n1", "r1n2", "r2n1", "r2n2"]
+    assert expand_tasks("16(x2),8") == [16, 16, 8]
+    assert expand_tasks("4") == [4]
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node[01-02],gpu7")
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "16(x2),8")
+    monkeypatch.setenv("SLURM_NNODES", "3")
+    assert assign_cores(None) == {"node01": 16, "node02": 16, "gpu7": 8}
+    monkeypatch.delenv("SLURM_JOB_NODELIST")
+    monkeypatch.setenv("SLURM_NODELIST", "n[1-2]")
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "2(x2)")
+    monkeypatch.setenv("SLURM_NNODES", "2")
+    assert assign_cores(None) == {"n1": 2, "n2": 2}
+    monkeypatch.setenv("SLURM_NNODES", "5")
+    with pytest.raises(ValueError, match="SLURM"):
+        assign_cores(None)
+
+
+def test_sge_pbs_lsf(monkeypatch, tmp_path):
+    for name in ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "PE_HOSTFILE",
+                 "PBS_NODEFILE", "LSB_MCPU_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    pe = tmp_path / "pe"
+    pe.write_text("h1 4 all.q@h1 UNDEFINED\nh2 2 all.q@h2 UNDEFINED\n")
+    monkeypatch.setenv("PE_HOSTFILE", str(pe))
+    assert assign_cores(None) == {"h1": 4, "h2": 2}
+    monkeypatch.delenv("PE_HOSTFILE")
+    nodes = tmp_path / "nodes"
+    nodes.write_text("c1\nc1\nc2\nc1\n")
+    monkeypatch.setenv("PBS_NODEFILE", str(nodes))
+    assert assign_cores(None) == {"c1": 3, "c2": 1}
+    monkeypatch.delenv("PBS_NODEFILE")
+    monkeypatch.setenv("LSB_MCPU_HOSTS", "x 8 y 4")
+    assert assign_cores(None) == {"x": 8, "y": 4}
+
+
+def test_make_sublists_and_message_dictionary():
+    master = list(range(11))
+    sublists = make_sublists(master, 3)
+    assert master == []
+    assert sorted(len(s) for s in sublists) == [3, 4, 4]
+    assert sorted(sum(sublists, [])) == list(range(11))
+    assert MessageDictionary(4)("hello", [1]) == {
+        "id": 4, "subject": "hello", "data": [1]}
+    assert not wants_parallel({"cores": 1})
+    assert not wants_parallel(None)
+    assert wants_parallel({"cores": 2})
+    assert wants_parallel({"cores": {"otherhost": 1}})
+
+
+# ------------------------------------------------------------- wire format
+
+def test_wire_round_trip_and_refusals():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    data = {"x": np.arange(6.0).reshape(2, 3), "n": np.int32(3), "$k": [1],
+            "s": "text", "e": np.zeros((0, 3)), "b": np.array([True]),
+            "atoms": atoms}
+    frames = _wire.encode({"subject": "t"}, data)
+    head, back = _wire.decode([bytes(f) for f in frames])
+    assert head["subject"] == "t" and back["n"] == 3 and back["$k"] == [1]
+    assert np.array_equal(back["x"], data["x"]) and back["e"].shape == (0, 3)
+    assert np.array_equal(back["atoms"].positions, atoms.positions)
+    assert back["atoms"].get_chemical_symbols() == ["Cu"] * 4
+    with pytest.raises(TypeError):
+        _wire.encode({"subject": "t"}, np.array([object()]))
+    with pytest.raises(TypeError):
+        _wire.encode({"subject": "t"}, {1: 2})
+    # A peer describing an object array, or lying about sizes, is refused.
+    bad = b'{"subject": "t", "data": {"$a": 0}, "arrays": [["|O", [1]]]}'
+    with pytest.raises(_wire.ProtocolError):
+        _wire.decode([bad, b"\0" * 8])
+    short = b'{"subject": "t", "data": {"$a": 0}, "arrays": [["<f8", [2]]]}'
+    with pytest.raises(_wire.ProtocolError):
+        _wire.decode([short, b"\0" * 8])
+    with pytest.raises(_wire.ProtocolError):
+        _wire.decode([b"\x80\x04pickle"])
+
+
+# ------------------------------------------------------------ local workers
+
+def images():
+    rng = np.random.default_rng(5)
+    out = []
+    for k in range(6):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+        if k % 2:
+            atoms.symbols[:5] = "Pt"
+        atoms.rattle(0.08, rng=rng)
+        out.append(atoms)
+    return hash_images(out)
+
+
+class FingerprintCalculator:
+    """What Data needs: serial calculate() and parallel_job()."""
+
+    def __init__(self, descriptor):
+        self.descriptor = descriptor
+        self.calls = 0
+
+    def calculate(self, atoms, key):
+        self.calls += 1
+        return self.descriptor.compute(atoms, True).todict()
+
+    def parallel_job(self):
+        return fingerprint_job(self.descriptor, derivatives=True)
+
+
+def descriptor():
+    return Gaussian(cutoff=6.5, Gs=make_default_symmetry_functions(
+        ["Cu", "Pt"]))
+
+
+def assert_same_entries(parallel, serial):
+    assert sorted(parallel) == sorted(serial)
+    for key in serial:
+        a, b = parallel[key], serial[key]
+        assert sorted(a) == sorted(b)
+        for name in b:
+            if isinstance(b[name], np.ndarray):
+                assert a[name].dtype == b[name].dtype
+                assert np.array_equal(a[name], b[name]), name
+            else:
+                assert a[name] == b[name]
+
+
+@pytest.fixture(scope="module")
+def serial_fingerprints():
+    calc = FingerprintCalculator(descriptor())
+    return {key: calc.calculate(atoms, key)
+            for key, atoms in images().items()}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with WorkerPool(2, timeout=20) as pool:
+        yield pool
+    assert all(gone(pid) for pid in alive_pids(pool))
+
+
+def test_fingerprints_through_data_equal_serial(serial_fingerprints):
+    hashed = images()
+    calc = FingerprintCalculator(descriptor())
+    data = Data(None, db=MemoryDatabase, calculator=calc)
+    lines = []
+    data.calculate_items(hashed, parallel={"cores": 2}, log=lines.append)
+    assert calc.calls == 0  # all done by workers
+    assert_same_entries({key: data[key] for key in hashed},
+                        serial_fingerprints)
+    # cores=1: serial, no worker.
+    calc1 = FingerprintCalculator(descriptor())
+    data1 = Data(None, db=MemoryDatabase, calculator=calc1)
+    data1.calculate_items(hashed, parallel={"cores": 1})
+    assert calc1.calls == len(hashed)
+
+
+def test_secret_not_in_argv_or_environment(pool):
+    for peer in pool.peers:
+        for part in ("cmdline", "environ"):
+            with open("/proc/%d/%s" % (peer.pid, part), "rb") as handle:
+                assert pool.secret.encode() not in handle.read()
+    assert pool.server.last_endpoint.startswith(b"tcp://127.0.0.1:")
+
+
+@pytest.mark.parametrize("n_shares", [1, 2, 3, 5])
+def test_persistent_least_squares_equals_serial(pool, n_shares):
+    rng = np.random.default_rng(n_shares)
+    X, y = rng.normal(size=(301, 7)), rng.normal(size=301)
+    bounds = np.linspace(0, len(y), n_shares + 1).astype(int)
+    shares = [{"X": X[a:b], "y": y[a:b]} for a, b in zip(bounds, bounds[1:])]
+    with pool.persistent(LeastSquares, shares) as job:
+        for _ in range(3):
+            p = rng.normal(size=7)
+            parts = job.call("evaluate", p)
+            r = X @ p - y
+            loss = sum(part["loss"] for part in parts)
+            gradient = sum(part["gradient"] for part in parts)
+            assert abs(loss - 0.5 * r @ r) <= 1e-12 * abs(loss)
+            assert np.allclose(gradient, X.T @ r, rtol=1e-12, atol=0)
+            assert max(part["max_residual"] for part in parts) == \
+                np.abs(r).max()
+            assert sum(part["count"] for part in parts) == len(y)
+
+
+def test_worker_error_is_reported(pool):
+    job = pool.persistent(LeastSquares, [{"X": np.ones((2, 2)),
+                                          "y": np.ones(2)}] * 2)
+    with pytest.raises(WorkerError, match="no parallel method"):
+        job.call("__init__", None)
+    with pytest.raises(WorkerError, match="ValueError|matmul|shape"):
+        job.call("evaluate", np.ones(5))
+    assert len(pool.alive()) == 2  # errors in a job do not kill workers
+
+
+def test_rogue_client_is_dropped_and_logged(pool, caplog):
+    from amp.parallel import _Peer
+
+    # A slot for a worker that has not connected yet, which the rogue
+    # tries to take without knowing the secret.
+    pool.peers.append(_Peer(len(pool.peers), "localhost"))
+    pool.peers[-1].alive = False
+    context = zmq.Context()
+    rogue = context.socket(zmq.DEALER)
+    rogue.linger = 0
+    rogue.connect(pool.server.last_endpoint.decode())
+    try:
+        rogue.send_multipart(_wire.encode({"subject": "hello",
+                                           "id": len(pool.peers) - 1}))
+        pool._poll(1.0)
+        assert rogue.poll(2000)
+        head, _ = _wire.decode(rogue.recv_multipart())
+        assert head["subject"] == "challenge"
+        rogue.send_multipart(_wire.encode({"subject": "auth",
+                                           "proof": "0" * 64}))
+        rogue.send_multipart(_wire.encode({"subject": "map", "job": "x"}))
+        garbage = context.socket(zmq.DEALER)
+        garbage.linger = 0
+        garbage.connect(pool.server.last_endpoint.decode())
+        garbage.send(b"\x80\x04\x95 not json")
+        time.sleep(0.3)
+        pool._poll(0.5)
+        assert not rogue.poll(300)  # nothing served
+        garbage.close()
+        assert sum("Dropped unauthenticated" in r.message
+                   for r in caplog.records) == 2
+        assert "wrong secret" in caplog.text
+    finally:
+        pool.peers.pop()
+        rogue.close()
+        context.term()
+    assert sorted(pool.map(Echo, {"a": 1}))[0][1]["item"] == 1
+
+
+# ------------------------------------------------------------------ faults
+
+def test_killed_worker_in_map_is_reassigned():
+    lines = []
+    with WorkerPool(2, timeout=10, log=lines.append) as pool:
+        items = {"k%02d" % i: i for i in range(30)}
+        results = {}
+        victim = pool.peers[1]
+        for key, value in pool.map(Echo, items, {"sleep": 0.02}):
+            results[key] = value["item"]
+            if len(results) == 3:
+                os.kill(victim.pid, signal.SIGKILL)
+        assert results == items
+        assert any("worker 1 on localhost" in line for line in lines)
+        assert len(pool.alive()) == 1
+    assert all(gone(pid) for pid in alive_pids(pool))
+
+
+def test_dead_and_stopped_workers_in_persistent_job():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(90, 4)), rng.normal(size=90)
+    shares = [{"X": X[i::3], "y": y[i::3]} for i in range(3)]
+    lines = []
+    with WorkerPool(3, timeout=1.0, log=lines.append) as pool:
+        job = pool.persistent(LeastSquares, shares)
+        p = rng.normal(size=4)
+        reference = job.call("evaluate", p)
+        os.kill(pool.peers[0].pid, signal.SIGKILL)
+        os.kill(pool.peers[2].pid, signal.SIGSTOP)  # alive, but silent
+        start = time.monotonic()
+        again = job.call("evaluate", p)
+        assert time.monotonic() - start < 8
+        for a, b in zip(reference, again):
+            assert a["loss"] == b["loss"]  # same shares, same sums
+            assert np.array_equal(a["gradient"], b["gradient"])
+        text = "\n".join(lines)
+        assert "worker 0 on localhost" in text and "exited" in text
+        assert "worker 2 on localhost" in text and "stopped answering" in text
+        assert set(job.owner.values()) == {pool.peers[1]}
+    assert all(gone(pid) for pid in alive_pids(pool))
+
+
+def test_no_reassign_fails_clearly_and_never_hangs():
+    with WorkerPool(2, timeout=1.0, reassign=False) as pool:
+        job = pool.persistent(LeastSquares, [{"X": np.eye(2),
+                                              "y": np.ones(2)}] * 2)
+        os.kill(pool.peers[1].pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match="worker 1 on localhost"):
+            job.call("evaluate", np.zeros(2))
+        assert time.monotonic() - start < 5
+    with WorkerPool(1, timeout=1.0) as pool:
+        os.kill(pool.peers[0].pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match="no worker left"):
+            list(pool.map(Echo, {"a": 1}))
+    assert all(gone(pid) for pid in alive_pids(pool))
+
+
+MASTER = textwrap.dedent("""
+    import sys
+    from amp.parallel import WorkerPool, Echo
+    pool = WorkerPool(2)
+    print(*[p.pid for p in pool.peers], flush=True)
+    try:
+        for _ in pool.map(Echo, {"k%d" % i: i for i in range(1000)},
+                          {"sleep": 0.5}):
+            pass
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        pool.close()
+        sys.exit(3)
+""")
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_master_interrupted_or_killed_leaves_no_workers(how):
+    master = subprocess.Popen([sys.executable, "-c", MASTER], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in master.stdout.readline().split()]
+        assert len(pids) == 2
+        time.sleep(0.5)
+        master.send_signal(getattr(signal, how))
+        code = master.wait(10)
+        if how == "SIGINT":
+            assert code == 3 and "interrupted" in master.stdout.read()
+        assert all(gone(pid, wait=5) for pid in pids)
+    finally:
+        master.kill()
+        master.wait()
+
+
+# --------------------------------------------------------------------- SSH
+
+@pytest.fixture(scope="module")
+def ssh_pool():
+    state = os.path.expanduser("~/.ssh/amp-ssh-test/unavailable")
+    check = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", SSH_ALIAS,
+         "true"], capture_output=True, text=True, timeout=20)
+    if check.returncode != 0:
+        reason = open(state).read().strip() if os.path.exists(state) else \
+            "ssh %s failed: %s" % (SSH_ALIAS, check.stderr.strip())
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("SSH tests must run in CI: " + reason)
+        pytest.skip("no local sshd (run scripts/setup_test_system.sh): "
+                    + reason)
+    with WorkerPool({SSH_ALIAS: 2}, envcommand=ENVCOMMAND,
+                    timeout=20) as pool:
+        yield pool
+    assert all(gone(pid) for pid in alive_pids(pool))
+
+
+@pytest.mark.ssh
+def test_ssh_fingerprints_equal_serial(ssh_pool, serial_fingerprints):
+    assert [peer.host for peer in ssh_pool.peers] == [SSH_ALIAS] * 2
+    assert all(peer.process is None for peer in ssh_pool.peers)
+    job, setup = fingerprint_job(descriptor(), derivatives=True)
+    values = dict(compute_in_workers(ssh_pool, job, images(), setup))
+    assert_same_entries(values, serial_fingerprints)
+    pids = {peer.pid for peer in ssh_pool.peers}
+    for peer in ssh_pool.peers:  # the secret is not on the command line
+        with open("/proc/%d/cmdline" % peer.pid, "rb") as handle:
+            assert ssh_pool.secret.encode() not in handle.read()
+    assert len(pids) == 2
+
+
+@pytest.mark.ssh
+def test_ssh_persistent_job_equals_serial(ssh_pool):
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(200, 6)), rng.normal(size=200)
+    shares = [{"X": X[:120], "y": y[:120]}, {"X": X[120:], "y": y[120:]}]
+    with ssh_pool.persistent(LeastSquares, shares) as job:
+        p = rng.normal(size=6)
+        parts = job.call("evaluate", p)
+        assert {job.call("pid")[i] for i in range(2)} == \
+            {peer.pid for peer in ssh_pool.peers}
+    r = X @ p - y
+    loss = sum(part["loss"] for part in parts)
+    assert abs(loss - 0.5 * r @ r) <= 1e-12 * loss
+    assert np.allclose(sum(part["gradient"] for part in parts), X.T @ r,
+                       rtol=1e-12, atol=0)
