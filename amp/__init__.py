@@ -224,10 +224,7 @@ class Amp(Calculator):
         images = hash_images(images, log=log)
         log("Training on %d images (%d duplicates)."
             % (len(images), len(images.metadata["duplicates"])))
-        lossfunction = getattr(self.model, "lossfunction", None)
-        force_training = (lossfunction is None
-                          or lossfunction.parameters.get("force_coefficient")
-                          is not None)
+        force_training = self.model.forcetraining
         _check_training_images(images, force_training)
         parallel = self._parallel(log)
         own_database = self.dblabel is None

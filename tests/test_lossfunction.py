@@ -182,7 +182,8 @@ def test_energy_only_never_needs_derivatives():
     descriptor = Gaussian(cutoff=5.0, Gs=SMALL_GS)
     descriptor.calculate_fingerprints(images)  # no derivatives
     for kwargs in ({"force_coefficient": None},
-                   {"convergence": {"energy_rmse": 0.1, "force_rmse": None}}):
+                   {"force_coefficient": None,
+                    "convergence": {"energy_rmse": 0.1, "force_rmse": 0.2}}):
         model = NeuralNetwork(hiddenlayers=(2,), randomseed=0)
         model.lossfunction = LossFunction(raise_ConvergenceOccurred=False,
                                           log_losses=False, **kwargs)
@@ -190,8 +191,10 @@ def test_energy_only_never_needs_derivatives():
         model.fit(images, descriptor, Logger(None), None, only_setup=True)
         result = model.lossfunction.get_loss(model.vector)
         assert result["force_loss"] == 0.0 and result["loss"] > 0
+    # SPEC.md: only force_coefficient=None turns force training off; the
+    # default coefficient trains forces even without a force criterion.
     model = NeuralNetwork(hiddenlayers=(2,), randomseed=0)
-    model.lossfunction = LossFunction(convergence={"force_rmse": 0.1})
+    model.lossfunction = LossFunction()
     assert model.forcetraining
     model.fit(images, descriptor, Logger(None), None, only_setup=True)
     with pytest.raises(ValueError, match="no fingerprint derivatives"):

@@ -274,13 +274,8 @@ class LossFunction:
     @property
     def train_forces(self):
         """Whether the loss has a force term (fingerprint derivatives are
-        then needed): ``force_coefficient`` not None and a force criterion
-        set."""
-        p = self.parameters
-        c = p.convergence
-        return (p.force_coefficient is not None and
-                (c["force_rmse"] is not None
-                 or c["force_maxresid"] is not None))
+        then needed): ``force_coefficient`` is not None (SPEC.md)."""
+        return self.parameters.force_coefficient is not None
 
     def reset(self):
         """Forget the step count, the best parameters and the batches."""
