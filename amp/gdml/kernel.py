@@ -22,10 +22,14 @@ geometries; the only Python loop runs over those column blocks.
 
 import numpy as np
 
+from .desc import Desc, desc_perms_from_lin
+from .perm import is_group
+
 SQRT5 = np.sqrt(5.0)
 
 __all__ = ["matern_terms", "ff_block", "fe_block", "ee_block",
-           "assemble", "internal_basis", "descriptor_matvec"]
+           "assemble", "internal_basis", "descriptor_matvec",
+           "sgdml_kernel_matrix"]
 
 
 def matern_terms(u, sig):
@@ -350,3 +354,113 @@ def descriptor_matvec(X_query, Xp, Wp, sig, xx=None, xw=None, aE=None,
     Fd -= ha @ Xp
     Fd -= g @ Wp
     return E, Fd
+
+
+def sgdml_kernel_matrix(R_desc, R_d_desc, tril_perms_lin, sig, desc=None,
+                        use_E_cstr=False, col_idxs=np.s_[:],
+                        alloc_extra_rows=0, cols_m_limit=None,
+                        cols_3n_keep_idxs=None, exploit_sym=None,
+                        callback=None):
+    """Force-field kernel matrix with sgdml's sign (negative semi-definite).
+
+    Entry blocks are ``-sum_q J_i.T H(x_i, x_j^(q)) J_j^(q)`` with H the
+    Hessian of the Matérn 5/2 kernel; with `use_E_cstr` the energy rows
+    and columns follow (``-sum_q g delta . J`` and ``-sum_q k``).
+
+    Parameters
+    ----------
+    R_desc : numpy.ndarray
+        ``(M, D)`` descriptors.
+    R_d_desc : numpy.ndarray
+        ``(M, D, 3)`` compact Jacobians.
+    tril_perms_lin : numpy.ndarray
+        Flattened descriptor permutations.
+    sig : float
+        Length scale.
+    desc : Desc, optional
+        Descriptor helper (built from the shapes if omitted).
+    use_E_cstr : bool, optional
+        Energy-constraint rows/columns.
+    col_idxs : slice or array of int, optional
+        Columns to compute (sorted, unique).
+    alloc_extra_rows : int, optional
+        Extra zero rows appended at the bottom.
+    cols_m_limit : int, optional
+        (Deprecated) keep only the columns of the first
+        `cols_m_limit` training points.
+    cols_3n_keep_idxs : array of int, optional
+        Keep only these of the 3N columns of every training point.
+    exploit_sym : bool, optional
+        Compute the block lower triangle only and mirror it (the
+        default when all columns are requested and the permutations
+        form a group).
+    callback : callable, optional
+        ``callback(current, total, done_str)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows + alloc_extra_rows, columns)``.
+
+    Raises
+    ------
+    ValueError
+        If columns are indexed beyond the matrix.
+    """
+    R_desc = np.asarray(R_desc, dtype=float)
+    R_d_desc = np.asarray(R_d_desc, dtype=float)
+    M, D = R_desc.shape
+    N = int(round((1 + np.sqrt(8 * D + 1)) / 2))
+    desc = desc if desc is not None else Desc(N)
+    n3 = 3 * N
+    n_rows = M * n3 + (M if use_E_cstr else 0)
+    T = desc_perms_from_lin(tril_perms_lin, D)
+    if isinstance(col_idxs, slice):
+        cols = np.arange(n_rows)[col_idxs]
+    else:
+        cols = np.asarray(col_idxs, dtype=int)
+        if len(np.unique(cols)) != len(cols):
+            raise ValueError("col_idxs contains duplicates")
+    if cols.size and (cols.min() < 0 or cols.max() >= n_rows):
+        raise ValueError("Columns indexed beyond range.")
+    if cols_m_limit is not None:
+        cols = cols[cols < int(cols_m_limit) * n3]
+    if cols_3n_keep_idxs is not None:
+        keep = np.asarray(cols_3n_keep_idxs, dtype=int)
+        force_cols = cols[cols < M * n3]
+        cols = np.concatenate([force_cols[np.isin(force_cols % n3, keep)],
+                               cols[cols >= M * n3]])
+    J_full = desc.d_desc_from_comp(R_d_desc)
+
+    def kcb(done, total):
+        if callback is not None:
+            callback(done, total, "Assembling kernel matrix")
+
+    all_cols = cols.size == n_rows and np.array_equal(cols,
+                                                      np.arange(n_rows))
+    if exploit_sym is None:
+        exploit_sym = all_cols and is_group(T)
+    if all_cols:
+        K = assemble(R_desc, J_full, T, sig, use_E_cstr=use_E_cstr,
+                     lower_only=bool(exploit_sym) and not use_E_cstr,
+                     callback=kcb)
+        if exploit_sym and not use_E_cstr:
+            upper = np.triu_indices(n_rows, 1)
+            K[upper] = K.T[upper]
+    else:
+        points = np.unique(cols[cols < M * n3] // n3)
+        K_f = assemble(R_desc, J_full, T, sig, use_E_cstr=use_E_cstr,
+                       col_points=points, callback=kcb)
+        pos = {p: i for i, p in enumerate(points)}
+        fcols = cols[cols < M * n3]
+        sel = [pos[c // n3] * n3 + c % n3 for c in fcols]
+        parts = [K_f[:, sel]]
+        ecols = cols[cols >= M * n3] - M * n3
+        if ecols.size:
+            K_full = assemble(R_desc, J_full, T, sig, use_E_cstr=True)
+            parts.append(K_full[:, M * n3 + ecols])
+        K = np.hstack(parts)
+    K = -K
+    if alloc_extra_rows:
+        K = np.vstack([K, np.zeros((int(alloc_extra_rows), K.shape[1]))])
+    return K

@@ -23,8 +23,9 @@ import numpy as np
 from . import io as gdml_io
 from .desc import (Desc, desc_perms_from_lin, lattice_and_inverse,
                    tril_perms_lin as make_tril_perms_lin)
-from .kernel import assemble, internal_basis
+from .kernel import internal_basis, sgdml_kernel_matrix
 from .perm import find_perms, is_group
+from .sampling import draw_strat_sample
 from .predict import GDMLPredict, require_torch
 from .solvers import (KernelOperator, analytic_bytes, analytic_solve,
                       cg_solve, nystroem_preconditioner)
@@ -126,48 +127,7 @@ class GDMLTrain:
         ValueError
             If fewer than n candidates remain.
         """
-        T = np.asarray(T, dtype=float).ravel()
-        n = int(n)
-        avail = np.ones(T.size, dtype=bool)
-        if excl_idxs is not None and len(excl_idxs) > 0:
-            avail[np.asarray(excl_idxs, dtype=int)] = False
-        cand = np.flatnonzero(avail)
-        if n < 0 or n > cand.size:
-            raise ValueError("cannot draw {} points: only {} candidates are "
-                             "available".format(n, cand.size))
-        if n == 0:
-            return np.array([], dtype=int)
-        if n == cand.size:
-            return cand
-        if n == 1:
-            return np.array([np.random.choice(cand)])
-        q75, q25 = np.percentile(T, [75, 25])
-        h = 2.0 * (q75 - q25) / np.cbrt(n)
-        span = T.max() - T.min()
-        n_bins = int(np.ceil(span / h)) if h > 0 else 1
-        n_bins = max(1, min(n_bins, n // 2))
-        edges = np.linspace(T.min(), T.max(), n_bins, endpoint=False)
-        bin_of = np.digitize(T[cand], edges)
-        bins, counts = np.unique(bin_of, return_counts=True)
-        share = np.minimum(np.ceil(counts / counts.sum() * n).astype(int),
-                           counts)
-        delta = n - share.sum()
-        while delta != 0:
-            if delta < 0:  # trim, never emptying a bin
-                room = share - 1
-            else:          # top up where members are left
-                room = counts - share
-            k = min(abs(delta), int(room.sum()))
-            if k == 0:
-                room = share if delta < 0 else room
-                k = min(abs(delta), int(room.sum()))
-            picks = np.random.choice(len(bins), k, p=room / room.sum())
-            add = np.minimum(np.bincount(picks, minlength=len(bins)), room)
-            share += np.sign(delta) * add
-            delta = n - share.sum()
-        out = [np.random.choice(cand[bin_of == b], s, replace=False)
-               for b, s in zip(bins, share) if s > 0]
-        return np.concatenate(out).astype(int)
+        return draw_strat_sample(T, n, excl_idxs=excl_idxs)
 
     def create_task(self, train_dataset, n_train, valid_dataset, n_valid, sig,
                     lam=1e-10, perms=None, use_sym=True, use_E=True,
@@ -761,60 +721,9 @@ class GDMLTrain:
         ValueError
             If columns are indexed beyond the matrix.
         """
-        R_desc = np.asarray(R_desc, dtype=float)
-        R_d_desc = np.asarray(R_d_desc, dtype=float)
-        M, D = R_desc.shape
-        N = int(round((1 + np.sqrt(8 * D + 1)) / 2))
-        desc = desc if desc is not None else Desc(N)
-        n3 = 3 * N
-        n_rows = M * n3 + (M if use_E_cstr else 0)
-        T = desc_perms_from_lin(tril_perms_lin, D)
-        if isinstance(col_idxs, slice):
-            cols = np.arange(n_rows)[col_idxs]
-        else:
-            cols = np.asarray(col_idxs, dtype=int)
-            if len(np.unique(cols)) != len(cols):
-                raise ValueError("col_idxs contains duplicates")
-        if cols.size and (cols.min() < 0 or cols.max() >= n_rows):
-            raise ValueError("Columns indexed beyond range.")
-        if cols_m_limit is not None:
-            cols = cols[cols < int(cols_m_limit) * n3]
-        if cols_3n_keep_idxs is not None:
-            keep = np.asarray(cols_3n_keep_idxs, dtype=int)
-            force_cols = cols[cols < M * n3]
-            cols = np.concatenate([force_cols[np.isin(force_cols % n3, keep)],
-                                   cols[cols >= M * n3]])
-        J_full = desc.d_desc_from_comp(R_d_desc)
-
-        def kcb(done, total):
-            if callback is not None:
-                callback(done, total, "Assembling kernel matrix")
-
-        all_cols = cols.size == n_rows and np.array_equal(cols,
-                                                          np.arange(n_rows))
-        if exploit_sym is None:
-            exploit_sym = all_cols and is_group(T)
-        if all_cols:
-            K = assemble(R_desc, J_full, T, sig, use_E_cstr=use_E_cstr,
-                         lower_only=bool(exploit_sym) and not use_E_cstr,
-                         callback=kcb)
-            if exploit_sym and not use_E_cstr:
-                upper = np.triu_indices(n_rows, 1)
-                K[upper] = K.T[upper]
-        else:
-            points = np.unique(cols[cols < M * n3] // n3)
-            K_f = assemble(R_desc, J_full, T, sig, use_E_cstr=use_E_cstr,
-                           col_points=points, callback=kcb)
-            pos = {p: i for i, p in enumerate(points)}
-            fcols = cols[cols < M * n3]
-            sel = [pos[c // n3] * n3 + c % n3 for c in fcols]
-            parts = [K_f[:, sel]]
-            ecols = cols[cols >= M * n3] - M * n3
-            if ecols.size:
-                K_full = assemble(R_desc, J_full, T, sig, use_E_cstr=True)
-                parts.append(K_full[:, M * n3 + ecols])
-            K = np.hstack(parts)
-        K = -K
-        if alloc_extra_rows:
-            K = np.vstack([K, np.zeros((int(alloc_extra_rows), K.shape[1]))])
-        return K
+        return sgdml_kernel_matrix(
+            R_desc, R_d_desc, tril_perms_lin, sig, desc=desc,
+            use_E_cstr=use_E_cstr, col_idxs=col_idxs,
+            alloc_extra_rows=alloc_extra_rows, cols_m_limit=cols_m_limit,
+            cols_3n_keep_idxs=cols_3n_keep_idxs, exploit_sym=exploit_sym,
+            callback=callback)
