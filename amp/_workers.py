@@ -83,6 +83,11 @@ class Fingerprints:
             .fromdict(parameters)
         self.derivatives = bool(setup.get("derivatives", False))
         self.parts = tuple(setup.get("parts", ("values", "derivatives")))
+        try:  # the allocator setting the serial descriptor runs with
+            from ._memory import tune_malloc
+            tune_malloc()
+        except ImportError:
+            pass
 
     def __call__(self, key, atoms):
         fingerprints = self.descriptor.compute(atoms, self.derivatives)
@@ -328,7 +333,7 @@ def launcher_main(address, ids, host):
         signal.signal(signum, stop)
     for process_id in ids:
         child = subprocess.Popen(
-            [sys.executable, "-m", "amp.parallel", "worker", address,
+            [sys.executable, "-m", "amp.worker", "worker", address,
              str(process_id), host], stdin=subprocess.PIPE, env=env)
         child.stdin.write((secret + "\n").encode())
         child.stdin.flush()
@@ -346,14 +351,14 @@ def launcher_main(address, ids, host):
 
 
 def main(argv=None):
-    """``python -m amp.parallel worker ADDRESS ID HOST`` or
-    ``python -m amp.parallel launch ADDRESS ID,ID,... HOST``."""
+    """``python -m amp.worker worker ADDRESS ID HOST`` or
+    ``python -m amp.worker launch ADDRESS ID,ID,... HOST``."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 4 and argv[0] == "worker":
         worker_main(argv[1], int(argv[2]), argv[3])
     elif len(argv) == 4 and argv[0] == "launch":
         launcher_main(argv[1], [int(i) for i in argv[2].split(",")], argv[3])
     else:
-        sys.exit("usage: python -m amp.parallel worker ADDRESS ID HOST\n"
-                 "       python -m amp.parallel launch ADDRESS ID,... HOST\n"
+        sys.exit("usage: python -m amp.worker worker ADDRESS ID HOST\n"
+                 "       python -m amp.worker launch ADDRESS ID,... HOST\n"
                  "(the secret is read from stdin)")

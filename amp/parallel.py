@@ -23,7 +23,7 @@ Entry points
   :func:`start_workers`, :func:`make_sublists`, :class:`MessageDictionary`
   (also importable from :mod:`amp.utilities`).
 
-Run as ``python -m amp.parallel worker|launch ...`` it is a worker process.
+Worker processes run ``python -m amp.worker`` (:mod:`amp._workers`).
 """
 
 import atexit
@@ -131,7 +131,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
         else: an SSH session through pxssh, in which ``envcommand`` runs
         first and then one launcher starts the host's workers.
     workercommand : str or list
-        How to run ``python -m amp.parallel`` there (a list for local
+        How to run ``python -m amp.worker`` there (a list for local
         workers, a shell string for remote ones).
     log : callable
     envcommand : str, optional
@@ -151,7 +151,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
         # The workers import this very package, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join(
             [_PACKAGE_PARENT] + [p for p in [env.get("PYTHONPATH")] if p])
-        command = list(workercommand or [sys.executable, "-m", "amp.parallel"])
+        command = list(workercommand or [sys.executable, "-m", "amp.worker"])
         processes = []
         for process_id in process_ids:
             process = subprocess.Popen(
@@ -167,7 +167,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
     if envcommand:
         log(" Environment command on %s: %s" % (workerhostname, envcommand))
         _remote_run(session, envcommand)
-    command = workercommand or "python3 -m amp.parallel"
+    command = workercommand or "python3 -m amp.worker"
     session.sendline("%s launch %s %s %s" % (
         command, address, ",".join(map(str, process_ids)), workerhostname))
     if session.expect(["<amp-secret>", session.PROMPT], timeout=timeout):
@@ -223,8 +223,8 @@ class WorkerPool:
         Give a failed worker's work to the others (True), or stop the run
         with :class:`WorkerError` at the first failure (False).
     workercommand : str or list, optional
-        How to run ``python -m amp.parallel`` (remote: a shell string run
-        after ``envcommand``; default ``python3 -m amp.parallel``).
+        How to run ``python -m amp.worker`` (remote: a shell string run
+        after ``envcommand``; default ``python3 -m amp.worker``).
     bind : str, optional
         Interface address to bind; by default loopback when all workers are
         local, otherwise the address each SSH server sees this machine
@@ -709,7 +709,7 @@ def setup_parallel(parallel, workercommand=None, log=None, **options):
         ``{'cores': int, dict or None, 'envcommand': str or None}``, plus
         any :class:`WorkerPool` option (``timeout``, ``reassign``, ...).
     workercommand : str or list, optional
-        How to run ``python -m amp.parallel`` on the workers' hosts.
+        How to run ``python -m amp.worker`` on the workers' hosts.
     log : callable, optional
 
     Returns
@@ -757,9 +757,3 @@ def fingerprint_job(descriptor, derivatives=False,
     return Fingerprints, {"descriptor": descriptor.todict(),
                           "derivatives": bool(derivatives),
                           "parts": list(parts)}
-
-
-if __name__ == "__main__":
-    from ._workers import main
-
-    main()
