@@ -500,6 +500,8 @@ class WorkerPool:
             :class:`WorkerError` is raised.
         """
         name, keys = job_name(job), list(items)
+        if not self.alive():
+            raise WorkerError("no worker left: %s" % "; ".join(self.failures))
         if chunksize is None:
             chunksize = max(1, math.ceil(len(keys) / (4 * len(self.alive()))))
         chunks = collections.deque(keys[i:i + chunksize]
@@ -622,6 +624,8 @@ class PersistentJob:
         self.shares, self.setup = list(shares), setup
         self.job_id = secrets.token_hex(8)
         alive = pool.alive()
+        if not alive:
+            raise WorkerError("no worker left: %s" % "; ".join(pool.failures))
         self.owner = {index: alive[index % len(alive)]
                       for index in range(len(self.shares))}
         self._run([self._init(index) for index in self.owner])
