@@ -340,7 +340,9 @@ def test_dead_and_stopped_workers_in_persistent_job():
             assert a["loss"] == b["loss"]  # same shares, same sums
             assert np.array_equal(a["gradient"], b["gradient"])
         text = "\n".join(lines)
-        assert "worker 0 on localhost" in text and "exited" in text
+        # Killed: seen as an exit or as ZMQ's "Host unreachable", by timing.
+        assert "worker 0 on localhost" in text and (
+            "exited" in text or "unreachable" in text)
         assert "worker 2 on localhost" in text and "stopped answering" in text
         assert set(job.owner.values()) == {pool.peers[1]}
     assert all(gone(pid) for pid in alive_pids(pool))
