@@ -99,33 +99,10 @@ class GDMLTrain:
 
     # -- sampling and tasks --------------------------------------------------
     def draw_strat_sample(self, T, n, excl_idxs=None):
-        """Stratified sample that preserves the distribution of T.
+        """Stratified sample of n indices preserving the distribution of T.
 
-        T is binned with the Freedman-Diaconis rule (bin width
-        ``2 IQR / n**(1/3)``, at most ``n / 2`` bins); every bin then gets
-        its share of the n points (rounded up, so every populated bin is
-        represented when n allows), the total is trimmed or topped up at
-        random in proportion to the bin counts, and the members of each bin
-        are drawn uniformly without replacement (``numpy.random``).
-
-        Parameters
-        ----------
-        T : numpy.ndarray
-            Values (e.g. energies) of all candidates.
-        n : int
-            Sample size.
-        excl_idxs : numpy.ndarray, optional
-            Indices that must not be drawn.
-
-        Returns
-        -------
-        numpy.ndarray
-            n distinct indices into T, grouped by bin.
-
-        Raises
-        ------
-        ValueError
-            If fewer than n candidates remain.
+        See :func:`amp.gdml.sampling.draw_strat_sample`, which this calls
+        and which documents the binning (Freedman–Diaconis) and errors.
         """
         return draw_strat_sample(T, n, excl_idxs=excl_idxs)
 
@@ -675,51 +652,10 @@ class GDMLTrain:
                              alloc_extra_rows=0, cols_m_limit=None,
                              cols_3n_keep_idxs=None, exploit_sym=None,
                              callback=None):
-        """Force-field kernel matrix with sgdml's sign (negative semi-definite).
+        """Force-field kernel matrix (sgdml's method name).
 
-        Entry blocks are ``-sum_q J_i.T H(x_i, x_j^(q)) J_j^(q)`` with H the
-        Hessian of the Matérn 5/2 kernel; with `use_E_cstr` the energy rows
-        and columns follow (``-sum_q g delta . J`` and ``-sum_q k``).
-
-        Parameters
-        ----------
-        R_desc : numpy.ndarray
-            ``(M, D)`` descriptors.
-        R_d_desc : numpy.ndarray
-            ``(M, D, 3)`` compact Jacobians.
-        tril_perms_lin : numpy.ndarray
-            Flattened descriptor permutations.
-        sig : float
-            Length scale.
-        desc : Desc, optional
-            Descriptor helper (built from the shapes if omitted).
-        use_E_cstr : bool, optional
-            Energy-constraint rows/columns.
-        col_idxs : slice or array of int, optional
-            Columns to compute (sorted, unique).
-        alloc_extra_rows : int, optional
-            Extra zero rows appended at the bottom.
-        cols_m_limit : int, optional
-            (Deprecated) keep only the columns of the first
-            `cols_m_limit` training points.
-        cols_3n_keep_idxs : array of int, optional
-            Keep only these of the 3N columns of every training point.
-        exploit_sym : bool, optional
-            Compute the block lower triangle only and mirror it (the
-            default when all columns are requested and the permutations
-            form a group).
-        callback : callable, optional
-            ``callback(current, total, done_str)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(rows + alloc_extra_rows, columns)``.
-
-        Raises
-        ------
-        ValueError
-            If columns are indexed beyond the matrix.
+        See :func:`amp.gdml.kernel.sgdml_kernel_matrix`, which this calls
+        with the same arguments and documents them.
         """
         return sgdml_kernel_matrix(
             R_desc, R_d_desc, tril_perms_lin, sig, desc=desc,
