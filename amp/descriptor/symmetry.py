@@ -13,6 +13,8 @@ Centre atoms are processed a few at a time so that temporaries stay small
 or triplets, only over chunks, elements and element pairs.
 """
 
+import functools
+
 import numpy as np
 
 from .._memory import tune_malloc
@@ -81,15 +83,6 @@ def _integer_power(x, zeta):
     if float(zeta).is_integer() and 0 < zeta <= 16:
         return np.power(x, int(zeta))
     return np.power(x, zeta)
-
-
-def _segment_sum(values, segment, n_segments):
-    """Sum rows of ``values`` (n, k) into ``n_segments`` rows by ``segment``."""
-    out = np.empty((n_segments, values.shape[1]))
-    for column in range(values.shape[1]):
-        out[:, column] = np.bincount(segment, weights=values[:, column],
-                                     minlength=n_segments)
-    return out
 
 
 def compute_element(plan, cutoff, neighbors, codes, atoms,
@@ -183,13 +176,25 @@ class _Chunk:
 
 
 def _row_sums(terms, counts):
-    """Sum consecutive rows of ``terms`` in runs of length ``counts``."""
-    out = np.zeros((len(counts),) + terms.shape[1:])
+    """Sum ``terms`` (k, n) over consecutive runs of ``counts`` entries.
+
+    Returns an array of shape ``(len(counts), k)``. Each of the k rows is
+    contiguous, so ``reduceat`` runs over contiguous memory.
+    """
+    out = np.zeros((len(counts), terms.shape[0]))
     nonempty = np.flatnonzero(counts)
     if len(nonempty):
         starts = (np.cumsum(counts) - counts)[nonempty]
-        out[nonempty] = np.add.reduceat(terms, starts, axis=0)
+        out[nonempty] = np.add.reduceat(terms, starts, axis=1).T
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _strict_upper(width):
+    """Read-only ``(width, width)`` mask of the slot pairs j < k."""
+    mask = np.triu(np.ones((width, width), dtype=bool), 1)
+    mask.flags.writeable = False
+    return mask
 
 
 def _two_body(plan, chunk, values, derivatives):
@@ -197,17 +202,19 @@ def _two_body(plan, chunk, values, derivatives):
     if len(plan.g2_columns) == 0:
         return
     Rc2 = chunk.Rc ** 2
-    same = chunk.code[:, None] == plan.g2_element[None, :]
-    shifted = chunk.d[:, None] - plan.g2_offset[None, :]
-    gauss = np.exp(-plan.g2_eta * shifted * shifted / Rc2) * same
-    term = gauss * chunk.fc[:, None]
+    # Layout (function, entry) so that the per-centre sums are contiguous.
+    same = plan.g2_element[:, None] == chunk.code[None, :]
+    shifted = chunk.d[None, :] - plan.g2_offset[:, None]
+    eta = plan.g2_eta[:, None]
+    gauss = np.exp(-eta / Rc2 * shifted * shifted) * same
+    term = gauss * chunk.fc
     values[:, plan.g2_columns] += _row_sums(term, chunk.counts)
     if derivatives is not None:
-        dterm = gauss * (chunk.fc_prime[:, None] - 2.0 * plan.g2_eta
-                         * shifted / Rc2 * chunk.fc[:, None])
+        dterm = gauss * (chunk.fc_prime - 2.0 / Rc2 * eta * shifted
+                         * chunk.fc)
         unit = chunk.r / chunk.d[:, None]
         derivatives[:, :, plan.g2_columns] += \
-            unit[:, :, None] * dterm[:, None, :]
+            unit[:, :, None] * dterm.T[:, None, :]
 
 
 def _three_body(plan, chunk, values, derivatives):
@@ -223,44 +230,46 @@ def _three_body(plan, chunk, values, derivatives):
     X = chunk.padded(chunk.r).reshape(c, w, 3)
     gram = np.matmul(X, X.transpose(0, 2, 1)).reshape(-1)
     d2 = chunk.padded(chunk.d * chunk.d)
-    upper = np.triu(np.ones((w, w), dtype=bool), 1)
     if plan.needs_all_triplets:
         valid = chunk.padded(np.ones(len(chunk.d), dtype=bool), False)
         valid = valid.reshape(c, w)
-        usable = valid[:, :, None] & valid[:, None, :] & upper
+        usable = valid[:, :, None] & valid[:, None, :]
     else:
         # R_jk^2 = d_j^2 + d_k^2 - 2 r_j.r_k < Rc^2, as one comparison.
         half = 0.5 * chunk.padded(chunk.d * chunk.d, fill=1e300).reshape(c, w)
         half -= 0.25 * Rc2
         usable = gram.reshape(c, w, w) > half[:, :, None] + half[:, None, :]
-        usable &= upper
+    usable &= _strict_upper(w)
+    # Row-major order: triplets come sorted by centre, then by slot j.
     flat = np.flatnonzero(usable)
     if len(flat) == 0:
         return
-    centre = flat // (w * w)
-    within = flat - centre * (w * w)
-    j_slot = within // w
-    slot_j = centre * w + j_slot
-    slot_k = centre * w + (within - j_slot * w)
-    code = chunk.padded(chunk.code, fill=-1)
-    ca, cb = code[slot_j], code[slot_k]
-    pair = np.minimum(ca, cb) * plan.n_elements + np.maximum(ca, cb)
-    for pair_code, functions in plan.pair_groups.items():
-        pick = np.flatnonzero(pair == pair_code)
-        if len(pick) == 0:
-            continue
-        if len(pick) < len(flat):
-            t = _Triplets(chunk, gram[flat[pick]], d2, slot_j[pick],
-                          slot_k[pick], flat[pick], derivatives is not None)
-            t_centre = centre[pick]
-        else:
+    slot_j = flat // w
+    centre = slot_j // w
+    slot_k = flat - (slot_j - centre) * w
+    if plan.n_elements == 1:
+        groups = [(functions, None) for functions in plan.pair_groups.values()]
+    else:
+        code = chunk.padded(chunk.code, fill=-1)
+        ca, cb = code[slot_j], code[slot_k]
+        pair = np.minimum(ca, cb) * plan.n_elements + np.maximum(ca, cb)
+        groups = [(functions, np.flatnonzero(pair == pair_code))
+                  for pair_code, functions in plan.pair_groups.items()]
+    for functions, pick in groups:
+        if pick is None:
             t = _Triplets(chunk, gram[flat], d2, slot_j, slot_k, flat,
                           derivatives is not None)
             t_centre = centre
+        elif len(pick) == 0:
+            continue
+        else:
+            t = _Triplets(chunk, gram[flat[pick]], d2, slot_j[pick],
+                          slot_k[pick], flat[pick], derivatives is not None)
+            t_centre = centre[pick]
         columns, terms, slot_grad = _three_body_terms(functions, t, chunk,
                                                        derivatives is not None)
         counts = np.bincount(t_centre, minlength=c)
-        values[:, columns] += _row_sums(np.stack(terms, axis=1), counts)
+        values[:, columns] += _row_sums(np.stack(terms), counts)
         if derivatives is not None:
             # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
             per_slot = slot_grad.reshape(len(columns), c * w, 3)[:, chunk.slot]
@@ -281,7 +290,8 @@ class _Triplets:
         self.inv_ab = 1.0 / (self.da * self.db)
         self.cos = np.clip(gram * self.inv_ab, -1.0, 1.0)
         self.sum_ab = d2[slot_j] + d2[slot_k]
-        self.dc = np.sqrt(np.maximum(self.sum_ab - 2.0 * gram, 0.0))
+        # R_jk^2; the cutoffs take squared distances (no square root).
+        self.dc2 = np.maximum(self.sum_ab - 2.0 * gram, 0.0)
         if derivatives:
             pad_fp = chunk.padded(chunk.fc_prime)
             self.fa_over = pad_fp[slot_j] / self.da
@@ -302,28 +312,32 @@ def _three_body_terms(functions, t, chunk, derivatives):
     Rc2 = chunk.Rc ** 2
     cutoff = chunk.cutoff
     if any(kind == "G4" for _, kind, _, _, _ in functions):
-        fcc = cutoff(t.dc)
+        fcc = cutoff.squared(t.dc2)
         if derivatives:
-            # R_jk > 0 unless two atoms coincide.
-            with np.errstate(divide="ignore", invalid="ignore"):
-                fcc_over = cutoff.prime(t.dc) / t.dc
-    gaussians = {}
+            fcc_over = cutoff.prime_over_r_squared(t.dc2)
+    gaussians, bases, powers = {}, {}, {}
+
+    def power(gamma, exponent):
+        # (1 + gamma cos)^exponent, shared by the functions that need it.
+        if gamma not in bases:
+            bases[gamma] = 1.0 + gamma * t.cos
+        if (gamma, exponent) not in powers:
+            powers[gamma, exponent] = _integer_power(bases[gamma], exponent)
+        return powers[gamma, exponent]
+
     columns, terms, coefficients = [], [], []
     for column, kind, eta, zeta, gamma in functions:
         if (kind, eta) not in gaussians:
-            extra = t.dc * t.dc if kind == "G4" else 0.0
-            gauss = np.exp(-eta * (t.sum_ab + extra) / Rc2)
+            extra = t.dc2 if kind == "G4" else 0.0
+            gauss = np.exp(-eta / Rc2 * (t.sum_ab + extra))
             cut = t.fa * t.fb * fcc if kind == "G4" else t.fa * t.fb
             gaussians[kind, eta] = gauss, gauss * cut
         gauss, radial = gaussians[kind, eta]
-        base = 1.0 + gamma * t.cos
         scale = 2.0 ** (1.0 - zeta)
-        if derivatives:
-            lower = _integer_power(base, zeta - 1.0)
-            angular = lower * base
-        else:
-            angular = _integer_power(base, zeta)
-        term = scale * angular * radial
+        angular = power(gamma, zeta)
+        term = angular * radial
+        if scale != 1.0:
+            term *= scale
         columns.append(column)
         terms.append(term)
         if not derivatives:
@@ -333,6 +347,7 @@ def _three_body_terms(functions, t, chunk, derivatives):
         # from the angle, the Gaussian and the cutoffs in turn. ``rest`` is
         # the term without its cutoff factors, so nothing is divided by a
         # cutoff value (zero at Rc).
+        lower = power(gamma, zeta - 1.0)
         angular_prime = (scale * zeta * gamma) * radial * lower
         rest = scale * angular * gauss
         two_eta_term = 2.0 * eta / Rc2 * term
