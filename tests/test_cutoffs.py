@@ -51,3 +51,16 @@ def test_unknown_cutoff():
         dict2cutoff({"name": "Step", "kwargs": {"Rc": 3}})
     with pytest.raises(TypeError):
         dict2cutoff("six")
+
+
+@pytest.mark.parametrize("cutoff", [Cosine(6.5), Cosine(3.0), Polynomial(6.5),
+                                    Polynomial(5.0, gamma=2.5)])
+def test_squared_distance_forms(cutoff):
+    # The triplet kernel evaluates cutoffs from R^2 (polynomials for Cosine).
+    R = np.concatenate([np.linspace(0.05, 1.2 * cutoff.Rc, 5001),
+                        [cutoff.Rc]])
+    np.testing.assert_allclose(cutoff.squared(R * R), cutoff(R),
+                               rtol=0, atol=3e-15)
+    np.testing.assert_allclose(cutoff.prime_over_r_squared(R * R),
+                               cutoff.prime(R) / R, rtol=1e-13, atol=3e-15)
+    assert np.all(cutoff.squared(R[R > cutoff.Rc] ** 2) == 0.0)
