@@ -1,4 +1,4 @@
-"""Utilities Amp users know: image hashing, logging, file names.
+"""Utilities Amp users know: image hashing, logging, file names, errors.
 
 Everything here keeps the names and meanings of Amp 1.x's ``amp.utilities``.
 """
@@ -9,6 +9,14 @@ import time
 from datetime import datetime
 
 import numpy as np
+
+
+class TrainingConvergenceError(Exception):
+    """Training did not meet the convergence criteria.
+
+    Raised by :meth:`amp.Amp.train` when ``maxiter`` is reached; also
+    importable as ``amp.model.TrainingConvergenceError`` (the same class).
+    """
 
 
 class MetaDict(dict):

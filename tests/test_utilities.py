@@ -79,3 +79,26 @@ def test_make_filename():
     assert make_filename("dir/amp", ".amp") == "dir/amp.amp"
     assert make_filename("amp", None) == "amp"
     assert make_filename(None, "-log.txt") is None
+
+
+@pytest.mark.parametrize("first", ["amp.utilities", "amp.model", "amp",
+                                   "amp.regression"])
+def test_training_convergence_error_one_class_both_paths(first):
+    """Amp 1.x's ``from amp.utilities import TrainingConvergenceError``
+    works and names the class ``amp.model`` exports, whichever module is
+    imported first (no import cycle)."""
+    import subprocess
+    import sys
+
+    code = ("import importlib; importlib.import_module(%r); "
+            "from amp.utilities import TrainingConvergenceError as a; "
+            "from amp.model import TrainingConvergenceError as b; "
+            "assert a is b and issubclass(a, Exception); print('ok')"
+            % first)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    from amp.model import TrainingConvergenceError as from_model
+    from amp.utilities import TrainingConvergenceError as from_utilities
+    assert from_utilities is from_model

@@ -14,7 +14,9 @@ import time
 import numpy as np
 from ase.calculators.calculator import Parameters
 
-from ..utilities import Logger, now
+# TrainingConvergenceError is defined in amp.utilities (as in Amp 1.x) and
+# exported here too: both import paths give the same class.
+from ..utilities import Logger, TrainingConvergenceError, now  # noqa: F401
 from ._network import Raveler  # noqa: F401  (Amp's name, exported here)
 
 __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
@@ -30,10 +32,6 @@ class ConvergenceOccurred(Exception):
 class MaxIterationsReached(Exception):
     """Raised by :meth:`LossFunction.get_loss` when ``maxiter`` loss
     evaluations have been made without convergence."""
-
-
-class TrainingConvergenceError(Exception):
-    """Training did not meet the convergence criteria."""
 
 
 def calculate_fingerprints_range(fp, images):
