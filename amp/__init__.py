@@ -108,16 +108,27 @@ class Amp(Calculator):
             if hasattr(self.model, "parameters") else None
         if not Gs or not weights:
             return
-        missing = set(Gs) ^ set(weights)
-        if missing:
+        no_network = sorted(set(Gs) - set(weights))
+        if no_network:
             raise ValueError(
-                "descriptor and model disagree on elements: descriptor has "
-                "%s, model has %s" % (sorted(Gs), sorted(weights)))
-        for element, layers in weights.items():
+                "descriptor and model disagree on elements: the descriptor "
+                "gives %d features for %s but the model has no network for "
+                "it (networks for: %s)" % (len(Gs[no_network[0]]),
+                                           no_network[0],
+                                           ", ".join(sorted(weights))))
+        no_features = sorted(set(weights) - set(Gs))
+        if no_features:
+            raise ValueError(
+                "descriptor and model disagree on elements: the model has a "
+                "network for %s but the descriptor has no symmetry functions "
+                "for it (descriptor elements: %s)"
+                % (no_features[0], ", ".join(sorted(Gs))))
+        for element, layers in sorted(weights.items()):
             first = layers[min(layers, key=int)]
             n_in = np.asarray(first).shape[0] - 1
             if n_in != len(Gs[element]):
                 raise ValueError(
+                    "descriptor and model disagree on feature counts: the "
                     "descriptor gives %d features for %s but the model's "
                     "network takes %d" % (len(Gs[element]), element, n_in))
 

@@ -259,25 +259,51 @@ def test_training_not_converged_raises(tmp_path):
 
 
 @pytest.mark.parametrize("breakage, message", [
-    ("no energy", "no energy"),
-    ("nan energy", "NaN or infinite energy"),
-    ("nan forces", "NaN or infinite forces"),
+    ("no energy", "training image 1.*no energy"),
+    ("nan energy", "training image 1.*NaN or infinite energy"),
+    ("inf energy", "training image 1.*NaN or infinite energy"),
+    ("no forces", "training image 1.*no forces.*force_coefficient=None"),
+    ("nan forces", "training image 1.*NaN or infinite forces"),
+    ("inf forces", "training image 1.*NaN or infinite forces"),
+    ("nan positions", "image 1 has NaN or infinite positions"),
+    ("inf positions", "image 1 has NaN or infinite positions"),
 ])
 def test_bad_training_images(tmp_path, breakage, message):
     images = emt_images(3)
     bad = images[1]
+    zeros = np.zeros((len(bad), 3))
     if breakage == "no energy":
         bad.calc = None
-    elif breakage == "nan energy":
-        bad.calc = SinglePointCalculator(bad, energy=np.nan,
-                                         forces=np.zeros((len(bad), 3)))
-    else:
+    elif breakage.endswith("energy"):
+        value = np.nan if breakage.startswith("nan") else np.inf
+        bad.calc = SinglePointCalculator(bad, energy=value, forces=zeros)
+    elif breakage == "no forces":  # force training is on (the default)
+        bad.calc = SinglePointCalculator(bad, energy=1.0)
+    elif breakage.endswith("forces"):
+        value = np.nan if breakage.startswith("nan") else -np.inf
         bad.calc = SinglePointCalculator(bad, energy=1.0,
                                          forces=np.full((len(bad), 3),
-                                                        np.nan))
+                                                        value))
+    else:
+        bad.positions[0, 2] = np.nan if breakage.startswith("nan") \
+            else np.inf
     calc = make_calc(str(tmp_path / "bad"), {"energy_rmse": 0.1})
-    with pytest.raises(ValueError, match="training image 1.*" + message):
+    assert calc.model.forcetraining
+    with pytest.raises(ValueError, match=message):
         calc.train(images)
+    assert not os.path.exists(str(tmp_path / "bad.amp"))
+
+
+def test_images_without_forces_train_energy_only(tmp_path):
+    """Forces are needed only when force training is on."""
+    images = emt_images(3)
+    for atoms in images:
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy())
+    calc = make_calc(str(tmp_path / "energy"), {"energy_rmse": 0.01},
+                     force=None)
+    assert not calc.model.forcetraining
+    assert calc.train(images) is True
 
 
 def test_checkpoint_from_other_settings_is_refused(tmp_path):
@@ -286,3 +312,165 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path):
     calc = make_calc(label, {"energy_rmse": 0.1})
     with pytest.raises(ValueError, match="other descriptor or model"):
         calc.train(emt_images(3))
+
+
+def test_ctrl_c_leaves_a_checkpoint_that_a_rerun_resumes(tmp_path):
+    """KeyboardInterrupt in the middle of the fit propagates after
+    ``<label>-checkpoint.amp`` is written with the parameters of that
+    moment; a rerun under the same label starts from them (logged)."""
+    label = str(tmp_path / "ctrlc")
+    images = emt_images(6)
+    calc = make_calc(label, {"energy_rmse": 1e-9, "force_rmse": 1e-9})
+    lossfunction = calc.model.lossfunction
+    evaluate = lossfunction.get_loss
+    at_interrupt = {}
+
+    def interrupted_at_step_7(vector, lossprime=True):
+        result = evaluate(vector, lossprime=lossprime)
+        if lossfunction._step == 7:
+            at_interrupt["vector"] = calc.model.vector.copy()
+            raise KeyboardInterrupt
+        return result
+
+    lossfunction.get_loss = interrupted_at_step_7
+    with pytest.raises(KeyboardInterrupt):
+        calc.train(images)
+    assert "vector" in at_interrupt
+    assert not os.path.exists(label + ".amp")
+    checkpoint = Amp.load(label + "-checkpoint.amp")
+    np.testing.assert_array_equal(checkpoint.model.vector,
+                                  at_interrupt["vector"])
+    assert "Interrupted; parameters saved to %s-checkpoint.amp" % label \
+        in open(label + "-log.txt").read()
+
+    rerun = make_calc(label, {"energy_rmse": 0.01, "force_rmse": 0.5})
+    assert rerun.train(images) is True
+    log = open(label + "-log.txt").read()
+    assert "Resuming from checkpoint %s-checkpoint.amp." % label in log
+    # The rerun's starting point is the checkpoint, not new random weights.
+    start = Amp.load(label + "-initial-parameters.amp")
+    np.testing.assert_array_equal(start.model.vector, at_interrupt["vector"])
+    Amp.load(label + ".amp")
+
+
+def _shrunk_Gs(calc, n_features):
+    return {e: g[:n_features] for e, g in calc.descriptor.Gs.items()}
+
+
+def test_descriptor_and_model_feature_counts_disagree(trained, tmp_path):
+    calc = Amp.load(trained)
+    assert {e: len(g) for e, g in calc.descriptor.Gs.items()} == \
+        {"Cu": 20, "Pt": 20}
+    counts = "8 features for Cu but the model's network takes 20"
+    # A descriptor with other Gs next to the loaded model.
+    smaller = Gaussian(Gs=_shrunk_Gs(calc, 8), cutoff=6.5)
+    with pytest.raises(ValueError, match="feature counts.*" + counts):
+        Amp(descriptor=smaller, model=calc.model)
+    # The same mismatch in a saved file.
+    content = json.loads(open(trained).read())
+    content["descriptor"]["Gs"]["Cu"] = content["descriptor"]["Gs"]["Cu"][:8]
+    edited = tmp_path / "edited.amp"
+    edited.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=counts):
+        Amp.load(str(edited))
+    # A descriptor swapped in after construction: caught at the first call.
+    calc.descriptor = Gaussian(Gs=_shrunk_Gs(calc, 8), cutoff=6.5)
+    atoms = read(os.path.join(AMP_REFERENCE, "ptcu_train.traj"))
+    atoms.calc = calc
+    with pytest.raises(ValueError, match="Cu: the fingerprints have 8 "
+                       "features but the network takes 20"):
+        atoms.get_potential_energy()
+
+
+def test_descriptor_and_model_disagree_on_elements(trained, tmp_path):
+    calc = Amp.load(trained)
+    Gs = dict(calc.descriptor.Gs)
+    Gs["Au"] = Gs["Cu"]
+    with pytest.raises(ValueError, match="disagree on elements.*20 features "
+                       "for Au but the model has no network for it"):
+        Amp(descriptor=Gaussian(Gs=Gs, cutoff=6.5), model=calc.model)
+    # A saved model without a Pt network next to a descriptor with Pt.
+    content = json.loads(open(trained).read())
+    for key in ("weights", "scalings", "fprange", "hiddenlayers"):
+        if isinstance(content["model"].get(key), dict):
+            del content["model"][key]["Pt"]
+    edited = tmp_path / "edited.amp"
+    edited.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match="disagree on elements.*20 features "
+                       "for Pt but the model has no network for it"):
+        Amp.load(str(edited))
+    # A descriptor for Cu alone next to a model with a Pt network.
+    only_cu = {"Cu": [g for g in calc.descriptor.Gs["Cu"]
+                      if set(g.get("elements", [g.get("element")])) ==
+                      {"Cu"}]}
+    with pytest.raises(ValueError, match="disagree on elements.*network for "
+                       "Pt but the descriptor has no symmetry functions"):
+        Amp(descriptor=Gaussian(Gs=only_cu, cutoff=6.5), model=calc.model)
+
+
+def emt_md_images(count, temperature_K=600, seed=0):
+    """Snapshots (every 5 steps) of EMT NVE MD of an 8-atom Cu6Pt2 cell;
+    the last image carries the MD's velocities."""
+    from ase import units
+    from ase.md.velocitydistribution import Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
+    atoms.symbols[[1, 6]] = "Pt"
+    atoms.calc = EMT()
+    # Maxwell-Boltzmann momenta (written out: ASE renamed its helper).
+    rng = np.random.default_rng(seed)
+    sigma = np.sqrt(atoms.get_masses() * units.kB * temperature_K)
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * sigma[:, None])
+    Stationary(atoms)
+    dynamics = VelocityVerlet(atoms, timestep=2 * units.fs)
+    images = []
+    for _ in range(count):
+        dynamics.run(5)
+        image = atoms.copy()
+        image.calc = SinglePointCalculator(
+            image, energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces())
+        images.append(image)
+    return images
+
+
+def test_trained_model_conserves_energy_in_nve(tmp_path):
+    """NVE with a model trained on EMT data: velocity Verlet, 2 fs, 400
+    steps (0.8 ps) of an 8-atom cell near 300 K. The total energy must not
+    drift (< 0.5 meV over the run) and its fluctuation must stay a small
+    fraction of the kinetic energy's (a force that is not minus the energy
+    gradient, even 1 % off, breaks this)."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    images = emt_md_images(10)
+    label = str(tmp_path / "nve")
+    calc = Amp(descriptor=Gaussian(cutoff=4.0),
+               model=NeuralNetwork(hiddenlayers=(5,), randomseed=1),
+               label=label, cores=1)
+    calc.model.lossfunction = LossFunction(
+        convergence={"energy_rmse": 0.005, "force_rmse": 0.1})
+    calc.train(images)
+
+    atoms = images[-1].copy()  # positions and momenta of the EMT run
+    atoms.calc = Amp.load(label + ".amp")
+    total, kinetic = [], []
+
+    def record():
+        total.append(atoms.get_total_energy())
+        kinetic.append(atoms.get_kinetic_energy())
+
+    dynamics = VelocityVerlet(atoms, timestep=2 * units.fs)
+    dynamics.attach(record, interval=1)
+    dynamics.run(400)
+    total, kinetic = np.array(total), np.array(kinetic)
+    fifth = len(total) // 5
+    drift = total[-fifth:].mean() - total[:fifth].mean()
+    spread = np.ptp(total)
+    print("NVE drift %.2e eV (%.2e eV/atom) over %.1f ps; total-energy "
+          "spread %.2e eV; kinetic-energy std %.2e eV"
+          % (drift, drift / len(atoms), 400 * 2e-3, spread, kinetic.std()))
+    assert kinetic.std() > 0.02  # the atoms do move
+    assert abs(drift) < 5e-4
+    assert spread < 0.03 * kinetic.std()
