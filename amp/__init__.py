@@ -237,7 +237,28 @@ class Amp(Calculator):
             % (len(images), len(images.metadata["duplicates"])))
         force_training = self.model.forcetraining
         _check_training_images(images, force_training)
+        from .parallel import pool_for
+
         parallel = self._parallel(log)
+        # One set of workers for the fingerprints and the whole fit; they
+        # are stopped when training ends, however it ends.
+        with pool_for(parallel, log) as pool:
+            converged = self._fit(images, pool or parallel, log,
+                                  force_training, compress_databases)
+        if not converged:
+            untrained = make_filename(self.label, "-untrained-parameters.amp")
+            self.save(untrained, overwrite=True)
+            log("Not converged; parameters saved to %s." % untrained)
+            raise TrainingConvergenceError(
+                "training did not converge within maxiter; the parameters "
+                "reached are in %s" % untrained)
+        self.save(filename, overwrite=overwrite)
+        log("Trained parameters saved to %s." % filename)
+        return True
+
+    def _fit(self, images, parallel, log, force_training, compress_databases):
+        """Fingerprints, set-up and fit of :meth:`train`; True when
+        converged."""
         own_database = self.dblabel is None
         self.descriptor.dblabel = self.label if own_database else self.dblabel
         self.descriptor.calculate_fingerprints(
@@ -250,8 +271,7 @@ class Amp(Calculator):
         self.save(make_filename(self.label, "-initial-parameters.amp"),
                   overwrite=True)
         try:
-            converged = self.model.fit(images, self.descriptor, log,
-                                       parallel)
+            return self.model.fit(images, self.descriptor, log, parallel)
         except KeyboardInterrupt:
             self.save(make_filename(self.label, "-checkpoint.amp"),
                       overwrite=True)
@@ -261,16 +281,6 @@ class Amp(Calculator):
         finally:
             if own_database and compress_databases:
                 self.descriptor.archive_databases(log=log)
-        if not converged:
-            untrained = make_filename(self.label, "-untrained-parameters.amp")
-            self.save(untrained, overwrite=True)
-            log("Not converged; parameters saved to %s." % untrained)
-            raise TrainingConvergenceError(
-                "training did not converge within maxiter; the parameters "
-                "reached are in %s" % untrained)
-        self.save(filename, overwrite=overwrite)
-        log("Trained parameters saved to %s." % filename)
-        return True
 
     def _resume_from_checkpoint(self, log):
         """Continue from ``<label>-checkpoint.amp`` when it matches."""

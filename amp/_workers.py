@@ -65,6 +65,20 @@ def get_job(name):
     return _JOBS[name]
 
 
+def from_importname(parameters):
+    """Rebuild an ``amp`` descriptor or model from its ``todict()`` form.
+
+    ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)
+    names a class inside the ``amp`` package; its ``fromdict`` is called.
+    """
+    importname = parameters["importname"]
+    if not isinstance(importname, str) or not importname.startswith("."):
+        raise ValueError("importname must name a class inside amp, got %r"
+                         % (importname,))
+    module, _, name = ("amp" + importname).rpartition(".")
+    return getattr(importlib.import_module(module), name).fromdict(parameters)
+
+
 # ----------------------------------------------------------- built-in jobs
 
 @register_job
@@ -77,10 +91,7 @@ class Fingerprints:
     """
 
     def __init__(self, setup):
-        parameters = setup["descriptor"]
-        module, _, cls = ("amp" + parameters["importname"]).rpartition(".")
-        self.descriptor = getattr(importlib.import_module(module), cls) \
-            .fromdict(parameters)
+        self.descriptor = from_importname(setup["descriptor"])
         self.derivatives = bool(setup.get("derivatives", False))
         self.parts = tuple(setup.get("parts", ("values", "derivatives")))
         try:  # the allocator setting the serial descriptor runs with

@@ -28,6 +28,7 @@ Worker processes run ``python -m amp.worker`` (:mod:`amp._workers`).
 
 import atexit
 import collections
+import contextlib
 import getpass
 import itertools
 import logging
@@ -471,7 +472,8 @@ class WorkerPool:
 
     @staticmethod
     def _raise_error(peer, head):
-        raise WorkerError("%r raised an error:\n%s" % (peer, head.get("error")))
+        raise WorkerError("%r raised an error:\n%s"
+                          % (peer, head.get("error")))
 
     # Work ------------------------------------------------------------------
 
@@ -728,6 +730,27 @@ def setup_parallel(parallel, workercommand=None, log=None, **options):
     return WorkerPool(cores=(parallel or {}).get("cores"),
                       envcommand=(parallel or {}).get("envcommand"),
                       log=log, workercommand=workercommand, **settings)
+
+
+@contextlib.contextmanager
+def pool_for(parallel, log=None):
+    """Context: a running :class:`WorkerPool` for ``parallel``, or None.
+
+    Parameters
+    ----------
+    parallel : WorkerPool, dict or None
+        A pool is yielded as it is and left running; Amp's ``parallel``
+        dict asking for more than one core starts a pool that is stopped
+        when the block ends, however it ends; otherwise None (serial).
+    log : callable, optional
+    """
+    if isinstance(parallel, WorkerPool):
+        yield parallel
+    elif wants_parallel(parallel):
+        with setup_parallel(parallel, log=log) as pool:
+            yield pool
+    else:
+        yield None
 
 
 def compute_in_workers(parallel, job, items, setup=None, log=None):

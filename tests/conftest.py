@@ -1,5 +1,9 @@
-"""Shared fixtures: paths of the reference data copied from the originals."""
+"""Shared fixtures: paths of the reference data copied from the originals,
+and helpers of the parallel tests."""
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -18,3 +22,61 @@ def amp_reference():
 def gdml_reference():
     """Folder of the sgdml 1.0.3 reference data."""
     return GDML_REFERENCE
+
+
+# --------------------------------------------------- parallel-test helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SSH_ALIAS = "amp-ssh-test"
+# Run in each SSH session before its workers start: this checkout's venv.
+ENVCOMMAND = "cd %s && source %s/bin/activate" % (
+    ROOT, os.path.dirname(os.path.dirname(sys.executable)))
+
+
+def gone(pid, wait=5.0):
+    """True once ``pid`` has exited (a zombie counts as exited)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/status" % pid) as handle:
+                if "\nState:\tZ" in handle.read():
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def worker_pids():
+    """Pids of the ``amp.worker`` processes running on this machine."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if b"amp.worker" in argv and "\nState:\tZ" not in open(
+                "/proc/%s/status" % name).read():
+            pids.append(int(name))
+    return pids
+
+
+@pytest.fixture(scope="session")
+def ssh_alias():
+    """The SSH host alias of the local test sshd; skips (fails in CI) when
+    ``ssh amp-ssh-test`` does not work."""
+    state = os.path.expanduser("~/.ssh/amp-ssh-test/unavailable")
+    check = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", SSH_ALIAS,
+         "true"], capture_output=True, text=True, timeout=20)
+    if check.returncode != 0:
+        reason = open(state).read().strip() if os.path.exists(state) else \
+            "ssh %s failed: %s" % (SSH_ALIAS, check.stderr.strip())
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("SSH tests must run in CI: " + reason)
+        pytest.skip("no local sshd (run scripts/setup_test_system.sh): "
+                    + reason)
+    return SSH_ALIAS

@@ -21,26 +21,7 @@ from amp.parallel import (Echo, LeastSquares, WorkerError, WorkerPool,
                           wants_parallel)
 from amp.utilities import (MessageDictionary, assign_cores, hash_images,
                            make_sublists)
-
-SSH_ALIAS = "amp-ssh-test"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENVCOMMAND = "cd %s && source %s/bin/activate" % (
-    ROOT, os.path.dirname(os.path.dirname(sys.executable)))
-
-
-def gone(pid, wait=5.0):
-    """True once ``pid`` has exited (a zombie counts as exited)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            with open("/proc/%d/status" % pid) as handle:
-                if "\nState:\tZ" in handle.read():
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
+from conftest import ENVCOMMAND, ROOT, gone
 
 def alive_pids(pool):
     return [peer.pid for peer in pool.peers]
@@ -401,19 +382,8 @@ def test_master_interrupted_or_killed_leaves_no_workers(how):
 # --------------------------------------------------------------------- SSH
 
 @pytest.fixture(scope="module")
-def ssh_pool():
-    state = os.path.expanduser("~/.ssh/amp-ssh-test/unavailable")
-    check = subprocess.run(
-        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", SSH_ALIAS,
-         "true"], capture_output=True, text=True, timeout=20)
-    if check.returncode != 0:
-        reason = open(state).read().strip() if os.path.exists(state) else \
-            "ssh %s failed: %s" % (SSH_ALIAS, check.stderr.strip())
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("SSH tests must run in CI: " + reason)
-        pytest.skip("no local sshd (run scripts/setup_test_system.sh): "
-                    + reason)
-    with WorkerPool({SSH_ALIAS: 2}, envcommand=ENVCOMMAND,
+def ssh_pool(ssh_alias):
+    with WorkerPool({ssh_alias: 2}, envcommand=ENVCOMMAND,
                     timeout=20) as pool:
         yield pool
     assert all(gone(pid) for pid in alive_pids(pool))
@@ -421,7 +391,7 @@ def ssh_pool():
 
 @pytest.mark.ssh
 def test_ssh_fingerprints_equal_serial(ssh_pool, serial_fingerprints):
-    assert [peer.host for peer in ssh_pool.peers] == [SSH_ALIAS] * 2
+    assert [peer.host for peer in ssh_pool.peers] == ["amp-ssh-test"] * 2
     assert all(peer.process is None for peer in ssh_pool.peers)
     job, setup = fingerprint_job(descriptor(), derivatives=True)
     values = dict(compute_in_workers(ssh_pool, job, images(), setup))

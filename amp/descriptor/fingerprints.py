@@ -223,17 +223,21 @@ class ImageFingerprints:
         Parameters
         ----------
         parts : tuple of str
-            ``'values'`` and/or ``'derivatives'`` (the latter includes the
-            neighbour list it refers to).
+            ``'values'``, ``'neighbors'`` (the neighbour list) and/or
+            ``'derivatives'`` (which includes the neighbour list it refers
+            to).
         """
         out = {"version": STORAGE_VERSION, "symbols": list(self.symbols)}
         if "values" in parts:
             for element, block in self.values.items():
                 out["values/" + element] = block
-        if "derivatives" in parts and self.has_derivatives:
+        derivatives = "derivatives" in parts and self.has_derivatives
+        if (derivatives or "neighbors" in parts) and \
+                self.neighbors is not None:
             nl = self.neighbors
             out.update({"nl/i": nl.i, "nl/j": nl.j, "nl/offsets": nl.offsets,
                         "nl/vectors": nl.vectors})
+        if derivatives:
             for element, block in self.derivatives.items():
                 out["entries/" + element] = self.entries[element]
                 out["derivatives/" + element] = block
@@ -242,7 +246,7 @@ class ImageFingerprints:
     @classmethod
     def fromdict(cls, values_dict, derivatives_dict=None):
         """Rebuild from :meth:`todict` forms (values, and optionally the
-        derivative part).
+        neighbour-list and derivative part).
 
         Raises
         ------
@@ -272,6 +276,8 @@ class ImageFingerprints:
         derivatives = {name[len("derivatives/"):]: np.asarray(array)
                        for name, array in d.items()
                        if name.startswith("derivatives/")}
+        if not derivatives:  # the neighbour list alone
+            return cls(symbols, values, nl)
         return cls(symbols, values, nl, entries, derivatives)
 
     @property

@@ -374,8 +374,21 @@ class Gaussian:
         """Yield ``(key, ImageFingerprints)`` for each image.
 
         Each image is computed whole before it is yielded, so a failure
-        leaves nothing half-stored.
+        leaves nothing half-stored. With ``parallel`` asking for more than
+        one core (or a running pool) and more than one image, workers
+        compute them (:func:`amp.parallel.fingerprint_job`).
         """
+        from ..parallel import (compute_in_workers, fingerprint_job,
+                                wants_parallel)
+
+        if len(images) > 1 and wants_parallel(parallel):
+            job, setup = fingerprint_job(
+                self, derivatives, parts=("values", "neighbors",
+                                          "derivatives"))
+            for key, value in compute_in_workers(parallel, job, images,
+                                                 setup, log=log):
+                yield key, ImageFingerprints.fromdict(value, value)
+            return
         for key, atoms in images.items():
             yield key, self.compute(atoms, derivatives)
 

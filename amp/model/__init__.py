@@ -217,8 +217,11 @@ class LossFunction:
         ``energy_rmse`` (default 0.001), ``energy_maxresid``,
         ``force_rmse``, ``force_maxresid`` (default None); None criteria are
         ignored.
-    parallel : dict, optional
-        Amp's ``{'cores': ...}``; the evaluation here is serial.
+    parallel : dict or WorkerPool, optional
+        Amp's ``{'cores': ..., 'envcommand': ...}``; by default the model's
+        (what :meth:`Model.fit` was given). With more than one core, each
+        worker holds a share of the training images for the whole fit and
+        returns partial sums for every parameter vector.
     overfit : float
         Weight of the L2 penalty.
     raise_ConvergenceOccurred : bool
@@ -265,6 +268,7 @@ class LossFunction:
         self._images = None
         self._log = None
         self._n_batches = 1
+        self._workers = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
@@ -276,7 +280,9 @@ class LossFunction:
         return self.parameters.force_coefficient is not None
 
     def reset(self):
-        """Forget the step count, the best parameters and the batches."""
+        """Forget the step count, the best parameters and the batches
+        (and stop using workers)."""
+        self.close()
         self._step = 0
         self._batches = None
         self._initialized = False
@@ -385,6 +391,42 @@ class LossFunction:
 
     # Evaluation ----------------------------------------------------------
 
+    def _partials(self, vector, lossprime, force_coefficient):
+        """Partial sums of every batch, from the workers when parallel."""
+        model, p = self._model, self.parameters
+        if self._workers is None:
+            from ..parallel import wants_parallel
+            from ._shares import WorkerBatches
+
+            parallel = (self._parallel if self._parallel is not None
+                        else getattr(model, "_parallel", None))
+            if wants_parallel(parallel):
+                setup = {"model": model.todict(),
+                         "energy_coefficient": p.energy_coefficient,
+                         "force_coefficient": force_coefficient}
+                self._workers = WorkerBatches(
+                    parallel, self._worker_batches, setup, log=self.log)
+                self.log("Loss function: %i images in %i shares held by "
+                         "workers." % (len(self._training_images()),
+                                       self._workers.n_shares))
+        if self._workers is not None:
+            return self._workers.partials(vector, lossprime)
+        networks, raveler = model.element_networks(), model.raveler
+        return [batch.partial(networks, lossprime, p.energy_coefficient,
+                              force_coefficient, raveler)
+                for batch in self.batches()]
+
+    def _worker_batches(self, n_workers):
+        self.split_images(max(1, n_workers))
+        return self.batches()
+
+    def close(self):
+        """Stop using workers: they drop their shares, and a pool started
+        for this loss function is stopped. Evaluation is serial after."""
+        if self._workers is not None:
+            workers, self._workers = self._workers, None
+            workers.close()
+
     def _totals(self, vector, lossprime):
         """Loss terms and analytic gradient summed over the batches."""
         model = self._model
@@ -392,12 +434,9 @@ class LossFunction:
         p = self.parameters
         force_coefficient = p.force_coefficient if self.train_forces \
             else None
-        networks = model.element_networks()
         raveler = model.raveler
-        total = combine_partials(
-            batch.partial(networks, lossprime, p.energy_coefficient,
-                          force_coefficient, raveler)
-            for batch in self.batches())
+        total = combine_partials(self._partials(vector, lossprime,
+                                                force_coefficient))
         loss = p.energy_coefficient * total["energy_loss"]
         if force_coefficient is not None:
             loss += force_coefficient * total["force_loss"]

@@ -402,6 +402,51 @@ class TrainingBatch:
         # d(force_loss)/dF_row = 2 * row_weight * residual.
         self.force_row_weight = weight_per_row / (3.0 * atoms_per_row)
 
+    # Arrays that define a batch, for sending it to a worker.
+    _ARRAYS = ("image_weight", "n_atoms", "reference_energies")
+    _FORCE_ARRAYS = ("reference_forces", "force_row_weight")
+
+    def todict(self):
+        """The batch as plain arrays, numbers and dicts (what
+        :mod:`amp._wire` carries); :meth:`fromdict` rebuilds it."""
+        out = {name: getattr(self, name) for name in self._ARRAYS}
+        out.update(n_images=self.n_images, train_forces=self.train_forces,
+                   elements=list(self.elements),
+                   fingerprints=dict(self.fingerprints),
+                   image_of_atom=dict(self.image_of_atom))
+        if self.train_forces:
+            matrix = self.force_matrix
+            out.update({name: getattr(self, name)
+                        for name in self._FORCE_ARRAYS})
+            out.update(force_data=matrix.data, force_indices=matrix.indices,
+                       force_indptr=matrix.indptr,
+                       force_shape=list(matrix.shape),
+                       column_start=dict(self.column_start))
+        return out
+
+    @classmethod
+    def fromdict(cls, d):
+        """Rebuild a batch from :meth:`todict`'s form (no images needed)."""
+        batch = cls.__new__(cls)  # the constructor builds from images
+        for name in cls._ARRAYS:
+            setattr(batch, name, np.asarray(d[name], dtype=float))
+        batch.n_images = int(d["n_images"])
+        batch.train_forces = bool(d["train_forces"])
+        batch.elements = list(d["elements"])
+        batch.fingerprints = {e: np.asarray(d["fingerprints"][e], dtype=float)
+                              for e in batch.elements}
+        batch.image_of_atom = {e: np.asarray(d["image_of_atom"][e])
+                               for e in batch.elements}
+        if batch.train_forces:
+            for name in cls._FORCE_ARRAYS:
+                setattr(batch, name, np.asarray(d[name], dtype=float))
+            batch.force_matrix = scipy.sparse.csr_matrix(
+                (d["force_data"], d["force_indices"], d["force_indptr"]),
+                shape=tuple(d["force_shape"]))
+            batch.column_start = {e: int(v)
+                                  for e, v in d["column_start"].items()}
+        return batch
+
     def partial(self, networks, lossprime=True, energy_coefficient=1.0,
                 force_coefficient=None, raveler=None):
         """Partial sums of the loss over this batch's images.

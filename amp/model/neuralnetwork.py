@@ -323,8 +323,10 @@ class NeuralNetwork(Model):
             ``descriptor.arrays``.
         descriptor : descriptor
         log : Logger, optional
-        parallel : dict, optional
-            Amp's ``{'cores': ...}`` (serial here).
+        parallel : dict or WorkerPool, optional
+            Amp's ``{'cores': ..., 'envcommand': ...}``; with more than one
+            core the loss function is evaluated by workers, each holding a
+            share of the images.
         only_setup : bool
             Set up and return None without optimising.
 
@@ -353,7 +355,10 @@ class NeuralNetwork(Model):
         self.lossfunction.attach_model(self, log=log, images=images)
         if only_setup:
             return None
-        return self.regressor.regress(model=self, log=log)
+        try:
+            return self.regressor.regress(model=self, log=log)
+        finally:
+            self.lossfunction.close()  # workers are gone however it ends
 
     def _setup(self, images, descriptor, log):
         """Fill in fprange, hiddenlayers, weights and scalings."""

@@ -1,0 +1,191 @@
+"""Training with workers (issue 5): fingerprints computed by workers and the
+loss function's images held by workers for the whole fit, locally and over
+SSH. Results equal the serial ones; no worker outlives the training."""
+import os
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from amp import Amp
+from amp.descriptor.gaussian import Gaussian
+from amp.model import LossFunction
+from amp.model._shares import WorkerBatches
+from amp.model.neuralnetwork import NeuralNetwork
+from amp.parallel import WorkerPool
+from amp.utilities import Logger, hash_images
+from conftest import ENVCOMMAND, gone, worker_pids
+
+CONVERGENCE = {"energy_rmse": 0.01, "force_rmse": 0.4}
+
+
+def emt_images(count=8, seed=3):
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
+        atoms.symbols[[1, 2]] = "Pt"
+        atoms.rattle(0.12, rng=rng)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces())
+        images.append(atoms)
+    return images
+
+
+def model_with_loss(parallel, images, descriptor):
+    model = NeuralNetwork(hiddenlayers=(4, 3), randomseed=3)
+    model.lossfunction = LossFunction(
+        convergence=CONVERGENCE, raise_ConvergenceOccurred=False,
+        log_losses=False, overfit=1e-4)
+    model.fit(images, descriptor, Logger(None), parallel, only_setup=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def fingerprinted():
+    images = hash_images(emt_images())
+    descriptor = Gaussian(cutoff=4.5)
+    descriptor.calculate_fingerprints(images, calculate_derivatives=True)
+    return images, descriptor
+
+
+@pytest.fixture(scope="module")
+def serial_losses(fingerprinted):
+    images, descriptor = fingerprinted
+    model = model_with_loss({"cores": 1}, images, descriptor)
+    vectors = [model.vector, 1.1 * model.vector + 0.01]
+    return vectors, [model.lossfunction.calculate_loss(v, True)
+                     for v in vectors]
+
+
+def assert_same_loss(result, reference):
+    for key, value in reference.items():
+        if key == "dloss_dparameters":
+            scale = np.linalg.norm(value)
+            np.testing.assert_allclose(result[key], value, rtol=1e-12,
+                                       atol=1e-12 * scale)
+        else:
+            assert result[key] == pytest.approx(value, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_loss_from_workers_equals_serial(fingerprinted, serial_losses, cores):
+    images, descriptor = fingerprinted
+    vectors, expected = serial_losses
+    before = set(worker_pids())
+    model = model_with_loss({"cores": cores}, images, descriptor)
+    lossfunction = model.lossfunction
+    try:
+        for vector, reference in zip(vectors, expected):
+            assert_same_loss(lossfunction.calculate_loss(vector, True),
+                             reference)
+        assert lossfunction._workers.n_shares == cores
+        started = set(worker_pids()) - before
+        assert len(started) == cores
+        # Without the gradient, too.
+        result = lossfunction.calculate_loss(vectors[1], False)
+        assert result["loss"] == pytest.approx(expected[1]["loss"],
+                                               rel=1e-12)
+    finally:
+        lossfunction.close()
+    assert all(gone(pid) for pid in started)
+
+
+def test_killed_worker_share_is_reassigned(fingerprinted, serial_losses):
+    images, descriptor = fingerprinted
+    vectors, expected = serial_losses
+    with WorkerPool(2, timeout=10) as pool:
+        model = model_with_loss(pool, images, descriptor)
+        lossfunction = model.lossfunction
+        assert_same_loss(lossfunction.calculate_loss(vectors[0], True),
+                         expected[0])
+        victim = pool.peers[0]
+        victim.process.kill()
+        assert_same_loss(lossfunction.calculate_loss(vectors[1], True),
+                         expected[1])
+        assert len(pool.failures) == 1 and "localhost" in pool.failures[0]
+        assert set(lossfunction._workers.job.owner.values()) == \
+            {pool.peers[1]}
+        lossfunction.close()
+        # A pool that was given is left running for its owner.
+        assert pool.alive() == [pool.peers[1]]
+
+
+def make_calc(label, cores, envcommand=None):
+    calc = Amp(descriptor=Gaussian(cutoff=4.5),
+               model=NeuralNetwork(hiddenlayers=(4, 3), randomseed=3),
+               label=label, cores=cores, envcommand=envcommand)
+    calc.model.lossfunction = LossFunction(convergence=CONVERGENCE,
+                                           overfit=1e-4)
+    return calc
+
+
+@pytest.fixture(scope="module")
+def serial_fit(tmp_path_factory):
+    calc = make_calc(str(tmp_path_factory.mktemp("serial") / "fit"), 1)
+    assert calc.train(emt_images()) is True
+    return calc.model.vector
+
+
+def train_and_watch(calc, monkeypatch, interrupt_at=None, seen=None):
+    """Train; return the worker pids seen during the fit (also added to
+    ``seen``); raise KeyboardInterrupt at loss call ``interrupt_at``."""
+    seen, calls = (set() if seen is None else seen), [0]
+    partials = WorkerBatches.partials
+
+    def watched(self, vector, lossprime):
+        seen.update(worker_pids())
+        calls[0] += 1
+        if calls[0] == interrupt_at:
+            raise KeyboardInterrupt
+        return partials(self, vector, lossprime)
+
+    monkeypatch.setattr(WorkerBatches, "partials", watched)
+    calc.train(emt_images())
+    return seen
+
+
+def test_amp_train_with_workers_equals_serial(tmp_path, serial_fit,
+                                              monkeypatch):
+    before = set(worker_pids())
+    label = str(tmp_path / "fit")
+    calc = make_calc(label, 2)
+    seen = train_and_watch(calc, monkeypatch) - before
+    assert len(seen) == 2
+    np.testing.assert_allclose(calc.model.vector, serial_fit, rtol=1e-8,
+                               atol=1e-10)
+    log = open(label + "-log.txt").read()
+    assert "Started 2 local workers" in log
+    assert "shares held by workers" in log
+    assert all(gone(pid) for pid in seen)
+
+
+def test_interrupted_training_leaves_no_worker(tmp_path, monkeypatch):
+    before = set(worker_pids())
+    label = str(tmp_path / "stop")
+    calc = make_calc(label, 2)
+    seen = set()
+    with pytest.raises(KeyboardInterrupt):
+        train_and_watch(calc, monkeypatch, interrupt_at=3, seen=seen)
+    assert len(seen - before) == 2
+    assert all(gone(pid) for pid in seen - before)
+    assert os.path.exists(label + "-checkpoint.amp")
+    Amp.load(label + "-checkpoint.amp")
+
+
+@pytest.mark.ssh
+def test_training_over_ssh_equals_serial(tmp_path, serial_fit, ssh_alias,
+                                         monkeypatch):
+    label = str(tmp_path / "ssh")
+    calc = make_calc(label, {ssh_alias: 2}, envcommand=ENVCOMMAND)
+    seen = train_and_watch(calc, monkeypatch)
+    np.testing.assert_allclose(calc.model.vector, serial_fit, rtol=1e-8,
+                               atol=1e-10)
+    log = open(label + "-log.txt").read()
+    assert "Started 2 workers on %s" % ssh_alias in log
+    assert "shares held by workers" in log
+    assert all(gone(pid) for pid in seen)
