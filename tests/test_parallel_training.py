@@ -189,3 +189,27 @@ def test_training_over_ssh_equals_serial(tmp_path, serial_fit, ssh_alias,
     assert "Started 2 workers on %s" % ssh_alias in log
     assert "shares held by workers" in log
     assert all(gone(pid) for pid in seen)
+
+
+@pytest.mark.parametrize("derivatives", [False, True])
+def test_fingerprints_from_workers_stored_like_serial(tmp_path, derivatives):
+    images = hash_images(emt_images(5))
+    serial = Gaussian(cutoff=4.5)
+    serial.calculate_fingerprints(images, calculate_derivatives=derivatives)
+    stored = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))
+    computed = stored.calculate_fingerprints(
+        images, parallel={"cores": 2}, calculate_derivatives=derivatives)
+    assert sorted(computed) == sorted(images)
+    reread = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))
+    assert reread.calculate_fingerprints(
+        images, calculate_derivatives=derivatives) == []  # all on disk
+    for key in images:
+        a, b = serial.arrays[key], reread.arrays[key]
+        for element in a.values:
+            assert np.array_equal(a.values[element], b.values[element])
+        assert reread.neighborlist[key][0][0].tolist() == \
+            serial.neighborlist[key][0][0].tolist()
+        assert b.has_derivatives is derivatives
+        if derivatives:
+            assert np.array_equal(a.force_matrix().toarray(),
+                                  b.force_matrix().toarray())
