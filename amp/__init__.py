@@ -169,6 +169,9 @@ class Amp(Calculator):
 
     def _open_log(self):
         filename = make_filename(self.label, "-log.txt")
+        if filename is not None and os.path.dirname(filename):
+            # Like ASE's file calculators: the label's folder is created.
+            os.makedirs(os.path.dirname(filename), exist_ok=True)
         if self.logging and filename is not None:
             self._log = Logger(filename)
         else:
@@ -254,6 +257,11 @@ class Amp(Calculator):
                 "reached are in %s" % untrained)
         self.save(filename, overwrite=overwrite)
         log("Trained parameters saved to %s." % filename)
+        checkpoint = make_filename(self.label, "-checkpoint.amp")
+        if os.path.exists(checkpoint):
+            # Superseded: a later train() under this label starts afresh.
+            os.remove(checkpoint)
+            log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
     def _fit(self, images, parallel, log, force_training, compress_databases):

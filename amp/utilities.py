@@ -19,6 +19,12 @@ class TrainingConvergenceError(Exception):
     """
 
 
+class ConvergenceOccurred(Exception):
+    """Raised by the loss function the moment every convergence criterion
+    is met; stops the optimiser. Also importable as
+    ``amp.model.ConvergenceOccurred`` (the same class)."""
+
+
 class MetaDict(dict):
     """A dictionary with a ``metadata`` attribute (Amp's ``MetaDict``).
 

@@ -351,6 +351,18 @@ def test_ctrl_c_leaves_a_checkpoint_that_a_rerun_resumes(tmp_path):
     start = Amp.load(label + "-initial-parameters.amp")
     np.testing.assert_array_equal(start.model.vector, at_interrupt["vector"])
     Amp.load(label + ".amp")
+    # Once converged, the checkpoint is superseded and removed.
+    assert not os.path.exists(label + "-checkpoint.amp")
+    assert "Removed %s-checkpoint.amp" % label in log
+
+
+def test_label_folder_is_created(tmp_path):
+    label = str(tmp_path / "new" / "folder" / "fit")
+    calc = make_calc(label, {"energy_rmse": 0.05, "force_rmse": None},
+                     force=None)
+    assert calc.train(emt_images(3)) is True
+    assert os.path.exists(label + ".amp") and os.path.exists(
+        label + "-log.txt")
 
 
 def _shrunk_Gs(calc, n_features):

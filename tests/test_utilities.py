@@ -93,7 +93,10 @@ def test_training_convergence_error_one_class_both_paths(first):
     code = ("import importlib; importlib.import_module(%r); "
             "from amp.utilities import TrainingConvergenceError as a; "
             "from amp.model import TrainingConvergenceError as b; "
-            "assert a is b and issubclass(a, Exception); print('ok')"
+            "from amp.utilities import ConvergenceOccurred as c; "
+            "from amp.model import ConvergenceOccurred as d; "
+            "assert a is b and issubclass(a, Exception); "
+            "assert c is d and issubclass(c, Exception); print('ok')"
             % first)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True, timeout=60)

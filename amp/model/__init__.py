@@ -16,17 +16,13 @@ from ase.calculators.calculator import Parameters
 
 # TrainingConvergenceError is defined in amp.utilities (as in Amp 1.x) and
 # exported here too: both import paths give the same class.
-from ..utilities import Logger, TrainingConvergenceError, now  # noqa: F401
+from ..utilities import (ConvergenceOccurred, Logger,  # noqa: F401
+                         TrainingConvergenceError, now)
 from ._network import Raveler  # noqa: F401  (Amp's name, exported here)
 
 __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
            "ConvergenceOccurred", "TrainingConvergenceError",
            "MaxIterationsReached", "Raveler", "combine_partials"]
-
-
-class ConvergenceOccurred(Exception):
-    """Raised by :meth:`LossFunction.get_loss` the moment every convergence
-    criterion is met; stops the optimiser."""
 
 
 class MaxIterationsReached(Exception):
