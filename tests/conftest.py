@@ -12,6 +12,19 @@ AMP_REFERENCE = os.path.join(DATA, "amp-reference")
 GDML_REFERENCE = os.path.join(DATA, "gdml-reference")
 
 
+def with_emt_results(atoms):
+    """``atoms`` carrying its EMT energy and forces as fixed results (a
+    ``SinglePointCalculator``), like a training image read from a file."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms.calc = EMT()
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=atoms.get_potential_energy(),
+        forces=atoms.get_forces())
+    return atoms
+
+
 @pytest.fixture
 def amp_reference():
     """Folder of the Amp 1.0.1 reference data."""

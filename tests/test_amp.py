@@ -16,7 +16,7 @@ from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction, TrainingConvergenceError
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.modelfile import ModelFileError
-from conftest import AMP_REFERENCE
+from conftest import AMP_REFERENCE, with_emt_results
 
 LEGACY = os.path.join(AMP_REFERENCE, "ptcu_nn33.amp")
 
@@ -210,11 +210,7 @@ def emt_images(count, seed=0):
         atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
         atoms.symbols[1] = "Pt"
         atoms.rattle(0.1, rng=rng)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        images.append(atoms)
+        images.append(with_emt_results(atoms))
     return images
 
 

@@ -6,8 +6,6 @@ import os
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from amp import Amp
 from amp.descriptor.gaussian import Gaussian
@@ -16,7 +14,7 @@ from amp.model._shares import WorkerBatches
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.parallel import WorkerPool
 from amp.utilities import Logger, hash_images
-from conftest import ENVCOMMAND, gone, worker_pids
+from conftest import ENVCOMMAND, gone, with_emt_results, worker_pids
 
 CONVERGENCE = {"energy_rmse": 0.01, "force_rmse": 0.4}
 
@@ -28,11 +26,7 @@ def emt_images(count=8, seed=3):
         atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
         atoms.symbols[[1, 2]] = "Pt"
         atoms.rattle(0.12, rng=rng)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        images.append(atoms)
+        images.append(with_emt_results(atoms))
     return images
 
 
