@@ -7,397 +7,35 @@ record of what the entries were built with) and ``lock`` (taken by
 header (see :func:`encode_entry`); nothing is ever unpickled. See
 ``docs/databases.md`` for the layout and the safety guarantees.
 
+The entry format lives in :mod:`amp._entry` and the archive (reading
+``archive.tar.gz``, and ``archive()``) in :mod:`amp._archive`; their public
+names are importable from here as before.
+
 Problems with stored entries are reported to the ``logging`` logger
 ``amp.database`` (warning level) and, when given, to the database's ``log``
 (any callable taking one string, such as :class:`amp.utilities.Logger`).
 """
 
 import contextlib
-import gzip
-import hashlib
-import io
 import json
 import logging
-import math
 import os
 import secrets
-import tarfile
-import tempfile
-import time
-import zipfile
-import zlib
 from collections import OrderedDict
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: archive() refuses, everything else works
-    fcntl = None
+# Re-exported: the entry format's names, and _ArchiveIndex for the tests.
+from ._archive import (ArchiveIndex as _ArchiveIndex, Archiving,  # noqa: F401
+                       fsync_folder, read_file, write_atomically)
+from ._entry import (ENTRY_FORMAT, ENTRY_VERSION, MAX_KEY_BYTES,  # noqa: F401
+                     CorruptEntryError, UnsupportedEntryError, check_key,
+                     decode_entry, encode_entry, is_key)
 
-ENTRY_FORMAT = "amp-ampdb-entry"
-ENTRY_VERSION = 1
 PARAMETERS_FORMAT = "amp-ampdb-parameters"
 PARAMETERS_VERSION = 1
-MAX_KEY_BYTES = 200  # leaves room for temporary-name decorations (255 max)
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so equal values give equal bytes
-_STALE_SECONDS = 3600  # a writer's temporary file older than this is debris
 _logger = logging.getLogger("amp.database")
-
-
-class UnsupportedEntryError(ValueError):
-    """A stored entry is intact but cannot be loaded safely or understood.
-
-    Raised for entries in Amp 1.x's pickle format (unpickling can run
-    arbitrary code) and for entries written by a newer format version.
-    """
-
-
-class CorruptEntryError(ValueError):
-    """A stored entry is damaged (truncated, torn or not an entry)."""
-
-
-def check_key(key):
-    """Raise ValueError unless ``key`` can name a database entry.
-
-    A key is a non-empty str of at most 200 UTF-8 bytes with no ``/``,
-    ``\\`` or NUL, which is not ``.`` or ``..`` and does not start with
-    ``.`` (names starting with a dot are reserved for temporary files).
-    """
-    if not isinstance(key, str) or not key:
-        raise ValueError("database key %r is not a non-empty str" % (key,))
-    if ("/" in key or "\\" in key or "\0" in key or key.startswith(".")
-            or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES):
-        raise ValueError(
-            "database key %r is not allowed: keys name files, so they may not "
-            "contain '/', '\\' or NUL, start with '.', or exceed %d bytes"
-            % (key, MAX_KEY_BYTES))
-
-
-def _is_key(name):
-    try:
-        check_key(name)
-    except ValueError:
-        return False
-    return True
-
-
-# ----------------------------------------------------------------- entries
-
-def _to_tree(value, arrays):
-    """Return a JSON-able tree for ``value``, moving arrays to ``arrays``."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise TypeError("object arrays cannot be stored in a database")
-        arrays.append(value)
-        return {"$array": len(arrays) - 1}
-    if isinstance(value, np.generic):  # before float: np.float64 is a float
-        arrays.append(np.asarray(value))
-        return {"$scalar": len(arrays) - 1}
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, dict):
-        tree = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError("dict keys of a database entry must be str, "
-                                "not %r" % (key,))
-            # One '$' more on user keys starting with '$' keeps them apart
-            # from the '$array'/'$scalar'/'$tuple' markers.
-            tree["$" + key if key.startswith("$") else key] = \
-                _to_tree(item, arrays)
-        return tree
-    if isinstance(value, tuple):
-        return {"$tuple": [_to_tree(item, arrays) for item in value]}
-    if isinstance(value, list):
-        return [_to_tree(item, arrays) for item in value]
-    raise TypeError("cannot store a %s in a database entry: use numpy arrays, "
-                    "numbers, str, None, or lists, tuples and str-keyed dicts "
-                    "of those" % type(value).__name__)
-
-
-def _from_tree(node, arrays):
-    if isinstance(node, list):
-        return [_from_tree(item, arrays) for item in node]
-    if isinstance(node, dict):
-        if len(node) == 1:
-            (marker, content), = node.items()
-            if marker == "$array":
-                return arrays[_index(content, arrays)]
-            if marker == "$scalar":
-                return arrays[_index(content, arrays)][()]
-            if marker == "$tuple":
-                return tuple(_from_tree(item, arrays) for item in content)
-        return {key[1:] if key.startswith("$") else key:
-                _from_tree(item, arrays) for key, item in node.items()}
-    return node
-
-
-def _index(content, arrays):
-    if type(content) is not int or not 0 <= content < len(arrays):
-        raise ValueError("bad array reference %r" % (content,))
-    return content
-
-
-def _zip_member(archive, name, data):
-    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-    info.external_attr = 0o644 << 16
-    archive.writestr(info, data, compress_type=zipfile.ZIP_STORED)
-
-
-def _array_description(array):
-    descr = np.lib.format.dtype_to_descr(array.dtype)
-    return {"dtype": descr if isinstance(descr, str) else None,
-            "shape": list(array.shape),
-            "fortran": bool(array.flags.f_contiguous
-                            and not array.flags.c_contiguous)}
-
-
-def _read_npy(data, meta):
-    """Return the array of one ``.npy`` member described by ``meta``.
-
-    Plain dtypes are read straight from the bytes after the ``.npy`` header
-    (numpy's reader parses that header with ``ast.literal_eval``, which
-    dominated the time of reading an entry); others go through numpy's
-    reader, with ``allow_pickle=False`` in both cases.
-    """
-    dtype = np.dtype(meta["dtype"]) if meta["dtype"] is not None else None
-    if dtype is None or dtype.itemsize == 0:
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    if dtype.hasobject or data[:6] != b"\x93NUMPY" or data[6] not in (1, 2, 3):
-        raise ValueError("array member is not a plain .npy array")
-    if data[6] == 1:
-        start = 10 + int.from_bytes(data[8:10], "little")
-    else:
-        start = 12 + int.from_bytes(data[8:12], "little")
-    shape = tuple(meta["shape"])
-    count = math.prod(shape)
-    if len(data) - start != count * dtype.itemsize or \
-            any(type(n) is not int or n < 0 for n in shape):
-        raise ValueError("array data does not match its description")
-    array = np.frombuffer(data, dtype, count, start)
-    return array.reshape(shape, order="F" if meta["fortran"] else "C").copy(
-        order="K")  # a writable array that owns its memory
-
-
-def encode_entry(value):
-    """Serialise one entry value to bytes (format ``amp-ampdb-entry`` v1).
-
-    The bytes are an uncompressed zip (readable by ``numpy.load`` with
-    ``allow_pickle=False``) with a member ``entry.json`` and one member
-    ``a<N>.npy`` per array. ``entry.json`` holds ``format``, ``version``,
-    ``kind`` (the value's type name), ``arrays`` (dtype, shape and order of
-    each array, as its ``.npy`` header also says) and ``value``:
-    the JSON tree of the value in which arrays are ``{"$array": N}``, numpy
-    scalars ``{"$scalar": N}``, tuples ``{"$tuple": [...]}``, and dict keys
-    starting with ``$`` carry one extra ``$``. Equal values give equal bytes.
-
-    Parameters
-    ----------
-    value : numpy.ndarray, dict, list, tuple, int, float, bool, str or None
-        Nested containers may hold any of these; dict keys must be str.
-
-    Raises
-    ------
-    TypeError
-        For anything else (objects, object arrays, non-str dict keys).
-    """
-    arrays = []
-    tree = _to_tree(value, arrays)
-    header = {"format": ENTRY_FORMAT, "version": ENTRY_VERSION,
-              "kind": type(value).__name__,
-              "arrays": [_array_description(array) for array in arrays],
-              "value": tree}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        _zip_member(archive, "entry.json", json.dumps(header).encode("utf-8"))
-        for number, array in enumerate(arrays):
-            data = io.BytesIO()
-            np.save(data, array, allow_pickle=False)
-            _zip_member(archive, "a%d.npy" % number, data.getvalue())
-    return buffer.getvalue()
-
-
-def _looks_like_pickle(data):
-    # Protocol 2+ starts with PROTO (0x80); protocols 0 and 1, which Amp
-    # 1.x wrote, start with an opcode such as '(' or 'c' and end with STOP.
-    return data[:1] == b"\x80" or (data[-1:] == b"."
-                                   and data[:1] in b"(]}cdlIJKLFGSTUVNX")
-
-
-def decode_entry(data):
-    """Return the value stored in ``data`` (bytes from :func:`encode_entry`).
-
-    Raises
-    ------
-    UnsupportedEntryError
-        For a pickle (Amp 1.x's format) or a newer format version.
-    CorruptEntryError
-        For anything damaged: truncated, bit-flipped (zip CRC), not an entry.
-    """
-    if not data.startswith(_ZIP_MAGIC):
-        if _looks_like_pickle(data):
-            raise UnsupportedEntryError(
-                "the entry is a pickle (the format of Amp 1.x), which is "
-                "never loaded because unpickling can run arbitrary code")
-        raise CorruptEntryError("not an amp-ampdb-entry (%d bytes)"
-                                % len(data))
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            if any(info.compress_type != zipfile.ZIP_STORED
-                   for info in archive.infolist()):
-                raise ValueError("compressed members are not allowed")
-            header = json.loads(archive.read("entry.json"))  # CRC-checked
-            if not isinstance(header, dict) or \
-                    header.get("format") != ENTRY_FORMAT or \
-                    type(header.get("version")) is not int:
-                raise ValueError("entry.json is not an amp-ampdb-entry header")
-            if header["version"] > ENTRY_VERSION:
-                raise UnsupportedEntryError(
-                    "the entry has format version %d; this version of amp "
-                    "reads up to %d" % (header["version"], ENTRY_VERSION))
-            arrays = [_read_npy(archive.read("a%d.npy" % number), meta)
-                      for number, meta in enumerate(header["arrays"])]
-            return _from_tree(header["value"], arrays)
-    except UnsupportedEntryError:
-        raise
-    except Exception as error:  # any parse failure means a damaged entry
-        raise CorruptEntryError("%s: %s" % (type(error).__name__, error)) \
-            from error
-
-
-def _write_atomically(folder, name, data, fsync):
-    """Write ``data`` to ``folder/name`` through a temporary file."""
-    temporary = os.path.join(folder, ".tmp-%s-%d-%s" % (
-        name[:40], os.getpid(), secrets.token_hex(6)))
-    try:
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, os.path.join(folder, name))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    if fsync:
-        _fsync_folder(folder)
-
-
-def _fsync_folder(folder):
-    with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def _read_file(path):
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-def _folder_bytes(path):
-    total = 0
-    for root, _, names in os.walk(path):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
-# ------------------------------------------------------------ archive index
-
-class _ArchiveIndex:
-    """The members of one ``archive.tar.gz``, decompressed once.
-
-    gzip cannot seek, so the archive is decompressed in a single pass into
-    a spooled temporary file (memory up to ``SPOOL_BYTES``, then an unnamed
-    file) and the tar headers are indexed; a read is then one seek.
-    """
-
-    SPOOL_BYTES = 16 * 2 ** 20
-
-    def __init__(self, path, report, spill_folder):
-        self.members = {}
-        self.pid = os.getpid()  # a forked child must not share the offset
-        self._spool = tempfile.SpooledTemporaryFile(self.SPOOL_BYTES,
-                                                    dir=spill_folder)
-        with open(path, "rb") as handle:
-            status = os.fstat(handle.fileno())
-            self.signature = (status.st_dev, status.st_ino,
-                              status.st_mtime_ns, status.st_size)
-            problem = self._decompress(handle)
-            if problem:
-                report("archive %s is damaged after %d bytes (%s); entries "
-                       "beyond that point are treated as missing"
-                       % (path, self._spool.tell(), problem))
-        total = self._spool.tell()
-        self._spool.seek(0)
-        try:
-            tar = tarfile.open(fileobj=self._spool, mode="r:")
-        except (tarfile.TarError, OSError, EOFError) as error:
-            report("archive %s has no readable members (%s)" % (path, error))
-            return
-        while True:
-            try:
-                info = tar.next()
-            except (tarfile.TarError, OSError, EOFError, ValueError) as error:
-                report("archive %s ends in a damaged member (%s); the members "
-                       "before it are used" % (path, error))
-                break
-            if info is None:
-                break
-            if info.isreg() and _is_key(info.name) and \
-                    info.offset_data + info.size <= total:
-                self.members[info.name] = (info.offset_data, info.size)
-        tar.members = []
-
-    def _decompress(self, handle):
-        """Inflate ``handle`` into the spool; return a problem or None.
-
-        zlib is driven by hand, in small chunks, so that the data before a
-        damaged or truncated spot is kept (``gzip.GzipFile`` drops it).
-        """
-        inflater, fed = zlib.decompressobj(wbits=31), False
-        try:
-            while True:
-                chunk = handle.read(2 ** 16)
-                if not chunk:
-                    break
-                while chunk:
-                    fed = True
-                    self._spool.write(inflater.decompress(chunk))
-                    chunk = inflater.unused_data
-                    if inflater.eof:  # another gzip member may follow
-                        inflater, fed = zlib.decompressobj(wbits=31), False
-        except zlib.error as error:
-            return str(error)
-        if fed:
-            self._spool.write(inflater.flush())
-            return "the file ends inside the gzip stream"
-        return None
-
-    def __contains__(self, key):
-        return key in self.members
-
-    def read(self, key):
-        """Return the raw bytes of member ``key``."""
-        offset, size = self.members[key]
-        self._spool.seek(offset)
-        return self._spool.read(size)
-
-    def close(self):
-        """Release the decompressed copy."""
-        self._spool.close()
 
 
 # --------------------------------------------------------------- databases
@@ -433,7 +71,7 @@ def _compare_parameters(stored, requested, name):
         % (name, "\n".join(lines), name))
 
 
-class FileDatabase:
+class FileDatabase(Archiving):
     """A dict-like store of entries in an ``.ampdb`` folder (Amp's interface).
 
     Reading looks in memory, then ``loose/``, then ``archive.tar.gz`` (so a
@@ -499,28 +137,6 @@ class FileDatabase:
         if self.log is not None:
             self.log(message)
 
-    def _archive_index(self):
-        """Return the index of the current archive, or None without one."""
-        try:
-            status = os.stat(self.tarpath)
-        except FileNotFoundError:
-            status = None
-        index = self._index
-        if index is not None and (status is None or index.pid != os.getpid()
-                                  or index.signature != (
-                                      status.st_dev, status.st_ino,
-                                      status.st_mtime_ns, status.st_size)):
-            index.close()
-            index = self._index = None
-        if index is None and status is not None:
-            spill = self.path if os.access(self.path, os.W_OK) else None
-            try:
-                index = self._index = _ArchiveIndex(self.tarpath, self._report,
-                                                    spill)
-            except FileNotFoundError:  # replaced between stat and open
-                return self._archive_index()
-        return index
-
     def _decode(self, data, key, where):
         try:
             value = decode_entry(data)
@@ -543,7 +159,7 @@ class FileDatabase:
 
     def _load(self, key):
         try:
-            data = _read_file(os.path.join(self.loosepath, key))
+            data = read_file(os.path.join(self.loosepath, key))
         except FileNotFoundError:
             data = None
         except OSError as error:
@@ -586,7 +202,7 @@ class FileDatabase:
             names = os.listdir(self.loosepath)
         except (FileNotFoundError, NotADirectoryError):
             names = []
-        keys.update(dict.fromkeys(name for name in names if _is_key(name)))
+        keys.update(dict.fromkeys(name for name in names if is_key(name)))
         index = self._archive_index()  # after listing loose/: see archive()
         if index is not None:
             keys.update(dict.fromkeys(index.members))
@@ -617,7 +233,7 @@ class FileDatabase:
         self._memdict[key] = value
         self._bad.discard(key)
         try:
-            existing = _read_file(os.path.join(self.loosepath, key))
+            existing = read_file(os.path.join(self.loosepath, key))
         except OSError:
             existing = None
             index = self._archive_index()
@@ -626,171 +242,13 @@ class FileDatabase:
         if existing == data:
             return  # unchanged: no rewrite
         os.makedirs(self.loosepath, exist_ok=True)
-        _write_atomically(self.loosepath, key, data, self.fsync)
+        write_atomically(self.loosepath, key, data, self.fsync)
 
     def update(self, newitems):
         """Set every item of a mapping or an iterable of ``(key, value)``."""
         items = newitems.items() if hasattr(newitems, "items") else newitems
         for key, value in items:
             self[key] = value
-
-    @contextlib.contextmanager
-    def _lock(self):
-        if fcntl is None:
-            raise OSError("archive() needs fcntl.flock, which this system "
-                          "lacks")
-        os.makedirs(self.path, exist_ok=True)
-        descriptor = os.open(os.path.join(self.path, "lock"),
-                             os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)  # releases the lock
-
-    def _recover(self):
-        """Clear what a crashed writer or archiver left (lock held)."""
-        for name in os.listdir(self.path):
-            if name.startswith(".tmp-archive-") or (
-                    name.startswith(".tmp-") and self._stale(self.path, name)):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.path, name))
-        for name in os.listdir(self.loosepath):
-            if name.startswith(".archiving-"):  # only archivers make these
-                key = name[len(".archiving-"):].rsplit("-", 2)[0]
-                self._put_back(os.path.join(self.loosepath, name), key)
-            elif name.startswith(".tmp-") and self._stale(self.loosepath,
-                                                          name):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.loosepath, name))
-
-    @staticmethod
-    def _stale(folder, name):
-        with contextlib.suppress(OSError):
-            age = time.time() - os.lstat(os.path.join(folder, name)).st_mtime
-            return age > _STALE_SECONDS
-        return False
-
-    def _put_back(self, aside, key):
-        """Return ``aside`` to ``loose/key`` unless a newer file is there."""
-        if _is_key(key):
-            target = os.path.join(self.loosepath, key)
-            try:
-                os.link(aside, target)  # never clobbers
-            except FileExistsError:
-                pass
-            except OSError:  # no hard links here: near-enough fallback
-                if not os.path.exists(target):
-                    os.replace(aside, target)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(aside)
-
-    def archive(self):
-        """Move every loose entry into ``archive.tar.gz``.
-
-        Under an exclusive lock (so archivers never race; writers need no
-        lock): each valid loose entry is merged with the existing archive
-        (loose wins), the new archive is written under a temporary name,
-        fsynced and ``os.replace``\\ d, and then each loose file is removed
-        only if it still holds the bytes that were archived. Damaged loose
-        entries are dropped and reported. Running it again is harmless.
-
-        Returns
-        -------
-        dict
-            ``moved`` (loose entries archived), ``dropped`` (damaged loose
-            entries removed), ``entries`` (members of the archive),
-            ``bytes_before`` and ``bytes_after`` (size of the folder).
-
-        Raises
-        ------
-        UnsupportedEntryError
-            When a loose entry is a pickle; nothing is changed then.
-        """
-        if not os.path.isdir(self.path):
-            return {"moved": 0, "dropped": 0, "entries": 0,
-                    "bytes_before": 0, "bytes_after": 0}
-        bytes_before = _folder_bytes(self.path)
-        with self._lock():
-            os.makedirs(self.loosepath, exist_ok=True)
-            self._recover()
-            names = sorted(name for name in os.listdir(self.loosepath)
-                           if _is_key(name))
-            index = self._archive_index()
-            entries = len(index.members) if index is not None else 0
-            digests, damaged = {}, {}
-            if names:
-                entries = self._write_archive(names, index, digests, damaged)
-            for key, digest in list(digests.items()) + list(damaged.items()):
-                self._remove_if_unchanged(key, digest)
-        return {"moved": len(digests), "dropped": len(damaged),
-                "entries": entries, "bytes_before": bytes_before,
-                "bytes_after": _folder_bytes(self.path)}
-
-    def _write_archive(self, names, index, digests, damaged):
-        """Write the merged archive; fill ``digests`` of what went in."""
-        temporary = os.path.join(self.path, ".tmp-archive-%d-%s.tar.gz"
-                                 % (os.getpid(), secrets.token_hex(6)))
-        stamp = int(time.time())
-
-        def add(tar, key, data):
-            info = tarfile.TarInfo(key)
-            info.size, info.mtime, info.mode = len(data), stamp, 0o644
-            tar.addfile(info, io.BytesIO(data))
-
-        try:
-            with open(temporary, "xb") as raw:
-                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6,
-                                   mtime=0) as stream, \
-                        tarfile.open(fileobj=stream, mode="w",
-                                     format=tarfile.PAX_FORMAT) as tar:
-                    for key in names:  # streamed: memory stays small
-                        try:
-                            data = _read_file(os.path.join(self.loosepath,
-                                                           key))
-                        except FileNotFoundError:
-                            continue
-                        digest = hashlib.blake2b(data).digest()
-                        try:
-                            decode_entry(data)
-                        except UnsupportedEntryError as error:
-                            raise self._unsupported(error, key, "loose/") \
-                                from None
-                        except CorruptEntryError as error:
-                            damaged[key] = digest
-                            self._report("loose entry %r of %s is damaged "
-                                         "(%s); dropped" % (key, self.path,
-                                                            error))
-                            continue
-                        add(tar, key, data)
-                        digests[key] = digest
-                    kept = [key for key in (index.members if index else ())
-                            if key not in digests]
-                    for key in kept:
-                        add(tar, key, index.read(key))
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.replace(temporary, self.tarpath)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        _fsync_folder(self.path)
-        return len(digests) + len(kept)
-
-    def _remove_if_unchanged(self, key, digest):
-        """Remove ``loose/key`` if it still holds the bytes with ``digest``."""
-        path = os.path.join(self.loosepath, key)
-        aside = os.path.join(self.loosepath, ".archiving-%s-%d-%s" % (
-            key, os.getpid(), secrets.token_hex(6)))
-        try:
-            os.rename(path, aside)  # atomic: a writer now creates a new file
-        except FileNotFoundError:
-            return
-        if hashlib.blake2b(_read_file(aside)).digest() == digest:
-            os.unlink(aside)
-        else:  # rewritten since it was archived: it must stay loose
-            self._put_back(aside, key)
 
     def read_parameters(self):
         """Return the parameter record (a dict), or None without one.
@@ -801,7 +259,7 @@ class FileDatabase:
             When the record exists but cannot be read.
         """
         try:
-            record = json.loads(_read_file(self.parameterspath))
+            record = json.loads(read_file(self.parameterspath))
             if record.get("format") != PARAMETERS_FORMAT or \
                     not isinstance(record.get("parameters"), dict):
                 raise ValueError("not an %s record" % PARAMETERS_FORMAT)
@@ -859,7 +317,7 @@ class FileDatabase:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temporary)
-            _fsync_folder(self.path)
+            fsync_folder(self.path)
             stored = self.read_parameters()
         _compare_parameters(stored, requested, self.path)
         return stored

@@ -1,0 +1,351 @@
+"""The files of an ``.ampdb`` folder: its archive, and atomic file writes.
+
+:class:`ArchiveIndex` reads ``archive.tar.gz`` (decompressed once, then one
+seek per member); :class:`Archiving` is the half of
+:class:`amp.database.FileDatabase` that finds the current archive and that
+moves loose entries into a new one under ``flock``. The few file
+primitives the database shares with it (atomic write, fsync of a folder,
+whole-file read) live here too.
+"""
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import secrets
+import tarfile
+import tempfile
+import time
+import zlib
+
+from ._entry import (CorruptEntryError, UnsupportedEntryError, decode_entry,
+                     is_key)
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: archive() refuses, everything else works
+    fcntl = None
+
+_STALE_SECONDS = 3600  # a writer's temporary file older than this is debris
+
+
+# -------------------------------------------------------------------- files
+
+def write_atomically(folder, name, data, fsync):
+    """Write ``data`` to ``folder/name`` through a temporary file."""
+    temporary = os.path.join(folder, ".tmp-%s-%d-%s" % (
+        name[:40], os.getpid(), secrets.token_hex(6)))
+    try:
+        with open(temporary, "xb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, os.path.join(folder, name))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    if fsync:
+        fsync_folder(folder)
+
+
+def fsync_folder(folder):
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def read_file(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def folder_bytes(path):
+    total = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+# ------------------------------------------------------------ archive index
+
+class ArchiveIndex:
+    """The members of one ``archive.tar.gz``, decompressed once.
+
+    gzip cannot seek, so the archive is decompressed in a single pass into
+    a spooled temporary file (memory up to ``SPOOL_BYTES``, then an unnamed
+    file) and the tar headers are indexed; a read is then one seek.
+    """
+
+    SPOOL_BYTES = 16 * 2 ** 20
+
+    def __init__(self, path, report, spill_folder):
+        self.members = {}
+        self.pid = os.getpid()  # a forked child must not share the offset
+        self._spool = tempfile.SpooledTemporaryFile(self.SPOOL_BYTES,
+                                                    dir=spill_folder)
+        with open(path, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            self.signature = (status.st_dev, status.st_ino,
+                              status.st_mtime_ns, status.st_size)
+            problem = self._decompress(handle)
+            if problem:
+                report("archive %s is damaged after %d bytes (%s); entries "
+                       "beyond that point are treated as missing"
+                       % (path, self._spool.tell(), problem))
+        total = self._spool.tell()
+        self._spool.seek(0)
+        try:
+            tar = tarfile.open(fileobj=self._spool, mode="r:")
+        except (tarfile.TarError, OSError, EOFError) as error:
+            report("archive %s has no readable members (%s)" % (path, error))
+            return
+        while True:
+            try:
+                info = tar.next()
+            except (tarfile.TarError, OSError, EOFError, ValueError) as error:
+                report("archive %s ends in a damaged member (%s); the members "
+                       "before it are used" % (path, error))
+                break
+            if info is None:
+                break
+            if info.isreg() and is_key(info.name) and \
+                    info.offset_data + info.size <= total:
+                self.members[info.name] = (info.offset_data, info.size)
+        tar.members = []
+
+    def _decompress(self, handle):
+        """Inflate ``handle`` into the spool; return a problem or None.
+
+        zlib is driven by hand, in small chunks, so that the data before a
+        damaged or truncated spot is kept (``gzip.GzipFile`` drops it).
+        """
+        inflater, fed = zlib.decompressobj(wbits=31), False
+        try:
+            while True:
+                chunk = handle.read(2 ** 16)
+                if not chunk:
+                    break
+                while chunk:
+                    fed = True
+                    self._spool.write(inflater.decompress(chunk))
+                    chunk = inflater.unused_data
+                    if inflater.eof:  # another gzip member may follow
+                        inflater, fed = zlib.decompressobj(wbits=31), False
+        except zlib.error as error:
+            return str(error)
+        if fed:
+            self._spool.write(inflater.flush())
+            return "the file ends inside the gzip stream"
+        return None
+
+    def __contains__(self, key):
+        return key in self.members
+
+    def read(self, key):
+        """Return the raw bytes of member ``key``."""
+        offset, size = self.members[key]
+        self._spool.seek(offset)
+        return self._spool.read(size)
+
+    def close(self):
+        """Release the decompressed copy."""
+        self._spool.close()
+
+
+# ---------------------------------------------------------------- archiving
+
+class Archiving:
+    """The archive methods of :class:`amp.database.FileDatabase`.
+
+    The class using it sets ``path``, ``loosepath``, ``tarpath`` and
+    ``_index`` (None at first) and provides ``_report(message)`` and
+    ``_unsupported(error, key, where)``.
+    """
+
+    def _archive_index(self):
+        """Return the index of the current archive, or None without one."""
+        try:
+            status = os.stat(self.tarpath)
+        except FileNotFoundError:
+            status = None
+        index = self._index
+        if index is not None and (status is None or index.pid != os.getpid()
+                                  or index.signature != (
+                                      status.st_dev, status.st_ino,
+                                      status.st_mtime_ns, status.st_size)):
+            index.close()
+            index = self._index = None
+        if index is None and status is not None:
+            spill = self.path if os.access(self.path, os.W_OK) else None
+            try:
+                index = self._index = ArchiveIndex(self.tarpath, self._report,
+                                                   spill)
+            except FileNotFoundError:  # replaced between stat and open
+                return self._archive_index()
+        return index
+
+    @contextlib.contextmanager
+    def _lock(self):
+        if fcntl is None:
+            raise OSError("archive() needs fcntl.flock, which this system "
+                          "lacks")
+        os.makedirs(self.path, exist_ok=True)
+        descriptor = os.open(os.path.join(self.path, "lock"),
+                             os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    def _recover(self):
+        """Clear what a crashed writer or archiver left (lock held)."""
+        for name in os.listdir(self.path):
+            if name.startswith(".tmp-archive-") or (
+                    name.startswith(".tmp-") and self._stale(self.path, name)):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.path, name))
+        for name in os.listdir(self.loosepath):
+            if name.startswith(".archiving-"):  # only archivers make these
+                key = name[len(".archiving-"):].rsplit("-", 2)[0]
+                self._put_back(os.path.join(self.loosepath, name), key)
+            elif name.startswith(".tmp-") and self._stale(self.loosepath,
+                                                          name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.loosepath, name))
+
+    @staticmethod
+    def _stale(folder, name):
+        with contextlib.suppress(OSError):
+            age = time.time() - os.lstat(os.path.join(folder, name)).st_mtime
+            return age > _STALE_SECONDS
+        return False
+
+    def _put_back(self, aside, key):
+        """Return ``aside`` to ``loose/key`` unless a newer file is there."""
+        if is_key(key):
+            target = os.path.join(self.loosepath, key)
+            try:
+                os.link(aside, target)  # never clobbers
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here: near-enough fallback
+                if not os.path.exists(target):
+                    os.replace(aside, target)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
+
+    def archive(self):
+        """Move every loose entry into ``archive.tar.gz``.
+
+        Under an exclusive lock (so archivers never race; writers need no
+        lock): each valid loose entry is merged with the existing archive
+        (loose wins), the new archive is written under a temporary name,
+        fsynced and ``os.replace``\\ d, and then each loose file is removed
+        only if it still holds the bytes that were archived. Damaged loose
+        entries are dropped and reported. Running it again is harmless.
+
+        Returns
+        -------
+        dict
+            ``moved`` (loose entries archived), ``dropped`` (damaged loose
+            entries removed), ``entries`` (members of the archive),
+            ``bytes_before`` and ``bytes_after`` (size of the folder).
+
+        Raises
+        ------
+        UnsupportedEntryError
+            When a loose entry is a pickle; nothing is changed then.
+        """
+        if not os.path.isdir(self.path):
+            return {"moved": 0, "dropped": 0, "entries": 0,
+                    "bytes_before": 0, "bytes_after": 0}
+        bytes_before = folder_bytes(self.path)
+        with self._lock():
+            os.makedirs(self.loosepath, exist_ok=True)
+            self._recover()
+            names = sorted(name for name in os.listdir(self.loosepath)
+                           if is_key(name))
+            index = self._archive_index()
+            entries = len(index.members) if index is not None else 0
+            digests, damaged = {}, {}
+            if names:
+                entries = self._write_archive(names, index, digests, damaged)
+            for key, digest in list(digests.items()) + list(damaged.items()):
+                self._remove_if_unchanged(key, digest)
+        return {"moved": len(digests), "dropped": len(damaged),
+                "entries": entries, "bytes_before": bytes_before,
+                "bytes_after": folder_bytes(self.path)}
+
+    def _write_archive(self, names, index, digests, damaged):
+        """Write the merged archive; fill ``digests`` of what went in."""
+        temporary = os.path.join(self.path, ".tmp-archive-%d-%s.tar.gz"
+                                 % (os.getpid(), secrets.token_hex(6)))
+        stamp = int(time.time())
+
+        def add(tar, key, data):
+            info = tarfile.TarInfo(key)
+            info.size, info.mtime, info.mode = len(data), stamp, 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+        try:
+            with open(temporary, "xb") as raw:
+                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6,
+                                   mtime=0) as stream, \
+                        tarfile.open(fileobj=stream, mode="w",
+                                     format=tarfile.PAX_FORMAT) as tar:
+                    for key in names:  # streamed: memory stays small
+                        try:
+                            data = read_file(os.path.join(self.loosepath,
+                                                          key))
+                        except FileNotFoundError:
+                            continue
+                        digest = hashlib.blake2b(data).digest()
+                        try:
+                            decode_entry(data)
+                        except UnsupportedEntryError as error:
+                            raise self._unsupported(error, key, "loose/") \
+                                from None
+                        except CorruptEntryError as error:
+                            damaged[key] = digest
+                            self._report("loose entry %r of %s is damaged "
+                                         "(%s); dropped" % (key, self.path,
+                                                            error))
+                            continue
+                        add(tar, key, data)
+                        digests[key] = digest
+                    kept = [key for key in (index.members if index else ())
+                            if key not in digests]
+                    for key in kept:
+                        add(tar, key, index.read(key))
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(temporary, self.tarpath)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        fsync_folder(self.path)
+        return len(digests) + len(kept)
+
+    def _remove_if_unchanged(self, key, digest):
+        """Remove ``loose/key`` if it still holds the bytes with ``digest``."""
+        path = os.path.join(self.loosepath, key)
+        aside = os.path.join(self.loosepath, ".archiving-%s-%d-%s" % (
+            key, os.getpid(), secrets.token_hex(6)))
+        try:
+            os.rename(path, aside)  # atomic: a writer now creates a new file
+        except FileNotFoundError:
+            return
+        if hashlib.blake2b(read_file(aside)).digest() == digest:
+            os.unlink(aside)
+        else:  # rewritten since it was archived: it must stay loose
+            self._put_back(aside, key)
