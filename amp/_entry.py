@@ -10,10 +10,12 @@ there as well.
 
 import io
 import json
-import math
 import zipfile
 
 import numpy as np
+
+from ._arrays import (from_bytes, from_tree, plain_dtype, reference,
+                      to_tree)
 
 ENTRY_FORMAT = "amp-ampdb-entry"
 ENTRY_VERSION = 1
@@ -65,61 +67,37 @@ def is_key(name):
 
 def _to_tree(value, arrays):
     """Return a JSON-able tree for ``value``, moving arrays to ``arrays``."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise TypeError("object arrays cannot be stored in a database")
-        arrays.append(value)
-        return {"$array": len(arrays) - 1}
-    if isinstance(value, np.generic):  # before float: np.float64 is a float
-        arrays.append(np.asarray(value))
-        return {"$scalar": len(arrays) - 1}
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, dict):
-        tree = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError("dict keys of a database entry must be str, "
-                                "not %r" % (key,))
-            # One '$' more on user keys starting with '$' keeps them apart
-            # from the '$array'/'$scalar'/'$tuple' markers.
-            tree["$" + key if key.startswith("$") else key] = \
-                _to_tree(item, arrays)
-        return tree
-    if isinstance(value, tuple):
-        return {"$tuple": [_to_tree(item, arrays) for item in value]}
-    if isinstance(value, list):
-        return [_to_tree(item, arrays) for item in value]
-    raise TypeError("cannot store a %s in a database entry: use numpy arrays, "
-                    "numbers, str, None, or lists, tuples and str-keyed dicts "
-                    "of those" % type(value).__name__)
+    def leaf(value, walk):
+        if isinstance(value, np.ndarray):
+            if not plain_dtype(value.dtype):
+                raise TypeError("object arrays cannot be stored in a "
+                                "database")
+            arrays.append(value)
+            return {"$array": len(arrays) - 1}
+        if isinstance(value, np.generic):  # before float: np.float64 is one
+            arrays.append(np.asarray(value))
+            return {"$scalar": len(arrays) - 1}
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        if isinstance(value, tuple):
+            return {"$tuple": [walk(item) for item in value]}
+        raise TypeError("cannot store a %s in a database entry: use numpy "
+                        "arrays, numbers, str, None, or lists, tuples and "
+                        "str-keyed dicts of those" % type(value).__name__)
+
+    return to_tree(value, leaf, "dict keys of a database entry")
 
 
 def _from_tree(node, arrays):
-    if isinstance(node, list):
-        return [_from_tree(item, arrays) for item in node]
-    if isinstance(node, dict):
-        if len(node) == 1:
-            (marker, content), = node.items()
-            if marker == "$array":
-                return arrays[_index(content, arrays)]
-            if marker == "$scalar":
-                return arrays[_index(content, arrays)][()]
-            if marker == "$tuple":
-                return tuple(_from_tree(item, arrays) for item in content)
-        return {key[1:] if key.startswith("$") else key:
-                _from_tree(item, arrays) for key, item in node.items()}
-    return node
-
-
-def _index(content, arrays):
-    if type(content) is not int or not 0 <= content < len(arrays):
-        raise ValueError("bad array reference %r" % (content,))
-    return content
+    return from_tree(node, {
+        "$array": lambda content, walk: reference(content, arrays),
+        "$scalar": lambda content, walk: reference(content, arrays)[()],
+        "$tuple": lambda content, walk: tuple(walk(item)
+                                              for item in content)})
 
 
 def _zip_member(archive, name, data):
@@ -147,20 +125,15 @@ def _read_npy(data, meta):
     dtype = np.dtype(meta["dtype"]) if meta["dtype"] is not None else None
     if dtype is None or dtype.itemsize == 0:
         return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    if dtype.hasobject or data[:6] != b"\x93NUMPY" or data[6] not in (1, 2, 3):
+    if not plain_dtype(dtype) or data[:6] != b"\x93NUMPY" or \
+            data[6] not in (1, 2, 3):
         raise ValueError("array member is not a plain .npy array")
     if data[6] == 1:
         start = 10 + int.from_bytes(data[8:10], "little")
     else:
         start = 12 + int.from_bytes(data[8:12], "little")
-    shape = tuple(meta["shape"])
-    count = math.prod(shape)
-    if len(data) - start != count * dtype.itemsize or \
-            any(type(n) is not int or n < 0 for n in shape):
-        raise ValueError("array data does not match its description")
-    array = np.frombuffer(data, dtype, count, start)
-    return array.reshape(shape, order="F" if meta["fortran"] else "C").copy(
-        order="K")  # a writable array that owns its memory
+    return from_bytes(data, dtype, tuple(meta["shape"]), start,
+                      meta["fortran"])
 
 
 def encode_entry(value):

@@ -23,6 +23,9 @@ import json
 
 import numpy as np
 
+from ._arrays import (from_bytes, from_tree, is_shape, plain_dtype,
+                      reference, to_tree)
+
 #: Header frames of peers that have not authenticated may not exceed this.
 MAX_HANDSHAKE_BYTES = 4096
 _SAFE_KINDS = "biufcSV"  # no objects, no structured-with-object dtypes
@@ -58,49 +61,33 @@ def _atoms_tree(atoms, arrays):
 
 
 def _to_tree(value, arrays):
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in _SAFE_KINDS or value.dtype.hasobject:
-            raise TypeError("cannot send an array of dtype %s" % value.dtype)
-        arrays.append(value)
-        return {"$a": len(arrays) - 1}
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        tree = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError("message dict keys must be str, not %r"
-                                % (key,))
-            tree["$" + key if key.startswith("$") else key] = \
-                _to_tree(item, arrays)
-        return tree
-    if isinstance(value, (list, tuple)):
-        return [_to_tree(item, arrays) for item in value]
-    if hasattr(value, "get_positions") and hasattr(value, "numbers"):
-        return _atoms_tree(value, arrays)
-    raise TypeError("cannot send a %s to a worker: use numpy arrays, "
-                    "numbers, str, None, ase.Atoms, or lists and str-keyed "
-                    "dicts of those" % type(value).__name__)
+    def leaf(value, walk):
+        if isinstance(value, np.ndarray):
+            if not plain_dtype(value.dtype, _SAFE_KINDS):
+                raise TypeError("cannot send an array of dtype %s"
+                                % value.dtype)
+            arrays.append(value)
+            return {"$a": len(arrays) - 1}
+        if isinstance(value, np.generic):
+            return value.item()
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, tuple):
+            return [walk(item) for item in value]
+        if hasattr(value, "get_positions") and hasattr(value, "numbers"):
+            return _atoms_tree(value, arrays)
+        raise TypeError("cannot send a %s to a worker: use numpy arrays, "
+                        "numbers, str, None, ase.Atoms, or lists and "
+                        "str-keyed dicts of those" % type(value).__name__)
+
+    return to_tree(value, leaf, "message dict keys")
 
 
 def _from_tree(node, arrays):
-    if isinstance(node, list):
-        return [_from_tree(item, arrays) for item in node]
-    if isinstance(node, dict):
-        if len(node) == 1:
-            (marker, content), = node.items()
-            if marker == "$a":
-                if type(content) is not int or \
-                        not 0 <= content < len(arrays):
-                    raise ProtocolError("bad array reference %r" % (content,))
-                return arrays[content]
-            if marker == "$atoms":
-                return _build_atoms(_from_tree(content, arrays))
-        return {key[1:] if key.startswith("$") else key:
-                _from_tree(item, arrays) for key, item in node.items()}
-    return node
+    return from_tree(node, {
+        "$a": lambda content, walk: reference(content, arrays,
+                                              ProtocolError),
+        "$atoms": lambda content, walk: _build_atoms(walk(content))})
 
 
 def _build_atoms(image):
@@ -171,17 +158,13 @@ def decode(frames, head=None):
             dtype = np.dtype(dtype)
         except TypeError:
             raise ProtocolError("bad dtype %r" % (dtype,)) from None
-        if dtype.kind not in _SAFE_KINDS or dtype.hasobject or \
-                not isinstance(shape, list) or \
-                any(type(n) is not int or n < 0 for n in shape):
+        if not plain_dtype(dtype, _SAFE_KINDS) or not is_shape(shape):
             raise ProtocolError("bad array description %r %r"
                                 % (dtype, shape))
         buffer = frame.buffer if hasattr(frame, "buffer") else frame
-        count = int(np.prod(shape, dtype=np.int64))
-        if len(memoryview(buffer).cast("B")) != count * dtype.itemsize:
+        try:  # a copy: the frame's memory is read-only and owned by ZMQ
+            arrays.append(from_bytes(buffer, dtype, shape))
+        except ValueError:
             raise ProtocolError("array frame length does not match %s %r"
-                                % (dtype, shape))
-        # Copied: the frame's memory is read-only and owned by ZMQ.
-        arrays.append(np.frombuffer(buffer, dtype, count).reshape(shape)
-                      .copy())
+                                % (dtype, shape)) from None
     return head, _from_tree(head.get("data"), arrays)
