@@ -23,37 +23,32 @@ Entry points
   :func:`start_workers`, :func:`make_sublists`, :class:`MessageDictionary`
   (also importable from :mod:`amp.utilities`).
 
-Worker processes run ``python -m amp.worker`` (:mod:`amp._workers`).
+Worker processes run ``python -m amp.worker`` (:mod:`amp._workers`); they
+are started by :mod:`amp._launch`, and :class:`PersistentJob` lives in
+:mod:`amp._persistent`. Every name above is importable from here.
 """
 
 import atexit
 import collections
 import contextlib
-import getpass
 import itertools
 import logging
 import math
-import os
 import re
 import secrets
-import socket
 import subprocess
-import sys
 import time
 import weakref
 
 from . import _wire
 from ._hosts import assign_cores, make_sublists  # noqa: F401 (public)
+from ._launch import (WorkerError, is_local, login, remote_run,  # noqa: F401
+                      start_workers)
+from ._persistent import PersistentJob
 from ._workers import (Echo, Fingerprints, LeastSquares,  # noqa: F401
                        get_job, job_name, register_job)
 
 _logger = logging.getLogger("amp.parallel")
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
-
-
-class WorkerError(RuntimeError):
-    """Workers failed (died, stopped answering, raised) and the run stops."""
 
 
 class MessageDictionary:
@@ -70,12 +65,6 @@ class MessageDictionary:
         return {"id": self.process_id, "subject": subject, "data": data}
 
 
-def _is_local(host):
-    return host in _LOCAL_NAMES or host in (
-        socket.gethostname(), socket.getfqdn(),
-        socket.gethostname().split(".")[0])
-
-
 def _noop_log(message, **_):
     pass
 
@@ -90,94 +79,8 @@ def wants_parallel(parallel):
     if cores is None:
         cores = assign_cores(None)
     if isinstance(cores, dict):
-        return sum(cores.values()) > 1 or not all(map(_is_local, cores))
+        return sum(cores.values()) > 1 or not all(map(is_local, cores))
     return int(cores) > 1
-
-
-# ------------------------------------------------------------ starting
-
-def _login(host, timeout):
-    """Open a pxssh session to ``host`` as the current user (keys only)."""
-    from pexpect import pxssh
-
-    session = pxssh.pxssh(timeout=timeout, options={
-        "BatchMode": "yes", "ConnectTimeout": str(int(max(1, timeout)))})
-    try:
-        session.login(host, getpass.getuser(), login_timeout=timeout,
-                      sync_original_prompt=False)
-    except Exception as error:
-        session.close(force=True)
-        raise WorkerError("cannot open an SSH session to %s as %s (key "
-                          "authentication; see docs/parallel.md): %s"
-                          % (host, getpass.getuser(), error)) from None
-    return session
-
-
-def _remote_run(session, command):
-    session.sendline(command)
-    session.prompt()
-    return session.before.decode(errors="replace").splitlines()[1:]
-
-
-def start_workers(process_ids, workerhostname, workercommand, log,
-                  envcommand=None, address=None, secret=None, session=None,
-                  timeout=30.0):
-    """Start the workers ``process_ids`` on one host (Amp's function).
-
-    Parameters
-    ----------
-    process_ids : list of int
-    workerhostname : str
-        ``'localhost'`` (or this machine's name): subprocesses; anything
-        else: an SSH session through pxssh, in which ``envcommand`` runs
-        first and then one launcher starts the host's workers.
-    workercommand : str or list
-        How to run ``python -m amp.worker`` there (a list for local
-        workers, a shell string for remote ones).
-    log : callable
-    envcommand : str, optional
-        e.g. ``'source ~/venv/bin/activate'`` (remote hosts only).
-    address, secret : str
-        The master's ZMQ address and the run's secret (sent on stdin).
-    session : pxssh, optional
-        An open session to reuse (remote hosts).
-
-    Returns
-    -------
-    list of subprocess.Popen, or pxssh session
-    """
-    if _is_local(workerhostname):
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1")
-        # The workers import this very package, wherever it was imported from.
-        env["PYTHONPATH"] = os.pathsep.join(
-            [_PACKAGE_PARENT] + [p for p in [env.get("PYTHONPATH")] if p])
-        command = list(workercommand or [sys.executable, "-m", "amp.worker"])
-        processes = []
-        for process_id in process_ids:
-            process = subprocess.Popen(
-                command + ["worker", address, str(process_id),
-                           workerhostname], stdin=subprocess.PIPE, env=env)
-            process.stdin.write((secret + "\n").encode())
-            process.stdin.flush()  # kept open: its end tells the worker to go
-            processes.append(process)
-        log(" Started %d local workers." % len(processes))
-        return processes
-    if session is None:
-        session = _login(workerhostname, timeout)
-    if envcommand:
-        log(" Environment command on %s: %s" % (workerhostname, envcommand))
-        _remote_run(session, envcommand)
-    command = workercommand or "python3 -m amp.worker"
-    session.sendline("%s launch %s %s %s" % (
-        command, address, ",".join(map(str, process_ids)), workerhostname))
-    if session.expect(["<amp-secret>", session.PROMPT], timeout=timeout):
-        raise WorkerError("the worker launcher did not start on %s: %s" % (
-            workerhostname, session.before.decode(errors="replace")[-2000:]))
-    session.sendline(secret)  # the launcher has switched terminal echo off
-    session.expect(r"<amp-launched \d+>", timeout=timeout)
-    log(" Started %d workers on %s." % (len(process_ids), workerhostname))
-    return session
 
 
 class _Peer:
@@ -286,13 +189,13 @@ class WorkerPool:
         started = time.monotonic()
         sessions, addresses = {}, {}
         for host in self.hosts:
-            if not _is_local(host):
-                sessions[host] = _login(host, start_timeout)
+            if not is_local(host):
+                sessions[host] = login(host, start_timeout)
         for host in self.hosts:
-            if _is_local(host):
+            if is_local(host):
                 interface = bind or "127.0.0.1"
             else:
-                seen = "\n".join(_remote_run(
+                seen = "\n".join(remote_run(
                     sessions[host], 'echo "<amp-from>$SSH_CONNECTION"'))
                 # The echoed command line has the variable's name, the
                 # output its value: the address this host sees us at.
@@ -470,10 +373,18 @@ class WorkerPool:
         self._send(peer, _wire.encode(dict(head, token=token), data))
         pending[token] = (peer, context, time.monotonic())
 
-    @staticmethod
-    def _raise_error(peer, head):
-        raise WorkerError("%r raised an error:\n%s"
-                          % (peer, head.get("error")))
+    def _answers(self, pending):
+        """Yield ``(context, data)`` for each reply, received within 0.1 s,
+        to a request in ``pending`` (which it leaves); an error reply
+        raises :class:`WorkerError`."""
+        for peer, reply, data in self._poll(0.1):
+            request = pending.pop(reply.get("token"), None)
+            if request is None:
+                continue
+            if reply["subject"] == "error":
+                raise WorkerError("%r raised an error:\n%s"
+                                  % (peer, reply.get("error")))
+            yield request[1], data
 
     # Work ------------------------------------------------------------------
 
@@ -519,13 +430,8 @@ class WorkerPool:
                     self._request(peer, pending, head, {
                         "setup": setup, "keys": chunk,
                         "items": [items[key] for key in chunk]}, chunk)
-            for peer, reply, data in self._poll(0.1):
-                request = pending.pop(reply.get("token"), None)
-                if request is None:
-                    continue
-                if reply["subject"] == "error":
-                    self._raise_error(peer, reply)
-                for key in request[1]:
+            for chunk, data in self._answers(pending):
+                for key in chunk:
                     yield key, data[key]
             for _, chunk, _ in self._check_failures(pending):
                 chunks.appendleft(chunk)
@@ -609,99 +515,6 @@ class WorkerPool:
     def __iter__(self):
         """Unpack as Amp's ``server, connections, n_pids``."""
         return iter((self.server, self.connections, self.n_pids))
-
-
-class PersistentJob:
-    """Shares of a job kept by workers for many calls (see
-    :meth:`WorkerPool.persistent`).
-
-    Attributes
-    ----------
-    owner : dict
-        ``{share index: _Peer}``; changes when a worker fails.
-    """
-
-    def __init__(self, pool, job, shares, setup=None):
-        self.pool, self.name = pool, job_name(job)
-        self.shares, self.setup = list(shares), setup
-        self.job_id = secrets.token_hex(8)
-        alive = pool.alive()
-        if not alive:
-            raise WorkerError("no worker left: %s" % "; ".join(pool.failures))
-        self.owner = {index: alive[index % len(alive)]
-                      for index in range(len(self.shares))}
-        self._run([self._init(index) for index in self.owner])
-
-    def _init(self, index):
-        return (self.owner[index], {
-            "subject": "init", "job": self.name, "job_id": self.job_id,
-            "share": index}, {"setup": self.setup,
-                              "share": self.shares[index]}, ("init", [index]))
-
-    def _move(self, indices):
-        """Give shares of a failed worker to the least loaded survivors."""
-        for index in indices:
-            load = collections.Counter(self.owner[i] for i in self.owner
-                                       if self.owner[i].alive)
-            self.owner[index] = min(self.pool.alive(),
-                                    key=lambda peer: (load[peer], peer.id))
-
-    def _run(self, requests):
-        pool, pending, results = self.pool, {}, {}
-        for peer, head, data, context in requests:
-            pool._request(peer, pending, head, data, context)
-        while pending:
-            for peer, reply, data in pool._poll(0.1):
-                request = pending.pop(reply.get("token"), None)
-                if request is None:
-                    continue
-                if reply["subject"] == "error":
-                    pool._raise_error(peer, reply)
-                if request[1][0] == "call":
-                    results.update({int(k): v for k, v in data.items()})
-            for _, (kind, indices), _ in pool._check_failures(pending):
-                self._move(indices)
-                retry = [self._init(index) for index in indices]
-                if kind == "call":
-                    retry += self._calls(indices)
-                for peer, head, data, context in retry:
-                    pool._request(peer, pending, head, data, context)
-        return results
-
-    def _calls(self, indices):
-        by_peer = collections.defaultdict(list)
-        for index in indices:
-            by_peer[self.owner[index]].append(index)
-        return [(peer, {"subject": "call", "job_id": self.job_id,
-                        "method": self._method, "shares": owned},
-                 self._args, ("call", owned))
-                for peer, owned in by_peer.items()]
-
-    def call(self, method, args=None):
-        """Call ``method(args)`` on every share; return results by share.
-
-        Returns
-        -------
-        list
-            ``results[i]`` from share ``i``, whichever worker holds it, so
-            sums taken in this order do not depend on the workers.
-        """
-        self._method, self._args = method, args
-        results = self._run(self._calls(range(len(self.shares))))
-        return [results[index] for index in range(len(self.shares))]
-
-    def close(self):
-        """Let the workers forget this job's shares."""
-        for peer in set(self.owner.values()):
-            if peer.alive and not self.pool._closed:
-                self.pool._send(peer, _wire.encode(
-                    {"subject": "drop", "job_id": self.job_id}))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ------------------------------------------------------------ entry points

@@ -1,0 +1,103 @@
+"""Shares of a job that workers keep for many calls (training).
+
+A :class:`PersistentJob` (made by :meth:`amp.parallel.WorkerPool.persistent`,
+re-exported from :mod:`amp.parallel`) gives each share to one worker once;
+each call then sends only the method and its arguments, and results come
+back by share so that sums do not depend on the workers. A failed worker's
+shares move to the least loaded survivors.
+"""
+
+import collections
+import secrets
+
+from . import _wire
+from ._launch import WorkerError
+from ._workers import job_name
+
+
+class PersistentJob:
+    """Shares of a job kept by workers for many calls (see
+    :meth:`amp.parallel.WorkerPool.persistent`).
+
+    Attributes
+    ----------
+    owner : dict
+        ``{share index: _Peer}``; changes when a worker fails.
+    """
+
+    def __init__(self, pool, job, shares, setup=None):
+        self.pool, self.name = pool, job_name(job)
+        self.shares, self.setup = list(shares), setup
+        self.job_id = secrets.token_hex(8)
+        alive = pool.alive()
+        if not alive:
+            raise WorkerError("no worker left: %s" % "; ".join(pool.failures))
+        self.owner = {index: alive[index % len(alive)]
+                      for index in range(len(self.shares))}
+        self._run([self._init(index) for index in self.owner])
+
+    def _init(self, index):
+        return (self.owner[index], {
+            "subject": "init", "job": self.name, "job_id": self.job_id,
+            "share": index}, {"setup": self.setup,
+                              "share": self.shares[index]}, ("init", [index]))
+
+    def _move(self, indices):
+        """Give shares of a failed worker to the least loaded survivors."""
+        for index in indices:
+            load = collections.Counter(self.owner[i] for i in self.owner
+                                       if self.owner[i].alive)
+            self.owner[index] = min(self.pool.alive(),
+                                    key=lambda peer: (load[peer], peer.id))
+
+    def _run(self, requests):
+        pool, pending, results = self.pool, {}, {}
+        for peer, head, data, context in requests:
+            pool._request(peer, pending, head, data, context)
+        while pending:
+            for (kind, _), data in pool._answers(pending):
+                if kind == "call":
+                    results.update({int(k): v for k, v in data.items()})
+            for _, (kind, indices), _ in pool._check_failures(pending):
+                self._move(indices)
+                retry = [self._init(index) for index in indices]
+                if kind == "call":
+                    retry += self._calls(indices)
+                for peer, head, data, context in retry:
+                    pool._request(peer, pending, head, data, context)
+        return results
+
+    def _calls(self, indices):
+        by_peer = collections.defaultdict(list)
+        for index in indices:
+            by_peer[self.owner[index]].append(index)
+        return [(peer, {"subject": "call", "job_id": self.job_id,
+                        "method": self._method, "shares": owned},
+                 self._args, ("call", owned))
+                for peer, owned in by_peer.items()]
+
+    def call(self, method, args=None):
+        """Call ``method(args)`` on every share; return results by share.
+
+        Returns
+        -------
+        list
+            ``results[i]`` from share ``i``, whichever worker holds it, so
+            sums taken in this order do not depend on the workers.
+        """
+        self._method, self._args = method, args
+        results = self._run(self._calls(range(len(self.shares))))
+        return [results[index] for index in range(len(self.shares))]
+
+    def close(self):
+        """Let the workers forget this job's shares."""
+        for peer in set(self.owner.values()):
+            if peer.alive and not self.pool._closed:
+                self.pool._send(peer, _wire.encode(
+                    {"subject": "drop", "job_id": self.job_id}))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
