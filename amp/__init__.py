@@ -17,6 +17,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from . import modelfile
+from .descriptor.fingerprints import entry_forces
 from .utilities import Logger, hash_images, make_filename, now
 
 __version__ = "0.1.0"
@@ -145,21 +146,38 @@ class Amp(Calculator):
         """
         Calculator.calculate(self, atoms, properties, system_changes)
         atoms = self.atoms
-        if self.dblabel is None:
-            fingerprints = self.descriptor.compute(atoms, derivatives=True)
+        fused = (self.dblabel is None
+                 and hasattr(self.descriptor, "compute_contracted")
+                 and hasattr(self.model, "block_evaluator"))
+        if fused:
+            # Derivatives contracted with dE/dG as they are made: nothing
+            # stored, nothing written.
+            atomic = np.empty(len(atoms))
+            evaluate_block = self.model.block_evaluator()
+
+            def evaluate(element, index, block):
+                atomic[index], dE_dG = evaluate_block(element, block)
+                return dE_dG
+
+            fingerprints, gradient = self.descriptor.compute_contracted(
+                atoms, evaluate)
         else:
-            self.descriptor.dblabel = self.dblabel
-            key = next(iter(hash_images(atoms)))
-            self.descriptor.calculate_fingerprints(
-                {key: atoms}, calculate_derivatives=True)
-            fingerprints = self.descriptor.arrays[key]
-        atomic, dE_dG = self.model.evaluate(fingerprints, forces=True)
+            if self.dblabel is None:
+                fingerprints = self.descriptor.compute(atoms, True)
+            else:
+                self.descriptor.dblabel = self.dblabel
+                key = next(iter(hash_images(atoms)))
+                self.descriptor.calculate_fingerprints(
+                    {key: atoms}, calculate_derivatives=True)
+                fingerprints = self.descriptor.arrays[key]
+            atomic, dE_dG = self.model.evaluate(fingerprints, forces=True)
+            gradient = fingerprints.entry_gradients(dE_dG)
         energy = float(np.sum(atomic))
         results = {"energy": energy, "free_energy": energy,
                    "energies": np.asarray(atomic, dtype=float),
-                   "forces": fingerprints.forces(dE_dG)}
+                   "forces": entry_forces(fingerprints.neighbors, gradient)}
         if atoms.cell.rank == 3 and all(atoms.pbc):
-            virial = fingerprints.virial(dE_dG)
+            virial = fingerprints.neighbors.vectors.T @ gradient
             virial = 0.5 * (virial + virial.T)
             results["stress"] = full_3x3_to_voigt_6_stress(
                 virial / atoms.get_volume())

@@ -130,6 +130,25 @@ def test_forces_and_stress_are_gradients(trained, tmp_path):
     assert again.calc.results["energy"] == pytest.approx(energy)
 
 
+def test_stored_and_fused_force_paths_agree(trained, tmp_path):
+    """Without a dblabel the derivatives are contracted as they are made;
+    with one they are stored first. Both give the same results."""
+    atoms = bulk("Cu", "fcc", a=3.75, cubic=True) * (1, 1, 2)
+    atoms.symbols[[1, 5]] = "Pt"
+    atoms.rattle(0.1, rng=np.random.default_rng(3))
+    fused = Amp.load(trained)
+    stored = Amp.load(trained, dblabel=str(tmp_path / "db"))
+    results = []
+    for calc in (fused, stored):
+        copy = atoms.copy()
+        copy.calc = calc
+        results.append((copy.get_potential_energy(), copy.get_forces(),
+                        copy.get_stress(), copy.get_potential_energies()))
+    assert os.path.isdir(str(tmp_path / "db-fingerprint-primes.ampdb"))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_invariances(trained):
     calc = Amp.load(trained)
     atoms = read(os.path.join(AMP_REFERENCE, "ptcu_train.traj"))

@@ -292,3 +292,44 @@ def test_bad_input_leaves_nothing_stored(tmp_path):
         Gaussian(cutoff=0.0)
     with pytest.raises(ValueError, match="atom-centered"):
         Gaussian(mode="image-centered")
+
+
+def water_and_lonely_oxygen():
+    return Atoms("H2O", positions=[[0, 0, 0], [0.9, 0, 0], [30, 0, 0]])
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS) + ["atom without neighbours"])
+def test_contracted_path_equals_stored_derivatives(name):
+    """compute_contracted (inference's fused path) gives the same values and
+    dE/dr_e as compute(derivatives=True) contracted afterwards, with a
+    dE/dG that depends on the fingerprints (as a network's does)."""
+    if name == "atom without neighbours":
+        atoms, descriptor = water_and_lonely_oxygen(), Gaussian(cutoff=6.5)
+    else:
+        make_atoms, make_descriptor = SYSTEMS[name]
+        atoms, descriptor = make_atoms(), make_descriptor()
+    stored = descriptor.compute(atoms, derivatives=True)
+
+    def dE_dG_of(element, values):
+        return np.sin(values + np.arange(values.shape[1]))
+
+    seen = np.zeros(len(atoms), dtype=int)
+
+    def evaluate(element, index, values):
+        seen[index] += 1
+        np.testing.assert_array_equal(
+            values, stored.values[element][np.searchsorted(
+                stored.atom_index[element], index)])
+        return dE_dG_of(element, values)
+
+    fingerprints, gradient = descriptor.compute_contracted(atoms, evaluate)
+    assert (seen == 1).all()  # every atom evaluated once, isolated included
+    assert not fingerprints.has_derivatives
+    expected = stored.entry_gradients(
+        {e: dE_dG_of(e, v) for e, v in stored.values.items()})
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(gradient, expected, rtol=0,
+                               atol=1e-13 * scale)
+    for element in stored.values:
+        np.testing.assert_array_equal(fingerprints.values[element],
+                                      stored.values[element])

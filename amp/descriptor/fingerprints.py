@@ -17,6 +17,25 @@ from .neighbors import NeighborList
 STORAGE_VERSION = 1
 
 
+def entry_forces(neighbors, entry_gradient):
+    """Forces from ``dE / d r_e`` of every neighbour entry.
+
+    Entry ``e`` is the vector from atom ``i[e]`` to (an image of) atom
+    ``j[e]``: its gradient acts with opposite signs on the two atoms.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms, 3)
+    """
+    n = neighbors.n_atoms
+    forces = np.empty((n, 3))
+    for axis in range(3):
+        forces[:, axis] = (
+            np.bincount(neighbors.i, entry_gradient[:, axis], minlength=n)
+            - np.bincount(neighbors.j, entry_gradient[:, axis], minlength=n))
+    return forces
+
+
 class ImageFingerprints:
     """Fingerprints of one image as arrays.
 
@@ -100,15 +119,7 @@ class ImageFingerprints:
         per-entry derivatives, and each entry's ``dE / d r_e`` acts with
         opposite signs on its two atoms.
         """
-        gradient = self.entry_gradients(dE_dG)
-        nl = self.neighbors
-        forces = np.empty((self.n_atoms, 3))
-        for axis in range(3):
-            forces[:, axis] = (
-                np.bincount(nl.i, gradient[:, axis], minlength=self.n_atoms)
-                - np.bincount(nl.j, gradient[:, axis],
-                              minlength=self.n_atoms))
-        return forces
+        return entry_forces(self.neighbors, self.entry_gradients(dE_dG))
 
     def force_matrix(self):
         """The linear map from ``dE/dG`` to the forces, as a sparse matrix.

@@ -86,7 +86,7 @@ def _integer_power(x, zeta):
 
 
 def compute_element(plan, cutoff, neighbors, codes, atoms,
-                    derivatives=False):
+                    derivatives=False, evaluate=None):
     """Fingerprints of the centre atoms ``atoms`` (all of one element).
 
     Parameters
@@ -101,36 +101,58 @@ def compute_element(plan, cutoff, neighbors, codes, atoms,
         Indices of the centre atoms, ascending.
     derivatives : bool
         Also return the per-entry derivatives.
+    evaluate : callable, optional
+        ``evaluate(rows, values) -> dE_dG``: the derivative of the energy
+        with respect to the fingerprints ``values`` of the centre atoms
+        ``atoms[rows]``. When given, the derivatives are contracted with it
+        as soon as a chunk of centres is done, and ``dE / d r_e`` is
+        returned per entry instead of ``d G / d r_e`` (no derivative array
+        is ever built).
 
     Returns
     -------
     values : ndarray, shape (len(atoms), n_features)
     entries : ndarray of int or None
         Neighbour-entry ids whose centre is in ``atoms``, in order.
-    entry_derivatives : ndarray, shape (len(entries), 3, n_features) or None
-        ``d G_i / d r_e`` for each of those entries.
+    entry_derivatives : ndarray or None
+        ``d G_i / d r_e``, shape ``(len(entries), 3, n_features)``, for each
+        of those entries; with ``evaluate``, ``dE / d r_e``, shape
+        ``(len(entries), 3)``.
     """
     n_features = plan.n_features
     values = np.zeros((len(atoms), n_features))
     first = neighbors.first_entry
     counts_all = first[atoms + 1] - first[atoms]
     entries_all = _ragged(first[atoms], counts_all)
-    entry_derivatives = (np.zeros((len(entries_all), 3, n_features))
-                         if derivatives else None)
+    contract = evaluate is not None
+    if contract:
+        entry_derivatives = np.zeros((len(entries_all), 3))
+    elif derivatives:
+        entry_derivatives = np.zeros((len(entries_all), 3, n_features))
+    else:
+        entry_derivatives = None
     entry_start = np.concatenate([[0], np.cumsum(counts_all)])
     for c0 in range(0, len(atoms), _CHUNK_ATOMS):
         c1 = min(c0 + _CHUNK_ATOMS, len(atoms))
         e0, e1 = entry_start[c0], entry_start[c1]
         if e1 == e0:
+            if contract:  # isolated centres still have an energy
+                evaluate(np.arange(c0, c1), values[c0:c1])
             continue
         chunk = _Chunk(neighbors, codes, entries_all[e0:e1],
-                       counts_all[c0:c1], cutoff, derivatives)
-        chunk_derivatives = (entry_derivatives[e0:e1] if derivatives
-                             else None)
-        _two_body(plan, chunk, values[c0:c1], chunk_derivatives)
+                       counts_all[c0:c1], cutoff, derivatives or contract)
+        stored = (entry_derivatives[e0:e1] if derivatives and not contract
+                  else None)
+        deferred = [] if contract else None
+        _two_body(plan, chunk, values[c0:c1], stored, deferred)
         if plan.has_triplets:
-            _three_body(plan, chunk, values[c0:c1], chunk_derivatives)
-    return values, (entries_all if derivatives else None), entry_derivatives
+            _three_body(plan, chunk, values[c0:c1], stored, deferred)
+        if contract:
+            dE_dG = evaluate(np.arange(c0, c1), values[c0:c1])
+            for add_gradient in deferred:
+                add_gradient(dE_dG, entry_derivatives[e0:e1])
+    keep_entries = derivatives or contract
+    return values, (entries_all if keep_entries else None), entry_derivatives
 
 
 def _ragged(starts, counts):
@@ -197,8 +219,10 @@ def _strict_upper(width):
     return mask
 
 
-def _two_body(plan, chunk, values, derivatives):
-    """Add the G2 terms of one chunk."""
+def _two_body(plan, chunk, values, derivatives, deferred=None):
+    """Add the G2 terms of one chunk (and their derivatives to
+    ``derivatives``, or to ``deferred`` a function adding ``dE/dr`` once
+    ``dE/dG`` is known)."""
     if len(plan.g2_columns) == 0:
         return
     Rc2 = chunk.Rc ** 2
@@ -209,15 +233,21 @@ def _two_body(plan, chunk, values, derivatives):
     gauss = np.exp(-eta / Rc2 * shifted * shifted) * same
     term = gauss * chunk.fc
     values[:, plan.g2_columns] += _row_sums(term, chunk.counts)
+    if derivatives is None and deferred is None:
+        return
+    dterm = gauss * (chunk.fc_prime - 2.0 / Rc2 * eta * shifted * chunk.fc)
+    unit = chunk.r / chunk.d[:, None]
     if derivatives is not None:
-        dterm = gauss * (chunk.fc_prime - 2.0 / Rc2 * eta * shifted
-                         * chunk.fc)
-        unit = chunk.r / chunk.d[:, None]
         derivatives[:, :, plan.g2_columns] += \
             unit[:, :, None] * dterm.T[:, None, :]
+    if deferred is not None:
+        def add_gradient(dE_dG, gradient):
+            weights = dE_dG[:, plan.g2_columns][chunk.row]  # (entry, f)
+            gradient += unit * np.einsum("fe,ef->e", dterm, weights)[:, None]
+        deferred.append(add_gradient)
 
 
-def _three_body(plan, chunk, values, derivatives):
+def _three_body(plan, chunk, values, derivatives, deferred=None):
     """Add the G4/G5 terms of one chunk over slot pairs j < k of a centre.
 
     The neighbour vectors of the chunk are laid out as ``(centres, width,
@@ -255,25 +285,30 @@ def _three_body(plan, chunk, values, derivatives):
         pair = np.minimum(ca, cb) * plan.n_elements + np.maximum(ca, cb)
         groups = [(functions, np.flatnonzero(pair == pair_code))
                   for pair_code, functions in plan.pair_groups.items()]
+    gradients = derivatives is not None or deferred is not None
     for functions, pick in groups:
         if pick is None:
             t = _Triplets(chunk, gram[flat], d2, slot_j, slot_k, flat,
-                          derivatives is not None)
+                          gradients)
             t_centre = centre
         elif len(pick) == 0:
             continue
         else:
             t = _Triplets(chunk, gram[flat[pick]], d2, slot_j[pick],
-                          slot_k[pick], flat[pick], derivatives is not None)
+                          slot_k[pick], flat[pick], gradients)
             t_centre = centre[pick]
-        columns, terms, slot_grad = _three_body_terms(functions, t, chunk,
-                                                       derivatives is not None)
+        terms = _PairTerms(functions, t, chunk, gradients)
         counts = np.bincount(t_centre, minlength=c)
-        values[:, columns] += _row_sums(np.stack(terms), counts)
+        values[:, terms.columns] += _row_sums(np.stack(terms.terms), counts)
         if derivatives is not None:
+            slot_grad = terms.slot_gradients(terms.coefficients())
             # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
-            per_slot = slot_grad.reshape(len(columns), c * w, 3)[:, chunk.slot]
-            derivatives[:, :, columns] += per_slot.transpose(1, 2, 0)
+            per_slot = slot_grad.reshape(len(terms.columns), c * w,
+                                         3)[:, chunk.slot]
+            derivatives[:, :, terms.columns] += per_slot.transpose(1, 2, 0)
+        if deferred is not None:
+            deferred.append(functools.partial(_add_pair_gradient, terms,
+                                              t_centre))
 
 
 class _Triplets:
@@ -294,96 +329,182 @@ class _Triplets:
         self.dc2 = np.maximum(self.sum_ab - 2.0 * gram, 0.0)
         if derivatives:
             pad_fp = chunk.padded(chunk.fc_prime)
+            self.inv_a2 = 1.0 / (self.da * self.da)
+            self.inv_b2 = 1.0 / (self.db * self.db)
             self.fa_over = pad_fp[slot_j] / self.da
             self.fb_over = pad_fp[slot_k] / self.db
 
 
-def _three_body_terms(functions, t, chunk, derivatives):
-    """Values and slot gradients of the functions of one element pair.
+def _add_pair_gradient(terms, t_centre, dE_dG, gradient):
+    """Add ``dE/dr_e`` of one element pair's functions, given ``dE/dG`` of
+    the chunk's centres, to the chunk's entry ``gradient``."""
+    weights = [dE_dG[t_centre, column] for column in terms.columns]
+    slot_grad = terms.slot_gradients(terms.coefficients(weights))
+    chunk = terms.chunk
+    gradient += slot_grad.reshape(chunk.n_centres * chunk.width, 3)[
+        chunk.slot]
 
-    Returns
-    -------
+
+class _PairTerms:
+    """The three-body functions of one element pair over a chunk's usable
+    triplets: their values at once, their derivative coefficients on
+    demand (per function, or already weighted by ``dE/dG``).
+
+    Attributes
+    ----------
     columns : list of int
     terms : list of ndarray
-        Each function's term per pair.
-    slot_grad : ndarray, shape (n_functions, c, w, 3) or None
-        ``d (sum of terms of a centre) / d r`` of every slot.
+        Each function's term per triplet.
     """
-    Rc2 = chunk.Rc ** 2
-    cutoff = chunk.cutoff
-    if any(kind == "G4" for _, kind, _, _, _ in functions):
-        fcc = cutoff.squared(t.dc2)
-        if derivatives:
-            fcc_over = cutoff.prime_over_r_squared(t.dc2)
-    gaussians, bases, powers = {}, {}, {}
 
-    def power(gamma, exponent):
-        # (1 + gamma cos)^exponent, shared by the functions that need it.
-        if gamma not in bases:
-            bases[gamma] = 1.0 + gamma * t.cos
-        if (gamma, exponent) not in powers:
-            powers[gamma, exponent] = _integer_power(bases[gamma], exponent)
-        return powers[gamma, exponent]
+    def __init__(self, functions, t, chunk, derivatives):
+        self.functions, self.t, self.chunk = functions, t, chunk
+        Rc2 = chunk.Rc ** 2
+        cutoff = chunk.cutoff
+        if any(kind == "G4" for _, kind, _, _, _ in functions):
+            self.fcc = cutoff.squared(t.dc2)
+            if derivatives:
+                self.fcc_over = cutoff.prime_over_r_squared(t.dc2)
+        self._gaussians, self._bases, self._powers = {}, {}, {}
+        self._factors = {}
+        self.columns, self.terms = [], []
+        for column, kind, eta, zeta, gamma in functions:
+            _, radial = self._gaussian(kind, eta)
+            term = self._power(gamma, zeta) * radial
+            if zeta != 1.0:
+                term *= 2.0 ** (1.0 - zeta)
+            self.columns.append(column)
+            self.terms.append(term)
 
-    columns, terms, coefficients = [], [], []
-    for column, kind, eta, zeta, gamma in functions:
-        if (kind, eta) not in gaussians:
+    def _gaussian(self, kind, eta):
+        """The Gaussian factor and it times the cutoffs, per triplet."""
+        if (kind, eta) not in self._gaussians:
+            t = self.t
             extra = t.dc2 if kind == "G4" else 0.0
-            gauss = np.exp(-eta / Rc2 * (t.sum_ab + extra))
-            cut = t.fa * t.fb * fcc if kind == "G4" else t.fa * t.fb
-            gaussians[kind, eta] = gauss, gauss * cut
-        gauss, radial = gaussians[kind, eta]
-        scale = 2.0 ** (1.0 - zeta)
-        angular = power(gamma, zeta)
-        term = angular * radial
-        if scale != 1.0:
-            term *= scale
-        columns.append(column)
-        terms.append(term)
-        if not derivatives:
-            continue
-        # With a = r_ij, b = r_ik, c = b - a:
-        # d term / d a = A1 a + B1 b + C1 c, d term / d b = A2 a + B2 b + C2 c,
-        # from the angle, the Gaussian and the cutoffs in turn. ``rest`` is
-        # the term without its cutoff factors, so nothing is divided by a
-        # cutoff value (zero at Rc).
-        lower = power(gamma, zeta - 1.0)
-        angular_prime = (scale * zeta * gamma) * radial * lower
-        rest = scale * angular * gauss
-        two_eta_term = 2.0 * eta / Rc2 * term
+            gauss = np.exp(-eta / self.chunk.Rc ** 2 * (t.sum_ab + extra))
+            cut = t.fa * t.fb * self.fcc if kind == "G4" else t.fa * t.fb
+            self._gaussians[kind, eta] = gauss, gauss * cut
+        return self._gaussians[kind, eta]
+
+    def _power(self, gamma, exponent):
+        """``(1 + gamma cos)^exponent``, shared by the functions (the
+        scalar 1 for exponent 0)."""
+        if exponent == 0.0:
+            return 1.0
+        if gamma not in self._bases:
+            self._bases[gamma] = 1.0 + gamma * self.t.cos
+        if (gamma, exponent) not in self._powers:
+            self._powers[gamma, exponent] = _integer_power(
+                self._bases[gamma], exponent)
+        return self._powers[gamma, exponent]
+
+    def coefficients(self, weights=None):
+        """Coefficients of each function's derivative.
+
+        With ``a = r_ij``, ``b = r_ik``: ``d term / d a = own_j a + other_j
+        b`` and ``d term / d b = other_k a + own_k b``.
+
+        Parameters
+        ----------
+        weights : list of ndarray, optional
+            One per-triplet weight per function (``dE/dG`` of the centre).
+
+        Returns
+        -------
+        list of tuple
+            ``(own_j, other_j, other_k, own_k)`` per function, or one tuple
+            of their weighted sums when ``weights`` is given.
+        """
+        # Every coefficient is linear in two angular factors of a function,
+        # p = s zeta gamma (1 + gamma cos)^(zeta - 1) and
+        # q = s (1 + gamma cos)^zeta with s = 2^(1 - zeta), times factors
+        # of its (kind, eta) only; weighted sums are taken over p and q.
+        sums, out = {}, []
+        for f, (_, kind, eta, zeta, gamma) in enumerate(self.functions):
+            scale = 2.0 ** (1.0 - zeta)
+            p = (scale * zeta * gamma) * self._power(gamma, zeta - 1.0)
+            q = scale * self._power(gamma, zeta)
+            if weights is None:
+                out.append(self._combine(kind, eta, p, q))
+            elif (kind, eta) in sums:
+                sums[kind, eta][0] += weights[f] * p
+                sums[kind, eta][1] += weights[f] * q
+            else:
+                sums[kind, eta] = [weights[f] * p, weights[f] * q]
+        if weights is None:
+            return out
+        total = None
+        for (kind, eta), (p, q) in sums.items():
+            part = self._combine(kind, eta, p, q)
+            total = part if total is None else tuple(
+                a + b for a, b in zip(total, part))
+        return [total]
+
+    def _combine(self, kind, eta, p, q):
+        """The derivative coefficients from the angular factors ``p``,
+        ``q`` (see :meth:`coefficients`) of functions of one (kind, eta).
+
+        With ``c = b - a``: ``d term / d a = A1 a + B1 b + C1 c`` and
+        ``d term / d b = A2 a + B2 b + C2 c``, from the angle, the Gaussian
+        and the cutoffs in turn; ``C2 = -C1``, so the two off-diagonal
+        coefficients are equal. ``rest`` is the term without its cutoff
+        factors, so nothing is divided by a cutoff value (zero at Rc).
+        """
+        t, factors = self.t, self._cutoff_factors(kind)
+        gauss, radial = self._gaussian(kind, eta)
+        angular_prime = p * radial
+        rest = q * gauss
+        two_eta_term = (2.0 * eta / self.chunk.Rc ** 2) * (q * radial)
         cross = angular_prime * t.inv_ab
-        A1 = -angular_prime * t.cos / (t.da * t.da) - two_eta_term
-        B2 = -angular_prime * t.cos / (t.db * t.db) - two_eta_term
-        if kind == "G4":
-            A1 += rest * t.fb * fcc * t.fa_over
-            B2 += rest * t.fa * fcc * t.fb_over
-            cut_c = rest * t.fa * t.fb * fcc_over
-            C1 = two_eta_term - cut_c
-            C2 = cut_c - two_eta_term
-            # Slot j gets (A1 - C1) a + (B1 + C1) b; slot k gets
-            # (A2 - C2) a + (B2 + C2) b.
-            coefficients.append((A1 - C1, cross + C1, cross - C2, B2 + C2))
-        else:
-            A1 += rest * t.fb * t.fa_over
-            B2 += rest * t.fa * t.fb_over
-            coefficients.append((A1, cross, cross, B2))
-    if not derivatives:
-        return columns, terms, None
-    n_f = len(columns)
-    c, w = chunk.n_centres, chunk.width
-    size = c * w
-    # Off-diagonal coefficients couple a slot to the other slot's vector:
-    # M[j, k] multiplies r_k into slot j, M[k, j] multiplies r_j into slot k.
-    M = np.zeros((n_f, size * w))
-    diagonal = np.zeros((n_f, size))
-    jk = t.flat
-    kj = t.slot_k * w + (t.slot_j - (t.slot_j // w) * w)
-    for f, (own_j, other_j, other_k, own_k) in enumerate(coefficients):
-        M[f, jk] = other_j
-        M[f, kj] = other_k
-        diagonal[f] = (np.bincount(t.slot_j, own_j, minlength=size)
-                       + np.bincount(t.slot_k, own_k, minlength=size))
-    X = chunk.padded(chunk.r).reshape(c, w, 3)
-    slot_grad = M.reshape(n_f, c, w, w) @ X[None]
-    slot_grad += diagonal.reshape(n_f, c, w, 1) * X[None]
-    return columns, terms, slot_grad
+        angular_cos = angular_prime * t.cos
+        A1 = rest * factors[0] - angular_cos * t.inv_a2 - two_eta_term
+        B2 = rest * factors[1] - angular_cos * t.inv_b2 - two_eta_term
+        if kind != "G4":
+            return A1, cross, cross, B2
+        C1 = two_eta_term - rest * factors[2]
+        # Slot j gets (A1 - C1) a + (B1 + C1) b; slot k gets
+        # (A2 - C2) a + (B2 + C2) b.
+        other = cross + C1
+        return A1 - C1, other, other, B2 - C1
+
+    def _cutoff_factors(self, kind):
+        """Cutoff factors of the derivative of ``kind``'s terms:
+        ``d/da``, ``d/db`` (each over the distance) and ``d/dc`` over
+        ``R_jk`` (G4 only)."""
+        if kind not in self._factors:
+            t = self.t
+            if kind == "G4":
+                self._factors[kind] = (t.fb * self.fcc * t.fa_over,
+                                       t.fa * self.fcc * t.fb_over,
+                                       t.fa * t.fb * self.fcc_over)
+            else:
+                self._factors[kind] = (t.fb * t.fa_over, t.fa * t.fb_over)
+        return self._factors[kind]
+
+    def slot_gradients(self, coefficients):
+        """``d (sum of a centre's terms) / d r`` of every slot.
+
+        Returns
+        -------
+        ndarray, shape (len(coefficients), c, w, 3)
+        """
+        t, chunk = self.t, self.chunk
+        n_f = len(coefficients)
+        c, w = chunk.n_centres, chunk.width
+        size = c * w
+        # Off-diagonal coefficients couple a slot to the other slot's
+        # vector: M[j, k] multiplies r_k into slot j, M[k, j] multiplies r_j
+        # into slot k.
+        M = np.zeros((n_f, size * w))
+        diagonal = np.zeros((n_f, size))
+        jk = t.flat
+        kj = t.slot_k * w + (t.slot_j - (t.slot_j // w) * w)
+        for f, (own_j, other_j, other_k, own_k) in enumerate(coefficients):
+            M[f, jk] = other_j
+            M[f, kj] = other_k
+            diagonal[f] = (np.bincount(t.slot_j, own_j, minlength=size)
+                           + np.bincount(t.slot_k, own_k, minlength=size))
+        X = chunk.padded(chunk.r).reshape(c, w, 3)
+        slot_grad = M.reshape(n_f, c, w, w) @ X[None]
+        slot_grad += diagonal.reshape(n_f, c, w, 1) * X[None]
+        return slot_grad

@@ -265,18 +265,37 @@ class NeuralNetwork(Model):
         ValueError
             When an element has no network or the feature counts differ.
         """
-        networks = self.element_networks()
+        evaluate = self.block_evaluator(forces)
         atomic = np.empty(image_fingerprints.n_atoms)
         dE_dG = {} if forces else None
         for element, block in image_fingerprints.values.items():
-            net = self._network(networks, element, block)
-            outputs = net.forward(block)
-            atomic[image_fingerprints.atom_index[element]] = \
-                net.energies(outputs)
+            energies, gradient = evaluate(element, block)
+            atomic[image_fingerprints.atom_index[element]] = energies
             if forces:
-                dE_dG[element] = net.input_gradient(outputs)
+                dE_dG[element] = gradient
         self.atomic_energies = atomic
         return atomic, dE_dG
+
+    def block_evaluator(self, gradient=True):
+        """A function of blocks of atoms, with the networks built once.
+
+        Returns
+        -------
+        callable
+            ``f(element, block) -> (energies, dE_dG)`` for a ``(n,
+            n_features)`` block of fingerprints of atoms of ``element``
+            (``dE_dG`` None without ``gradient``). The descriptor's fused
+            force path (:meth:`Gaussian.compute_contracted`) calls it a few
+            atoms at a time.
+        """
+        networks = self.element_networks()
+
+        def evaluate(element, block):
+            net = self._network(networks, element, block)
+            outputs = net.forward(block)
+            return (net.energies(outputs),
+                    net.input_gradient(outputs) if gradient else None)
+        return evaluate
 
     def _network(self, networks, element, block):
         if element not in networks:
@@ -293,11 +312,7 @@ class NeuralNetwork(Model):
 
     def _evaluate_block(self, symbol, block, gradient):
         """Energies (and ``dE/dG``) of a block of atoms of one element."""
-        networks = self.element_networks()
-        net = self._network(networks, symbol, block)
-        outputs = net.forward(block)
-        return (net.energies(outputs),
-                net.input_gradient(outputs) if gradient else None)
+        return self.block_evaluator(gradient)(symbol, block)
 
     # Training ------------------------------------------------------------
 
