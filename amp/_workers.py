@@ -94,11 +94,6 @@ class Fingerprints:
         self.descriptor = from_importname(setup["descriptor"])
         self.derivatives = bool(setup.get("derivatives", False))
         self.parts = tuple(setup.get("parts", ("values", "derivatives")))
-        try:  # the allocator setting the serial descriptor runs with
-            from ._memory import tune_malloc
-            tune_malloc()
-        except ImportError:
-            pass
 
     def __call__(self, key, atoms):
         fingerprints = self.descriptor.compute(atoms, self.derivatives)
@@ -275,6 +270,10 @@ def worker_main(address, process_id, host):
     import zmq
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Every job (fingerprints, loss shares) makes large temporaries: keep
+    # freed memory for reuse, as the serial descriptor does (_memory.py).
+    from ._memory import tune_malloc
+    tune_malloc()
     secret = _read_secret()
     _watch_stdin()
     context = zmq.Context()

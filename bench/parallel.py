@@ -9,10 +9,13 @@ Prints ``name value unit`` lines:
   derivatives of 40 rattled 108-atom fcc Cu images (a = 3.6 A, 3x3x3 cubic),
   default symmetry functions, results back in the master as arrays (target
   speed-up >= 1.7);
-* ``loss_and_gradient_forces_serial`` / ``..._2_workers`` and
-  ``loss_and_gradient_speedup_2_workers``: one loss-and-gradient evaluation
-  with force training on 50 snapshots of the tutorial Pt/Cu slab, the
-  images held by the workers for the whole fit (target speed-up >= 1.5).
+* ``persistent_call_round_trip_2_workers``: one call of a persistent job
+  that does no work, i.e. the messaging cost every loss evaluation pays;
+* ``loss_and_gradient_forces_<n>_slabs_serial`` / ``..._2_workers`` and
+  ``loss_and_gradient_speedup_<n>_slabs_2_workers``: one loss-and-gradient
+  evaluation with force training on n = 50 (target speed-up >= 1.5) and
+  n = 500 snapshots of the tutorial Pt/Cu slab, the images held by the
+  workers for the whole fit.
 
 Run: ``python bench/parallel.py``.
 """
@@ -27,7 +30,8 @@ import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
 from amp.descriptor.gaussian import Gaussian  # noqa: E402
-from amp.parallel import WorkerPool, fingerprint_job  # noqa: E402
+from amp.parallel import (LeastSquares, WorkerPool,  # noqa: E402
+                          fingerprint_job)
 from amp.utilities import hash_images  # noqa: E402
 
 
@@ -75,12 +79,13 @@ def bench_fingerprints(pool, repeats=2):
           % (min(serial) / min(parallel)))
 
 
-def bench_loss_gradient(pool, repeats=200):
-    """One loss-and-gradient evaluation with force training on 50 snapshots
-    of the tutorial Pt/Cu slab (``benchdata.slab_images``), default Gaussian,
-    ``hiddenlayers=(5, 5)``: serial against 2 workers each holding half the
-    images (target >= 1.5x). The master's time per call is measured: sending
-    the parameters, the workers' partial sums, gathering and adding them."""
+def bench_loss_gradient(pool, count=50, repeats=200):
+    """One loss-and-gradient evaluation with force training on ``count``
+    snapshots of the tutorial Pt/Cu slab (``benchdata.slab_images``),
+    default Gaussian, ``hiddenlayers=(5, 5)``: serial against 2 workers each
+    holding half the images (target >= 1.5x for 50 snapshots). The master's
+    time per call is measured: sending the parameters, the workers' partial
+    sums, gathering and adding them."""
     import tempfile
 
     from benchdata import slab_images
@@ -90,7 +95,8 @@ def bench_loss_gradient(pool, repeats=200):
     from amp.utilities import Logger
 
     with tempfile.TemporaryDirectory() as folder:
-        images = hash_images(slab_images(os.path.join(folder, "slab.traj")))
+        images = hash_images(slab_images(os.path.join(folder, "slab.traj"),
+                                         count))
     descriptor = Gaussian()
     descriptor.calculate_fingerprints(images, calculate_derivatives=True)
     medians, results = {}, {}
@@ -111,19 +117,37 @@ def bench_loss_gradient(pool, repeats=200):
             times.append(time.perf_counter() - start)
         lossfunction.close()
         medians[name] = np.median(times)
-        print("loss_and_gradient_forces_%s %.2f ms" % (name,
-                                                      1e3 * medians[name]))
+        print("loss_and_gradient_forces_%d_slabs_%s %.2f ms"
+              % (count, name, 1e3 * medians[name]))
     assert abs(results["serial"]["loss"] - results["2_workers"]["loss"]) \
         <= 1e-12 * results["serial"]["loss"]
-    print("loss_and_gradient_speedup_2_workers %.2f x"
-          % (medians["serial"] / medians["2_workers"]))
+    print("loss_and_gradient_speedup_%d_slabs_2_workers %.2f x"
+          % (count, medians["serial"] / medians["2_workers"]))
+
+
+def bench_round_trip(pool, repeats=500):
+    """Master-to-workers round trip of a persistent call doing nothing."""
+    rng = np.random.default_rng(0)
+    shares = [{"X": rng.normal(size=(2, 100)), "y": rng.normal(size=2)}
+              for _ in pool.alive()]
+    with pool.persistent(LeastSquares, shares) as job:
+        parameters = rng.normal(size=100)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            job.call("evaluate", parameters)
+            times.append(time.perf_counter() - start)
+    print("persistent_call_round_trip_2_workers %.3f ms"
+          % (1e3 * np.median(times)))
 
 
 def main():
     bench_worker_start()
     with WorkerPool(2) as pool:
         bench_fingerprints(pool)
-        bench_loss_gradient(pool)
+        bench_round_trip(pool)
+        bench_loss_gradient(pool, 50)
+        bench_loss_gradient(pool, 500, repeats=50)
 
 
 if __name__ == "__main__":
