@@ -207,8 +207,9 @@ class LossFunction:
     ----------
     energy_coefficient : float
     force_coefficient : float or None
-        None turns force training off. As in Amp, force training is also
-        off when both force criteria of ``convergence`` are None.
+        None turns force training off (then no fingerprint derivatives are
+        computed); any number, including the default, trains forces even
+        when no force criterion is set (SPEC.md).
     convergence : dict, optional
         ``energy_rmse`` (default 0.001), ``energy_maxresid``,
         ``force_rmse``, ``force_maxresid`` (default None); None criteria are
@@ -365,9 +366,8 @@ class LossFunction:
         log(" Loss function set-up:")
         log("  energy_coefficient: %s" % p.energy_coefficient)
         log("  force_coefficient: %s%s" % (
-            p.force_coefficient, "" if self.train_forces or
-            p.force_coefficient is None else
-            " (no force criterion: forces are not trained)"))
+            p.force_coefficient, "" if self.train_forces
+            else " (forces are not trained)"))
         log("  overfit: %s" % p.overfit)
         log("  weight_duplicates: %s" % p.weight_duplicates)
         log("")
