@@ -204,3 +204,44 @@ def test_energy_only_never_needs_derivatives():
 def test_bad_convergence_key():
     with pytest.raises(ValueError, match="unknown convergence"):
         LossFunction(convergence={"energy_rsme": 0.1})
+
+
+def test_force_matrix_of_images_of_different_sizes(monkeypatch):
+    """The batch's force matrix is filled image by image into arrays sized
+    from the first image and grown when a later one is larger: it must map
+    dE/dG to every image's forces, whatever the order of sizes."""
+    from ase.build import bulk
+
+    import amp.model._network as network
+    from conftest import with_emt_results
+
+    grown = []
+    original = network._grown
+    monkeypatch.setattr(network, "_grown", lambda *args: grown.append(
+        args[1]) or original(*args))
+
+    rng = np.random.default_rng(11)
+    atoms_list = []
+    for repeat in ((1, 1, 1), (2, 1, 1), (1, 1, 1), (2, 2, 1)):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * repeat
+        atoms.symbols[1] = "Pt"
+        atoms.rattle(0.1, rng=rng)
+        atoms_list.append(with_emt_results(atoms))
+    images = hash_images(atoms_list)
+    descriptor = Gaussian(cutoff=4.0, Gs=SMALL_GS)
+    descriptor.calculate_fingerprints(images, calculate_derivatives=True)
+    batch = TrainingBatch(images, descriptor.arrays, True)
+    dE_dG = {e: rng.normal(size=block.shape)
+             for e, block in batch.fingerprints.items()}
+    g = np.concatenate([dE_dG[e].ravel() for e in batch.elements])
+    expected = []
+    for n, key in enumerate(images):
+        fp = descriptor.arrays[key]
+        mine = {e: dE_dG[e][batch.image_of_atom[e] == n] for e in fp.values}
+        expected.append(fp.forces(mine).ravel())
+    np.testing.assert_allclose(batch.force_matrix @ g,
+                               np.concatenate(expected), rtol=1e-13,
+                               atol=1e-13)
+    assert batch.force_matrix.nnz == sum(
+        descriptor.arrays[key].force_matrix().nnz for key in images)
+    assert len(grown) == 4 and grown[2] > 0  # sized once, grown once

@@ -274,6 +274,14 @@ class Raveler:
         return mask
 
 
+def _grown(array, used, capacity, dtype):
+    """A new uninitialised array of ``capacity`` holding ``array[:used]``."""
+    out = np.empty(capacity, dtype=dtype)
+    if array is not None:
+        out[:used] = array[:used]
+    return out
+
+
 class TrainingBatch:
     """Stacked training data of a set of images, and its loss partial sums.
 
@@ -348,7 +356,10 @@ class TrainingBatch:
         # columns mapped to the batch's element-major layout. The mapping
         # is increasing, so column order within a row is kept.
         index_type = np.int32 if n_columns < 2 ** 31 - 1 else np.int64
-        pieces, reference = [], []
+        n_rows = 3 * int(self.n_atoms.sum())
+        row_counts = np.empty(n_rows, dtype=np.int64)
+        data = indices = None
+        reference, at, row = [], 0, 0
         for n, key in enumerate(keys):
             fp = arrays[key]
             atoms = images[key]
@@ -370,28 +381,26 @@ class TrainingBatch:
                     column_start[e] + row_start[e][n] * n_features
                     + np.arange(size))
                 local += size
-            pieces.append((matrix.data,
-                           mapping[matrix.indices].astype(index_type),
-                           np.diff(matrix.indptr)))
-        # Fill one preallocated CSR: peak memory stays near one copy
-        # (untouched pages of np.empty are not committed until written).
-        nnz = sum(len(piece[0]) for piece in pieces)
-        n_rows = sum(len(piece[2]) for piece in pieces)
-        if nnz >= 2 ** 31 - 1:
+            # Each image goes straight into the batch's arrays, so only one
+            # copy of the force data is ever held. They are sized from the
+            # first image (1.5x per image, grown if a later image needs
+            # more); np.empty pages are committed only once written, so the
+            # unused tail costs address space, not memory.
+            if data is None or at + matrix.nnz > len(data):
+                capacity = max(at + matrix.nnz, int(1.5 * (at + matrix.nnz)
+                                                    * self.n_images / (n + 1)))
+                data = _grown(data, at, capacity, float)
+                indices = _grown(indices, at, capacity, index_type)
+            data[at:at + matrix.nnz] = matrix.data
+            indices[at:at + matrix.nnz] = mapping[matrix.indices]
+            row_counts[row:row + matrix.shape[0]] = np.diff(matrix.indptr)
+            at += matrix.nnz
+            row += matrix.shape[0]
+        if at >= 2 ** 31 - 1:
             index_type = np.int64
-        data = np.empty(nnz)
-        indices = np.empty(nnz, dtype=index_type)
-        row_counts = np.empty(n_rows, dtype=index_type)
-        at = row = 0
-        for k, (values, columns, counts) in enumerate(pieces):
-            data[at:at + len(values)] = values
-            indices[at:at + len(values)] = columns
-            row_counts[row:row + len(counts)] = counts
-            at += len(values)
-            row += len(counts)
-            pieces[k] = None
         indptr = np.zeros(n_rows + 1, dtype=index_type)
         np.cumsum(row_counts, out=indptr[1:])
+        data, indices = data[:at], indices[:at]
         self.force_matrix = scipy.sparse.csr_matrix(
             (data, indices, indptr), shape=(n_rows, n_columns))
         self.reference_forces = np.concatenate(reference)
