@@ -64,3 +64,20 @@ def test_squared_distance_forms(cutoff):
     np.testing.assert_allclose(cutoff.prime_over_r_squared(R * R),
                                cutoff.prime(R) / R, rtol=1e-13, atol=3e-15)
     assert np.all(cutoff.squared(R[R > cutoff.Rc] ** 2) == 0.0)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.005, 0.5, 4.0])
+def test_gaussian_times_cosine_as_one_series(eta):
+    # The G4 value path's fused factor: exp(-eta R^2 / Rc^2) fc(R) from R^2.
+    cutoff = Cosine(6.5)
+    R = np.linspace(0.0, 7.0, 3001)
+    expected = np.exp(-eta * R * R / 6.5 ** 2) * cutoff(R)
+    got = cutoff.gaussian_squared(R * R, eta)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-14)
+    assert np.all(got[R > 6.5] == 0.0)
+
+
+def test_gaussian_series_falls_back_for_large_eta():
+    # No short accurate series: the caller multiplies exp and squared().
+    assert Cosine(6.5).gaussian_squared(np.array([1.0]), 400.0) is None
+    assert Polynomial(6.5).gaussian_squared(np.array([1.0]), 0.005) is None

@@ -333,3 +333,23 @@ def test_contracted_path_equals_stored_derivatives(name):
     for element in stored.values:
         np.testing.assert_array_equal(fingerprints.values[element],
                                       stored.values[element])
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS) + ["large G4 eta"])
+def test_values_alone_equal_values_with_derivatives(name):
+    """The value-only path fuses each G4 Gaussian with the R_jk cutoff into
+    one series (when the cutoff allows); it agrees with the derivative
+    path's separate factors."""
+    if name == "large G4 eta":
+        atoms = rattled_alloy()
+        Gs = make_symmetry_functions(["Au", "Cu"], "G4", etas=[0.005, 400.0],
+                                     zetas=[1.0], gammas=[1.0, -1.0])
+        descriptor = Gaussian(cutoff=4.5, Gs={"Au": Gs, "Cu": Gs})
+    else:
+        make_atoms, make_descriptor = SYSTEMS[name]
+        atoms, descriptor = make_atoms(), make_descriptor()
+    alone = descriptor.compute(atoms).values
+    with_derivatives = descriptor.compute(atoms, True).values
+    for element, block in with_derivatives.items():
+        np.testing.assert_allclose(alone[element], block, rtol=1e-13,
+                                   atol=1e-14)

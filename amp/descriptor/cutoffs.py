@@ -5,6 +5,8 @@ Their serialised form, ``{'name': 'Cosine', 'kwargs': {'Rc': 6.5}}``, is
 Amp's.
 """
 
+import functools
+
 import numpy as np
 from numpy.polynomial import chebyshev
 
@@ -37,6 +39,22 @@ def _horner(coefficients, u):
 _COSINE_CUTOFF = _power_series(
     lambda u: 0.5 * (np.cos(np.pi * np.sqrt(u)) + 1.0), 10)
 _SINC_SQRT = _power_series(lambda u: np.sinc(np.sqrt(u)), 10)
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_cosine_series(eta):
+    """Power series in u = (R / Rc)^2 of ``exp(-eta u) (1 + cos(pi sqrt
+    u)) / 2`` on [0, 1], or None when no degree up to 24 is accurate to
+    1e-14 (large eta)."""
+    def f(u):
+        return np.exp(-eta * u) * 0.5 * (np.cos(np.pi * np.sqrt(u)) + 1.0)
+
+    u = np.linspace(0.0, 1.0, 2001)
+    for degree in range(10, 25, 2):
+        coefficients = _power_series(f, degree)
+        if np.abs(_horner(coefficients, u) - f(u)).max() < 1e-14:
+            return coefficients
+    return None
 
 
 def _check_radius(Rc):
@@ -79,6 +97,16 @@ class Cosine:
         u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
         value = _horner(_COSINE_CUTOFF, u)
         return np.where(u <= 1.0, value, 0.0)
+
+    def gaussian_squared(self, R2, eta):
+        """``exp(-eta R^2 / Rc^2)`` times the value, from ``R2``, as one
+        polynomial (no exponential, no cosine); None when ``eta`` is too
+        large for a short series."""
+        coefficients = _gaussian_cosine_series(float(eta))
+        if coefficients is None:
+            return None
+        u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
+        return np.where(u <= 1.0, _horner(coefficients, u), 0.0)
 
     def prime_over_r_squared(self, R2):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``."""
@@ -140,6 +168,11 @@ class Polynomial:
     def squared(self, R2):
         """Value at the distance(s) whose squares are ``R2``."""
         return self(np.sqrt(R2))
+
+    def gaussian_squared(self, R2, eta):
+        """Not available in closed polynomial form: None (the caller
+        multiplies the Gaussian and :meth:`squared` itself)."""
+        return None
 
     def prime_over_r_squared(self, R2):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``.

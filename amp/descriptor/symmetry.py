@@ -318,12 +318,10 @@ class _Triplets:
 
     def __init__(self, chunk, gram, d2, slot_j, slot_k, flat, derivatives):
         # ``flat`` indexes (centre, j, k) in the (c, w, w) block.
-        self.flat = flat
+        self.flat, self.chunk = flat, chunk
         pad_d = chunk.padded(chunk.d, fill=1.0)
-        pad_fc = chunk.padded(chunk.fc)
         self.slot_j, self.slot_k = slot_j, slot_k
         self.da, self.db = pad_d[slot_j], pad_d[slot_k]
-        self.fa, self.fb = pad_fc[slot_j], pad_fc[slot_k]
         self.inv_ab = 1.0 / (self.da * self.db)
         self.cos = np.clip(gram * self.inv_ab, -1.0, 1.0)
         self.sum_ab = d2[slot_j] + d2[slot_k]
@@ -331,10 +329,25 @@ class _Triplets:
         self.dc2 = np.maximum(self.sum_ab - 2.0 * gram, 0.0)
         if derivatives:
             pad_fp = chunk.padded(chunk.fc_prime)
+            self.fa, self.fb = self.pair_of(chunk.fc)
             self.inv_a2 = 1.0 / (self.da * self.da)
             self.inv_b2 = 1.0 / (self.db * self.db)
             self.fa_over = pad_fp[slot_j] / self.da
             self.fb_over = pad_fp[slot_k] / self.db
+
+
+    def pair_of(self, per_entry):
+        """A per-entry quantity at slots j and k of every triplet."""
+        padded = self.chunk.padded(per_entry)
+        return padded[self.slot_j], padded[self.slot_k]
+
+    def __getattr__(self, name):
+        # The cutoff values at j and k, gathered only when a G5 or a
+        # derivative needs them.
+        if name in ("fa", "fb"):
+            self.fa, self.fb = self.pair_of(self.chunk.fc)
+            return getattr(self, name)
+        raise AttributeError(name)
 
 
 def _add_pair_gradient(terms, t_centre, dE_dG, gradient):
@@ -361,27 +374,50 @@ class _PairTerms:
 
     def __init__(self, functions, t, chunk, derivatives):
         self.functions, self.t, self.chunk = functions, t, chunk
-        Rc2 = chunk.Rc ** 2
         cutoff = chunk.cutoff
-        if any(kind == "G4" for _, kind, _, _, _ in functions):
+        if derivatives and any(kind == "G4" for _, kind, _, _, _ in
+                               functions):
             self.fcc = cutoff.squared(t.dc2)
-            if derivatives:
-                self.fcc_over = cutoff.prime_over_r_squared(t.dc2)
+            self.fcc_over = cutoff.prime_over_r_squared(t.dc2)
         self._gaussians, self._bases, self._powers = {}, {}, {}
-        self._factors = {}
+        self._factors, self._radials = {}, {}
         self.columns, self.terms = [], []
         for column, kind, eta, zeta, gamma in functions:
-            _, radial = self._gaussian(kind, eta)
+            radial = (self._radial(kind, eta) if not derivatives
+                      else self._gaussian(kind, eta)[1])
             term = self._power(gamma, zeta) * radial
             if zeta != 1.0:
                 term *= 2.0 ** (1.0 - zeta)
             self.columns.append(column)
             self.terms.append(term)
 
+    def _radial(self, kind, eta):
+        """The Gaussian times the cutoffs, per triplet (values only).
+
+        For G4, ``exp(-eta (a^2 + b^2 + c^2) / Rc^2) fc(a) fc(b) fc(c)`` is
+        a per-entry factor at j and at k times one polynomial in ``c^2``
+        when the cutoff offers it: no exponential per triplet.
+        """
+        if (kind, eta) not in self._radials:
+            t, chunk = self.t, self.chunk
+            radial = None
+            if kind == "G4":
+                shared = chunk.cutoff.gaussian_squared(t.dc2, eta)
+                if shared is not None:
+                    a, b = t.pair_of(chunk.fc * np.exp(
+                        -eta / chunk.Rc ** 2 * chunk.d * chunk.d))
+                    radial = a * b * shared
+            if radial is None:
+                radial = self._gaussian(kind, eta)[1]
+            self._radials[kind, eta] = radial
+        return self._radials[kind, eta]
+
     def _gaussian(self, kind, eta):
         """The Gaussian factor and it times the cutoffs, per triplet."""
         if (kind, eta) not in self._gaussians:
             t = self.t
+            if kind == "G4" and not hasattr(self, "fcc"):
+                self.fcc = self.chunk.cutoff.squared(t.dc2)
             extra = t.dc2 if kind == "G4" else 0.0
             gauss = np.exp(-eta / self.chunk.Rc ** 2 * (t.sum_ab + extra))
             cut = t.fa * t.fb * self.fcc if kind == "G4" else t.fa * t.fb
