@@ -113,6 +113,13 @@ SYSTEMS = {
         lambda: Gaussian(cutoff=Polynomial(6.0, gamma=4))),
     "molecule, default functions": (
         lambda: molecule("CH3CH2OH"), lambda: Gaussian(cutoff=3.0)),
+    # G4 etas with and without a fused Gaussian-cutoff series (eta 8 has
+    # none): both derivative paths.
+    "periodic alloy, G4 with eta 1 and 8": (
+        rattled_alloy, lambda: Gaussian(cutoff=4.5, Gs={
+            e: make_symmetry_functions(["Au", "Cu"], "G4", etas=[1.0, 8.0],
+                                       zetas=[1.0, 2.0], gammas=[1.0, -1.0])
+            for e in ("Au", "Cu")})),
 }
 
 

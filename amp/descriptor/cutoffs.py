@@ -57,6 +57,22 @@ def _gaussian_cosine_series(eta):
     return None
 
 
+@functools.lru_cache(maxsize=32)
+def _gaussian_sinc_series(eta):
+    """Power series in u = (R / Rc)^2 of ``exp(-eta u) sin(pi sqrt u) /
+    (pi sqrt u)`` on [0, 1], or None (as :func:`_gaussian_cosine_series`).
+    """
+    def f(u):
+        return np.exp(-eta * u) * np.sinc(np.sqrt(u))
+
+    u = np.linspace(0.0, 1.0, 2001)
+    for degree in range(10, 25, 2):
+        coefficients = _power_series(f, degree)
+        if np.abs(_horner(coefficients, u) - f(u)).max() < 1e-14:
+            return coefficients
+    return None
+
+
 def _check_radius(Rc):
     try:
         Rc = float(Rc)
@@ -107,6 +123,17 @@ class Cosine:
             return None
         u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
         return np.where(u <= 1.0, _horner(coefficients, u), 0.0)
+
+    def gaussian_prime_over_r_squared(self, R2, eta):
+        """``exp(-eta R^2 / Rc^2) prime(R) / R`` from ``R2`` as one
+        polynomial; None when ``eta`` is too large for a short series."""
+        coefficients = _gaussian_sinc_series(float(eta))
+        if coefficients is None:
+            return None
+        u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
+        value = _horner(coefficients, u)
+        value *= -0.5 * (np.pi / self.Rc) ** 2
+        return np.where(u <= 1.0, value, 0.0)
 
     def prime_over_r_squared(self, R2):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``."""
@@ -172,6 +199,10 @@ class Polynomial:
     def gaussian_squared(self, R2, eta):
         """Not available in closed polynomial form: None (the caller
         multiplies the Gaussian and :meth:`squared` itself)."""
+        return None
+
+    def gaussian_prime_over_r_squared(self, R2, eta):
+        """None, as :meth:`gaussian_squared`."""
         return None
 
     def prime_over_r_squared(self, R2):

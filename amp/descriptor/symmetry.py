@@ -328,12 +328,8 @@ class _Triplets:
         # R_jk^2; the cutoffs take squared distances (no square root).
         self.dc2 = np.maximum(self.sum_ab - 2.0 * gram, 0.0)
         if derivatives:
-            pad_fp = chunk.padded(chunk.fc_prime)
-            self.fa, self.fb = self.pair_of(chunk.fc)
             self.inv_a2 = 1.0 / (self.da * self.da)
             self.inv_b2 = 1.0 / (self.db * self.db)
-            self.fa_over = pad_fp[slot_j] / self.da
-            self.fb_over = pad_fp[slot_k] / self.db
 
 
     def pair_of(self, per_entry):
@@ -342,10 +338,14 @@ class _Triplets:
         return padded[self.slot_j], padded[self.slot_k]
 
     def __getattr__(self, name):
-        # The cutoff values at j and k, gathered only when a G5 or a
-        # derivative needs them.
+        # The cutoff values at j and k (and their derivatives over the
+        # distance), gathered only when a function needs them.
         if name in ("fa", "fb"):
             self.fa, self.fb = self.pair_of(self.chunk.fc)
+            return getattr(self, name)
+        if name in ("fa_over", "fb_over"):
+            self.fa_over, self.fb_over = self.pair_of(
+                self.chunk.fc_prime / self.chunk.d)
             return getattr(self, name)
         raise AttributeError(name)
 
@@ -374,17 +374,12 @@ class _PairTerms:
 
     def __init__(self, functions, t, chunk, derivatives):
         self.functions, self.t, self.chunk = functions, t, chunk
-        cutoff = chunk.cutoff
-        if derivatives and any(kind == "G4" for _, kind, _, _, _ in
-                               functions):
-            self.fcc = cutoff.squared(t.dc2)
-            self.fcc_over = cutoff.prime_over_r_squared(t.dc2)
+        self.derivatives = derivatives
         self._gaussians, self._bases, self._powers = {}, {}, {}
-        self._factors, self._radials = {}, {}
+        self._factors, self._radials, self._fused = {}, {}, {}
         self.columns, self.terms = [], []
         for column, kind, eta, zeta, gamma in functions:
-            radial = (self._radial(kind, eta) if not derivatives
-                      else self._gaussian(kind, eta)[1])
+            radial = self._radial(kind, eta)
             term = self._power(gamma, zeta) * radial
             if zeta != 1.0:
                 term *= 2.0 ** (1.0 - zeta)
@@ -392,35 +387,59 @@ class _PairTerms:
             self.terms.append(term)
 
     def _radial(self, kind, eta):
-        """The Gaussian times the cutoffs, per triplet (values only).
+        """The Gaussian times the cutoffs, per triplet."""
+        fused = self._fused_g4(eta) if kind == "G4" else None
+        if fused is not None:
+            return fused["radial"]
+        return self._gaussian(kind, eta)[1]
 
-        For G4, ``exp(-eta (a^2 + b^2 + c^2) / Rc^2) fc(a) fc(b) fc(c)`` is
-        a per-entry factor at j and at k times one polynomial in ``c^2``
-        when the cutoff offers it: no exponential per triplet.
+    def _fused_g4(self, eta):
+        """Factors of the G4 functions of one eta from fused series.
+
+        ``exp(-eta (a^2 + b^2 + c^2) / Rc^2) fc(a) fc(b) fc(c)`` is a
+        per-entry factor ``P = exp(-eta d^2 / Rc^2) fc(d)`` at j and at k
+        times one series ``h`` in ``c^2`` when the cutoff offers it, and
+        so are its derivatives (``Q = exp(-eta d^2 / Rc^2) fc'(d) / d`` and
+        a series ``k`` for ``fc'(c) / c``): no exponential and no separate
+        cutoff polynomials per triplet. None when the cutoff has no series.
+
+        Returns
+        -------
+        dict or None
+            ``radial``; with derivatives also ``a``, ``b``, ``c``: the
+            cutoff-derivative factors of the ``d/da``, ``d/db`` and
+            ``d/dc`` terms (each over its distance), Gaussian included.
         """
-        if (kind, eta) not in self._radials:
+        if eta not in self._fused:
             t, chunk = self.t, self.chunk
-            radial = None
-            if kind == "G4":
-                shared = chunk.cutoff.gaussian_squared(t.dc2, eta)
-                if shared is not None:
-                    a, b = t.pair_of(chunk.fc * np.exp(
-                        -eta / chunk.Rc ** 2 * chunk.d * chunk.d))
-                    radial = a * b * shared
-            if radial is None:
-                radial = self._gaussian(kind, eta)[1]
-            self._radials[kind, eta] = radial
-        return self._radials[kind, eta]
+            h = chunk.cutoff.gaussian_squared(t.dc2, eta)
+            if h is None:
+                self._fused[eta] = None
+                return None
+            gauss = np.exp(-eta / chunk.Rc ** 2 * chunk.d * chunk.d)
+            Pa, Pb = t.pair_of(chunk.fc * gauss)
+            Pb_h = Pb * h
+            fused = {"radial": Pa * Pb_h}
+            if self.derivatives:
+                k = chunk.cutoff.gaussian_prime_over_r_squared(t.dc2, eta)
+                Qa, Qb = t.pair_of(chunk.fc_prime / chunk.d * gauss)
+                fused.update(a=Qa * Pb_h, b=Pa * h * Qb, c=Pa * Pb * k)
+            self._fused[eta] = fused
+        return self._fused[eta]
+
+    def _fcc(self):
+        """The cutoff of R_jk per triplet (for the unfused G4 path)."""
+        if "fcc" not in self._factors:
+            self._factors["fcc"] = self.chunk.cutoff.squared(self.t.dc2)
+        return self._factors["fcc"]
 
     def _gaussian(self, kind, eta):
         """The Gaussian factor and it times the cutoffs, per triplet."""
         if (kind, eta) not in self._gaussians:
             t = self.t
-            if kind == "G4" and not hasattr(self, "fcc"):
-                self.fcc = self.chunk.cutoff.squared(t.dc2)
             extra = t.dc2 if kind == "G4" else 0.0
             gauss = np.exp(-eta / self.chunk.Rc ** 2 * (t.sum_ab + extra))
-            cut = t.fa * t.fb * self.fcc if kind == "G4" else t.fa * t.fb
+            cut = t.fa * t.fb * self._fcc() if kind == "G4" else t.fa * t.fb
             self._gaussians[kind, eta] = gauss, gauss * cut
         return self._gaussians[kind, eta]
 
@@ -488,7 +507,20 @@ class _PairTerms:
         coefficients are equal. ``rest`` is the term without its cutoff
         factors, so nothing is divided by a cutoff value (zero at Rc).
         """
-        t, factors = self.t, self._cutoff_factors(kind)
+        t = self.t
+        fused = self._fused_g4(eta) if kind == "G4" else None
+        if fused is not None:
+            angular_prime = p * fused["radial"]
+            two_eta_term = (2.0 * eta / self.chunk.Rc ** 2) * (
+                q * fused["radial"])
+            cross = angular_prime * t.inv_ab
+            angular_cos = angular_prime * t.cos
+            A1 = q * fused["a"] - angular_cos * t.inv_a2 - two_eta_term
+            B2 = q * fused["b"] - angular_cos * t.inv_b2 - two_eta_term
+            C1 = two_eta_term - q * fused["c"]
+            other = cross + C1
+            return A1 - C1, other, other, B2 - C1
+        factors = self._cutoff_factors(kind)
         gauss, radial = self._gaussian(kind, eta)
         angular_prime = p * radial
         rest = q * gauss
@@ -512,9 +544,11 @@ class _PairTerms:
         if kind not in self._factors:
             t = self.t
             if kind == "G4":
-                self._factors[kind] = (t.fb * self.fcc * t.fa_over,
-                                       t.fa * self.fcc * t.fb_over,
-                                       t.fa * t.fb * self.fcc_over)
+                fcc = self._fcc()
+                fcc_over = self.chunk.cutoff.prime_over_r_squared(t.dc2)
+                self._factors[kind] = (t.fb * fcc * t.fa_over,
+                                       t.fa * fcc * t.fb_over,
+                                       t.fa * t.fb * fcc_over)
             else:
                 self._factors[kind] = (t.fb * t.fa_over, t.fa * t.fb_over)
         return self._factors[kind]
