@@ -41,29 +41,21 @@ _COSINE_CUTOFF = _power_series(
 _SINC_SQRT = _power_series(lambda u: np.sinc(np.sqrt(u)), 10)
 
 
-@functools.lru_cache(maxsize=32)
-def _gaussian_cosine_series(eta):
-    """Power series in u = (R / Rc)^2 of ``exp(-eta u) (1 + cos(pi sqrt
-    u)) / 2`` on [0, 1], or None when no degree up to 24 is accurate to
-    1e-14 (large eta)."""
+# exp(-eta u) times these functions of u = (R / Rc)^2, as fused series.
+_SERIES_FACTORS = {
+    "cutoff": lambda u: 0.5 * (np.cos(np.pi * np.sqrt(u)) + 1.0),
+    "sinc": lambda u: np.sinc(np.sqrt(u)),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _gaussian_series(factor, eta):
+    """Power series on [0, 1] of ``exp(-eta u)`` times ``factor`` (the
+    Cosine cutoff, or ``sin(pi sqrt u) / (pi sqrt u)`` for its derivative
+    over R), or None when no degree up to 24 is accurate to 1e-14 (large
+    eta)."""
     def f(u):
-        return np.exp(-eta * u) * 0.5 * (np.cos(np.pi * np.sqrt(u)) + 1.0)
-
-    u = np.linspace(0.0, 1.0, 2001)
-    for degree in range(10, 25, 2):
-        coefficients = _power_series(f, degree)
-        if np.abs(_horner(coefficients, u) - f(u)).max() < 1e-14:
-            return coefficients
-    return None
-
-
-@functools.lru_cache(maxsize=32)
-def _gaussian_sinc_series(eta):
-    """Power series in u = (R / Rc)^2 of ``exp(-eta u) sin(pi sqrt u) /
-    (pi sqrt u)`` on [0, 1], or None (as :func:`_gaussian_cosine_series`).
-    """
-    def f(u):
-        return np.exp(-eta * u) * np.sinc(np.sqrt(u))
+        return np.exp(-eta * u) * _SERIES_FACTORS[factor](u)
 
     u = np.linspace(0.0, 1.0, 2001)
     for degree in range(10, 25, 2):
@@ -118,7 +110,7 @@ class Cosine:
         """``exp(-eta R^2 / Rc^2)`` times the value, from ``R2``, as one
         polynomial (no exponential, no cosine); None when ``eta`` is too
         large for a short series."""
-        coefficients = _gaussian_cosine_series(float(eta))
+        coefficients = _gaussian_series("cutoff", float(eta))
         if coefficients is None:
             return None
         u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
@@ -127,7 +119,7 @@ class Cosine:
     def gaussian_prime_over_r_squared(self, R2, eta):
         """``exp(-eta R^2 / Rc^2) prime(R) / R`` from ``R2`` as one
         polynomial; None when ``eta`` is too large for a short series."""
-        coefficients = _gaussian_sinc_series(float(eta))
+        coefficients = _gaussian_series("sinc", float(eta))
         if coefficients is None:
             return None
         u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
