@@ -14,6 +14,7 @@ Running this file does nothing.
 """
 import os
 import sys
+import warnings
 
 import numpy as np
 from ase.build import bulk
@@ -24,7 +25,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "examples"))
 from tutorial_data import generate_data, make_slab  # noqa: E402
 
-__all__ = ["make_slab", "slab_images", "copper_cell", "copper_images"]
+__all__ = ["make_slab", "slab_images", "copper_cell", "copper_images",
+           "report"]
+
+# ASE's deprecation notes about the tutorial's MD set-up, not about us.
+warnings.filterwarnings("ignore", message=".*fixcm")
+warnings.filterwarnings("ignore", message="Use thermalize_momenta")
+
+
+def report(name, value, unit, note=""):
+    """Print one ``name value unit`` line (with an optional ``# note``)."""
+    print("%s %s %s%s" % (name, value, unit, ("  # " + note) if note else ""),
+          flush=True)
 
 
 def slab_images(path, count=50, seed=0):

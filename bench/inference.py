@@ -40,7 +40,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase import units  # noqa: E402
@@ -52,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import benchdata  # noqa: E402
+from benchdata import report  # noqa: E402
 
 from amp import Amp  # noqa: E402
 from amp.descriptor.gaussian import Gaussian  # noqa: E402
@@ -59,15 +59,8 @@ from amp.model.neuralnetwork import NeuralNetwork  # noqa: E402
 from amp.utilities import hash_images  # noqa: E402
 
 SEED = 42
-# ASE's deprecation notes about the tutorial's MD set-up, not about us.
-warnings.filterwarnings("ignore", message=".*fixcm")
-warnings.filterwarnings("ignore", message="Use thermalize_momenta")
 CELL_SEED = 100  # the fresh 108-atom cells (the same in original_amp.py)
 
-
-def report(name, value, unit, note=""):
-    print("%s %s %s%s" % (name, value, unit, ("  # " + note) if note else ""),
-          flush=True)
 
 
 def build_model(images, path):

@@ -71,18 +71,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import benchdata  # noqa: E402
+from benchdata import report  # noqa: E402
 
 CONVERGENCE = {"energy_rmse": 0.02, "force_rmse": 0.3}
 SEED = 42
 CELL_SEED = 100  # as in bench/inference.py
 warnings.filterwarnings("ignore", message=".*fortran")
-warnings.filterwarnings("ignore", message=".*fixcm")
-warnings.filterwarnings("ignore", message="Use thermalize_momenta")
 
-
-def report(name, value, unit, note=""):
-    print("%s %s %s%s" % (name, value, unit, ("  # " + note) if note else ""),
-          flush=True)
 
 
 def is_original():

@@ -56,7 +56,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -64,6 +63,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import benchdata  # noqa: E402
+from benchdata import report  # noqa: E402
 
 from amp import Amp  # noqa: E402
 from amp.database import FileDatabase  # noqa: E402
@@ -75,14 +75,7 @@ from amp.utilities import Logger, hash_images  # noqa: E402
 CONVERGENCE = {"energy_rmse": 0.02, "force_rmse": 0.3}
 N_IMAGES = 50
 SEED = 42
-# ASE's deprecation notes about the tutorial's MD set-up, not about us.
-warnings.filterwarnings("ignore", message=".*fixcm")
-warnings.filterwarnings("ignore", message="Use thermalize_momenta")
 
-
-def report(name, value, unit, note=""):
-    print("%s %s %s%s" % (name, value, unit, ("  # " + note) if note else ""),
-          flush=True)
 
 
 def bench_train(images, folder):
