@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from .._rows import put_rows
 from ..utilities import Logger, hash_images
 from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
@@ -363,7 +364,7 @@ class Gaussian:
                 compute_element(self._plans[element], self.cutoff, nl, codes,
                                 index, derivatives, element_evaluate)
             if evaluate is not None:
-                gradient[entries[element]] = blocks[element]
+                put_rows(gradient, entries[element], blocks[element])
         if derivatives:
             return ImageFingerprints(symbols, values, nl, entries,
                                      blocks), gradient

@@ -12,6 +12,7 @@ compared block by block with the copies near their block. Its cost grows
 linearly with the number of atoms.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,15 @@ def _ragged_arange(starts, counts):
     return np.cumsum(step)
 
 
+@functools.lru_cache(maxsize=32)
+def _shifts(n_images):
+    """Read-only array of every cell shift with ``|shift_k| <= n_images[k]``."""
+    axes = [np.arange(-n, n + 1) for n in n_images]
+    shifts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    shifts.flags.writeable = False
+    return shifts
+
+
 def neighbor_list(positions, cell, pbc, cutoff):
     """Find every neighbour closer than ``cutoff``.
 
@@ -116,14 +126,16 @@ def neighbor_list(positions, cell, pbc, cutoff):
     # Periodic copies that can lie within the cutoff of the wrapped cell.
     reach = cutoff * np.linalg.norm(inverse, axis=0)  # Rc / plane spacing
     n_images = np.where(pbc, np.ceil(reach), 0).astype(np.int64)
-    axes = [np.arange(-n, n + 1) for n in n_images]
-    shifts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    shifts = _shifts(tuple(int(n) for n in n_images))
     shifted = fractional[None, :, :] + shifts[:, None, :]
     inside = np.all((shifted >= -reach) & (shifted < 1.0 + reach)
                     | ~pbc, axis=2)
     shift_index, copy_atom = np.nonzero(inside)
-    copy_shift = shifts[shift_index]
-    copy_position = wrapped[copy_atom] + copy_shift @ full_cell
+    copy_shift = np.take(shifts, shift_index, axis=0)
+    copy_position = np.take(wrapped, copy_atom, axis=0) + copy_shift @ full_cell
+    # Offset of each copy relative to the unwrapped atom, and as a vector.
+    copy_offset = copy_shift - np.take(wrap, copy_atom, axis=0)
+    wrapped_any = bool(wrap.any())
 
     # Centre atoms are grouped into spatial blocks of a few hundred atoms;
     # each block is compared densely with the copies inside its box grown by
@@ -144,7 +156,7 @@ def neighbor_list(positions, cell, pbc, cutoff):
     cutoff2 = cutoff * cutoff
     pieces = []
     for centres in np.split(order, bounds):
-        centre_position = wrapped[centres]
+        centre_position = np.take(wrapped, centres, axis=0)
         lo = centre_position.min(axis=0) - cutoff
         hi = centre_position.max(axis=0) + cutoff
         near = np.flatnonzero((cx >= lo[0]) & (cx <= hi[0])
@@ -153,7 +165,9 @@ def neighbor_list(positions, cell, pbc, cutoff):
         d2 = np.square(centre_position[:, 0, None] - cx[near])
         d2 += np.square(centre_position[:, 1, None] - cy[near])
         d2 += np.square(centre_position[:, 2, None] - cz[near])
-        row, column = np.nonzero(d2 < cutoff2)
+        flat = np.flatnonzero(d2 < cutoff2)
+        row = flat // len(near)
+        column = flat - row * len(near)
         centre, candidate = centres[row], near[column]
         not_self = copy_self[candidate] != centre
         pieces.append((centre[not_self], candidate[not_self]))
@@ -163,14 +177,21 @@ def neighbor_list(positions, cell, pbc, cutoff):
         copy = np.concatenate([p[1] for p in pieces])
     else:
         i = copy = np.zeros(0, dtype=np.int64)
-    j = copy_atom[copy]
-    offsets = copy_shift[copy] - wrap[j] + wrap[i]
     # Blocks come out grouped by centre, so a stable sort on i is cheap.
     entry_order = np.argsort(i, kind="stable")
-    i, j, offsets = i[entry_order], j[entry_order], offsets[entry_order]
+    i, copy = i[entry_order], copy[entry_order]
+    j = copy_atom[copy]
+    offsets = np.take(copy_offset, copy, axis=0)
+    if wrapped_any:
+        offsets += np.take(wrap, i, axis=0)
+        shift = offsets @ cell
+    else:  # the same numbers, one product per copy instead of per entry
+        shift = np.take(copy_offset @ cell, copy, axis=0)
     # Vectors from the positions as given, so they match the caller's
     # coordinates to the last bit (finite differences rely on it).
-    vectors = positions[j] + offsets @ cell - positions[i]
+    vectors = np.take(positions, j, axis=0)
+    vectors += shift
+    vectors -= np.take(positions, i, axis=0)
     distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
     return NeighborList(i=i, j=j, offsets=offsets, vectors=vectors,
                         distances=distances, n_atoms=n_atoms)

@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 from .._memory import tune_malloc
+from .._rows import put_rows
 
 tune_malloc()
 
@@ -185,7 +186,7 @@ class _Chunk:
         starts = np.cumsum(counts) - counts
         self.slot = (self.row * width
                      + np.arange(len(entries)) - np.repeat(starts, counts))
-        self.r = neighbors.vectors[entries]
+        self.r = np.take(neighbors.vectors, entries, axis=0)
         self.d = neighbors.distances[entries]
         self.code = codes[neighbors.j[entries]]
         self.fc = cutoff(self.d)
@@ -195,8 +196,13 @@ class _Chunk:
         """Scatter per-entry values (n, ...) into (n_centres * width, ...)."""
         shape = (self.n_centres * self.width,) + values.shape[1:]
         out = np.full(shape, fill, dtype=values.dtype)
-        out[self.slot] = values
+        put_rows(out, self.slot, values)
         return out
+
+    @functools.cached_property
+    def X(self):
+        """The neighbour vectors in slots, shape ``(n_centres, width, 3)``."""
+        return self.padded(self.r).reshape(self.n_centres, self.width, 3)
 
 
 def _row_sums(terms, counts):
@@ -244,7 +250,8 @@ def _two_body(plan, chunk, values, derivatives, deferred=None):
             unit[:, :, None] * dterm.T[:, None, :]
     if deferred is not None:
         def add_gradient(dE_dG, gradient):
-            weights = dE_dG[:, plan.g2_columns][chunk.row]  # (entry, f)
+            weights = np.take(dE_dG[:, plan.g2_columns], chunk.row,
+                              axis=0)  # (entry, f)
             gradient += unit * np.einsum("fe,ef->e", dterm, weights)[:, None]
         deferred.append(add_gradient)
 
@@ -259,7 +266,7 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
     """
     Rc2 = chunk.Rc ** 2
     c, w = chunk.n_centres, chunk.width
-    X = chunk.padded(chunk.r).reshape(c, w, 3)
+    X = chunk.X
     gram = np.matmul(X, X.transpose(0, 2, 1)).reshape(-1)
     d2 = chunk.padded(chunk.d * chunk.d)
     if plan.needs_all_triplets:
@@ -305,8 +312,8 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
         if derivatives is not None:
             slot_grad = terms.slot_gradients(terms.coefficients())
             # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
-            per_slot = slot_grad.reshape(len(terms.columns), c * w,
-                                         3)[:, chunk.slot]
+            per_slot = np.take(slot_grad.reshape(len(terms.columns), c * w,
+                                                 3), chunk.slot, axis=1)
             derivatives[:, :, terms.columns] += per_slot.transpose(1, 2, 0)
         if deferred is not None:
             deferred.append(functools.partial(_add_pair_gradient, terms,
@@ -356,8 +363,8 @@ def _add_pair_gradient(terms, t_centre, dE_dG, gradient):
     weights = [dE_dG[t_centre, column] for column in terms.columns]
     slot_grad = terms.slot_gradients(terms.coefficients(weights))
     chunk = terms.chunk
-    gradient += slot_grad.reshape(chunk.n_centres * chunk.width, 3)[
-        chunk.slot]
+    gradient += np.take(slot_grad.reshape(chunk.n_centres * chunk.width, 3),
+                        chunk.slot, axis=0)
 
 
 class _PairTerms:
@@ -576,7 +583,7 @@ class _PairTerms:
             M[f, kj] = other_k
             diagonal[f] = (np.bincount(t.slot_j, own_j, minlength=size)
                            + np.bincount(t.slot_k, own_k, minlength=size))
-        X = chunk.padded(chunk.r).reshape(c, w, 3)
+        X = chunk.X
         slot_grad = M.reshape(n_f, c, w, w) @ X[None]
         slot_grad += diagonal.reshape(n_f, c, w, 1) * X[None]
         return slot_grad
