@@ -81,3 +81,23 @@ def test_gaussian_series_falls_back_for_large_eta():
     # No short accurate series: the caller multiplies exp and squared().
     assert Cosine(6.5).gaussian_squared(np.array([1.0]), 400.0) is None
     assert Polynomial(6.5).gaussian_squared(np.array([1.0]), 0.005) is None
+
+
+@pytest.mark.parametrize("cutoff", [Cosine(6.5), Cosine(3.0), Polynomial(6.5)])
+def test_inside_skips_only_the_range_test(cutoff):
+    # inside=True (the triplet kernel's R_jk < Rc) gives the same numbers
+    # within the cutoff, and a continuation that is still ~0 just past it.
+    R = np.linspace(0.05, cutoff.Rc, 2001)
+    R2 = R * R
+    for form in ("squared", "prime_over_r_squared"):
+        method = getattr(cutoff, form)
+        assert np.array_equal(method(R2, inside=True), method(R2))
+    for eta in (0.005, 1.0):
+        for form in ("gaussian_squared", "gaussian_prime_over_r_squared"):
+            method = getattr(cutoff, form)
+            inside, checked = method(R2, eta, inside=True), method(R2, eta)
+            assert (inside is None) == (checked is None)
+            if inside is not None:
+                assert np.array_equal(inside, checked)
+    just_past = (cutoff.Rc * (1 + 1e-15)) ** 2
+    assert abs(cutoff.squared(np.array([just_past]), inside=True)[0]) < 1e-13

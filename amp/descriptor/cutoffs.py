@@ -24,8 +24,12 @@ def _power_series(function, degree):
 
 def _horner(coefficients, u):
     """``sum(c_n u^n)`` by Horner's rule, in place on one temporary."""
-    out = np.full_like(u, coefficients[-1])
-    for c in coefficients[-2::-1]:
+    u = np.asarray(u, dtype=float)
+    if len(coefficients) == 1:
+        return np.full_like(u, coefficients[0])
+    out = u * coefficients[-1]
+    out += coefficients[-2]
+    for c in coefficients[-3::-1]:
         out *= u
         out += c
     return out
@@ -65,6 +69,26 @@ def _gaussian_series(factor, eta):
     return None
 
 
+@functools.lru_cache(maxsize=128)
+def _rescaled(series, Rc):
+    """Coefficients of ``series`` = (factor, eta) as a polynomial in R^2
+    for radius ``Rc``: ``c_n / Rc^(2n)``, times ``-pi^2 / (2 Rc^2)`` for
+    the derivative factor ``'sinc'`` (so that it gives ``prime(R) / R``).
+    ``eta`` None is the cutoff alone; None when there is no short series.
+    """
+    factor, eta = series
+    if eta is None:
+        coefficients = _COSINE_CUTOFF if factor == "cutoff" else _SINC_SQRT
+    else:
+        coefficients = _gaussian_series(factor, eta)
+        if coefficients is None:
+            return None
+    coefficients = coefficients / (Rc * Rc) ** np.arange(len(coefficients))
+    if factor == "sinc":
+        coefficients = coefficients * (-0.5 * (np.pi / Rc) ** 2)
+    return tuple(coefficients.tolist())
+
+
 def _check_radius(Rc):
     try:
         Rc = float(Rc)
@@ -100,39 +124,41 @@ class Cosine:
         value = -0.5 * np.pi / self.Rc * np.sin(np.pi * R / self.Rc)
         return np.where(R <= self.Rc, value, 0.0)
 
-    def squared(self, R2):
-        """Value at the distance(s) whose squares are ``R2``."""
-        u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
-        value = _horner(_COSINE_CUTOFF, u)
-        return np.where(u <= 1.0, value, 0.0)
+    def _in_squares(self, series, R2, inside):
+        """A power series in ``u = R^2 / Rc^2`` evaluated from ``R2``
+        directly (coefficients rescaled once per radius), zero beyond
+        ``Rc`` unless ``inside``."""
+        coefficients = _rescaled(series, self.Rc)
+        if coefficients is None:
+            return None
+        value = _horner(coefficients, R2)
+        if inside:
+            return value
+        return np.where(np.asarray(R2) <= self.Rc * self.Rc, value, 0.0)
 
-    def gaussian_squared(self, R2, eta):
+    def squared(self, R2, inside=False):
+        """Value at the distance(s) whose squares are ``R2``.
+
+        ``inside=True`` promises ``R2 <= Rc^2`` (up to rounding) and skips
+        the test; the series is then continued a rounding error past Rc,
+        where it is zero to 1e-14. The same holds for the methods below.
+        """
+        return self._in_squares(("cutoff", None), R2, inside)
+
+    def gaussian_squared(self, R2, eta, inside=False):
         """``exp(-eta R^2 / Rc^2)`` times the value, from ``R2``, as one
         polynomial (no exponential, no cosine); None when ``eta`` is too
         large for a short series."""
-        coefficients = _gaussian_series("cutoff", float(eta))
-        if coefficients is None:
-            return None
-        u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
-        return np.where(u <= 1.0, _horner(coefficients, u), 0.0)
+        return self._in_squares(("cutoff", float(eta)), R2, inside)
 
-    def gaussian_prime_over_r_squared(self, R2, eta):
+    def gaussian_prime_over_r_squared(self, R2, eta, inside=False):
         """``exp(-eta R^2 / Rc^2) prime(R) / R`` from ``R2`` as one
         polynomial; None when ``eta`` is too large for a short series."""
-        coefficients = _gaussian_series("sinc", float(eta))
-        if coefficients is None:
-            return None
-        u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
-        value = _horner(coefficients, u)
-        value *= -0.5 * (np.pi / self.Rc) ** 2
-        return np.where(u <= 1.0, value, 0.0)
+        return self._in_squares(("sinc", float(eta)), R2, inside)
 
-    def prime_over_r_squared(self, R2):
+    def prime_over_r_squared(self, R2, inside=False):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``."""
-        u = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
-        value = _horner(_SINC_SQRT, u)
-        value *= -0.5 * (np.pi / self.Rc) ** 2
-        return np.where(u <= 1.0, value, 0.0)
+        return self._in_squares(("sinc", None), R2, inside)
 
     def todict(self):
         """Amp's serialised form."""
@@ -184,20 +210,21 @@ class Polynomial:
         value = g * (g + 1.0) / self.Rc * (x ** g - x ** (g - 1.0))
         return np.where(x <= 1.0, value, 0.0)
 
-    def squared(self, R2):
-        """Value at the distance(s) whose squares are ``R2``."""
+    def squared(self, R2, inside=False):
+        """Value at the distance(s) whose squares are ``R2`` (``inside``
+        as for :meth:`Cosine.squared`, accepted and unused)."""
         return self(np.sqrt(R2))
 
-    def gaussian_squared(self, R2, eta):
+    def gaussian_squared(self, R2, eta, inside=False):
         """Not available in closed polynomial form: None (the caller
         multiplies the Gaussian and :meth:`squared` itself)."""
         return None
 
-    def gaussian_prime_over_r_squared(self, R2, eta):
+    def gaussian_prime_over_r_squared(self, R2, eta, inside=False):
         """None, as :meth:`gaussian_squared`."""
         return None
 
-    def prime_over_r_squared(self, R2):
+    def prime_over_r_squared(self, R2, inside=False):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``.
 
         Finite at ``R = 0`` only for ``gamma >= 2``.

@@ -295,20 +295,22 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
         groups = [(functions, np.flatnonzero(pair == pair_code))
                   for pair_code, functions in plan.pair_groups.items()]
     gradients = derivatives is not None or deferred is not None
+    inside = not plan.needs_all_triplets  # every triplet has R_jk < Rc
+    inv_d = chunk.padded(1.0 / chunk.d)
     for functions, pick in groups:
         if pick is None:
-            t = _Triplets(chunk, gram[flat], d2, slot_j, slot_k, flat,
-                          gradients)
+            t = _Triplets(chunk, gram[flat], d2, inv_d, slot_j, slot_k, flat,
+                          gradients, inside)
             t_centre = centre
         elif len(pick) == 0:
             continue
         else:
-            t = _Triplets(chunk, gram[flat[pick]], d2, slot_j[pick],
-                          slot_k[pick], flat[pick], gradients)
+            t = _Triplets(chunk, gram[flat[pick]], d2, inv_d, slot_j[pick],
+                          slot_k[pick], flat[pick], gradients, inside)
             t_centre = centre[pick]
         terms = _PairTerms(functions, t, chunk, gradients)
         counts = np.bincount(t_centre, minlength=c)
-        values[:, terms.columns] += _row_sums(np.stack(terms.terms), counts)
+        values[:, terms.columns] += _row_sums(terms.terms, counts)
         if derivatives is not None:
             slot_grad = terms.slot_gradients(terms.coefficients())
             # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
@@ -317,27 +319,33 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
             derivatives[:, :, terms.columns] += per_slot.transpose(1, 2, 0)
         if deferred is not None:
             deferred.append(functools.partial(_add_pair_gradient, terms,
-                                              t_centre))
+                                              counts))
 
 
 class _Triplets:
-    """Per-pair geometry of the usable slot pairs (j, k) of a chunk."""
+    """Per-pair geometry of the usable slot pairs (j, k) of a chunk.
 
-    def __init__(self, chunk, gram, d2, slot_j, slot_k, flat, derivatives):
+    ``inside``: every triplet has ``R_jk < Rc`` (up to rounding), so the
+    cutoffs of ``R_jk`` need no range test.
+    """
+
+    def __init__(self, chunk, gram, d2, inv_d, slot_j, slot_k, flat,
+                 derivatives, inside):
         # ``flat`` indexes (centre, j, k) in the (c, w, w) block.
-        self.flat, self.chunk = flat, chunk
-        pad_d = chunk.padded(chunk.d, fill=1.0)
+        self.flat, self.chunk, self.inside = flat, chunk, inside
         self.slot_j, self.slot_k = slot_j, slot_k
-        self.da, self.db = pad_d[slot_j], pad_d[slot_k]
-        self.inv_ab = 1.0 / (self.da * self.db)
-        self.cos = np.clip(gram * self.inv_ab, -1.0, 1.0)
+        inv_a, inv_b = inv_d[slot_j], inv_d[slot_k]
+        self.inv_ab = inv_a * inv_b
+        self.cos = gram * self.inv_ab
+        np.clip(self.cos, -1.0, 1.0, out=self.cos)
         self.sum_ab = d2[slot_j] + d2[slot_k]
         # R_jk^2; the cutoffs take squared distances (no square root).
-        self.dc2 = np.maximum(self.sum_ab - 2.0 * gram, 0.0)
+        self.dc2 = gram * -2.0
+        self.dc2 += self.sum_ab
+        np.maximum(self.dc2, 0.0, out=self.dc2)
         if derivatives:
-            self.inv_a2 = 1.0 / (self.da * self.da)
-            self.inv_b2 = 1.0 / (self.db * self.db)
-
+            self.inv_a2 = inv_a * inv_a
+            self.inv_b2 = inv_b * inv_b
 
     def pair_of(self, per_entry):
         """A per-entry quantity at slots j and k of every triplet."""
@@ -357,10 +365,11 @@ class _Triplets:
         raise AttributeError(name)
 
 
-def _add_pair_gradient(terms, t_centre, dE_dG, gradient):
+def _add_pair_gradient(terms, counts, dE_dG, gradient):
     """Add ``dE/dr_e`` of one element pair's functions, given ``dE/dG`` of
-    the chunk's centres, to the chunk's entry ``gradient``."""
-    weights = [dE_dG[t_centre, column] for column in terms.columns]
+    the chunk's centres, to the chunk's entry ``gradient``; ``counts`` are
+    the triplets of each centre (triplets come sorted by centre)."""
+    weights = np.repeat(dE_dG[:, terms.columns].T, counts, axis=1)
     slot_grad = terms.slot_gradients(terms.coefficients(weights))
     chunk = terms.chunk
     gradient += np.take(slot_grad.reshape(chunk.n_centres * chunk.width, 3),
@@ -375,7 +384,7 @@ class _PairTerms:
     Attributes
     ----------
     columns : list of int
-    terms : list of ndarray
+    terms : ndarray, shape (n_functions, n_triplets)
         Each function's term per triplet.
     """
 
@@ -383,15 +392,14 @@ class _PairTerms:
         self.functions, self.t, self.chunk = functions, t, chunk
         self.derivatives = derivatives
         self._gaussians, self._bases, self._powers = {}, {}, {}
-        self._factors, self._radials, self._fused = {}, {}, {}
-        self.columns, self.terms = [], []
-        for column, kind, eta, zeta, gamma in functions:
-            radial = self._radial(kind, eta)
-            term = self._power(gamma, zeta) * radial
+        self._factors, self._derivative_bases, self._fused = {}, {}, {}
+        self.columns = [function[0] for function in functions]
+        self.terms = np.empty((len(functions), len(t.cos)))
+        for term, (_, kind, eta, zeta, gamma) in zip(self.terms, functions):
+            np.multiply(self._power(gamma, zeta), self._radial(kind, eta),
+                        out=term)
             if zeta != 1.0:
                 term *= 2.0 ** (1.0 - zeta)
-            self.columns.append(column)
-            self.terms.append(term)
 
     def _radial(self, kind, eta):
         """The Gaussian times the cutoffs, per triplet."""
@@ -419,7 +427,7 @@ class _PairTerms:
         """
         if eta not in self._fused:
             t, chunk = self.t, self.chunk
-            h = chunk.cutoff.gaussian_squared(t.dc2, eta)
+            h = chunk.cutoff.gaussian_squared(t.dc2, eta, t.inside)
             if h is None:
                 self._fused[eta] = None
                 return None
@@ -428,7 +436,8 @@ class _PairTerms:
             Pb_h = Pb * h
             fused = {"radial": Pa * Pb_h}
             if self.derivatives:
-                k = chunk.cutoff.gaussian_prime_over_r_squared(t.dc2, eta)
+                k = chunk.cutoff.gaussian_prime_over_r_squared(
+                    t.dc2, eta, t.inside)
                 Qa, Qb = t.pair_of(chunk.fc_prime / chunk.d * gauss)
                 fused.update(a=Qa * Pb_h, b=Pa * h * Qb, c=Pa * Pb * k)
             self._fused[eta] = fused
@@ -437,7 +446,8 @@ class _PairTerms:
     def _fcc(self):
         """The cutoff of R_jk per triplet (for the unfused G4 path)."""
         if "fcc" not in self._factors:
-            self._factors["fcc"] = self.chunk.cutoff.squared(self.t.dc2)
+            self._factors["fcc"] = self.chunk.cutoff.squared(self.t.dc2,
+                                                             self.t.inside)
         return self._factors["fcc"]
 
     def _gaussian(self, kind, eta):
@@ -470,8 +480,8 @@ class _PairTerms:
 
         Parameters
         ----------
-        weights : list of ndarray, optional
-            One per-triplet weight per function (``dE/dG`` of the centre).
+        weights : ndarray, shape (n_functions, n_triplets), optional
+            Each function's weight per triplet (``dE/dG`` of the centre).
 
         Returns
         -------
@@ -506,43 +516,59 @@ class _PairTerms:
 
     def _combine(self, kind, eta, p, q):
         """The derivative coefficients from the angular factors ``p``,
-        ``q`` (see :meth:`coefficients`) of functions of one (kind, eta).
+        ``q`` (see :meth:`coefficients`) of functions of one (kind, eta):
+        each is ``p U + q V`` with ``U``, ``V`` from :meth:`_basis`."""
+        Uj, Vj, Uo, Vo, Uk, Vk = self._basis(kind, eta)
+        own_j = p * Uj
+        own_j += q * Vj
+        other = p * Uo
+        if Vo is not None:
+            other += q * Vo
+        own_k = p * Uk
+        own_k += q * Vk
+        return own_j, other, other, own_k
+
+    def _basis(self, kind, eta):
+        """``(Uj, Vj, Uo, Vo, Uk, Vk)``: the derivative coefficients of the
+        functions of one (kind, eta) are ``own_j = p Uj + q Vj``, ``other
+        = p Uo + q Vo`` and ``own_k = p Uk + q Vk`` (``Vo`` None for zero).
 
         With ``c = b - a``: ``d term / d a = A1 a + B1 b + C1 c`` and
         ``d term / d b = A2 a + B2 b + C2 c``, from the angle, the Gaussian
         and the cutoffs in turn; ``C2 = -C1``, so the two off-diagonal
-        coefficients are equal. ``rest`` is the term without its cutoff
-        factors, so nothing is divided by a cutoff value (zero at Rc).
+        coefficients are equal: slot j gets ``(A1 - C1) a + (B1 + C1) b``,
+        slot k ``(A2 - C2) a + (B2 + C2) b``. The cutoff factors never
+        divide by a cutoff value (zero at Rc).
         """
+        if (kind, eta) in self._derivative_bases:
+            return self._derivative_bases[kind, eta]
         t = self.t
+        two_eta = 2.0 * eta / self.chunk.Rc ** 2
         fused = self._fused_g4(eta) if kind == "G4" else None
         if fused is not None:
-            angular_prime = p * fused["radial"]
-            two_eta_term = (2.0 * eta / self.chunk.Rc ** 2) * (
-                q * fused["radial"])
-            cross = angular_prime * t.inv_ab
-            angular_cos = angular_prime * t.cos
-            A1 = q * fused["a"] - angular_cos * t.inv_a2 - two_eta_term
-            B2 = q * fused["b"] - angular_cos * t.inv_b2 - two_eta_term
-            C1 = two_eta_term - q * fused["c"]
-            other = cross + C1
-            return A1 - C1, other, other, B2 - C1
-        factors = self._cutoff_factors(kind)
-        gauss, radial = self._gaussian(kind, eta)
-        angular_prime = p * radial
-        rest = q * gauss
-        two_eta_term = (2.0 * eta / self.chunk.Rc ** 2) * (q * radial)
-        cross = angular_prime * t.inv_ab
-        angular_cos = angular_prime * t.cos
-        A1 = rest * factors[0] - angular_cos * t.inv_a2 - two_eta_term
-        B2 = rest * factors[1] - angular_cos * t.inv_b2 - two_eta_term
-        if kind != "G4":
-            return A1, cross, cross, B2
-        C1 = two_eta_term - rest * factors[2]
-        # Slot j gets (A1 - C1) a + (B1 + C1) b; slot k gets
-        # (A2 - C2) a + (B2 + C2) b.
-        other = cross + C1
-        return A1 - C1, other, other, B2 - C1
+            radial = fused["radial"]
+            # Gaussian and cutoff parts: a, b and c factors per triplet.
+            Fa, Fb, Fc = fused["a"], fused["b"], fused["c"]
+        else:
+            gauss, radial = self._gaussian(kind, eta)
+            factors = self._cutoff_factors(kind)
+            Fa, Fb = gauss * factors[0], gauss * factors[1]
+            Fc = gauss * factors[2] if kind == "G4" else None
+        Uo = radial * t.inv_ab
+        radial_cos = radial * t.cos
+        Uj = radial_cos * t.inv_a2
+        Uj *= -1.0
+        Uk = radial_cos * t.inv_b2
+        Uk *= -1.0
+        if Fc is None:  # G5: no R_jk factor, C1 = 0
+            shared = two_eta * radial
+            Vj, Vk, Vo = Fa - shared, Fb - shared, None
+        else:
+            shared = Fc - (2.0 * two_eta) * radial
+            Vj, Vk = Fa + shared, Fb + shared
+            Vo = two_eta * radial - Fc
+        self._derivative_bases[kind, eta] = basis = (Uj, Vj, Uo, Vo, Uk, Vk)
+        return basis
 
     def _cutoff_factors(self, kind):
         """Cutoff factors of the derivative of ``kind``'s terms:
@@ -552,7 +578,8 @@ class _PairTerms:
             t = self.t
             if kind == "G4":
                 fcc = self._fcc()
-                fcc_over = self.chunk.cutoff.prime_over_r_squared(t.dc2)
+                fcc_over = self.chunk.cutoff.prime_over_r_squared(t.dc2,
+                                                                  t.inside)
                 self._factors[kind] = (t.fb * fcc * t.fa_over,
                                        t.fa * fcc * t.fb_over,
                                        t.fa * t.fb * fcc_over)
@@ -571,19 +598,22 @@ class _PairTerms:
         n_f = len(coefficients)
         c, w = chunk.n_centres, chunk.width
         size = c * w
-        # Off-diagonal coefficients couple a slot to the other slot's
-        # vector: M[j, k] multiplies r_k into slot j, M[k, j] multiplies r_j
-        # into slot k.
+        # One (w, w) matrix per centre and function: off-diagonal M[j, k]
+        # multiplies r_k into slot j (and M[k, j] r_j into slot k); the
+        # diagonal holds each slot's own coefficient sum.
         M = np.zeros((n_f, size * w))
-        diagonal = np.zeros((n_f, size))
         jk = t.flat
         kj = t.slot_k * w + (t.slot_j - (t.slot_j // w) * w)
+        diagonal = np.arange(size) * (w + 1) - (np.arange(size) // w) * w
+        # Triplets come sorted by slot j: its sums are over contiguous runs.
+        run_start = np.flatnonzero(t.slot_j[1:] != t.slot_j[:-1]) + 1
+        run_start = np.concatenate(([0], run_start))
+        run_slot = t.slot_j[run_start]
         for f, (own_j, other_j, other_k, own_k) in enumerate(coefficients):
-            M[f, jk] = other_j
-            M[f, kj] = other_k
-            diagonal[f] = (np.bincount(t.slot_j, own_j, minlength=size)
-                           + np.bincount(t.slot_k, own_k, minlength=size))
-        X = chunk.X
-        slot_grad = M.reshape(n_f, c, w, w) @ X[None]
-        slot_grad += diagonal.reshape(n_f, c, w, 1) * X[None]
-        return slot_grad
+            row = M[f]  # 1-D views scatter twice as fast as M[f, index]
+            row[jk] = other_j
+            row[kj] = other_k
+            own = np.bincount(t.slot_k, own_k, minlength=size)
+            own[run_slot] += np.add.reduceat(own_j, run_start)
+            row[diagonal] = own
+        return M.reshape(n_f, c, w, w) @ chunk.X[None]
