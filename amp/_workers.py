@@ -164,63 +164,82 @@ def _watch_stdin():
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _io_thread(context, address, process_id, host, secret, ready, failure):
-    """Own the DEALER socket: handshake, relay messages, send heartbeats.
+def _connect(context, address, process_id, host, secret):
+    """Connect a DEALER socket to the master and authenticate both ways.
 
-    Computations run in the main thread; this thread keeps answering
-    (heartbeats) meanwhile, so the master can tell busy from dead.
+    Returns
+    -------
+    dealer : zmq.Socket
+    heartbeat : float
+        Seconds between heartbeats, as the master asked.
     """
     import zmq
 
     dealer = context.socket(zmq.DEALER)
     dealer.linger = 1000
     dealer.connect(address)
-    pair = context.socket(zmq.PAIR)
-    pair.bind("inproc://amp-worker")
-    try:
-        dealer.send_multipart(_wire.encode({
-            "subject": "hello", "id": process_id, "host": host,
-            "pid": os.getpid()}))
-        if not dealer.poll(30000):
-            raise RuntimeError("no answer from the master at %s" % address)
-        head, _ = _wire.decode(dealer.recv_multipart())
-        if head["subject"] != "challenge":
-            raise RuntimeError("master refused: %s" % head.get("reason"))
-        nonce = head["nonce"]
-        dealer.send_multipart(_wire.encode({
-            "subject": "auth", "proof": _wire.proof(secret, "worker",
-                                                    nonce)}))
-        if not dealer.poll(30000):
-            raise RuntimeError("the master did not welcome this worker")
-        head, _ = _wire.decode(dealer.recv_multipart())
-        if head["subject"] != "welcome" or not _wire.check_proof(
-                secret, "master", nonce, head.get("proof")):
-            raise RuntimeError("the peer at %s is not this run's master"
-                               % address)
-        heartbeat = float(head.get("heartbeat", 1.0))
-    except Exception as error:  # reported by the main thread
-        failure.append(error)
-        ready.set()
-        return
-    ready.set()
-    poller = zmq.Poller()
-    poller.register(dealer, zmq.POLLIN)
-    poller.register(pair, zmq.POLLIN)
-    beat = _wire.encode({"subject": "heartbeat"})
-    last = time.monotonic()
-    while True:
-        events = dict(poller.poll(heartbeat * 1000))
-        if dealer in events:
-            pair.send_multipart(dealer.recv_multipart(copy=False), copy=False)
-        if pair in events:
-            frames = pair.recv_multipart(copy=False)
-            if frames[0].bytes == b"exit":
-                return
-            dealer.send_multipart(frames, copy=False)
-            last = time.monotonic()
-        if time.monotonic() - last >= heartbeat:
-            dealer.send_multipart(beat)
-            last = time.monotonic()
+    dealer.send_multipart(_wire.encode({
+        "subject": "hello", "id": process_id, "host": host,
+        "pid": os.getpid()}))
+    if not dealer.poll(30000):
+        raise RuntimeError("no answer from the master at %s" % address)
+    head, _ = _wire.decode(dealer.recv_multipart())
+    if head["subject"] != "challenge":
+        raise RuntimeError("master refused: %s" % head.get("reason"))
+    nonce = head["nonce"]
+    dealer.send_multipart(_wire.encode({
+        "subject": "auth", "proof": _wire.proof(secret, "worker", nonce)}))
+    if not dealer.poll(30000):
+        raise RuntimeError("the master did not welcome this worker")
+    head, _ = _wire.decode(dealer.recv_multipart())
+    if head["subject"] != "welcome" or not _wire.check_proof(
+            secret, "master", nonce, head.get("proof")):
+        raise RuntimeError("the peer at %s is not this run's master"
+                           % address)
+    return dealer, float(head.get("heartbeat", 1.0))
+
+
+class _Channel:
+    """The worker's socket, shared by the main thread and a heartbeat
+    thread under a lock (a ZMQ socket may change threads across a lock,
+    never be used by two at once).
+
+    The main thread waits for requests and answers them on the socket
+    itself, so a request costs no hop between threads; while it computes,
+    the heartbeat thread sends a heartbeat every ``heartbeat`` seconds so
+    the master can tell busy from dead. Idle, the main thread sends them.
+    """
+
+    def __init__(self, dealer, heartbeat):
+        self.dealer, self.heartbeat = dealer, heartbeat
+        self.lock = threading.Lock()
+        self.busy = threading.Event()
+        self.beat = _wire.encode({"subject": "heartbeat"})
+        threading.Thread(target=self._beat_while_busy, daemon=True).start()
+
+    def _beat_while_busy(self):
+        while True:
+            self.busy.wait()
+            time.sleep(self.heartbeat)
+            if self.busy.is_set():
+                with self.lock:
+                    self.dealer.send_multipart(self.beat)
+
+    def receive(self):
+        """The next request's frames (sending heartbeats while idle)."""
+        while True:
+            with self.lock:
+                if self.dealer.poll(self.heartbeat * 1000):
+                    frames = self.dealer.recv_multipart(copy=False)
+                    self.busy.set()
+                    return frames
+                self.dealer.send_multipart(self.beat)
+
+    def reply(self, frames):
+        """Send a reply; heartbeats stop until the next request."""
+        with self.lock:
+            self.busy.clear()
+            self.dealer.send_multipart(frames, copy=False)
 
 
 class _Worker:
@@ -277,22 +296,16 @@ def worker_main(address, process_id, host):
     secret = _read_secret()
     _watch_stdin()
     context = zmq.Context()
-    ready, failure = threading.Event(), []
-    io = threading.Thread(target=_io_thread, daemon=True, args=(
-        context, address, process_id, host, secret, ready, failure))
-    io.start()
-    ready.wait()
-    if failure:
-        sys.exit("amp worker %s on %s: %s" % (process_id, host, failure[0]))
-    pair = context.socket(zmq.PAIR)
-    pair.connect("inproc://amp-worker")
+    try:
+        channel = _Channel(*_connect(context, address, process_id, host,
+                                     secret))
+    except Exception as error:
+        sys.exit("amp worker %s on %s: %s" % (process_id, host, error))
     worker = _Worker()
     while True:
-        frames = pair.recv_multipart(copy=False)
+        frames = channel.receive()
         head, data = _wire.decode(frames)
         if head["subject"] == "exit":
-            pair.send(b"exit")
-            io.join(2)
             os._exit(0)
         try:
             value = worker.handle(head, data)
@@ -302,7 +315,7 @@ def worker_main(address, process_id, host):
             reply = _wire.encode({"subject": "error",
                                   "token": head.get("token"),
                                   "error": traceback.format_exc()})
-        pair.send_multipart(reply, copy=False)
+        channel.reply(reply)
 
 
 # ------------------------------------------------------ launcher over SSH

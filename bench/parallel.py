@@ -9,6 +9,9 @@ Prints ``name value unit`` lines:
   derivatives of 40 rattled 108-atom fcc Cu images (a = 3.6 A, 3x3x3 cubic),
   default symmetry functions, results back in the master as arrays (target
   speed-up >= 1.7);
+* ``zmq_echo_round_trip_floor_2_processes``: a bare pyzmq message to 2
+  processes that only echo it, the floor of any ZMQ design on this
+  machine;
 * ``persistent_call_round_trip_2_workers``: one call of a persistent job
   that does no work, i.e. the messaging cost every loss evaluation pays;
 * ``loss_and_gradient_forces_<n>_slabs_serial`` / ``..._2_workers`` and
@@ -16,7 +19,10 @@ Prints ``name value unit`` lines:
   evaluation with force training on n = 50 (target speed-up >= 1.5) and
   n = 500 snapshots of the tutorial Pt/Cu slab, and on 40 displaced
   108-atom Cu cells (``40x108_cu``), the images held by the workers for
-  the whole fit. A loss evaluation has a fixed cost of about 0.5 ms
+  the whole fit. For 50 slabs also ``..._half_share_serial`` (one worker's
+  half computed in the master) and ``loss_and_gradient_speedup_bound_...``
+  = serial / (half share + ZMQ floor), the best any ZMQ master/worker
+  design could reach here. A loss evaluation has a fixed cost of about 0.2 ms
   (Python, per network and share) besides the round trip, so two workers
   pay off once one evaluation takes several milliseconds.
 
@@ -92,12 +98,14 @@ def tutorial_slabs(count):
         return slab_images(os.path.join(folder, "slab.traj"), count)
 
 
-def bench_loss_gradient(pool, images, name, repeats=200):
+def bench_loss_gradient(pool, images, name, repeats=200, floor=None):
     """One loss-and-gradient evaluation with force training, default
     Gaussian, ``hiddenlayers=(5, 5)``: serial against 2 workers each
     holding half the images. The master's time per call is measured:
     sending the parameters, the workers' partial sums, gathering and adding
-    them."""
+    them. With ``floor`` (the bare ZMQ round trip), also the serial time
+    of one worker's half of the images and the speed-up bound ``serial /
+    (half share + floor)`` that no ZMQ design can beat here."""
     from amp.model import LossFunction
     from amp.model.neuralnetwork import NeuralNetwork
     from amp.utilities import Logger
@@ -116,6 +124,16 @@ def bench_loss_gradient(pool, images, name, repeats=200):
         vector = model.vector
         lossfunction = model.lossfunction
         results[how] = lossfunction.calculate_loss(vector, True)
+        if how == "serial" and floor is not None:
+            lossfunction.split_images(2)
+            batch = lossfunction.batches()[0]
+            half = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                batch.partial(model.element_networks(), True, 1.0, 0.04,
+                              model.raveler)
+                half.append(time.perf_counter() - start)
+            lossfunction.split_images(1)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -129,6 +147,11 @@ def bench_loss_gradient(pool, images, name, repeats=200):
         <= 1e-12 * results["serial"]["loss"]
     print("loss_and_gradient_speedup_%s_2_workers %.2f x"
           % (name, medians["serial"] / medians["2_workers"]))
+    if floor is not None:
+        print("loss_and_gradient_forces_%s_half_share_serial %.2f ms"
+              % (name, 1e3 * np.median(half)))
+        print("loss_and_gradient_speedup_bound_%s_2_workers %.2f x"
+              % (name, medians["serial"] / (np.median(half) + floor)))
 
 
 def bench_round_trip(pool, repeats=500):
@@ -147,12 +170,61 @@ def bench_round_trip(pool, repeats=500):
           % (1e3 * np.median(times)))
 
 
+def _echo(address):
+    import zmq
+
+    socket = zmq.Context().socket(zmq.DEALER)
+    socket.connect(address)
+    socket.send(b"ready")
+    while True:
+        frames = socket.recv_multipart()
+        if frames[0] == b"stop":
+            return
+        socket.send_multipart(frames)
+
+
+def bench_zmq_floor(repeats=2000):
+    """Round trip of a bare pyzmq message (1 kB) to 2 processes that only
+    echo it: what any ZMQ master/worker design pays on this machine, with
+    no Python work on either side."""
+    import multiprocessing
+
+    import zmq
+
+    router = zmq.Context().socket(zmq.ROUTER)
+    router.bind("tcp://127.0.0.1:0")
+    address = router.last_endpoint.decode()
+    processes = [multiprocessing.Process(target=_echo, args=(address,))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    identities = [router.recv_multipart()[0] for _ in processes]
+    payload = bytes(1000)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for identity in identities:
+            router.send_multipart([identity, payload])
+        for _ in identities:
+            router.recv_multipart()
+        times.append(time.perf_counter() - start)
+    for identity in identities:
+        router.send_multipart([identity, b"stop"])
+    for process in processes:
+        process.join()
+    router.close(linger=0)
+    floor = np.median(times[repeats // 10:])
+    print("zmq_echo_round_trip_floor_2_processes %.3f ms" % (1e3 * floor))
+    return floor
+
+
 def main():
     bench_worker_start()
+    floor = bench_zmq_floor()
     with WorkerPool(2) as pool:
         bench_fingerprints(pool)
         bench_round_trip(pool)
-        bench_loss_gradient(pool, tutorial_slabs(50), "50_slabs")
+        bench_loss_gradient(pool, tutorial_slabs(50), "50_slabs", floor=floor)
         bench_loss_gradient(pool, tutorial_slabs(500), "500_slabs",
                             repeats=50)
         from benchdata import copper_images as emt_copper_images
