@@ -120,6 +120,21 @@ SYSTEMS = {
             e: make_symmetry_functions(["Au", "Cu"], "G4", etas=[1.0, 8.0],
                                        zetas=[1.0, 2.0], gammas=[1.0, -1.0])
             for e in ("Au", "Cu")})),
+    # Element pairs with different functions, and pairs with none: the
+    # value and fused paths take all pairs at once (absent columns).
+    "periodic alloy, different functions per element pair": (
+        rattled_alloy, lambda: Gaussian(cutoff=4.5, Gs={
+            "Au": (make_symmetry_functions(["Cu"], "G2", etas=[0.1])
+                   + [{"type": "G4", "elements": ["Au", "Cu"], "eta": 0.005,
+                       "zeta": 1.0, "gamma": 1.0},
+                      {"type": "G4", "elements": ["Cu", "Cu"], "eta": 0.005,
+                       "zeta": 2.0, "gamma": -1.0},
+                      {"type": "G5", "elements": ["Cu", "Cu"], "eta": 0.1,
+                       "zeta": 1.0, "gamma": 1.0}]),
+            "Cu": [{"type": "G4", "elements": ["Au", "Au"], "eta": 1.0,
+                    "zeta": 4.0, "gamma": 1.0},
+                   {"type": "G4", "elements": ["Au", "Au"], "eta": 0.005,
+                    "zeta": 1.0, "gamma": 1.0}]})),
 }
 
 

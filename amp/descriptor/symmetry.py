@@ -68,6 +68,21 @@ class ElementPlan:
         self.needs_all_triplets = any(G["type"] == "G5" for _, G in three)
         self.has_triplets = bool(self.pair_groups)
         self.n_elements = n_elements
+        # All element pairs at once: the distinct (kind, eta, zeta, gamma)
+        # and, per pair code, the column of each (n_features when that
+        # pair has no such function).
+        shapes = sorted({function[1:] for functions in
+                         self.pair_groups.values() for function in functions})
+        self.templates = [(f,) + shape for f, shape in enumerate(shapes)]
+        self.template_columns = np.full((n_elements ** 2, len(shapes)),
+                                        self.n_features, dtype=np.int64)
+        for pair, functions in self.pair_groups.items():
+            for column, *shape in functions:
+                self.template_columns[pair, shapes.index(tuple(shape))] = \
+                    column
+        present = self.template_columns < self.n_features
+        self.template_code, self.template_index = np.nonzero(present)
+        self.template_target = self.template_columns[present]
 
 
 def _integer_power(x, zeta):
@@ -286,17 +301,22 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
     slot_j = flat // w
     centre = slot_j // w
     slot_k = flat - (slot_j - centre) * w
+    gradients = derivatives is not None or deferred is not None
+    inside = not plan.needs_all_triplets  # every triplet has R_jk < Rc
+    inv_d = chunk.padded(1.0 / chunk.d)
     if plan.n_elements == 1:
         groups = [(functions, None) for functions in plan.pair_groups.values()]
     else:
         code = chunk.padded(chunk.code, fill=-1)
         ca, cb = code[slot_j], code[slot_k]
         pair = np.minimum(ca, cb) * plan.n_elements + np.maximum(ca, cb)
+        if derivatives is None:
+            t = _Triplets(chunk, gram[flat], d2, inv_d, slot_j, slot_k, flat,
+                          gradients, inside)
+            _all_pairs(plan, t, chunk, centre, pair, values, deferred)
+            return
         groups = [(functions, np.flatnonzero(pair == pair_code))
                   for pair_code, functions in plan.pair_groups.items()]
-    gradients = derivatives is not None or deferred is not None
-    inside = not plan.needs_all_triplets  # every triplet has R_jk < Rc
-    inv_d = chunk.padded(1.0 / chunk.d)
     for functions, pick in groups:
         if pick is None:
             t = _Triplets(chunk, gram[flat], d2, inv_d, slot_j, slot_k, flat,
@@ -310,7 +330,12 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
             t_centre = centre[pick]
         terms = _PairTerms(functions, t, chunk, gradients)
         counts = np.bincount(t_centre, minlength=c)
-        values[:, terms.columns] += _row_sums(terms.terms, counts)
+        if pick is None:
+            values[:, terms.columns] += _row_sums(terms.terms, counts)
+        else:  # summed in the order _all_pairs sums them: same bits
+            values[:, terms.columns] += np.stack([
+                np.bincount(t_centre, term, minlength=c)
+                for term in terms.terms]).T
         if derivatives is not None:
             slot_grad = terms.slot_gradients(terms.coefficients())
             # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
@@ -318,8 +343,9 @@ def _three_body(plan, chunk, values, derivatives, deferred=None):
                                                  3), chunk.slot, axis=1)
             derivatives[:, :, terms.columns] += per_slot.transpose(1, 2, 0)
         if deferred is not None:
-            deferred.append(functools.partial(_add_pair_gradient, terms,
-                                              counts))
+            deferred.append(functools.partial(
+                _add_pair_gradient, terms, functools.partial(
+                    _repeated_weights, terms.columns, counts)))
 
 
 class _Triplets:
@@ -365,11 +391,51 @@ class _Triplets:
         raise AttributeError(name)
 
 
-def _add_pair_gradient(terms, counts, dE_dG, gradient):
-    """Add ``dE/dr_e`` of one element pair's functions, given ``dE/dG`` of
-    the chunk's centres, to the chunk's entry ``gradient``; ``counts`` are
-    the triplets of each centre (triplets come sorted by centre)."""
-    weights = np.repeat(dE_dG[:, terms.columns].T, counts, axis=1)
+def _all_pairs(plan, t, chunk, centre, pair, values, deferred):
+    """The three-body terms of every element pair in one pass over all
+    triplets (the value and fused paths of images with several elements).
+
+    Each distinct (kind, eta, zeta, gamma) is computed once for all
+    triplets; sums go to a (centre, pair) bin, then to the column that
+    pair's function has. ``dE/dG`` weights are gathered per triplet from
+    its centre and pair, so all pairs share one gradient scatter too.
+    """
+    terms = _PairTerms(plan.templates, t, chunk, deferred is not None)
+    n_codes = plan.n_elements ** 2
+    bins = centre * n_codes + pair
+    size = chunk.n_centres * n_codes
+    sums = np.stack([np.bincount(bins, term, minlength=size)
+                     for term in terms.terms])
+    sums = sums.reshape(len(terms.terms), chunk.n_centres, n_codes)
+    values[:, plan.template_target] += \
+        sums[plan.template_index, :, plan.template_code].T
+    if deferred is not None:
+        deferred.append(functools.partial(
+            _add_pair_gradient, terms, functools.partial(
+                _gathered_weights, plan, centre, pair)))
+
+
+def _gathered_weights(plan, centre, pair, dE_dG):
+    """``dE/dG`` of each triplet's centre for its pair's function of each
+    template, shape (n_templates, n_triplets); 0 where the pair has none."""
+    n_rows, n_features = dE_dG.shape
+    padded = np.zeros((n_rows, n_features + 1))
+    padded[:, :n_features] = dE_dG
+    index = plan.template_columns[pair].T + centre * (n_features + 1)
+    return np.take(padded.reshape(-1), index)
+
+
+def _repeated_weights(columns, counts, dE_dG):
+    """``dE/dG`` of each triplet's centre for each of ``columns``, shape
+    (len(columns), n_triplets); ``counts`` are the triplets per centre."""
+    return np.repeat(dE_dG[:, columns].T, counts, axis=1)
+
+
+def _add_pair_gradient(terms, weights_of, dE_dG, gradient):
+    """Add ``dE/dr_e`` of a set of three-body functions, given ``dE/dG`` of
+    the chunk's centres, to the chunk's entry ``gradient``;
+    ``weights_of(dE_dG)`` gives each function's weight per triplet."""
+    weights = weights_of(dE_dG)
     slot_grad = terms.slot_gradients(terms.coefficients(weights))
     chunk = terms.chunk
     gradient += np.take(slot_grad.reshape(chunk.n_centres * chunk.width, 3),
