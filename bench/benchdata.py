@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from tutorial_data import generate_data, make_slab  # noqa: E402
 
 __all__ = ["make_slab", "slab_images", "copper_cell", "copper_images",
-           "report"]
+           "report", "run_original"]
 
 # ASE's deprecation notes about the tutorial's MD set-up, not about us.
 warnings.filterwarnings("ignore", message=".*fixcm")
@@ -63,3 +63,22 @@ def copper_images(count, seed=0):
                                            forces=forces)
         images.append(atoms)
     return images
+
+
+def run_original(python, *arguments):
+    """Run ``bench/original_amp.py ARGUMENTS`` under ``python`` (an
+    interpreter with Amp 1.0.1) and pass its ``name value unit`` lines on;
+    a failure prints an ``original_failed`` line with its last error."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    command = [python, os.path.join(here, "original_amp.py")]
+    command += [str(argument) for argument in arguments]
+    # PYTHONPATH could point the other interpreter at this package.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(command, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    sys.stdout.write(result.stdout)
+    if result.returncode:
+        report("original_failed", result.returncode, "exit_code",
+               " ".join(result.stderr.strip().splitlines()[-1:]))

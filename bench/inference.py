@@ -36,7 +36,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -112,20 +111,6 @@ def bench_md(path, slab_positions, steps=200):
            % (len(times), 1e3 * np.min(times)))
 
 
-def run_original(python, traj, time_limit):
-    """``bench/original_amp.py inference`` under Amp 1.0.1's interpreter."""
-    command = [python, os.path.join(HERE, "original_amp.py"), "inference",
-               "--slab", traj, "--time-limit", str(time_limit)]
-    # PYTHONPATH could point the other interpreter at this package.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(command, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    sys.stdout.write(result.stdout)
-    if result.returncode:
-        report("original_failed", result.returncode, "exit_code",
-               " ".join(result.stderr.strip().splitlines()[-1:]))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--original", metavar="PYTHON",
@@ -143,7 +128,8 @@ def main():
         bench_md(build_model(slab, os.path.join(folder, "slab.amp")),
                  slab[-1].positions)
         if args.original:
-            run_original(args.original, traj, args.original_time_limit)
+            benchdata.run_original(args.original, "inference", "--slab", traj,
+                                   "--time-limit", args.original_time_limit)
 
 
 if __name__ == "__main__":

@@ -253,20 +253,6 @@ def bench_memory(n_images=500):
            % (children * 1024 / 1e9))
 
 
-def run_original(python, traj):
-    """``bench/original_amp.py training`` under Amp 1.0.1's interpreter."""
-    command = [python, os.path.join(HERE, "original_amp.py"), "training",
-               "--slab", traj]
-    # PYTHONPATH could point the other interpreter at this package.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(command, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    sys.stdout.write(result.stdout)
-    if result.returncode:
-        report("original_failed", result.returncode, "exit_code",
-               result.stderr.strip().splitlines()[-1:] or "")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -292,7 +278,7 @@ def main():
         if not args.quick:
             bench_memory()
         if args.original:
-            run_original(args.original, traj)
+            benchdata.run_original(args.original, "training", "--slab", traj)
 
 
 if __name__ == "__main__":

@@ -62,22 +62,6 @@ class NeighborList:
                 for a in range(self.n_atoms)]
 
 
-def _ragged_arange(starts, counts):
-    """Concatenate ``arange(s, s + c)`` for every (s, c), without a loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    step = np.ones(total, dtype=np.int64)
-    nonempty = counts > 0
-    first = (ends - counts)[nonempty]
-    step[0] = starts[nonempty][0]
-    # At the start of each run jump from the previous run's last value.
-    previous_last = (starts + counts - 1)[nonempty][:-1]
-    step[first[1:]] = starts[nonempty][1:] - previous_last
-    return np.cumsum(step)
-
-
 @functools.lru_cache(maxsize=32)
 def _shifts(n_images):
     """Read-only array of every cell shift with ``|shift_k| <= n_images[k]``."""
