@@ -58,6 +58,9 @@ def test_unit_conversion(ds):
         GDMLCalculator(unlabelled)
     with pytest.raises(ValueError, match="unknown energy unit"):
         GDMLCalculator(dict(model, e_unit=np.array(b"furlong")))
+    with pytest.raises(ValueError, match="unknown length unit 'furlong'.*"
+                       "pass Ang_to_R"):
+        GDMLCalculator(dict(model, r_unit=np.array(b"furlong")))
 
 
 def test_species_checks(ds):

@@ -40,6 +40,18 @@ _LENGTH = {
 }
 
 
+def _unit_factor(label, table, kind, keyword):
+    """The factor of a unit label in ``table`` (case and blanks ignored);
+    an unknown label raises ValueError naming ``kind`` and ``keyword``."""
+    key = gdml_io.to_str(label).strip().lower()
+    if key not in table:
+        raise ValueError("unknown {} unit '{}'; known: {}; pass {} "
+                         "explicitly".format(kind, key,
+                                             ", ".join(sorted(table)),
+                                             keyword))
+    return float(table[key])
+
+
 def energy_unit_to_eV(label):
     """eV per one unit of an energy label.
 
@@ -57,11 +69,7 @@ def energy_unit_to_eV(label):
     ValueError
         For an unknown label.
     """
-    key = gdml_io.to_str(label).strip().lower()
-    if key not in _ENERGY:
-        raise ValueError("unknown energy unit '{}'; known: {}; pass E_to_eV "
-                         "explicitly".format(key, ", ".join(sorted(_ENERGY))))
-    return float(_ENERGY[key])
+    return _unit_factor(label, _ENERGY, "energy", "E_to_eV")
 
 
 def length_unit_to_Ang(label):
@@ -81,11 +89,7 @@ def length_unit_to_Ang(label):
     ValueError
         For an unknown label.
     """
-    key = gdml_io.to_str(label).strip().lower()
-    if key not in _LENGTH:
-        raise ValueError("unknown length unit '{}'; known: {}; pass Ang_to_R "
-                         "explicitly".format(key, ", ".join(sorted(_LENGTH))))
-    return float(_LENGTH[key])
+    return _unit_factor(label, _LENGTH, "length", "Ang_to_R")
 
 
 class GDMLCalculator(Calculator):
