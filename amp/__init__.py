@@ -16,7 +16,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from . import modelfile
+from .store import modelfile
 from .descriptor.fingerprints import entry_forces
 from .utilities import Logger, hash_images, make_filename, now
 

@@ -52,7 +52,7 @@ def compress_main(argv=None):
     argv : list of str, optional
         The arguments after the program name (default ``sys.argv[1:]``).
     """
-    from amp.database import FileDatabase
+    from amp.store.database import FileDatabase
 
     args = _compress_parser().parse_args(argv)
     path = os.path.normpath(args.path)

@@ -226,8 +226,10 @@ def hash_images(images, log=None, ordered=False):
                 log("Warning: duplicate image (identical hash %s)." % key)
         hashed[key] = image
     return hashed
-from amp.database import FileDatabase, Data  # noqa: E402,F401  (Amp's import path)
-# Parallel processing (Amp's names; implemented in amp.parallel / amp._hosts).
-from amp._hosts import assign_cores, make_sublists  # noqa: E402,F401
-from amp.parallel import (MessageDictionary, setup_parallel,  # noqa: E402,F401
-                          start_workers)
+
+
+# Amp's names for the databases and for parallel processing, implemented in
+# amp.store and amp.parallel.
+from amp.store.database import Data, FileDatabase  # noqa: E402,F401
+from amp.parallel import (MessageDictionary, assign_cores,  # noqa: E402,F401
+                          make_sublists, setup_parallel, start_workers)

@@ -1,4 +1,4 @@
-"""Benchmark of amp/database.py: loose writes/reads, archive(), archive reads.
+"""Benchmark of amp/store/database.py: loose writes/reads, archive(), archive reads.
 
 Prints ``name value unit`` lines. The entries are the fingerprints of 1,000
 108-atom Cu/Pt images (10 radial G2 features per neighbour element, per atom,
@@ -24,7 +24,7 @@ from ase.build import bulk  # noqa: E402
 from ase.neighborlist import neighbor_list  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from amp.database import FileDatabase  # noqa: E402
+from amp.store.database import FileDatabase  # noqa: E402
 
 IMAGES = 1000
 CUTOFF = 6.5

@@ -81,9 +81,9 @@ warnings.filterwarnings("ignore", message=".*fortran")
 
 
 def is_original():
-    """Amp 1.0.1 has ``amp/VERSION`` and no ``amp.modelfile``."""
+    """Amp 1.0.1 has ``amp/VERSION`` and no ``amp.store.modelfile``."""
     spec = importlib.util.find_spec("amp")
-    if spec is None or importlib.util.find_spec("amp.modelfile") is not None:
+    if spec is None or importlib.util.find_spec("amp.store.modelfile") is not None:
         return False
     version = os.path.join(os.path.dirname(spec.origin), "VERSION")
     return os.path.exists(version)

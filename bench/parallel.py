@@ -29,6 +29,7 @@ Prints ``name value unit`` lines:
 Run: ``python bench/parallel.py``.
 """
 import os
+import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -39,8 +40,16 @@ import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
 from amp.descriptor.gaussian import Gaussian  # noqa: E402
-from amp.parallel import (LeastSquares, WorkerPool,  # noqa: E402
-                          fingerprint_job)
+from amp.parallel import WorkerPool, fingerprint_job  # noqa: E402
+
+# The round-trip job is the test suite's LeastSquares; workers import it
+# from the tests folder, as the tests do.
+_TESTS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "tests")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_TESTS] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+sys.path.insert(0, _TESTS)
+from parallel_jobs import LeastSquares  # noqa: E402
 from amp.utilities import hash_images  # noqa: E402
 
 

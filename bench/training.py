@@ -66,7 +66,7 @@ import benchdata  # noqa: E402
 from benchdata import report  # noqa: E402
 
 from amp import Amp  # noqa: E402
-from amp.database import FileDatabase  # noqa: E402
+from amp.store.database import FileDatabase  # noqa: E402
 from amp.descriptor.gaussian import Gaussian  # noqa: E402
 from amp.model import LossFunction  # noqa: E402
 from amp.model.neuralnetwork import NeuralNetwork  # noqa: E402

@@ -40,10 +40,16 @@ def gdml_reference():
 # --------------------------------------------------- parallel-test helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
 SSH_ALIAS = "amp-ssh-test"
+# Workers started by the tests import the test-only jobs (parallel_jobs.py)
+# from this folder: local workers inherit this environment, SSH sessions
+# get it from ENVCOMMAND.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [TESTS] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 # Run in each SSH session before its workers start: this checkout's venv.
-ENVCOMMAND = "cd %s && source %s/bin/activate" % (
-    ROOT, os.path.dirname(os.path.dirname(sys.executable)))
+ENVCOMMAND = "cd %s && source %s/bin/activate && export PYTHONPATH=%s" % (
+    ROOT, os.path.dirname(os.path.dirname(sys.executable)), TESTS)
 
 
 def gone(pid, wait=5.0):
@@ -60,8 +66,16 @@ def gone(pid, wait=5.0):
     return False
 
 
-def worker_pids():
-    """Pids of the ``amp.worker`` processes running on this machine."""
+def _parent(pid):
+    with open("/proc/%s/stat" % pid, "rb") as handle:
+        return int(handle.read().rpartition(b")")[2].split()[1])
+
+
+def worker_pids(parent=None):
+    """Pids of the live ``amp.parallel`` worker processes whose parent is
+    ``parent`` (default: this process), so that workers of other programs
+    on the machine are never counted."""
+    parent = os.getpid() if parent is None else parent
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -69,11 +83,14 @@ def worker_pids():
         try:
             with open("/proc/%s/cmdline" % name, "rb") as handle:
                 argv = handle.read().split(b"\0")
-        except OSError:
+            if b"amp.parallel" not in argv or _parent(name) != parent:
+                continue
+            with open("/proc/%s/status" % name) as handle:
+                if "\nState:\tZ" in handle.read():
+                    continue
+        except (OSError, IndexError, ValueError):
             continue
-        if b"amp.worker" in argv and "\nState:\tZ" not in open(
-                "/proc/%s/status" % name).read():
-            pids.append(int(name))
+        pids.append(int(name))
     return pids
 
 

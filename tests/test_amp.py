@@ -15,7 +15,7 @@ from amp import Amp
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction, TrainingConvergenceError
 from amp.model.neuralnetwork import NeuralNetwork
-from amp.modelfile import ModelFileError
+from amp.store.modelfile import ModelFileError
 from conftest import AMP_REFERENCE, with_emt_results
 
 LEGACY = os.path.join(AMP_REFERENCE, "ptcu_nn33.amp")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from amp.cli import compress_main, main
-from amp.database import FileDatabase
+from amp.store.database import FileDatabase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-import amp.database as database
-from amp.database import (CorruptEntryError, Data, FileDatabase,
+import amp.store.database as database
+from amp.store.database import (CorruptEntryError, Data, FileDatabase,
                           MemoryDatabase, UnsupportedEntryError, check_key,
                           decode_entry, encode_entry)
 from amp.utilities import hash_images

@@ -12,16 +12,17 @@ import pytest
 import zmq
 from ase.build import bulk
 
-from amp import _wire
-from amp._hosts import expand_nodelist, expand_tasks
-from amp.database import Data, MemoryDatabase
+from amp.parallel import wire as _wire
+from amp.parallel.hosts import expand_nodelist, expand_tasks
+from amp.store.database import Data, MemoryDatabase
 from amp.descriptor.gaussian import Gaussian, make_default_symmetry_functions
-from amp.parallel import (Echo, LeastSquares, WorkerError, WorkerPool,
+from amp.parallel import (WorkerError, WorkerPool,
                           compute_in_workers, fingerprint_job,
                           wants_parallel)
 from amp.utilities import (MessageDictionary, assign_cores, hash_images,
                            make_sublists)
 from conftest import ENVCOMMAND, ROOT, gone
+from parallel_jobs import Echo, LeastSquares
 
 def alive_pids(pool):
     return [peer.pid for peer in pool.peers]
@@ -241,7 +242,7 @@ def test_worker_error_is_reported(pool):
 
 
 def test_rogue_client_is_dropped_and_logged(pool, caplog):
-    from amp.parallel import _Peer
+    from amp.parallel.master import _Peer
 
     # A slot for a worker that has not connected yet, which the rogue
     # tries to take without knowing the secret.
@@ -347,7 +348,8 @@ def test_no_reassign_fails_clearly_and_never_hangs():
 
 MASTER = textwrap.dedent("""
     import sys
-    from amp.parallel import WorkerPool, Echo
+    from amp.parallel import WorkerPool
+    from parallel_jobs import Echo
     pool = WorkerPool(2)
     print(*[p.pid for p in pool.peers], flush=True)
     try:

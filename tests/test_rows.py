@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from amp._rows import put_rows
+from amp.descriptor._rows import put_rows
 
 
 @pytest.mark.parametrize("shape", [(10,), (10, 1), (10, 3), (10, 3, 4)])

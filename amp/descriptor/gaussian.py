@@ -14,12 +14,12 @@ import numbers
 
 import numpy as np
 
-from .._rows import put_rows
+from ._rows import put_rows
 from ..utilities import Logger, hash_images
 from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
-from .store import FingerprintStore
+from .fingerprint_store import FingerprintStore
 from .symmetry import ElementPlan, compute_element
 
 # Amp's default G2 etas, np.logspace(log10(0.05), log10(5), 4) as numpy 1.x
@@ -432,7 +432,7 @@ class Gaussian:
 
     def archive_databases(self, log=None):
         """Compress the three databases (no-op in memory); see
-        :meth:`amp.database.FileDatabase.archive`."""
+        :meth:`amp.store.database.FileDatabase.archive`."""
         reports = self.arrays.archive()
         if log is not None:
             for name, report in reports.items():

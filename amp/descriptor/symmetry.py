@@ -17,10 +17,7 @@ import functools
 
 import numpy as np
 
-from .._memory import tune_malloc
-from .._rows import put_rows
-
-tune_malloc()
+from ._rows import put_rows
 
 # Centre atoms processed together: triplet temporaries stay near 1 MB
 # (12 measured best for the values, the stored derivatives and the fused

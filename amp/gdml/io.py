@@ -16,11 +16,12 @@ bytes; ``type`` and ``code_version`` are unicode.
 
 import hashlib
 import numbers
-import os
 import pickle
 import zipfile
 
 import numpy as np
+
+from ..store.files import atomic_file
 
 __all__ = [
     "SGDML_FORMAT_VERSION",
@@ -470,13 +471,8 @@ def save_npz(path, data, overwrite=True):
     overwrite : bool, optional
         Refuse to replace an existing file when False.
     """
-    path = os.fspath(path)
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError("{} exists; pass overwrite=True".format(path))
-    tmp = path + ".tmp-{}".format(os.getpid())
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **data)
-    os.replace(tmp, path)
+    with atomic_file(path, overwrite=overwrite) as handle:
+        np.savez_compressed(handle, **data)
 
 
 _BYTES_FIELDS = {

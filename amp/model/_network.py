@@ -417,7 +417,7 @@ class TrainingBatch:
 
     def todict(self):
         """The batch as plain arrays, numbers and dicts (what
-        :mod:`amp._wire` carries); :meth:`fromdict` rebuilds it."""
+        :mod:`amp.parallel.wire` carries); :meth:`fromdict` rebuilds it."""
         out = {name: getattr(self, name) for name in self._ARRAYS}
         out.update(n_images=self.n_images, train_forces=self.train_forces,
                    elements=list(self.elements),

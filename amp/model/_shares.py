@@ -8,7 +8,7 @@ batches are the ones the serial path would evaluate one after the other,
 so the result is the serial one up to the order of a few additions.
 """
 
-from .._workers import from_importname, register_job
+from ..parallel.worker import from_importname, register_job
 from ._network import TrainingBatch
 
 

@@ -1,7 +1,7 @@
 """Numpy arrays beside a JSON tree: what the entry and wire formats share.
 
-The database entry format (:mod:`amp._entry`) and the worker wire format
-(:mod:`amp._wire`) both write a value as a JSON tree in which each array is
+The database entry format (:mod:`amp.store.entry`) and the worker wire format
+(:mod:`amp.parallel.wire`) both write a value as a JSON tree in which each array is
 a one-key dict such as ``{"$array": N}`` that refers to the N-th array,
 stored apart (a ``.npy`` member, a ZMQ frame), and in which dict keys that
 start with ``$`` carry one extra ``$`` so they never look like such a
@@ -58,25 +58,50 @@ def from_bytes(buffer, dtype, shape, offset=0, fortran=False):
         order="K")  # the buffer may be read-only or owned by someone else
 
 
-def to_tree(value, leaf, keys_of):
-    """Return the JSON tree of ``value``.
+def to_tree(value, arrays, array_marker, kinds, where, special=None):
+    """Return the JSON tree of ``value``, moving its arrays to ``arrays``.
 
-    Dicts (str keys only, ``$``-escaped) and lists are walked here; every
-    other value is given to ``leaf(value, walk)``, which returns its node
-    (``walk`` turns a nested value into its node) or raises TypeError.
-    ``keys_of`` names the dict keys in the error for a non-str key.
+    Dicts (str keys only, ``$``-escaped) and lists are walked; an array of
+    a plain dtype whose kind is in ``kinds`` becomes
+    ``{array_marker: index}`` and is appended to ``arrays``; None, bool,
+    str, int and float stay as they are. Any other value is given to
+    ``special(value, walk)`` first (``walk`` turns a nested value into its
+    node), which returns its node or ``NotImplemented``. ``where`` names
+    the format in error messages (e.g. ``"a database entry"``).
+
+    Raises
+    ------
+    TypeError
+        For a value the format cannot hold, naming it and ``where``.
     """
     def walk(value):
         if isinstance(value, dict):
             tree = {}
             for key, item in value.items():
                 if not isinstance(key, str):
-                    raise TypeError("%s must be str, not %r" % (keys_of, key))
+                    raise TypeError("dict keys in %s must be str, not %r"
+                                    % (where, key))
                 tree["$" + key if key.startswith("$") else key] = walk(item)
             return tree
         if isinstance(value, list):
             return [walk(item) for item in value]
-        return leaf(value, walk)
+        if isinstance(value, np.ndarray):
+            if not plain_dtype(value.dtype, kinds):
+                raise TypeError("cannot put an array of dtype %s in %s"
+                                % (value.dtype, where))
+            arrays.append(value)
+            return {array_marker: len(arrays) - 1}
+        if special is not None:
+            node = special(value, walk)
+            if node is not NotImplemented:
+                return node
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float)):
+            return int(value) if isinstance(value, int) else float(value)
+        raise TypeError("cannot put a %s in %s: use numpy arrays, numbers, "
+                        "str, None, or lists and str-keyed dicts of those"
+                        % (type(value).__name__, where))
 
     return walk(value)
 

@@ -1,9 +1,9 @@
 """Starting workers on a host: subprocesses here, a launcher over SSH.
 
-Local workers are ``python -m amp.worker`` subprocesses that get the run's
+Local workers are ``python -m amp.parallel`` subprocesses that get the run's
 secret on stdin; on another host, one pxssh session (as the current user,
 key authentication only) runs the environment command and then one
-launcher that starts that host's workers (:func:`amp._workers.launcher_main`).
+launcher that starts that host's workers (:func:`amp.parallel.worker.launcher_main`).
 :mod:`amp.parallel` re-exports :func:`start_workers` and
 :class:`WorkerError`.
 """
@@ -68,7 +68,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
         else: an SSH session through pxssh, in which ``envcommand`` runs
         first and then one launcher starts the host's workers.
     workercommand : str or list
-        How to run ``python -m amp.worker`` there (a list for local
+        How to run ``python -m amp.parallel`` there (a list for local
         workers, a shell string for remote ones).
     log : callable
     envcommand : str, optional
@@ -88,7 +88,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
         # The workers import this very package, wherever it was imported from.
         env["PYTHONPATH"] = os.pathsep.join(
             [_PACKAGE_PARENT] + [p for p in [env.get("PYTHONPATH")] if p])
-        command = list(workercommand or [sys.executable, "-m", "amp.worker"])
+        command = list(workercommand or [sys.executable, "-m", "amp.parallel"])
         processes = []
         for process_id in process_ids:
             process = subprocess.Popen(
@@ -104,7 +104,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
     if envcommand:
         log(" Environment command on %s: %s" % (workerhostname, envcommand))
         remote_run(session, envcommand)
-    command = workercommand or "python3 -m amp.worker"
+    command = workercommand or "python3 -m amp.parallel"
     session.sendline("%s launch %s %s %s" % (
         command, address, ",".join(map(str, process_ids)), workerhostname))
     if session.expect(["<amp-secret>", session.PROMPT], timeout=timeout):

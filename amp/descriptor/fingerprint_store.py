@@ -12,7 +12,7 @@ uses constant memory and writes nothing.
 
 import numpy as np
 
-from ..database import FileDatabase, MemoryDatabase
+from ..store.database import FileDatabase, MemoryDatabase
 from .fingerprints import STORAGE_VERSION, ImageFingerprints
 
 DATABASE_NAMES = {"neighbors": "neighborlists",

@@ -3,7 +3,7 @@
 An entry is an uncompressed zip of ``.npy`` arrays plus a JSON header (see
 :func:`encode_entry`); decoding never unpickles, refuses Amp 1.x's pickles
 with :class:`UnsupportedEntryError` and reports anything damaged as
-:class:`CorruptEntryError`. :mod:`amp.database` stores these bytes under
+:class:`CorruptEntryError`. :mod:`amp.store.database` stores these bytes under
 keys checked by :func:`check_key`; every name here is importable from
 there as well.
 """
@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from ._arrays import (from_bytes, from_tree, plain_dtype, reference,
+from .arrays import (from_bytes, from_tree, plain_dtype, reference,
                       to_tree)
 
 ENTRY_FORMAT = "amp-ampdb-entry"
@@ -67,29 +67,16 @@ def is_key(name):
 
 def _to_tree(value, arrays):
     """Return a JSON-able tree for ``value``, moving arrays to ``arrays``."""
-    def leaf(value, walk):
-        if isinstance(value, np.ndarray):
-            if not plain_dtype(value.dtype):
-                raise TypeError("object arrays cannot be stored in a "
-                                "database")
-            arrays.append(value)
-            return {"$array": len(arrays) - 1}
+    def special(value, walk):
         if isinstance(value, np.generic):  # before float: np.float64 is one
             arrays.append(np.asarray(value))
             return {"$scalar": len(arrays) - 1}
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, int):
-            return int(value)
-        if isinstance(value, float):
-            return float(value)
         if isinstance(value, tuple):
             return {"$tuple": [walk(item) for item in value]}
-        raise TypeError("cannot store a %s in a database entry: use numpy "
-                        "arrays, numbers, str, None, or lists, tuples and "
-                        "str-keyed dicts of those" % type(value).__name__)
+        return NotImplemented
 
-    return to_tree(value, leaf, "dict keys of a database entry")
+    return to_tree(value, arrays, "$array", None, "a database entry",
+                   special)
 
 
 def _from_tree(node, arrays):

@@ -4,7 +4,7 @@ Workers run on this machine (subprocesses) or on other hosts (started in an
 SSH session through pexpect's ``pxssh``, as the current user, with key
 authentication). Each connects back to the master's ZMQ ``ROUTER`` socket
 and must prove it knows the run's random secret (HMAC challenge-response,
-:mod:`amp._wire`) before it is served; the secret reaches workers through
+:mod:`amp.parallel.wire`) before it is served; the secret reaches workers through
 stdin, never argv. Messages are a JSON header and raw numpy buffers, never
 pickles. See ``docs/parallel.md``.
 
@@ -14,7 +14,7 @@ Entry points
   supervises and stops the workers.
 * :meth:`WorkerPool.map` -- stateless jobs over many items (fingerprints),
   load-balanced; :func:`compute_in_workers` does the same from Amp's
-  ``parallel`` dict and is what :meth:`amp.database.Data.calculate_items`
+  ``parallel`` dict and is what :meth:`amp.store.database.Data.calculate_items`
   uses.
 * :meth:`WorkerPool.persistent` -- a :class:`PersistentJob`: each worker
   keeps its shares (e.g. images and fingerprints) for a whole fit and
@@ -23,9 +23,9 @@ Entry points
   :func:`start_workers`, :func:`make_sublists`, :class:`MessageDictionary`
   (also importable from :mod:`amp.utilities`).
 
-Worker processes run ``python -m amp.worker`` (:mod:`amp._workers`); they
-are started by :mod:`amp._launch`, and :class:`PersistentJob` lives in
-:mod:`amp._persistent`. Every name above is importable from here.
+Worker processes run ``python -m amp.parallel`` (:mod:`amp.parallel.worker`); they
+are started by :mod:`amp.parallel.launch`, and :class:`PersistentJob` lives in
+:mod:`amp.parallel.persistent`. Every name above is importable from here.
 """
 
 import atexit
@@ -40,13 +40,12 @@ import subprocess
 import time
 import weakref
 
-from . import _wire
-from ._hosts import assign_cores, make_sublists  # noqa: F401 (public)
-from ._launch import (WorkerError, is_local, login, remote_run,  # noqa: F401
+from . import wire as _wire
+from .hosts import assign_cores, make_sublists  # noqa: F401 (public)
+from .launch import (WorkerError, is_local, login, remote_run,  # noqa: F401
                       start_workers)
-from ._persistent import PersistentJob
-from ._workers import (Echo, Fingerprints, LeastSquares,  # noqa: F401
-                       get_job, job_name, register_job)
+from .persistent import PersistentJob
+from .worker import Fingerprints, get_job, job_name, register_job  # noqa: F401
 
 _logger = logging.getLogger("amp.parallel")
 
@@ -127,8 +126,8 @@ class WorkerPool:
         Give a failed worker's work to the others (True), or stop the run
         with :class:`WorkerError` at the first failure (False).
     workercommand : str or list, optional
-        How to run ``python -m amp.worker`` (remote: a shell string run
-        after ``envcommand``; default ``python3 -m amp.worker``).
+        How to run ``python -m amp.parallel`` (remote: a shell string run
+        after ``envcommand``; default ``python3 -m amp.parallel``).
     bind : str, optional
         Interface address to bind; by default loopback when all workers are
         local, otherwise the address each SSH server sees this machine
@@ -395,7 +394,7 @@ class WorkerPool:
         ----------
         job : class or str
             A map job registered with :func:`register_job` (e.g.
-            :class:`amp._workers.Fingerprints`).
+            :class:`amp.parallel.worker.Fingerprints`).
         items : dict
             ``{str key: item}``; items may be ase.Atoms.
         setup : object, optional
@@ -528,7 +527,7 @@ def setup_parallel(parallel, workercommand=None, log=None, **options):
         ``{'cores': int, dict or None, 'envcommand': str or None}``, plus
         any :class:`WorkerPool` option (``timeout``, ``reassign``, ...).
     workercommand : str or list, optional
-        How to run ``python -m amp.worker`` on the workers' hosts.
+        How to run ``python -m amp.parallel`` on the workers' hosts.
     log : callable, optional
 
     Returns

@@ -2,10 +2,9 @@
 
 :class:`ArchiveIndex` reads ``archive.tar.gz`` (decompressed once, then one
 seek per member); :class:`Archiving` is the half of
-:class:`amp.database.FileDatabase` that finds the current archive and that
-moves loose entries into a new one under ``flock``. The few file
-primitives the database shares with it (atomic write, fsync of a folder,
-whole-file read) live here too.
+:class:`amp.store.database.FileDatabase` that finds the current archive and that
+moves loose entries into a new one under ``flock``. Files are written
+through :func:`amp.store.files.atomic_file`.
 """
 
 import contextlib
@@ -19,7 +18,9 @@ import tempfile
 import time
 import zlib
 
-from ._entry import (CorruptEntryError, UnsupportedEntryError, decode_entry,
+from .files import (TEMPORARY_PREFIX, atomic_file, folder_bytes,
+                    read_file)
+from .entry import (CorruptEntryError, UnsupportedEntryError, decode_entry,
                      is_key)
 
 try:
@@ -27,51 +28,10 @@ try:
 except ImportError:  # not POSIX: archive() refuses, everything else works
     fcntl = None
 
+# An archiver's temporary file, this version's and earlier ones' names.
+_ARCHIVE_TEMPORARIES = (TEMPORARY_PREFIX + "archive.tar.gz-",
+                        TEMPORARY_PREFIX + "archive-")
 _STALE_SECONDS = 3600  # a writer's temporary file older than this is debris
-
-
-# -------------------------------------------------------------------- files
-
-def write_atomically(folder, name, data, fsync):
-    """Write ``data`` to ``folder/name`` through a temporary file."""
-    temporary = os.path.join(folder, ".tmp-%s-%d-%s" % (
-        name[:40], os.getpid(), secrets.token_hex(6)))
-    try:
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, os.path.join(folder, name))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    if fsync:
-        fsync_folder(folder)
-
-
-def fsync_folder(folder):
-    with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def read_file(path):
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-def folder_bytes(path):
-    total = 0
-    for root, _, names in os.walk(path):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
 
 
 # ------------------------------------------------------------ archive index
@@ -163,7 +123,7 @@ class ArchiveIndex:
 # ---------------------------------------------------------------- archiving
 
 class Archiving:
-    """The archive methods of :class:`amp.database.FileDatabase`.
+    """The archive methods of :class:`amp.store.database.FileDatabase`.
 
     The class using it sets ``path``, ``loosepath``, ``tarpath`` and
     ``_index`` (None at first) and provides ``_report(message)`` and
@@ -209,15 +169,15 @@ class Archiving:
     def _recover(self):
         """Clear what a crashed writer or archiver left (lock held)."""
         for name in os.listdir(self.path):
-            if name.startswith(".tmp-archive-") or (
-                    name.startswith(".tmp-") and self._stale(self.path, name)):
+            if name.startswith(_ARCHIVE_TEMPORARIES) or (
+                    name.startswith(TEMPORARY_PREFIX) and self._stale(self.path, name)):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.path, name))
         for name in os.listdir(self.loosepath):
             if name.startswith(".archiving-"):  # only archivers make these
                 key = name[len(".archiving-"):].rsplit("-", 2)[0]
                 self._put_back(os.path.join(self.loosepath, name), key)
-            elif name.startswith(".tmp-") and self._stale(self.loosepath,
+            elif name.startswith(TEMPORARY_PREFIX) and self._stale(self.loosepath,
                                                           name):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.loosepath, name))
@@ -287,8 +247,6 @@ class Archiving:
 
     def _write_archive(self, names, index, digests, damaged):
         """Write the merged archive; fill ``digests`` of what went in."""
-        temporary = os.path.join(self.path, ".tmp-archive-%d-%s.tar.gz"
-                                 % (os.getpid(), secrets.token_hex(6)))
         stamp = int(time.time())
 
         def add(tar, key, data):
@@ -296,8 +254,7 @@ class Archiving:
             info.size, info.mtime, info.mode = len(data), stamp, 0o644
             tar.addfile(info, io.BytesIO(data))
 
-        try:
-            with open(temporary, "xb") as raw:
+        with atomic_file(self.tarpath, fsync=True) as raw:
                 with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6,
                                    mtime=0) as stream, \
                         tarfile.open(fileobj=stream, mode="w",
@@ -326,14 +283,6 @@ class Archiving:
                             if key not in digests]
                     for key in kept:
                         add(tar, key, index.read(key))
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.replace(temporary, self.tarpath)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        fsync_folder(self.path)
         return len(digests) + len(kept)
 
     def _remove_if_unchanged(self, key, digest):

@@ -14,7 +14,7 @@ only registered classes. Two kinds:
   then ``getattr(job, method)(args) -> value`` for each method named in the
   class attribute ``methods``.
 
-Values and items are anything :mod:`amp._wire` carries (numpy arrays,
+Values and items are anything :mod:`amp.parallel.wire` carries (numpy arrays,
 numbers, str, lists, dicts, ase.Atoms).
 """
 
@@ -28,9 +28,8 @@ import threading
 import time
 import traceback
 
-import numpy as np
 
-from . import _wire
+from . import wire as _wire
 
 _JOBS = {}
 
@@ -98,50 +97,6 @@ class Fingerprints:
     def __call__(self, key, atoms):
         fingerprints = self.descriptor.compute(atoms, self.derivatives)
         return fingerprints.todict(parts=self.parts)
-
-
-@register_job
-class Echo:
-    """Map job for tests: ``value = {'item': item, 'pid': worker pid}``
-    after sleeping ``setup['sleep']`` seconds."""
-
-    def __init__(self, setup):
-        self.sleep = float((setup or {}).get("sleep", 0.0))
-
-    def __call__(self, key, item):
-        time.sleep(self.sleep)
-        return {"item": item, "pid": os.getpid()}
-
-
-@register_job
-class LeastSquares:
-    """Persistent stand-in for a loss: partial sums over a share of data.
-
-    ``share``: ``{'X': (m, p) array, 'y': (m,) array}``. ``evaluate(p)``
-    returns ``{'loss': sum(r**2)/2, 'gradient': X.T @ r, 'max_residual':
-    max|r|, 'count': m}`` with ``r = X @ p - y`` -- the shape of what a
-    loss-function share returns (partial sums the master adds up).
-    """
-
-    methods = ("evaluate", "sleep", "pid")
-
-    def __init__(self, setup, share):
-        self.X = np.asarray(share["X"], dtype=float)
-        self.y = np.asarray(share["y"], dtype=float)
-
-    def evaluate(self, parameters):
-        residual = self.X @ np.asarray(parameters, dtype=float) - self.y
-        return {"loss": 0.5 * float(residual @ residual),
-                "gradient": self.X.T @ residual,
-                "max_residual": float(np.abs(residual).max(initial=0.0)),
-                "count": len(self.y)}
-
-    def sleep(self, seconds):
-        time.sleep(seconds)
-        return os.getpid()
-
-    def pid(self, args=None):
-        return os.getpid()
 
 
 # ---------------------------------------------------------- worker process
@@ -291,7 +246,7 @@ def worker_main(address, process_id, host):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Every job (fingerprints, loss shares) makes large temporaries: keep
     # freed memory for reuse, as the serial descriptor does (_memory.py).
-    from ._memory import tune_malloc
+    from .memory import tune_malloc
     tune_malloc()
     secret = _read_secret()
     _watch_stdin()
@@ -356,7 +311,7 @@ def launcher_main(address, ids, host):
         signal.signal(signum, stop)
     for process_id in ids:
         child = subprocess.Popen(
-            [sys.executable, "-m", "amp.worker", "worker", address,
+            [sys.executable, "-m", "amp.parallel", "worker", address,
              str(process_id), host], stdin=subprocess.PIPE, env=env)
         child.stdin.write((secret + "\n").encode())
         child.stdin.flush()
@@ -374,14 +329,14 @@ def launcher_main(address, ids, host):
 
 
 def main(argv=None):
-    """``python -m amp.worker worker ADDRESS ID HOST`` or
-    ``python -m amp.worker launch ADDRESS ID,ID,... HOST``."""
+    """``python -m amp.parallel worker ADDRESS ID HOST`` or
+    ``python -m amp.parallel launch ADDRESS ID,ID,... HOST``."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 4 and argv[0] == "worker":
         worker_main(argv[1], int(argv[2]), argv[3])
     elif len(argv) == 4 and argv[0] == "launch":
         launcher_main(argv[1], [int(i) for i in argv[2].split(",")], argv[3])
     else:
-        sys.exit("usage: python -m amp.worker worker ADDRESS ID HOST\n"
-                 "       python -m amp.worker launch ADDRESS ID,... HOST\n"
+        sys.exit("usage: python -m amp.parallel worker ADDRESS ID HOST\n"
+                 "       python -m amp.parallel launch ADDRESS ID,... HOST\n"
                  "(the secret is read from stdin)")

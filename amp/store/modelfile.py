@@ -8,15 +8,15 @@ The format is JSON::
 
 Floats are written with Python's ``repr``, so parameters round-trip
 exactly. Amp 1.x files (Python-literal text that Amp read with ``eval``)
-are read through :mod:`amp._literal`, which accepts plain data only.
+are read through :mod:`amp.store.literal`, which accepts plain data only.
 Loading never runs code.
 """
 
 import json
 import os
-import tempfile
 
-from ._literal import UnsafeLiteralError, literal_eval
+from .files import atomic_file
+from .literal import UnsafeLiteralError, literal_eval
 
 FORMAT = "amp-mlip-model"
 VERSION = 1
@@ -41,20 +41,8 @@ def write(filename, text, overwrite=False):
     FileExistsError
         ``filename`` exists and ``overwrite`` is False (it is untouched).
     """
-    filename = os.fspath(filename)
-    if os.path.exists(filename) and not overwrite:
-        raise FileExistsError("%s exists; pass overwrite=True to replace it"
-                              % filename)
-    folder = os.path.dirname(os.path.abspath(filename))
-    handle, temporary = tempfile.mkstemp(prefix=".amp-", dir=folder)
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-        os.replace(temporary, filename)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(filename, overwrite=overwrite) as handle:
+        handle.write(text.encode())
 
 
 def _legacy(text, name):

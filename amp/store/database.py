@@ -7,12 +7,12 @@ record of what the entries were built with) and ``lock`` (taken by
 header (see :func:`encode_entry`); nothing is ever unpickled. See
 ``docs/databases.md`` for the layout and the safety guarantees.
 
-The entry format lives in :mod:`amp._entry` and the archive (reading
-``archive.tar.gz``, and ``archive()``) in :mod:`amp._archive`; their public
+The entry format lives in :mod:`amp.store.entry` and the archive (reading
+``archive.tar.gz``, and ``archive()``) in :mod:`amp.store.archive`; their public
 names are importable from here as before.
 
 Problems with stored entries are reported to the ``logging`` logger
-``amp.database`` (warning level) and, when given, to the database's ``log``
+``amp.store.database`` (warning level) and, when given, to the database's ``log``
 (any callable taking one string, such as :class:`amp.utilities.Logger`).
 """
 
@@ -20,22 +20,21 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 from collections import OrderedDict
 
 import numpy as np
 
 # Re-exported: the entry format's names, and _ArchiveIndex for the tests.
-from ._archive import (ArchiveIndex as _ArchiveIndex, Archiving,  # noqa: F401
-                       fsync_folder, read_file, write_atomically)
-from ._entry import (ENTRY_FORMAT, ENTRY_VERSION, MAX_KEY_BYTES,  # noqa: F401
+from .archive import ArchiveIndex as _ArchiveIndex, Archiving  # noqa: F401
+from .files import atomic_file, read_file, write_atomically
+from .entry import (ENTRY_FORMAT, ENTRY_VERSION, MAX_KEY_BYTES,  # noqa: F401
                      CorruptEntryError, UnsupportedEntryError, check_key,
                      decode_entry, encode_entry, is_key)
 
 PARAMETERS_FORMAT = "amp-ampdb-parameters"
 PARAMETERS_VERSION = 1
 
-_logger = logging.getLogger("amp.database")
+_logger = logging.getLogger("amp.store.database")
 
 
 # --------------------------------------------------------------- databases
@@ -301,23 +300,12 @@ class FileDatabase(Archiving):
             os.makedirs(self.path, exist_ok=True)
             record = {"format": PARAMETERS_FORMAT,
                       "version": PARAMETERS_VERSION, "parameters": requested}
-            temporary = os.path.join(self.path, ".tmp-parameters-%d-%s" % (
-                os.getpid(), secrets.token_hex(6)))
-            with open(temporary, "x") as handle:
-                json.dump(record, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(temporary, self.parameterspath)
-            except FileExistsError:
-                pass  # another process recorded first: compare with theirs
-            except OSError:  # no hard links on this file system
-                if not os.path.exists(self.parameterspath):
-                    os.replace(temporary, self.parameterspath)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-            fsync_folder(self.path)
+            text = json.dumps(record, indent=1, sort_keys=True)
+            # The first writer wins; another process's record is compared.
+            with contextlib.suppress(FileExistsError):
+                with atomic_file(self.parameterspath, fsync=True,
+                                 replace=False) as handle:
+                    handle.write(text.encode())
             stored = self.read_parameters()
         _compare_parameters(stored, requested, self.path)
         return stored

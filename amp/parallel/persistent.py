@@ -10,9 +10,9 @@ shares move to the least loaded survivors.
 import collections
 import secrets
 
-from . import _wire
-from ._launch import WorkerError
-from ._workers import job_name
+from . import wire as _wire
+from .launch import WorkerError
+from .worker import job_name
 
 
 class PersistentJob:

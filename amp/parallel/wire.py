@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 
-from ._arrays import (from_bytes, from_tree, is_shape, plain_dtype,
+from ..store.arrays import (from_bytes, from_tree, is_shape, plain_dtype,
                       reference, to_tree)
 
 #: Header frames of peers that have not authenticated may not exceed this.
@@ -61,26 +61,17 @@ def _atoms_tree(atoms, arrays):
 
 
 def _to_tree(value, arrays):
-    def leaf(value, walk):
-        if isinstance(value, np.ndarray):
-            if not plain_dtype(value.dtype, _SAFE_KINDS):
-                raise TypeError("cannot send an array of dtype %s"
-                                % value.dtype)
-            arrays.append(value)
-            return {"$a": len(arrays) - 1}
+    def special(value, walk):
         if isinstance(value, np.generic):
             return value.item()
-        if value is None or isinstance(value, (bool, int, float, str)):
-            return value
         if isinstance(value, tuple):
             return [walk(item) for item in value]
         if hasattr(value, "get_positions") and hasattr(value, "numbers"):
             return _atoms_tree(value, arrays)
-        raise TypeError("cannot send a %s to a worker: use numpy arrays, "
-                        "numbers, str, None, ase.Atoms, or lists and "
-                        "str-keyed dicts of those" % type(value).__name__)
+        return NotImplemented
 
-    return to_tree(value, leaf, "message dict keys")
+    return to_tree(value, arrays, "$a", _SAFE_KINDS, "a worker message",
+                   special)
 
 
 def _from_tree(node, arrays):

@@ -1,0 +1,33 @@
+"""Parallel fingerprinting and training: a master and its ZMQ workers.
+
+Owns the master side (:mod:`amp.parallel.master`: the worker pool,
+:func:`pool_for`, Amp's ``setup_parallel``), the worker process
+(:mod:`amp.parallel.worker`, run as ``python -m amp.parallel worker ...``),
+the wire format and handshake (:mod:`amp.parallel.wire`), host discovery
+(:mod:`amp.parallel.hosts`: ``assign_cores`` and the batch-system
+parsers), launching on this host or over SSH (:mod:`amp.parallel.launch`)
+and the shares workers keep for a whole fit
+(:mod:`amp.parallel.persistent`).
+
+Workers run registered jobs, never the calculator: this package may import
+:mod:`amp.store` (array (de)serialisation) but not :mod:`amp.descriptor`,
+:mod:`amp.model` or :class:`amp.Amp` at import time; a job names the class
+it builds and the worker imports it by name. Amp's names
+(``assign_cores``, ``setup_parallel``, ``start_workers``,
+``MessageDictionary``, ``make_sublists``) are also importable from
+:mod:`amp.utilities`.
+"""
+
+from .hosts import assign_cores, make_sublists
+from .launch import WorkerError, start_workers
+from .master import (MessageDictionary, WorkerPool, compute_in_workers,
+                     fingerprint_job, pool_for, setup_parallel,
+                     wants_parallel)
+from .persistent import PersistentJob
+from .worker import Fingerprints, get_job, job_name, register_job
+
+__all__ = ["assign_cores", "make_sublists", "WorkerError", "start_workers",
+           "MessageDictionary", "WorkerPool", "compute_in_workers",
+           "fingerprint_job", "pool_for", "setup_parallel", "wants_parallel",
+           "PersistentJob", "Fingerprints", "get_job", "job_name",
+           "register_job"]

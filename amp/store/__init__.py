@@ -1,0 +1,17 @@
+"""What is written to disk and read back, in formats that never run code.
+
+Owns the fingerprint databases (:class:`~amp.store.database.FileDatabase`,
+:class:`~amp.store.database.MemoryDatabase`, Amp's
+:class:`~amp.store.database.Data`), the ``.ampdb`` entry codec
+(:mod:`amp.store.entry`) and archive (:mod:`amp.store.archive`), the
+``.amp`` model-file reader and writer (:mod:`amp.store.modelfile`) with the
+restricted literal reader for Amp 1.x files (:mod:`amp.store.literal`), the
+array (de)serialisation that entries and the worker wire format share
+(:mod:`amp.store.arrays`), and the one atomic file writer
+(:mod:`amp.store.files`).
+
+The store knows no physics and no processes: it must not import
+:mod:`amp.descriptor`, :mod:`amp.model`, :mod:`amp.parallel` or the
+calculator. Users reach its public names through :mod:`amp.utilities`
+(``FileDatabase``, ``Data``) as in Amp.
+"""
