@@ -240,7 +240,8 @@ class Amp(Calculator):
         Raises
         ------
         TrainingConvergenceError
-            Not converged within ``maxiter``; the parameters reached are in
+            Not converged: ``maxiter`` was reached or the optimizer stopped
+            for the reason the message gives; the parameters reached are in
             ``<label>-untrained-parameters.amp``.
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
@@ -270,9 +271,12 @@ class Amp(Calculator):
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
             log("Not converged; parameters saved to %s." % untrained)
+            reason = getattr(getattr(self.model, "regressor", None),
+                             "stop_reason", None) or \
+                "the optimizer stopped before the criteria were met"
             raise TrainingConvergenceError(
-                "training did not converge within maxiter; the parameters "
-                "reached are in %s" % untrained)
+                "training did not converge: %s; the parameters reached are "
+                "in %s" % (reason.rstrip("."), untrained))
         self.save(filename, overwrite=overwrite)
         log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
+from amp import Amp
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.regression import Regressor
-from amp.utilities import Logger, hash_images
+from amp.utilities import Logger, TrainingConvergenceError, hash_images
 
 from conftest import AMP_REFERENCE
 
@@ -135,31 +136,203 @@ def test_unknown_preset():
         Regressor("SGD")
 
 
-class _Parent:
-    """Stands in for the Amp calculator: records checkpoint saves."""
-
-    label = "run/calc"
-
-    def __init__(self):
-        self.saved = []
-
-    def save(self, filename, overwrite=False):
-        self.saved.append((filename, overwrite))
-        return filename
-
-
-def test_checkpoints_every_n_steps(training):
+def test_checkpoints_every_n_steps(training, tmp_path, monkeypatch):
     images, descriptor = training
-    model = NeuralNetwork(hiddenlayers=(2,), randomseed=0, checkpoints=4)
-    model.parent = _Parent()
+    saved = []
+    monkeypatch.setattr(Amp, "save", lambda self, filename, overwrite=False:
+                        saved.append((filename, overwrite)))
+    label = str(tmp_path / "run" / "calc")
+    for checkpoints, maxiter, expected in ((4, 10, 2), (None, 5, 0)):
+        saved.clear()
+        model = NeuralNetwork(hiddenlayers=(2,), randomseed=0,
+                              checkpoints=checkpoints)
+        model.lossfunction = LossFunction(force_coefficient=None,
+                                          maxiter=maxiter,
+                                          convergence={"energy_rmse": 1e-9})
+        calc = Amp(descriptor=descriptor, model=model, label=label)
+        with pytest.raises(TrainingConvergenceError):
+            calc.train(images, overwrite=True)
+        # Steps 4 and 8 (step 10 raises MaxIterationsReached before saving).
+        checkpoints_saved = [entry for entry in saved
+                             if entry[0].endswith("-checkpoint.amp")]
+        assert checkpoints_saved == [(label + "-checkpoint.amp", True)] * \
+            expected
+
+
+def test_on_step_follows_every_evaluation(training):
+    images, descriptor = training
+    model = NeuralNetwork(hiddenlayers=(2,), randomseed=0)
     model.lossfunction = LossFunction(force_coefficient=None, maxiter=10,
                                       convergence={"energy_rmse": 1e-9})
-    assert model.fit(images, descriptor, Logger(None), None) is False
-    # Steps 4 and 8 (step 10 raises MaxIterationsReached before saving).
-    assert model.parent.saved == [("run/calc-checkpoint.amp", True)] * 2
-    model = NeuralNetwork(hiddenlayers=(2,), randomseed=0, checkpoints=None)
-    model.parent = _Parent()
-    model.lossfunction = LossFunction(force_coefficient=None, maxiter=5,
-                                      convergence={"energy_rmse": 1e-9})
-    model.fit(images, descriptor, Logger(None), None)
-    assert model.parent.saved == []
+    steps = []
+    assert model.fit(images, descriptor, Logger(None), None,
+                     on_step=steps.append) is False
+    assert steps == list(range(1, 10))
+
+
+# BFGS in O(n^2) ---------------------------------------------------------
+
+def _smooth_problem(n=25, seed=0):
+    """A smooth, non-quadratic loss with its gradient."""
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n, n))
+    A = A @ A.T / n + np.eye(n)
+    b = rng.normal(size=n)
+
+    def fun(x):
+        loss = (0.5 * x @ A @ x - b @ x + 0.1 * np.sum(x ** 4)
+                + np.sum(np.log(np.cosh(x))))
+        return loss, A @ x - b + 0.4 * x ** 3 + np.tanh(x)
+
+    return fun, rng.normal(size=n)
+
+
+def _iterates(minimizer, fun, x0, **kwargs):
+    steps = []
+    result = minimizer(fun, x0, callback=lambda xk: steps.append(xk.copy()),
+                       **kwargs)
+    return np.array(steps), result
+
+
+@pytest.mark.parametrize("norm", [np.inf, 2])
+def test_bfgs_iterates_match_scipy(norm):
+    from scipy.optimize import minimize
+
+    from amp.regression.bfgs import minimize_bfgs
+
+    fun, x0 = _smooth_problem()
+    ours, mine = _iterates(minimize_bfgs, fun, x0, jac=True, maxiter=20,
+                           gtol=1e-15, norm=norm)
+    theirs, ref = _iterates(minimize, fun, x0, jac=True, method="BFGS",
+                            options={"maxiter": 20, "gtol": 1e-15,
+                                     "norm": norm})
+    assert ours.shape == theirs.shape == (20, len(x0))
+    scale = np.linalg.norm(theirs, axis=1)
+    assert np.all(np.linalg.norm(ours - theirs, axis=1) <= 1e-8 * scale)
+    assert (mine.nfev, mine.nit, mine.status, mine.message) == \
+        (ref.nfev, ref.nit, ref.status, ref.message)
+    # The inverse Hessian itself, before late steps amplify rounding.
+    mine = minimize_bfgs(fun, x0, jac=True, maxiter=3, norm=norm)
+    ref = minimize(fun, x0, jac=True, method="BFGS",
+                   options={"maxiter": 3, "norm": norm})
+    np.testing.assert_allclose(mine.hess_inv, ref.hess_inv, rtol=0,
+                               atol=1e-12 * np.abs(ref.hess_inv).max())
+
+
+def test_bfgs_stopping_rules_match_scipy():
+    from scipy.optimize import minimize
+
+    from amp.regression.bfgs import minimize_bfgs
+
+    fun, x0 = _smooth_problem(n=8, seed=3)
+    for options in ({"gtol": 1e-6}, {"gtol": 1e-15, "xrtol": 1e-3},
+                    {"gtol": 1e30}):
+        mine = minimize_bfgs(fun, x0, jac=True, **options)
+        ref = minimize(fun, x0, jac=True, method="BFGS", options=options)
+        assert (mine.nit, mine.status, mine.message) == \
+            (ref.nit, ref.status, ref.message)
+        np.testing.assert_allclose(mine.x, ref.x, rtol=1e-8, atol=1e-12)
+    # A loss that only goes down along no direction: the line search
+    # fails, as in scipy.
+    flat = lambda x: (float(np.sum(x ** 2)), np.ones_like(x))  # noqa: E731
+    mine = minimize_bfgs(flat, np.zeros(3), jac=True)
+    ref = minimize(flat, np.zeros(3), jac=True, method="BFGS")
+    assert mine.status == ref.status == 2 and mine.message == ref.message
+
+
+def test_default_regressor_uses_own_bfgs_on_network(training):
+    """The default optimizer follows scipy's BFGS on a network's loss."""
+    from scipy.optimize import minimize
+
+    images, descriptor = training
+    results = {}
+    for name in ("own", "scipy"):
+        model = NeuralNetwork(hiddenlayers=(4, 3), randomseed=5)
+        model.lossfunction = LossFunction(force_coefficient=None, maxiter=40,
+                                          convergence={"energy_rmse": 1e-9})
+        if name == "scipy":
+            def scipy_bfgs(function, x0, jac=None, **kwargs):
+                return minimize(function, x0, jac=jac, **kwargs)
+
+            model.regressor = Regressor(scipy_bfgs, optimizer_kwargs={
+                "method": "BFGS", "options": {"gtol": 1e-15}})
+        else:
+            model.regressor = Regressor()
+        text = io.StringIO()
+        assert model.fit(images, descriptor, Logger(text), None) is False
+        results[name] = (model.vector.copy(), model.lossfunction._best[0],
+                         model.regressor.stop_reason)
+    own, ref = results["own"], results["scipy"]
+    assert abs(own[1] - ref[1]) <= 1e-10 * abs(ref[1])
+    np.testing.assert_allclose(own[0], ref[0], rtol=1e-8, atol=1e-10)
+    assert own[2].startswith("maxiter reached")
+
+
+@pytest.mark.parametrize("name", ["CG", "l-bfgs-b", "SLSQP"])
+def test_any_scipy_method_name(training, name):
+    images, descriptor = training
+    model = NeuralNetwork(hiddenlayers=(2,), randomseed=0,
+                          regressor=Regressor(name))
+    model.lossfunction = LossFunction(convergence={"energy_rmse": 0.3},
+                                      force_coefficient=None, maxiter=300)
+    assert model.fit(images, descriptor, Logger(None), None) is True
+    assert model.regressor.stop_reason == "converged"
+
+
+def test_lbfgsb_keyword_passing():
+    regressor = Regressor("L-BFGS-B", optimizer_kwargs={
+        "options": {"maxcor": 30}})
+    assert regressor.optimizer_kwargs["method"] == "L-BFGS-B"
+    assert regressor.optimizer_kwargs["options"]["maxcor"] == 30
+    assert regressor.optimizer_kwargs["options"]["maxls"] == 2000
+
+
+def test_stop_reason_in_training_convergence_error(tmp_path):
+    """The exception states why the optimizer stopped, not always
+    'maxiter'."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from amp import Amp
+    from amp.model import TrainingConvergenceError
+
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(3):
+        atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
+        atoms.rattle(0.1, rng=rng)
+        atoms.calc = EMT()
+        atoms.get_potential_energy()
+        images.append(atoms)
+
+    def calc(label, regressor, maxiter=100000):
+        amp = Amp(descriptor=Gaussian(cutoff=4.0),
+                  model=NeuralNetwork(hiddenlayers=(2,), randomseed=1,
+                                      regressor=regressor),
+                  label=str(tmp_path / label), cores=1)
+        amp.model.lossfunction = LossFunction(
+            convergence={"energy_rmse": 1e-12}, force_coefficient=None,
+            maxiter=maxiter)
+        return amp
+
+    # The optimizer's own rule (gtol) ends it first.
+    with pytest.raises(TrainingConvergenceError) as error:
+        calc("gtol", Regressor(optimizer_kwargs={
+            "options": {"gtol": 1e30}})).train(images)
+    message = str(error.value)
+    assert "did not converge: the optimizer stopped after 0 iterations" \
+        in message
+    assert "Optimization terminated successfully" in message
+    assert "maxiter" not in message
+    assert "gtol-untrained-parameters.amp" in message
+    # The optimizer's own iteration limit.
+    with pytest.raises(TrainingConvergenceError,
+                       match="stopped after 2 iterations before the criteria "
+                             "were met: Maximum number of iterations"):
+        calc("own", Regressor(optimizer_kwargs={
+            "options": {"maxiter": 2}})).train(images)
+    # The loss function's maxiter.
+    with pytest.raises(TrainingConvergenceError,
+                       match="maxiter reached: no convergence after 4 loss "
+                             "evaluations"):
+        calc("maxiter", Regressor(), maxiter=4).train(images)

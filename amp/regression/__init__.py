@@ -1,16 +1,23 @@
-"""The regressor: minimises a model's loss with ``scipy.optimize``.
+"""The regressor: minimises a model's loss.
 
-Amp's :class:`Regressor`. The loss function raises
+Amp's :class:`Regressor`. ``'BFGS'`` (the default) is
+:func:`amp.regression.bfgs.minimize_bfgs`, scipy's BFGS algorithm with an
+O(n^2) inverse-Hessian update; every other method is
+``scipy.optimize.minimize``'s. The loss function raises
 :class:`~amp.model.ConvergenceOccurred` the moment the convergence criteria
 are met, which stops the optimiser wherever it is (inside a line search
 too); :class:`~amp.model.MaxIterationsReached` stops it unconverged.
 """
 
 import copy
+import warnings
 
 import numpy as np
 
 from ..model import ConvergenceOccurred, MaxIterationsReached
+from .bfgs import minimize_bfgs
+
+__all__ = ["Regressor", "PRESETS", "SCIPY_METHODS", "minimize_bfgs"]
 
 # Amp's presets: method and options for scipy.optimize.minimize.
 PRESETS = {
@@ -25,6 +32,13 @@ PRESETS = {
     "Newton-CG": {"method": "Newton-CG", "options": {"xtol": 1e-15}},
 }
 
+#: ``scipy.optimize.minimize`` methods usable by name (with scipy's own
+#: defaults when there is no preset above).
+SCIPY_METHODS = ("Nelder-Mead", "Powell", "CG", "BFGS", "Newton-CG",
+                 "L-BFGS-B", "TNC", "COBYLA", "COBYQA", "SLSQP",
+                 "trust-constr", "dogleg", "trust-ncg", "trust-exact",
+                 "trust-krylov")
+
 
 class Regressor:
     """Drive the minimisation of a model's loss function.
@@ -32,27 +46,45 @@ class Regressor:
     Parameters
     ----------
     optimizer : str or callable
-        'BFGS' (default), 'L-BFGS-B', 'TNC' or 'Newton-CG' (through
-        ``scipy.optimize.minimize`` with Amp's options), or any callable
-        ``optimizer(function, x0, jac=..., **optimizer_kwargs)`` that
-        behaves like ``scipy.optimize.minimize``.
+        'BFGS' (default: this package's O(n^2) BFGS,
+        :func:`~amp.regression.bfgs.minimize_bfgs`, with Amp's options),
+        'L-BFGS-B' (the choice for large networks: memory and time per
+        step grow linearly with the number of parameters), 'TNC' or
+        'Newton-CG' (``scipy.optimize.minimize`` with Amp's options), any
+        other ``scipy.optimize.minimize`` method name (scipy's defaults),
+        or any callable ``optimizer(function, x0, jac=...,
+        **optimizer_kwargs)`` that behaves like
+        ``scipy.optimize.minimize``.
     optimizer_kwargs : dict, optional
         Extra keywords for the optimiser; an ``options`` dict is merged into
         the preset's options.
     lossprime : bool
         Give the optimiser the analytic gradient (``jac=True``); otherwise
-        it sees the loss only.
+        it sees the loss only (and BFGS is scipy's, with finite
+        differences).
+
+    Attributes
+    ----------
+    stop_reason : str or None
+        After :meth:`regress`: why the optimisation stopped, e.g.
+        ``'converged'``, ``'maxiter reached: ...'`` or the optimizer's own
+        message (``'the optimizer stopped after 12 iterations: Desired
+        error not necessarily achieved due to precision loss.'``).
     """
 
     def __init__(self, optimizer="BFGS", optimizer_kwargs=None,
                  lossprime=True):
         kwargs = {}
         if isinstance(optimizer, str):
-            if optimizer not in PRESETS:
-                raise ValueError("unknown optimizer %r; presets: %s, or pass "
-                                 "a callable" % (optimizer,
-                                                 ", ".join(PRESETS)))
-            kwargs = copy.deepcopy(PRESETS[optimizer])
+            names = {m.lower(): m for m in SCIPY_METHODS}
+            if optimizer not in PRESETS and optimizer.lower() not in names:
+                raise ValueError(
+                    "unknown optimizer %r; presets: %s; or any "
+                    "scipy.optimize.minimize method (%s), or a callable"
+                    % (optimizer, ", ".join(PRESETS),
+                       ", ".join(SCIPY_METHODS)))
+            kwargs = copy.deepcopy(PRESETS.get(
+                optimizer, {"method": names.get(optimizer.lower())}))
             self.name = optimizer
         elif callable(optimizer):
             self.name = getattr(optimizer, "__name__", repr(optimizer))
@@ -66,6 +98,29 @@ class Regressor:
         self.optimizer = optimizer
         self.optimizer_kwargs = kwargs
         self.lossprime = lossprime
+        self.stop_reason = None
+
+    def _minimize(self, function, x0):
+        """``scipy.optimize.minimize``, with BFGS as :func:`minimize_bfgs`
+        when the gradient is given."""
+        kwargs = dict(self.optimizer_kwargs)
+        method = kwargs.get("method")
+        if self.lossprime and isinstance(method, str) and \
+                method.lower() == "bfgs":
+            kwargs.pop("method")
+            options = dict(kwargs.pop("options", None) or {})
+            tol = kwargs.pop("tol", None)
+            if tol is not None:  # as scipy: the options' gtol wins
+                options.setdefault("gtol", tol)
+            for key in ("hess", "hessp", "bounds", "constraints"):
+                if kwargs.pop(key, None) is not None:
+                    warnings.warn("Method BFGS does not use %s." % key,
+                                  RuntimeWarning, stacklevel=3)
+            options.update(kwargs)  # args, callback
+            return minimize_bfgs(function, x0, jac=True, **options)
+        from scipy.optimize import minimize
+
+        return minimize(function, x0, jac=self.lossprime, **kwargs)
 
     def regress(self, model, log):
         """Minimise ``model``'s loss starting from ``model.vector``.
@@ -95,23 +150,24 @@ class Regressor:
         log(" Optimizer: %s" % self.name)
         log(" Optimizer kwargs: %s" % self.optimizer_kwargs)
         log(" Parameters: %i" % len(x0))
+        self.stop_reason = None
         try:
             if isinstance(self.optimizer, str):
-                from scipy.optimize import minimize
-
-                minimize(function, x0, jac=lossprime,
-                         **self.optimizer_kwargs)
+                result = self._minimize(function, x0)
             else:
-                self.optimizer(function, x0, jac=lossprime,
-                               **self.optimizer_kwargs)
+                result = self.optimizer(function, x0, jac=lossprime,
+                                        **self.optimizer_kwargs)
         except ConvergenceOccurred:
+            self.stop_reason = "converged"
             log("...optimization successful.", toc="opt")
             return True
         except MaxIterationsReached as stop:
+            self.stop_reason = "maxiter reached: %s" % stop
             log("...optimization unsuccessful: %s." % stop, toc="opt")
         else:
-            log("...optimization unsuccessful: the optimizer stopped "
-                "before the criteria were met.", toc="opt")
+            self.stop_reason = _optimizer_stop(result)
+            log("...optimization unsuccessful: %s" % self.stop_reason,
+                toc="opt")
         lossfunction = model.lossfunction
         best = getattr(lossfunction, "best_vector", None)
         if best is not None:
@@ -121,3 +177,20 @@ class Regressor:
             log("...maximum absolute value of loss prime: %.3e"
                 % np.max(np.abs(gradient)))
         return False
+
+
+def _optimizer_stop(result):
+    """Why an optimizer returned before the criteria were met, from its
+    result (an ``OptimizeResult``, or anything else a callable gave)."""
+    message = getattr(result, "message", None)
+    if isinstance(message, bytes):
+        message = message.decode(errors="replace")
+    iterations = getattr(result, "nit", None)
+    text = "the optimizer stopped"
+    if iterations is not None:
+        text += " after %s iterations" % iterations
+    text += " before the criteria were met"
+    if message:
+        text += ": %s" % str(message).strip()
+        return text if text.endswith(".") else text + "."
+    return text + " (it gave no reason)."
