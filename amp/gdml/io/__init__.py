@@ -1,0 +1,65 @@
+"""Reading and writing sgdml 1.0.x datasets, tasks and models (``.npz``).
+
+The three file kinds are NumPy ``.npz`` archives tagged by the key ``type``
+(``'d'``, ``'t'``, ``'m'``). Every reader treats a file as hostile: only
+regular files are opened, sizes are bounded before anything is allocated,
+and the few pickled keys of models are read with a restricted unpickler
+(:mod:`amp.gdml.io.safe`), so a crafted file cannot run code.
+
+Modules, one per format:
+
+- :mod:`~amp.gdml.io.safe`: the bounded ``.npz`` reader and the restricted
+  unpickler;
+- :mod:`~amp.gdml.io.datasets`: datasets (validation, md5, files,
+  :func:`dataset_from_traj`);
+- :mod:`~amp.gdml.io.models`: tasks and models;
+- :mod:`~amp.gdml.io.names`: element symbols, XYZ files and the file names
+  of sgdml runs.
+
+Every public name is available here, as ``amp.gdml.io.<name>``.
+"""
+
+from .datasets import (SGDML_FORMAT_VERSION, dataset_from_atoms,
+                       dataset_from_traj, dataset_md5, load_dataset,
+                       save_dataset, save_npz, validate_dataset)
+from .models import (load_any, load_model, load_task, save_model, save_task,
+                     validate_model, validate_task)
+from .names import (generate_xyz_str, model_file_name, parse_list_or_range,
+                    read_xyz, task_file_name, train_dir_name, write_geometry,
+                    z_str_to_z, z_to_z_str)
+from .safe import (SafeUnpickler, UnsafeFileError, load_npz, npz_to_dict,
+                   open_regular_file, to_bytes, to_str)
+
+__all__ = [
+    "SGDML_FORMAT_VERSION",
+    "UnsafeFileError",
+    "SafeUnpickler",
+    "load_npz",
+    "npz_to_dict",
+    "open_regular_file",
+    "load_dataset",
+    "load_task",
+    "load_model",
+    "load_any",
+    "save_npz",
+    "save_dataset",
+    "save_task",
+    "save_model",
+    "dataset_md5",
+    "validate_dataset",
+    "validate_task",
+    "validate_model",
+    "dataset_from_atoms",
+    "dataset_from_traj",
+    "read_xyz",
+    "write_geometry",
+    "generate_xyz_str",
+    "z_to_z_str",
+    "z_str_to_z",
+    "train_dir_name",
+    "task_file_name",
+    "model_file_name",
+    "parse_list_or_range",
+    "to_str",
+    "to_bytes",
+]

@@ -1,0 +1,234 @@
+"""sgdml task and model files: validation, loading and saving.
+
+Text fields follow sgdml: in tasks and models ``dataset_name`` and
+``dataset_theory`` are unicode while ``md5_*``, ``r_unit`` and ``e_unit``
+are bytes; ``type`` and ``code_version`` are unicode. A model's ``f_err``,
+``e_err`` (dicts) and ``md5_test`` (None or bytes) are 0-d object arrays.
+"""
+
+import numpy as np
+
+from .datasets import (check_type, normalise, require_finite, require_keys,
+                       save_npz)
+from .safe import load_npz, to_str, unwrap
+
+__all__ = ["validate_task", "validate_model", "load_task", "load_model",
+           "save_task", "save_model", "load_any"]
+
+_MODEL_KEYS = ["z", "R_desc", "R_d_desc_alpha", "c", "sig", "perms",
+               "tril_perms_lin"]
+_TASK_KEYS = ["z", "R_train", "F_train", "sig", "lam", "perms", "use_E",
+              "use_E_cstr", "use_sym"]
+
+
+def _numeric(model, key, what):
+    arr = np.asarray(model[key])
+    if arr.dtype.kind not in "fiub":
+        raise ValueError("{}: '{}' must hold numbers, got dtype {}".format(
+            what, key, arr.dtype))
+    return arr
+
+
+def validate_model(model, what="model"):
+    """Check keys and shapes of a model.
+
+    Parameters
+    ----------
+    model : dict
+        sgdml model.
+    what : str, optional
+        Name used in messages.
+
+    Raises
+    ------
+    ValueError
+        On missing keys, inconsistent shapes or non-finite values.
+    """
+    require_keys(model, _MODEL_KEYS, what)
+    if "type" in model and to_str(model["type"]) != "m":
+        raise ValueError("{} is not a model (type '{}')".format(
+            what, to_str(model["type"])))
+    for key in _MODEL_KEYS:
+        _numeric(model, key, what)
+    z = np.asarray(model["z"])
+    if z.ndim != 1:
+        raise ValueError("{}: 'z' must be 1-D, got shape {}".format(
+            what, z.shape))
+    N = len(z)
+    D = N * (N - 1) // 2
+    R_desc = np.asarray(model["R_desc"])
+    if R_desc.ndim != 2 or R_desc.shape[0] != D:
+        raise ValueError("{}: 'R_desc' has shape {}, expected ({}, M) for {} "
+                         "atoms".format(what, R_desc.shape, D, N))
+    M = R_desc.shape[1]
+    if np.asarray(model["R_d_desc_alpha"]).shape != (M, D):
+        raise ValueError("{}: 'R_d_desc_alpha' has shape {}, expected "
+                         "({}, {})".format(
+                             what, np.asarray(model["R_d_desc_alpha"]).shape,
+                             M, D))
+    perms = np.asarray(model["perms"])
+    if perms.ndim != 2 or perms.shape[1] != N:
+        raise ValueError("{}: 'perms' has shape {}, expected (P, {})".format(
+            what, perms.shape, N))
+    tpl = np.asarray(model["tril_perms_lin"])
+    if tpl.size != perms.shape[0] * D:
+        raise ValueError("{}: 'tril_perms_lin' has {} entries, expected "
+                         "{}".format(what, tpl.size, perms.shape[0] * D))
+    if tpl.size and (tpl.dtype.kind not in "iu" or tpl.min() < 0
+                     or tpl.max() >= perms.shape[0] * D):
+        raise ValueError("{}: 'tril_perms_lin' holds indices outside "
+                         "0..{}".format(what, perms.shape[0] * D - 1))
+    if np.asarray(model["sig"]).size != 1 or np.asarray(model["c"]).size != 1:
+        raise ValueError("{}: 'sig' and 'c' must be single numbers".format(
+            what))
+    sig = float(unwrap(np.asarray(model["sig"]).reshape(())))
+    if not sig > 0 or not np.isfinite(sig):
+        raise ValueError("{}: kernel length scale sig must be > 0, got "
+                         "{}".format(what, sig))
+    for key in ("R_desc", "R_d_desc_alpha", "c"):
+        require_finite(np.asarray(model[key]), key, what)
+    if "alphas_E" in model and np.asarray(model["alphas_E"]).size != M:
+        raise ValueError("{}: 'alphas_E' must have {} entries".format(what, M))
+    if "lattice" in model:
+        from ..desc import lattice_and_inverse
+        lattice_and_inverse(model["lattice"])
+
+
+def validate_task(task, what="task"):
+    """Check the keys and shapes of a task.
+
+    Parameters
+    ----------
+    task : dict
+        sgdml task.
+    what : str, optional
+        Name used in messages.
+
+    Raises
+    ------
+    ValueError
+        On missing keys or inconsistent shapes.
+    """
+    require_keys(task, _TASK_KEYS, what)
+    N = len(np.atleast_1d(task["z"]))
+    R = np.asarray(task["R_train"])
+    F = np.asarray(task["F_train"])
+    if R.ndim != 3 or R.shape[1:] != (N, 3) or F.shape != R.shape:
+        raise ValueError("{}: 'R_train' {} and 'F_train' {} must both have "
+                         "shape (M, {}, 3)".format(what, R.shape, F.shape, N))
+    for key in ("R_train", "F_train", "sig", "lam", "perms"):
+        _numeric(task, key, what)
+
+
+def load_task(path):
+    """Load an sgdml task file.
+
+    Parameters
+    ----------
+    path : str
+        ``.npz`` file with ``type == 't'``.
+
+    Returns
+    -------
+    dict
+    """
+    data = load_npz(path)
+    check_type(data, "t", path)
+    validate_task(data, str(path))
+    return data
+
+
+def load_model(path):
+    """Load and validate an sgdml model file.
+
+    Parameters
+    ----------
+    path : str
+        ``.npz`` file with ``type == 'm'``.
+
+    Returns
+    -------
+    dict
+    """
+    data = load_npz(path)
+    check_type(data, "m", path)
+    validate_model(data, what=str(path))
+    return data
+
+
+def load_any(path):
+    """Load a dataset, task or model file, whichever it is.
+
+    Parameters
+    ----------
+    path : str
+        An sgdml ``.npz`` file.
+
+    Returns
+    -------
+    kind : str
+        ``'d'``, ``'t'`` or ``'m'``.
+    data : dict
+        The validated content.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an sgdml dataset, task or model.
+    """
+    from .datasets import validate_dataset
+    data = load_npz(path)
+    kind = to_str(data["type"]) if "type" in data else None
+    if kind == "d":
+        validate_dataset(data, str(path))
+    elif kind == "t":
+        validate_task(data, str(path))
+    elif kind == "m":
+        validate_model(data, str(path))
+    else:
+        raise ValueError(
+            "'{}' is not an sgdml dataset, task or model file (its 'type' "
+            "key is {})".format(path, "missing" if kind is None
+                                else repr(kind)))
+    return kind, data
+
+
+def save_task(path, task, overwrite=True):
+    """Write an sgdml task file.
+
+    Parameters
+    ----------
+    path : str
+        Destination ``.npz``.
+    task : dict
+        As returned by :meth:`amp.gdml.train.GDMLTrain.create_task`.
+    overwrite : bool, optional
+        Replace an existing file.
+    """
+    save_npz(path, normalise(task, "t"), overwrite=overwrite)
+
+
+def save_model(path, model, overwrite=True):
+    """Write an sgdml model file.
+
+    ``f_err``/``e_err`` (dicts) and ``md5_test`` (None or bytes) become 0-d
+    object arrays, exactly as sgdml stores them.
+
+    Parameters
+    ----------
+    path : str
+        Destination ``.npz``.
+    model : dict
+        As returned by :meth:`amp.gdml.train.GDMLTrain.train`.
+    overwrite : bool, optional
+        Replace an existing file.
+    """
+    validate_model(model)
+    data = normalise(model, "m")
+    for key in ("f_err", "e_err", "md5_test"):
+        if key in data:
+            value = unwrap(data[key])
+            arr = np.empty((), dtype=object)
+            arr[()] = value
+            data[key] = arr
+    save_npz(path, data, overwrite=overwrite)
