@@ -14,10 +14,9 @@ import sys
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
-from ase.stress import full_3x3_to_voigt_6_stress
 
+from . import potential
 from .store import modelfile
-from .descriptor.fingerprints import entry_forces
 from .utilities import Logger, hash_images, make_filename, now
 
 __version__ = "0.1.0"
@@ -74,6 +73,10 @@ class Amp(Calculator):
     logging : bool
         Write ``<label>-log.txt`` when training.
     atoms : ase.Atoms, optional
+    verbose : bool or None
+        A live progress line on standard error while fingerprinting and
+        training (:mod:`amp.progress`): None (default) shows it only when
+        standard error is a terminal, True always, False never.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces",
@@ -81,16 +84,17 @@ class Amp(Calculator):
     ignored_changes = {"initial_charges", "initial_magmoms"}
 
     def __init__(self, descriptor, model, label="amp", dblabel=None,
-                 cores=None, envcommand=None, logging=True, atoms=None):
+                 cores=None, envcommand=None, logging=True, atoms=None,
+                 verbose=None):
         Calculator.__init__(self, label=label, atoms=atoms)
         self.descriptor = descriptor
         self.model = model
-        self.descriptor.parent = self
-        self.model.parent = self
         self.dblabel = dblabel
+        self._fingerprint_store = None
         self.cores = cores
         self.envcommand = envcommand
         self.logging = logging
+        self.verbose = verbose
         self._log = Logger(None)
         self._check_compatible()
 
@@ -103,35 +107,12 @@ class Amp(Calculator):
         return self._log
 
     def _check_compatible(self):
-        """Descriptor and model must agree on elements and feature counts."""
+        """Descriptor and model must agree on elements and feature counts
+        (the model's :meth:`check_features`, when it has one)."""
         Gs = getattr(self.descriptor, "Gs", None)
-        weights = self.model.parameters.get("weights") \
-            if hasattr(self.model, "parameters") else None
-        if not Gs or not weights:
-            return
-        no_network = sorted(set(Gs) - set(weights))
-        if no_network:
-            raise ValueError(
-                "descriptor and model disagree on elements: the descriptor "
-                "gives %d features for %s but the model has no network for "
-                "it (networks for: %s)" % (len(Gs[no_network[0]]),
-                                           no_network[0],
-                                           ", ".join(sorted(weights))))
-        no_features = sorted(set(weights) - set(Gs))
-        if no_features:
-            raise ValueError(
-                "descriptor and model disagree on elements: the model has a "
-                "network for %s but the descriptor has no symmetry functions "
-                "for it (descriptor elements: %s)"
-                % (no_features[0], ", ".join(sorted(Gs))))
-        for element, layers in sorted(weights.items()):
-            first = layers[min(layers, key=int)]
-            n_in = np.asarray(first).shape[0] - 1
-            if n_in != len(Gs[element]):
-                raise ValueError(
-                    "descriptor and model disagree on feature counts: the "
-                    "descriptor gives %d features for %s but the model's "
-                    "network takes %d" % (len(Gs[element]), element, n_in))
+        check = getattr(self.model, "check_features", None)
+        if Gs and check is not None:
+            check({element: len(G) for element, G in Gs.items()})
 
     # Inference -----------------------------------------------------------
 
@@ -139,49 +120,26 @@ class Amp(Calculator):
                   system_changes=all_changes):
         """Energy, per-atom energies, forces and (3-D periodic) stress.
 
-        Everything is computed in one pass, whichever properties are
-        asked for. Fingerprints go to the databases only when a
-        ``dblabel`` was given; otherwise they are kept in memory for this
-        image only.
+        Everything is computed in one pass by :func:`amp.potential.evaluate`,
+        whichever properties are asked for. Fingerprints go to the
+        databases only when a ``dblabel`` was given; otherwise nothing is
+        stored or written.
         """
         Calculator.calculate(self, atoms, properties, system_changes)
-        atoms = self.atoms
-        fused = (self.dblabel is None
-                 and hasattr(self.descriptor, "compute_contracted")
-                 and hasattr(self.model, "block_evaluator"))
-        if fused:
-            # Derivatives contracted with dE/dG as they are made: nothing
-            # stored, nothing written.
-            atomic = np.empty(len(atoms))
-            evaluate_block = self.model.block_evaluator()
+        store = None
+        if self.dblabel is not None:
+            store = self._store(self.dblabel)
+        self.results = potential.evaluate(self.descriptor, self.model,
+                                          self.atoms, store)
 
-            def evaluate(element, index, block):
-                atomic[index], dE_dG = evaluate_block(element, block)
-                return dE_dG
-
-            fingerprints, gradient = self.descriptor.compute_contracted(
-                atoms, evaluate)
-        else:
-            if self.dblabel is None:
-                fingerprints = self.descriptor.compute(atoms, True)
-            else:
-                self.descriptor.dblabel = self.dblabel
-                key = next(iter(hash_images(atoms)))
-                self.descriptor.calculate_fingerprints(
-                    {key: atoms}, calculate_derivatives=True)
-                fingerprints = self.descriptor.arrays[key]
-            atomic, dE_dG = self.model.evaluate(fingerprints, forces=True)
-            gradient = fingerprints.entry_gradients(dE_dG)
-        energy = float(np.sum(atomic))
-        results = {"energy": energy, "free_energy": energy,
-                   "energies": np.asarray(atomic, dtype=float),
-                   "forces": entry_forces(fingerprints.neighbors, gradient)}
-        if atoms.cell.rank == 3 and all(atoms.pbc):
-            virial = fingerprints.neighbors.vectors.T @ gradient
-            virial = 0.5 * (virial + virial.T)
-            results["stress"] = full_3x3_to_voigt_6_stress(
-                virial / atoms.get_volume())
-        self.results = results
+    def _store(self, dblabel, images=None):
+        """The fingerprint store of ``dblabel``, opened once and kept."""
+        store = self._fingerprint_store
+        if store is None or store.dblabel != dblabel:
+            store = self.descriptor.open_store(dblabel, log=self._log,
+                                               images=images)
+            self._fingerprint_store = store
+        return store
 
     # Training ------------------------------------------------------------
 
@@ -201,7 +159,9 @@ class Amp(Calculator):
         import scipy
 
         log("=" * 70)
-        log("Amp (amp-mlip %s) training started %s" % (__version__, now()))
+        # Amp 1.x's line, which its read_trainlog looks for.
+        log("Amp training started. %s" % now().replace(" ", "T"))
+        log("amp-mlip version %s" % __version__)
         log("Host: %s, Python %s on %s" % (socket.gethostname(),
                                            platform.python_version(),
                                            sys.platform))
@@ -255,7 +215,7 @@ class Amp(Calculator):
         log = self._open_log()
         self._log_header(log)
         images = hash_images(images, log=log)
-        log("Training on %d images (%d duplicates)."
+        log(" %d unique images after hashing (%d duplicates)."
             % (len(images), len(images.metadata["duplicates"])))
         force_training = self.model.forcetraining
         _check_training_images(images, force_training)
@@ -290,23 +250,29 @@ class Amp(Calculator):
         """Fingerprints, set-up and fit of :meth:`train`; True when
         converged."""
         own_database = self.dblabel is None
-        self.descriptor.dblabel = self.label if own_database else self.dblabel
+        store = self._store(self.label if own_database else self.dblabel,
+                            images)
         self.descriptor.calculate_fingerprints(
             images, parallel=parallel, log=log,
-            calculate_derivatives=force_training)
-        self.model.fit(images, self.descriptor, log, parallel,
-                       only_setup=True)
+            calculate_derivatives=force_training, store=store)
+        self.model.setup(images, self.descriptor, log)
         self._check_compatible()
         self._resume_from_checkpoint(log)
         self.save(make_filename(self.label, "-initial-parameters.amp"),
                   overwrite=True)
+        checkpoint = make_filename(self.label, "-checkpoint.amp")
+
+        def on_step(step):
+            every = getattr(self.model, "checkpoints", None)
+            if every and step % every == 0:
+                log("Saving checkpoint (step %i) to %s." % (step, checkpoint))
+                self.save(checkpoint, overwrite=True)
+
         try:
-            return self.model.fit(images, self.descriptor, log, parallel)
+            return self.model.regress(log, parallel, on_step)
         except KeyboardInterrupt:
-            self.save(make_filename(self.label, "-checkpoint.amp"),
-                      overwrite=True)
-            log("Interrupted; parameters saved to %s."
-                % make_filename(self.label, "-checkpoint.amp"))
+            self.save(checkpoint, overwrite=True)
+            log("Interrupted; parameters saved to %s." % checkpoint)
             raise
         finally:
             if own_database and compress_databases:
@@ -371,5 +337,4 @@ class Amp(Calculator):
             raise modelfile.ModelFileError(
                 "model file is missing or has malformed parameters: %r"
                 % (error,)) from error
-        descriptor.ephemeral = True
         return cls(descriptor=descriptor, model=model, **kwargs)

@@ -14,7 +14,6 @@ from ase.build import bulk
 
 from amp.parallel import wire as _wire
 from amp.parallel.hosts import expand_nodelist, expand_tasks
-from amp.store.database import Data, MemoryDatabase
 from amp.descriptor.gaussian import Gaussian, make_default_symmetry_functions
 from amp.parallel import (WorkerError, WorkerPool,
                           compute_in_workers, fingerprint_job,
@@ -141,7 +140,7 @@ def images():
 
 
 class FingerprintCalculator:
-    """What Data needs: serial calculate() and parallel_job()."""
+    """Serial fingerprints of images, as stored entries."""
 
     def __init__(self, descriptor):
         self.descriptor = descriptor
@@ -150,9 +149,6 @@ class FingerprintCalculator:
     def calculate(self, atoms, key):
         self.calls += 1
         return self.descriptor.compute(atoms, True).todict()
-
-    def parallel_job(self):
-        return fingerprint_job(self.descriptor, derivatives=True)
 
 
 def descriptor():
@@ -185,22 +181,6 @@ def pool():
     with WorkerPool(2, timeout=20) as pool:
         yield pool
     assert all(gone(pid) for pid in alive_pids(pool))
-
-
-def test_fingerprints_through_data_equal_serial(serial_fingerprints):
-    hashed = images()
-    calc = FingerprintCalculator(descriptor())
-    data = Data(None, db=MemoryDatabase, calculator=calc)
-    lines = []
-    data.calculate_items(hashed, parallel={"cores": 2}, log=lines.append)
-    assert calc.calls == 0  # all done by workers
-    assert_same_entries({key: data[key] for key in hashed},
-                        serial_fingerprints)
-    # cores=1: serial, no worker.
-    calc1 = FingerprintCalculator(descriptor())
-    data1 = Data(None, db=MemoryDatabase, calculator=calc1)
-    data1.calculate_items(hashed, parallel={"cores": 1})
-    assert calc1.calls == len(hashed)
 
 
 def test_secret_not_in_argv_or_environment(pool):

@@ -73,7 +73,7 @@ def test_loss_from_workers_equals_serial(fingerprinted, serial_losses, cores):
     before = set(worker_pids())
     model = model_with_loss({"cores": cores}, images, descriptor)
     lossfunction = model.lossfunction
-    try:
+    with lossfunction.evaluator({"cores": cores}):
         for vector, reference in zip(vectors, expected):
             assert_same_loss(lossfunction.calculate_loss(vector, True),
                              reference)
@@ -84,8 +84,7 @@ def test_loss_from_workers_equals_serial(fingerprinted, serial_losses, cores):
         result = lossfunction.calculate_loss(vectors[1], False)
         assert result["loss"] == pytest.approx(expected[1]["loss"],
                                                rel=1e-12)
-    finally:
-        lossfunction.close()
+    assert lossfunction._workers is None
     assert all(gone(pid) for pid in started)
 
 
@@ -95,16 +94,17 @@ def test_killed_worker_share_is_reassigned(fingerprinted, serial_losses):
     with WorkerPool(2, timeout=10) as pool:
         model = model_with_loss(pool, images, descriptor)
         lossfunction = model.lossfunction
-        assert_same_loss(lossfunction.calculate_loss(vectors[0], True),
-                         expected[0])
-        victim = pool.peers[0]
-        victim.process.kill()
-        assert_same_loss(lossfunction.calculate_loss(vectors[1], True),
-                         expected[1])
-        assert len(pool.failures) == 1 and "localhost" in pool.failures[0]
-        assert set(lossfunction._workers.job.owner.values()) == \
-            {pool.peers[1]}
-        lossfunction.close()
+        with lossfunction.evaluator(pool):
+            assert_same_loss(lossfunction.calculate_loss(vectors[0], True),
+                             expected[0])
+            victim = pool.peers[0]
+            victim.process.kill()
+            assert_same_loss(lossfunction.calculate_loss(vectors[1], True),
+                             expected[1])
+            assert len(pool.failures) == 1 and \
+                "localhost" in pool.failures[0]
+            assert set(lossfunction._workers.job.owner.values()) == \
+                {pool.peers[1]}
         # A pool that was given is left running for its owner.
         assert pool.alive() == [pool.peers[1]]
 

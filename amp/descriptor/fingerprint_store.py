@@ -14,6 +14,7 @@ import numpy as np
 
 from ..store.database import FileDatabase, MemoryDatabase
 from .fingerprints import STORAGE_VERSION, ImageFingerprints
+from .neighbors import amp_view
 
 DATABASE_NAMES = {"neighbors": "neighborlists",
                   "fingerprints": "fingerprints",
@@ -115,9 +116,7 @@ class FingerprintStore:
         i, j = np.asarray(entry["nl/i"]), np.asarray(entry["nl/j"])
         offsets = np.asarray(entry["nl/offsets"])
         n_atoms = len(self.databases["fingerprints"][key]["symbols"])
-        bounds = np.searchsorted(i, np.arange(n_atoms + 1))
-        return [(j[bounds[a]:bounds[a + 1]], offsets[bounds[a]:bounds[a + 1]])
-                for a in range(n_atoms)]
+        return amp_view(i, j, offsets, n_atoms)
 
     def archive(self):
         """Compress every database into its ``archive.tar.gz``.

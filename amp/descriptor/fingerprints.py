@@ -36,6 +36,24 @@ def entry_forces(neighbors, entry_gradient):
     return forces
 
 
+def entry_virial(neighbors, entry_gradient):
+    """The virial ``sum_e r_e (x) dE/dr_e`` from every entry's gradient.
+
+    For an energy that depends on the atoms only through the entry vectors
+    ``r_e``, this is the derivative of the energy with respect to a
+    homogeneous strain of the cell and the atoms, at zero strain; the
+    stress is the virial divided by the cell volume. It is symmetric for a
+    rotation-invariant energy; the (round-off) antisymmetric part is
+    dropped.
+
+    Returns
+    -------
+    ndarray, shape (3, 3)
+    """
+    virial = neighbors.vectors.T @ entry_gradient
+    return 0.5 * (virial + virial.T)
+
+
 class ImageFingerprints:
     """Fingerprints of one image as arrays.
 
@@ -168,9 +186,8 @@ class ImageFingerprints:
         return matrix.tocsr()  # sums the duplicates of each (atom, column)
 
     def virial(self, dE_dG):
-        """``sum_e r_e (x) dE/dr_e``: the stress times the volume (3x3)."""
-        gradient = self.entry_gradients(dE_dG)
-        return self.neighbors.vectors.T @ gradient
+        """The stress times the volume, 3x3 (see :func:`entry_virial`)."""
+        return entry_virial(self.neighbors, self.entry_gradients(dE_dG))
 
     # Amp's views ---------------------------------------------------------
 

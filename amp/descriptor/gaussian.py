@@ -208,6 +208,10 @@ class Gaussian:
 
     importname = ".descriptor.gaussian.Gaussian"
 
+    #: Declared capability: :meth:`compute_contracted` gives forces
+    #: without storing derivatives (see :func:`amp.potential.evaluate`).
+    contracted_forces = True
+
     def __init__(self, cutoff=Cosine(6.5), Gs=None, dblabel=None,
                  elements=None, version=None, fortran=True,
                  mode="atom-centered"):
@@ -232,7 +236,6 @@ class Gaussian:
         self.mode = mode
         self.dblabel = dblabel
         self.fortran = fortran
-        self.parent = None
         self.ephemeral = False
         self._store = None
         self.fingerprints = _View(self, "fingerprints")
@@ -248,12 +251,7 @@ class Gaussian:
         none, or (:attr:`ephemeral`) by memory holding only the latest image.
         """
         if self._store is None or self._store.dblabel != self.dblabel:
-            if self.Gs is None:
-                raise ValueError("the descriptor has no symmetry functions "
-                                 "yet; calculate fingerprints first")
-            self._store = FingerprintStore(
-                self.dblabel, {"cutoff": self.cutoff.todict(), "Gs": self.Gs},
-                ephemeral=self.ephemeral and self.dblabel is None)
+            self._store = self.open_store(self.dblabel, self.ephemeral)
         return self._store
 
     # Parameters ----------------------------------------------------------
@@ -370,8 +368,40 @@ class Gaussian:
                                      blocks), gradient
         return ImageFingerprints(symbols, values, nl), gradient
 
+    def open_store(self, dblabel=None, ephemeral=False, log=None,
+                   images=None):
+        """A fingerprint store for this descriptor's parameters.
+
+        Parameters
+        ----------
+        dblabel : str or None
+            Prefix of the ``.ampdb`` databases; None keeps the fingerprints
+            in memory.
+        ephemeral : bool
+            In memory, keep only the latest image.
+        log : callable, optional
+            Receives reports about damaged database entries.
+        images : dict, optional
+            Hashed images: elements and default symmetry functions not set
+            yet are taken from them (as :meth:`calculate_fingerprints`
+            does).
+
+        Returns
+        -------
+        FingerprintStore
+            To pass to :meth:`calculate_fingerprints` as ``store``.
+        """
+        if images is not None:
+            self._ensure_parameters(images)
+        if self.Gs is None:
+            raise ValueError("the descriptor has no symmetry functions yet; "
+                             "calculate fingerprints first")
+        return FingerprintStore(
+            dblabel, {"cutoff": self.cutoff.todict(), "Gs": self.Gs},
+            ephemeral=ephemeral and dblabel is None, log=log)
+
     def calculate_fingerprints(self, images, parallel=None, log=None,
-                               calculate_derivatives=False):
+                               calculate_derivatives=False, store=None):
         """Compute the fingerprints of every image not yet computed.
 
         Parameters
@@ -384,6 +414,11 @@ class Gaussian:
         log : Logger, optional
         calculate_derivatives : bool
             Also compute the fingerprint derivatives (for forces).
+        store : FingerprintStore, optional
+            Where to keep them (from :meth:`open_store`, e.g. a calculator's
+            databases); it becomes this descriptor's :attr:`arrays` and
+            its label :attr:`dblabel`. Default: the store of
+            :attr:`dblabel`.
 
         Returns
         -------
@@ -393,6 +428,8 @@ class Gaussian:
         log = Logger(None) if log is None else log
         images = hash_images(images)
         self._ensure_parameters(images)
+        if store is not None:
+            self._store, self.dblabel = store, store.dblabel
         store = self.arrays
         needed = {key: atoms for key, atoms in images.items()
                   if key not in store or (calculate_derivatives

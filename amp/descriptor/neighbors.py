@@ -56,10 +56,22 @@ class NeighborList:
 
     def as_amp(self):
         """Amp's view: a list with ``(indices, offsets)`` for every atom."""
-        bounds = self.first_entry
-        return [(self.j[bounds[a]:bounds[a + 1]],
-                 self.offsets[bounds[a]:bounds[a + 1]])
-                for a in range(self.n_atoms)]
+        return amp_view(self.i, self.j, self.offsets, self.n_atoms)
+
+
+def amp_view(i, j, offsets, n_atoms):
+    """Amp's ``neighborlist[hash]``: ``[(indices, offsets), ...]`` per atom.
+
+    Parameters
+    ----------
+    i, j : ndarray of int, shape (n_entries,)
+        Centre and neighbour atom of every entry, sorted by ``i``.
+    offsets : ndarray of int, shape (n_entries, 3)
+    n_atoms : int
+    """
+    bounds = np.searchsorted(i, np.arange(n_atoms + 1))
+    return [(j[bounds[a]:bounds[a + 1]], offsets[bounds[a]:bounds[a + 1]])
+            for a in range(n_atoms)]
 
 
 @functools.lru_cache(maxsize=32)

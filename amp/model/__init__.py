@@ -9,6 +9,7 @@ arrays of a subset of the training images); each returns partial sums that
 without changing the result.
 """
 
+import contextlib
 import time
 
 import numpy as np
@@ -102,13 +103,10 @@ class Model:
 
     @property
     def log(self):
-        """The logger (an :class:`amp.utilities.Logger`); the parent's
-        when none was set."""
+        """The logger given to :meth:`fit` (an
+        :class:`amp.utilities.Logger`; a silent one before)."""
         if getattr(self, "_log", None) is not None:
             return self._log
-        parent = getattr(self, "parent", None)
-        if parent is not None and getattr(parent, "_log", None) is not None:
-            return parent._log
         return Logger(None)
 
     @log.setter
@@ -387,26 +385,51 @@ class LossFunction:
 
     # Evaluation ----------------------------------------------------------
 
-    def _partials(self, vector, lossprime, force_coefficient):
-        """Partial sums of every batch, from the workers when parallel."""
-        model, p = self._model, self.parameters
-        if self._workers is None:
-            from ..parallel import wants_parallel
-            from ._shares import WorkerBatches
+    @contextlib.contextmanager
+    def evaluator(self, parallel=None):
+        """Evaluate the loss in workers for the duration of a ``with`` block.
 
-            parallel = (self._parallel if self._parallel is not None
-                        else getattr(model, "_parallel", None))
-            if wants_parallel(parallel):
-                setup = {"model": model.todict(),
-                         "energy_coefficient": p.energy_coefficient,
-                         "force_coefficient": force_coefficient}
-                self._workers = WorkerBatches(
-                    parallel, self._worker_batches, setup, log=self.log)
-                self.log("Loss function: %i images in %i shares held by "
-                         "workers." % (len(self._training_images()),
-                                       self._workers.n_shares))
+        With ``parallel`` (Amp's ``{'cores': ...}`` dict or a running
+        :class:`amp.parallel.WorkerPool`; default the ``parallel`` given to
+        the constructor) asking for more than one core, each worker
+        receives a share of the training images once, and every
+        evaluation inside the block sends it only the parameters; the
+        workers drop their shares (and a pool started here is stopped)
+        when the block ends, however it ends. Otherwise evaluation is
+        serial. The results do not depend on the number of workers.
+
+        Examples
+        --------
+        >>> with model.lossfunction.evaluator({'cores': 2}):  # doctest: +SKIP
+        ...     model.regressor.regress(model=model, log=log)
+        """
+        from ..parallel import wants_parallel
+        from ._shares import WorkerBatches
+
+        parallel = self._parallel if parallel is None else parallel
+        if self._workers is not None or not wants_parallel(parallel):
+            yield self
+            return
+        p = self.parameters
+        setup = {"model": self._model.todict(),
+                 "energy_coefficient": p.energy_coefficient,
+                 "force_coefficient": p.force_coefficient
+                 if self.train_forces else None}
+        self._workers = WorkerBatches(parallel, self._worker_batches, setup,
+                                      log=self.log)
+        self.log("Loss function: %i images in %i shares held by workers."
+                 % (len(self._training_images()), self._workers.n_shares))
+        try:
+            yield self
+        finally:
+            self.close()
+
+    def _partials(self, vector, lossprime, force_coefficient):
+        """Partial sums of every batch, from the workers inside
+        :meth:`evaluator`."""
         if self._workers is not None:
             return self._workers.partials(vector, lossprime)
+        model, p = self._model, self.parameters
         networks, raveler = model.element_networks(), model.raveler
         return [batch.partial(networks, lossprime, p.energy_coefficient,
                               force_coefficient, raveler)
@@ -417,8 +440,9 @@ class LossFunction:
         return self.batches()
 
     def close(self):
-        """Stop using workers: they drop their shares, and a pool started
-        for this loss function is stopped. Evaluation is serial after."""
+        """Stop using workers (as leaving :meth:`evaluator` does): they drop
+        their shares, and a pool started for this loss function is
+        stopped. Evaluation is serial after."""
         if self._workers is not None:
             workers, self._workers = self._workers, None
             workers.close()

@@ -89,6 +89,12 @@ def input_scaling(fprange, n_features):
     return factor, shift
 
 
+def n_inputs(first_layer):
+    """Number of fingerprint features a network takes: the rows of its
+    first layer's weights less the bias row."""
+    return np.shape(first_layer)[0] - 1
+
+
 class ElementNetwork:
     """One element's network as arrays, ready for block evaluation.
 
@@ -106,7 +112,7 @@ class ElementNetwork:
         self.slope = float(slope)
         self.intercept = float(intercept)
         self.activation = activation
-        self.n_features = self.weights[0].shape[0] - 1
+        self.n_features = n_inputs(self.weights[0])
         self.factor, self.shift = input_scaling(fprange, self.n_features)
 
     def forward(self, fingerprints):

@@ -14,9 +14,10 @@ import numbers
 import numpy as np
 from ase.calculators.calculator import Parameters
 
-from ..utilities import Logger, hash_images, make_filename
+from ..utilities import Logger, hash_images
 from . import LossFunction, Model, calculate_fingerprints_range
-from ._network import ACTIVATIONS, ElementNetwork, Raveler, TrainingBatch
+from ._network import (ACTIVATIONS, ElementNetwork, Raveler, TrainingBatch,
+                       n_inputs)
 
 VERSIONS = ("2015.12",)
 
@@ -101,8 +102,8 @@ class NeuralNetwork(Model):
     fortran : bool
         Accepted for compatibility (one vectorised implementation).
     checkpoints : int or None
-        Save ``<label>-checkpoint.amp`` through the parent calculator every
-        this many optimiser steps; None or 0 disables.
+        :class:`amp.Amp` saves ``<label>-checkpoint.amp`` every this many
+        optimiser steps during training; None or 0 disables.
     randomseed : int, optional
         Seed of the random initial weights (reproducible when given).
     prescale : bool
@@ -157,9 +158,9 @@ class NeuralNetwork(Model):
             else LossFunction()
         self.fortran = fortran
         self.checkpoints = checkpoints
+        self._on_step = None
         self.randomseed = randomseed
         self.prescale = prescale
-        self.parent = None
         self.trainingparameters = None
 
     def _check_shapes(self):
@@ -176,12 +177,60 @@ class NeuralNetwork(Model):
                 raise ValueError("element %s: weights have hidden layers %s "
                                  "but hiddenlayers says %s"
                                  % (element, hidden, tuple(wanted)))
+            inputs = n_inputs(layers[min(layers)])
             if p.fprange is not None and element in p.fprange and \
-                    len(p.fprange[element]) != layers[1].shape[0] - 1:
+                    len(p.fprange[element]) != inputs:
                 raise ValueError(
                     "element %s: fprange has %i features but the network "
-                    "takes %i" % (element, len(p.fprange[element]),
-                                  layers[1].shape[0] - 1))
+                    "takes %i" % (element, len(p.fprange[element]), inputs))
+
+    def feature_counts(self):
+        """``{element: number of features its network takes}`` (empty
+        before the weights exist)."""
+        return {element: n_inputs(layers[min(layers, key=int)])
+                for element, layers in (self.parameters.weights or {}).items()}
+
+    def check_features(self, features, source="the descriptor",
+                       every_network=True):
+        """Raise ValueError unless ``features`` fit the networks.
+
+        The one compatibility check between a descriptor and this model
+        (used by :class:`amp.Amp` and :meth:`fit`).
+
+        Parameters
+        ----------
+        features : dict
+            ``{element: number of features}`` the descriptor gives.
+        source : str
+            Names the descriptor side in the message (e.g. an image).
+        every_network : bool
+            Also require features for every element that has a network.
+        """
+        inputs = self.feature_counts()
+        if not inputs:
+            return
+        no_network = sorted(set(features) - set(inputs))
+        if no_network:
+            raise ValueError(
+                "descriptor and model disagree on elements: %s gives %d "
+                "features for %s but the model has no network for it "
+                "(networks for: %s)" % (source, features[no_network[0]],
+                                        no_network[0],
+                                        ", ".join(sorted(inputs))))
+        no_features = sorted(set(inputs) - set(features))
+        if every_network and no_features:
+            raise ValueError(
+                "descriptor and model disagree on elements: the model has a "
+                "network for %s but %s has no symmetry functions for it "
+                "(descriptor elements: %s)"
+                % (no_features[0], source, ", ".join(sorted(features))))
+        for element in sorted(features):
+            if features[element] != inputs[element]:
+                raise ValueError(
+                    "descriptor and model disagree on feature counts: %s "
+                    "gives %d features for %s but the model's network takes "
+                    "%d" % (source, features[element], element,
+                            inputs[element]))
 
     # The lossfunction keeps a reference back to its model (Amp's way).
     @property
@@ -324,11 +373,10 @@ class NeuralNetwork(Model):
                              weights)
 
     def fit(self, trainingimages, descriptor, log=None, parallel=None,
-            only_setup=False):
-        """Fit the parameters to the training images.
+            only_setup=False, on_step=None):
+        """Fit the parameters to the training images (Amp's entry point).
 
-        Missing hidden layers, weights, scalings and fingerprint range are
-        set up first; then the regressor minimises the loss.
+        :meth:`setup` followed by :meth:`regress`.
 
         Parameters
         ----------
@@ -344,17 +392,37 @@ class NeuralNetwork(Model):
             share of the images.
         only_setup : bool
             Set up and return None without optimising.
+        on_step : callable, optional
+            ``on_step(step)`` after every loss evaluation (see
+            :meth:`regress`).
 
         Returns
         -------
         bool
             True when the convergence criteria were met.
         """
+        self.setup(trainingimages, descriptor, log)
+        if only_setup:
+            return None
+        return self.regress(log, parallel, on_step)
+
+    def setup(self, trainingimages, descriptor, log=None):
+        """Prepare training: fingerprint range, hidden layers, weights and
+        scalings where missing, checked against the descriptor, and the
+        loss function attached to the images.
+
+        Parameters
+        ----------
+        trainingimages : dict or list
+            The training images (hashed if not already).
+        descriptor : descriptor
+            Its ``arrays`` hold the images' fingerprints.
+        log : Logger, optional
+        """
         from ..regression import Regressor
 
         log = Logger(None) if log is None else log
         self._log = log
-        self._parallel = parallel or {"cores": 1}
         if self.regressor is None:
             self.regressor = Regressor()
         images = hash_images(trainingimages)
@@ -368,12 +436,34 @@ class NeuralNetwork(Model):
         self._setup(images, descriptor, log)
         self._check_descriptor(images, descriptor)
         self.lossfunction.attach_model(self, log=log, images=images)
-        if only_setup:
-            return None
+
+    def regress(self, log=None, parallel=None, on_step=None):
+        """Minimise the loss from the current parameters (after
+        :meth:`setup`).
+
+        Parameters
+        ----------
+        log : Logger, optional
+        parallel : dict or WorkerPool, optional
+            Workers evaluate the loss while the regressor runs; they are
+            stopped when it returns, however it returns.
+        on_step : callable, optional
+            ``on_step(step)`` after every loss evaluation, e.g. to save a
+            checkpoint (:class:`amp.Amp` saves ``<label>-checkpoint.amp``
+            every :attr:`checkpoints` steps this way).
+
+        Returns
+        -------
+        bool
+            True when the convergence criteria were met.
+        """
+        log = self.log if log is None else log
+        self._on_step = on_step
         try:
-            return self.regressor.regress(model=self, log=log)
+            with self.lossfunction.evaluator(parallel):
+                return self.regressor.regress(model=self, log=log)
         finally:
-            self.lossfunction.close()  # workers are gone however it ends
+            self._on_step = None
 
     def _setup(self, images, descriptor, log):
         """Fill in fprange, hiddenlayers, weights and scalings."""
@@ -421,19 +511,10 @@ class NeuralNetwork(Model):
 
     def _check_descriptor(self, images, descriptor):
         """Every element of the images has a network of the right size."""
-        p = self.parameters
         for key in images:
-            fp = descriptor.arrays[key]
-            for element, block in fp.values.items():
-                if element not in p.weights:
-                    raise ValueError("image %s: the model has no network for "
-                                     "element %s" % (key, element))
-                n_in = p.weights[element][1].shape[0] - 1
-                if block.shape[1] != n_in:
-                    raise ValueError(
-                        "image %s, element %s: %i features from the "
-                        "descriptor, the network takes %i"
-                        % (key, element, block.shape[1], n_in))
+            blocks = descriptor.arrays[key].values
+            self.check_features({e: b.shape[1] for e, b in blocks.items()},
+                                "image %s" % key, every_network=False)
 
     def random_weights(self, n_features):
         """Random initial weights, uniform in ``+-sqrt(6 / (n_in + n_out))``
@@ -506,23 +587,14 @@ class NeuralNetwork(Model):
 
     def get_loss(self, vector, lossprime=True):
         """The optimiser's objective: ``(loss, gradient)`` when
-        ``lossprime`` else the loss. Saves checkpoints every
-        ``checkpoints`` steps."""
+        ``lossprime`` else the loss; then the ``on_step`` callback of
+        :meth:`regress`."""
         result = self.lossfunction.get_loss(vector, lossprime=lossprime)
-        self._checkpoint(self.lossfunction._step)
+        if getattr(self, "_on_step", None) is not None:
+            self._on_step(self.lossfunction._step)
         if lossprime:
             return result["loss"], result["dloss_dparameters"]
         return result["loss"]
-
-    def _checkpoint(self, step):
-        """Save ``<label>-checkpoint.amp`` through the parent calculator
-        every ``checkpoints`` steps."""
-        if not self.checkpoints or self.parent is None or \
-                step % self.checkpoints:
-            return
-        path = make_filename(self.parent.label, "-checkpoint.amp")
-        self.log("Saving checkpoint (step %i) to %s." % (step, path))
-        self.parent.save(path, overwrite=True)
 
     # Serialisation -------------------------------------------------------
 

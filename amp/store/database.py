@@ -26,7 +26,8 @@ import numpy as np
 
 # Re-exported: the entry format's names, and _ArchiveIndex for the tests.
 from .archive import ArchiveIndex as _ArchiveIndex, Archiving  # noqa: F401
-from .files import atomic_file, read_file, write_atomically
+from . import limits
+from .files import UnsafeFileError, atomic_file, read_file, write_atomically
 from .entry import (ENTRY_FORMAT, ENTRY_VERSION, MAX_KEY_BYTES,  # noqa: F401
                      CorruptEntryError, UnsupportedEntryError, check_key,
                      decode_entry, encode_entry, is_key)
@@ -158,8 +159,12 @@ class FileDatabase(Archiving):
 
     def _load(self, key):
         try:
-            data = read_file(os.path.join(self.loosepath, key))
+            data = self._read_loose(key)
         except FileNotFoundError:
+            data = None
+        except UnsafeFileError as error:
+            self._bad.add(key)
+            self._report("%s; it is skipped" % error)
             data = None
         except OSError as error:
             self._report("cannot read entry %r of %s: %s" % (key, self.path,
@@ -194,11 +199,16 @@ class FileDatabase(Archiving):
     def keys(self):
         """Return the keys in memory, in ``loose/`` and in the archive.
 
-        Keys of entries found damaged are left out.
+        Keys of entries found damaged, and names in ``loose/`` that are not
+        regular files, are left out.
         """
         keys = dict.fromkeys(self._memdict)
         try:
-            names = os.listdir(self.loosepath)
+            # Regular files only (the type comes with the listing): a link,
+            # FIFO or device in loose/ is never an entry.
+            with os.scandir(self.loosepath) as listing:
+                names = [item.name for item in listing
+                         if item.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             names = []
         keys.update(dict.fromkeys(name for name in names if is_key(name)))
@@ -232,8 +242,8 @@ class FileDatabase(Archiving):
         self._memdict[key] = value
         self._bad.discard(key)
         try:
-            existing = read_file(os.path.join(self.loosepath, key))
-        except OSError:
+            existing = self._read_loose(key)
+        except OSError:  # also a link or FIFO there: replaced by the entry
             existing = None
             index = self._archive_index()
             if index is not None and key in index and index.read(key) == data:
@@ -258,13 +268,14 @@ class FileDatabase(Archiving):
             When the record exists but cannot be read.
         """
         try:
-            record = json.loads(read_file(self.parameterspath))
+            record = json.loads(read_file(self.parameterspath,
+                                          limits.MAX_MODEL_FILE_BYTES))
             if record.get("format") != PARAMETERS_FORMAT or \
                     not isinstance(record.get("parameters"), dict):
                 raise ValueError("not an %s record" % PARAMETERS_FORMAT)
         except FileNotFoundError:
             return None
-        except (ValueError, AttributeError, OSError) as error:
+        except (ValueError, AttributeError, RecursionError, OSError) as error:
             raise ValueError("the parameter record %s is unreadable (%s); "
                              "delete %s to rebuild the database"
                              % (self.parameterspath, error, self.path)) \
@@ -466,7 +477,8 @@ class Data:
         images : dict
             ``{key: ase.Atoms}``, e.g. from ``amp.utilities.hash_images``.
         parallel : dict or None
-            e.g. ``{'cores': 1}``; the serial path ignores it.
+            e.g. ``{'cores': 1}``; accepted for Amp's signature (values are
+            computed in this process).
         log : callable, optional
             Receives progress lines (e.g. an ``amp.utilities.Logger``).
 
@@ -489,29 +501,12 @@ class Data:
         return missing
 
     def _calculate_missing(self, keys, images, parallel, log):
-        """Compute and store ``keys``, in workers when ``parallel`` asks.
+        """Compute and store ``keys`` with the calculator, one by one.
 
-        Workers are used when ``parallel`` is an ``amp.parallel.WorkerPool``
-        or asks for more than one core, and the calculator has
-        ``parallel_job()`` returning ``(job, setup)`` for
-        :func:`amp.parallel.compute_in_workers` (e.g.
-        :func:`amp.parallel.fingerprint_job`); each worker's value is
-        stored as it arrives, through ``calc.parallel_decode(key, value)``
-        when the calculator has one.
+        ``parallel`` is accepted for Amp's signature: the descriptors of
+        this library compute their fingerprints in workers themselves
+        (:meth:`amp.descriptor.gaussian.Gaussian.calculate_fingerprints`).
         """
-        parallel_job = getattr(self.calc, "parallel_job", None)
-        if parallel_job is not None:
-            from amp.parallel import compute_in_workers, wants_parallel
-
-            if wants_parallel(parallel):
-                job, setup = parallel_job()
-                decode = getattr(self.calc, "parallel_decode", None)
-                for key, value in compute_in_workers(
-                        parallel, job, {key: images[key] for key in keys},
-                        setup, log):
-                    self.d[key] = value if decode is None \
-                        else decode(key, value)
-                return
         for key in keys:
             self.d[key] = self.calc.calculate(images[key], key)
 
