@@ -254,8 +254,11 @@ class Amp(Calculator):
                             images)
         self.descriptor.calculate_fingerprints(
             images, parallel=parallel, log=log,
-            calculate_derivatives=force_training, store=store)
+            calculate_derivatives=force_training, store=store,
+            verbose=self.verbose)
         self.model.setup(images, self.descriptor, log)
+        if getattr(self.model, "lossfunction", None) is not None:
+            self.model.lossfunction.verbose = self.verbose
         self._check_compatible()
         self._resume_from_checkpoint(log)
         self.save(make_filename(self.label, "-initial-parameters.amp"),
@@ -265,7 +268,9 @@ class Amp(Calculator):
         def on_step(step):
             every = getattr(self.model, "checkpoints", None)
             if every and step % every == 0:
-                log("Saving checkpoint (step %i) to %s." % (step, checkpoint))
+                # Amp's wording: its log readers skip this line.
+                log("Saving checkpoint data. Step %i, %s." % (step,
+                                                              checkpoint))
                 self.save(checkpoint, overwrite=True)
 
         try:

@@ -53,10 +53,11 @@ def test_energy_training_converges_and_stops_at_once(training):
     steps = [int(row.split()[0]) for row in rows]
     assert steps == list(range(1, len(rows) + 1))
     assert steps[-1] == model.lossfunction._step
-    # Stopped at the first evaluation meeting the criteria, no later.
-    assert rows[-1].split()[5] == "C"
-    assert all(row.split()[5] == "-" for row in rows[:-1])
-    assert float(rows[-1].split()[4]) <= 0.02
+    # Stopped at the first evaluation meeting the criteria, no later
+    # (columns: step, time, loss, energy RMSE, its mark, ...).
+    assert rows[-1].split()[4] == "C"
+    assert all(row.split()[4] == "-" for row in rows[:-1])
+    assert float(rows[-1].split()[3]) <= 0.02
 
 
 def test_maxiter_returns_false_with_best_parameters(training):
@@ -96,7 +97,7 @@ def test_force_training_table_and_lbfgs(training):
     log = text.getvalue()
     assert "ForceRMSE" in log and "L-BFGS-B" in log
     row = _table_rows(log)[-1].split()
-    assert len(row) == 12 and row[5] == row[9] == "C"
+    assert len(row) == 11 and row[4] == row[8] == "C"
 
 
 @pytest.mark.parametrize("optimizer", ["TNC", "Newton-CG"])

@@ -401,7 +401,8 @@ class Gaussian:
             ephemeral=ephemeral and dblabel is None, log=log)
 
     def calculate_fingerprints(self, images, parallel=None, log=None,
-                               calculate_derivatives=False, store=None):
+                               calculate_derivatives=False, store=None,
+                               verbose=None):
         """Compute the fingerprints of every image not yet computed.
 
         Parameters
@@ -419,6 +420,9 @@ class Gaussian:
             databases); it becomes this descriptor's :attr:`arrays` and
             its label :attr:`dblabel`. Default: the store of
             :attr:`dblabel`.
+        verbose : bool or None
+            Live progress line on standard error (:mod:`amp.progress`):
+            None when it is a terminal, True or False forced.
 
         Returns
         -------
@@ -439,9 +443,14 @@ class Gaussian:
                len(needed), len(images),
                "memory" if self.dblabel is None
                else "%s-*.ampdb" % self.dblabel), tic="fp")
-        for key, fingerprints in self._compute_many(
-                needed, calculate_derivatives, parallel, log):
-            store.put(key, fingerprints)
+        from ..progress import Progress
+
+        with Progress(len(needed), "fingerprints", enabled=verbose,
+                      unit="images") as progress:
+            for key, fingerprints in self._compute_many(
+                    needed, calculate_derivatives, parallel, log):
+                store.put(key, fingerprints)
+                progress.update(progress.done + 1)
         log("...fingerprints ready.", toc="fp")
         return list(needed)
 

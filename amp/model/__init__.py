@@ -26,6 +26,12 @@ __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
            "MaxIterationsReached", "Raveler", "combine_partials"]
 
 
+def _table_time():
+    """Local time as one token (``2016-12-01T05:23:05``), as Amp's table
+    has it and its log readers split it."""
+    return now().replace(" ", "T")
+
+
 class MaxIterationsReached(Exception):
     """Raised by :meth:`LossFunction.get_loss` when ``maxiter`` loss
     evaluations have been made without convergence."""
@@ -264,6 +270,10 @@ class LossFunction:
         self._log = None
         self._n_batches = 1
         self._workers = None
+        #: Live progress line (amp.progress): None when stderr is a
+        #: terminal, True/False forced; Amp sets it from its ``verbose``.
+        self.verbose = None
+        self._progress = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
@@ -353,19 +363,28 @@ class LossFunction:
             return
         self._initialized = True
         self._start = time.time()
+        from ..progress import Progress
+
+        self._progress = Progress(None, "training", enabled=self.verbose,
+                                  unit="step")
         if not self.log_losses:
             return
         p, c, log = self.parameters, self.parameters.convergence, self.log
         log(" Loss function convergence criteria:")
         for key in ("energy_rmse", "energy_maxresid", "force_rmse",
                     "force_maxresid"):
-            log("  %s: %s" % (key, c[key]))
+            value = c[key]
+            if key.startswith("force") and not self.train_forces:
+                value = None  # forces not trained: no force criterion
+            elif value is None and key.endswith("rmse"):
+                # Trained but unbounded; log readers (Amp's too) take the
+                # table's columns from whether this is a number.
+                value = float("inf")
+            log("  %s: %s" % (key, value))
         log("  maxiter: %s" % p.maxiter)
         log(" Loss function set-up:")
         log("  energy_coefficient: %s" % p.energy_coefficient)
-        log("  force_coefficient: %s%s" % (
-            p.force_coefficient, "" if self.train_forces
-            else " (forces are not trained)"))
+        log("  force_coefficient: %s" % p.force_coefficient)
         log("  overfit: %s" % p.overfit)
         log("  weight_duplicates: %s" % p.weight_duplicates)
         log("")
@@ -408,7 +427,10 @@ class LossFunction:
 
         parallel = self._parallel if parallel is None else parallel
         if self._workers is not None or not wants_parallel(parallel):
-            yield self
+            try:
+                yield self
+            finally:
+                self._close_progress()
             return
         p = self.parameters
         setup = {"model": self._model.todict(),
@@ -443,9 +465,14 @@ class LossFunction:
         """Stop using workers (as leaving :meth:`evaluator` does): they drop
         their shares, and a pool started for this loss function is
         stopped. Evaluation is serial after."""
+        self._close_progress()
         if self._workers is not None:
             workers, self._workers = self._workers, None
             workers.close()
+
+    def _close_progress(self):
+        if self._progress is not None:
+            self._progress.close()
 
     def _totals(self, vector, lossprime):
         """Loss terms and analytic gradient summed over the batches."""
@@ -530,12 +557,18 @@ class LossFunction:
             self._best = (result["loss"],
                           np.array(parametervector, dtype=float))
         converged = self.check_convergence(result)
+        self._progress.update(self._step, loss=result["loss"],
+                              energy_rmse=result["energy_rmse"],
+                              **({"force_rmse": result["force_rmse"]}
+                                 if self.train_forces else {}))
         if self.raise_ConvergenceOccurred:
             if converged:
                 self._model.vector = parametervector
+                self._close_progress()
                 raise ConvergenceOccurred()
             maxiter = self.parameters.maxiter
             if maxiter is not None and self._step >= maxiter:
+                self._close_progress()
                 raise MaxIterationsReached(
                     "no convergence after %i loss evaluations" % self._step)
         return {key: result[key] for key in
@@ -566,7 +599,7 @@ class LossFunction:
             if self.train_forces:
                 self.log("%5i %19s %12.4e %10.4e %1s %10.4e %1s %10.4e %1s "
                          "%10.4e %1s" % (
-                             self._step, now(), result["loss"],
+                             self._step, _table_time(), result["loss"],
                              result["energy_rmse"], mark["energy_rmse"],
                              result["energy_maxresid"],
                              mark["energy_maxresid"], result["force_rmse"],
@@ -574,7 +607,8 @@ class LossFunction:
                              mark["force_maxresid"]))
             else:
                 self.log("%5i %19s %12.4e %10.4e %1s %10.4e %1s" % (
-                    self._step, now(), result["loss"], result["energy_rmse"],
+                    self._step, _table_time(), result["loss"],
+                    result["energy_rmse"],
                     mark["energy_rmse"], result["energy_maxresid"],
                     mark["energy_maxresid"]))
         return all(flags.values())

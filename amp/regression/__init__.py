@@ -163,11 +163,13 @@ class Regressor:
             return True
         except MaxIterationsReached as stop:
             self.stop_reason = "maxiter reached: %s" % stop
-            log("...optimization unsuccessful: %s." % stop, toc="opt")
+            # "...optimization unsuccessful." is what log readers look for.
+            log("...optimization unsuccessful.", toc="opt")
+            log(" Reason: %s." % stop)
         else:
             self.stop_reason = _optimizer_stop(result)
-            log("...optimization unsuccessful: %s" % self.stop_reason,
-                toc="opt")
+            log("...optimization unsuccessful.", toc="opt")
+            log(" Reason: %s" % self.stop_reason)
         lossfunction = model.lossfunction
         best = getattr(lossfunction, "best_vector", None)
         if best is not None:

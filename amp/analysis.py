@@ -1,0 +1,661 @@
+"""Look at a fit: parity and error plots, the convergence of a training
+log, the loss's sensitivity to each parameter, and RMSEs of saved models.
+
+Amp 1.x's :mod:`amp.analysis` names, keywords and return values:
+:func:`plot_parity_and_error`, :func:`plot_convergence`,
+:func:`read_trainlog`, :func:`plot_sensitivity` and :func:`calc_rmse`.
+:func:`read_trainlog` reads the logs this library writes and those written
+by Amp 1.x alike.
+
+Plots need matplotlib (``pip install amp-mlip[plot]``), imported only when
+a plot is made. Figures are drawn on matplotlib's Agg canvas directly
+(:class:`matplotlib.figure.Figure`), so the user's backend and pyplot's
+state are never touched. The file format follows the file name: PDF by
+default, as in Amp; ``.png``, ``.svg``, ... as named.
+"""
+
+import os
+
+import numpy as np
+
+from .utilities import make_filename
+
+__all__ = ["plot_parity_and_error", "plot_convergence", "read_trainlog",
+           "plot_sensitivity", "calc_rmse"]
+
+_INSTALL = ("plotting needs matplotlib, which is not installed: "
+            "pip install 'amp-mlip[plot]' (or pip install matplotlib)")
+
+
+# Figures -----------------------------------------------------------------
+
+def new_figure(**kwargs):
+    """A matplotlib :class:`~matplotlib.figure.Figure` on an Agg canvas.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to ``Figure`` (``figsize``, ...).
+
+    Raises
+    ------
+    ImportError
+        matplotlib is missing; the message says what to install.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(_INSTALL) from error
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def check_plotfile(plotfile, overwrite):
+    """Raise FileExistsError when ``plotfile`` exists and ``overwrite`` is
+    False (the existing file is left alone)."""
+    if not overwrite and os.path.exists(plotfile):
+        raise FileExistsError("%s exists; set overwrite=True to replace it "
+                              "or choose another file name" % plotfile)
+
+
+def save_figure(figure, plotfile):
+    """Write ``figure`` to ``plotfile`` (format from the extension; PDF
+    when it has none that matplotlib knows)."""
+    extension = os.path.splitext(str(plotfile))[1].lstrip(".").lower()
+    formats = figure.canvas.get_supported_filetypes()
+    figure.savefig(plotfile, format=extension if extension in formats
+                   else "pdf")
+
+
+def _load(calc, dblabel=None):
+    """An Amp calculator from a calculator or a ``.amp`` path."""
+    if isinstance(calc, (str, os.PathLike)):
+        from . import Amp
+
+        return Amp.load(os.fspath(calc), dblabel=dblabel)
+    return calc
+
+
+def _hashed(images):
+    from .utilities import hash_images
+
+    return hash_images(images)
+
+
+# Parity and error ----------------------------------------------------------
+
+def _predictions(calc, images, forces):
+    """The calculator's own energies (and forces) for each image."""
+    energies, predicted_forces = {}, {}
+    for key, image in images.items():
+        atoms = image.copy()
+        atoms.calc = calc
+        energies[key] = float(atoms.get_potential_energy())
+        if forces:
+            predicted_forces[key] = np.array(atoms.get_forces())
+    return energies, predicted_forces
+
+
+def plot_parity_and_error(calc, images, label="parity_error", dblabel=None,
+                          plot_forces=True, plotfile=None, color="b.",
+                          overwrite=False, returndata=False,
+                          energy_coefficient=1.0, force_coefficient=0.04):
+    """Parity and error plots of the model's energies and forces against
+    the reference ones.
+
+    Four panels: energy parity (model against reference), energy error per
+    atom against the reference energy per atom, force parity (every
+    component) and force error; the RMSEs are in the titles (energy per
+    atom as :func:`calc_rmse` and the training log define it, force over
+    components).
+
+    Parameters
+    ----------
+    calc : Amp or str
+        A calculator, or the path of a ``.amp`` file.
+    images : list of ase.Atoms, str or dict
+        Images with reference energies (and forces), a ``.traj``/``.db``
+        path or hashed images.
+    label : str
+        Prefix of the default plot file, ``<label>-plot.pdf``.
+    dblabel : str, optional
+        Fingerprint databases to reuse (as in :class:`amp.Amp`).
+    plot_forces : bool
+        Also plot forces (the images then need reference forces).
+    plotfile : str, optional
+        The plot file; its extension gives the format.
+    color : str
+        matplotlib format of the points.
+    overwrite : bool
+        Replace an existing plot file.
+    returndata : bool
+        Return the plotted data.
+    energy_coefficient, force_coefficient : float
+        Accepted for Amp's signature; the plot does not depend on them.
+
+    Returns
+    -------
+    dict or tuple of dict, when ``returndata``
+        ``energy_data[hash] = [reference energy, model energy, reference
+        energy per atom, |error| per atom]`` and, with ``plot_forces``,
+        ``force_data[hash] = [reference forces, model forces, |error|]``
+        (arrays of shape (n_atoms, 3)); ``(energy_data, force_data)`` or
+        ``energy_data`` alone.
+    """
+    if plotfile is None:
+        plotfile = make_filename(label, "-plot.pdf")
+    check_plotfile(plotfile, overwrite)
+    figure = new_figure(figsize=(10.0, 10.0 if plot_forces else 5.0))
+    calc = _load(calc, dblabel)
+    saved_dblabel = calc.dblabel
+    if dblabel is not None:
+        calc.dblabel = dblabel
+    try:
+        images = _hashed(images)
+        energies, forces = _predictions(calc, images, plot_forces)
+    finally:
+        calc.dblabel = saved_dblabel
+    energy_data, force_data = {}, {}
+    for key, image in images.items():
+        n_atoms = len(image)
+        reference = float(image.get_potential_energy(apply_constraint=False))
+        energy_data[key] = [reference, energies[key], reference / n_atoms,
+                            abs(energies[key] - reference) / n_atoms]
+        if plot_forces:
+            reference_forces = np.array(
+                image.get_forces(apply_constraint=False))
+            force_data[key] = [reference_forces, forces[key],
+                               np.abs(forces[key] - reference_forces)]
+
+    table = np.array(list(energy_data.values()))
+    energy_rmse = float(np.sqrt(np.mean(table[:, 3] ** 2)))
+    rows = 2 if plot_forces else 1
+    ax = figure.add_subplot(rows, 2, 1)
+    _parity(ax, table[:, 0], table[:, 1], color)
+    ax.set_xlabel("reference energy, eV")
+    ax.set_ylabel("Amp energy, eV")
+    ax.set_title("Energies")
+    ax = figure.add_subplot(rows, 2, 2)
+    ax.plot(table[:, 2], table[:, 3], color)
+    ax.axhline(energy_rmse, color="k", linestyle="--", lw=1)
+    ax.set_xlabel("reference energy per atom, eV")
+    ax.set_ylabel("|reference - Amp| energy per atom, eV")
+    ax.set_title("Energy error (RMSE %.4g eV/atom)" % energy_rmse)
+    if plot_forces:
+        reference = np.concatenate([d[0].ravel() for d in
+                                    force_data.values()])
+        model = np.concatenate([d[1].ravel() for d in force_data.values()])
+        force_rmse = float(np.sqrt(np.mean((model - reference) ** 2)))
+        ax = figure.add_subplot(rows, 2, 3)
+        _parity(ax, reference, model, color)
+        ax.set_xlabel("reference force, eV/Å")
+        ax.set_ylabel("Amp force, eV/Å")
+        ax.set_title("Forces")
+        ax = figure.add_subplot(rows, 2, 4)
+        ax.plot(reference, np.abs(model - reference), color)
+        ax.axhline(force_rmse, color="k", linestyle="--", lw=1)
+        ax.set_xlabel("reference force, eV/Å")
+        ax.set_ylabel("|reference - Amp| force, eV/Å")
+        ax.set_title("Force error (RMSE %.4g eV/Å)" % force_rmse)
+    figure.tight_layout()
+    save_figure(figure, plotfile)
+    if returndata:
+        return (energy_data, force_data) if plot_forces else energy_data
+
+
+def _parity(ax, reference, model, color):
+    low = min(np.min(reference), np.min(model))
+    high = max(np.max(reference), np.max(model))
+    ax.plot([low, high], [low, high], "r-", lw=0.5)
+    ax.plot(reference, model, color)
+
+
+# Training logs ---------------------------------------------------------------
+
+_CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse",
+             "force_maxresid", "energy_coefficient", "force_coefficient")
+_ENDINGS = (("...optimization successful.", True),
+            ("optimization completed successfully.", True),
+            ("...optimization unsuccessful.", False),
+            ("could not find parameters for the", None))
+_SKIPPED = ("Saving checkpoint data.", "Overwriting file")
+
+
+def _read_lines(logfile):
+    try:
+        with open(logfile) as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError("training log %s does not exist"
+                                % logfile) from None
+
+
+def read_trainlog(logfile, verbose=True, multiple=0):
+    """Read the convergence data of a training log.
+
+    Reads this library's ``<label>-log.txt`` and logs written by Amp 1.x,
+    and returns what Amp's function returns.
+
+    Parameters
+    ----------
+    logfile : str
+        Path of the log.
+    verbose : bool
+        Print the criteria and the table rows as they are read (as Amp).
+    multiple : int or True
+        Which training run of the log to read, counting from 0 (each
+        ``train()`` appends one); True returns every run as a list.
+
+    Returns
+    -------
+    dict
+        ``no_images`` and, once the fit has started, ``convergence``:
+        the criteria ``energy_rmse``, ``energy_maxresid``, ``force_rmse``,
+        ``force_maxresid`` (None when not set), ``energy_coefficient``,
+        ``force_coefficient`` (0.0 when forces are not trained),
+        ``costfxngoal`` (the loss the RMSE criteria amount to),
+        ``converged`` (True, False or None while the log is still being
+        written), and per step of the table: ``steps``, ``es`` and ``fs``
+        (energy and force RMSEs), ``emrs`` and ``fmrs`` (maximum
+        residuals), ``costfxns`` (the loss), ``costfxnEs`` and
+        ``costfxnFs`` (the energy and force terms' shares of it).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a training log, a run that is not there, or a log truncated
+        before its convergence table; the message names the file.
+    """
+    lines = _read_lines(logfile)
+    starts = [index for index, line in enumerate(lines)
+              if line.startswith("Amp training started.")]
+    if not starts:
+        raise ValueError("%s is not an Amp training log, or is truncated: "
+                         "it has no 'Amp training started.' line" % logfile)
+    ends = starts[1:] + [len(lines)]
+    if multiple is True:
+        return [_read_run(lines[s:e], s, logfile, verbose)
+                for s, e in zip(starts, ends)]
+    try:
+        start, end = starts[multiple], ends[multiple]
+    except (IndexError, TypeError):
+        raise ValueError("%s has %d training run(s); multiple=%r is not one "
+                         "of them (count from 0, or True for all)"
+                         % (logfile, len(starts), multiple)) from None
+    return _read_run(lines[start:end], start, logfile, verbose)
+
+
+def _number(text, where):
+    text = text.strip()
+    if text == "None":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("%s: %r is not a number" % (where, text)) from None
+
+
+def _read_run(lines, first, logfile, verbose):
+    """Parse one training run; ``first`` is its first line's index."""
+    def where(index):
+        return "%s, line %d" % (logfile, first + index + 1)
+
+    def say(text):
+        if verbose:
+            print(text)
+
+    for line in lines:
+        if "unique images after hashing" in line:
+            no_images = int(line.split()[0])
+            break
+    else:
+        raise ValueError("%s is truncated: the training run at line %d has "
+                         "no '... unique images after hashing.' line"
+                         % (logfile, first + 1))
+    data = {"no_images": no_images}
+    for start, line in enumerate(lines):
+        if "Loss function convergence criteria:" in line:
+            break
+    else:
+        return data  # the fit had not started (Amp returns this too)
+    d = data["convergence"] = {}
+    table = None
+    for index in range(start + 1, len(lines)):
+        line = lines[index]
+        if "Step" in line and "Time" in line:
+            table = index + 2
+            break
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in _CRITERIA and key not in d:
+            d[key] = _number(value, where(index))
+    missing = [k for k in _CRITERIA if k not in d]
+    if table is None or missing:
+        raise ValueError("%s is truncated: the convergence criteria and "
+                         "table header of the training run at line %d are "
+                         "incomplete%s" % (logfile, first + 1,
+                                           " (no %s)" % ", ".join(missing)
+                                           if missing else ""))
+    if d["force_coefficient"] is None:
+        d["force_coefficient"] = 0.
+    trainforces = d["force_rmse"] is not None
+    say("train forces: %s" % trainforces)
+    for key, value in d.items():
+        say("%s: %s" % (key, value))
+    E = d["energy_rmse"] ** 2 * no_images if d["energy_rmse"] else 0.
+    F = d["force_rmse"] ** 2 * no_images if trainforces else 0.
+    d["costfxngoal"] = d["energy_coefficient"] * E + \
+        d["force_coefficient"] * F
+    d["converged"] = None
+    columns = {name: [] for name in ("steps", "es", "fs", "emrs", "fmrs",
+                                     "costfxns", "costfxnEs", "costfxnFs")}
+    n_tokens = 11 if trainforces else 7
+    for index in range(table, len(lines)):
+        line = lines[index]
+        ending = [value for text, value in _ENDINGS if text in line]
+        if ending:
+            d["converged"] = ending[0]
+            break
+        if not line.strip():
+            break  # the run stopped without a word (killed, timed out)
+        if any(text in line for text in _SKIPPED):
+            continue
+        tokens = line.split()
+        if not tokens[0].isdigit():
+            continue  # a message between rows
+        if len(tokens) != n_tokens:
+            if index == len(lines) - 1:
+                break  # a row being written
+            raise ValueError("%s: not a row of the convergence table "
+                             "(%d columns, expected %d): %r"
+                             % (where(index), len(tokens), n_tokens, line))
+        say(line)
+        step, costfxn, e, emr = tokens[0], tokens[2], tokens[3], tokens[5]
+        costfxn = float(costfxn)
+        columns["steps"].append(int(step))
+        columns["es"].append(float(e))
+        columns["emrs"].append(float(emr))
+        columns["costfxns"].append(costfxn)
+        # Amp's arithmetic, in its order, for identical floats.
+        E = float(e) ** 2 * no_images
+        columns["costfxnEs"].append(
+            d["energy_coefficient"] * E / costfxn if costfxn else np.nan)
+        if trainforces:
+            f, fmr = tokens[7], tokens[9]
+            columns["fs"].append(float(f))
+            columns["fmrs"].append(float(fmr))
+            F = float(f) ** 2 * no_images
+            columns["costfxnFs"].append(
+                d["force_coefficient"] * F / costfxn if costfxn else np.nan)
+    d.update(columns)
+    return data
+
+
+def plot_convergence(logfile, plotfile="convergence.pdf"):
+    """Plot the convergence of a training log.
+
+    The loss, the energy RMSE and maximum residual and, when forces are
+    trained, the force RMSE and maximum residual against the loss
+    evaluation, on log axes, with the criteria as faint lines; below, the
+    shares of the energy and force terms in the loss. Every training run
+    of the log is plotted, one after the other, separated by dashed lines.
+
+    Parameters
+    ----------
+    logfile : str or dict or list of dict
+        The log's path, or what :func:`read_trainlog` returned.
+    plotfile : str or None
+        The plot file (its extension gives the format); None returns the
+        figure instead.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        The figure when ``plotfile`` is None.
+
+    Raises
+    ------
+    ValueError
+        The log has no convergence table (training not started, or a
+        truncated file); the message names it.
+    """
+    if isinstance(logfile, dict):
+        runs, name = [logfile], "the data"
+    elif isinstance(logfile, list):
+        runs, name = logfile, "the data"
+    else:
+        runs = read_trainlog(logfile, verbose=False, multiple=True)
+        name = logfile
+    runs = [r["convergence"] for r in runs
+            if r.get("convergence", {}).get("steps")]
+    if not runs:
+        raise ValueError("%s has no convergence table to plot (training has "
+                         "not started, or the log is truncated)" % name)
+    figure = new_figure(figsize=(6.0, 8.0))
+    forces = any(r["force_rmse"] is not None for r in runs)
+    ax = figure.add_axes((0.12, 0.32, 0.83, 0.65))
+    lines = (("es", "b", "-", "energy rmse", "energy_rmse"),
+             ("emrs", "b", ":", "energy maxresid", "energy_maxresid"),
+             ("fs", "g", "-", "force rmse", "force_rmse"),
+             ("fmrs", "g", ":", "force maxresid", "force_maxresid"),
+             ("costfxns", "0.5", "-", "loss function", None))
+    offset, breaks = 0, []
+    for number, run in enumerate(runs):
+        x = offset + np.arange(len(run["steps"]))
+        for key, color, style, text, criterion in lines:
+            if not run[key]:
+                continue
+            ax.semilogy(x, run[key], color=color, linestyle=style, lw=2,
+                        label=text if number == 0 or
+                        not runs[0][key] else None)
+            goal = run.get(criterion) if criterion else None
+            if goal is not None and np.isfinite(goal) and goal > 0:
+                ax.semilogy([x[0], x[-1]], [goal, goal], color=color,
+                            linestyle=style, alpha=0.5)
+        offset += len(run["steps"])
+        breaks.append(offset - 0.5)
+    for position in breaks[:-1]:
+        ax.axvline(position, color="k", linestyle="--")
+    ax.set_ylabel("error (eV, eV/Å) and loss")
+    ax.set_xlim(-0.5, offset - 0.5)
+    ax.legend(loc="best", fontsize=9.0)
+    axf = figure.add_axes((0.12, 0.07, 0.83, 0.18), sharex=ax)
+    x = np.arange(offset)
+    shares_e = np.concatenate([r["costfxnEs"] for r in runs])
+    axf.fill_between(x, shares_e, color="blue", label="energy")
+    if forces:
+        shares_f = np.concatenate([r["costfxnFs"] or [0.0] * len(r["steps"])
+                                   for r in runs])
+        axf.fill_between(x, shares_e, shares_e + shares_f, color="green",
+                         label="force")
+    for position in breaks[:-1]:
+        axf.axvline(position, color="k", linestyle="--")
+    axf.set_ylim(0, 1)
+    axf.set_ylabel("loss share")
+    axf.set_xlabel("loss function call")
+    if plotfile is None:
+        return figure
+    save_figure(figure, plotfile)
+
+
+# Sensitivity and RMSEs -------------------------------------------------------
+
+def training_descriptor(calc, dblabel=None):
+    """A fresh copy of ``calc``'s descriptor for computing fingerprints of
+    many images, reusing the databases of ``dblabel`` (default the
+    descriptor's own, memory when it has none); ``calc`` is untouched."""
+    descriptor = calc.descriptor
+    fresh = type(descriptor).fromdict(descriptor.todict())
+    fresh.dblabel = dblabel if dblabel is not None else \
+        getattr(descriptor, "dblabel", None)
+    return fresh
+
+
+class _AttachedLoss:
+    """A :class:`~amp.model.LossFunction` on ``images`` for ``calc``'s
+    model, with the model's training state restored on exit."""
+
+    def __init__(self, calc, images, energy_coefficient, force_coefficient,
+                 dblabel=None):
+        from .model import LossFunction
+
+        self.calc = calc
+        self.images = images
+        self.dblabel = dblabel
+        forces = force_coefficient is not None and force_coefficient != 0
+        self.loss = LossFunction(
+            energy_coefficient=energy_coefficient,
+            force_coefficient=force_coefficient if forces else None,
+            raise_ConvergenceOccurred=False, log_losses=False,
+            parallel={"cores": 1})
+        self.forces = forces
+
+    def __enter__(self):
+        model = self.calc.model
+        self.saved = (model.trainingparameters, model.lossfunction,
+                      np.array(model.vector, dtype=float))
+        descriptor = training_descriptor(self.calc, self.dblabel)
+        descriptor.calculate_fingerprints(
+            self.images, calculate_derivatives=self.forces)
+        model.trainingparameters = {"images": self.images,
+                                    "descriptor": descriptor}
+        model.lossfunction = self.loss
+        self.loss.attach_model(model, images=self.images)
+        return self.loss
+
+    def __exit__(self, *exc):
+        model = self.calc.model
+        self.loss.close()
+        model.trainingparameters, model.lossfunction, model.vector = \
+            self.saved
+        return False
+
+
+def plot_sensitivity(calc, images, d=0.0001, label="sensitivity",
+                     dblabel=None, plotfile=None, overwrite=False,
+                     energy_coefficient=1.0, force_coefficient=0.04):
+    """Plot the change of the loss when each parameter is moved by ``+-d``.
+
+    A flat curve means the parameter hardly matters on these images; a
+    large change, that the fit is sensitive to it.
+
+    Parameters
+    ----------
+    calc : Amp or str
+        A calculator, or the path of a ``.amp`` file.
+    images : list of ase.Atoms, str or dict
+        Images with reference energies (and forces).
+    d : float
+        The perturbation of each parameter.
+    label : str
+        Prefix of the default plot file, ``<label>-plot.pdf``.
+    dblabel : str, optional
+        Fingerprint databases to reuse.
+    plotfile : str, optional
+    overwrite : bool
+        Replace an existing plot file.
+    energy_coefficient, force_coefficient : float
+        The loss function's coefficients (``force_coefficient`` None or 0
+        for energies only).
+
+    Returns
+    -------
+    dict
+        ``loss`` (at the model's parameters), ``parameters`` and
+        ``losses``: arrays of shape (n_parameters, 3) with each parameter
+        at ``p - d``, ``p``, ``p + d`` and the loss there.
+    """
+    if plotfile is None:
+        plotfile = make_filename(label, "-plot.pdf")
+    check_plotfile(plotfile, overwrite)
+    figure = new_figure(figsize=(8.0, 5.0))
+    calc = _load(calc, dblabel)
+    images = _hashed(images)
+    with _AttachedLoss(calc, images, energy_coefficient,
+                       force_coefficient, dblabel) as lossfunction:
+        vector = np.array(calc.model.vector, dtype=float)
+        original = lossfunction.calculate_loss(vector, False)["loss"]
+        parameters = np.empty((len(vector), 3))
+        losses = np.empty((len(vector), 3))
+        for k in range(len(vector)):
+            for column, step in enumerate((-d, 0.0, d)):
+                shifted = vector.copy()
+                shifted[k] += step
+                parameters[k, column] = shifted[k]
+                losses[k, column] = original if step == 0.0 else \
+                    lossfunction.calculate_loss(shifted, False)["loss"]
+    index = np.arange(len(vector))
+    ax = figure.add_subplot(1, 1, 1)
+    ax.plot(index, losses[:, 0] - original, "b.", label="parameter - d")
+    ax.plot(index, losses[:, 2] - original, "r.", label="parameter + d")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_yscale("symlog", linthresh=max(
+        float(np.min(np.abs(losses[:, [0, 2]] - original)[
+            np.abs(losses[:, [0, 2]] - original) > 0], initial=1e-12)),
+        1e-12))
+    ax.set_xlabel("parameter number")
+    ax.set_ylabel("loss change (loss %.4g, d = %g)" % (original, d))
+    ax.set_title("Sensitivity of the loss to each parameter")
+    ax.legend(loc="best", fontsize=9.0)
+    figure.tight_layout()
+    save_figure(figure, plotfile)
+    return {"loss": original, "parameters": parameters, "losses": losses}
+
+
+def calc_rmse(calc_paths, images, cores=None, dblabel=None,
+              energy_coefficient=1.0, force_coefficient=0.04):
+    """Energy and force RMSEs of one or several saved calculators.
+
+    The RMSEs are the training log's: energy per atom, force per
+    component (see :class:`amp.model.LossFunction`).
+
+    Parameters
+    ----------
+    calc_paths : str or list of str
+        ``.amp`` files (all with the same descriptor settings; the
+        fingerprints are computed once).
+    images : list of ase.Atoms, str or dict
+        Images with reference energies (and forces).
+    cores : int, optional
+        Accepted for Amp's signature; the evaluation is serial.
+    dblabel : str, optional
+        Fingerprint databases to reuse.
+    energy_coefficient, force_coefficient : float
+        The loss function's coefficients (``force_coefficient`` None or 0
+        for energies only; ``force_rmse`` is then left out).
+
+    Returns
+    -------
+    dict
+        Lists in the order of ``calc_paths``: ``steps`` (the file name's
+        number for checkpoint files named like ``100.amp``, else the
+        position), ``loss``, ``energy_loss``, ``force_loss``,
+        ``energy_maxresid``, ``force_maxresid``, ``energy_rmse`` and
+        ``force_rmse``.
+    """
+    from . import Amp
+
+    if isinstance(calc_paths, (str, os.PathLike)):
+        calc_paths = [calc_paths]
+    images = _hashed(images)
+    keys = ("loss", "energy_loss", "force_loss", "energy_maxresid",
+            "force_maxresid", "energy_rmse", "force_rmse")
+    data = {key: [] for key in ("steps",) + keys}
+    first = Amp.load(os.fspath(calc_paths[0]))
+    with _AttachedLoss(first, images, energy_coefficient,
+                       force_coefficient, dblabel) as lossfunction:
+        for position, path in enumerate(calc_paths):
+            stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+            data["steps"].append(int(stem) if stem.isdigit() else position)
+            vector = Amp.load(os.fspath(path)).model.vector
+            result = lossfunction.calculate_loss(vector, False)
+            for key in keys:
+                data[key].append(float(result[key]))
+        forces = lossfunction.train_forces
+    if not forces:
+        del data["force_rmse"]
+    return data
