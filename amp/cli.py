@@ -3,7 +3,7 @@
 Each command is a ``<name>_main(argv=None)`` function returning an exit code,
 declared in ``pyproject.toml`` under ``[project.scripts]`` and wrapped by a
 script of the same name in ``tools/``. ``python -m amp.cli COMMAND ...``
-runs one by name (``compress``).
+runs one by name (``compress``, ``plotconvergence``).
 """
 
 import argparse
@@ -98,7 +98,42 @@ def compress_main(argv=None):
     return status
 
 
-_COMMANDS = {"compress": compress_main}
+def plotconvergence_main(argv=None):
+    """Run ``amp-plotconvergence``; return the exit code (0 on success).
+
+    Plots the convergence of every training run in an Amp training log
+    (this library's or Amp 1.x's) with :func:`amp.analysis.plot_convergence`.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name (default ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(
+        prog="amp-plotconvergence",
+        description="Plot the loss and the energy and force RMSEs and "
+        "maximum residuals against the step, for every training run in an "
+        "Amp training log (<label>-log.txt).")
+    parser.add_argument("logfile", metavar="LOGFILE",
+                        help="the training log")
+    parser.add_argument("--plotfile", default="convergence.pdf",
+                        help="the plot file; its extension gives the format "
+                        "(default: convergence.pdf)")
+    args = parser.parse_args(argv)
+    try:
+        from amp.analysis import plot_convergence
+
+        plot_convergence(args.logfile, plotfile=args.plotfile)
+    except (OSError, ValueError, ImportError) as error:
+        print("amp-plotconvergence: error: %s" % error, file=sys.stderr)
+        return 1
+    print("%s: convergence plot written to %s" % (args.logfile,
+                                                 args.plotfile))
+    return 0
+
+
+_COMMANDS = {"compress": compress_main,
+             "plotconvergence": plotconvergence_main}
 
 
 def main(argv=None):
