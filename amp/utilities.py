@@ -132,7 +132,7 @@ class Logger:
 
 
 def get_hash(atoms):
-    """Return Amp's md5 hash of an image (see SPEC.md, "Image hash").
+    """Return Amp's md5 hash of an image.
 
     The hash covers the periodic boundary conditions, the cell, the atomic
     numbers and the positions, so two images hash alike only when they are

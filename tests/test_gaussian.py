@@ -11,6 +11,8 @@ from amp.descriptor.cutoffs import Polynomial
 from amp.descriptor.gaussian import (Gaussian, make_default_symmetry_functions,
                                      make_symmetry_functions)
 from amp.utilities import hash_images
+from checks import (assert_forces_are_gradients, assert_invariant,
+                    assert_stress_is_strain_derivative)
 from conftest import AMP_REFERENCE
 
 CASES = ["pd3o2_default", "pd4o2_default", "pd3o2_forcecall_gs",
@@ -171,30 +173,14 @@ def test_forces_and_virial_of_a_linear_energy():
 
     dE_dG = {e: np.tile(weights[e], (len(v), 1)) for e, v in fp.values.items()}
     forces = fp.forces(dE_dG)
-    h = 1e-5
-    for m in range(len(atoms)):
-        for axis in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[m, axis] += h
-            minus.positions[m, axis] -= h
-            fd = -(energy(plus) - energy(minus)) / (2 * h)
-            assert forces[m, axis] == pytest.approx(fd, abs=1e-7)
+    assert_forces_are_gradients(energy, atoms, forces, h=1e-5, atol=1e-7)
     gvec = np.concatenate([dE_dG[e].ravel() for e in sorted(dE_dG)])
     np.testing.assert_allclose(fp.force_matrix() @ gvec, forces.ravel(),
                                atol=1e-12)
     # Virial: dE/d(strain), strain applied to cell and positions together.
-    virial = fp.virial(dE_dG)
-    for a in range(3):
-        for b in range(3):
-            strained = []
-            for sign in (1, -1):
-                eps = np.eye(3)
-                eps[a, b] += sign * h
-                s = atoms.copy()
-                s.set_cell(atoms.cell @ eps, scale_atoms=True)
-                strained.append(energy(s))
-            fd = (strained[0] - strained[1]) / (2 * h)
-            assert virial[a, b] == pytest.approx(fd, abs=1e-6)
+    assert_stress_is_strain_derivative(
+        energy, atoms, fp.virial(dE_dG) / atoms.get_volume(), h=1e-5,
+        atol=1e-6 / atoms.get_volume())
 
 
 def fingerprint_rows(descriptor, atoms):
@@ -205,22 +191,8 @@ def fingerprint_rows(descriptor, atoms):
 def test_invariances():
     atoms = rattled_alloy()
     descriptor = Gaussian(cutoff=4.5, Gs=g5_functions(["Au", "Cu"]))
-    reference = fingerprint_rows(descriptor, atoms)
-    moved = atoms.copy()
-    moved.translate([0.3, -1.7, 12.0])
-    np.testing.assert_allclose(fingerprint_rows(descriptor, moved), reference,
-                               atol=1e-12)
-    rotated = atoms.copy()
-    rotated.rotate(37, "x", rotate_cell=True)
-    rotated.rotate(-71, [1, 1, 0.3], rotate_cell=True)
-    np.testing.assert_allclose(fingerprint_rows(descriptor, rotated),
-                               reference, atol=1e-12)
-    cu = [a.index for a in atoms if a.symbol == "Cu"]
-    order = np.arange(len(atoms))
-    order[cu] = cu[::-1]
-    permuted = atoms[order]
-    np.testing.assert_allclose(fingerprint_rows(descriptor, permuted),
-                               reference[order], atol=1e-12)
+    assert_invariant(lambda a: fingerprint_rows(descriptor, a), atoms,
+                     per_atom=True, atol=1e-12)
 
 
 def test_small_cell_sees_its_own_images():

@@ -13,6 +13,7 @@ from amp.model import Raveler, calculate_fingerprints_range
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.utilities import Logger, hash_images
 
+from checks import assert_forces_are_gradients
 from conftest import AMP_REFERENCE
 
 
@@ -115,21 +116,14 @@ def test_forces_are_minus_energy_gradient(activation, periodic):
     fp = descriptor.compute(atoms, True)
     _, dE_dG = model.evaluate(fp)
     forces = fp.forces(dE_dG)
-    h = 1e-5
-    numeric = np.empty_like(forces)
-    for atom in range(len(atoms)):
-        for axis in range(3):
-            energies = []
-            for sign in (1, -1):
-                moved = atoms.copy()
-                moved.positions[atom, axis] += sign * h
-                energies.append(model.evaluate(
-                    descriptor.compute(moved), forces=False)[0].sum())
-            numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * h)
+
+    def energy(moved):
+        return model.evaluate(descriptor.compute(moved), forces=False)[0].sum()
     assert np.abs(forces).max() > 1e-3
     # Central differences with h = 1e-5: truncation ~1e-9 relative.
     scale = max(1.0, np.abs(forces).max())
-    np.testing.assert_allclose(forces, numeric, rtol=0, atol=1e-7 * scale)
+    assert_forces_are_gradients(energy, atoms, forces, h=1e-5,
+                                atol=1e-7 * scale)
 
 
 def test_vector_round_trip_and_layout():

@@ -1,6 +1,7 @@
 """Gaussian (Behler–Parrinello) symmetry-function descriptor, Amp's API.
 
-``Gaussian`` computes G2, G4 and G5 fingerprints (SPEC.md) and their
+``Gaussian`` computes G2, G4 and G5 fingerprints (defined in
+:mod:`amp.descriptor.symmetry` and ``docs/descriptor.md``) and their
 derivatives for every atom of every image. The numbers are Amp 1.x's; the
 work is vectorised (:mod:`.symmetry`) on a fast neighbour list
 (:mod:`.neighbors`), and results are held as arrays

@@ -213,7 +213,7 @@ class LossFunction:
     force_coefficient : float or None
         None turns force training off (then no fingerprint derivatives are
         computed); any number, including the default, trains forces even
-        when no force criterion is set (SPEC.md).
+        when no force criterion is set.
     convergence : dict, optional
         ``energy_rmse`` (default 0.001), ``energy_maxresid``,
         ``force_rmse``, ``force_maxresid`` (default None); None criteria are
@@ -281,7 +281,7 @@ class LossFunction:
     @property
     def train_forces(self):
         """Whether the loss has a force term (fingerprint derivatives are
-        then needed): ``force_coefficient`` is not None (SPEC.md)."""
+        then needed): ``force_coefficient`` is not None."""
         return self.parameters.force_coefficient is not None
 
     def reset(self):

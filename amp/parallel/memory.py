@@ -1,11 +1,13 @@
 """Keep freed memory in the process instead of returning it at once.
 
-The descriptor creates many temporaries of a few hundred kB to a few MB.
+Used only inside this library's own worker processes (and benchmarks that
+ask for it): the library never changes the allocator of a user's process.
+Training work creates many temporaries of a few hundred kB to a few MB;
 glibc hands such blocks back to the kernel when freed (``mmap``/trim
 thresholds), so every new temporary is fresh memory that is page-faulted
-in again; measured on a 108-atom cell this doubles the cost of fingerprint
-derivatives (PERFORMANCE_NOTES.md). Raising the thresholds keeps up to a
-few hundred MB of freed memory for reuse.
+in again (measured on a 108-atom cell: about twice the cost of fingerprint
+derivatives without buffer reuse). Raising the thresholds keeps up to a
+few hundred MB of freed memory for reuse in the worker.
 
 Set ``AMP_NO_MALLOC_TUNING=1`` to leave the allocator alone.
 """
