@@ -24,8 +24,18 @@ __version__ = "0.1.0"
 __all__ = ["Amp", "__version__"]
 
 
+def _refuse_no_images(images):
+    """Raise ValueError when there is nothing to train on (before any file
+    is written; a file that holds no images is caught after reading)."""
+    if isinstance(images, (list, tuple, dict)) and not images:
+        raise ValueError("train() was given no images: pass a list of "
+                         "ase.Atoms with energies (or a .traj or ASE .db "
+                         "path holding some)")
+
+
 def _check_training_images(images, forces):
     """Raise a ValueError naming the first image unfit for training."""
+    _refuse_no_images(images)
     for index, (key, atoms) in enumerate(images.items()):
         name = "training image %d (hash %s)" % (index, key)
         if atoms.calc is None:
@@ -208,6 +218,7 @@ class Amp(Calculator):
         """
         from .model import TrainingConvergenceError
 
+        _refuse_no_images(images)
         filename = make_filename(self.label, ".amp")
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
@@ -338,7 +349,8 @@ class Amp(Calculator):
         try:
             descriptor = Descriptor.fromdict(descriptor_dict)
             model = Model.fromdict(model_dict)
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError,
+                IndexError) as error:
             raise modelfile.ModelFileError(
                 "model file is missing or has malformed parameters: %r"
                 % (error,)) from error

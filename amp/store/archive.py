@@ -18,8 +18,9 @@ import tempfile
 import time
 import zlib
 
-from .files import (TEMPORARY_PREFIX, atomic_file, folder_bytes,
-                    read_file)
+from . import limits
+from .files import (TEMPORARY_PREFIX, UnsafeFileError, atomic_file,
+                    folder_bytes, open_regular, read_file)
 from .entry import (CorruptEntryError, UnsupportedEntryError, decode_entry,
                      is_key)
 
@@ -42,21 +43,48 @@ class ArchiveIndex:
     gzip cannot seek, so the archive is decompressed in a single pass into
     a spooled temporary file (memory up to ``SPOOL_BYTES``, then an unnamed
     file) and the tar headers are indexed; a read is then one seek.
+    Inflating stops at the tar end-of-archive block, so a gzip stream that
+    goes on beyond the last member costs nothing, and at
+    :data:`amp.store.limits.MAX_ARCHIVE_BYTES`; a member larger than
+    :data:`amp.store.limits.MAX_ENTRY_BYTES` ends the index there.
+
+    Attributes
+    ----------
+    members : dict
+        ``{key: (offset, size)}`` in the decompressed copy.
+    capped : str or None
+        Why reading stopped at a cap (None when the whole archive was
+        read); ``archive()`` refuses to rewrite such an archive, which
+        would drop the members beyond the cap.
+
+    Raises
+    ------
+    UnsafeFileError
+        ``path`` is a link, FIFO, device or folder, or larger than the cap.
     """
 
     SPOOL_BYTES = 16 * 2 ** 20
+    _BLOCK = 512  # tar's block size
+    _METADATA_BYTES = 2 ** 20  # pax and GNU long-name records are small
 
     def __init__(self, path, report, spill_folder):
         self.members = {}
+        self.capped = None
         self.pid = os.getpid()  # a forked child must not share the offset
+        fd, _ = open_regular(path, limits.MAX_ARCHIVE_BYTES,
+                             "archive %s" % path)
         self._spool = tempfile.SpooledTemporaryFile(self.SPOOL_BYTES,
                                                     dir=spill_folder)
-        with open(path, "rb") as handle:
+        with open(fd, "rb") as handle:
             status = os.fstat(handle.fileno())
             self.signature = (status.st_dev, status.st_ino,
                               status.st_mtime_ns, status.st_size)
             problem = self._decompress(handle)
-            if problem:
+            if self.capped:
+                report("archive %s: %s; the members before it are used and "
+                       "archive() will not rewrite it until the cap is "
+                       "raised" % (path, self.capped))
+            elif problem:
                 report("archive %s is damaged after %d bytes (%s); entries "
                        "beyond that point are treated as missing"
                        % (path, self._spool.tell(), problem))
@@ -81,24 +109,74 @@ class ArchiveIndex:
                 self.members[info.name] = (info.offset_data, info.size)
         tar.members = []
 
+    def _tar_ends(self, position, written):
+        """Follow the tar headers from ``position`` through what has been
+        inflated (``written`` bytes); return ``(next header, done)``.
+
+        ``done`` is True at the end-of-archive block, at a header that is
+        not one (the tar reader stops there too) and at a member above its
+        cap (which sets :attr:`capped`).
+        """
+        while written >= position + self._BLOCK:
+            self._spool.seek(position)
+            block = self._spool.read(self._BLOCK)
+            self._spool.seek(written)
+            if block == bytes(self._BLOCK):
+                return position, True
+            try:
+                info = tarfile.TarInfo.frombuf(block, "utf-8",
+                                               "surrogateescape")
+            except (tarfile.HeaderError, ValueError):
+                return position, True
+            cap = self._METADATA_BYTES if info.type in tarfile.XHDTYPE + \
+                tarfile.XGLTYPE + tarfile.GNUTYPE_LONGNAME + \
+                tarfile.GNUTYPE_LONGLINK else limits.MAX_ENTRY_BYTES
+            if info.size > cap:
+                self.capped = ("member %r declares %d bytes, more than the "
+                               "cap of %d (amp.store.limits)"
+                               % (info.name, info.size, cap))
+                return position, True
+            blocks = -(-info.size // self._BLOCK)
+            position += self._BLOCK * (1 + blocks)
+        return position, False
+
     def _decompress(self, handle):
         """Inflate ``handle`` into the spool; return a problem or None.
 
         zlib is driven by hand, in small chunks, so that the data before a
-        damaged or truncated spot is kept (``gzip.GzipFile`` drops it).
+        damaged or truncated spot is kept (``gzip.GzipFile`` drops it), and
+        with a bound on each step's output, so that inflating stops soon
+        after the last tar member or at the cap, however well the rest
+        compresses.
         """
+        step = 2 ** 20
         inflater, fed = zlib.decompressobj(wbits=31), False
+        header, written = 0, 0
         try:
             while True:
                 chunk = handle.read(2 ** 16)
                 if not chunk:
                     break
-                while chunk:
+                while chunk or fed:
                     fed = True
-                    self._spool.write(inflater.decompress(chunk))
-                    chunk = inflater.unused_data
+                    out = inflater.decompress(chunk, step)
+                    self._spool.write(out)
+                    written += len(out)
+                    header, done = self._tar_ends(header, written)
+                    if done:
+                        return None
+                    if written > limits.MAX_ARCHIVE_BYTES:
+                        self.capped = ("it inflates to more than the cap of "
+                                       "%d bytes (amp.store.limits)"
+                                       % limits.MAX_ARCHIVE_BYTES)
+                        return None
                     if inflater.eof:  # another gzip member may follow
+                        chunk = inflater.unused_data
                         inflater, fed = zlib.decompressobj(wbits=31), False
+                    else:
+                        chunk = inflater.unconsumed_tail
+                        if not chunk and len(out) < step:
+                            break  # all input used and all output given
         except zlib.error as error:
             return str(error)
         if fed:
@@ -131,9 +209,13 @@ class Archiving:
     """
 
     def _archive_index(self):
-        """Return the index of the current archive, or None without one."""
+        """Return the index of the current archive, or None without one.
+
+        An ``archive.tar.gz`` that is not a regular file (a link, FIFO,
+        device) or is above the cap is reported once and treated as absent.
+        """
         try:
-            status = os.stat(self.tarpath)
+            status = os.lstat(self.tarpath)
         except FileNotFoundError:
             status = None
         index = self._index
@@ -144,13 +226,30 @@ class Archiving:
             index.close()
             index = self._index = None
         if index is None and status is not None:
+            signature = (status.st_dev, status.st_ino, status.st_mtime_ns,
+                         status.st_size)
+            if getattr(self, "_refused_archive", None) == signature:
+                return None  # reported already
             spill = self.path if os.access(self.path, os.W_OK) else None
             try:
                 index = self._index = ArchiveIndex(self.tarpath, self._report,
                                                    spill)
             except FileNotFoundError:  # replaced between stat and open
                 return self._archive_index()
+            except UnsafeFileError as error:
+                self._refused_archive = signature
+                self._report("%s; its entries are treated as missing"
+                             % error)
+                return None
         return index
+
+    def _read_loose(self, key):
+        """The bytes of ``loose/key``, read through
+        :func:`amp.store.files.read_file` (regular files of at most
+        :data:`amp.store.limits.MAX_ENTRY_BYTES` only)."""
+        return read_file(os.path.join(self.loosepath, key),
+                         limits.MAX_ENTRY_BYTES,
+                         "entry %r in loose/ of %s" % (key, self.path))
 
     @contextlib.contextmanager
     def _lock(self):
@@ -158,8 +257,18 @@ class Archiving:
             raise OSError("archive() needs fcntl.flock, which this system "
                           "lacks")
         os.makedirs(self.path, exist_ok=True)
-        descriptor = os.open(os.path.join(self.path, "lock"),
-                             os.O_RDWR | os.O_CREAT, 0o666)
+        # Never through a link, and never a FIFO or device: the lock is a
+        # regular file inside this folder (open_regular adds O_NOFOLLOW).
+        lock = os.path.join(self.path, "lock")
+        try:
+            descriptor, _ = open_regular(
+                lock, None, "the lock file %s" % lock,
+                flags=os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+                | getattr(os, "O_CLOEXEC", 0))
+        except UnsafeFileError as error:
+            raise UnsafeFileError("%s; archive() creates nothing outside the "
+                                  "database: delete %s and run it again"
+                                  % (error, lock)) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
@@ -194,7 +303,8 @@ class Archiving:
         if is_key(key):
             target = os.path.join(self.loosepath, key)
             try:
-                os.link(aside, target)  # never clobbers
+                # Never clobbers; a link is linked as a link, not its target.
+                os.link(aside, target, follow_symlinks=False)
             except FileExistsError:
                 pass
             except OSError:  # no hard links here: near-enough fallback
@@ -228,10 +338,18 @@ class Archiving:
             entries removed), ``entries`` (members of the archive),
             ``bytes_before`` and ``bytes_after`` (size of the folder).
 
+        Loose entries that are not regular files (links, FIFOs, devices,
+        folders) or are above :data:`amp.store.limits.MAX_ENTRY_BYTES` are
+        reported by name and left as they are.
+
         Raises
         ------
         UnsupportedEntryError
             When a loose entry is a pickle; nothing is changed then.
+        UnsafeFileError
+            The lock file is a link, FIFO or device, or the current archive
+            could be read only up to a cap (rewriting it would drop the
+            members beyond); nothing is changed then.
         """
         if not os.path.isdir(self.path):
             return {"moved": 0, "dropped": 0, "entries": 0,
@@ -243,6 +361,11 @@ class Archiving:
             names = sorted(name for name in os.listdir(self.loosepath)
                            if is_key(name))
             index = self._archive_index()
+            if index is not None and index.capped:
+                raise UnsafeFileError(
+                    "archive() leaves %s as it is: %s, so rewriting it would "
+                    "drop the members beyond; raise the cap in "
+                    "amp.store.limits first" % (self.tarpath, index.capped))
             entries = len(index.members) if index is not None else 0
             digests, damaged = {}, {}
             if names:
@@ -272,9 +395,11 @@ class Archiving:
                                      format=tarfile.PAX_FORMAT) as tar:
                     for key in names:  # streamed: memory stays small
                         try:
-                            data = read_file(os.path.join(self.loosepath,
-                                                          key))
+                            data = self._read_loose(key)
                         except FileNotFoundError:
+                            continue
+                        except UnsafeFileError as error:
+                            self._report("%s; it is skipped" % error)
                             continue
                         digest = hashlib.blake2b(data).digest()
                         try:
@@ -305,7 +430,12 @@ class Archiving:
             os.rename(path, aside)  # atomic: a writer now creates a new file
         except FileNotFoundError:
             return
-        if hashlib.blake2b(read_file(aside)).digest() == digest:
+        try:
+            same = hashlib.blake2b(read_file(
+                aside, limits.MAX_ENTRY_BYTES)).digest() == digest
+        except UnsafeFileError:  # swapped for a link or FIFO meanwhile
+            same = False
+        if same:
             os.unlink(aside)
         else:  # rewritten since it was archived: it must stay loose
             self._put_back(aside, key)

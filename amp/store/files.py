@@ -1,4 +1,6 @@
-"""The one way this library writes a file: atomically, beside its target.
+"""The one way this library writes a file, and the one way it reads one.
+
+Writing:
 
 :func:`atomic_file` writes into a temporary file in the target's folder
 (``.tmp-<name>-<pid>-<random>``) and publishes it with one ``os.replace``
@@ -6,11 +8,19 @@
 exists), so a reader sees the old file or the whole new one, never half of
 one, and concurrent writers cannot interleave. On any failure the
 temporary file is removed and the target is untouched.
+
+Reading: :func:`read_file` opens only regular files, without following a
+symbolic link and without blocking on a FIFO, checks the size with
+``fstat`` before reading, and never reads more than a cap, so a file that
+someone else controls cannot make a reader hang, read outside its folder
+or allocate without bound. Every reader of outside data uses it.
 """
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 
 TEMPORARY_PREFIX = ".tmp-"
 
@@ -90,10 +100,105 @@ def write_atomically(folder, name, data, fsync=False):
         handle.write(data)
 
 
-def read_file(path):
-    """Return the bytes of ``path``."""
-    with open(path, "rb") as handle:
-        return handle.read()
+class UnsafeFileError(OSError):
+    """A file was refused before reading: it is not a regular file (a
+    symbolic link, FIFO, device or folder) or it is larger than its cap."""
+
+
+def _kind(mode):
+    for test, name in ((stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+# O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+# right after, by fstat). O_NOFOLLOW: a link is never followed.
+_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
+def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
+                 dir_fd=None):
+    """Open ``path`` only if it is a regular file of at most ``max_bytes``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Its last component is never followed if it is a symbolic link.
+    max_bytes : int or None
+        Refuse a larger file (None: no cap).
+    what : str
+        Names the file in error messages (e.g. ``"entry 'k' of x.ampdb"``).
+    flags, mode : int
+        ``os.open`` flags (``O_NOFOLLOW`` is always added) and creation
+        mode, for callers that create the file (the database lock).
+    dir_fd : int, optional
+        Resolve ``path`` relative to this open folder.
+
+    Returns
+    -------
+    fd : int
+        An open descriptor (the caller closes it), in blocking mode.
+    size : int
+        The file's size when it was checked.
+
+    Raises
+    ------
+    UnsafeFileError
+        A symbolic link, FIFO, device, socket or folder, or too large.
+    FileNotFoundError
+        No such file.
+    """
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), mode,
+                     dir_fd=dir_fd)
+    except OSError as error:
+        # ELOOP (EMLINK on some BSDs): the last component is a link.
+        if error.errno in (errno.ELOOP, errno.EMLINK):
+            raise UnsafeFileError("%s is a symbolic link, which is never "
+                                  "followed" % what) from None
+        raise
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeFileError("%s is %s, not a regular file"
+                                  % (what, _kind(status.st_mode)))
+        if max_bytes is not None and status.st_size > max_bytes:
+            raise UnsafeFileError(
+                "%s has %d bytes, more than the cap of %d (see "
+                "amp.store.limits)" % (what, status.st_size, max_bytes))
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status.st_size
+
+
+def read_file(path, max_bytes=None, what=None, dir_fd=None):
+    """Return the bytes of the regular file ``path`` (see
+    :func:`open_regular`), refusing more than ``max_bytes``.
+
+    A file that grows past the cap while it is read is refused as well.
+    """
+    what = what or os.fspath(path)
+    fd, _ = open_regular(path, max_bytes, what, dir_fd=dir_fd)
+    with open(fd, "rb", closefd=True) as handle:
+        if max_bytes is None:
+            return handle.read()
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnsafeFileError("%s grew past the cap of %d bytes "
+                              "while it was read" % (what, max_bytes))
+    return data
 
 
 def folder_bytes(path):

@@ -5,7 +5,12 @@ Amp 1.x wrote ``.amp`` model files as Python source
 ``array`` and ``matrix`` calls) and read them back with ``eval``, which runs
 whatever a file contains. This module evaluates the same text from its
 syntax tree, accepting only literals and a fixed set of container
-constructors; anything else is refused before anything runs.
+constructors; anything else is refused before anything runs. Nesting
+depth, string length and the size of every array (element count times the
+item size of its dtype) are checked against :mod:`amp.store.limits` before
+anything is built, and only plain number, bool and string dtypes are
+accepted: a file cannot make the reader allocate much more than its own
+size.
 """
 
 import ast
@@ -14,13 +19,72 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import limits
+
 
 class UnsafeLiteralError(ValueError):
-    """The text contains something other than plain data."""
+    """The text contains something other than plain data, or asks for more
+    than :mod:`amp.store.limits` allows."""
+
+
+def _dtype(dtype):
+    """The numpy dtype a file asks for, if it is a plain scalar one."""
+    if dtype is None or dtype in (float, int, bool, complex):
+        return np.dtype(dtype)
+    if not isinstance(dtype, str) or len(dtype) > 32:
+        raise UnsafeLiteralError("dtype %.80r is not allowed (only plain "
+                                 "number, bool and string dtypes)" % (dtype,))
+    try:
+        parsed = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError) as error:
+        raise UnsafeLiteralError("dtype %r is not a dtype (%s)"
+                                 % (dtype, error)) from None
+    if parsed.kind not in "biufcUS" or parsed.subdtype is not None or \
+            parsed.names is not None:
+        raise UnsafeLiteralError("dtype %r is not allowed (only plain "
+                                 "number, bool and string dtypes)" % (dtype,))
+    return parsed
+
+
+def _element_count(value):
+    """Leaves of nested lists and tuples (what numpy would make elements),
+    and the length of the longest string among them."""
+    count, longest, stack = 0, 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, np.ndarray):
+            count += item.size
+            longest = max(longest, item.itemsize)
+        else:
+            count += 1
+            if isinstance(item, str):
+                longest = max(longest, len(item))
+    return count, longest
 
 
 def _array(value, dtype=None):
-    return np.array(value, dtype=dtype)
+    parsed = _dtype(dtype)
+    count, longest = _element_count(value)
+    # A string element takes 4 bytes per character in a "U" array.
+    size = count * max(parsed.itemsize, 4 * longest, 1)
+    if size > limits.MAX_ARRAY_BYTES:
+        raise UnsafeLiteralError(
+            "an array of %d bytes (dtype %s) is more than the cap of %d "
+            "(amp.store.limits.MAX_ARRAY_BYTES)"
+            % (size, dtype if dtype is not None else "float64",
+               limits.MAX_ARRAY_BYTES))
+    array = np.array(value, dtype=None if dtype is None else parsed)
+    if array.dtype.hasobject or array.dtype.kind not in "biufcUS":
+        raise UnsafeLiteralError("array() of something other than numbers "
+                                 "or strings")
+    if array.nbytes > limits.MAX_ARRAY_BYTES:  # e.g. long strings, no dtype
+        raise UnsafeLiteralError(
+            "an array of %d bytes is more than the cap of %d "
+            "(amp.store.limits.MAX_ARRAY_BYTES)"
+            % (array.nbytes, limits.MAX_ARRAY_BYTES))
+    return array
 
 
 _CALLS = {
@@ -33,34 +97,48 @@ _NAMES = {"True": True, "False": False, "None": None, "nan": math.nan,
 
 
 def _dotted(node):
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else base + "." + node.attr
-    return None
+    """``a.b.c`` of a name or attribute chain, or None (no recursion: a
+    chain may be as long as the file)."""
+    parts = []
+    while isinstance(node, ast.Attribute) and len(parts) < 3:
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id] + parts[::-1])
 
 
-def _evaluate(node):
+def _evaluate(node, depth=0):
+    if depth > limits.MAX_NESTING_DEPTH:
+        raise UnsafeLiteralError(
+            "nesting deeper than %d levels (amp.store.limits."
+            "MAX_NESTING_DEPTH)" % limits.MAX_NESTING_DEPTH)
+    depth += 1
     if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
+        return _evaluate(node.body, depth)
     if isinstance(node, ast.Constant):
+        if isinstance(node.value, str) and \
+                len(node.value) > limits.MAX_STRING_CHARS:
+            raise UnsafeLiteralError(
+                "a string of %d characters is longer than the cap of %d "
+                "(amp.store.limits.MAX_STRING_CHARS)"
+                % (len(node.value), limits.MAX_STRING_CHARS))
         if isinstance(node.value, (int, float, str, bool, type(None))):
             return node.value
         raise UnsafeLiteralError("constant of type %s is not allowed"
                                  % type(node.value).__name__)
     if isinstance(node, ast.List):
-        return [_evaluate(e) for e in node.elts]
+        return [_evaluate(e, depth) for e in node.elts]
     if isinstance(node, ast.Tuple):
-        return tuple(_evaluate(e) for e in node.elts)
+        return tuple(_evaluate(e, depth) for e in node.elts)
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise UnsafeLiteralError("'**' in a dict literal is not allowed")
-        return {_evaluate(k): _evaluate(v)
+        return {_evaluate(k, depth): _evaluate(v, depth)
                 for k, v in zip(node.keys, node.values)}
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub,
                                                               ast.UAdd)):
-        value = _evaluate(node.operand)
+        value = _evaluate(node.operand, depth)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise UnsafeLiteralError("a sign applies only to numbers")
         return -value if isinstance(node.op, ast.USub) else value
@@ -69,18 +147,26 @@ def _evaluate(node):
     if isinstance(node, ast.Call):
         name = _dotted(node.func)
         if name not in _CALLS:
-            raise UnsafeLiteralError("call of %r is not allowed"
-                                     % (name or ast.dump(node.func)))
-        args = [_evaluate(a) for a in node.args]
+            raise UnsafeLiteralError("call of %s is not allowed"
+                                     % (repr(name) if name else "a "
+                                        + type(node.func).__name__))
+        args = [_evaluate(a, depth) for a in node.args]
         kwargs = {}
         for keyword in node.keywords:
             if keyword.arg is None:
                 raise UnsafeLiteralError("'**' arguments are not allowed")
-            kwargs[keyword.arg] = _evaluate(keyword.value)
-        if name in ("list", "tuple", "dict", "OrderedDict") and len(args) > 1:
-            raise UnsafeLiteralError("%s() takes at most one argument" % name)
+            kwargs[keyword.arg] = _evaluate(keyword.value, depth)
+        if name in ("list", "tuple", "dict", "OrderedDict") and (
+                len(args) > 1 or args and not isinstance(
+                    args[0], (list, tuple, dict, OrderedDict))):
+            # Not list("..."): one pointer per character would let a file
+            # make the reader allocate eight times its own size.
+            raise UnsafeLiteralError("%s() takes at most one list, tuple or "
+                                     "dict" % name)
         try:
             return _CALLS[name](*args, **kwargs)
+        except UnsafeLiteralError:
+            raise
         except (TypeError, ValueError) as error:
             raise UnsafeLiteralError("bad arguments to %s(): %s"
                                      % (name, error)) from error
@@ -104,10 +190,32 @@ def literal_eval(text):
     ------
     UnsafeLiteralError
         The text is not plain data (a function call, an attribute, an
-        operator, ...) or is not valid syntax.
+        operator, ...), is not valid syntax, or is above a cap of
+        :mod:`amp.store.limits` (nesting, string length, array size).
     """
+    if len(text) > limits.MAX_STRING_CHARS:
+        raise UnsafeLiteralError(
+            "a text of %d characters is longer than the cap of %d "
+            "(amp.store.limits.MAX_STRING_CHARS)"
+            % (len(text), limits.MAX_STRING_CHARS))
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as error:
-        raise UnsafeLiteralError("not a Python literal: %s" % error) from error
-    return _evaluate(tree)
+    except (SyntaxError, ValueError) as error:  # ValueError: NUL bytes
+        raise UnsafeLiteralError("not a Python literal: %s" % error) from None
+    except (RecursionError, MemoryError):
+        # Python's own parser gives up on very deep nesting this way.
+        raise UnsafeLiteralError(
+            "nesting deeper than Python's parser accepts (the cap is %d "
+            "levels, amp.store.limits.MAX_NESTING_DEPTH)"
+            % limits.MAX_NESTING_DEPTH) from None
+    try:
+        return _evaluate(tree)
+    except UnsafeLiteralError:
+        raise
+    except (TypeError, ValueError, OverflowError) as error:
+        # e.g. an unhashable dict key, or int(<huge string>)
+        raise UnsafeLiteralError("not plain data: %s: %s"
+                                 % (type(error).__name__, error)) from None
+    except (RecursionError, MemoryError) as error:
+        raise UnsafeLiteralError("cannot be read: %s"
+                                 % type(error).__name__) from None

@@ -10,12 +10,23 @@ Floats are written with Python's ``repr``, so parameters round-trip
 exactly. Amp 1.x files (Python-literal text that Amp read with ``eval``)
 are read through :mod:`amp.store.literal`, which accepts plain data only.
 Loading never runs code.
+
+A model file may come from someone else, so :func:`read` bounds what it
+costs (the file's size, nesting depth and string length, all before
+parsing; see :mod:`amp.store.limits`) and checks what it gives: every
+number finite, and a neural network's weights, scalings and fingerprint
+ranges of consistent shapes. Any failure is a :class:`ModelFileError`.
 """
 
 import json
+import math
 import os
+import re
 
-from .files import atomic_file
+import numpy as np
+
+from . import limits
+from .files import UnsafeFileError, atomic_file, read_file
 from .literal import UnsafeLiteralError, literal_eval
 
 FORMAT = "amp-mlip-model"
@@ -45,10 +56,132 @@ def write(filename, text, overwrite=False):
         handle.write(text.encode())
 
 
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _check_json_size(text, name):
+    """Refuse JSON text nested too deeply or with too long a string, before
+    the parser builds anything (it would recurse once per level)."""
+    longest = max(map(len, _JSON_STRING.findall(text)), default=0) - 2
+    if longest > limits.MAX_STRING_CHARS:
+        raise ModelFileError(
+            "refusing to load %s: a string of %d characters is longer than "
+            "the cap of %d (amp.store.limits.MAX_STRING_CHARS)"
+            % (name, longest, limits.MAX_STRING_CHARS))
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode()
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    depth = int(np.cumsum(steps).max(initial=0))
+    if depth > limits.MAX_NESTING_DEPTH:
+        raise ModelFileError(
+            "refusing to load %s: nesting %d levels deep is more than the "
+            "cap of %d (amp.store.limits.MAX_NESTING_DEPTH)"
+            % (name, depth, limits.MAX_NESTING_DEPTH))
+
+
+def _check_finite(tree, name):
+    """Raise ModelFileError naming the first NaN or infinite number."""
+    stack = [(tree, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((value, "%s/%s" % (where, key))
+                         for key, value in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((value, where) for value in node)
+        elif isinstance(node, float) and not math.isfinite(node) or \
+                isinstance(node, np.ndarray) and node.dtype.kind in "fc" \
+                and not np.all(np.isfinite(node)):
+            raise ModelFileError("%s holds a NaN or infinite number in %s; "
+                                 "a model's parameters must be finite"
+                                 % (name, where.lstrip("/") or "its value"))
+
+
+def _matrix(value, name, where):
+    try:
+        matrix = np.array(value, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError("%s: %s is not an array of numbers (%s)"
+                             % (name, where, error)) from None
+    return matrix
+
+
+def _check_network(model, name):
+    """Weights, scalings and fingerprint ranges of a neural network: of the
+    shapes that fit together, as far as the file gives them."""
+    weights = model.get("weights")
+    inputs = {}
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise ModelFileError("%s: model weights are not a dict by "
+                                 "element" % name)
+        for element, layers in weights.items():
+            where = "model weights of %s" % (element,)
+            if not isinstance(layers, dict) or not layers:
+                raise ModelFileError("%s: %s are not a dict by layer"
+                                     % (name, where))
+            try:
+                numbered = sorted((int(k), k) for k in layers)
+            except (TypeError, ValueError):
+                raise ModelFileError("%s: %s have layer names %r, not "
+                                     "numbers" % (name, where, list(layers))) \
+                    from None
+            if [n for n, _ in numbered] != list(range(1, len(numbered) + 1)):
+                raise ModelFileError("%s: %s are not numbered 1..L"
+                                     % (name, where))
+            shapes = []
+            for number, key in numbered:
+                matrix = _matrix(layers[key], name, "%s layer %d"
+                                 % (where, number))
+                if matrix.ndim != 2 or (shapes and matrix.shape[0]
+                                        != shapes[-1][1] + 1):
+                    raise ModelFileError(
+                        "%s: %s layer %d has shape %s, which does not fit "
+                        "the layer before (its nodes plus the bias row)"
+                        % (name, where, number, matrix.shape))
+                shapes.append(matrix.shape)
+            if shapes[-1][1] != 1:
+                raise ModelFileError("%s: %s end in %d output nodes, not 1"
+                                     % (name, where, shapes[-1][1]))
+            inputs[element] = shapes[0][0] - 1
+    scalings = model.get("scalings")
+    if scalings is not None:
+        if not isinstance(scalings, dict) or not all(
+                isinstance(s, dict) and all(
+                    isinstance(s.get(k), (int, float))
+                    and not isinstance(s.get(k), bool)
+                    for k in ("intercept", "slope"))
+                for s in scalings.values()):
+            raise ModelFileError("%s: model scalings are not a number "
+                                 "intercept and slope by element" % name)
+    fprange = model.get("fprange")
+    if fprange is not None:
+        if not isinstance(fprange, dict):
+            raise ModelFileError("%s: model fprange is not a dict by element"
+                                 % name)
+        for element, pairs in fprange.items():
+            matrix = _matrix(pairs, name, "model fprange of %s" % (element,))
+            if matrix.size and (matrix.ndim != 2 or matrix.shape[1] != 2):
+                raise ModelFileError(
+                    "%s: model fprange of %s has shape %s, not (features, 2)"
+                    % (name, element, matrix.shape))
+            if element in inputs and len(matrix) != inputs[element]:
+                raise ModelFileError(
+                    "%s: model fprange of %s has %d features but its network "
+                    "takes %d" % (name, element, len(matrix), inputs[element]))
+
+
+def _checked(descriptor, model, name):
+    _check_finite({"descriptor": descriptor, "model": model}, name)
+    _check_network(model, name)
+    return descriptor, model
+
+
 def _legacy(text, name):
     """The descriptor and model dicts of an Amp 1.x file."""
     try:
-        outer = literal_eval(text)
+        outer = literal_eval(text)  # caps depth, strings and arrays
         if not isinstance(outer, dict) or not {"descriptor", "model"} <= \
                 set(outer):
             raise ModelFileError("%s is not an Amp model file (no descriptor "
@@ -58,6 +191,8 @@ def _legacy(text, name):
             value = outer[key]
             parts[key] = literal_eval(value) if isinstance(value, str) \
                 else value
+            if not isinstance(parts[key], dict):
+                raise ModelFileError("%s: its %s is not a dict" % (name, key))
     except UnsafeLiteralError as error:
         raise ModelFileError("refusing to load %s: %s (model files hold "
                              "data only)" % (name, error)) from error
@@ -81,25 +216,62 @@ def read(source):
     Raises
     ------
     ModelFileError
-        Truncated, corrupt, unsafe or unknown-version content.
+        Whatever the cause: not a regular file (a link, FIFO, device),
+        above a cap of :mod:`amp.store.limits`, binary, truncated, corrupt,
+        unsafe, of an unknown version, or with parameters that are not
+        finite or do not fit together.
     """
+    try:
+        return _read(source)
+    except ModelFileError:
+        raise
+    except (RecursionError, MemoryError, ValueError, TypeError,
+            AttributeError, KeyError, IndexError, OverflowError) as error:
+        # A cause not named above: still the one error of a bad file.
+        raise ModelFileError("cannot read model file %s: %s: %s"
+                             % (_name(source), type(error).__name__,
+                                str(error)[:200])) from None
+
+
+def _name(source):
     if hasattr(source, "read"):
-        text, name = source.read(), getattr(source, "name", "model file")
+        return getattr(source, "name", "model file")
+    return os.fspath(source)
+
+
+def _read(source):
+    name = _name(source)
+    cap = limits.MAX_MODEL_FILE_BYTES
+    if hasattr(source, "read"):
+        text = source.read(cap + 1)
+        if len(text) > cap:
+            raise ModelFileError("%s is longer than the cap of %d (amp.store."
+                                 "limits.MAX_MODEL_FILE_BYTES)" % (name, cap))
     else:
-        name = os.fspath(source)
-        with open(name) as f:
-            text = f.read()
+        try:
+            text = read_file(name, cap, "model file %s" % name)
+        except UnsafeFileError as error:
+            raise ModelFileError("refusing to load: %s" % error) from None
     if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ModelFileError(
+                "%s is not a model file: it is binary, not text (byte %d is "
+                "not UTF-8)" % (name, error.start)) from None
+    if "\0" in text:
+        raise ModelFileError("%s is not a model file: it is binary, not text "
+                             "(it holds NUL characters)" % name)
     stripped = text.lstrip()
     if not stripped:
         raise ModelFileError("%s is empty" % name)
     if stripped.startswith("{"):
+        _check_json_size(text, name)
         try:
             content = json.loads(text)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:
             raise ModelFileError("%s is truncated or corrupt: %s"
-                                 % (name, error)) from error
+                                 % (name, error)) from None
         if content.get("format") != FORMAT:
             raise ModelFileError("%s is not an amp-mlip model file" % name)
         if content.get("version") != VERSION:
@@ -109,5 +281,5 @@ def read(source):
         if not isinstance(content.get("descriptor"), dict) or \
                 not isinstance(content.get("model"), dict):
             raise ModelFileError("%s misses its descriptor or model" % name)
-        return content["descriptor"], content["model"]
-    return _legacy(text, name)
+        return _checked(content["descriptor"], content["model"], name)
+    return _checked(*_legacy(text, name), name)
