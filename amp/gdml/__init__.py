@@ -4,10 +4,11 @@
 ``from amp.gdml.predict import GDMLPredict`` evaluates them,
 :mod:`amp.gdml.io` reads and writes sgdml datasets, tasks and models without
 general unpickling, and :class:`amp.gdml.calculator.GDMLCalculator` runs
-them in ASE. See ``docs/gdml.md``.
+them in ASE (also as ``SGDMLCalculator``), and ``amp-gdml`` (or
+``python -m amp.gdml``) is the command line. See ``docs/gdml.md``.
 """
 
-__all__ = ["GDMLTrain", "GDMLPredict", "GDMLCalculator"]
+__all__ = ["GDMLTrain", "GDMLPredict", "GDMLCalculator", "SGDMLCalculator"]
 
 
 def __getattr__(name):
@@ -18,7 +19,7 @@ def __getattr__(name):
     if name == "GDMLPredict":
         from .predict import GDMLPredict
         return GDMLPredict
-    if name == "GDMLCalculator":
-        from .calculator import GDMLCalculator
-        return GDMLCalculator
+    if name in ("GDMLCalculator", "SGDMLCalculator"):
+        from . import calculator
+        return getattr(calculator, name)
     raise AttributeError(name)

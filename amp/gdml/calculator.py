@@ -1,9 +1,11 @@
 """ASE calculator for (s)GDML models.
 
-Energies and forces are returned in ASE's units (eV, eV/Å). The model's
-units are read from its ``r_unit`` and ``e_unit`` labels; models without
-labels are assumed to use kcal/mol and Å, like the sgdml package's own
-calculator, unless `E_to_eV` / `Ang_to_R` are given.
+Energies, forces and (for periodic models) stress are returned in ASE's
+units (eV, eV/Å, eV/Å³). The model's units are read from its ``r_unit`` and
+``e_unit`` labels; models without labels are assumed to use kcal/mol and Å,
+like the sgdml package's own calculator, unless `E_to_eV` / `Ang_to_R` /
+`F_to_eV_Ang` are given. :class:`SGDMLCalculator` is the same class under
+the name sgdml users import.
 """
 
 import os
@@ -11,12 +13,15 @@ import warnings
 
 import numpy as np
 from ase import units
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import (Calculator,
+                                         PropertyNotImplementedError,
+                                         all_changes)
 
 from . import io as gdml_io
 from .predict import GDMLPredict
 
-__all__ = ["GDMLCalculator", "energy_unit_to_eV", "length_unit_to_Ang"]
+__all__ = ["GDMLCalculator", "SGDMLCalculator", "energy_unit_to_eV",
+           "length_unit_to_Ang"]
 
 _ENERGY = {
     "ev": 1.0,
@@ -104,6 +109,12 @@ class GDMLCalculator(Calculator):
         eV per model energy unit; default from the model's ``e_unit``.
     Ang_to_R : float, optional
         Model length units per Å; default from the model's ``r_unit``.
+    F_to_eV_Ang : float, optional
+        eV/Å per model force unit, as in sgdml's calculator; default
+        ``E_to_eV * Ang_to_R``.
+    use_torch : bool, optional
+        Accepted for compatibility with sgdml's calculator (see
+        :class:`~amp.gdml.predict.GDMLPredict`).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -111,19 +122,29 @@ class GDMLCalculator(Calculator):
     -----
     The Atoms must hold the model's species in the model's order
     (``model['z']``); a mismatch raises :class:`ValueError` naming the
-    difference. Forces are converted with ``E_to_eV * Ang_to_R``.
+    difference. For a model trained with a lattice, the Atoms must be
+    periodic; their cell (not the training lattice) is used, and the
+    calculator also provides ``stress``: the derivative of the energy with
+    respect to strain, from the pairwise terms of the descriptor, divided
+    by the volume.
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, model, E_to_eV=None, Ang_to_R=None, **kwargs):
+    def __init__(self, model, E_to_eV=None, Ang_to_R=None, F_to_eV_Ang=None,
+                 use_torch=False, **kwargs):
         Calculator.__init__(self, **kwargs)
         path = None
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
             model = gdml_io.load_model(path)
         self.model = model
-        self.predictor = GDMLPredict(model, num_workers=0)
+        self.predictor = GDMLPredict(model, num_workers=0,
+                                     use_torch=use_torch)
+        self.periodic = self.predictor.lat_and_inv is not None
+        if self.periodic:
+            self.implemented_properties = (
+                list(GDMLCalculator.implemented_properties) + ["stress"])
         self.z = np.asarray(model["z"]).astype(int)
         has_units = "e_unit" in model and "r_unit" in model
         if (E_to_eV is None or Ang_to_R is None) and not has_units:
@@ -137,9 +158,17 @@ class GDMLCalculator(Calculator):
                         if has_units else 1.0)
         self.E_to_eV = float(E_to_eV)
         self.Ang_to_R = float(Ang_to_R)
+        self.F_to_eV_Ang = (self.E_to_eV * self.Ang_to_R if F_to_eV_Ang is None
+                            else float(F_to_eV_Ang))
+        for name in ("E_to_eV", "Ang_to_R", "F_to_eV_Ang"):
+            if not (np.isfinite(getattr(self, name))
+                    and getattr(self, name) > 0):
+                raise ValueError("{} must be a positive number, got {}"
+                                 .format(name, getattr(self, name)))
         self.parameters["model"] = path
         self.parameters["E_to_eV"] = self.E_to_eV
         self.parameters["Ang_to_R"] = self.Ang_to_R
+        self.parameters["F_to_eV_Ang"] = self.F_to_eV_Ang
 
     def check_atoms(self, atoms):
         """Raise unless the Atoms hold the model's species in its order.
@@ -173,7 +202,7 @@ class GDMLCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",),
                   system_changes=all_changes):
-        """Compute energy and forces (eV, eV/Å).
+        """Compute energy, forces and, for periodic models, stress.
 
         Parameters
         ----------
@@ -186,12 +215,37 @@ class GDMLCalculator(Calculator):
         """
         Calculator.calculate(self, atoms, properties, system_changes)
         self.check_atoms(self.atoms)
+        if "stress" in properties and not self.periodic:
+            raise PropertyNotImplementedError(
+                "stress needs a periodic model (trained with a lattice); "
+                "this model describes an isolated molecule")
         R = self.atoms.get_positions().ravel() * self.Ang_to_R
-        E, F = self.predictor.predict(R[None, :])
+        if self.periodic:
+            if not self.atoms.pbc.all() or self.atoms.cell.rank < 3:
+                raise ValueError(
+                    "the model is periodic (trained with a lattice) but the "
+                    "Atoms are not periodic in three directions; set "
+                    "atoms.cell and atoms.pbc = True")
+            lattice = np.array(self.atoms.cell[:]).T * self.Ang_to_R
+            E, F, W = self.predictor.predict(R[None, :], return_virial=True,
+                                             lattice=lattice)
+        else:
+            E, F = self.predictor.predict(R[None, :])
         energy = float(E[0]) * self.E_to_eV
-        forces = F[0].reshape(-1, 3) * (self.E_to_eV * self.Ang_to_R)
+        forces = F[0].reshape(-1, 3) * self.F_to_eV_Ang
         self.results = {"energy": energy, "free_energy": energy,
                         "forces": forces}
+        if self.periodic:
+            sigma = -W[0] * self.E_to_eV / self.atoms.get_volume()
+            self.results["stress"] = sigma.ravel()[[0, 4, 8, 5, 2, 1]]
+
+
+class SGDMLCalculator(GDMLCalculator):
+    """:class:`GDMLCalculator` under the name sgdml's ASE interface uses.
+
+    ``SGDMLCalculator(model_path, E_to_eV=..., F_to_eV_Ang=...)`` works as
+    with sgdml; see :class:`GDMLCalculator` for the parameters.
+    """
 
 
 def _symbols(numbers):

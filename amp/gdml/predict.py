@@ -28,8 +28,11 @@ import numpy as np
 from . import io as gdml_io
 from .desc import Desc, desc_perms_from_lin, lattice_and_inverse
 from .kernel import descriptor_matvec
+from .workers import (_predict_wkr, globs, register_predictor,  # noqa: F401
+                      share_array, update_predictor)
 
-__all__ = ["GDMLPredict", "require_torch"]
+__all__ = ["GDMLPredict", "require_torch", "geometries_as_rows",
+           "_predict_wkr"]
 
 # Bytes of temporaries one (query, training-permutation) pair costs.
 _BYTES_PER_PAIR = 8 * 5
@@ -64,8 +67,10 @@ def require_torch():
 def _as_model(model):
     if isinstance(model, (str, os.PathLike)):
         return gdml_io.load_model(model)
-    if hasattr(model, "files") and not isinstance(model, dict):  # NpzFile
-        model = {k: model[k] for k in model.files}
+    if hasattr(model, "files") and hasattr(model, "zip") \
+            and not isinstance(model, dict):
+        # np.load('model.npz'): object keys through the restricted reader
+        model = gdml_io.npz_to_dict(model)
     if not isinstance(model, dict):
         raise ValueError("model must be a dict, an NpzFile or a path, got "
                          "{!r}".format(type(model).__name__))
@@ -74,6 +79,50 @@ def _as_model(model):
                          "(its 'type' is not 'm')")
     gdml_io.validate_model(model)
     return model
+
+
+def geometries_as_rows(R, n_atoms):
+    """Geometries in any layout sgdml accepts as an ``(M, 3N)`` array.
+
+    Parameters
+    ----------
+    R : array_like
+        ``(M, N, 3)``, ``(M, 3N)``, or one geometry ``(N, 3)`` or ``(3N,)``.
+    n_atoms : int
+        N.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(M, 3N)`` float64.
+
+    Raises
+    ------
+    ValueError
+        For any other shape (e.g. ``(M, 3, N)``), naming the accepted ones,
+        or for NaN/infinite coordinates.
+    """
+    R = np.asarray(R, dtype=float)
+    n3 = 3 * n_atoms
+    shape = R.shape
+    if R.ndim == 1 and shape == (n3,):
+        rows = R[None, :]
+    elif R.ndim == 2 and shape[1] == n3:
+        rows = R
+    elif R.ndim == 2 and shape == (n_atoms, 3):
+        rows = R.reshape(1, n3)
+    elif R.ndim == 3 and shape[1:] == (n_atoms, 3):
+        rows = R.reshape(shape[0], n3)
+    else:
+        raise ValueError(
+            "geometries of shape {} do not fit the model, which was trained "
+            "for {} atoms; expected (M, {}, 3) or (M, {}) for M geometries, "
+            "or ({}, 3) or ({},) for one (atoms in the model's order, "
+            "positions in its length unit)"
+            .format(shape, n_atoms, n_atoms, n3, n_atoms, n3))
+    if not np.all(np.isfinite(rows)):
+        raise ValueError("geometries contain NaN or infinite values")
+    return rows
 
 
 def _scalar(value):
@@ -147,6 +196,7 @@ class GDMLPredict:
         alphas_E = model.get("alphas_E")
         self._set_weights(np.asarray(model["R_d_desc_alpha"], dtype=float),
                           None if alphas_E is None else np.asarray(alphas_E))
+        self.glob_id = register_predictor(self)
         self.bulk_mp = False
         self.num_workers = 0
         self._pool = None
@@ -164,11 +214,16 @@ class GDMLPredict:
         self._xw = np.einsum("kd,kd->k", self._Xp, self._Wp)
         self._aE = (None if alphas_E is None
                     else np.repeat(np.ravel(alphas_E), self.n_perms))
+        if getattr(self, "glob_id", None) is not None:
+            update_predictor(self, self.glob_id)
 
     def __del__(self):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
+        glob_id = getattr(self, "glob_id", None)
+        if glob_id is not None and glob_id < len(globs):
+            globs[glob_id] = None
 
     # -- sgdml API: caches for iterative training --------------------------
     def set_R_desc(self, R_desc):
@@ -439,8 +494,9 @@ class GDMLPredict:
             Fd[q0:q0 + qb] = f
         return E, Fd
 
-    def predict(self, R=None, return_E=True):
-        """Predict energies and forces.
+    def predict(self, R=None, return_E=True, return_virial=False,
+                lattice=None):
+        """Predict energies and forces (and, for periodic models, the virial).
 
         Parameters
         ----------
@@ -451,6 +507,13 @@ class GDMLPredict:
             :meth:`set_R_desc` and :meth:`set_R_d_desc` are predicted.
         return_E : bool, optional
             Also return energies.
+        return_virial : bool, optional
+            Also return the virial (periodic models only; an addition to
+            sgdml's API).
+        lattice : array_like, optional
+            ``(3, 3)`` lattice vectors as columns, in the model's length
+            unit, used instead of the model's lattice for this call
+            (periodic models only; e.g. a strained cell).
 
         Returns
         -------
@@ -458,15 +521,29 @@ class GDMLPredict:
             ``(M,)`` energies (only if `return_E`).
         F : numpy.ndarray
             ``(M, 3N)`` forces.
+        W : numpy.ndarray
+            ``(M, 3, 3)`` virial ``W = -dE/d(strain)`` in the model's
+            energy unit (only if `return_virial`): under a homogeneous
+            strain e of positions and lattice, ``dE = -sum(W * e)``. The
+            stress is ``-W / volume``.
             As in sgdml, the result is the tuple ``(E, F)``, or ``(F,)``
-            when `return_E` is False.
+            when `return_E` is False; the virial is appended last.
 
         Raises
         ------
         ValueError
-            If R has a different number of atoms than the model, contains
-            NaN, or is omitted without cached descriptors.
+            If R has a shape that fits no layout of the model's atoms,
+            contains NaN, or is omitted without cached descriptors; if a
+            virial or lattice is asked of a model trained without lattice.
         """
+        lat_and_inv = self.lat_and_inv
+        if (return_virial or lattice is not None) and lat_and_inv is None:
+            raise ValueError(
+                "the virial and a per-call lattice need a periodic model "
+                "(one trained on a dataset with a 'lattice'); this model "
+                "has none")
+        if lattice is not None:
+            lat_and_inv = lattice_and_inverse(lattice)
         if R is None:
             if self.R_desc is None or self.R_d_desc is None:
                 raise ValueError(
@@ -474,22 +551,27 @@ class GDMLPredict:
                     "set with set_R_desc() and set_R_d_desc()")
             X, J = self.R_desc, self.R_d_desc
         else:
-            R = np.asarray(R, dtype=float)
-            if R.ndim == 1:
-                R = R[None, :]
-            R = R.reshape(R.shape[0], -1)
-            if R.shape[1] != 3 * self.n_atoms:
-                raise ValueError(
-                    "geometries have {} coordinates ({} atoms) but the model "
-                    "was trained for {} atoms".format(
-                        R.shape[1], R.shape[1] / 3.0, self.n_atoms))
-            if not np.all(np.isfinite(R)):
-                raise ValueError("geometries contain NaN or infinite values")
-            X, J = self.desc.from_R(R, self.lat_and_inv)
+            R = geometries_as_rows(R, self.n_atoms)
+            X, J = self.desc.from_R(R, lat_and_inv)
         E, Fd = self._predict_desc(X, return_E)
         F = self.desc.vec_dot_d_desc(J, Fd)
         F *= self.std
+        out = (F,)
         if return_E:
-            E = E * self.std + self.c
-            return E, F
-        return (F,)
+            out = (E * self.std + self.c, F)
+        if return_virial:
+            out += (self._virial(X, J, Fd),)
+        return out
+
+    def _virial(self, X, J, Fd):
+        """``W = -dE/d(strain)`` from the pairwise terms.
+
+        E depends on R only through the pair differences d_k (minimum
+        image), which a strain e maps to ``(1 + e) d_k``, so
+        ``dE/de = sum_k dE/dd_k (x) d_k``. With ``x_k = 1/|d_k|``, the compact
+        Jacobian row ``J_k = d_k x_k**3 = -dx_k/dd_k`` and
+        ``dE/dx_k = -std Fd_k``, this is
+        ``std sum_k Fd_k J_k (x) J_k / x_k**3``.
+        """
+        weight = (self.std * Fd) / X ** 3                     # (M, D)
+        return -np.einsum("mk,mki,mkj->mij", weight, J, J)
