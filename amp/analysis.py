@@ -69,6 +69,30 @@ def save_figure(figure, plotfile):
                    else "pdf")
 
 
+def draw_violins(ax, columns, positions, color, width=0.8):
+    """Violin plots of ``columns`` (1-D arrays) at ``positions``; a
+    column without spread (where a density cannot be estimated) is drawn
+    as a short horizontal bar at its value."""
+    spread = [k for k, c in enumerate(columns)
+              if len(c) > 1 and np.ptp(c) > 1e-12 * max(1.0, np.abs(c).max())]
+    if spread:
+        parts = ax.violinplot([columns[k] for k in spread],
+                              positions=[positions[k] for k in spread],
+                              widths=width, showextrema=True)
+        for body in parts["bodies"]:
+            body.set_facecolor(color)
+            body.set_edgecolor(color)
+            body.set_alpha(0.5)
+        for key in ("cbars", "cmins", "cmaxes"):
+            if key in parts:
+                parts[key].set_color(color)
+    flat = [k for k in range(len(columns)) if k not in spread and
+            len(columns[k])]
+    for k in flat:
+        ax.plot([positions[k] - width / 2, positions[k] + width / 2],
+                [columns[k][0]] * 2, color=color, lw=2)
+
+
 def _load(calc, dblabel=None):
     """An Amp calculator from a calculator or a ``.amp`` path."""
     if isinstance(calc, (str, os.PathLike)):

@@ -18,6 +18,7 @@ from ..utilities import Logger, hash_images
 from . import LossFunction, Model, calculate_fingerprints_range
 from ._network import (ACTIVATIONS, ElementNetwork, Raveler, TrainingBatch,
                        n_inputs)
+from .nodeplot import NodePlot  # noqa: F401  (Amp's import path)
 
 VERSIONS = ("2015.12",)
 
