@@ -192,7 +192,8 @@ class Amp(Calculator):
             cores = {"localhost": cores}
         return {"cores": cores, "envcommand": self.envcommand}
 
-    def train(self, images, overwrite=False, compress_databases=True):
+    def train(self, images, overwrite=False, compress_databases=True,
+              memory_limit=None):
         """Fit the model to the images' energies (and forces).
 
         Parameters
@@ -206,6 +207,12 @@ class Amp(Calculator):
             When no separate ``dblabel`` was given the databases belong to
             this run alone and are compressed at the end; False keeps them
             loose.
+        memory_limit : int, float or str, optional
+            Memory (bytes, or e.g. ``'8 GB'``) that force training may use
+            for fingerprint derivatives on this machine; by default the
+            memory available when training starts. Their size is estimated
+            from the neighbour lists and logged before anything is
+            computed.
 
         Raises
         ------
@@ -215,6 +222,9 @@ class Amp(Calculator):
             ``<label>-untrained-parameters.amp``.
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
+        amp.descriptor.budget.TrainingMemoryError
+            The fingerprint derivatives would need more than
+            ``memory_limit``; raised before anything is computed.
         """
         from .model import TrainingConvergenceError
 
@@ -233,6 +243,11 @@ class Amp(Calculator):
         from .parallel import pool_for
 
         parallel = self._parallel(log)
+        if force_training and hasattr(self.descriptor, "_ensure_parameters"):
+            from .descriptor.budget import check_memory
+
+            check_memory(self.descriptor, images, memory_limit, log,
+                         parallel["cores"])
         # One set of workers for the fingerprints and the whole fit; they
         # are stopped when training ends, however it ends.
         with pool_for(parallel, log) as pool:

@@ -1,0 +1,190 @@
+"""The memory force training will need, known before anything is computed.
+
+Force training holds, for every image, the linear map from ``dE/dG`` to the
+forces (:meth:`~amp.descriptor.fingerprints.ImageFingerprints.force_matrix`)
+as one sparse matrix for the whole fit. Its stored values are easy to
+count from the neighbour lists alone: the row of atom ``a`` and direction
+``x`` has a value for every feature of every atom ``n`` that is ``a`` itself
+or has ``a`` as a neighbour (periodic images of one atom count once). A
+neighbour list costs about 1-2 ms for a 108-atom cell, against 20-25 ms
+for the derivatives themselves, so the estimate is cheap next to the work
+it guards. Each stored value takes 8 bytes and a 4-byte column index.
+
+:func:`derivative_memory` gives the estimate; :func:`check_memory` logs it
+and raises :class:`TrainingMemoryError` when it exceeds the memory
+available or a limit the user gave.
+"""
+
+import os
+import re
+
+import numpy as np
+
+from .neighbors import atoms_neighbor_list
+
+__all__ = ["derivative_memory", "available_memory", "parse_bytes",
+           "check_memory", "local_share", "TrainingMemoryError",
+           "format_bytes"]
+
+_VALUE_BYTES = 8 + 4  # float64 value and int32 column index
+_ROW_BYTES = 4  # int32 row pointer
+
+
+class TrainingMemoryError(MemoryError):
+    """Force training would need more memory than the limit; raised before
+    any fingerprint derivative is computed."""
+
+
+def derivative_memory(descriptor, images):
+    """Bytes that force training will hold for the images' derivatives.
+
+    Parameters
+    ----------
+    descriptor : Gaussian
+        Gives the cutoff radius and the number of features per element
+        (default symmetry functions are made first when it has none).
+    images : dict
+        ``{hash: ase.Atoms}``.
+
+    Returns
+    -------
+    int
+        Estimated bytes of the force matrices of all images (within a few
+        per cent of the arrays built).
+    """
+    descriptor._ensure_parameters(images)
+    features = {element: len(Gs) for element, Gs in descriptor.Gs.items()}
+    cutoff = descriptor.cutoff.Rc
+    values, rows = 0, 0
+    for atoms in images.values():
+        n = len(atoms)
+        nl = atoms_neighbor_list(atoms, cutoff)
+        per_atom = np.array([features[s] for s in
+                             atoms.get_chemical_symbols()], dtype=np.int64)
+        centres = np.unique(nl.i)
+        # Distinct (centre, atom) pairs, the centre itself included.
+        pairs = np.unique(np.concatenate([nl.i * n + nl.j,
+                                          centres * n + centres]))
+        values += 3 * int(per_atom[pairs // n].sum())
+        rows += 3 * n
+    return values * _VALUE_BYTES + (rows + 1) * _ROW_BYTES
+
+
+def available_memory():
+    """Bytes of memory available now (``MemAvailable`` on Linux), or None
+    when the system does not say."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6,
+          "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12, "kib": 2 ** 10,
+          "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+def parse_bytes(value):
+    """Bytes from a number or a string such as ``'4 GB'`` or ``'500MiB'``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or a value that is not positive.
+    """
+    if isinstance(value, str):
+        found = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", value)
+        unit = found.group(2).lower() if found else None
+        if not found or unit not in _UNITS:
+            raise ValueError("memory_limit %r is not a size (e.g. 4e9, "
+                             "'4 GB' or '512 MiB')" % value)
+        number = float(found.group(1)) * _UNITS[unit]
+    else:
+        number = float(value)
+    if not number > 0:
+        raise ValueError("memory_limit must be positive, got %r" % (value,))
+    return int(number)
+
+
+def format_bytes(size):
+    """``'5.1 GB'``, ``'38 MB'``, ``'12 kB'``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return ("%.1f %s" if value < 10 else "%.0f %s") % (value, unit)
+    return "%d bytes" % size
+
+
+def local_share(cores):
+    """Fraction of the workers (hence of the training images) on this
+    machine, from Amp's ``cores`` (an int or ``{host: count}``)."""
+    if not isinstance(cores, dict) or not cores:
+        return 1.0
+    from ..parallel.launch import is_local
+
+    total = sum(cores.values())
+    here = sum(count for host, count in cores.items() if is_local(host))
+    return here / total if total else 1.0
+
+
+def check_memory(descriptor, images, memory_limit=None, log=None,
+                 cores=None):
+    """Log the memory force training will need; refuse it when too much.
+
+    Parameters
+    ----------
+    descriptor : Gaussian
+    images : dict
+        ``{hash: ase.Atoms}``, all the training images.
+    memory_limit : int, float or str, optional
+        Bytes (or ``'4 GB'``); by default the memory available now.
+    log : callable, optional
+    cores : int or dict, optional
+        Amp's ``cores``: with workers on other hosts this machine holds
+        only its workers' share of the derivatives.
+
+    Returns
+    -------
+    int
+        The estimate for this machine, in bytes.
+
+    Raises
+    ------
+    TrainingMemoryError
+        The estimate exceeds the limit; nothing has been computed.
+    """
+    total = derivative_memory(descriptor, images)
+    share = local_share(cores)
+    here = int(total * share)
+    if memory_limit is None:
+        limit, source = available_memory(), "memory available now"
+    else:
+        limit, source = parse_bytes(memory_limit), "memory_limit"
+    count = "{:,}".format(len(images))
+    line = "Fingerprint derivatives for %s images: about %s" % (
+        count, format_bytes(total))
+    if share < 1.0:
+        line += " (%s on this machine)" % format_bytes(here)
+    if limit is not None:
+        line += "; limit %s (%s)." % (format_bytes(limit), source)
+    if log is not None:
+        log(line)
+    if limit is not None and here > limit:
+        raise TrainingMemoryError(
+            "force training needs about %s for the fingerprint derivatives "
+            "of %s images%s, more than the limit of %s (%s); nothing has "
+            "been computed. Options: train on fewer images; train energies "
+            "only (LossFunction(force_coefficient=None) needs no "
+            "derivatives); spread the images over workers on more hosts "
+            "(cores={'host1': n, 'host2': m}); or give a larger "
+            "memory_limit= to Amp.train if more memory will be free."
+            % (format_bytes(here), count, "" if share >= 1.0 else
+               " on this machine", format_bytes(limit), source))
+    return here
