@@ -22,12 +22,16 @@ def _power_series(function, degree):
                        window=[0, 1]).coef
 
 
-def _horner(coefficients, u):
-    """``sum(c_n u^n)`` by Horner's rule, in place on one temporary."""
+def _horner(coefficients, u, out=None):
+    """``sum(c_n u^n)`` by Horner's rule, in place on one temporary
+    (``out`` when given, an array of ``u``'s shape)."""
     u = np.asarray(u, dtype=float)
     if len(coefficients) == 1:
-        return np.full_like(u, coefficients[0])
-    out = u * coefficients[-1]
+        if out is None:
+            return np.full_like(u, coefficients[0])
+        out.fill(coefficients[0])
+        return out
+    out = np.multiply(u, coefficients[-1], out=out)
     out += coefficients[-2]
     for c in coefficients[-3::-1]:
         out *= u
@@ -89,6 +93,14 @@ def _rescaled(series, Rc):
     return tuple(coefficients.tolist())
 
 
+def _written(value, out):
+    """``value``, copied into ``out`` when that is given."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
 def _check_radius(Rc):
     try:
         Rc = float(Rc)
@@ -124,41 +136,46 @@ class Cosine:
         value = -0.5 * np.pi / self.Rc * np.sin(np.pi * R / self.Rc)
         return np.where(R <= self.Rc, value, 0.0)
 
-    def _in_squares(self, series, R2, inside):
+    def _in_squares(self, series, R2, inside, out=None):
         """A power series in ``u = R^2 / Rc^2`` evaluated from ``R2``
         directly (coefficients rescaled once per radius), zero beyond
-        ``Rc`` unless ``inside``."""
+        ``Rc`` unless ``inside``; written to ``out`` when given."""
         coefficients = _rescaled(series, self.Rc)
         if coefficients is None:
             return None
-        value = _horner(coefficients, R2)
+        value = _horner(coefficients, R2, out)
         if inside:
             return value
-        return np.where(np.asarray(R2) <= self.Rc * self.Rc, value, 0.0)
+        if out is None:
+            return np.where(np.asarray(R2) <= self.Rc * self.Rc, value, 0.0)
+        np.copyto(out, 0.0, where=~(np.asarray(R2) <= self.Rc * self.Rc))
+        return out
 
-    def squared(self, R2, inside=False):
+    def squared(self, R2, inside=False, out=None):
         """Value at the distance(s) whose squares are ``R2``.
 
         ``inside=True`` promises ``R2 <= Rc^2`` (up to rounding) and skips
         the test; the series is then continued a rounding error past Rc,
         where it is zero to 1e-14. The same holds for the methods below.
+        ``out``, an array of ``R2``'s shape, receives the result (the
+        kernels pass their reusable scratch memory).
         """
-        return self._in_squares(("cutoff", None), R2, inside)
+        return self._in_squares(("cutoff", None), R2, inside, out)
 
-    def gaussian_squared(self, R2, eta, inside=False):
+    def gaussian_squared(self, R2, eta, inside=False, out=None):
         """``exp(-eta R^2 / Rc^2)`` times the value, from ``R2``, as one
         polynomial (no exponential, no cosine); None when ``eta`` is too
         large for a short series."""
-        return self._in_squares(("cutoff", float(eta)), R2, inside)
+        return self._in_squares(("cutoff", float(eta)), R2, inside, out)
 
-    def gaussian_prime_over_r_squared(self, R2, eta, inside=False):
+    def gaussian_prime_over_r_squared(self, R2, eta, inside=False, out=None):
         """``exp(-eta R^2 / Rc^2) prime(R) / R`` from ``R2`` as one
         polynomial; None when ``eta`` is too large for a short series."""
-        return self._in_squares(("sinc", float(eta)), R2, inside)
+        return self._in_squares(("sinc", float(eta)), R2, inside, out)
 
-    def prime_over_r_squared(self, R2, inside=False):
+    def prime_over_r_squared(self, R2, inside=False, out=None):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``."""
-        return self._in_squares(("sinc", None), R2, inside)
+        return self._in_squares(("sinc", None), R2, inside, out)
 
     def todict(self):
         """Amp's serialised form."""
@@ -210,25 +227,29 @@ class Polynomial:
         value = g * (g + 1.0) / self.Rc * (x ** g - x ** (g - 1.0))
         return np.where(x <= 1.0, value, 0.0)
 
-    def squared(self, R2, inside=False):
+    def squared(self, R2, inside=False, out=None):
         """Value at the distance(s) whose squares are ``R2`` (``inside``
-        as for :meth:`Cosine.squared`, accepted and unused)."""
-        return self(np.sqrt(R2))
+        as for :meth:`Cosine.squared`, accepted and unused; ``out`` as
+        there)."""
+        return _written(self(np.sqrt(R2)), out)
 
-    def gaussian_squared(self, R2, eta, inside=False):
+    def gaussian_squared(self, R2, eta, inside=False, out=None):
         """Not available in closed polynomial form: None (the caller
         multiplies the Gaussian and :meth:`squared` itself)."""
         return None
 
-    def gaussian_prime_over_r_squared(self, R2, eta, inside=False):
+    def gaussian_prime_over_r_squared(self, R2, eta, inside=False, out=None):
         """None, as :meth:`gaussian_squared`."""
         return None
 
-    def prime_over_r_squared(self, R2, inside=False):
+    def prime_over_r_squared(self, R2, inside=False, out=None):
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``.
 
         Finite at ``R = 0`` only for ``gamma >= 2``.
         """
+        return _written(self._prime_over_r_squared(R2), out)
+
+    def _prime_over_r_squared(self, R2):
         x2 = np.asarray(R2, dtype=float) / (self.Rc * self.Rc)
         g = self.gamma
         # prime / R = g (g + 1) / Rc^2 (x^(g-1) - x^(g-2)), x = sqrt(x2).
