@@ -1,6 +1,15 @@
 """Descriptors: turn atomic environments into fingerprints.
 
-:mod:`amp.descriptor.gaussian` holds Behler–Parrinello symmetry functions,
-:mod:`amp.descriptor.cutoffs` the cutoff functions, and
-:mod:`amp.descriptor.neighbors` the one neighbour search they all use.
+Owns the Gaussian (Behler–Parrinello) descriptor
+(:mod:`amp.descriptor.gaussian`), its symmetry-function kernels
+(:mod:`amp.descriptor.symmetry`), the cutoff functions
+(:mod:`amp.descriptor.cutoffs`), the one neighbour search every descriptor
+uses (:mod:`amp.descriptor.neighbors`), the array form of one image's
+fingerprints and derivatives (:mod:`amp.descriptor.fingerprints`) and
+where they are kept (:mod:`amp.descriptor.fingerprint_store`).
+
+The descriptor knows no networks: it must not import :mod:`amp.model`,
+:mod:`amp.regression`, :mod:`amp.potential` or the calculator. It may use
+:mod:`amp.store` (databases), :mod:`amp.parallel` (fingerprints computed
+by workers) and :mod:`amp.utilities`.
 """

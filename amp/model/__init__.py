@@ -7,6 +7,11 @@ is evaluated on :class:`~amp.model._network.TrainingBatch` objects (stacked
 arrays of a subset of the training images); each returns partial sums that
 :func:`combine_partials` adds, so the images can be split over workers
 without changing the result.
+
+The model knows fingerprints as arrays (``descriptor.arrays[hash]``), not
+how they are made: it must not import the descriptor's kernels, the
+calculator (:mod:`amp`), :mod:`amp.potential` or :mod:`amp.stats`; the
+optimizer (:mod:`amp.regression`) is imported where a fit starts.
 """
 
 import contextlib

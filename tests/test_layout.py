@@ -1,0 +1,151 @@
+"""The package's layering, read from every import in amp/ (also the ones
+inside functions): nothing imports upwards, and importing the package
+changes nothing in the host process."""
+import ast
+import os
+import subprocess
+import sys
+
+import amp
+
+PACKAGE = os.path.dirname(os.path.abspath(amp.__file__))
+
+# Lower numbers are lower floors; a module may import its own floor and the
+# floors below. gdml is a subsystem of its own beside the Amp stack.
+FLOORS = {
+    "amp.store": 0,
+    "amp.parallel": 1,
+    "amp.progress": 1,
+    "amp.importing": 1,
+    "amp.utilities": 2,
+    "amp.images": 2,
+    "amp.plotting": 2,
+    "amp.descriptor": 3,
+    "amp.model": 4,
+    "amp.regression": 4,
+    "amp.annealer": 5,
+    "amp.potential": 5,
+    "amp.gdml": 5,
+    "amp.analysis": 6,
+    "amp.stats": 6,
+    "amp": 6,            # the calculator, amp/__init__.py
+    "amp.cli": 7,
+}
+
+
+def floor_of(module):
+    """The floor of a dotted module name (its longest listed prefix)."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        name = ".".join(parts[:n])
+        if name in FLOORS:
+            return name, FLOORS[name]
+    raise KeyError("module %s has no floor in FLOORS" % module)
+
+
+def modules():
+    """``(dotted name, path)`` of every module of the package."""
+    for root, _, names in os.walk(PACKAGE):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, os.path.dirname(PACKAGE))
+            dotted = relative[:-3].replace(os.sep, ".")
+            if dotted.endswith(".__init__"):
+                dotted = dotted[:-len(".__init__")]
+            yield dotted, path
+
+
+def imported(dotted, path):
+    """The ``amp`` modules that the module at ``path`` imports."""
+    package = dotted if path.endswith("__init__.py") else \
+        dotted.rpartition(".")[0]
+    with open(path) as handle:
+        tree = ast.parse(handle.read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "amp":
+                    yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module
+                                          else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "amp":
+                continue
+            yield target, node.lineno
+
+
+def test_every_module_has_a_floor():
+    for dotted, _ in modules():
+        floor_of(dotted)
+
+
+def test_nothing_imports_upwards():
+    upward = []
+    for dotted, path in modules():
+        if dotted.endswith("__main__"):
+            continue
+        own_name, own = floor_of(dotted)
+        for target, line in imported(dotted, path):
+            name, floor = floor_of(target)
+            if floor > own and not (own_name == "amp.gdml" and
+                                    name == "amp.gdml"):
+                upward.append("%s:%d imports %s (floor %d above %d)"
+                              % (os.path.relpath(path, PACKAGE), line,
+                                 target, floor, own))
+    assert upward == []
+
+
+def test_store_and_descriptor_know_nothing_above_them():
+    for dotted, path in modules():
+        if not dotted.startswith(("amp.store", "amp.descriptor")):
+            continue
+        for target, line in imported(dotted, path):
+            assert not target.startswith(("amp.model", "amp.regression",
+                                          "amp.potential", "amp.stats",
+                                          "amp.analysis", "amp.cli")), \
+                "%s:%d imports %s" % (path, line, target)
+            assert target != "amp", "%s:%d imports the calculator" % (
+                path, line)
+
+
+def test_import_changes_nothing_in_the_process():
+    """Importing every module leaves the allocator, signal handlers,
+    warnings filters and matplotlib's backend as they were."""
+    script = r"""
+import signal, sys, warnings, ctypes
+handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM,
+                                             signal.SIGCHLD)}
+filters = list(warnings.filters)
+libc = ctypes.CDLL("libc.so.6")
+calls = []
+class Spy:
+    def __getattr__(self, name):
+        if name == "mallopt":
+            calls.append(name)
+        return getattr(libc, name)
+ctypes_CDLL = ctypes.CDLL
+ctypes.CDLL = lambda *a, **k: Spy()
+import pkgutil, importlib, amp
+for info in pkgutil.walk_packages(amp.__path__, "amp."):
+    if info.name.endswith("__main__"):
+        continue
+    importlib.import_module(info.name)
+ctypes.CDLL = ctypes_CDLL
+assert calls == [], calls
+assert {s: signal.getsignal(s) for s in handlers} == handlers
+assert list(warnings.filters) == filters
+assert "matplotlib.pyplot" not in sys.modules
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script],
+                            capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
