@@ -10,9 +10,16 @@ The search is vectorised: atoms are wrapped into the cell, the periodic
 copies that can lie within ``Rc`` of the cell are generated, and atoms are
 compared block by block with the copies near their block. Its cost grows
 linearly with the number of atoms.
+
+Two atoms closer than :data:`COINCIDENT` (a zero distance would make every
+descriptor divide by zero) and a cutoff whose search would not fit in
+memory are refused with a ``ValueError`` that names the image, before any
+number is computed from them.
 """
 
 import functools
+import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +31,15 @@ from ase.geometry import complete_cell
 # in again (a block of 32 atoms against the 27 copies of a 108-atom cell is
 # about 0.75 MB of distances).
 _ATOMS_PER_BLOCK = 32
+
+#: Atoms closer than this (Angstrom) are refused as coincident.
+COINCIDENT = 1e-6
+
+# Bytes the search needs per (cell shift, atom) pair while generating the
+# periodic copies, and per neighbour entry it returns (its arrays and their
+# temporaries), measured roughly; used only to refuse hopeless cutoffs.
+_BYTES_PER_COPY = 64
+_BYTES_PER_ENTRY = 160
 
 
 @dataclass
@@ -85,7 +101,53 @@ def _shifts(n_images):
     return shifts
 
 
-def neighbor_list(positions, cell, pbc, cutoff):
+def available_memory():
+    """Bytes this process may still allocate: the smaller of the system's
+    available memory and the room left under ``RLIMIT_AS`` (None when
+    neither is known)."""
+    candidates = []
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        try:
+            candidates.append(os.sysconf("SC_AVPHYS_PAGES")
+                              * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as handle:
+                used = int(handle.read().split()[0]) * os.sysconf(
+                    "SC_PAGE_SIZE")
+            candidates.append(max(soft - used, 0))
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return min(candidates) if candidates else None
+
+
+def _search_bytes(n_atoms, n_images, pbc):
+    """Rough bytes :func:`neighbor_list` needs: the periodic copies it
+    generates, and the entries (atoms times the copies inside the cutoff
+    sphere, a fraction pi/6 of the shift box in 3-D)."""
+    n_shifts = math.prod(2 * int(n) + 1 for n in n_images)
+    sphere = (1.0, 1.0, math.pi / 4, math.pi / 6)[int(sum(n > 0
+                                                       for n in n_images))]
+    entries = n_atoms * n_atoms * max(1.0, n_shifts * sphere)
+    return _BYTES_PER_COPY * n_shifts * n_atoms + _BYTES_PER_ENTRY * entries
+
+
+def _describe(image, n_atoms):
+    return image if image is not None else "the image (%d atoms)" % n_atoms
+
+
+def neighbor_list(positions, cell, pbc, cutoff, image=None):
     """Find every neighbour closer than ``cutoff``.
 
     Parameters
@@ -97,10 +159,19 @@ def neighbor_list(positions, cell, pbc, cutoff):
     pbc : array_like of bool, shape (3,)
     cutoff : float
         Neighbours are strictly closer than this.
+    image : str, optional
+        Names the image in error messages.
 
     Returns
     -------
     NeighborList
+
+    Raises
+    ------
+    ValueError
+        Two atoms closer than :data:`COINCIDENT` (naming both), positions
+        that are not finite, or a cutoff whose search would need more memory
+        than is available (estimated before anything is allocated).
     """
     positions = np.ascontiguousarray(positions, dtype=float)
     cell = np.asarray(cell, dtype=float).reshape(3, 3)
@@ -123,7 +194,21 @@ def neighbor_list(positions, cell, pbc, cutoff):
 
     # Periodic copies that can lie within the cutoff of the wrapped cell.
     reach = cutoff * np.linalg.norm(inverse, axis=0)  # Rc / plane spacing
-    n_images = np.where(pbc, np.ceil(reach), 0).astype(np.int64)
+    if not np.all(np.isfinite(reach)) or not cutoff > 0.0:
+        raise ValueError("the cutoff %r is not a positive finite distance"
+                         % (cutoff,))
+    n_images = np.where(pbc, np.ceil(reach), 0)
+    needed = _search_bytes(n_atoms, n_images, pbc)
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            "a cutoff of %g Angstrom is too large for %s: its neighbour "
+            "search would need about %.3g GB of memory (%d periodic copies "
+            "of the cell), more than the %.3g GB available. Use a smaller "
+            "cutoff (Amp's default is 6.5 Angstrom)."
+            % (cutoff, _describe(image, n_atoms), needed / 1e9,
+               math.prod(2 * int(n) + 1 for n in n_images), available / 1e9))
+    n_images = n_images.astype(np.int64)
     shifts = _shifts(tuple(int(n) for n in n_images))
     shifted = fractional[None, :, :] + shifts[:, None, :]
     inside = np.all((shifted >= -reach) & (shifted < 1.0 + reach)
@@ -191,10 +276,41 @@ def neighbor_list(positions, cell, pbc, cutoff):
     vectors += shift
     vectors -= np.take(positions, i, axis=0)
     distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+    close = np.flatnonzero(distances < COINCIDENT)
+    if len(close):
+        _refuse_coincident(close[0], i, j, offsets, distances, image,
+                           n_atoms)
     return NeighborList(i=i, j=j, offsets=offsets, vectors=vectors,
                         distances=distances, n_atoms=n_atoms)
 
 
-def atoms_neighbor_list(atoms, cutoff):
-    """:func:`neighbor_list` of an ``ase.Atoms``."""
-    return neighbor_list(atoms.positions, atoms.cell, atoms.pbc, cutoff)
+def _refuse_coincident(entry, i, j, offsets, distances, image, n_atoms):
+    first, second = sorted((int(i[entry]), int(j[entry])))
+    where = "" if not np.any(offsets[entry]) else \
+        " (one of them in the periodic copy at cell offset %s)" \
+        % offsets[entry].tolist()
+    raise ValueError(
+        "%s has atoms %d and %d at the same position (%.3g Angstrom apart, "
+        "closer than %g Angstrom)%s; its descriptor would divide by zero. "
+        "Remove one of them." % (_describe(image, n_atoms), first, second,
+                      distances[entry], COINCIDENT, where))
+
+
+def atoms_neighbor_list(atoms, cutoff, image=None):
+    """:func:`neighbor_list` of an ``ase.Atoms``.
+
+    Errors name the image by ``image`` or, without it, by its chemical
+    formula and Amp's hash (computed only then).
+    """
+    try:
+        return neighbor_list(atoms.positions, atoms.cell, atoms.pbc, cutoff,
+                             image)
+    except ValueError as error:
+        if image is not None or "the image (" not in str(error):
+            raise
+        from ..utilities import get_hash
+
+        named = "the image %s (hash %s)" % (atoms.get_chemical_formula(),
+                                            get_hash(atoms))
+        raise ValueError(str(error).replace(
+            "the image (%d atoms)" % len(atoms), named, 1)) from None

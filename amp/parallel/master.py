@@ -36,6 +36,7 @@ import logging
 import math
 import re
 import secrets
+import signal
 import subprocess
 import time
 import weakref
@@ -62,6 +63,18 @@ class MessageDictionary:
 
     def __call__(self, subject, data=None):
         return {"id": self.process_id, "subject": subject, "data": data}
+
+
+def _exit_status(code):
+    """Words for a worker process's exit status (``Popen.returncode``)."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "signal %d" % -code
+        return "its process exited: killed by %s (exit status %d)" % (
+            name, code)
+    return "its process exited with exit status %s" % code
 
 
 def _noop_log(message, **_):
@@ -313,13 +326,29 @@ class WorkerPool:
             self.server.send_multipart([peer.identity] + frames, copy=False)
             return True
         except zmq.ZMQError as error:  # peer disconnected (ROUTER_MANDATORY)
-            self._fail(peer, "cannot be reached (%s)" % error)
+            self._fail(peer, self._exit_reason(peer)
+                       or "cannot be reached (%s)" % error)
             return False
+
+    @staticmethod
+    def _exit_reason(peer, wait=2.0):
+        """How a local worker's process ended, or None if it still runs.
+
+        A disconnected local worker has almost always exited: its status
+        is waited for briefly so the log says so, not "Host unreachable".
+        """
+        if peer.process is None:
+            return None
+        try:
+            code = peer.process.wait(wait)
+        except subprocess.TimeoutExpired:
+            return None
+        return _exit_status(code)
 
     def _dead_reason(self, peer, sent=None):
         now = time.monotonic()
         if peer.process is not None and peer.process.poll() is not None:
-            return "its process exited with code %s" % peer.process.returncode
+            return _exit_status(peer.process.returncode)
         if peer.session is not None and not peer.session.isalive():
             return "its SSH session to %s ended" % peer.host
         if peer.identity is not None and now - peer.last_seen > self.timeout:

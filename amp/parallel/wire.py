@@ -123,8 +123,10 @@ def decode_header(frame, limit=None):
                             % len(raw))
     try:
         head = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ProtocolError("header is not JSON: %s" % error) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: nested deeper than the JSON parser goes.
+        raise ProtocolError("header is not JSON: %s: %s"
+                            % (type(error).__name__, error)) from None
     if not isinstance(head, dict) or not isinstance(head.get("subject"), str):
         raise ProtocolError("header is not a dict with a subject")
     return head
@@ -136,20 +138,39 @@ def decode(frames, head=None):
     Raises
     ------
     ProtocolError
-        For anything that is not a well-formed message.
+        For anything that is not a well-formed message, whatever the cause.
     """
+    try:
+        return _decode(frames, head)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError,
+            RecursionError, MemoryError, OverflowError) as error:
+        # e.g. an image without positions, or data nested too deeply
+        raise ProtocolError("malformed message: %s: %s"
+                            % (type(error).__name__, str(error)[:200])) \
+            from None
+
+
+def _decode(frames, head):
     if head is None:
         head = decode_header(frames[0])
     described = head.get("arrays", [])
     if not isinstance(described, list) or len(described) != len(frames) - 1:
         raise ProtocolError("array descriptions do not match the frames")
     arrays = []
-    for (dtype, shape), frame in zip(described, frames[1:]):
+    for description, frame in zip(described, frames[1:]):
+        if not isinstance(description, list) or len(description) != 2:
+            raise ProtocolError("bad array description %.80r"
+                                % (description,))
+        dtype, shape = description
         try:
             dtype = np.dtype(dtype)
-        except TypeError:
-            raise ProtocolError("bad dtype %r" % (dtype,)) from None
-        if not plain_dtype(dtype, _SAFE_KINDS) or not is_shape(shape):
+        except (TypeError, ValueError, SyntaxError):
+            raise ProtocolError("bad dtype %.80r" % (dtype,)) from None
+        # No sub-array or structured dtypes: only what encode() sends.
+        if not plain_dtype(dtype, _SAFE_KINDS) or not is_shape(shape) or \
+                dtype.subdtype is not None or dtype.names is not None:
             raise ProtocolError("bad array description %r %r"
                                 % (dtype, shape))
         buffer = frame.buffer if hasattr(frame, "buffer") else frame
