@@ -18,6 +18,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from . import potential
 from .store import modelfile
 from .utilities import Logger, hash_images, make_filename, now
+from .importing import importhelper  # noqa: F401  (Amp's name)
 
 __version__ = "0.1.0"
 
@@ -329,16 +330,34 @@ class Amp(Calculator):
 
     # Files ---------------------------------------------------------------
 
-    def save(self, filename, overwrite=False):
+    def save(self, filename, overwrite=False, format="json"):
         """Write the descriptor and model parameters to a ``.amp`` file.
+
+        Parameters
+        ----------
+        filename : str
+        overwrite : bool
+        format : {'json', 'amp1'}
+            This library's JSON file, or Amp 1.x's Python-literal text
+            (:mod:`amp.store.amp1`) for colleagues still on Amp 1.x; this
+            library reads both.
 
         Raises
         ------
         FileExistsError
             The file exists and ``overwrite`` is False (it is untouched).
         """
-        modelfile.write(filename, modelfile.dumps(self.descriptor.todict(),
-                                                  self.model.todict()),
+        if format not in ("json", "amp1"):
+            raise ValueError("unknown model file format %r; 'json' or "
+                             "'amp1'" % (format,))
+        if format == "amp1":
+            from .store import amp1
+
+            dumps = amp1.dumps
+        else:
+            dumps = modelfile.dumps
+        modelfile.write(filename, dumps(self.descriptor.todict(),
+                                        self.model.todict()),
                         overwrite=overwrite)
 
     @classmethod

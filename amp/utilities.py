@@ -1,6 +1,9 @@
 """Utilities Amp users know: image hashing, logging, file names, errors.
 
-Everything here keeps the names and meanings of Amp 1.x's ``amp.utilities``.
+Everything here keeps the names and meanings of Amp 1.x's ``amp.utilities``;
+the names implemented elsewhere (databases, parallel processing, the
+``Annealer``, image helpers, ``importer``, ``string2dict``) are re-exported
+at the end.
 """
 
 import hashlib
@@ -233,3 +236,10 @@ def hash_images(images, log=None, ordered=False):
 from amp.store.database import Data, FileDatabase  # noqa: E402,F401
 from amp.parallel import (MessageDictionary, assign_cores,  # noqa: E402,F401
                           make_sublists, setup_parallel, start_workers)
+# Amp's annealer, image helpers, importer and literal reader, implemented in
+# amp.annealer, amp.images, amp.importing and amp.store.amp1.
+from amp.annealer import Annealer  # noqa: E402,F401
+from amp.images import (MissingDataError, check_images,  # noqa: E402,F401
+                        randomize_images)
+from amp.importing import importer  # noqa: E402,F401
+from amp.store.amp1 import string2dict  # noqa: E402,F401

@@ -1,0 +1,380 @@
+"""Simulated annealing of a calculator's parameters before training
+(Amp's ``amp.utilities.Annealer``).
+
+Constructing an :class:`Annealer` runs a Metropolis walk in parameter
+space on the loss of ``calc.model.lossfunction``: each move multiplies
+every parameter by ``1 + step_size * u`` with ``u`` uniform in [-1, 1];
+a move that raises the loss by ``dL`` is accepted with probability
+``exp(-dL / T)``, and the temperature falls exponentially from ``Tmax`` to
+``Tmin`` over ``steps`` moves. The best parameters met are left in the
+calculator, so ``calc.train(images)`` starts its gradient-based fit from
+them. The schedule follows perrygeo's ``simanneal``, as Amp's did.
+"""
+
+import json
+import math
+import signal
+import threading
+import time
+
+import numpy as np
+
+from .utilities import hash_images, now
+
+
+class Annealer:
+    """Global search in parameter space before training (Amp's).
+
+    >>> calc = Amp(descriptor=Gaussian(), model=NeuralNetwork())
+    >>> Annealer(calc=calc, images=images)    # anneals, keeps the best
+    >>> calc.train(images=images)              # starts from there
+
+    Parameters
+    ----------
+    calc : amp.Amp
+        Its descriptor fingerprints the images (into the databases its
+        training would use) and its model's weights are set up as in
+        training, then annealed.
+    images : list of ase.Atoms, str or dict
+        Training images (as :meth:`amp.Amp.train` takes them).
+    Tmax, Tmin : float, optional
+        Starting and final temperature (default 20.0 and 2.5, in units of
+        the loss).
+    steps : int, optional
+        Number of moves (default 10000).
+    updates : int, optional
+        Progress lines written to the calculator's log (default 50).
+    train_forces : bool
+        Include the force term of the loss (when the loss function has
+        one); False anneals on energies only, without fingerprint
+        derivatives.
+    seed : int or numpy.random.Generator, optional
+        Random source of the moves and acceptances; the same seed gives
+        the same walk.
+    step_size : float
+        Relative size of a move (Amp's 0.0005).
+
+    Attributes
+    ----------
+    state : ndarray
+        The current parameter vector (the best one once finished).
+    best_state, best_loss : ndarray, float
+        The lowest-loss parameters met and their loss.
+    initial_loss : float
+        The loss before annealing.
+    step : int
+        Moves made (fewer than ``steps`` after :meth:`set_user_exit`).
+    """
+
+    Tmax = 20.0
+    Tmin = 2.5
+    steps = 10000
+    updates = 50
+    copy_strategy = "copy"
+    user_exit = False
+    save_state_on_exit = False
+
+    def __init__(self, calc, images, Tmax=None, Tmin=None, steps=None,
+                 updates=None, train_forces=True, seed=None,
+                 step_size=0.0005):
+        for name, value in (("Tmax", Tmax), ("Tmin", Tmin),
+                            ("steps", steps), ("updates", updates)):
+            if value is not None:
+                setattr(self, name, value)
+        self.calc = calc
+        self.step_size = float(step_size)
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+        log = self._open_log()
+        log("")
+        log("Amp simulated annealer started. %s" % now())
+        log("Descriptor: %s" % type(calc.descriptor).__name__)
+        log("Model: %s" % type(calc.model).__name__)
+        images = hash_images(images, log=log)
+        lossfunction = calc.model.lossfunction
+        derivatives = bool(train_forces) and calc.model.forcetraining
+        saved = lossfunction.parameters["force_coefficient"]
+        if not derivatives:
+            lossfunction.parameters["force_coefficient"] = None
+        parallel = {"cores": calc.cores if calc.cores is not None else 1,
+                    "envcommand": calc.envcommand}
+        if calc.dblabel is not None or calc.label is not None:
+            calc.descriptor.dblabel = calc.dblabel or calc.label
+        try:
+            calc.descriptor.calculate_fingerprints(
+                images, parallel=parallel, log=log,
+                calculate_derivatives=derivatives)
+            calc.model.fit(images, calc.descriptor, log, parallel,
+                           only_setup=True)
+            self.state = self.copy_state(np.asarray(calc.model.vector,
+                                                    dtype=float))
+            log("")
+            log("Annealing")
+            log("=========")
+            self._install_interrupt()
+            try:
+                best_state, best_loss = self.anneal()
+            finally:
+                self._restore_interrupt()
+            calc.model.vector = np.array(best_state, dtype=float)
+            log("Best loss %.6e (initial %.6e) after %d moves; parameters "
+                "left in the calculator." % (best_loss, self.initial_loss,
+                                             self.step))
+        finally:
+            lossfunction.parameters["force_coefficient"] = saved
+            lossfunction.close()
+            lossfunction.reset()
+
+    # Logging and interruption -------------------------------------------
+
+    def _open_log(self):
+        """The calculator's log, opened as training opens it."""
+        opener = getattr(self.calc, "_open_log", None)
+        return opener() if callable(opener) else self.calc.log
+
+    @property
+    def log(self):
+        """The calculator's log."""
+        return self.calc.log
+
+    def _install_interrupt(self):
+        """Ctrl-C ends the walk cleanly (main thread only; the previous
+        handler is restored afterwards)."""
+        self._previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT,
+                                                   self.set_user_exit)
+
+    def _restore_interrupt(self):
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def set_user_exit(self, signum=None, frame=None):
+        """Stop after the current move, keeping the best state (Ctrl-C
+        calls this while annealing)."""
+        self.user_exit = True
+
+    # Amp's / simanneal's methods -----------------------------------------
+
+    @staticmethod
+    def round_figures(x, n):
+        """``x`` rounded to ``n`` significant figures."""
+        if x == 0:
+            return 0.0
+        return round(x, int(n - math.ceil(math.log10(abs(x)))))
+
+    @staticmethod
+    def time_string(seconds):
+        """Seconds as ``HHHH:MM:SS``."""
+        s = int(round(seconds))
+        h, s = divmod(s, 3600)
+        m, s = divmod(s, 60)
+        return "%4i:%02i:%02i" % (h, m, s)
+
+    def copy_state(self, state):
+        """A copy of ``state`` by :attr:`copy_strategy` (``'copy'``,
+        ``'slice'`` or ``'deepcopy'``)."""
+        if self.copy_strategy == "slice":
+            return state[:]
+        if self.copy_strategy == "deepcopy":
+            import copy
+
+            return copy.deepcopy(state)
+        return state.copy()
+
+    def move(self, state=None):
+        """A random move: every parameter scaled by ``1 + step_size * u``,
+        ``u`` uniform in [-1, 1]. Changes and returns the state."""
+        state = self.state if state is None else state
+        state *= 1.0 + self.step_size * self.rng.uniform(-1.0, 1.0,
+                                                         len(state))
+        return state
+
+    def energy(self, state=None):
+        """The loss of ``state`` (default the current one); the
+        annealer's "energy"."""
+        state = self.state if state is None else state
+        result = self.calc.model.lossfunction.calculate_loss(
+            np.asarray(state, dtype=float), lossprime=False)
+        return float(result["loss"])
+
+    get_loss = energy  # Amp's name
+
+    def set_schedule(self, schedule):
+        """Use the schedule :meth:`auto` returns (``tmax``, ``tmin``,
+        ``steps``)."""
+        self.Tmax = schedule["tmax"]
+        self.Tmin = schedule["tmin"]
+        self.steps = int(schedule["steps"])
+
+    def save_state(self, fname=None):
+        """Write the current state and its loss as JSON (never a pickle).
+
+        Parameters
+        ----------
+        fname : str, optional
+            Default ``<date>_loss_<loss>.state``.
+        """
+        from .store.files import atomic_file
+
+        loss = self.energy()
+        if not fname:
+            fname = "%s_loss_%s.state" % (
+                now().replace(" ", "T").replace(":", "-"), loss)
+        with atomic_file(fname) as handle:
+            handle.write(json.dumps({"state": np.asarray(self.state).tolist(),
+                                     "loss": loss}).encode())
+        self.log("Saved the annealer state to %s." % fname)
+        return fname
+
+    def update(self, step, T, L, acceptance, improvement):
+        """Write a progress line: temperature, loss, acceptance and
+        improvement rates since the last line, elapsed and remaining
+        time."""
+        log = self.log
+        elapsed = time.time() - self.start
+        if step == 0:
+            header = " %5s %12s %12s %7s %7s %10s %10s"
+            log(header % ("Step", "Temperature", "Loss (SSD)", "Accept",
+                          "Improve", "Elapsed", "Remaining"))
+            log(header % ("=" * 5, "=" * 12, "=" * 12, "=" * 7, "=" * 7,
+                          "=" * 10, "=" * 10))
+            log(" %5i %12.2e %12.4e %7s %7s %s" % (
+                step, T, L, "", "", self.time_string(elapsed)))
+            return
+        remain = (self.steps - step) * (elapsed / step)
+        log(" %5i %12.2e %12.4e %6.2f%% %6.2f%% %s %s" % (
+            step, T, L, 100.0 * acceptance, 100.0 * improvement,
+            self.time_string(elapsed), self.time_string(remain)))
+
+    def _accept(self, dL, T):
+        """Metropolis: always downhill, uphill with ``exp(-dL / T)``."""
+        return dL <= 0.0 or math.exp(-dL / T) >= self.rng.random()
+
+    def anneal(self):
+        """Anneal from :attr:`Tmax` to :attr:`Tmin` over :attr:`steps`
+        moves.
+
+        Returns
+        -------
+        best_state : ndarray
+        best_loss : float
+        """
+        if self.Tmin <= 0.0 or self.Tmax < self.Tmin:
+            raise ValueError("exponential cooling needs 0 < Tmin <= Tmax, "
+                             "got Tmin=%r, Tmax=%r" % (self.Tmin, self.Tmax))
+        self.start = time.time()
+        self.step = 0
+        cooling = -math.log(self.Tmax / self.Tmin)
+        T = self.Tmax
+        L = self.energy()
+        self.initial_loss = L
+        previous_state, previous_loss = self.copy_state(self.state), L
+        self.best_state, self.best_loss = self.copy_state(self.state), L
+        trials = accepts = improves = 0
+        wavelength = self.steps / self.updates if self.updates > 0 else None
+        if wavelength:
+            self.update(0, T, L, None, None)
+        while self.step < self.steps - 1 and not self.user_exit:
+            self.step += 1
+            T = self.Tmax * math.exp(cooling * self.step / self.steps)
+            self.move()
+            L = self.energy()
+            dL = L - previous_loss
+            trials += 1
+            if not self._accept(dL, T):
+                self.state = self.copy_state(previous_state)
+                L = previous_loss
+            else:
+                accepts += 1
+                improves += dL < 0.0
+                previous_state, previous_loss = self.copy_state(self.state), L
+                if L < self.best_loss:
+                    self.best_state = self.copy_state(self.state)
+                    self.best_loss = L
+            if wavelength and self.step // wavelength > \
+                    (self.step - 1) // wavelength:
+                self.update(self.step, T, L, accepts / trials,
+                            improves / trials)
+                trials = accepts = improves = 0
+        if self.user_exit:
+            self.log("Stopped by the user after %d moves; keeping the best "
+                     "state." % self.step)
+        self.state = self.copy_state(self.best_state)
+        if self.save_state_on_exit:
+            self.save_state()
+        return self.best_state, self.best_loss
+
+    def auto(self, minutes, steps=2000):
+        """Estimate a schedule: ``Tmax`` where 98 % of moves are accepted,
+        ``Tmin`` where none improves, and the number of steps that fits in
+        ``minutes``.
+
+        Parameters
+        ----------
+        minutes : float
+            Time the annealing itself should take.
+        steps : int
+            Moves per exploration stage.
+
+        Returns
+        -------
+        dict
+            ``{'tmax': ..., 'tmin': ..., 'steps': ...}`` for
+            :meth:`set_schedule`.
+        """
+        def run(T, n):
+            L = self.energy()
+            previous_state, previous_loss = self.copy_state(self.state), L
+            accepts = improves = 0
+            for _ in range(n):
+                self.move()
+                L = self.energy()
+                dL = L - previous_loss
+                if not self._accept(dL, T):
+                    self.state = self.copy_state(previous_state)
+                    L = previous_loss
+                else:
+                    accepts += 1
+                    improves += dL < 0.0
+                    previous_state = self.copy_state(self.state)
+                    previous_loss = L
+            return L, accepts / n, improves / n
+
+        self.start = time.time()
+        step = 0
+        L = self.energy()
+        self.update(step, 0.0, L, None, None)
+        T = 0.0
+        for _ in range(1000):  # a first temperature: any loss change
+            step += 1
+            self.move()
+            T = abs(self.energy() - L)
+            if T > 0.0:
+                break
+        if T == 0.0:
+            raise RuntimeError("moves do not change the loss; cannot "
+                               "estimate a temperature")
+        L, acceptance, improvement = run(T, steps)
+        step += steps
+        while acceptance > 0.98:
+            T = self.round_figures(T / 1.5, 2)
+            L, acceptance, improvement = run(T, steps)
+            step += steps
+            self.update(step, T, L, acceptance, improvement)
+        while acceptance < 0.98:
+            T = self.round_figures(T * 1.5, 2)
+            L, acceptance, improvement = run(T, steps)
+            step += steps
+            self.update(step, T, L, acceptance, improvement)
+        Tmax = T
+        while improvement > 0.0 and T > 0.0:
+            T = self.round_figures(T / 1.5, 2)
+            L, acceptance, improvement = run(T, steps)
+            step += steps
+            self.update(step, T, L, acceptance, improvement)
+        Tmin = T
+        elapsed = time.time() - self.start
+        duration = self.round_figures(int(60.0 * minutes * step / elapsed), 2)
+        return {"tmax": Tmax, "tmin": Tmin, "steps": duration}
