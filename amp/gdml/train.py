@@ -60,13 +60,20 @@ class GDMLTrain:
     solver : {None, 'analytic', 'cg'}, optional
         Force a solver (an addition to sgdml's API); by default the choice
         follows `max_memory`.
+    label_checks : {'raise', 'warn'}, optional
+        What a label problem found while fitting the integration constant
+        does (see :meth:`_recov_int_const`): raise ValueError (default) or,
+        as sgdml does, warn and keep the model.
     """
 
     def __init__(self, max_memory=None, max_processes=None, use_torch=False,
-                 solver=None):
+                 solver=None, label_checks="raise"):
         if solver not in (None, "analytic", "cg"):
             raise ValueError("solver must be None, 'analytic' or 'cg'")
+        if label_checks not in ("raise", "warn"):
+            raise ValueError("label_checks must be 'raise' or 'warn'")
         self._solver = solver
+        self._label_checks = label_checks
         self.log = logging.getLogger(__name__)
         if use_torch:
             require_torch()
@@ -426,24 +433,30 @@ class GDMLTrain:
             slope = np.linalg.lstsq(design, E_ref, rcond=None)[0][0]
             corr = np.corrcoef(E_ref, E_pred)[0, 1]
             if slope < 0 and corr <= -0.95:
-                raise ValueError(
+                problem = (
                     "the energies integrated from the force labels fall where "
                     "the energy labels rise (slope {:.2f}): the dataset "
                     "probably holds gradients instead of forces (switched "
                     "sign); use F = -dE/dR".format(slope))
-            if abs(corr) < 0.95:
-                raise ValueError(
+            elif abs(corr) < 0.95:
+                problem = (
                     "inconsistent energy labels: energies integrated from the "
                     "forces correlate only {:.2f} with the energy labels; "
                     "check that geometries, energies and forces belong "
                     "together and come from the same level of theory, or "
                     "train with use_E=False".format(corr))
-            if abs(slope - 1.0) > 0.1:
-                raise ValueError(
+            elif abs(slope - 1.0) > 0.1:
+                problem = (
                     "energy and force labels seem to use different units or "
                     "scales: the integrated forces match the energies only "
                     "after scaling by {:.3f}; forces must be in energy unit "
                     "per length unit of R".format(slope))
+            else:
+                problem = None
+            if problem and self._label_checks == "warn":
+                warnings.warn(problem, RuntimeWarning)
+            elif problem:
+                raise ValueError(problem)
         return float(np.sum(E_ref - E_pred) / E_ref.shape[0])
 
     def _assemble_kernel_mat(self, R_desc, R_d_desc, tril_perms_lin, sig,
