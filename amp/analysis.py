@@ -118,7 +118,10 @@ def _predictions(calc, images, forces):
         atoms.calc = calc
         energies[key] = float(atoms.get_potential_energy())
         if forces:
-            predicted_forces[key] = np.array(atoms.get_forces())
+            # Unconstrained, like the reference forces they are compared
+            # with (fixed atoms would otherwise show zero).
+            predicted_forces[key] = np.array(
+                atoms.get_forces(apply_constraint=False))
     return energies, predicted_forces
 
 
@@ -270,7 +273,8 @@ def read_trainlog(logfile, verbose=True, multiple=0):
         Print the criteria and the table rows as they are read (as Amp).
     multiple : int or True
         Which training run of the log to read, counting from 0 (each
-        ``train()`` appends one); True returns every run as a list.
+        ``train()`` appends one; -1 is the last); True returns every run
+        as a list.
 
     Returns
     -------

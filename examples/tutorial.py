@@ -5,6 +5,8 @@
 2. Trains a Gaussian + neural-network potential on energies and forces.
 3. Prints train and held-out RMSEs.
 4. Reloads the model with ``Amp.load`` and runs a short NVE MD with it.
+5. Draws the parity and error plot of the held-out images and the
+   convergence of the training log (``parity.png``, ``convergence.png``).
 
 Everything it writes goes to one folder (default ``out/tutorial``).
 Run ``make demo`` or ``python examples/tutorial.py [folder]``.
@@ -20,6 +22,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 
 from amp import Amp
+from amp.analysis import (plot_convergence, plot_parity_and_error,
+                          read_trainlog)
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction
 from amp.model.neuralnetwork import NeuralNetwork
@@ -80,6 +84,14 @@ def main(folder="out/tutorial"):
     dynamics.run(500)
     print("NVE MD with the loaded model: 500 steps in %.1f s, total-energy "
           "drift %.2e eV" % (time.time() - start, energies[-1] - energies[0]))
+    parity = os.path.join(folder, "parity.png")
+    plot_parity_and_error(loaded, test, plotfile=parity, overwrite=True)
+    print("parity and error plot of the held-out images: %s" % parity)
+    convergence = os.path.join(folder, "convergence.png")
+    # The log keeps every run under this label; plot this one (the last).
+    plot_convergence(read_trainlog(label + "-log.txt", verbose=False,
+                                   multiple=-1), plotfile=convergence)
+    print("convergence of the training log: %s" % convergence)
     print("outputs in %s" % folder)
 
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from ase.build import fcc111
+from ase.constraints import FixAtoms
 
 from amp import Amp
 from amp.analysis import (calc_rmse, plot_convergence, plot_parity_and_error,
@@ -305,6 +306,9 @@ def test_parity_and_error_returns_the_calculators_numbers(tmp_path, trained):
     label, images = trained
     calc = Amp.load(label + ".amp")
     png = str(tmp_path / "parity.png")
+    # Fixed atoms compare unconstrained forces, as training does.
+    images = images[:5] + [with_emt_results(images[5].copy())]
+    images[5].set_constraint(FixAtoms(indices=[1, 2]))
     energy_data, force_data = plot_parity_and_error(
         calc, images, plotfile=png, returndata=True)
     assert not_blank(png)
@@ -316,9 +320,11 @@ def test_parity_and_error_returns_the_calculators_numbers(tmp_path, trained):
         assert reference == image.get_potential_energy()
         assert per_atom == reference / len(image)
         assert error == abs(model - reference) / len(image)
-        np.testing.assert_array_equal(force_data[key][1], atoms.get_forces())
+        forces = atoms.get_forces(apply_constraint=False)
+        np.testing.assert_array_equal(force_data[key][1], forces)
         np.testing.assert_array_equal(force_data[key][2], np.abs(
-            atoms.get_forces() - image.get_forces()))
+            forces - image.get_forces(apply_constraint=False)))
+    assert np.all(force_data[key][1][1:3] != 0.0)
     with pytest.raises(FileExistsError, match="parity.png"):
         plot_parity_and_error(calc, images, plotfile=png)
     # A path, energies only, Amp's default file name <label>-plot.pdf.
