@@ -18,8 +18,9 @@ def _compress_parser():
         "database into its archive.tar.gz (merging with an existing archive). "
         "Safe while other processes use the database; running it again is "
         "harmless.")
-    parser.add_argument("path", metavar="PATH",
-                        help="an .ampdb folder, or with -r any folder")
+    parser.add_argument("paths", metavar="PATH", nargs="+",
+                        help="an .ampdb folder, or with -r any folder; "
+                        "several may be given")
     parser.add_argument("-r", "--recursive", action="store_true",
                         help="compress every .ampdb folder in or below PATH")
     return parser
@@ -55,25 +56,29 @@ def compress_main(argv=None):
     from amp.store.database import FileDatabase
 
     args = _compress_parser().parse_args(argv)
-    path = os.path.normpath(args.path)
-    if not os.path.exists(path):
-        print("amp-compress: error: %s does not exist" % args.path,
-              file=sys.stderr)
-        return 1
-    if args.recursive:
-        databases = _find_databases(path) if os.path.isdir(path) else []
-        if not databases:
-            print("amp-compress: error: no .ampdb folder in or below %s; "
-                  "nothing was changed" % args.path, file=sys.stderr)
+    databases = []
+    # Every path is checked before any database is touched.
+    for given in args.paths:
+        path = os.path.normpath(given)
+        if not os.path.exists(path):
+            print("amp-compress: error: %s does not exist; nothing was "
+                  "changed" % given, file=sys.stderr)
             return 1
-    elif _is_ampdb(path):
-        databases = [path]
-    else:
-        print("amp-compress: error: %s is not an .ampdb database (a folder "
-              "whose name ends in .ampdb); nothing was changed. Use -r to "
-              "compress the databases below a folder." % args.path,
-              file=sys.stderr)
-        return 1
+        if args.recursive:
+            found = _find_databases(path) if os.path.isdir(path) else []
+            if not found:
+                print("amp-compress: error: no .ampdb folder in or below "
+                      "%s; nothing was changed" % given, file=sys.stderr)
+                return 1
+        elif _is_ampdb(path):
+            found = [path]
+        else:
+            print("amp-compress: error: %s is not an .ampdb database (a "
+                  "folder whose name ends in .ampdb); nothing was changed. "
+                  "Use -r to compress the databases below a folder." % given,
+                  file=sys.stderr)
+            return 1
+        databases += [d for d in found if d not in databases]
     status, moved, before, after = 0, 0, 0, 0
     for database in databases:
         try:

@@ -179,7 +179,9 @@ class Gaussian:
     cutoff : Cosine, Polynomial, dict or float
         Cutoff function; a number means ``Cosine`` of that radius.
     Gs : dict or list, optional
-        ``{element: [G, ...]}`` or one list for every element; None gives
+        ``{element: [G, ...]}`` or one list for every element (without
+        ``elements``, as in Amp 1.x, the elements are taken from the images
+        when fingerprints are first calculated); None gives
         :func:`make_default_symmetry_functions` of the elements found.
     dblabel : str, optional
         Label of the fingerprint databases (used in training).
@@ -224,6 +226,12 @@ class Gaussian:
                              % (version,))
         self.cutoff = dict2cutoff(cutoff)
         self.elements = sorted(elements) if elements is not None else None
+        self._Gs_for_every_element = None
+        if isinstance(Gs, (list, tuple)) and self.elements is None:
+            # Amp 1.x: one list for every element, the elements taken from
+            # the images when fingerprints are first calculated.
+            self._Gs_for_every_element = normalize_Gs(Gs, ["*"])["*"]
+            Gs = None
         if Gs is not None:
             if self.elements is None and isinstance(Gs, dict):
                 self.elements = sorted(Gs)
@@ -262,7 +270,9 @@ class Gaussian:
         """The descriptor's parameters as a plain dict (Amp's keys)."""
         return {"importname": self.importname, "mode": self.mode,
                 "version": self.version, "cutoff": self.cutoff.todict(),
-                "Gs": self.Gs, "elements": self.elements}
+                "Gs": (self.Gs if self.Gs is not None
+                       else self._Gs_for_every_element),
+                "elements": self.elements}
 
     def todict(self):
         """Plain-data form, for model files (see :meth:`fromdict`)."""
@@ -293,6 +303,8 @@ class Gaussian:
                         for s in atoms.get_chemical_symbols()})
         if self.elements is None:
             self.elements = found
+        if self.Gs is None and self._Gs_for_every_element is not None:
+            self.Gs = normalize_Gs(self._Gs_for_every_element, self.elements)
         if self.Gs is None:
             self.Gs = make_default_symmetry_functions(self.elements)
         for key, atoms in images.items():

@@ -246,12 +246,18 @@ class LossFunction:
         Largest number of loss evaluations.
     """
 
+    #: Amp's defaults of the parameters given as None (the convergence
+    #: criteria); a ``convergence`` dict updates a copy of these.
+    default_parameters = {"convergence": {"energy_rmse": 0.001,
+                                          "energy_maxresid": None,
+                                          "force_rmse": None,
+                                          "force_maxresid": None}}
+
     def __init__(self, energy_coefficient=1.0, force_coefficient=0.04,
                  convergence=None, parallel=None, overfit=0.,
                  raise_ConvergenceOccurred=True, log_losses=True, d=None,
                  weight_duplicates=False, maxiter=100000):
-        criteria = {"energy_rmse": 0.001, "energy_maxresid": None,
-                    "force_rmse": None, "force_maxresid": None}
+        criteria = dict(self.default_parameters["convergence"])
         if convergence is not None:
             unknown = set(convergence) - set(criteria) - {"max_steps"}
             if unknown:

@@ -517,7 +517,7 @@ class NeuralNetwork(Model):
             self.check_features({e: b.shape[1] for e, b in blocks.items()},
                                 "image %s" % key, every_network=False)
 
-    def random_weights(self, n_features):
+    def random_weights(self, n_features, rng=None):
         """Random initial weights, uniform in ``+-sqrt(6 / (n_in + n_out))``
         per layer (bias row included).
 
@@ -525,6 +525,8 @@ class NeuralNetwork(Model):
         ----------
         n_features : dict
             ``{element: number of fingerprint features}``.
+        rng : numpy.random.Generator, optional
+            Default: seeded with ``randomseed``.
 
         Returns
         -------
@@ -532,7 +534,8 @@ class NeuralNetwork(Model):
             ``{element: {layer: array}}``; reproducible with
             ``randomseed`` (elements drawn in sorted order).
         """
-        rng = np.random.default_rng(self.randomseed)
+        if rng is None:
+            rng = np.random.default_rng(self.randomseed)
         hidden = self.parameters.hiddenlayers
         weights = {}
         for element in sorted(n_features):
@@ -585,6 +588,63 @@ class NeuralNetwork(Model):
             intercept, slope = (high + low) / 2.0, 1e-10 * (high - low) / 2.0
         return {e: {"intercept": intercept + base[e], "slope": slope}
                 for e in elements}
+
+    def randomize(self, trainingimages=None, weights=True, scalings=True,
+                  seed=None):
+        """New random parameters, e.g. to retrain from a fresh start
+        (Amp's method).
+
+        Parameters
+        ----------
+        trainingimages : list, dict or str, optional
+            Needed for ``scalings`` (set from their energies as
+            :meth:`initial_scalings` does).
+        weights, scalings : bool
+            Which parameters to redraw.
+        seed : int, optional
+            Seed of the new weights; fresh randomness when None.
+        """
+        p = self.parameters
+        if p.fprange is None:
+            raise ValueError("randomize needs the fingerprint range (train "
+                             "once, or give fprange)")
+        if weights:
+            p.weights = self.random_weights(
+                {e: len(r) for e, r in p.fprange.items()},
+                rng=np.random.default_rng(seed))
+        if scalings:
+            if trainingimages is None:
+                raise ValueError("randomize(scalings=True) needs the "
+                                 "training images (their energies set the "
+                                 "scalings)")
+            p.scalings = self.initial_scalings(hash_images(trainingimages))
+        self._check_shapes()
+
+    def prescale_intercepts(self, trainingimages):
+        """Set each element's intercept to its fitted per-atom energy, and
+        every slope to 1 (Amp's method).
+
+        The intercepts minimise the root-mean-square error per atom of the
+        model ``E = sum_elements count * intercept`` over the images
+        (a weighted least-squares fit; Amp 1.x approached the same minimum
+        with ``fmin``).
+        """
+        images = hash_images(trainingimages)
+        if self.parameters.fprange is None:
+            raise ValueError("prescale_intercepts needs the fingerprint "
+                             "range (train once, or give fprange)")
+        elements = list(self.parameters.fprange)
+        energies = np.array([a.get_potential_energy(apply_constraint=False)
+                             for a in images.values()], dtype=float)
+        n_atoms = np.array([len(a) for a in images.values()], dtype=float)
+        counts = np.array([[a.get_chemical_symbols().count(e)
+                            for e in elements] for a in images.values()],
+                          dtype=float)
+        intercepts = np.linalg.lstsq(counts / n_atoms[:, None],
+                                     energies / n_atoms, rcond=None)[0]
+        self.parameters.scalings = {
+            e: {"intercept": float(x), "slope": 1.0}
+            for e, x in zip(elements, intercepts)}
 
     def get_loss(self, vector, lossprime=True):
         """The optimiser's objective: ``(loss, gradient)`` when
