@@ -115,7 +115,8 @@ class ArchiveIndex:
 
         ``done`` is True at the end-of-archive block, at a header that is
         not one (the tar reader stops there too) and at a member above its
-        cap (which sets :attr:`capped`).
+        cap (which sets :attr:`capped`); in the last two cases the copy is
+        cut at that header, so the index holds only the members before it.
         """
         while written >= position + self._BLOCK:
             self._spool.seek(position)
@@ -127,7 +128,7 @@ class ArchiveIndex:
                 info = tarfile.TarInfo.frombuf(block, "utf-8",
                                                "surrogateescape")
             except (tarfile.HeaderError, ValueError):
-                return position, True
+                return self._cut(position), True
             cap = self._METADATA_BYTES if info.type in tarfile.XHDTYPE + \
                 tarfile.XGLTYPE + tarfile.GNUTYPE_LONGNAME + \
                 tarfile.GNUTYPE_LONGLINK else limits.MAX_ENTRY_BYTES
@@ -135,10 +136,15 @@ class ArchiveIndex:
                 self.capped = ("member %r declares %d bytes, more than the "
                                "cap of %d (amp.store.limits)"
                                % (info.name, info.size, cap))
-                return position, True
+                return self._cut(position), True
             blocks = -(-info.size // self._BLOCK)
             position += self._BLOCK * (1 + blocks)
         return position, False
+
+    def _cut(self, position):
+        self._spool.truncate(position)
+        self._spool.seek(position)
+        return position
 
     def _decompress(self, handle):
         """Inflate ``handle`` into the spool; return a problem or None.
@@ -163,12 +169,14 @@ class ArchiveIndex:
                     self._spool.write(out)
                     written += len(out)
                     header, done = self._tar_ends(header, written)
-                    if done:
-                        return None
-                    if written > limits.MAX_ARCHIVE_BYTES:
+                    if (header if done else written) > \
+                            limits.MAX_ARCHIVE_BYTES:
                         self.capped = ("it inflates to more than the cap of "
                                        "%d bytes (amp.store.limits)"
                                        % limits.MAX_ARCHIVE_BYTES)
+                        self._cut(limits.MAX_ARCHIVE_BYTES)
+                        return None
+                    if done:
                         return None
                     if inflater.eof:  # another gzip member may follow
                         chunk = inflater.unused_data

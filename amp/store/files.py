@@ -190,15 +190,28 @@ def read_file(path, max_bytes=None, what=None, dir_fd=None):
     A file that grows past the cap while it is read is refused as well.
     """
     what = what or os.fspath(path)
-    fd, _ = open_regular(path, max_bytes, what, dir_fd=dir_fd)
+    fd, size = open_regular(path, max_bytes, what, dir_fd=dir_fd)
     with open(fd, "rb", closefd=True) as handle:
         if max_bytes is None:
             return handle.read()
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise UnsafeFileError("%s grew past the cap of %d bytes "
-                              "while it was read" % (what, max_bytes))
-    return data
+        return read_capped(handle, max_bytes, what, size)
+
+
+def read_capped(handle, max_bytes, what, expected=0):
+    """Read ``handle`` to its end, refusing more than ``max_bytes``.
+
+    ``read(n)`` reserves ``n`` bytes before reading, so the cap is never
+    asked for at once: the expected size first, then bounded chunks.
+    """
+    chunks = [handle.read(min(expected, max_bytes) + 1)]
+    total = len(chunks[0])
+    while chunks[-1] and total <= max_bytes:
+        chunks.append(handle.read(min(2 ** 20, max_bytes + 1 - total)))
+        total += len(chunks[-1])
+    if total > max_bytes:
+        raise UnsafeFileError("%s is longer than the cap of %d bytes (see "
+                              "amp.store.limits)" % (what, max_bytes))
+    return chunks[0][:0].join(chunks)
 
 
 def folder_bytes(path):

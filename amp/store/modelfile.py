@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from . import limits
-from .files import UnsafeFileError, atomic_file, read_file
+from .files import UnsafeFileError, atomic_file, read_capped, read_file
 from .literal import UnsafeLiteralError, literal_eval
 
 FORMAT = "amp-mlip-model"
@@ -243,10 +243,10 @@ def _read(source):
     name = _name(source)
     cap = limits.MAX_MODEL_FILE_BYTES
     if hasattr(source, "read"):
-        text = source.read(cap + 1)
-        if len(text) > cap:
-            raise ModelFileError("%s is longer than the cap of %d (amp.store."
-                                 "limits.MAX_MODEL_FILE_BYTES)" % (name, cap))
+        try:
+            text = read_capped(source, cap, name)
+        except UnsafeFileError as error:
+            raise ModelFileError("refusing to load: %s" % error) from None
     else:
         try:
             text = read_file(name, cap, "model file %s" % name)
