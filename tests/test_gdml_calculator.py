@@ -90,3 +90,92 @@ def test_md_conserves_energy(ds):
     e0 = atoms.get_total_energy()
     dyn.run(100)
     assert abs(atoms.get_total_energy() - e0) < 2e-3
+
+
+def test_F_to_eV_Ang_is_honoured_as_in_sgdml(ds):
+    atoms = Atoms(numbers=ds["z"], positions=ds["R"][3])
+    atoms.calc = GDMLCalculator(MODEL)
+    F = atoms.get_forces()
+    atoms.calc = GDMLCalculator(MODEL, F_to_eV_Ang=2.5)
+    np.testing.assert_allclose(atoms.get_forces(), 2.5 * F, rtol=1e-12)
+    atoms.calc = GDMLCalculator(MODEL, E_to_eV=2.0)
+    assert atoms.get_potential_energy() == pytest.approx(
+        2.0 * GDMLCalculator(MODEL).get_potential_energy(atoms), rel=1e-12)
+    with pytest.raises(ValueError, match="F_to_eV_Ang must be a positive"):
+        GDMLCalculator(MODEL, F_to_eV_Ang=-1.0)
+
+
+def test_sgdml_calculator_name_is_importable():
+    from amp.gdml import SGDMLCalculator as A
+    from amp.gdml.calculator import SGDMLCalculator as B
+    assert A is B and issubclass(B, GDMLCalculator)
+    calc = B(MODEL, E_to_eV=1.0, F_to_eV_Ang=1.0)
+    assert calc.F_to_eV_Ang == 1.0
+
+
+def _periodic_model():
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from amp.gdml.train import GDMLTrain
+    frames = []
+    for i in range(24):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.1, seed=i)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        frames.append(atoms)
+    data = io.dataset_from_atoms(frames, name="cu4")
+    np.random.seed(0)
+    trainer = GDMLTrain(max_processes=1)
+    task = trainer.create_task(data, 16, data, 4, sig=2, use_sym=False)
+    unused = [i for i in range(24) if i not in set(task["idxs_train"])]
+    return trainer.train(task), frames[unused[0]]
+
+
+def test_stress_is_the_strain_derivative_of_the_energy():
+    model, atoms = _periodic_model()
+    calc = GDMLCalculator(model)
+    assert "stress" in calc.implemented_properties
+    atoms = atoms.copy()
+    atoms.calc = calc
+    stress = atoms.get_stress(voigt=False)
+    volume = atoms.get_volume()
+    cell = atoms.cell[:].copy()
+
+    def energy(eps):
+        strained = atoms.copy()
+        strained.calc = calc
+        strained.set_cell(cell @ (np.eye(3) + eps), scale_atoms=True)
+        return strained.get_potential_energy()
+    h = 1e-3
+    numeric = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            e = np.zeros((3, 3))
+            e[i, j] = e[j, i] = h / 2 if i != j else h
+            # five-point central difference
+            numeric[i, j] = (8 * (energy(e) - energy(-e))
+                             - (energy(2 * e) - energy(-2 * e))) / (
+                                 12 * h * volume)
+    assert np.abs(stress - stress.T).max() < 1e-12
+    assert np.abs(stress - numeric).max() <= 1e-6 * np.abs(stress).max()
+    # the cell of the Atoms is used: a strained cell changes the energy
+    assert energy(np.eye(3) * 1e-2) != pytest.approx(
+        atoms.get_potential_energy(), rel=1e-8)
+
+
+def test_stress_of_a_molecule_model_is_not_implemented(ds):
+    from ase.calculators.calculator import PropertyNotImplementedError
+    atoms = Atoms(numbers=ds["z"], positions=ds["R"][0])
+    atoms.calc = GDMLCalculator(MODEL)
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+
+
+def test_periodic_model_needs_periodic_atoms():
+    model, atoms = _periodic_model()
+    atoms = atoms.copy()
+    atoms.pbc = False
+    atoms.calc = GDMLCalculator(model)
+    with pytest.raises(ValueError, match="not periodic in three"):
+        atoms.get_potential_energy()

@@ -147,3 +147,103 @@ def test_model_from_path_and_npzfile(ref):
     np.testing.assert_array_equal(E1, E2)
     with pytest.raises(ValueError, match="not a valid model"):
         GDMLPredict({"type": "d", "z": np.ones(3)})
+
+
+# --------------------------------------------------- layouts of R (sgdml's)
+
+def test_every_sgdml_layout_of_R_gives_the_same_numbers(ref):
+    gp = GDMLPredict(ref["sgdml"], num_workers=0)
+    R = ref["ds"]["R"][:3]                          # (M, N, 3)
+    E, F = gp.predict(R)
+    for layout in (R.reshape(3, -1), R.copy()):
+        E2, F2 = gp.predict(layout)
+        np.testing.assert_array_equal(E2, E)
+        np.testing.assert_array_equal(F2, F)
+    for single in (R[1], R[1].ravel()):             # (N, 3) and (3N,)
+        E1, F1 = gp.predict(single)
+        np.testing.assert_allclose(E1, E[1:2], rtol=1e-12)
+        np.testing.assert_allclose(F1, F[1:2], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 12), (12, 3, 2), (2, 12, 3, 1),
+                                   (35,)])
+def test_wrong_layout_of_R_is_a_clear_error(ref, shape):
+    gp = GDMLPredict(ref["sgdml"], num_workers=0)
+    with pytest.raises(ValueError, match=r"expected \(M, 12, 3\) or "
+                                         r"\(M, 36\)"):
+        gp.predict(np.ones(shape))
+
+
+def test_transposed_geometries_are_refused_not_mispredicted(ref):
+    # (M, 3, N) used to be reshaped silently into wrong geometries
+    gp = GDMLPredict(ref["sgdml"], num_workers=0)
+    R = ref["ds"]["R"][:2]
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 12\)"):
+        gp.predict(R.transpose(0, 2, 1))
+
+
+def test_model_from_np_load_reads_object_keys_safely(ref):
+    from conftest import GDML_REFERENCE
+    path = os.path.join(GDML_REFERENCE, "benzene_sgdml_model.npz")
+    R = ref["ds"]["R"][:2]
+    with np.load(path) as npz:                      # allow_pickle=False
+        gp = GDMLPredict(npz, num_workers=0)
+    E, F = gp.predict(R)
+    E0, F0 = GDMLPredict(path, num_workers=0).predict(R)
+    np.testing.assert_array_equal(E, E0)
+    np.testing.assert_array_equal(F, F0)
+
+
+def test_model_from_np_load_refuses_code(ref, tmp_path):
+    import pickle
+    model = dict(ref["sgdml"])
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > {}".format(
+                tmp_path / "pwned"),))
+    arr = np.empty((), dtype=object)
+    arr[()] = Evil()
+    model["f_err"] = arr
+    path = tmp_path / "evil.npz"
+    np.savez(path, **model)
+    del pickle
+    with np.load(path, allow_pickle=True) as npz:
+        with pytest.raises(io.UnsafeFileError, match="os|posix|system"):
+            GDMLPredict(npz, num_workers=0)
+    assert not (tmp_path / "pwned").exists()
+
+
+# ------------------------------------------- sgdml's module-level worker
+
+def test_predict_wkr_sums_to_the_prediction(ref):
+    from amp.gdml.predict import _predict_wkr, globs
+    for kind in ("gdml", "sgdml"):
+        gp = GDMLPredict(ref[kind], num_workers=0)
+        assert globs[gp.glob_id]["n_perms"] == gp.n_perms
+        r = ref["ds"]["R"][11].ravel()
+        E, F = gp.predict(r)
+        full = _predict_wkr(r, None, None, gp.glob_id)
+        assert full.shape == (1 + r.size,)
+        np.testing.assert_allclose(full[0] * gp.std + gp.c, E[0],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(full[1:] * gp.std, F[0], rtol=1e-9,
+                                   atol=1e-9 * np.abs(F).max())
+        # partial sums over training ranges (chunked) add up
+        cut = gp.n_train // 3
+        parts = (_predict_wkr(r, None, None, gp.glob_id, (0, cut), 4)
+                 + _predict_wkr(r, None, None, gp.glob_id,
+                                (cut, gp.n_train), 7))
+        np.testing.assert_allclose(parts, full, rtol=1e-10,
+                                   atol=1e-12 * np.abs(full).max())
+        # descriptors given instead of r, full (D, 3N) Jacobian
+        X, J = gp.desc.from_R(r)
+        given = _predict_wkr(None, (X[0], gp.desc.d_desc_from_comp(J)[0]),
+                             None, gp.glob_id)
+        np.testing.assert_allclose(given, full, rtol=1e-12, atol=1e-14)
+
+
+def test_virial_needs_a_periodic_model(ref):
+    gp = GDMLPredict(ref["sgdml"], num_workers=0)
+    with pytest.raises(ValueError, match="periodic model"):
+        gp.predict(ref["ds"]["R"][:1], return_virial=True)

@@ -322,3 +322,45 @@ def test_torch_request_fails_clearly():
         pass
     with pytest.raises((ImportError, RuntimeError), match="torch|GPU"):
         GDMLTrain(use_torch=True)
+
+
+@pytest.mark.parametrize("use_E_cstr", [False, True])
+def test_assemble_kernel_mat_wkr_fills_columns_of_the_full_matrix(
+        use_E_cstr):
+    from amp.gdml import train as train_module
+    from amp.gdml.desc import Desc
+    from amp.gdml.kernel import sgdml_kernel_matrix
+    rng = np.random.default_rng(3)
+    N, M, sig = 5, 4, 3.0
+    R = rng.normal(size=(M, N, 3)) * 1.5
+    desc = Desc(N)
+    X, J = desc.from_R(R.reshape(M, -1))
+    tpl = tril_perms_lin(np.array([[0, 1, 2, 3, 4], [1, 0, 2, 3, 4]]))
+    K_full = sgdml_kernel_matrix(X, J, tpl, sig, use_E_cstr=use_E_cstr)
+    glob = train_module.glob
+    glob["R_desc"], glob["R_desc_shape"] = train_module.share_array(X)
+    glob["R_d_desc"], glob["R_d_desc_shape"] = train_module.share_array(J)
+    glob["K"], glob["K_shape"] = train_module.share_array(
+        np.zeros_like(K_full))
+    glob["desc_func"] = desc
+    K = np.frombuffer(glob["K"]).reshape(glob["K_shape"])
+    n3 = 3 * N
+    # one force column block: exactly the slice of the full matrix
+    assert train_module._assemble_kernel_mat_wkr(
+        2, tpl, sig, use_E_cstr=use_E_cstr) == n3
+    np.testing.assert_allclose(K[:, 2 * n3:3 * n3],
+                               K_full[:, 2 * n3:3 * n3], rtol=1e-12,
+                               atol=1e-15)
+    assert not K[:, :2 * n3].any()
+    # every column; with exploit_sym also the mirrored rows
+    for j in range(M + (M if use_E_cstr else 0)):
+        train_module._assemble_kernel_mat_wkr(
+            j, tpl, sig, use_E_cstr=use_E_cstr, exploit_sym=not use_E_cstr)
+    np.testing.assert_allclose(K, K_full, rtol=1e-12, atol=1e-15)
+    # selective columns: (position in K, point, partials kept)
+    K[:] = 0
+    keep = np.array([0, 4, 7])
+    assert train_module._assemble_kernel_mat_wkr(
+        (5, 1, keep), tpl, sig, use_E_cstr=use_E_cstr) == 3
+    np.testing.assert_allclose(K[:, 5:8], K_full[:, n3 + keep], rtol=1e-12,
+                               atol=1e-15)

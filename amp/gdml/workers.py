@@ -60,7 +60,10 @@ def share_array(arr_np, typecode_or_type="d"):
 
 
 def _view(state, key):
-    return np.frombuffer(state[key]).reshape(state[key + "_shape"])
+    arr = state[key]
+    if not isinstance(arr, np.ndarray):  # a shared buffer, as in sgdml
+        arr = np.frombuffer(arr)
+    return arr.reshape(state[key + "_shape"])
 
 
 def _assemble_kernel_mat_wkr(j, tril_perms_lin, sig, use_E_cstr=False,
