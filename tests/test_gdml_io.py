@@ -166,3 +166,200 @@ def test_dataset_from_atoms():
     assert ds["R"].shape == (3, 2, 3) and ds["name"].dtype.kind == "S"
     np.testing.assert_allclose(ds["F"][1], images[1].get_forces())
     assert bytes(ds["md5"]) == io.dataset_md5(ds)
+
+
+# ----------------------------------------------- hostile files (all readers)
+
+def test_fifo_in_place_of_a_model_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    for reader in (io.load_model, io.load_dataset, io.load_task, io.load_npz):
+        with pytest.raises(io.UnsafeFileError, match="FIFO"):
+            reader(fifo)
+
+
+def test_directory_and_device_are_refused(tmp_path):
+    with pytest.raises(io.UnsafeFileError, match="directory"):
+        io.load_dataset(tmp_path)
+    with pytest.raises(io.UnsafeFileError, match="device"):
+        io.load_npz("/dev/zero")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        io.load_model(tmp_path / "missing.npz")
+
+
+def test_file_size_is_bounded_before_reading(gdml_reference, monkeypatch):
+    from amp.gdml.io import safe
+    monkeypatch.setattr(safe, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(io.UnsafeFileError, match="limit of 1000 bytes"):
+        io.load_dataset(_ref(gdml_reference, "benzene_dataset.npz"))
+
+
+def test_huge_declared_array_is_refused_before_allocating(tmp_path):
+    import zipfile
+    header = {"descr": "<f8", "fortran_order": False,
+              "shape": (10 ** 6, 10 ** 6)}           # 8 TB declared
+    buf = __import__("io").BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(b"\0" * 64)
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("R.npy", buf.getvalue())
+    with pytest.raises(ValueError, match="declares an array of 8000000000000"
+                                         " bytes"):
+        io.load_npz(path)
+
+
+def test_inflating_member_is_bounded(tmp_path, monkeypatch):
+    from amp.gdml.io import safe
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, R=np.zeros(200000))   # 1.6 MB of zeros
+    assert os.path.getsize(path) < 10000
+    monkeypatch.setattr(safe, "MAX_MEMBER_BYTES", 10 ** 6)
+    with pytest.raises(io.UnsafeFileError, match="declares 1600128 bytes"):
+        io.load_npz(path)
+
+
+def test_malformed_archives_are_value_errors(gdml_reference, tmp_path):
+    data = open(_ref(gdml_reference, "benzene_sgdml_model.npz"), "rb").read()
+    rng = np.random.default_rng(0)
+    for case in range(40):
+        blob = bytearray(data)
+        if case % 2:
+            blob = blob[:rng.integers(1, len(blob))]
+        else:
+            for pos in rng.integers(0, len(blob), 20):
+                blob[pos] ^= 1 << int(rng.integers(8))
+        path = tmp_path / "m{}.npz".format(case)
+        path.write_bytes(bytes(blob))
+        try:
+            io.load_model(path)
+        except ValueError:       # UnsafeFileError is one too
+            pass
+
+
+def test_text_file_is_named_not_an_npz(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable .npz file"):
+        io.load_dataset(path)
+    with pytest.raises(ValueError, match="not an sgdml dataset, task or "
+                                         "model"):
+        np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+        io.load_any(tmp_path / "plain.npz")
+
+
+def test_npz_to_dict_matches_load_npz(gdml_reference):
+    path = _ref(gdml_reference, "benzene_sgdml_model.npz")
+    with np.load(path) as npz:
+        got = io.npz_to_dict(npz)
+    ref = io.load_npz(path)
+    assert set(got) == set(ref)
+    assert got["f_err"].item().keys() == {"mae", "rmse"}
+
+
+# ------------------------------------------------------------- dataset tools
+
+def _emt_frames(n=6, symbols="CH4"):
+    from ase.build import molecule
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    frames = []
+    for i in range(n):
+        atoms = molecule(symbols)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces())
+        frames.append(atoms)
+    return frames
+
+
+@pytest.mark.parametrize("fmt", ["traj", "extxyz"])
+def test_dataset_from_traj_and_extxyz(tmp_path, fmt):
+    import ase.io
+    frames = _emt_frames()
+    path = tmp_path / "ch4.{}".format(fmt)
+    ase.io.write(path, frames)
+    data = io.dataset_from_traj(path, theory="EMT", energy_unit="kcal/mol",
+                                length_unit="Ang")
+    assert io.to_str(data["name"]) == "ch4"
+    assert data["e_unit"].dtype.kind == "S"
+    assert io.to_str(data["e_unit"]) == "kcal/mol"
+    assert io.to_str(data["theory"]) == "EMT"
+    np.testing.assert_allclose(data["R"][2], frames[2].positions, atol=1e-8)
+    np.testing.assert_allclose(data["F"][2], frames[2].get_forces(),
+                               atol=1e-6)
+    np.testing.assert_allclose(data["E"][2], frames[2].get_potential_energy(),
+                               atol=1e-6)
+    assert "lattice" not in data
+    io.save_dataset(tmp_path / "ch4.npz", data)
+    again = io.load_dataset(tmp_path / "ch4.npz")
+    assert again["md5"] == io.dataset_md5(again)
+
+
+def test_dataset_from_traj_errors_name_the_frame(tmp_path):
+    import ase.io
+    from ase.build import molecule
+    frames = _emt_frames(4)
+    mixed = frames[:2] + _emt_frames(1, "CH3OH") + frames[2:]
+    with pytest.raises(ValueError, match="frame 2 has 6 atoms but frame 0 "
+                                         "has 5"):
+        io.dataset_from_traj(mixed)
+    swapped = [f.copy() for f in frames]
+    for f, src in zip(swapped, frames):
+        f.calc = src.calc
+    swapped[3] = swapped[3][[1, 0, 2, 3, 4]]
+    swapped[3].calc = frames[3].calc
+    with pytest.raises(ValueError, match="frame 3 has the atoms HCHHH but frame 0 has "
+                                         "CHHHH"):
+        io.dataset_from_traj(swapped)
+    bare = frames[:2] + [molecule("CH4")]
+    with pytest.raises(ValueError, match="frame 2 has no energy and no "
+                                         "forces"):
+        io.dataset_from_traj(bare)
+    path = tmp_path / "noforces.extxyz"
+    ase.io.write(path, [molecule("CH4")] * 2)
+    with pytest.raises(ValueError, match="noforces.extxyz: frame 0 has no "
+                                         "energy"):
+        io.dataset_from_traj(path)
+    with pytest.raises(FileNotFoundError):
+        io.dataset_from_traj(tmp_path / "missing.traj")
+    (tmp_path / "junk.traj").write_bytes(b"\0junk")
+    with pytest.raises(ValueError, match="cannot be read as a trajectory"):
+        io.dataset_from_traj(tmp_path / "junk.traj")
+
+
+def test_xyz_geometry_round_trip_and_symbols(tmp_path):
+    R = np.arange(9.0).reshape(3, 3) / 7
+    io.write_geometry(tmp_path / "w.xyz", R, [8, 1, 1], "water")
+    with open(tmp_path / "w.xyz", "a") as handle:   # a second frame
+        handle.write("3\n\nO 0 0 0\nH 0 0 1\nH 0 1 0\n")
+    R2, z = io.read_xyz(tmp_path / "w.xyz")
+    assert R2.shape == (2, 9)
+    np.testing.assert_allclose(R2[0], R.ravel())
+    np.testing.assert_array_equal(z, [8, 1, 1])
+    assert io.z_to_z_str([6, 1, 8]) == ["C", "H", "O"]
+    np.testing.assert_array_equal(io.z_str_to_z(["C", "H", "O"]), [6, 1, 8])
+    with pytest.raises(ValueError, match="unknown element symbol 'Xx'"):
+        io.z_str_to_z(["Xx"])
+    text = io.generate_xyz_str(R, [8, 1, 1], e=1.5, f=R)
+    assert 'Energy="1.50000000"' in text and ":force:R:3" in text
+
+
+def test_file_names_follow_sgdml(gdml_reference):
+    task = io.load_task(_ref(gdml_reference, "benzene_sgdml_task.npz"))
+    n = len(task["idxs_train"])
+    P = len(task["perms"])
+    sig = int(np.squeeze(task["sig"]))
+    assert io.task_file_name(task) == "task-train{}-sym{}-sig{:04d}.npz" \
+        .format(n, P, sig)
+    assert io.model_file_name(task) == "model-train{}-sym{}-sig{:04d}.npz" \
+        .format(n, P, sig)
+    ds = {"name": np.array(b"eth"), "theory": np.array(b"PBE/def2 (x)")}
+    assert io.train_dir_name(ds, 200, True, False, False) == \
+        "sgdml_cv_eth-PBE.def2.x.-train200-sym-noE"
+    assert io.parse_list_or_range("10:10:40") == [10, 20, 30, 40]
+    assert io.parse_list_or_range("7") == [7]
+    with pytest.raises(ValueError, match="neither a positive integer"):
+        io.parse_list_or_range("a:b")
