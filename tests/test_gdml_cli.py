@@ -1,0 +1,237 @@
+"""amp.gdml.cli (amp-gdml): the sgdml command-line workflow end to end."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from amp.gdml import io
+from amp.gdml.cli import main
+from conftest import GDML_REFERENCE
+
+DATASET = os.path.join(GDML_REFERENCE, "benzene_dataset.npz")
+
+
+def _run(capsys, *args):
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_all_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "all", DATASET, 40, 40, "-s", "5:5:15",
+                            "--seed", 1, "--model_file", "benzene")
+    assert status == 0, err
+    assert "Test errors (MAE/RMSE)" in out and "[eV/Ang]" in out
+    assert "Cross-validation errors" in out
+    assert os.listdir(tmp_path) == ["benzene.npz"]     # task folder removed
+    model = io.load_model("benzene.npz")
+    assert int(model["n_test"]) == 300 - 80
+    f_err = model["f_err"].item()
+    assert 0 < f_err["mae"] < 0.03                      # eV/Ang
+    assert float(model["sig"]) in (5, 10, 15)
+    # the written file is what sgdml's GDMLPredict reads (np.load, pickles)
+    raw = np.load("benzene.npz", allow_pickle=True)
+    assert raw["f_err"].item().keys() == {"mae", "rmse"}
+    assert raw["md5_test"].item() == raw["md5_train"].item()
+    # running it again resumes nothing and refuses to overwrite the model
+    status, _, err = _run(capsys, "all", DATASET, 40, 40, "-s", 5,
+                          "--model_file", "benzene")
+    assert status == 1 and "'benzene.npz' exists; pass -o" in err
+
+
+def test_python_dash_m_and_console_script(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "amp.gdml", "show", DATASET],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "300 geometries" in out.stdout and "\r" not in out.stderr
+    script = os.path.join(os.path.dirname(sys.executable), "amp-gdml")
+    if os.path.exists(script):
+        out = subprocess.run([script, "--help"], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "create-dataset" in out.stdout
+
+
+def test_step_by_step_and_show_each_file_type(tmp_path, monkeypatch,
+                                              capsys):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "create", DATASET, 30, 30, "-s", 10, 20,
+                            "--gdml", "--task_dir", "cv", "--seed", 2)
+    assert status == 0, err
+    assert sorted(os.listdir("cv")) == ["task-train30-sym1-sig0010.npz",
+                                        "task-train30-sym1-sig0020.npz"]
+    status, out, _ = _run(capsys, "show", "cv/task-train30-sym1-sig0010.npz")
+    assert status == 0 and out.startswith("Task") and "Train on:" in out
+    status, out, err = _run(capsys, "train", "cv", DATASET, "--solver",
+                            "analytic")
+    assert status == 0, err
+    assert "Validation errors" in out and "Next: amp-gdml select cv" in out
+    status, out, _ = _run(capsys, "show", "cv/model-train30-sym1-sig0010.npz")
+    assert out.startswith("Model") and "Validation errors" in out
+    status, out, err = _run(capsys, "select", "cv", "--model_file", "best")
+    assert status == 0, err
+    assert os.path.exists("cv")         # a folder the user named is kept
+    status, out, err = _run(capsys, "test", "best.npz", DATASET, 50)
+    assert status == 0, err
+    assert "on 50 points" in out and "Magnitude" in out
+    status, out, _ = _run(capsys, "show", "best.npz")
+    assert "Tested on:" in out and "Test errors" in out
+    status, out, _ = _run(capsys, "show", DATASET)
+    assert out.startswith("Dataset") and "Fingerprint:" in out
+    # selection by test error is refused
+    status, _, err = _run(capsys, "validate", "cv", DATASET)
+    assert status == 0
+    status, _, err = _run(capsys, "test", "cv", DATASET)
+    status, _, err = _run(capsys, "select", "cv", "--model_file", "again")
+    assert status == 1 and "selected by its test error" in err
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = _run(capsys, "show", "missing.npz")
+    assert status == 1 and err.strip() == \
+        "amp-gdml show: error: 'missing.npz' does not exist"
+    (tmp_path / "notes.txt").write_text("x")
+    status, _, err = _run(capsys, "show", "notes.txt")
+    assert status == 1 and "not a readable .npz file" in err
+    status, _, err = _run(capsys, "all", DATASET, 250, 100)
+    assert status == 1 and "cannot train on 250 and validate on 100" in err
+    data = dict(io.load_dataset(DATASET))
+    del data["E"]
+    io.save_dataset("noE.npz", data)
+    status, _, err = _run(capsys, "create", "noE.npz", 10, 10)
+    assert status == 1 and "no energies ('E')" in err and "--no_E" in err
+    with pytest.raises(SystemExit):
+        main(["all", DATASET, "10", "10", "-s", "x"])
+    assert "neither a positive integer" in capsys.readouterr().err
+    os.mkfifo("fifo.npz")
+    status, _, err = _run(capsys, "show", "fifo.npz")
+    assert status == 1 and "is a FIFO" in err
+
+
+def _make_frames(n, symbols="CH4"):
+    from ase.build import molecule
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    frames = []
+    for i in range(n):
+        atoms = molecule(symbols)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces())
+        frames.append(atoms)
+    return frames
+
+
+def test_create_dataset_from_traj_and_extxyz(tmp_path, monkeypatch, capsys):
+    import ase.io
+    monkeypatch.chdir(tmp_path)
+    frames = _make_frames(8)
+    ase.io.write("md.traj", frames)
+    ase.io.write("md.extxyz", frames)
+    status, out, err = _run(capsys, "create-dataset", "md.traj", "--theory",
+                            "EMT")
+    assert status == 0, err
+    data = io.load_dataset("md.npz")
+    assert data["R"].shape == (8, 5, 3) and io.to_str(data["theory"]) == "EMT"
+    status, out, err = _run(capsys, "create-dataset", "md.extxyz",
+                            "--output", "x.npz", "--energy_unit", "kcal/mol",
+                            "--name", "methane")
+    assert status == 0, err
+    data = io.load_dataset("x.npz")
+    assert io.to_str(data["e_unit"]) == "kcal/mol"
+    assert io.to_str(data["name"]) == "methane"
+    assert "[kcal/mol]" in out
+    status, _, err = _run(capsys, "create-dataset", "md.traj")
+    assert status == 1 and "'md.npz' exists; pass -o" in err
+    ase.io.write("mixed.traj", frames[:3] + _make_frames(1, "CH3OH"))
+    status, _, err = _run(capsys, "create-dataset", "mixed.traj")
+    assert status == 1 and "frame 3 has 6 atoms but frame 0 has 5" in err
+    from ase.build import molecule
+    ase.io.write("bare.extxyz", frames[:2] + [molecule("CH4")])
+    status, _, err = _run(capsys, "create-dataset", "bare.extxyz")
+    assert status == 1 and "frame 2 has no energy" in err
+    status, _, err = _run(capsys, "create-dataset", "nothere.traj")
+    assert status == 1 and "'nothere.traj' does not exist" in err
+
+
+def test_train_resumes_after_being_killed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = _run(capsys, "create", DATASET, 120, 20, "-s",
+                          "10:10:30", "--task_dir", "cv", "--seed", 3)
+    assert status == 0, err
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amp.gdml", "train", "cv", DATASET,
+         "--solver", "analytic"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    first = os.path.join("cv", "model-train120-sym12-sig0010.npz")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(first) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.path.exists(first)
+    alphas = io.load_model(first)["alphas_F"]
+    status, out, err = _run(capsys, "train", "cv", DATASET)
+    assert status == 0, err
+    assert "model-train120-sym12-sig0010.npz' exists; kept" in out
+    np.testing.assert_array_equal(io.load_model(first)["alphas_F"], alphas)
+    assert "Validation errors" in out
+
+
+def test_train_continues_from_a_cg_checkpoint(tmp_path, monkeypatch,
+                                              capsys):
+    from amp.gdml.train import GDMLTrain
+    monkeypatch.chdir(tmp_path)
+    _run(capsys, "create", DATASET, 30, 10, "-s", 10, "--task_dir", "cv",
+         "--seed", 4)
+    task_file = os.path.join("cv", "task-train30-sym12-sig0010.npz")
+    task = io.load_task(task_file)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        partial = GDMLTrain(solver="cg").train(dict(task, solver_maxiter=3))
+    checkpoint = os.path.join("cv", "_unconv_model-train30-sym12-"
+                                    "sig0010.npz")
+    io.save_model(checkpoint, partial)
+    status, out, err = _run(capsys, "train", task_file, DATASET, "--cg")
+    assert status == 0, err
+    assert "continuing from the checkpoint" in out and "(3 iterations)" in out
+    assert not os.path.exists(checkpoint)
+    model = io.load_model(os.path.join("cv",
+                                       "model-train30-sym12-sig0010.npz"))
+    assert int(model["solver_iters"]) > 3
+    assert float(model["solver_resid"]) <= float(model["solver_tol"]) * \
+        float(model["norm_y_train"])
+
+
+def test_resume_an_unconverged_model(tmp_path, monkeypatch, capsys):
+    from amp.gdml.train import GDMLTrain
+    monkeypatch.chdir(tmp_path)
+    ds = io.load_dataset(DATASET)
+    np.random.seed(5)
+    trainer = GDMLTrain(solver="cg")
+    task = trainer.create_task(ds, 30, ds, 10, sig=10)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        partial = trainer.train(dict(task, solver_maxiter=2))
+    io.save_model("m.npz", partial)
+    status, out, err = _run(capsys, "show", "m.npz")
+    assert "NOT CONVERGED" in out
+    status, out, err = _run(capsys, "resume", "m.npz", DATASET, DATASET)
+    assert status == 0, err
+    assert "Model parameters updated" in out and "Validation errors" in out
+    model = io.load_model("m.npz")
+    assert float(model["solver_resid"]) <= float(model["solver_tol"]) * \
+        float(model["norm_y_train"])
+    assert np.isfinite(model["f_err"].item()["rmse"])
+    status, _, err = _run(capsys, "resume", "m.npz", DATASET, DATASET)
+    assert status == 0
+    analytic = GDMLTrain(solver="analytic").train(task)
+    io.save_model("a.npz", analytic)
+    status, _, err = _run(capsys, "resume", "a.npz", DATASET, DATASET)
+    assert status == 1 and "nothing to resume" in err
