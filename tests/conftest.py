@@ -52,8 +52,10 @@ ENVCOMMAND = "cd %s && source %s/bin/activate && export PYTHONPATH=%s" % (
     ROOT, os.path.dirname(os.path.dirname(sys.executable)), TESTS)
 
 
-def gone(pid, wait=5.0):
-    """True once ``pid`` has exited (a zombie counts as exited)."""
+def gone(pid, wait=30.0):
+    """True once ``pid`` has exited (a zombie counts as exited); False if
+    it is still running after ``wait`` seconds (generous: it returns as
+    soon as the process is gone, and a loaded machine can be slow)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:

@@ -1,5 +1,6 @@
 """Parallel workers (issue 5): cores, wire format, local and SSH workers,
 security, faults and clean-up. Results must equal the serial ones."""
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -268,6 +269,13 @@ def test_rogue_client_is_dropped_and_logged(pool, caplog):
 
 # ------------------------------------------------------------------ faults
 
+def within(seconds, function, *args):
+    """``function(*args)``, failing the test if it has not returned after
+    a generous ``seconds`` (a hang, not a slow machine)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        return executor.submit(function, *args).result(timeout=seconds)
+
+
 def test_killed_worker_in_map_is_reassigned():
     lines = []
     with WorkerPool(2, timeout=10, log=lines.append) as pool:
@@ -295,9 +303,7 @@ def test_dead_and_stopped_workers_in_persistent_job():
         reference = job.call("evaluate", p)
         os.kill(pool.peers[0].pid, signal.SIGKILL)
         os.kill(pool.peers[2].pid, signal.SIGSTOP)  # alive, but silent
-        start = time.monotonic()
-        again = job.call("evaluate", p)
-        assert time.monotonic() - start < 8
+        again = within(60, job.call, "evaluate", p)  # no hang
         for a, b in zip(reference, again):
             assert a["loss"] == b["loss"]  # same shares, same sums
             assert np.array_equal(a["gradient"], b["gradient"])
@@ -315,10 +321,8 @@ def test_no_reassign_fails_clearly_and_never_hangs():
         job = pool.persistent(LeastSquares, [{"X": np.eye(2),
                                               "y": np.ones(2)}] * 2)
         os.kill(pool.peers[1].pid, signal.SIGKILL)
-        start = time.monotonic()
         with pytest.raises(WorkerError, match="worker 1 on localhost"):
-            job.call("evaluate", np.zeros(2))
-        assert time.monotonic() - start < 5
+            within(60, job.call, "evaluate", np.zeros(2))  # no hang
     with WorkerPool(1, timeout=1.0) as pool:
         os.kill(pool.peers[0].pid, signal.SIGKILL)
         with pytest.raises(WorkerError, match="no worker left"):
@@ -333,9 +337,11 @@ MASTER = textwrap.dedent("""
     pool = WorkerPool(2)
     print(*[p.pid for p in pool.peers], flush=True)
     try:
-        for _ in pool.map(Echo, {"k%d" % i: i for i in range(1000)},
-                          {"sleep": 0.5}):
-            pass
+        for n, _ in enumerate(pool.map(Echo,
+                                       {"k%d" % i: i for i in range(1000)},
+                                       {"sleep": 0.5}, chunksize=1)):
+            if n == 0:
+                print("mapping", flush=True)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         pool.close()
@@ -350,12 +356,12 @@ def test_master_interrupted_or_killed_leaves_no_workers(how):
     try:
         pids = [int(p) for p in master.stdout.readline().split()]
         assert len(pids) == 2
-        time.sleep(0.5)
+        assert master.stdout.readline().strip() == "mapping"  # running
         master.send_signal(getattr(signal, how))
         code = master.wait(10)
         if how == "SIGINT":
             assert code == 3 and "interrupted" in master.stdout.read()
-        assert all(gone(pid, wait=5) for pid in pids)
+        assert all(gone(pid) for pid in pids)
     finally:
         master.kill()
         master.wait()
