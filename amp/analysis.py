@@ -4,8 +4,8 @@ log, the loss's sensitivity to each parameter, and RMSEs of saved models.
 Amp 1.x's :mod:`amp.analysis` names, keywords and return values:
 :func:`plot_parity_and_error`, :func:`plot_convergence`,
 :func:`read_trainlog`, :func:`plot_sensitivity` and :func:`calc_rmse`.
-:func:`read_trainlog` reads the logs this library writes and those written
-by Amp 1.x alike.
+:func:`read_trainlog` (from :mod:`amp.trainlog`) reads the logs this
+library writes and those written by Amp 1.x alike.
 
 Plots need matplotlib (``pip install amp-mlip[plot]``), imported only when
 a plot is made. Figures are drawn on matplotlib's Agg canvas directly
@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from .trainlog import read_trainlog
 from .utilities import make_filename
 
 __all__ = ["plot_parity_and_error", "plot_convergence", "read_trainlog",
@@ -240,188 +241,6 @@ def _parity(ax, reference, model, color):
 
 
 # Training logs ---------------------------------------------------------------
-
-_CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse",
-             "force_maxresid", "energy_coefficient", "force_coefficient")
-_ENDINGS = (("...optimization successful.", True),
-            ("optimization completed successfully.", True),
-            ("...optimization unsuccessful.", False),
-            ("could not find parameters for the", None))
-_SKIPPED = ("Saving checkpoint data.", "Overwriting file")
-
-
-def _read_lines(logfile):
-    try:
-        with open(logfile) as handle:
-            return handle.read().splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError("training log %s does not exist"
-                                % logfile) from None
-
-
-def read_trainlog(logfile, verbose=True, multiple=0):
-    """Read the convergence data of a training log.
-
-    Reads this library's ``<label>-log.txt`` and logs written by Amp 1.x,
-    and returns what Amp's function returns.
-
-    Parameters
-    ----------
-    logfile : str
-        Path of the log.
-    verbose : bool
-        Print the criteria and the table rows as they are read (as Amp).
-    multiple : int or True
-        Which training run of the log to read, counting from 0 (each
-        ``train()`` appends one; -1 is the last); True returns every run
-        as a list.
-
-    Returns
-    -------
-    dict
-        ``no_images`` and, once the fit has started, ``convergence``:
-        the criteria ``energy_rmse``, ``energy_maxresid``, ``force_rmse``,
-        ``force_maxresid`` (None when not set), ``energy_coefficient``,
-        ``force_coefficient`` (0.0 when forces are not trained),
-        ``costfxngoal`` (the loss the RMSE criteria amount to),
-        ``converged`` (True, False or None while the log is still being
-        written), and per step of the table: ``steps``, ``es`` and ``fs``
-        (energy and force RMSEs), ``emrs`` and ``fmrs`` (maximum
-        residuals), ``costfxns`` (the loss), ``costfxnEs`` and
-        ``costfxnFs`` (the energy and force terms' shares of it).
-
-    Raises
-    ------
-    FileNotFoundError
-        No such file.
-    ValueError
-        Not a training log, a run that is not there, or a log truncated
-        before its convergence table; the message names the file.
-    """
-    lines = _read_lines(logfile)
-    starts = [index for index, line in enumerate(lines)
-              if line.startswith("Amp training started.")]
-    if not starts:
-        raise ValueError("%s is not an Amp training log, or is truncated: "
-                         "it has no 'Amp training started.' line" % logfile)
-    ends = starts[1:] + [len(lines)]
-    if multiple is True:
-        return [_read_run(lines[s:e], s, logfile, verbose)
-                for s, e in zip(starts, ends)]
-    try:
-        start, end = starts[multiple], ends[multiple]
-    except (IndexError, TypeError):
-        raise ValueError("%s has %d training run(s); multiple=%r is not one "
-                         "of them (count from 0, or True for all)"
-                         % (logfile, len(starts), multiple)) from None
-    return _read_run(lines[start:end], start, logfile, verbose)
-
-
-def _number(text, where):
-    text = text.strip()
-    if text == "None":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("%s: %r is not a number" % (where, text)) from None
-
-
-def _read_run(lines, first, logfile, verbose):
-    """Parse one training run; ``first`` is its first line's index."""
-    def where(index):
-        return "%s, line %d" % (logfile, first + index + 1)
-
-    def say(text):
-        if verbose:
-            print(text)
-
-    for line in lines:
-        if "unique images after hashing" in line:
-            no_images = int(line.split()[0])
-            break
-    else:
-        raise ValueError("%s is truncated: the training run at line %d has "
-                         "no '... unique images after hashing.' line"
-                         % (logfile, first + 1))
-    data = {"no_images": no_images}
-    for start, line in enumerate(lines):
-        if "Loss function convergence criteria:" in line:
-            break
-    else:
-        return data  # the fit had not started (Amp returns this too)
-    d = data["convergence"] = {}
-    table = None
-    for index in range(start + 1, len(lines)):
-        line = lines[index]
-        if "Step" in line and "Time" in line:
-            table = index + 2
-            break
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in _CRITERIA and key not in d:
-            d[key] = _number(value, where(index))
-    missing = [k for k in _CRITERIA if k not in d]
-    if table is None or missing:
-        raise ValueError("%s is truncated: the convergence criteria and "
-                         "table header of the training run at line %d are "
-                         "incomplete%s" % (logfile, first + 1,
-                                           " (no %s)" % ", ".join(missing)
-                                           if missing else ""))
-    if d["force_coefficient"] is None:
-        d["force_coefficient"] = 0.
-    trainforces = d["force_rmse"] is not None
-    say("train forces: %s" % trainforces)
-    for key, value in d.items():
-        say("%s: %s" % (key, value))
-    E = d["energy_rmse"] ** 2 * no_images if d["energy_rmse"] else 0.
-    F = d["force_rmse"] ** 2 * no_images if trainforces else 0.
-    d["costfxngoal"] = d["energy_coefficient"] * E + \
-        d["force_coefficient"] * F
-    d["converged"] = None
-    columns = {name: [] for name in ("steps", "es", "fs", "emrs", "fmrs",
-                                     "costfxns", "costfxnEs", "costfxnFs")}
-    n_tokens = 11 if trainforces else 7
-    for index in range(table, len(lines)):
-        line = lines[index]
-        ending = [value for text, value in _ENDINGS if text in line]
-        if ending:
-            d["converged"] = ending[0]
-            break
-        if not line.strip():
-            break  # the run stopped without a word (killed, timed out)
-        if any(text in line for text in _SKIPPED):
-            continue
-        tokens = line.split()
-        if not tokens[0].isdigit():
-            continue  # a message between rows
-        if len(tokens) != n_tokens:
-            if index == len(lines) - 1:
-                break  # a row being written
-            raise ValueError("%s: not a row of the convergence table "
-                             "(%d columns, expected %d): %r"
-                             % (where(index), len(tokens), n_tokens, line))
-        say(line)
-        step, costfxn, e, emr = tokens[0], tokens[2], tokens[3], tokens[5]
-        costfxn = float(costfxn)
-        columns["steps"].append(int(step))
-        columns["es"].append(float(e))
-        columns["emrs"].append(float(emr))
-        columns["costfxns"].append(costfxn)
-        # Amp's arithmetic, in its order, for identical floats.
-        E = float(e) ** 2 * no_images
-        columns["costfxnEs"].append(
-            d["energy_coefficient"] * E / costfxn if costfxn else np.nan)
-        if trainforces:
-            f, fmr = tokens[7], tokens[9]
-            columns["fs"].append(float(f))
-            columns["fmrs"].append(float(fmr))
-            F = float(f) ** 2 * no_images
-            columns["costfxnFs"].append(
-                d["force_coefficient"] * F / costfxn if costfxn else np.nan)
-    d.update(columns)
-    return data
-
 
 def plot_convergence(logfile, plotfile="convergence.pdf"):
     """Plot the convergence of a training log.

@@ -419,7 +419,7 @@ def test_without_matplotlib_plots_say_what_to_install(tmp_path, monkeypatch,
     assert read_trainlog(AMP1_LOG, verbose=False) == AMP1_DATA["multiple=0"]
 
 
-# amp-plotconvergence ----------------------------------------------------------
+# amp-plotconvergence -------------------------------------------------------
 
 def test_plotconvergence_command(tmp_path, capsys):
     png = str(tmp_path / "c.png")
