@@ -5,7 +5,7 @@ Prints ``name value unit`` lines. The entries are the fingerprints of 1,000
 float64), computed from one neighbour list with perturbed positions so that
 every entry holds distinct full-precision numbers, as real ones do.
 
-Run: ``.venv/bin/python bench/database.py`` (issue 3 target:
+Run: ``.venv/bin/python bench/database.py`` (target:
 ``archive_read_1000`` <= 1 s).
 """
 import os

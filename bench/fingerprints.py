@@ -2,7 +2,7 @@
 
 Prints ``name value unit`` lines for thermally displaced fcc Cu cells
 (a = 3.6 A) of 108, 500 and 2048 atoms, default symmetry functions, Cosine
-cutoff 6.5 A, neighbour search included. Targets (issue 2, 108 atoms):
+cutoff 6.5 A, neighbour search included. Targets (108 atoms):
 fingerprints <= 15 ms, with derivatives <= 50 ms, derivative data <= 5 MB.
 """
 import os

@@ -1,4 +1,4 @@
-"""Benchmark of amp.gdml training and prediction (issue 6).
+"""Benchmark of amp.gdml training and prediction.
 
 Prints ``name value unit`` lines: training time, prediction throughput
 (one geometry per call, and batches of 500), and peak memory, for
@@ -11,6 +11,13 @@ Set ``SGDML_PYTHON`` to a Python that has the sgdml package to time sgdml
 1.0.x on the same tasks as well (lines prefixed ``sgdml_``).
 
 Usage: ``python bench/gdml.py [--n-train 200 1000] [--sig 10]``.
+
+``python bench/gdml.py --cli [--n-train 200] [--n-valid 200] [--sigs 10:10:50]``
+times the whole command-line workflow instead: ``amp-gdml all`` on the same
+dataset (task creation, training and validation per sigma, selection, test
+on all unused points), printing its wall time, chosen sigma and test
+errors; with ``SGDML_BIN`` pointing at sgdml's ``sgdml`` program, the same
+``sgdml all`` run as well (lines prefixed ``sgdml_``).
 """
 import os
 
@@ -169,13 +176,68 @@ print("{}_peak_memory {:.0f} MB".format(
 """
 
 
+def _read_cli_model(path):
+    """sigma, n_test and test errors of a model written by `all`."""
+    from amp.gdml import io
+    model = io.load_model(path)
+    f_err = model["f_err"].item()
+    e_err = model["e_err"].item() if "e_err" in model else None
+    return float(model["sig"]), int(model["n_test"]), e_err, f_err
+
+
+def run_cli(n_train, n_valid, sigs):
+    """``amp-gdml all`` (and ``sgdml all``) on the benchmark dataset."""
+    import shutil
+    path = dataset_path()
+    runs = [("amp", [sys.executable, "-m", "amp.gdml"])]
+    if os.environ.get("SGDML_BIN"):
+        runs.append(("sgdml", [os.environ["SGDML_BIN"]]))
+    for tag, prog in runs:
+        work = os.path.join(CACHE, "cli_" + tag)
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        cmd = prog + ["all", path, str(n_train), str(n_valid), "-s"] + \
+            sigs.split() + ["--model_file", "model.npz", "-p", "1"]
+        if tag == "amp":
+            cmd += ["--seed", "0"]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        with open(os.path.join(work, "log.txt"), "w") as fh:
+            fh.write(out.stdout + out.stderr)
+        if out.returncode != 0 or not os.path.exists(
+                os.path.join(work, "model.npz")):
+            print("{}_all_failed 1 flag  # see {}".format(
+                tag, os.path.join(work, "log.txt")))
+            continue
+        sig, n_test, e_err, f_err = _read_cli_model(
+            os.path.join(work, "model.npz"))
+        print("{}_all_wall_time {:.1f} s".format(tag, wall))
+        print("{}_all_sigma {:g} 1/Ang".format(tag, sig))
+        print("{}_all_n_test {} count".format(tag, n_test))
+        if e_err is not None:
+            print("{}_all_test_E_MAE {:.4f} eV".format(tag, e_err["mae"]))
+            print("{}_all_test_E_RMSE {:.4f} eV".format(tag, e_err["rmse"]))
+        print("{}_all_test_F_MAE {:.4f} eV/Ang".format(tag, f_err["mae"]))
+        print("{}_all_test_F_RMSE {:.4f} eV/Ang".format(tag, f_err["rmse"]))
+        sys.stdout.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-train", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--sig", type=float, default=10.0)
+    parser.add_argument("--cli", action="store_true",
+                        help="time amp-gdml all (and sgdml all)")
+    parser.add_argument("--n-valid", type=int, default=200)
+    parser.add_argument("--sigs", default="10:10:50")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--task-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cli:
+        run_cli(args.n_train[0] if args.n_train != [200, 1000] else 200,
+                args.n_valid, args.sigs)
+        return
     if args.one is not None:
         run_amp(args.one, args.sig, args.task_out)
         return

@@ -1,4 +1,4 @@
-"""Inference benchmarks of issue 4: force calls and MD steps, one core.
+"""Inference benchmarks: force calls and MD steps, one core.
 
 Models: default ``Gaussian()`` + ``NeuralNetwork(hiddenlayers=(5, 5),
 randomseed=42)`` set up on EMT data (fingerprint range and energy scalings

@@ -1,4 +1,4 @@
-"""Parallel speed-ups over ZMQ workers (issue 5), 2 local workers.
+"""Parallel speed-ups over ZMQ workers, 2 local workers.
 
 Prints ``name value unit`` lines:
 

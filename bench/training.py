@@ -1,4 +1,4 @@
-"""Training benchmarks of issue 4, on data made like Amp's tutorial.
+"""Training benchmarks on data made like Amp's tutorial.
 
 Data: 50 Langevin MD snapshots (EMT) of the tutorial system, the Pt fcc(110)
 slab with two Cu adsorbates (``examples/tutorial_data.py`` through
@@ -27,7 +27,8 @@ lines:
   ``fingerprint-primes`` database inspected afterwards (both should be 0);
   ``energy_criteria_default_coefficient_trains_forces``: whether energy
   criteria alone with the default ``force_coefficient`` train forces (they
-  do, by SPEC.md's rule, so that case is not energy-only here; Amp 1.0.1
+  do: forces are trained unless ``force_coefficient`` is None, so that
+  case is not energy-only here; Amp 1.0.1
   computes the derivatives and then drops the force term);
 * ``memory_500x108_force_training`` GB: peak resident memory (VmHWM) of a
   subprocess that makes 500 thermally displaced 108-atom fcc Cu cells with
@@ -185,7 +186,7 @@ def bench_energy_only(images, folder):
     report("energy_only_primes_stored", n_primes, "count",
            "fingerprints stored: %i" % n_fingerprints)
     # Energy criteria only but the default force_coefficient (0.04): forces
-    # are trained here (SPEC.md), so derivatives are computed; Amp 1.0.1
+    # are trained here, so derivatives are computed; Amp 1.0.1
     # computes them too and then drops the force term at the first step.
     model = NeuralNetwork(hiddenlayers=(5, 5))
     model.lossfunction = LossFunction(

@@ -1,5 +1,5 @@
-"""LossFunction: SPEC.md's definitions, analytic gradient against finite
-differences, independence of the image split, duplicates, energy-only."""
+"""LossFunction: the definitions of docs/model.md, analytic gradient against
+finite differences, independence of the image split, duplicates, energy-only."""
 import os
 
 import numpy as np
@@ -191,7 +191,7 @@ def test_energy_only_never_needs_derivatives():
         model.fit(images, descriptor, Logger(None), None, only_setup=True)
         result = model.lossfunction.get_loss(model.vector)
         assert result["force_loss"] == 0.0 and result["loss"] > 0
-    # SPEC.md: only force_coefficient=None turns force training off; the
+    # Only force_coefficient=None turns force training off; the
     # default coefficient trains forces even without a force criterion.
     model = NeuralNetwork(hiddenlayers=(2,), randomseed=0)
     model.lossfunction = LossFunction()

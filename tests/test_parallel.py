@@ -1,4 +1,4 @@
-"""Parallel workers (issue 5): cores, wire format, local and SSH workers,
+"""Parallel workers: cores, wire format, local and SSH workers,
 security, faults and clean-up. Results must equal the serial ones."""
 import concurrent.futures
 import os

@@ -1,4 +1,4 @@
-"""Training with workers (issue 5): fingerprints computed by workers and the
+"""Training with workers: fingerprints computed by workers and the
 loss function's images held by workers for the whole fit, locally and over
 SSH. Results equal the serial ones; no worker outlives the training."""
 import os
