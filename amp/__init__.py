@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import sys
+import types
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -383,6 +384,9 @@ class Amp(Calculator):
         try:
             descriptor = Descriptor.fromdict(descriptor_dict)
             model = Model.fromdict(model_dict)
+            # A file whose descriptor and model disagree is a bad file too.
+            cls._check_compatible(types.SimpleNamespace(
+                descriptor=descriptor, model=model))
         except (KeyError, TypeError, ValueError, AttributeError,
                 IndexError) as error:
             raise modelfile.ModelFileError(
