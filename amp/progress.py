@@ -100,13 +100,16 @@ class Progress:
 
     Extra ``fields`` are shown as ``name value`` (floats with 4 digits).
     :meth:`close` redraws the final state and ends the line, only if
-    something was drawn; a run shorter than ``interval`` prints nothing.
+    something was drawn; a run shorter than ``interval``, or counted work
+    of a single unit, prints nothing.
     """
 
     def __init__(self, total=None, label="", enabled=None, unit="",
                  stream=None, interval=None):
         self.stream = sys.stderr if stream is None else stream
-        self.enabled = wants_progress(enabled, self.stream)
+        # One unit (an inference call's single image) is no progress.
+        self.enabled = wants_progress(enabled, self.stream) and (
+            total is None or total > 1)
         self.total = total
         self.label = label
         self.unit = unit

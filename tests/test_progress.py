@@ -53,6 +53,10 @@ def test_rate_limited_and_silent_when_short_or_off():
         for done in range(1000):
             progress.update(done)
     assert stream.getvalue() == ""  # nothing drawn, nothing to close
+    single = io.StringIO()  # one image, e.g. an inference call
+    with Progress(1, "x", enabled=True, stream=single, interval=0) as one:
+        one.update(1)
+    assert single.getvalue() == ""
     off = io.StringIO()
     progress = Progress(5, "x", enabled=False, stream=off, interval=0)
     progress.update(3)
