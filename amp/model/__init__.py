@@ -483,7 +483,9 @@ class LossFunction:
 
     def _close_progress(self):
         if self._progress is not None:
+            # Dropped once closed: no stream is held (deepcopy-safe).
             self._progress.close()
+            self._progress = None
 
     def _totals(self, vector, lossprime):
         """Loss terms and analytic gradient summed over the batches."""
@@ -568,10 +570,11 @@ class LossFunction:
             self._best = (result["loss"],
                           np.array(parametervector, dtype=float))
         converged = self.check_convergence(result)
-        self._progress.update(self._step, loss=result["loss"],
-                              energy_rmse=result["energy_rmse"],
-                              **({"force_rmse": result["force_rmse"]}
-                                 if self.train_forces else {}))
+        if self._progress is not None:
+            self._progress.update(self._step, loss=result["loss"],
+                                  energy_rmse=result["energy_rmse"],
+                                  **({"force_rmse": result["force_rmse"]}
+                                     if self.train_forces else {}))
         if self.raise_ConvergenceOccurred:
             if converged:
                 self._model.vector = parametervector
