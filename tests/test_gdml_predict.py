@@ -1,6 +1,5 @@
 """amp.gdml.predict: fixture numbers, finite differences, API."""
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -195,7 +194,6 @@ def test_model_from_np_load_reads_object_keys_safely(ref):
 
 
 def test_model_from_np_load_refuses_code(ref, tmp_path):
-    import pickle
     model = dict(ref["sgdml"])
 
     class Evil:
@@ -207,7 +205,6 @@ def test_model_from_np_load_refuses_code(ref, tmp_path):
     model["f_err"] = arr
     path = tmp_path / "evil.npz"
     np.savez(path, **model)
-    del pickle
     with np.load(path, allow_pickle=True) as npz:
         with pytest.raises(io.UnsafeFileError, match="os|posix|system"):
             GDMLPredict(npz, num_workers=0)

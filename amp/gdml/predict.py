@@ -28,11 +28,11 @@ import numpy as np
 from . import io as gdml_io
 from .desc import Desc, desc_perms_from_lin, lattice_and_inverse
 from .kernel import descriptor_matvec
-from .workers import (_predict_wkr, globs, register_predictor,  # noqa: F401
+from .workers import (_predict_wkr, globs, register_predictor,
                       share_array, update_predictor)
 
 __all__ = ["GDMLPredict", "require_torch", "geometries_as_rows",
-           "_predict_wkr"]
+           "_predict_wkr", "globs", "share_array"]
 
 # Bytes of temporaries one (query, training-permutation) pair costs.
 _BYTES_PER_PAIR = 8 * 5

@@ -31,9 +31,9 @@ from .task import (check_perms, check_sig_lam, create_task,
 from .predict import GDMLPredict, require_torch
 from .solvers import (KernelOperator, analytic_bytes, analytic_solve,
                       cg_solve, nystroem_preconditioner)
-from .workers import _assemble_kernel_mat_wkr, glob, share_array  # noqa: F401
+from .workers import _assemble_kernel_mat_wkr, glob, share_array
 
-__all__ = ["GDMLTrain", "_assemble_kernel_mat_wkr"]
+__all__ = ["GDMLTrain", "_assemble_kernel_mat_wkr", "glob", "share_array"]
 
 
 def _total_memory_gb():
