@@ -80,3 +80,39 @@ def test_linear_scaling_of_entries():
     n1 = len(atoms_neighbor_list(base * (3, 3, 3), 6.5).i)
     n2 = len(atoms_neighbor_list(base * (5, 5, 5), 6.5).i)
     assert n2 / 125 == pytest.approx(n1 / 27)
+
+
+def test_coincident_atoms_are_named():
+    positions = [[0, 0, 0], [1.5, 0, 0], [0, 0, 3e-7]]
+    with pytest.raises(ValueError, match="image 5 has atoms 0 and 2 at the "
+                       "same position \\(3e-07 Angstrom apart, closer than "
+                       "1e-06 Angstrom\\)"):
+        neighbor_list(positions, np.zeros((3, 3)), [False] * 3, 6.5,
+                      image="image 5")
+    # Just above the threshold: a neighbour like any other.
+    positions[2] = [0, 0, 2e-6]
+    nl = neighbor_list(positions, np.zeros((3, 3)), [False] * 3, 6.5)
+    assert nl.distances.min() == pytest.approx(2e-6)
+
+
+def test_memory_estimate_refuses_only_hopeless_cutoffs(monkeypatch):
+    import amp.descriptor.neighbors as neighbors
+
+    monkeypatch.setattr(neighbors, "available_memory", lambda: 2 * 10 ** 9)
+    for name, atoms, rc in systems():  # every ordinary case still runs
+        atoms_neighbor_list(atoms, rc)
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    with pytest.raises(ValueError, match="a cutoff of 1000 Angstrom is too "
+                       "large for image 1: its neighbour search would need "
+                       "about 276 GB .* more than the 2 GB available"):
+        neighbor_list(cu.positions, cu.cell, cu.pbc, 1000.0, image="image 1")
+    for cutoff in (0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="not a positive finite"):
+            neighbor_list(cu.positions, cu.cell, cu.pbc, cutoff)
+
+
+def test_available_memory_is_a_positive_number():
+    from amp.descriptor.neighbors import available_memory
+
+    available = available_memory()
+    assert available is None or available > 0

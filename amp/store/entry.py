@@ -10,6 +10,7 @@ there as well.
 
 import io
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -111,7 +112,18 @@ def _read_npy(data, meta):
     """
     dtype = np.dtype(meta["dtype"]) if meta["dtype"] is not None else None
     if dtype is None or dtype.itemsize == 0:
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        # numpy's reader reserves the declared shape before reading: check
+        # the declaration against the bytes there are first.
+        stream = io.BytesIO(data)
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 \
+            if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, declared = read_header(stream)
+        if declared.hasobject or math.prod(shape) * declared.itemsize != \
+                len(data) - stream.tell():
+            raise ValueError("array member does not match its .npy header")
+        stream.seek(0)
+        return np.lib.format.read_array(stream, allow_pickle=False)
     if not plain_dtype(dtype) or data[:6] != b"\x93NUMPY" or \
             data[6] not in (1, 2, 3):
         raise ValueError("array member is not a plain .npy array")
