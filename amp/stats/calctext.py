@@ -76,8 +76,9 @@ class _Reader:
                 self.values[target.id] = self.expression(node.value)
                 return
             return self.loss_setting(target, node.value)
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str):
+        if isinstance(node, ast.Expr) and \
+                isinstance(node.value, ast.Constant) and \
+                isinstance(node.value.value, str):
             return  # a docstring or comment string
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             _fail(node, "a bare call is not allowed (BootStrap does the "
