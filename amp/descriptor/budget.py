@@ -2,13 +2,17 @@
 
 Force training holds, for every image, the linear map from ``dE/dG`` to the
 forces (:meth:`~amp.descriptor.fingerprints.ImageFingerprints.force_matrix`)
-as one sparse matrix for the whole fit. Its stored values are easy to
-count from the neighbour lists alone: the row of atom ``a`` and direction
-``x`` has a value for every feature of every atom ``n`` that is ``a`` itself
-or has ``a`` as a neighbour (periodic images of one atom count once). A
-neighbour list costs about 1-2 ms for a 108-atom cell, against 20-25 ms
-for the derivatives themselves, so the estimate is cheap next to the work
-it guards. Each stored value takes 8 bytes and a 4-byte column index.
+as one sparse matrix for the whole fit, without its exact zeros. Its
+stored values can be counted from the neighbour lists alone: the row of
+atom ``a`` and direction ``x`` has a value for feature ``f`` of atom ``n``
+when ``a`` is a neighbour of ``n`` (periodic images of one atom count
+once) and ``f`` involves ``a``'s element (a G2 of that element, a G4 or G5
+whose pair contains it), or when ``a`` is ``n``; in both cases only if
+``n`` has the neighbours ``f`` needs (one of the G2's element, two for a
+G4 of a pair of one element). A neighbour list costs about 1-2 ms for a
+108-atom cell, against 20-25 ms for the derivatives themselves, so the
+estimate is cheap next to the work it guards. Each stored value takes 8
+bytes and a 4-byte column index.
 
 :func:`derivative_memory` gives the estimate; :func:`check_memory` logs it
 and raises :class:`TrainingMemoryError` when it exceeds the memory
@@ -35,14 +39,25 @@ class TrainingMemoryError(MemoryError):
     any fingerprint derivative is computed."""
 
 
+def _needs(Gs, elements):
+    """``(n_features, n_elements)`` neighbours of each element a feature
+    needs: one for a G2's element, one per element of a G4/G5 pair."""
+    need = np.zeros((len(Gs), len(elements)), dtype=np.int64)
+    for row, G in enumerate(Gs):
+        involved = [G["element"]] if "element" in G else G["elements"]
+        for element in involved:
+            need[row, elements.index(element)] += 1
+    return need
+
+
 def derivative_memory(descriptor, images):
     """Bytes that force training will hold for the images' derivatives.
 
     Parameters
     ----------
     descriptor : Gaussian
-        Gives the cutoff radius and the number of features per element
-        (default symmetry functions are made first when it has none).
+        Gives the cutoff radius and the symmetry functions (default ones
+        are made first when it has none).
     images : dict
         ``{hash: ase.Atoms}``.
 
@@ -53,19 +68,38 @@ def derivative_memory(descriptor, images):
         per cent of the arrays built).
     """
     descriptor._ensure_parameters(images)
-    features = {element: len(Gs) for element, Gs in descriptor.Gs.items()}
+    elements = sorted(set(descriptor.Gs) | {s for atoms in images.values()
+                                             for s in atoms.symbols})
+    code_of = {element: k for k, element in enumerate(elements)}
+    needs = {element: _needs(Gs, elements)
+             for element, Gs in descriptor.Gs.items()}
     cutoff = descriptor.cutoff.Rc
     values, rows = 0, 0
     for atoms in images.values():
         n = len(atoms)
+        symbols = atoms.get_chemical_symbols()
+        code = np.array([code_of[s] for s in symbols], dtype=np.int64)
         nl = atoms_neighbor_list(atoms, cutoff)
-        per_atom = np.array([features[s] for s in
-                             atoms.get_chemical_symbols()], dtype=np.int64)
-        centres = np.unique(nl.i)
-        # Distinct (centre, atom) pairs, the centre itself included.
-        pairs = np.unique(np.concatenate([nl.i * n + nl.j,
-                                          centres * n + centres]))
-        values += 3 * int(per_atom[pairs // n].sum())
+        # Neighbour entries of each atom by element.
+        counts = np.zeros((n, len(elements)), dtype=np.int64)
+        np.add.at(counts, (nl.i, code[nl.j]), 1)
+        # involved[a, x]: features of atom a moved by a neighbour of
+        # element x; own[a]: features of a that move at all.
+        involved = np.zeros((n, len(elements)), dtype=np.int64)
+        own = np.zeros(n, dtype=np.int64)
+        for element, need in needs.items():
+            atoms_e = np.flatnonzero(np.array(symbols) == element)
+            if not len(atoms_e):
+                continue
+            met = np.all(counts[atoms_e][:, None, :] >= need[None], axis=2)
+            involved[atoms_e] = met.astype(np.int64) @ (need > 0)
+            own[atoms_e] = met.sum(axis=1)
+        pairs = np.unique(nl.i * n + nl.j)
+        centre, other = pairs // n, pairs % n
+        distinct = centre != other  # an atom's own periodic images: own row
+        values += 3 * int(involved[centre[distinct],
+                                   code[other[distinct]]].sum())
+        values += 3 * int(own.sum())
         rows += 3 * n
     return values * _VALUE_BYTES + (rows + 1) * _ROW_BYTES
 
