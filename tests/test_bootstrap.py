@@ -236,7 +236,8 @@ calc.model.lossfunction = None if False else None
     assert parameters["weight_duplicates"] is True
     assert parameters["convergence"]["energy_rmse"] == 0.02
     ensemble = BootStrap(log=QUIET)
-    ensemble.train(slab_images(4), n=2, calc_text=good, label="t", seed=1)
+    ensemble.train(slab_images(4), n=2, calc_text=good, label="t", seed=1,
+                   start_command="sbatch run.py", headerlines="#SBATCH")
     assert len(ensemble.ensemble) == 2
     assert not os.path.exists("../amp-db-fingerprints.ampdb")
 
@@ -276,6 +277,8 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, monkeypatch):
             BootStrap(log=QUIET).train(images, n=n, calc=template())
     with pytest.raises(TypeError, match="must be an amp.Amp"):
         BootStrap(log=QUIET).train(images, n=2, calc=NeuralNetwork())
+    with pytest.raises(TypeError, match="unexpected keyword.*nonsense"):
+        BootStrap(log=QUIET).train(images, n=2, calc=template(), nonsense=1)
     with pytest.raises(ValueError, match="either calc or calc_text"):
         BootStrap(log=QUIET).train(images, n=2, calc=template(),
                                    calc_text="calc = 1")

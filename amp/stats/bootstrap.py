@@ -32,9 +32,13 @@ from .calctext import read_calc_text
 from .ensemble import (Ensemble, EnsembleCalculator, EnsembleFileError,
                        apply_output, read_ensemble, write_ensemble)
 
-__all__ = ["BootStrap", "bootstrap", "EnsembleFileError"]
+__all__ = ["BootStrap", "Bootstrap", "bootstrap", "EnsembleFileError"]
 
 PROGRESS = "progress.json"
+# Amp 1.x's BootStrap.train wrote and submitted job scripts; these
+# keywords configured them and are accepted without effect.
+AMP1_JOB_OPTIONS = ("headerlines", "start_command", "sleep", "expired",
+                    "train_line")
 
 
 def bootstrap(vector, size=None, return_missing=False, rng=None):
@@ -249,7 +253,7 @@ class BootStrap:
 
     def train(self, images, n=50, calc=None, calc_text=None,
               label="bootstrap", cores=1, seed=None, retries=2,
-              dblabel=None, overwrite=False):
+              dblabel=None, overwrite=False, **job_options):
         """Train ``n`` members, each on a bootstrap resample of ``images``.
 
         Parameters
@@ -288,6 +292,11 @@ class BootStrap:
             ``<label>-training/amp``).
         overwrite : bool
             Replace an existing ``<label>.ensemble``.
+        **job_options
+            Amp 1.x's job-script keywords (``headerlines``,
+            ``start_command``, ``sleep``, ``expired``, ``train_line``) are
+            accepted and not used (no job scripts are written); any other
+            keyword is an error.
 
         Returns
         -------
@@ -302,6 +311,10 @@ class BootStrap:
             ``<label>-training/progress.json`` and a second call with the
             same images, template and seed trains only the others.
         """
+        unknown = set(job_options) - set(AMP1_JOB_OPTIONS)
+        if unknown:
+            raise TypeError("BootStrap.train got unexpected keyword "
+                            "arguments %s" % ", ".join(sorted(unknown)))
         n = self._check_n(n)
         template = self._template(calc, calc_text)
         spec = _template_spec(template)
@@ -328,6 +341,9 @@ class BootStrap:
         seed = progress["seed"]
         self.log("Bootstrap training of %d members on %d images (seed %d) "
                  "in %s." % (n, len(keys), seed, folder))
+        if job_options:
+            self.log("Not used (no job scripts are written): %s."
+                     % ", ".join(sorted(job_options)))
         resamples = [np.random.default_rng([seed, index]).integers(
             0, len(keys), len(keys)).tolist() for index in range(n)]
         from ..parallel import WorkerPool, wants_parallel
@@ -519,6 +535,10 @@ class BootStrap:
             raise ValueError("the ensemble is empty: train it or load an "
                              "ensemble file first")
         return EnsembleCalculator(self._committee, k=k)
+
+
+#: The spelling some of Amp's documentation uses.
+Bootstrap = BootStrap
 
 
 def _comparable(spec):
