@@ -107,8 +107,19 @@ def test_percentiles_ordered_and_amp_output_codes(trained):
             ensemble.get_potential_energy(atoms, output=bad)
 
 
-def test_one_fingerprinting_gives_each_members_own_predictions(trained):
+def test_one_fingerprinting_gives_each_members_own_predictions(
+        trained, monkeypatch):
     ensemble, images, _ = trained
+    descriptor = ensemble._committee.descriptor
+    calls = []
+    compute = descriptor.compute
+    monkeypatch.setattr(descriptor, "compute",
+                        lambda *args: calls.append(1) or compute(*args))
+    probe = distorted(images[5])
+    ensemble.get_potential_energy(probe)
+    ensemble.get_forces(probe, output=(.1, .9))
+    ensemble.get_atomic_energies(probe)
+    assert len(calls) == 1  # five members, three questions, one call
     cell = bulk("Pt", "fcc", a=3.95, cubic=True) * (2, 1, 1)
     cell[0].symbol = "Cu"
     cell.rattle(0.05, seed=1)
