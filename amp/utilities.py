@@ -236,10 +236,26 @@ def hash_images(images, log=None, ordered=False):
 from amp.store.database import Data, FileDatabase  # noqa: E402,F401
 from amp.parallel import (MessageDictionary, assign_cores,  # noqa: E402,F401
                           make_sublists, setup_parallel, start_workers)
-# Amp's annealer, image helpers, importer and literal reader, implemented in
-# amp.annealer, amp.images, amp.importing and amp.store.amp1.
-from amp.annealer import Annealer  # noqa: E402,F401
-from amp.images import (MissingDataError, check_images,  # noqa: E402,F401
-                        randomize_images)
+# Amp's importer and literal reader, implemented in amp.importing and
+# amp.store.amp1.
 from amp.importing import importer  # noqa: E402,F401
 from amp.store.amp1 import string2dict  # noqa: E402,F401
+
+# Amp's names implemented in modules that themselves use this one: resolved
+# on first use, so that importing amp.utilities imports nothing above it.
+_LAZY = {"Annealer": "amp.annealer", "MissingDataError": "amp.images",
+         "check_images": "amp.images", "randomize_images": "amp.images"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError("module %r has no attribute %r"
+                             % (__name__, name))
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -31,7 +31,6 @@ def element_fingerprints(calc, images):
     dict
         ``{element: (n_atoms, n_features) array}``, atoms in image order.
     """
-    from ..analysis import training_descriptor
     from ..utilities import hash_images
 
     images = hash_images(images)
@@ -126,7 +125,7 @@ class FingerprintPlot:
         ImportError
             matplotlib is missing.
         """
-        from ..analysis import (check_plotfile, draw_violins, new_figure,
+        from ..plotting import (check_plotfile, draw_violins, new_figure,
                                 save_figure)
 
         check_plotfile(name, overwrite)
@@ -194,8 +193,7 @@ class FingerprintPlot:
         if any(image is None for image in images):
             raise ValueError("overlay atoms must belong to an Atoms object "
                              "(e.g. atoms[3], not Atom('Cu'))")
-        from ..analysis import training_descriptor
-        from ..utilities import hash_images
+            from ..utilities import hash_images
 
         hashed = hash_images(images)
         descriptor = training_descriptor(self._calc)
@@ -209,3 +207,14 @@ class FingerprintPlot:
             points.setdefault(element, []).append(
                 np.asarray(fingerprints.values[element][row]))
         return points
+
+
+def training_descriptor(calc, dblabel=None):
+    """A fresh copy of ``calc``'s descriptor for computing fingerprints of
+    many images, reusing the databases of ``dblabel`` (default the
+    descriptor's own, memory when it has none); ``calc`` is untouched."""
+    descriptor = calc.descriptor
+    fresh = type(descriptor).fromdict(descriptor.todict())
+    fresh.dblabel = dblabel if dblabel is not None else \
+        getattr(descriptor, "dblabel", None)
+    return fresh

@@ -83,7 +83,7 @@ class NodePlot:
         ImportError
             matplotlib is missing.
         """
-        from ..analysis import (check_plotfile, draw_violins, new_figure,
+        from ..plotting import (check_plotfile, draw_violins, new_figure,
                                 save_figure)
 
         check_plotfile(filename, overwrite)
