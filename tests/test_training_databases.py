@@ -117,3 +117,61 @@ def test_earlier_neighbor_entries_still_read(copper, tmp_path):
     np.testing.assert_array_equal(read.neighbors.i, nl.i)
     np.testing.assert_array_equal(read.neighbors.offsets, nl.offsets)
     assert len(again.arrays.neighbor_list(key)) == len(copper[key])
+
+
+def _alloy(count=2, seed=1):
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        atoms = bulk("Cu", "fcc", a=3.8, cubic=True) * (2, 2, 2)
+        atoms.symbols = rng.choice(["Au", "Cu", "Pt"], len(atoms))
+        atoms.rattle(0.05, rng=rng)
+        images.append(atoms)
+    return hash_images(images)
+
+
+def test_derivatives_stored_without_zeros(tmp_path):
+    """Three elements: the packed blocks hold under half the values and
+    read back bit for bit; full blocks (the earlier form) still read."""
+    from amp.descriptor.fingerprint_store import (pack_derivatives,
+                                                  unpack_derivatives)
+
+    images = _alloy()
+    memory = Gaussian()
+    memory.calculate_fingerprints(images, calculate_derivatives=True)
+    label = str(tmp_path / "alloy")
+    descriptor = Gaussian()
+    descriptor.dblabel = label
+    descriptor.calculate_fingerprints(images, calculate_derivatives=True)
+    primes = FileDatabase(_database(label, "fingerprint-primes"))
+    for key in images:
+        expected = memory.arrays[key]
+        entry = primes[key]
+        full = sum(block.size for block in expected.derivatives.values())
+        packed = sum(np.asarray(v).size for n, v in entry.items()
+                     if n.startswith("dpack/"))
+        assert packed < 0.5 * full
+        read = descriptor.arrays[key]
+        for element, block in expected.derivatives.items():
+            np.testing.assert_array_equal(read.derivatives[element], block)
+            np.testing.assert_array_equal(read.entries[element],
+                                          expected.entries[element])
+        parts = expected.todict(parts=("derivatives",))
+        packed_parts = pack_derivatives(dict(parts), expected.symbols,
+                                        expected.neighbors.j)
+        back = unpack_derivatives(packed_parts, expected.symbols,
+                                  expected.neighbors.j)
+        for element in expected.derivatives:
+            np.testing.assert_array_equal(back["derivatives/" + element],
+                                          parts["derivatives/" + element])
+    # An entry written the earlier way (full blocks) reads the same.
+    key = next(iter(images))
+    parts = memory.arrays[key].todict(parts=("derivatives",))
+    for name in ("nl/i", "nl/j", "nl/offsets"):
+        del parts[name]
+    primes[key] = parts
+    again = Gaussian.fromdict(descriptor.todict())
+    again.dblabel = label
+    for element, block in memory.arrays[key].derivatives.items():
+        np.testing.assert_array_equal(again.arrays[key].derivatives[element],
+                                      block)

@@ -13,7 +13,11 @@ Neighbour lists are stored compactly (:func:`compact_neighbors`): counts
 per centre atom instead of the sorted centre indices, and the neighbour
 indices and cell offsets in the smallest integer types that hold them
 (about 38 kB instead of 376 kB for a 108-atom cell); entries in the
-earlier form (``nl/i``) are still read. At the end of training the
+earlier form (``nl/i``) are still read. Derivative blocks are stored
+without their exact zeros (:func:`pack_derivatives`): a G2 of one element
+does not move with a neighbour of another, a G4 only with neighbours of
+its pair's elements, so with three elements 55 % of the values are zeros;
+full blocks (the earlier form) are still read. At the end of training the
 databases are archived with a gzip level per database
 (:data:`ARCHIVE_LEVELS`).
 """
@@ -76,6 +80,76 @@ def compact_neighbors(nl):
         "nl/j": j.astype(_smallest_int(0, max(nl.n_atoms - 1, 0), False)),
         "nl/offsets": offsets.astype(_smallest_int(low, high, True))})
     return entry
+
+
+def _neighbor_codes(symbols, j, entries):
+    """Per entry, the index of its neighbour's element in the sorted
+    elements of ``symbols``."""
+    elements, codes = np.unique(np.asarray(symbols), return_inverse=True)
+    return list(elements), codes[np.asarray(j)[np.asarray(entries)]]
+
+
+def pack_derivatives(parts, symbols, j):
+    """Replace each ``derivatives/<element>`` block by its non-zero columns
+    per neighbour element.
+
+    Parameters
+    ----------
+    parts : dict
+        A ``todict(parts=('derivatives',))`` form (changed in place).
+    symbols : list of str
+    j : ndarray
+        Neighbour atom of every neighbour-list entry.
+
+    Returns
+    -------
+    dict
+        ``parts`` with ``dcols/<e>/<x>`` (the columns of element ``e``'s
+        block that are not all zero over the entries whose neighbour is of
+        element ``x``) and ``dpack/<e>/<x>`` (those columns of those
+        entries, in entry order) instead of ``derivatives/<e>``.
+    """
+    for name in [n for n in parts if n.startswith("derivatives/")]:
+        element = name[len("derivatives/"):]
+        block = np.asarray(parts[name])
+        elements, codes = _neighbor_codes(symbols, j,
+                                          parts["entries/" + element])
+        n_features = block.shape[2]
+        for code in np.unique(codes):
+            rows = block[codes == code]
+            columns = np.flatnonzero(np.any(rows != 0, axis=(0, 1)))
+            tag = "%s/%s" % (element, elements[code])
+            parts["dcols/" + tag] = columns.astype(
+                _smallest_int(0, max(n_features - 1, 0), False))
+            parts["dpack/" + tag] = np.ascontiguousarray(rows[:, :, columns])
+        parts["dwidth/" + element] = n_features
+        del parts[name]
+    return parts
+
+
+def unpack_derivatives(parts, symbols, j):
+    """The inverse of :func:`pack_derivatives` (entries without packed
+    blocks are returned as they are)."""
+    widths = {n[len("dwidth/"):]: int(v) for n, v in parts.items()
+              if n.startswith("dwidth/")}
+    if not widths:
+        return parts
+    out = {n: v for n, v in parts.items()
+           if not n.startswith(("dcols/", "dpack/", "dwidth/"))}
+    for element, width in widths.items():
+        entries = np.asarray(parts["entries/" + element])
+        elements, codes = _neighbor_codes(symbols, j, entries)
+        block = np.zeros((len(entries), 3, width))
+        for code, other in enumerate(elements):
+            tag = "%s/%s" % (element, other)
+            if "dpack/" + tag not in parts:
+                continue
+            columns = np.asarray(parts["dcols/" + tag], dtype=np.intp)
+            rows = np.zeros((int(np.count_nonzero(codes == code)), 3, width))
+            rows[:, :, columns] = parts["dpack/" + tag]
+            block[codes == code] = rows
+        out["derivatives/" + element] = block
+    return out
 
 
 def expand_neighbors(entry):
@@ -158,8 +232,10 @@ class FingerprintStore:
         values = self.databases["fingerprints"][key]
         if not self.has_derivatives(key):
             return ImageFingerprints.fromdict(values)
-        derivatives = dict(self.databases["primes"][key])
-        derivatives.update(expand_neighbors(self.databases["neighbors"][key]))
+        neighbors = expand_neighbors(self.databases["neighbors"][key])
+        derivatives = unpack_derivatives(dict(self.databases["primes"][key]),
+                                         values["symbols"], neighbors["nl/j"])
+        derivatives.update(neighbors)
         return ImageFingerprints.fromdict(values, derivatives)
 
     def put(self, key, fingerprints):
@@ -173,7 +249,8 @@ class FingerprintStore:
             parts = fingerprints.todict(parts=("derivatives",))
             for name in ("nl/i", "nl/j", "nl/offsets"):
                 del parts[name]
-            self.databases["primes"][key] = parts
+            self.databases["primes"][key] = pack_derivatives(
+                parts, fingerprints.symbols, fingerprints.neighbors.j)
         self.databases["fingerprints"][key] = fingerprints.todict(
             parts=("values",))
 
