@@ -331,3 +331,22 @@ def test_members_on_workers_equal_members_in_process(tmp_path, monkeypatch):
     np.testing.assert_array_equal(
         serial.get_forces(atoms, output=("e",)),
         parallel.get_forces(atoms, output=("e",)))
+
+
+def test_amp1_ensemble_files_load(tmp_path):
+    """Amp 1.x's .ensemble: a JSON list of Amp 1.x model texts."""
+    from conftest import AMP_REFERENCE
+
+    legacy = os.path.join(AMP_REFERENCE, "ptcu_nn33.amp")
+    text = open(legacy).read()
+    path = tmp_path / "old.ensemble"
+    path.write_text(json.dumps([text, text]))
+    ensemble = BootStrap.load(str(path), log=QUIET)
+    single = Amp.load(legacy)
+    atoms = slab_images(1)[0]
+    atoms.calc = single
+    low, high = ensemble.get_potential_energy(atoms, output=(.1, .9))
+    assert low == high == pytest.approx(atoms.get_potential_energy(),
+                                        abs=1e-12)
+    np.testing.assert_allclose(ensemble.get_forces(atoms), atoms.get_forces(),
+                               atol=1e-12)
