@@ -102,7 +102,7 @@ def test_percentiles_ordered_and_amp_output_codes(trained):
     # k: the first k members.
     assert ensemble.get_potential_energy(atoms, k=2) == pytest.approx(
         np.mean(members[:2]), abs=1e-12)
-    for bad in [(1.5,), ("x",), ("e", 0.5)]:
+    for bad in [(1.5,), ("x",), ("e", 0.5), ()]:
         with pytest.raises(ValueError):
             ensemble.get_potential_energy(atoms, output=bad)
 

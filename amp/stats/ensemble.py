@@ -160,7 +160,10 @@ def apply_output(values, output, mean, method):
         order given, then the ensemble when ``'e'`` is last).
     """
     output = list(output)
-    ensemble = bool(output) and isinstance(output[-1], str)
+    if not output:
+        raise ValueError("output is empty: give quantiles (e.g. (.5,)) "
+                         "and/or 'e'")
+    ensemble = isinstance(output[-1], str)
     if ensemble and output[-1] != "e":
         raise ValueError("output codes are quantiles in [0, 1] and a final "
                          "'e' for the ensemble, got %r" % (output[-1],))
