@@ -280,7 +280,8 @@ class BootStrap:
         cores : int or dict
             1 trains the members one after another in this process; more
             (or Amp's ``{host: cores}``) trains one member per worker at a
-            time (:mod:`amp.parallel`).
+            time (:mod:`amp.parallel`; remote sessions run the template's
+            ``envcommand`` first).
         seed : int, optional
             Seed of the resamples and of each member's initial weights;
             drawn (and recorded) when None.
@@ -349,7 +350,8 @@ class BootStrap:
         from ..parallel import WorkerPool, wants_parallel
 
         parallel = wants_parallel({"cores": cores})
-        pool = WorkerPool(cores=cores, log=self.log) if parallel else None
+        pool = WorkerPool(cores=cores, envcommand=template.envcommand,
+                          log=self.log) if parallel else None
         try:
             spec["descriptor"] = self._fingerprint(spec, images, dblabel,
                                                    forces, pool)
