@@ -21,6 +21,13 @@ errors; with ``SGDML_BIN`` pointing at sgdml's ``sgdml`` program, the same
 calls ``np.in1d``, which NumPy 2 removed: under NumPy 2, point ``SGDML_BIN``
 at a small script that sets ``np.in1d = np.isin`` and then runs
 ``sgdml.cli.main()``.
+
+``--cli-split`` makes the tasks once with ``amp-gdml create`` and then lets
+each program train, select and test the same tasks (same split, same
+symmetries, same sigmas), which compares the two on equal terms (the
+symmetry search depends on the random sample); with ``SGDML_PYTHON`` it
+also checks that sgdml's ``GDMLPredict`` predicts amp's selected model as
+amp does.
 """
 import os
 
@@ -224,17 +231,108 @@ def run_cli(n_train, n_valid, sigs):
         sys.stdout.flush()
 
 
+def _print_model(tag, path, wall):
+    sig, n_test, e_err, f_err = _read_cli_model(path)
+    print("{}_wall_time {:.1f} s".format(tag, wall))
+    print("{}_sigma {:g} 1/Ang".format(tag, sig))
+    print("{}_n_test {} count".format(tag, n_test))
+    if e_err is not None:
+        print("{}_test_E_MAE {:.4f} eV".format(tag, e_err["mae"]))
+    print("{}_test_F_MAE {:.4f} eV/Ang".format(tag, f_err["mae"]))
+    print("{}_test_F_RMSE {:.4f} eV/Ang".format(tag, f_err["rmse"]))
+    sys.stdout.flush()
+
+
+SGDML_LOADS = r"""
+import sys
+import numpy as np
+if not hasattr(np, "in1d"):
+    np.in1d = np.isin
+from sgdml.predict import GDMLPredict
+model = dict(np.load(sys.argv[1], allow_pickle=True))
+ds = dict(np.load(sys.argv[2], allow_pickle=True))
+R = ds["R"][:100].reshape(100, -1)
+E, F = GDMLPredict(model, max_processes=1).predict(R)
+np.save(sys.argv[3], np.hstack([E[:, None], F]))
+"""
+
+
+def run_cli_same_split(n_train, n_valid, sigs):
+    """Same tasks (split, symmetries, sigmas) trained, selected and tested
+    by ``amp-gdml`` and by ``sgdml``; and sgdml predicting amp's model."""
+    import shutil
+    path = dataset_path()
+    amp = [sys.executable, "-m", "amp.gdml"]
+    base = os.path.join(CACHE, "cli_split")
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
+    t0 = time.perf_counter()
+    subprocess.run(amp + ["create", path, str(n_train), str(n_valid), "-s"]
+                   + sigs.split() + ["--task_dir", "tasks", "--seed", "0"],
+                   cwd=base, check=True, capture_output=True)
+    t_create = time.perf_counter() - t0
+    print("split_create_time {:.1f} s".format(t_create))
+    runs = [("split_amp", amp, [])]
+    if os.environ.get("SGDML_BIN"):
+        runs.append(("split_sgdml", [os.environ["SGDML_BIN"]], ["--cpu"]))
+    for tag, prog, extra in runs:
+        work = os.path.join(base, tag)
+        shutil.copytree(os.path.join(base, "tasks"),
+                        os.path.join(work, "tasks"))
+        t0 = time.perf_counter()
+        log = []
+        for cmd in (["train", "tasks", path, "-p", "1"] + extra,
+                    ["select", "tasks", "--model_file", "model.npz"],
+                    ["test", "model.npz", path, "-p", "1"] + extra):
+            out = subprocess.run(prog + cmd, cwd=work, capture_output=True,
+                                 text=True)
+            log.append(out.stdout + out.stderr)
+        wall = time.perf_counter() - t0
+        with open(os.path.join(work, "log.txt"), "w") as fh:
+            fh.write("\n".join(log))
+        model = os.path.join(work, "model.npz")
+        if not os.path.exists(model):
+            print("{}_failed 1 flag  # see {}/log.txt".format(tag, work))
+            continue
+        _print_model(tag, model, wall)
+    sgdml_python = os.environ.get("SGDML_PYTHON")
+    amp_model = os.path.join(base, "split_amp", "model.npz")
+    if sgdml_python and os.path.exists(amp_model):
+        from amp.gdml.predict import GDMLPredict
+        script = os.path.join(CACHE, "sgdml_loads.py")
+        with open(script, "w") as fh:
+            fh.write(SGDML_LOADS)
+        out_file = os.path.join(base, "sgdml_pred.npy")
+        subprocess.run([sgdml_python, script, amp_model, path, out_file],
+                       check=True, capture_output=True)
+        theirs = np.load(out_file)
+        from amp.gdml import io
+        R = io.load_dataset(path)["R"][:100]
+        E, F = GDMLPredict(amp_model, num_workers=0).predict(R)
+        ours = np.hstack([E[:, None], F])
+        print("sgdml_predicts_amp_model_max_rel_diff {:.1e} ratio".format(
+            np.abs(theirs - ours).max() / np.abs(ours[:, 1:]).max()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-train", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--sig", type=float, default=10.0)
     parser.add_argument("--cli", action="store_true",
                         help="time amp-gdml all (and sgdml all)")
+    parser.add_argument("--cli-split", action="store_true",
+                        help="train, select and test the same tasks with "
+                             "amp-gdml (and sgdml)")
     parser.add_argument("--n-valid", type=int, default=200)
     parser.add_argument("--sigs", default="10:10:50")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--task-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cli_split:
+        run_cli_same_split(
+            args.n_train[0] if args.n_train != [200, 1000] else 200,
+            args.n_valid, args.sigs)
+        return
     if args.cli:
         run_cli(args.n_train[0] if args.n_train != [200, 1000] else 200,
                 args.n_valid, args.sigs)

@@ -235,3 +235,13 @@ def test_resume_an_unconverged_model(tmp_path, monkeypatch, capsys):
     io.save_model("a.npz", analytic)
     status, _, err = _run(capsys, "resume", "a.npz", DATASET, DATASET)
     assert status == 1 and "nothing to resume" in err
+
+
+def test_model_without_split_keys_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = io.load_model(os.path.join(GDML_REFERENCE,
+                                       "benzene_sgdml_model.npz"))
+    del model["idxs_valid"]
+    np.savez("m.npz", **model)
+    status, _, err = _run(capsys, "test", "m.npz", DATASET)
+    assert status == 1 and "'m.npz' lacks the key(s) idxs_valid" in err

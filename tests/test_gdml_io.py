@@ -363,3 +363,21 @@ def test_file_names_follow_sgdml(gdml_reference):
     assert io.parse_list_or_range("7") == [7]
     with pytest.raises(ValueError, match="neither a positive integer"):
         io.parse_list_or_range("a:b")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tril_perms_lin", lambda m: m["tril_perms_lin"] + 10 ** 6,
+     "holds indices outside"),
+    ("std", lambda m: np.array(-1.0), "'std' must be one positive"),
+    ("std", lambda m: np.array(np.nan), "'std' contains NaN"),
+    ("sig", lambda m: np.array("ten"), "'sig' must hold numbers"),
+])
+def test_hostile_model_values_are_refused_before_use(gdml_reference,
+                                                     tmp_path, key, value,
+                                                     message):
+    model = io.load_model(_ref(gdml_reference, "benzene_sgdml_model.npz"))
+    model[key] = value(model)
+    path = tmp_path / "m.npz"
+    np.savez(path, **model)
+    with pytest.raises(ValueError, match=message):
+        io.load_model(path)

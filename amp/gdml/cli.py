@@ -182,6 +182,49 @@ def _flatten(sigs):
     return None if not sigs else sorted({s for group in sigs for s in group})
 
 
+def create_dataset(step, path, output=None, name=None, theory="unknown",
+                   energy_unit="eV", length_unit="Ang", overwrite=False):
+    """Write an sgdml dataset made from a trajectory file (create-dataset).
+
+    Parameters
+    ----------
+    step : amp.gdml.workflow.Step
+        Output settings.
+    path : str
+        The trajectory.
+    output : str, optional
+        Dataset file; default ``<name>.npz``.
+    name, theory, energy_unit, length_unit : str, optional
+        See :func:`amp.gdml.io.dataset_from_traj`.
+    overwrite : bool, optional
+        Replace an existing `output`.
+
+    Returns
+    -------
+    str
+        The dataset file.
+    """
+    from . import io, show
+    from .workflow import CommandError
+    try:
+        dataset = io.dataset_from_traj(
+            path, name=name, theory=theory, energy_unit=energy_unit,
+            length_unit=length_unit)
+    except FileNotFoundError:
+        raise CommandError("'{}' does not exist".format(path)) from None
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    if output is None:
+        output = io.to_str(dataset["name"]) + ".npz"
+    if os.path.exists(output) and not overwrite:
+        raise CommandError("'{}' exists; pass -o to overwrite it".format(
+            output))
+    io.save_dataset(output, dataset)
+    show.print_dataset(io.load_dataset(output),
+                       "Dataset '{}'".format(output), write=step.write)
+    return output
+
+
 def _run(args):
     import numpy as np
     from . import workflow
@@ -239,7 +282,7 @@ def _run(args):
             raise workflow.CommandError("'{}' does not exist".format(
                 args.file)) from None
     elif cmd == "create-dataset":
-        workflow.create_dataset(
+        create_dataset(
             step, args.trajectory, output=args.output, name=args.name,
             theory=args.theory, energy_unit=args.energy_unit,
             length_unit=args.length_unit, overwrite=args.overwrite)

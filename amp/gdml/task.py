@@ -59,8 +59,8 @@ def create_task(train_dataset, n_train, valid_dataset, n_valid, sig,
     """Create a training task (sampling, fingerprints, hyperparameters).
 
     Training and validation points are drawn without replacement with
-    :func:`amp.gdml.sampling.draw_strat_sample` (disjoint when both come from the same
-    dataset, recognised by its md5 fingerprint).
+    :func:`amp.gdml.sampling.draw_strat_sample` (disjoint when both come
+    from the same dataset, recognised by its md5 fingerprint).
 
     Parameters
     ----------
@@ -191,7 +191,7 @@ def create_task(train_dataset, n_train, valid_dataset, n_valid, sig,
     return task
 
 def check_perms(perms, z):
-    """Validated ``(P, N)`` int64 permutations that map species onto themselves.
+    """Validated ``(P, N)`` int64 permutations mapping species onto themselves.
 
     Parameters
     ----------

@@ -25,7 +25,7 @@ from .task import scalar
 from .train import GDMLTrain
 
 __all__ = ["CommandError", "create", "train", "validate", "select", "test",
-           "resume", "run_all", "create_dataset"]
+           "resume", "run_all"]
 
 #: sgdml's default sigma grid.
 DEFAULT_SIGS = list(range(10, 100, 10))
@@ -100,14 +100,28 @@ def load_dataset(path, what="dataset"):
             path, what, err)) from None
 
 
+def _md5(data, key="md5"):
+    """An md5 fingerprint field as text (bytes in sgdml's files)."""
+    return gdml_io.to_str(data[key])
+
+
 def _load(path, kind):
     loader = gdml_io.load_task if kind == "t" else gdml_io.load_model
     try:
-        return loader(path)
+        data = loader(path)
     except FileNotFoundError:
         raise CommandError("'{}' does not exist".format(path)) from None
     except ValueError as err:
         raise CommandError(str(err)) from None
+    # what the steps read besides what predicting needs
+    missing = [k for k in ("idxs_train", "idxs_valid", "md5_train",
+                           "md5_valid", "dataset_name", "dataset_theory")
+               if k not in data]
+    if missing:
+        raise CommandError("'{}' lacks the key(s) {} that sgdml's {} files "
+                           "hold".format(path, ", ".join(missing), {
+                               "t": "task", "m": "model"}[kind]))
+    return data
 
 
 def files_of_type(path, kind):
@@ -115,7 +129,7 @@ def files_of_type(path, kind):
     or one file), sorted by sigma; the checkpoints ``_unconv_*`` excluded."""
     what = {"t": "task", "m": "model"}[kind]
     if os.path.isfile(path):
-        return os.path.dirname(path) or ".", [os.path.basename(path)]
+        return os.path.dirname(path), [os.path.basename(path)]
     if not os.path.isdir(path):
         raise CommandError("'{}' is neither a {} file nor a folder of them"
                            .format(path, what))
@@ -137,8 +151,8 @@ def _check_resumable(task_dir, dataset, valid, n_train, n_valid, sigs, gdml):
             _, data = gdml_io.load_any(os.path.join(task_dir, name))
         except ValueError:
             return False
-        if (bytes(data["md5_train"]) != bytes(dataset["md5"])
-                or bytes(data["md5_valid"]) != bytes(valid["md5"])
+        if (_md5(data, "md5_train") != _md5(dataset, "md5")
+                or _md5(data, "md5_valid") != _md5(valid, "md5")
                 or len(data["idxs_train"]) != n_train
                 or len(data["idxs_valid"]) != n_valid
                 or (gdml and np.atleast_2d(data["perms"]).shape[0] > 1)
@@ -371,9 +385,9 @@ def test(step, model_path, dataset_path, n_test=None, overwrite=False,
         f_err = gdml_io.safe.unwrap(model.get("f_err"))
         validated = isinstance(f_err, dict) and not np.isnan(
             f_err.get("rmse", np.nan))
-        md5 = bytes(dataset["md5"])
+        md5 = _md5(dataset)
         if validation:
-            if md5 != bytes(model["md5_valid"]):
+            if md5 != _md5(model, "md5_valid"):
                 raise CommandError(
                     "'{}' is not the dataset '{}' was validated on (its md5 "
                     "fingerprint differs)".format(dataset_path, name))
@@ -386,9 +400,9 @@ def test(step, model_path, dataset_path, n_test=None, overwrite=False,
             idxs = np.asarray(model["idxs_valid"], dtype=int)
         else:
             excl = []
-            if md5 == bytes(model["md5_train"]):
+            if md5 == _md5(model, "md5_train"):
                 excl.append(model["idxs_train"])
-            if md5 == bytes(model["md5_valid"]):
+            if md5 == _md5(model, "md5_valid"):
                 excl.append(model["idxs_valid"])
             excl = (np.concatenate(excl).astype(int) if excl
                     else np.array([], dtype=int))
@@ -422,7 +436,7 @@ def test(step, model_path, dataset_path, n_test=None, overwrite=False,
                 model["n_test"] = 0
             else:
                 model["n_test"] = len(idxs)
-                model["md5_test"] = md5
+                model["md5_test"] = md5.encode("ascii")
             model["f_err"] = f_err
             if e_err is not None:
                 model["e_err"] = e_err
@@ -494,8 +508,8 @@ def select(step, model_dir, overwrite=False, model_file=None,
                            "--model_file to choose another name".format(
                                model_file))
     gdml_io.save_model(model_file, models[best])
-    if remove_dir or os.path.basename(os.path.normpath(
-            model_dir)).startswith("sgdml_cv_"):
+    if model_dir and (remove_dir or os.path.basename(os.path.normpath(
+            model_dir)).startswith("sgdml_cv_")):
         shutil.rmtree(model_dir, ignore_errors=True)
     step.write("Selected sigma {:g}; wrote '{}'".format(rows[best][0],
                                                        model_file))
@@ -508,7 +522,7 @@ def resume(step, model_path, dataset_path, valid_dataset_path,
     validate it."""
     model = _load(model_path, "m")
     dataset = load_dataset(dataset_path, "training dataset")
-    if bytes(dataset["md5"]) != bytes(model["md5_train"]):
+    if _md5(dataset, "md5") != _md5(model, "md5_train"):
         raise CommandError("'{}' is not the dataset the model was trained on "
                            "(its md5 fingerprint differs)".format(
                                dataset_path))
@@ -568,30 +582,3 @@ def run_all(step, dataset_path, n_train, n_valid, n_test=None, sigs=None,
     step.write("\nDone. The model file is '{}'".format(model_file))
     return model_file
 
-
-def create_dataset(step, path, output=None, name=None, theory="unknown",
-                   energy_unit="eV", length_unit="Ang", overwrite=False):
-    """Write an sgdml dataset made from a trajectory file.
-
-    Returns
-    -------
-    str
-        The dataset file.
-    """
-    try:
-        dataset = gdml_io.dataset_from_traj(
-            path, name=name, theory=theory, energy_unit=energy_unit,
-            length_unit=length_unit)
-    except FileNotFoundError:
-        raise CommandError("'{}' does not exist".format(path)) from None
-    except ValueError as err:
-        raise CommandError(str(err)) from None
-    if output is None:
-        output = gdml_io.to_str(dataset["name"]) + ".npz"
-    if os.path.exists(output) and not overwrite:
-        raise CommandError("'{}' exists; pass -o to overwrite it".format(
-            output))
-    gdml_io.save_dataset(output, dataset)
-    print_dataset(gdml_io.load_dataset(output), "Dataset '{}'".format(output),
-                  write=step.write)
-    return output

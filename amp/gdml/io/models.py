@@ -85,8 +85,14 @@ def validate_model(model, what="model"):
     if not sig > 0 or not np.isfinite(sig):
         raise ValueError("{}: kernel length scale sig must be > 0, got "
                          "{}".format(what, sig))
-    for key in ("R_desc", "R_d_desc_alpha", "c"):
-        require_finite(np.asarray(model[key]), key, what)
+    for key in ("R_desc", "R_d_desc_alpha", "c", "std", "alphas_E"):
+        if key in model:
+            _numeric(model, key, what)
+            require_finite(np.asarray(model[key]), key, what)
+    if "std" in model and (np.asarray(model["std"]).size != 1
+                           or not float(np.ravel(model["std"])[0]) > 0):
+        raise ValueError("{}: 'std' must be one positive number".format(
+            what))
     if "alphas_E" in model and np.asarray(model["alphas_E"]).size != M:
         raise ValueError("{}: 'alphas_E' must have {} entries".format(what, M))
     if "lattice" in model:
