@@ -193,7 +193,7 @@ class FingerprintPlot:
         if any(image is None for image in images):
             raise ValueError("overlay atoms must belong to an Atoms object "
                              "(e.g. atoms[3], not Atom('Cu'))")
-            from ..utilities import hash_images
+        from ..utilities import hash_images
 
         hashed = hash_images(images)
         descriptor = training_descriptor(self._calc)
