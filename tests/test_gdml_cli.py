@@ -178,12 +178,17 @@ def test_train_resumes_after_being_killed(tmp_path, monkeypatch, capsys):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert os.path.exists(first)
+    done_before = sorted(os.listdir("cv"))
     alphas = io.load_model(first)["alphas_F"]
     status, out, err = _run(capsys, "train", "cv", DATASET)
     assert status == 0, err
     assert "model-train120-sym12-sig0010.npz' exists; kept" in out
     np.testing.assert_array_equal(io.load_model(first)["alphas_F"], alphas)
     assert "Validation errors" in out
+    # the kill came before the second model was written; the rerun trained
+    # it
+    assert "model-train120-sym12-sig0020.npz" not in done_before
+    assert "wrote 'cv/model-train120-sym12-sig0020.npz'" in out
 
 
 def test_train_continues_from_a_cg_checkpoint(tmp_path, monkeypatch,
