@@ -250,3 +250,30 @@ def test_model_without_split_keys_is_named(tmp_path, monkeypatch, capsys):
     np.savez("m.npz", **model)
     status, _, err = _run(capsys, "test", "m.npz", DATASET)
     assert status == 1 and "'m.npz' lacks the key(s) idxs_valid" in err
+
+
+def test_progress_line_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import io as stdio
+
+    import amp.progress
+    from amp.gdml import cli
+
+    class Terminal(stdio.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr(amp.progress, "INTERVAL", 0.0)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    callback = cli._progress("Training")
+    callback(1, 4, "Assembling kernel matrix")
+    callback(4, 4, "Assembling kernel matrix")
+    callback.close()
+    text = terminal.getvalue()
+    assert text.startswith("\r") and "Assembling kernel matrix 100%" in text
+    assert text.endswith("\n") and text.count("\n") == 1
+    # a pipe (as in CI) gets no progress line at all
+    monkeypatch.setattr(sys, "stderr", stdio.StringIO())
+    monkeypatch.chdir(tmp_path)
+    assert main(["create", DATASET, "10", "10", "-s", "10"]) == 0
+    assert sys.stderr.getvalue() == ""
