@@ -409,7 +409,9 @@ class Archiving:
                         except UnsafeFileError as error:
                             self._report("%s; it is skipped" % error)
                             continue
-                        digest = hashlib.blake2b(data).digest()
+                        # SHA-256: hardware SHA instructions (most x86-64
+                        # and ARM64 CPUs) make it ~2x faster than BLAKE2b.
+                        digest = hashlib.sha256(data).digest()
                         try:
                             decode_entry(data)
                         except UnsupportedEntryError as error:
@@ -439,7 +441,7 @@ class Archiving:
         except FileNotFoundError:
             return
         try:
-            same = hashlib.blake2b(read_file(
+            same = hashlib.sha256(read_file(
                 aside, limits.MAX_ENTRY_BYTES)).digest() == digest
         except UnsafeFileError:  # swapped for a link or FIFO meanwhile
             same = False
