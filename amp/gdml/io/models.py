@@ -10,7 +10,7 @@ import numpy as np
 
 from .datasets import (check_type, normalise, require_finite, require_keys,
                        save_npz)
-from .safe import load_npz, to_str, unwrap
+from .safe import load_npz, to_bytes, to_str, unwrap
 
 __all__ = ["validate_task", "validate_model", "load_task", "load_model",
            "save_task", "save_model", "load_any"]
@@ -217,8 +217,9 @@ def save_task(path, task, overwrite=True):
 def save_model(path, model, overwrite=True):
     """Write an sgdml model file.
 
-    ``f_err``/``e_err`` (dicts) and ``md5_test`` (None or bytes) become 0-d
-    object arrays, exactly as sgdml stores them.
+    ``f_err``/``e_err`` (dicts) and an untested model's ``md5_test`` (None)
+    become 0-d object arrays, a tested model's ``md5_test`` a bytes array,
+    exactly as sgdml stores them.
 
     Parameters
     ----------
@@ -234,6 +235,11 @@ def save_model(path, model, overwrite=True):
     for key in ("f_err", "e_err", "md5_test"):
         if key in data:
             value = unwrap(data[key])
+            if key == "md5_test" and value is not None:
+                # a tested model: the test dataset's md5 as bytes (sgdml's
+                # test step stores the dataset's 'md5' array itself)
+                data[key] = to_bytes(value)
+                continue
             arr = np.empty((), dtype=object)
             arr[()] = value
             data[key] = arr
