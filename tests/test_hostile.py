@@ -205,7 +205,7 @@ def test_gzip_bomb_archive_inflates_only_its_members(tmp_path):
     fresh = FileDatabase(db.path)
     assert fresh["k2"][0] == 2.0
     # Inflating stopped at the tar end block: a few kB, not 256 MB.
-    assert fresh._index._spool.tell() < 2 ** 20
+    assert fresh._index._spool.seek(0, os.SEEK_END) < 2 ** 16
     assert sorted(fresh.keys()) == ["k0", "k1", "k2"]
     fresh["k3"] = np.ones(2)
     assert fresh.archive()["entries"] == 4

@@ -115,15 +115,16 @@ class ArchiveIndex:
 
         ``done`` is True at the end-of-archive block, at a header that is
         not one (the tar reader stops there too) and at a member above its
-        cap (which sets :attr:`capped`); in the last two cases the copy is
-        cut at that header, so the index holds only the members before it.
+        cap (which sets :attr:`capped`); the copy is then cut there, so it
+        holds the members before that point and nothing more.
         """
         while written >= position + self._BLOCK:
             self._spool.seek(position)
             block = self._spool.read(self._BLOCK)
             self._spool.seek(written)
             if block == bytes(self._BLOCK):
-                return position, True
+                # The end: keep this block (tar's end marker), nothing after.
+                return self._cut(position + self._BLOCK), True
             try:
                 info = tarfile.TarInfo.frombuf(block, "utf-8",
                                                "surrogateescape")
