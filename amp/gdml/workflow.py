@@ -259,9 +259,11 @@ def _checkpoint_task(task, checkpoint_path, write):
         write("  continuing from the checkpoint '{}' ({} iterations)".format(
             checkpoint_path, int(scalar(model.get("solver_iters", 0)))))
         task = dict(task, alphas0_F=model["alphas_F"])
-        for key in ("alphas_E", "solver_iters", "inducing_pts_idxs"):
+        if "alphas_E" in model:
+            task["alphas0_E"] = model["alphas_E"]
+        for key in ("solver_iters", "inducing_pts_idxs"):
             if key in model:
-                task[key.replace("alphas_E", "alphas0_E")] = model[key]
+                task[key] = model[key]
     return task
 
 
