@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 
@@ -347,3 +348,108 @@ def test_values_alone_equal_values_with_derivatives(name):
     for element, block in with_derivatives.items():
         np.testing.assert_allclose(alone[element], block, rtol=1e-13,
                                    atol=1e-14)
+
+
+def all_results(descriptor, atoms):
+    """Values, stored derivatives and the contracted gradient of one image,
+    as a flat dict of arrays."""
+    results = {}
+    for element, block in descriptor.compute(atoms).values.items():
+        results["values", element] = block
+    stored = descriptor.compute(atoms, True)
+    for element, block in stored.derivatives.items():
+        results["derivatives", element] = block
+
+    def evaluate(element, index, values):
+        return np.cos(values) * (1.0 + index[:, None] % 3)
+
+    _, results["gradient"] = descriptor.compute_contracted(atoms, evaluate)
+    return results
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS))
+def test_reused_workspace_gives_the_same_bits(name):
+    """The kernels keep their scratch memory from call to call, sized to the
+    largest chunk seen: a big image, then a small one, then the big one
+    again give exactly what a fresh descriptor gives for each."""
+    make_atoms, make_descriptor = SYSTEMS[name]
+    big = make_atoms()
+    big = big * (2, 2, 2) if big.pbc.all() else big
+    small = big[:3]
+    small.pbc = False
+    descriptor = make_descriptor()
+    descriptor.compute(big)  # the elements (and default functions) of big
+    # Copies get new, empty workspaces.
+    fresh = {key: all_results(copy.deepcopy(descriptor), atoms)
+             for key, atoms in (("big", big), ("small", small))}
+    for key, atoms in (("big", big), ("small", small), ("big", big),
+                       ("small", small)):
+        results = all_results(descriptor, atoms)
+        assert results.keys() == fresh[key].keys()
+        for part, expected in fresh[key].items():
+            np.testing.assert_array_equal(results[part], expected)
+    plans = descriptor._plans.values()
+    assert max(plan.workspace.nbytes for plan in plans) > 0
+
+
+def test_workspace_views_and_growth():
+    from amp.descriptor.symmetry.workspace import Workspace
+
+    workspace = Workspace()
+    first = workspace.empty(10)  # nothing held yet: a new array
+    workspace.empty((2, 3), np.int64)
+    workspace.empty(5)
+    assert workspace.nbytes == 0
+    workspace.reset()  # grows to what that chunk needed
+    assert workspace.nbytes >= first.nbytes + 48 + 40
+    a, b = workspace.empty(10), workspace.empty((2, 3), np.int64)
+    assert not np.shares_memory(a, b)
+    assert np.shares_memory(a, workspace._buffer)
+    a[:] = 1.0
+    b[:] = 7
+    assert (a == 1.0).all() and (b == 7).all()
+    mark = workspace.mark()
+    c = workspace.empty(5)
+    workspace.release(mark)
+    assert np.shares_memory(c, workspace.empty(5))  # released space reused
+    big = workspace.empty(10_000)  # does not fit: a new array
+    assert not np.shares_memory(big, workspace._buffer)
+    workspace.reset()
+    assert workspace.nbytes >= big.nbytes
+
+
+def test_workspace_is_lent_once_at_a_time():
+    """A call made while the workspace is in use (another thread, or a
+    re-entrant call) gets a workspace of its own."""
+    import pickle
+
+    from amp.descriptor.symmetry.workspace import Workspace
+
+    workspace = Workspace()
+    with workspace.lend() as outer:
+        assert outer is workspace
+        with workspace.lend() as inner:
+            assert inner is not workspace
+    with workspace.lend() as again:
+        assert again is workspace
+    assert isinstance(pickle.loads(pickle.dumps(workspace)), Workspace)
+    workspace.empty(100)
+    workspace.reset()
+    assert copy.deepcopy(workspace).nbytes == 0
+
+
+def test_evaluate_that_reenters_the_descriptor():
+    """dE/dG callbacks may compute other images with the same descriptor
+    while a chunk's temporaries are alive."""
+    atoms = rattled_alloy()
+    descriptor = Gaussian(cutoff=4.5, Gs=g5_functions(["Au", "Cu"]))
+    expected = all_results(Gaussian(cutoff=4.5,
+                                     Gs=g5_functions(["Au", "Cu"])), atoms)
+    other = atoms * (1, 2, 1)
+
+    def evaluate(element, index, values):
+        descriptor.compute(other, True)
+        return np.cos(values) * (1.0 + index[:, None] % 3)
+
+    _, gradient = descriptor.compute_contracted(atoms, evaluate)
+    np.testing.assert_array_equal(gradient, expected["gradient"])

@@ -1,10 +1,10 @@
 """Row gathers and scatters that stay fast on arrays of small rows.
 
 Numpy's fancy indexing of an ``(n, 3)`` array along its first axis walks
-the trailing axis element by element and is 3-4 times slower than moving
-whole rows (PERFORMANCE_NOTES.md); ``np.take(a, index, axis=0)`` moves
-rows, and :func:`put_rows` does the same for assignments by viewing each
-row as one opaque item.
+the trailing axis element by element; on the ~10,000 neighbour vectors of
+a 108-atom Cu cell it measured 3-4 times slower than moving whole rows.
+``np.take(a, index, axis=0)`` moves rows, and :func:`put_rows` does the
+same for assignments by viewing each row as one opaque item.
 """
 
 import numpy as np

@@ -22,27 +22,27 @@ computed once for all the functions that use them.
 import numpy as np
 
 
-def _integer_power(x, zeta, ws):
+def _integer_power(x_t, zeta, ws):
     """``x ** zeta``, by repeated multiplication for small whole zeta."""
     if zeta == 1.0:
-        return x
+        return x_t
     if zeta == 2.0:
-        return ws.multiply(x, x)
+        return ws.multiply(x_t, x_t)
     if zeta == 3.0:
-        y = ws.multiply(x, x)
-        y *= x
-        return y
+        y_t = ws.multiply(x_t, x_t)
+        y_t *= x_t
+        return y_t
     if zeta == 4.0:
-        y = ws.multiply(x, x)
-        y *= y
-        return y
+        y_t = ws.multiply(x_t, x_t)
+        y_t *= y_t
+        return y_t
     if zeta == 0.0:
-        out = ws.empty(x.shape)
-        out.fill(1.0)
-        return out
+        out_t = ws.empty(x_t.shape)
+        out_t.fill(1.0)
+        return out_t
     if float(zeta).is_integer() and 0 < zeta <= 16:
-        return np.power(x, int(zeta), out=ws.empty(x.shape))
-    return np.power(x, zeta, out=ws.empty(x.shape))
+        return np.power(x_t, int(zeta), out=ws.empty(x_t.shape))
+    return np.power(x_t, zeta, out=ws.empty(x_t.shape))
 
 
 def _scaled(factor, x, ws):
@@ -201,28 +201,28 @@ class PairTerms:
         sums, out = {}, []
         for f, (_, kind, eta, zeta, gamma) in enumerate(self.functions):
             scale = 2.0 ** (1.0 - zeta)
-            p = _scaled(scale * zeta * gamma, self._power(gamma, zeta - 1.0),
-                        ws)
-            q = _scaled(scale, self._power(gamma, zeta), ws)
+            p_t = _scaled(scale * zeta * gamma,
+                          self._power(gamma, zeta - 1.0), ws)
+            q_t = _scaled(scale, self._power(gamma, zeta), ws)
             if weight_ft is None:
-                out.append(self._combine(kind, eta, p, q))
+                out.append(self._combine(kind, eta, p_t, q_t))
             elif (kind, eta) in sums:
-                p_sum, q_sum = sums[kind, eta]
-                p_sum += ws.multiply(weight_ft[f], p)
-                q_sum += ws.multiply(weight_ft[f], q)
+                p_sum_t, q_sum_t = sums[kind, eta]
+                p_sum_t += ws.multiply(weight_ft[f], p_t)
+                q_sum_t += ws.multiply(weight_ft[f], q_t)
             else:
-                sums[kind, eta] = [ws.multiply(weight_ft[f], p),
-                                   ws.multiply(weight_ft[f], q)]
+                sums[kind, eta] = [ws.multiply(weight_ft[f], p_t),
+                                   ws.multiply(weight_ft[f], q_t)]
         if weight_ft is None:
             return out
         total = None
-        for (kind, eta), (p, q) in sums.items():
-            part = self._combine(kind, eta, p, q)
+        for (kind, eta), (p_t, q_t) in sums.items():
+            part_t = self._combine(kind, eta, p_t, q_t)
             if total is None:
-                total = part
+                total = part_t
             else:
-                for sum_t, part_t in zip(total, part):
-                    sum_t += part_t
+                for sum_t, piece_t in zip(total, part_t):
+                    sum_t += piece_t
         return [total]
 
     def _combine(self, kind, eta, p, q):
@@ -231,16 +231,16 @@ class PairTerms:
         of one (kind, eta): each is ``p U + q V`` with ``U``, ``V`` from
         :meth:`_basis`."""
         ws = self.ws
-        Uj, Vj, Uo, Vo, Uk, Vk = self._basis(kind, eta)
-        scratch = ws.empty(Uj.shape)
-        own_j = ws.multiply(p, Uj)
-        own_j += np.multiply(q, Vj, out=scratch)
-        other = ws.multiply(p, Uo)
-        if Vo is not None:
-            other += np.multiply(q, Vo, out=scratch)
-        own_k = ws.multiply(p, Uk)
-        own_k += np.multiply(q, Vk, out=scratch)
-        return own_j, other, own_k
+        Uj_t, Vj_t, Uo_t, Vo_t, Uk_t, Vk_t = self._basis(kind, eta)
+        scratch_t = ws.empty(Uj_t.shape)
+        own_j_t = ws.multiply(p, Uj_t)
+        own_j_t += np.multiply(q, Vj_t, out=scratch_t)
+        other_t = ws.multiply(p, Uo_t)
+        if Vo_t is not None:
+            other_t += np.multiply(q, Vo_t, out=scratch_t)
+        own_k_t = ws.multiply(p, Uk_t)
+        own_k_t += np.multiply(q, Vk_t, out=scratch_t)
+        return own_j_t, other_t, own_k_t
 
     def _basis(self, kind, eta):
         """``(Uj, Vj, Uo, Vo, Uk, Vk)``: the derivative coefficients of the
@@ -260,34 +260,36 @@ class PairTerms:
         two_eta = 2.0 * eta / self.chunk.Rc ** 2
         fused = self._fused_g4(eta) if kind == "G4" else None
         if fused is not None:
-            radial = fused["radial"]
+            radial_t = fused["radial"]
             # Gaussian and cutoff parts: a, b and c factors per triplet.
-            Fa, Fb, Fc = fused["a"], fused["b"], fused["c"]
+            Fa_t, Fb_t, Fc_t = fused["a"], fused["b"], fused["c"]
         else:
-            gauss, radial = self._gaussian(kind, eta)
+            gauss_t, radial_t = self._gaussian(kind, eta)
             factors = self._cutoff_factors(kind)
-            Fa, Fb = ws.multiply(gauss, factors[0]), ws.multiply(gauss,
-                                                                 factors[1])
-            Fc = ws.multiply(gauss, factors[2]) if kind == "G4" else None
-        Uo = ws.multiply(radial, t.inv_ab_t)
-        radial_cos = ws.multiply(radial, t.cos_t)
-        Uj = ws.multiply(radial_cos, t.inv_a2_t)
-        Uj *= -1.0
-        Uk = np.multiply(radial_cos, t.inv_b2_t, out=radial_cos)
-        Uk *= -1.0
-        if Fc is None:  # G5: no R_jk factor, C1 = 0
-            shared = ws.multiply(two_eta, radial)
-            Vj = np.subtract(Fa, shared, out=ws.empty(shared.shape))
-            Vk = np.subtract(Fb, shared, out=shared)
-            Vo = None
+            Fa_t = ws.multiply(gauss_t, factors[0])
+            Fb_t = ws.multiply(gauss_t, factors[1])
+            Fc_t = ws.multiply(gauss_t, factors[2]) if kind == "G4" else None
+        Uo_t = ws.multiply(radial_t, t.inv_ab_t)
+        radial_cos_t = ws.multiply(radial_t, t.cos_t)
+        Uj_t = ws.multiply(radial_cos_t, t.inv_a2_t)
+        Uj_t *= -1.0
+        Uk_t = np.multiply(radial_cos_t, t.inv_b2_t, out=radial_cos_t)
+        Uk_t *= -1.0
+        if Fc_t is None:  # G5: no R_jk factor, C1 = 0
+            shared_t = ws.multiply(two_eta, radial_t)
+            Vj_t = np.subtract(Fa_t, shared_t,
+                               out=ws.empty(shared_t.shape))
+            Vk_t = np.subtract(Fb_t, shared_t, out=shared_t)
+            Vo_t = None
         else:
-            shared = ws.multiply(2.0 * two_eta, radial)
-            np.subtract(Fc, shared, out=shared)
-            Vj = np.add(Fa, shared, out=ws.empty(shared.shape))
-            Vo = ws.multiply(two_eta, radial)
-            Vo -= Fc
-            Vk = np.add(Fb, shared, out=shared)
-        self._derivative_bases[kind, eta] = basis = (Uj, Vj, Uo, Vo, Uk, Vk)
+            shared_t = ws.multiply(2.0 * two_eta, radial_t)
+            np.subtract(Fc_t, shared_t, out=shared_t)
+            Vj_t = np.add(Fa_t, shared_t, out=ws.empty(shared_t.shape))
+            Vo_t = ws.multiply(two_eta, radial_t)
+            Vo_t -= Fc_t
+            Vk_t = np.add(Fb_t, shared_t, out=shared_t)
+        basis = (Uj_t, Vj_t, Uo_t, Vo_t, Uk_t, Vk_t)
+        self._derivative_bases[kind, eta] = basis
         return basis
 
     def _cutoff_factors(self, kind):
@@ -296,22 +298,22 @@ class PairTerms:
         ``R_jk`` (G4 only)."""
         if kind not in self._factors:
             t, ws = self.t, self.ws
-            fa, fb = t.fc_jk
-            fa_over, fb_over = t.fc_prime_over_d_jk
+            fa_t, fb_t = t.fc_jk
+            fa_over_t, fb_over_t = t.fc_prime_over_d_jk
             if kind == "G4":
-                fcc = self._fcc()
-                fcc_over = self.chunk.cutoff.prime_over_r_squared(
+                fcc_t = self._fcc()
+                fcc_over_t = self.chunk.cutoff.prime_over_r_squared(
                     t.dc2_t, t.inside, out=ws.empty(t.dc2_t.shape))
-                da = ws.multiply(fb, fcc)
-                da *= fa_over
-                db = ws.multiply(fa, fcc)
-                db *= fb_over
-                dc = ws.multiply(fa, fb)
-                dc *= fcc_over
-                self._factors[kind] = (da, db, dc)
+                da_t = ws.multiply(fb_t, fcc_t)
+                da_t *= fa_over_t
+                db_t = ws.multiply(fa_t, fcc_t)
+                db_t *= fb_over_t
+                dc_t = ws.multiply(fa_t, fb_t)
+                dc_t *= fcc_over_t
+                self._factors[kind] = (da_t, db_t, dc_t)
             else:
-                self._factors[kind] = (ws.multiply(fb, fa_over),
-                                       ws.multiply(fa, fb_over))
+                self._factors[kind] = (ws.multiply(fb_t, fa_over_t),
+                                       ws.multiply(fa_t, fb_over_t))
         return self._factors[kind]
 
     def slot_gradients(self, coefficients):
@@ -328,25 +330,27 @@ class PairTerms:
         # One (w, w) matrix per centre and function: off-diagonal M[j, k]
         # multiplies r_k into slot j (and M[k, j] r_j into slot k); the
         # diagonal holds each slot's own coefficient sum.
-        M_fs = ws.zeros((n_f, size * w))
-        jk = t.flat_t
-        # kj = slot_k * w + slot_j mod w, with slot_j mod w = slot_j
+        M_fss = ws.zeros((n_f, size * w))
+        jk_t = t.flat_t
+        # kj = slot_k * w + slot_j mod w, where slot_j mod w = slot_j
         # - (slot_j // w) * w
-        kj = np.floor_divide(t.slot_j, w, out=ws.empty(len(jk), np.int64))
-        kj *= w
-        np.subtract(t.slot_j, kj, out=kj)
-        kj += np.multiply(t.slot_k, w, out=ws.empty(len(jk), np.int64))
-        diagonal = np.arange(size) * (w + 1) - (np.arange(size) // w) * w
+        n_t = len(jk_t)
+        kj_t = np.floor_divide(t.slot_j_t, w, out=ws.empty(n_t, np.int64))
+        kj_t *= w
+        np.subtract(t.slot_j_t, kj_t, out=kj_t)
+        kj_t += np.multiply(t.slot_k_t, w, out=ws.empty(n_t, np.int64))
+        diagonal_s = np.arange(size) * (w + 1) - (np.arange(size) // w) * w
         # Triplets come sorted by slot j: its sums are over contiguous runs.
-        run_start = np.flatnonzero(t.slot_j[1:] != t.slot_j[:-1]) + 1
+        run_start = np.flatnonzero(t.slot_j_t[1:] != t.slot_j_t[:-1]) + 1
         run_start = np.concatenate(([0], run_start))
-        run_slot = t.slot_j[run_start]
-        for f, (own_j, other, own_k) in enumerate(coefficients):
-            row = M_fs[f]  # 1-D views scatter twice as fast as M[f, index]
-            row[jk] = other
-            row[kj] = other
-            own = np.bincount(t.slot_k, own_k, minlength=size)
-            own[run_slot] += np.add.reduceat(own_j, run_start)
-            row[diagonal] = own
-        return np.matmul(M_fs.reshape(n_f, c, w, w), chunk.r_asx[None],
+        run_slot = t.slot_j_t[run_start]
+        for f, (own_j_t, other_t, own_k_t) in enumerate(coefficients):
+            # 1-D views scatter twice as fast as M_fss[f, index].
+            M_ss = M_fss[f]
+            M_ss[jk_t] = other_t
+            M_ss[kj_t] = other_t
+            own_s = np.bincount(t.slot_k_t, own_k_t, minlength=size)
+            own_s[run_slot] += np.add.reduceat(own_j_t, run_start)
+            M_ss[diagonal_s] = own_s
+        return np.matmul(M_fss.reshape(n_f, c, w, w), chunk.r_asx[None],
                          out=ws.empty((n_f, c, w, 3)))

@@ -60,12 +60,12 @@ def three_body(plan, chunk, g_af, dg_exf=None, deferred=None):
     if n_t == 0:
         return
     gram_s = gram_ass.reshape(-1)
-    slot_j = np.floor_divide(flat_t, w, out=ws.empty(n_t, np.int64))
-    centre_t = np.floor_divide(slot_j, w, out=ws.empty(n_t, np.int64))
-    # slot k = flat - (slot_j - centre) * w
-    slot_k = np.subtract(slot_j, centre_t, out=ws.empty(n_t, np.int64))
-    slot_k *= w
-    np.subtract(flat_t, slot_k, out=slot_k)
+    slot_j_t = np.floor_divide(flat_t, w, out=ws.empty(n_t, np.int64))
+    centre_t = np.floor_divide(slot_j_t, w, out=ws.empty(n_t, np.int64))
+    # slot_k = flat - (slot_j - centre) * w
+    slot_k_t = np.subtract(slot_j_t, centre_t, out=ws.empty(n_t, np.int64))
+    slot_k_t *= w
+    np.subtract(flat_t, slot_k_t, out=slot_k_t)
     gradients = dg_exf is not None or deferred is not None
     inside = not plan.needs_all_triplets  # every triplet has R_jk < Rc
     inv_d_s = chunk.padded(1.0 / chunk.d_e)
@@ -73,38 +73,42 @@ def three_body(plan, chunk, g_af, dg_exf=None, deferred=None):
         groups = [(functions, None) for functions in plan.pair_groups.values()]
     else:
         code_s = chunk.padded(chunk.code_e, fill=-1)
-        code_j, code_k = ws.gather(code_s, slot_j), ws.gather(code_s, slot_k)
+        code_j_t = ws.gather(code_s, slot_j_t)
+        code_k_t = ws.gather(code_s, slot_k_t)
         # pair = min * n_elements + max
-        pair_t = np.minimum(code_j, code_k, out=ws.empty(n_t, np.int64))
+        pair_t = np.minimum(code_j_t, code_k_t, out=ws.empty(n_t, np.int64))
         pair_t *= plan.n_elements
-        pair_t += np.maximum(code_j, code_k, out=code_j)
+        pair_t += np.maximum(code_j_t, code_k_t, out=code_j_t)
         if dg_exf is None:
             t = Triplets(chunk, ws.gather(gram_s, flat_t), d2_s, inv_d_s,
-                         slot_j, slot_k, flat_t, gradients, inside)
+                         slot_j_t, slot_k_t, flat_t, gradients, inside)
             _all_pairs(plan, t, chunk, centre_t, pair_t, g_af, deferred)
             return
         groups = [(functions, np.flatnonzero(pair_t == pair_code))
                   for pair_code, functions in plan.pair_groups.items()]
     for functions, pick in groups:
+        # A group's temporaries are dead once its sums are scattered,
+        # unless a deferred gradient still needs them.
+        mark = ws.mark()
         if pick is None:
             t = Triplets(chunk, ws.gather(gram_s, flat_t), d2_s, inv_d_s,
-                         slot_j, slot_k, flat_t, gradients, inside)
-            t_centre = centre_t
+                         slot_j_t, slot_k_t, flat_t, gradients, inside)
+            group_centre_t = centre_t
         elif len(pick) == 0:
             continue
         else:
             flat_pick = ws.gather(flat_t, pick)
             t = Triplets(chunk, ws.gather(gram_s, flat_pick), d2_s, inv_d_s,
-                         ws.gather(slot_j, pick), ws.gather(slot_k, pick),
+                         ws.gather(slot_j_t, pick), ws.gather(slot_k_t, pick),
                          flat_pick, gradients, inside)
-            t_centre = ws.gather(centre_t, pick)
+            group_centre_t = ws.gather(centre_t, pick)
         terms = PairTerms(functions, t, chunk, gradients)
-        counts_a = np.bincount(t_centre, minlength=c)
+        counts_a = np.bincount(group_centre_t, minlength=c)
         if pick is None:
             g_af[:, terms.columns] += row_sums(terms.terms_ft, counts_a)
         else:  # summed in the order _all_pairs sums them: same bits
             g_af[:, terms.columns] += np.stack([
-                np.bincount(t_centre, term_t, minlength=c)
+                np.bincount(group_centre_t, term_t, minlength=c)
                 for term_t in terms.terms_ft]).T
         if dg_exf is not None:
             grad_fasx = terms.slot_gradients(terms.coefficients())
@@ -115,7 +119,9 @@ def three_body(plan, chunk, g_af, dg_exf=None, deferred=None):
         if deferred is not None:
             deferred.append(functools.partial(
                 _add_pair_gradient, terms, functools.partial(
-                    _repeated_weights, terms.columns, t_centre, ws)))
+                    _repeated_weights, terms.columns, group_centre_t, ws)))
+        else:
+            ws.release(mark)
 
 
 class Triplets:
@@ -128,7 +134,7 @@ class Triplets:
         ``r_ij . r_ik`` of each triplet.
     d2_s, inv_d_s : ndarray, shape (n_centres * width,)
         Squared and inverse distances per slot.
-    slot_j, slot_k : ndarray of int, shape (n_triplets,)
+    slot_j_t, slot_k_t : ndarray of int, shape (n_triplets,)
         The two slots (flat, ``centre * width + slot``) of each triplet.
     flat_t : ndarray of int, shape (n_triplets,)
         Index of each triplet in the ``(centre, slot, slot)`` block.
@@ -145,18 +151,18 @@ class Triplets:
         ``R_jk^2``.
     """
 
-    def __init__(self, chunk, gram_t, d2_s, inv_d_s, slot_j, slot_k, flat_t,
-                 derivatives, inside):
+    def __init__(self, chunk, gram_t, d2_s, inv_d_s, slot_j_t, slot_k_t,
+                 flat_t, derivatives, inside):
         ws = chunk.workspace
         self.flat_t, self.chunk, self.inside = flat_t, chunk, inside
-        self.slot_j, self.slot_k = slot_j, slot_k
-        inv_a_t, inv_b_t = ws.gather(inv_d_s, slot_j), ws.gather(inv_d_s,
-                                                                 slot_k)
+        self.slot_j_t, self.slot_k_t = slot_j_t, slot_k_t
+        inv_a_t = ws.gather(inv_d_s, slot_j_t)
+        inv_b_t = ws.gather(inv_d_s, slot_k_t)
         self.inv_ab_t = ws.multiply(inv_a_t, inv_b_t)
         self.cos_t = ws.multiply(gram_t, self.inv_ab_t)
         np.clip(self.cos_t, -1.0, 1.0, out=self.cos_t)
-        self.sum_ab_t = ws.gather(d2_s, slot_j)
-        self.sum_ab_t += ws.gather(d2_s, slot_k)
+        self.sum_ab_t = ws.gather(d2_s, slot_j_t)
+        self.sum_ab_t += ws.gather(d2_s, slot_k_t)
         # R_jk^2; the cutoffs take squared distances (no square root).
         self.dc2_t = ws.multiply(gram_t, -2.0)
         self.dc2_t += self.sum_ab_t
@@ -169,8 +175,8 @@ class Triplets:
         """A per-entry quantity at slots j and k of every triplet."""
         values_s = self.chunk.padded(values_e)
         ws = self.chunk.workspace
-        return ws.gather(values_s, self.slot_j), ws.gather(values_s,
-                                                           self.slot_k)
+        return (ws.gather(values_s, self.slot_j_t),
+                ws.gather(values_s, self.slot_k_t))
 
     @functools.cached_property
     def fc_jk(self):
