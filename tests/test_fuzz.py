@@ -47,6 +47,10 @@ from amp.store.database import (CorruptEntryError, FileDatabase,
 from amp.store.modelfile import ModelFileError
 from conftest import AMP_REFERENCE
 
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/statm"),
+    reason="the memory ceiling needs Linux's /proc and fork")
+
 COUNT = int(os.environ.get("AMP_FUZZ_COUNT", "300"))
 SEED = int(os.environ.get("AMP_FUZZ_SEED", "20261201"))
 CASE_SECONDS = 20.0  # per case: only a hang takes this long
@@ -510,7 +514,10 @@ def _fuzz_child(name, count, seed, pipe):
         with tempfile.TemporaryDirectory() as folder, Quiet():
             _, run = READERS[name](folder)
             limit = _address_space() + MEMORY_HEADROOM
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
             start = time.monotonic()
             for case in range(count):
                 rng = np.random.default_rng([seed, case])

@@ -456,7 +456,10 @@ def test_dead_local_worker_is_logged_with_its_exit_status():
         victim = pool.peers[0].pid
         os.kill(victim, signal.SIGKILL)
         assert gone(victim)
-        time.sleep(0.5)  # let ZMQ see the connection close
+        # Give ZMQ time to see the connection close, so that the next send
+        # fails (the path that said "Host unreachable"); if it has not, the
+        # failure is found by polling the process, with the same words.
+        time.sleep(0.5)
         assert len(list(pool.map(Echo, {"a": 1, "b": 2, "c": 3}))) == 3
     text = "\n".join(lines)
     assert "worker 0 on localhost (pid %d) failed: its process exited: " \
