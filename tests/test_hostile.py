@@ -444,7 +444,7 @@ def test_huge_cutoff_is_refused_before_allocating(monkeypatch):
     with peak_memory(20 * 2 ** 20), pytest.raises(
             ValueError, match="a cutoff of 1000 Angstrom is too large for "
             "the image Cu4 \\(hash [0-9a-f]+\\): its neighbour search would "
-            "need about 276 GB of memory \\(172808693 periodic copies of the "
+            "need about 274 GB of memory \\(172808693 periodic copies of the "
             "cell\\), more than the 8 GB available. Use a smaller cutoff"):
         Gaussian(cutoff=1000.0).calculate_fingerprints([atoms])
 

@@ -132,14 +132,21 @@ def available_memory():
     return min(candidates) if candidates else None
 
 
-def _search_bytes(n_atoms, n_images, pbc):
+def _search_bytes(positions, inverse, pbc, cutoff, n_images):
     """Rough bytes :func:`neighbor_list` needs: the periodic copies it
-    generates, and the entries (atoms times the copies inside the cutoff
-    sphere, a fraction pi/6 of the shift box in 3-D)."""
+    generates, and its entries (each atom times the atoms expected in its
+    cutoff sphere, from the density in the cell along periodic directions
+    and in the atoms' extent, at least the cutoff, along the others)."""
+    n_atoms = len(positions)
     n_shifts = math.prod(2 * int(n) + 1 for n in n_images)
-    sphere = (1.0, 1.0, math.pi / 4, math.pi / 6)[int(sum(n > 0
-                                                       for n in n_images))]
-    entries = n_atoms * n_atoms * max(1.0, n_shifts * sphere)
+    extent = np.ptp(positions, axis=0) if n_atoms else np.zeros(3)
+    # 1 / |column k of the inverse cell| is the spacing of the cell's
+    # planes along axis k.
+    spacing = 1.0 / np.linalg.norm(inverse, axis=0)
+    box = np.where(pbc, spacing, np.maximum(extent, cutoff))
+    density = n_atoms / float(np.prod(np.maximum(box, 1e-3)))
+    in_sphere = density * 4.0 / 3.0 * math.pi * cutoff ** 3
+    entries = n_atoms * min(in_sphere, n_atoms * n_shifts)
     return _BYTES_PER_COPY * n_shifts * n_atoms + _BYTES_PER_ENTRY * entries
 
 
@@ -198,7 +205,7 @@ def neighbor_list(positions, cell, pbc, cutoff, image=None):
         raise ValueError("the cutoff %r is not a positive finite distance"
                          % (cutoff,))
     n_images = np.where(pbc, np.ceil(reach), 0)
-    needed = _search_bytes(n_atoms, n_images, pbc)
+    needed = _search_bytes(positions, inverse, pbc, cutoff, n_images)
     available = available_memory()
     if available is not None and needed > available:
         raise ValueError(
