@@ -364,3 +364,11 @@ def test_assemble_kernel_mat_wkr_fills_columns_of_the_full_matrix(
         (5, 1, keep), tpl, sig, use_E_cstr=use_E_cstr) == 3
     np.testing.assert_allclose(K[:, 5:8], K_full[:, n3 + keep], rtol=1e-12,
                                atol=1e-15)
+
+
+def test_perm_search_without_a_group_warns_and_uses_none():
+    from amp.gdml.perm import find_perms
+    R = np.random.default_rng(0).normal(size=(30, 8, 3)) * 2  # no symmetry
+    with pytest.warns(RuntimeWarning, match="training without symmetries"):
+        perms = find_perms(R, np.ones(8, dtype=int))
+    np.testing.assert_array_equal(perms, np.arange(8)[None, :])

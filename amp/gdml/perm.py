@@ -12,11 +12,14 @@ The approach is the multi-partite matching of sGDML:
    minimum spanning tree of the matching costs;
 4. the kept permutations are completed to a group by closure (giving up
    above 100 elements, in which case the largest consistent subset is
-   salvaged).
+   salvaged; when that fails too, the identity alone is returned with a
+   warning, i.e. the model is trained without symmetries).
 
 The eigen-decompositions and similarity matrices are batched; the only loop
 is the one assignment per pair of geometries.
 """
+
+import warnings
 
 import numpy as np
 import scipy.optimize
@@ -233,6 +236,13 @@ def find_perms(R, z, lat_and_inv=None, callback=None, max_processes=None,
     if group is None:
         group = complete_group(_salvage(kept), max_size=max_group)
         if group is None:
+            warnings.warn(
+                "the matchings of the {} geometries do not close into a "
+                "permutation group of at most {} elements; training without "
+                "symmetries (GDML). The search depends on the sample: a "
+                "larger training set, or symmetries given with perms= "
+                "(--perms_from), may help".format(M, max_group),
+                RuntimeWarning)
             group = np.arange(N)[None, :]
     if callback is not None:
         callback(3, 3, "found {:d} symmetries".format(len(group)))
