@@ -170,3 +170,12 @@ def test_periodic_model_needs_periodic_atoms():
     atoms.calc = GDMLCalculator(model)
     with pytest.raises(ValueError, match="not periodic in three"):
         atoms.get_potential_energy()
+
+
+def test_calculator_from_np_load(ds):
+    atoms = Atoms(numbers=ds["z"], positions=ds["R"][4])
+    with np.load(MODEL) as npz:
+        atoms.calc = GDMLCalculator(npz)
+    e = atoms.get_potential_energy()
+    assert e == pytest.approx(GDMLCalculator(MODEL).get_potential_energy(
+        atoms), rel=1e-12)

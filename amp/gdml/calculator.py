@@ -102,9 +102,9 @@ class GDMLCalculator(Calculator):
 
     Parameters
     ----------
-    model : str or dict
-        Path of an sgdml model file (read with the safe loader) or a
-        model dict.
+    model : str, dict or numpy.lib.npyio.NpzFile
+        Path of an sgdml model file (read with the safe loader), a model
+        dict, or ``np.load(path)``.
     E_to_eV : float, optional
         eV per model energy unit; default from the model's ``e_unit``.
     Ang_to_R : float, optional
@@ -138,6 +138,8 @@ class GDMLCalculator(Calculator):
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
             model = gdml_io.load_model(path)
+        elif hasattr(model, "zip") and hasattr(model, "files"):
+            model = gdml_io.npz_to_dict(model)  # np.load(path)
         self.model = model
         self.predictor = GDMLPredict(model, num_workers=0,
                                      use_torch=use_torch)
