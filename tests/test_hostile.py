@@ -243,6 +243,14 @@ def test_symlinked_archive_is_treated_as_absent(tmp_path, reports):
     assert fresh.keys() == []
     assert any("archive %s is a symbolic link" % db.tarpath in line
                for line in reports)
+    # Perhaps the user's own link to another disk: never replaced.
+    fresh["new"] = np.ones(2)
+    with pytest.raises(UnsafeFileError, match="archive\\(\\) leaves .* as it "
+                       "is: archive .* is a symbolic link, which is never "
+                       "followed; move it away"):
+        fresh.archive()
+    assert os.path.islink(db.tarpath)
+    assert os.path.exists(os.path.join(db.loosepath, "new"))
 
 
 def test_read_file_refuses_links_fifos_and_oversized_files(tmp_path):

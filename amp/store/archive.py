@@ -237,7 +237,8 @@ class Archiving:
         if index is None and status is not None:
             signature = (status.st_dev, status.st_ino, status.st_mtime_ns,
                          status.st_size)
-            if getattr(self, "_refused_archive", None) == signature:
+            refused = getattr(self, "_refused_archive", None)
+            if refused is not None and refused[0] == signature:
                 return None  # reported already
             spill = self.path if os.access(self.path, os.W_OK) else None
             try:
@@ -246,7 +247,7 @@ class Archiving:
             except FileNotFoundError:  # replaced between stat and open
                 return self._archive_index()
             except UnsafeFileError as error:
-                self._refused_archive = signature
+                self._refused_archive = (signature, str(error))
                 self._report("%s; its entries are treated as missing"
                              % error)
                 return None
@@ -356,9 +357,9 @@ class Archiving:
         UnsupportedEntryError
             When a loose entry is a pickle; nothing is changed then.
         UnsafeFileError
-            The lock file is a link, FIFO or device, or the current archive
-            could be read only up to a cap (rewriting it would drop the
-            members beyond); nothing is changed then.
+            The lock file is a link, FIFO or device, or ``archive.tar.gz``
+            is one or could be read only up to a cap (rewriting it would
+            drop what it holds); nothing is changed then.
         """
         if not os.path.isdir(self.path):
             return {"moved": 0, "dropped": 0, "entries": 0,
@@ -370,6 +371,15 @@ class Archiving:
             names = sorted(name for name in os.listdir(self.loosepath)
                            if is_key(name))
             index = self._archive_index()
+            if index is None and os.path.lexists(self.tarpath):
+                # A link (perhaps the user's own, to another disk), FIFO or
+                # oversized file: replacing it could lose what it holds.
+                refused = getattr(self, "_refused_archive", None)
+                raise UnsafeFileError(
+                    "archive() leaves %s as it is: %s; move it away (its "
+                    "entries are then recomputed) or raise the cap, and run "
+                    "archive() again" % (self.tarpath, refused[1] if refused
+                                         else "it cannot be read"))
             if index is not None and index.capped:
                 raise UnsafeFileError(
                     "archive() leaves %s as it is: %s, so rewriting it would "
