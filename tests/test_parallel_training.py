@@ -19,6 +19,13 @@ from conftest import ENVCOMMAND, gone, with_emt_results, worker_pids
 CONVERGENCE = {"energy_rmse": 0.01, "force_rmse": 0.4}
 
 
+@pytest.fixture(autouse=True)
+def always_use_workers(monkeypatch):
+    """These images are too few for workers to pay off; the tests here are
+    about results with workers, so the set-up measurement is skipped."""
+    monkeypatch.setattr(WorkerBatches, "payoff_check", False)
+
+
 def emt_images(count=8, seed=3):
     rng = np.random.default_rng(seed)
     images = []
@@ -207,3 +214,89 @@ def test_fingerprints_from_workers_stored_like_serial(tmp_path, derivatives):
         if derivatives:
             assert np.array_equal(a.force_matrix().toarray(),
                                   b.force_matrix().toarray())
+
+
+def test_master_computes_one_share(fingerprinted, serial_losses):
+    """With two local workers the master takes one share and one worker
+    the other; the second worker holds nothing, the master keeps only its
+    own batch."""
+    images, descriptor = fingerprinted
+    vectors, expected = serial_losses
+    with WorkerPool(2) as pool:
+        model = model_with_loss(pool, images, descriptor)
+        lossfunction = model.lossfunction
+        with lossfunction.evaluator(pool):
+            workers = lossfunction._workers
+            assert workers.n_shares == 2 and len(workers.local) == 1
+            assert len(workers.job.shares) == 1
+            assert len(set(workers.job.owner.values())) == 1
+            assert lossfunction._batches is None
+            for vector, reference in zip(vectors, expected):
+                assert_same_loss(lossfunction.calculate_loss(vector, True),
+                                 reference)
+
+
+@pytest.mark.parametrize("margin", [0.0, float("inf")])
+def test_workers_kept_only_when_they_pay_off(fingerprinted, serial_losses,
+                                             monkeypatch, margin):
+    """The set-up measurement keeps the workers when they are faster by
+    the margin, and otherwise evaluates serially and says so."""
+    import io
+
+    images, descriptor = fingerprinted
+    vectors, expected = serial_losses
+    monkeypatch.setattr(WorkerBatches, "payoff_check", True)
+    monkeypatch.setattr(WorkerBatches, "margin", margin)
+    text = io.StringIO()
+    with WorkerPool(2) as pool:
+        model = model_with_loss(pool, images, descriptor)
+        lossfunction = model.lossfunction
+        lossfunction._log = Logger(text)
+        with lossfunction.evaluator(pool):
+            workers = lossfunction._workers
+            assert set(workers.timings) == {"serial", "workers"}
+            if margin == 0.0:
+                assert workers.job is None and len(workers.local) == 2
+                assert "workers do not pay off" in text.getvalue()
+                assert "evaluating serially" in text.getvalue()
+            else:
+                assert workers.job is not None and len(workers.local) == 1
+                assert "per evaluation with 1 workers and the master" in \
+                    text.getvalue()
+            for vector, reference in zip(vectors, expected):
+                assert_same_loss(lossfunction.calculate_loss(vector, True),
+                                 reference)
+
+
+def test_forty_steps_with_workers_equal_serial(tmp_path, monkeypatch):
+    """Every loss and gradient of 40 BFGS steps to 1e-12, the parameters
+    after them to 1e-8."""
+    from amp.model import TrainingConvergenceError
+
+    runs = {}
+    original = LossFunction.calculate_loss
+    for cores in (1, 2):
+        seen = []
+
+        def recorded(self, vector, lossprime=True):
+            result = original(self, vector, lossprime)
+            seen.append((result["loss"],
+                         np.array(result["dloss_dparameters"])))
+            return result
+
+        monkeypatch.setattr(LossFunction, "calculate_loss", recorded)
+        calc = make_calc(str(tmp_path / ("c%d" % cores)), cores)
+        calc.model.lossfunction = LossFunction(
+            convergence={"energy_rmse": 1e-9, "force_rmse": 1e-9},
+            overfit=1e-4, maxiter=40)
+        with pytest.raises(TrainingConvergenceError, match="maxiter"):
+            calc.train(emt_images())
+        runs[cores] = (seen, calc.model.vector.copy())
+    (serial, serial_vector), (parallel, parallel_vector) = runs[1], runs[2]
+    assert len(serial) == len(parallel) == 40
+    for (loss_1, gradient_1), (loss_2, gradient_2) in zip(serial, parallel):
+        assert loss_2 == pytest.approx(loss_1, rel=1e-12)
+        np.testing.assert_allclose(gradient_2, gradient_1, rtol=0,
+                                   atol=1e-12 * np.linalg.norm(gradient_1))
+    np.testing.assert_allclose(parallel_vector, serial_vector, rtol=1e-8,
+                               atol=1e-10 * np.abs(serial_vector).max())

@@ -468,9 +468,11 @@ class LossFunction:
                               force_coefficient, raveler)
                 for batch in self.batches()]
 
-    def _worker_batches(self, n_workers):
-        self.split_images(max(1, n_workers))
-        return self.batches()
+    def _worker_batches(self, n_shares):
+        # Not kept here: the workers hold their shares, the master its own.
+        self.split_images(max(1, n_shares))
+        batches, self._batches = self.batches(), None
+        return batches
 
     def close(self):
         """Stop using workers (as leaving :meth:`evaluator` does): they drop

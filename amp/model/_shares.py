@@ -1,13 +1,30 @@
-"""The loss function's images held by workers for a whole fit.
+"""The loss function's images shared between the master and its workers.
 
-The master builds one :class:`~amp.model._network.TrainingBatch` per worker
-and sends it once, as arrays; each worker then answers every parameter
-vector with the partial sums of its batch (:class:`LossShare`), which the
-master adds with :func:`amp.model.combine_partials` in share order. The
-batches are the ones the serial path would evaluate one after the other,
-so the result is the serial one up to the order of a few additions.
+The master builds one :class:`~amp.model._network.TrainingBatch` per share
+and computes share 0 itself; each other share goes to a worker once, as
+arrays, and the worker then answers every parameter vector with the
+partial sums of its batch (:class:`LossShare`). The master sends the
+vector, computes its own share while the workers compute theirs, and adds
+the partial sums with :func:`amp.model.combine_partials` in share order.
+The batches are the ones the serial path would evaluate one after the
+other, all shares run the same code (:class:`LossShare`), so the result is
+the serial one up to the order of a few additions.
+
+The master takes the place of one local worker (which then holds nothing
+and waits): on a machine with ``cores`` cores, ``cores`` processes
+compute, the master's share needs no message, and the images are held
+once, not once by the master and again by the workers.
+
+Whether workers pay off is measured at set-up
+(:attr:`WorkerBatches.payoff_check`): a few evaluations of every share in
+the master against a few with the workers. When the workers are not
+faster by :attr:`WorkerBatches.margin`, they drop their shares and the
+master evaluates everything, which is logged.
 """
 
+import time
+
+from ..parallel.launch import is_local
 from ..parallel.worker import from_importname, register_job
 from ._network import TrainingBatch
 
@@ -18,8 +35,9 @@ class LossShare:
 
     ``setup``: ``{'model': model.todict(), 'energy_coefficient': float,
     'force_coefficient': float or None}``; ``share``:
-    :meth:`TrainingBatch.todict`. ``partial({'vector': array, 'lossprime':
-    bool})`` returns :meth:`TrainingBatch.partial`'s dict.
+    :meth:`TrainingBatch.todict` (or, in the master, the batch itself).
+    ``partial({'vector': array, 'lossprime': bool})`` returns
+    :meth:`TrainingBatch.partial`'s dict.
     """
 
     methods = ("partial",)
@@ -29,7 +47,8 @@ class LossShare:
         self.energy_coefficient = float(setup["energy_coefficient"])
         force = setup["force_coefficient"]
         self.force_coefficient = None if force is None else float(force)
-        self.batch = TrainingBatch.fromdict(share)
+        self.batch = share if isinstance(share, TrainingBatch) else \
+            TrainingBatch.fromdict(share)
 
     def partial(self, args):
         self.model.vector = args["vector"]
@@ -39,8 +58,19 @@ class LossShare:
             self.model.raveler)
 
 
+def _fastest(evaluate, repeats):
+    """Seconds of the fastest of ``repeats`` calls (after one warm-up)."""
+    evaluate()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluate()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 class WorkerBatches:
-    """Master side: the batches shipped to a pool's workers.
+    """Master side: the shares of a pool's workers and the master's own.
 
     Parameters
     ----------
@@ -49,33 +79,103 @@ class WorkerBatches:
         ``parallel`` dict (a pool is started, and stopped by
         :meth:`close`).
     make_batches : callable
-        ``make_batches(n)`` returns the batches for ``n`` live workers, one
-        per share; share ``i`` goes to worker ``i % n``.
+        ``make_batches(n)`` returns the batches of ``n`` shares.
     setup : dict
         :class:`LossShare`'s setup.
     log : callable, optional
+
+    Attributes
+    ----------
+    n_shares : int
+        Shares the images were split into.
+    job : PersistentJob or None
+        The workers' shares (None when evaluating serially).
+    timings : dict
+        ``serial`` and ``workers``: seconds per evaluation measured at
+        set-up (empty when not measured).
     """
+
+    #: Measure at set-up whether the workers are faster than the master
+    #: alone, and evaluate serially when they are not.
+    payoff_check = True
+    #: Workers are kept only when an evaluation with them takes at most
+    #: this fraction of a serial one.
+    margin = 0.9
+    #: Timed evaluations per way (after one warm-up each).
+    repeats = 2
 
     def __init__(self, parallel, make_batches, setup, log=None):
         from ..parallel import WorkerPool, setup_parallel
 
-        self.job = None
+        self.job, self.timings = None, {}
+        self.log = log if log is not None else (lambda *a, **k: None)
         self._own_pool = not isinstance(parallel, WorkerPool)
         self.pool = (setup_parallel(parallel, log=log) if self._own_pool
                      else parallel)
         try:
-            batches = make_batches(len(self.pool.alive()))
-            self.n_shares = len(batches)
-            self.job = self.pool.persistent(
-                LossShare, [batch.todict() for batch in batches], setup)
+            self._start(make_batches, setup)
         except BaseException:
             self.close()
             raise
 
+    def _start(self, make_batches, setup):
+        alive = self.pool.alive()
+        local = [peer for peer in alive if is_local(peer.host)]
+        # The master replaces one local worker; with only remote workers
+        # it adds a share of its own (its core is free).
+        workers = [peer for peer in alive if peer is not local[-1]] \
+            if local else alive
+        batches = make_batches(len(workers) + 1)
+        self.n_shares = len(batches)
+        self.local = [LossShare(setup, batch) for batch in batches]
+        vector = self.local[0].model.vector
+        if self.payoff_check:
+            self.timings["serial"] = _fastest(
+                lambda: self._serial(vector, True), self.repeats)
+        if len(batches) > 1 and workers:
+            self.job = self.pool.persistent(
+                LossShare, [batch.todict() for batch in batches[1:]], setup,
+                peers=workers)
+        if self.job is None:
+            return
+        if self.payoff_check:
+            self.timings["workers"] = _fastest(
+                lambda: self._parallel(vector, True), self.repeats)
+            if self.timings["workers"] > self.margin * \
+                    self.timings["serial"]:
+                self.log("Loss function: workers do not pay off (%.2f ms "
+                         "per evaluation with %d workers, %.2f ms serially);"
+                         " evaluating serially."
+                         % (1e3 * self.timings["workers"], len(workers),
+                            1e3 * self.timings["serial"]))
+                self.job.close()
+                self.job = None
+                return
+            self.log("Loss function: %.2f ms per evaluation with %d workers"
+                     " and the master, %.2f ms serially."
+                     % (1e3 * self.timings["workers"], len(workers),
+                        1e3 * self.timings["serial"]))
+        # The workers hold their shares now; the master keeps only its own.
+        del self.local[1:]
+
+    def _serial(self, vector, lossprime):
+        args = {"vector": vector, "lossprime": bool(lossprime)}
+        return [share.partial(args) for share in self.local]
+
+    def _parallel(self, vector, lossprime):
+        args = {"vector": vector, "lossprime": bool(lossprime)}
+        self.job.submit("partial", args)
+        try:
+            mine = self.local[0].partial(args)
+        finally:
+            theirs = self.job.collect()
+        return [mine] + theirs
+
     def partials(self, vector, lossprime):
         """Partial sums of every share, in share order."""
-        return self.job.call("partial", {"vector": vector,
-                                         "lossprime": bool(lossprime)})
+        if self.job is None:
+            return self._serial(vector, lossprime)
+        return self._parallel(vector, lossprime)
 
     def close(self):
         """Let the workers drop their shares; stop a pool started here."""

@@ -464,7 +464,7 @@ class WorkerPool:
             for _, chunk, _ in self._check_failures(pending):
                 chunks.appendleft(chunk)
 
-    def persistent(self, job, shares, setup=None):
+    def persistent(self, job, shares, setup=None, peers=None):
         """Start a :class:`PersistentJob`: ``job(setup, share)`` per share.
 
         Parameters
@@ -476,8 +476,11 @@ class WorkerPool:
             goes to worker ``i % n``.
         setup : object, optional
             Common to all shares (e.g. the model's description).
+        peers : list, optional
+            The workers to give shares to (default every live worker); a
+            failed one's shares still move to any survivor.
         """
-        return PersistentJob(self, job, shares, setup)
+        return PersistentJob(self, job, shares, setup, peers)
 
     def split(self, keys):
         """Split ``keys`` into one contiguous, ordered list per live worker."""

@@ -25,16 +25,18 @@ class PersistentJob:
         ``{share index: _Peer}``; changes when a worker fails.
     """
 
-    def __init__(self, pool, job, shares, setup=None):
+    def __init__(self, pool, job, shares, setup=None, peers=None):
         self.pool, self.name = pool, job_name(job)
         self.shares, self.setup = list(shares), setup
         self.job_id = secrets.token_hex(8)
-        alive = pool.alive()
+        alive = pool.alive() if peers is None else \
+            [peer for peer in peers if peer.alive]
         if not alive:
             raise WorkerError("no worker left: %s" % "; ".join(pool.failures))
         self.owner = {index: alive[index % len(alive)]
                       for index in range(len(self.shares))}
-        self._run([self._init(index) for index in self.owner])
+        self._pending = None
+        self._run(self._send([self._init(index) for index in self.owner]))
 
     def _init(self, index):
         return (self.owner[index], {
@@ -50,10 +52,14 @@ class PersistentJob:
             self.owner[index] = min(self.pool.alive(),
                                     key=lambda peer: (load[peer], peer.id))
 
-    def _run(self, requests):
-        pool, pending, results = self.pool, {}, {}
+    def _send(self, requests):
+        pending = {}
         for peer, head, data, context in requests:
-            pool._request(peer, pending, head, data, context)
+            self.pool._request(peer, pending, head, data, context)
+        return pending
+
+    def _run(self, pending):
+        pool, results = self.pool, {}
         while pending:
             for (kind, _), data in pool._answers(pending):
                 if kind == "call":
@@ -85,8 +91,24 @@ class PersistentJob:
             ``results[i]`` from share ``i``, whichever worker holds it, so
             sums taken in this order do not depend on the workers.
         """
+        self.submit(method, args)
+        return self.collect()
+
+    def submit(self, method, args=None):
+        """Send ``method(args)`` to every share and return at once; the
+        caller may compute meanwhile, then :meth:`collect` the results."""
+        if self._pending is not None:
+            raise RuntimeError("collect() the previous call first")
         self._method, self._args = method, args
-        results = self._run(self._calls(range(len(self.shares))))
+        self._pending = self._send(self._calls(range(len(self.shares))))
+
+    def collect(self):
+        """The results of the last :meth:`submit`, by share (as
+        :meth:`call`)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            raise RuntimeError("nothing submitted")
+        results = self._run(pending)
         return [results[index] for index in range(len(self.shares))]
 
     def close(self):
