@@ -24,6 +24,7 @@ def always_use_workers(monkeypatch):
     """These images are too few for workers to pay off; the tests here are
     about results with workers, so the set-up measurement is skipped."""
     monkeypatch.setattr(WorkerBatches, "payoff_check", False)
+    monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 0.0)
 
 
 def emt_images(count=8, seed=3):
@@ -300,3 +301,32 @@ def test_forty_steps_with_workers_equal_serial(tmp_path, monkeypatch):
                                    atol=1e-12 * np.linalg.norm(gradient_1))
     np.testing.assert_allclose(parallel_vector, serial_vector, rtol=1e-8,
                                atol=1e-10 * np.abs(serial_vector).max())
+
+
+def test_few_images_fingerprinted_here(tmp_path, monkeypatch):
+    """Too little fingerprint work for workers: computed in the master,
+    stored as with workers, and logged."""
+    import io
+
+    import amp.parallel as parallel
+
+    monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 1e3)
+    used = []
+    monkeypatch.setattr(parallel, "compute_in_workers",
+                        lambda *args, **kwargs: used.append(1) or iter(()))
+    images = hash_images(emt_images(4))
+    text = io.StringIO()
+    with WorkerPool(2) as pool:
+        stored = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))
+        computed = stored.calculate_fingerprints(
+            images, parallel=pool, log=Logger(text),
+            calculate_derivatives=True)
+    assert sorted(computed) == sorted(images) and used == []
+    assert "computed here (workers pay off from about 1000.0 s)" in \
+        text.getvalue()
+    serial = Gaussian(cutoff=4.5)
+    serial.calculate_fingerprints(images, calculate_derivatives=True)
+    for key in images:
+        np.testing.assert_array_equal(
+            stored.arrays[key].force_matrix().toarray(),
+            serial.arrays[key].force_matrix().toarray())

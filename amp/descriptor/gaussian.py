@@ -12,6 +12,7 @@ built on demand.
 import functools
 import json
 import numbers
+import time
 
 import numpy as np
 
@@ -214,6 +215,11 @@ class Gaussian:
     #: Declared capability: :meth:`compute_contracted` gives forces
     #: without storing derivatives (see :func:`amp.potential.evaluate`).
     contracted_forces = True
+
+    #: Serial seconds of fingerprint work from which workers compute them
+    #: (a message and the copies of one image's derivatives cost about a
+    #: millisecond; starting to use the pool, a few more).
+    WORKERS_FROM_SECONDS = 0.2
 
     def __init__(self, cutoff=Cosine(6.5), Gs=None, dblabel=None,
                  elements=None, version=None, fortran=True,
@@ -472,22 +478,37 @@ class Gaussian:
 
         Each image is computed whole before it is yielded, so a failure
         leaves nothing half-stored. With ``parallel`` asking for more than
-        one core (or a running pool) and more than one image, workers
-        compute them (:func:`amp.parallel.fingerprint_job`).
+        one core (or a running pool) and more than one image, the first
+        image is computed here and timed; when the others would take at
+        least :attr:`WORKERS_FROM_SECONDS` here, workers compute them
+        (:func:`amp.parallel.fingerprint_job`), otherwise they are computed
+        here too, which is logged (messages and copies would cost more
+        than they save).
         """
         from ..parallel import (compute_in_workers, fingerprint_job,
                                 wants_parallel)
 
-        if len(images) > 1 and wants_parallel(parallel):
-            job, setup = fingerprint_job(
-                self, derivatives, parts=("values", "neighbors",
-                                          "derivatives"))
-            for key, value in compute_in_workers(parallel, job, images,
-                                                 setup, log=log):
-                yield key, ImageFingerprints.fromdict(value, value)
-            return
-        for key, atoms in images.items():
-            yield key, self.compute(atoms, derivatives)
+        keys = list(images)
+        if len(keys) > 1 and wants_parallel(parallel):
+            start = time.perf_counter()
+            yield keys[0], self.compute(images[keys[0]], derivatives)
+            rest = (time.perf_counter() - start) * (len(keys) - 1)
+            if rest >= self.WORKERS_FROM_SECONDS:
+                job, setup = fingerprint_job(
+                    self, derivatives, parts=("values", "neighbors",
+                                              "derivatives"))
+                for key, value in compute_in_workers(
+                        parallel, job, {k: images[k] for k in keys[1:]},
+                        setup, log=log):
+                    yield key, ImageFingerprints.fromdict(value, value)
+                return
+            if log is not None:
+                log("Fingerprints: about %.2f s of work left; computed "
+                    "here (workers pay off from about %.1f s)."
+                    % (rest, self.WORKERS_FROM_SECONDS))
+            keys = keys[1:]
+        for key in keys:
+            yield key, self.compute(images[key], derivatives)
 
     def archive_databases(self, log=None):
         """Compress the three databases (no-op in memory); see
