@@ -4,8 +4,11 @@ import os
 import numpy as np
 import pytest
 
+from ase import Atoms
+
 from amp.gdml import io
 from amp.gdml.predict import GDMLPredict
+from checks import assert_forces_are_gradients
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +38,13 @@ def test_fixture_model_predicts_reference(ref, kind):
 @pytest.mark.parametrize("kind", ["gdml", "sgdml"])
 def test_forces_are_minus_energy_gradient(ref, kind):
     gp = GDMLPredict(ref[kind], num_workers=0)
-    r = ref["ds"]["R"][7].ravel()
-    _, F = gp.predict(r)
-    h = 1e-5
-    steps = np.eye(r.size) * h
-    Ep, _ = gp.predict(r + steps)
-    Em, _ = gp.predict(r - steps)
-    F_fd = -(Ep - Em) / (2 * h)
-    np.testing.assert_allclose(F[0], F_fd, atol=2e-6 * np.abs(F).max())
+    atoms = Atoms(numbers=ref["ds"]["z"], positions=ref["ds"]["R"][7])
+    _, F = gp.predict(atoms.positions)
+
+    def energy(moved):
+        return float(gp.predict(moved.positions)[0][0])
+    assert_forces_are_gradients(energy, atoms, F.reshape(-1, 3), h=1e-5,
+                                atol=2e-6 * np.abs(F).max())
 
 
 def test_batches_chunks_and_workers_agree(ref):

@@ -5,10 +5,13 @@ import warnings
 import numpy as np
 import pytest
 
+from ase import Atoms
+
 from amp.gdml import io
 from amp.gdml.desc import from_R, tril_perms_lin
 from amp.gdml.predict import GDMLPredict
 from amp.gdml.train import GDMLTrain
+from checks import assert_forces_are_gradients
 from conftest import GDML_REFERENCE
 
 
@@ -181,12 +184,11 @@ def test_energy_constraints(ds, trainer):
                   R_d_desc_alpha=np.zeros_like(model["R_d_desc_alpha"]))
     for m, h, tol in ((only_E, 1e-4, 1e-7), (model, 1e-3, 1e-3)):
         gp = GDMLPredict(m, num_workers=0)
-        r = ds["R"][200].ravel()
-        Ep, _ = gp.predict(r + np.eye(36) * h)
-        Em, _ = gp.predict(r - np.eye(36) * h)
-        F = gp.predict(r)[1][0]
-        np.testing.assert_allclose(F, -(Ep - Em) / (2 * h),
-                                   atol=tol * np.abs(F).max())
+        atoms = Atoms(numbers=ds["z"], positions=ds["R"][200])
+        F = gp.predict(atoms.positions)[1][0]
+        assert_forces_are_gradients(
+            lambda moved: float(gp.predict(moved.positions)[0][0]), atoms,
+            F.reshape(-1, 3), h=h, atol=tol * np.abs(F).max())
 
 
 def test_iterative_solver_and_resume(ds):
