@@ -381,8 +381,8 @@ def test_model_file_that_is_a_fifo_or_too_large(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError, match="ptcu_nn33.amp has 9066 bytes, "
                        "more than the cap of 1000"):
         Amp.load(LEGACY)
-    with pytest.raises(ModelFileError, match="refusing to load: model file "
-                       "is longer than the cap of 1000 bytes"):
+    with pytest.raises(ModelFileError, match="refusing to load: the file "
+                       "object is longer than the cap of 1000 bytes"):
         Amp.load(io.StringIO(open(LEGACY).read()))
 
 

@@ -147,9 +147,10 @@ def _evaluate(node, depth=0):
     if isinstance(node, ast.Call):
         name = _dotted(node.func)
         if name not in _CALLS:
-            raise UnsafeLiteralError("call of %s is not allowed"
-                                     % (repr(name) if name else "a "
-                                        + type(node.func).__name__))
+            raise UnsafeLiteralError(
+                "call of %s is not allowed"
+                % (repr(name) if name else "an expression (%s)"
+                   % type(node.func).__name__))
         args = [_evaluate(a, depth) for a in node.args]
         kwargs = {}
         for keyword in node.keywords:

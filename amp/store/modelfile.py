@@ -235,7 +235,7 @@ def read(source):
 
 def _name(source):
     if hasattr(source, "read"):
-        return getattr(source, "name", "model file")
+        return getattr(source, "name", "the file object")
     return os.fspath(source)
 
 
