@@ -101,3 +101,25 @@ def test_inside_skips_only_the_range_test(cutoff):
                 assert np.array_equal(inside, checked)
     just_past = (cutoff.Rc * (1 + 1e-15)) ** 2
     assert abs(cutoff.squared(np.array([just_past]), inside=True)[0]) < 1e-13
+
+
+@pytest.mark.parametrize("cutoff", [Cosine(5.0), Polynomial(5.0, gamma=4)])
+@pytest.mark.parametrize("inside", [True, False])
+def test_squared_forms_write_into_out(cutoff, inside):
+    """The kernels pass scratch arrays as ``out``: the results are the
+    same bits as without, and zero beyond Rc unless ``inside``."""
+    R2 = np.linspace(0.0, 30.0, 101) if not inside else \
+        np.linspace(0.0, 25.0, 101)
+    for method, args in (("squared", ()), ("prime_over_r_squared", ()),
+                         ("gaussian_squared", (0.05,)),
+                         ("gaussian_prime_over_r_squared", (0.05,))):
+        expected = getattr(cutoff, method)(R2, *args, inside=inside)
+        out = np.full_like(R2, np.nan)
+        result = getattr(cutoff, method)(R2, *args, inside=inside, out=out)
+        if expected is None:  # no series for this cutoff
+            assert result is None
+            continue
+        assert result is out
+        np.testing.assert_array_equal(out, expected)
+        if not inside:
+            assert (out[R2 > 25.0] == 0.0).all()
