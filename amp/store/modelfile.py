@@ -71,8 +71,12 @@ def _check_json_size(text, name):
             % (name, longest, limits.MAX_STRING_CHARS))
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode()
     codes = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
-    depth = int(np.cumsum(steps).max(initial=0))
+    depth = level = 0
+    for start in range(0, len(codes), 2 ** 22):  # bounded temporaries
+        chunk = codes[start:start + 2 ** 22]
+        steps = np.where((chunk == ord("[")) | (chunk == ord("{")), 1, -1)
+        running = np.cumsum(steps) + level
+        depth, level = max(depth, int(running.max())), int(running[-1])
     if depth > limits.MAX_NESTING_DEPTH:
         raise ModelFileError(
             "refusing to load %s: nesting %d levels deep is more than the "
