@@ -225,37 +225,36 @@ def read(source):
         unsafe, of an unknown version, or with parameters that are not
         finite or do not fit together.
     """
+    name = _name(source)  # a wrong type is the caller's TypeError
     try:
-        return _read(source)
+        return _read(source, name)
     except ModelFileError:
         raise
     except (RecursionError, MemoryError, ValueError, TypeError,
             AttributeError, KeyError, IndexError, OverflowError) as error:
         # A cause not named above: still the one error of a bad file.
         raise ModelFileError("cannot read model file %s: %s: %s"
-                             % (_name(source), type(error).__name__,
+                             % (name, type(error).__name__,
                                 str(error)[:200])) from None
 
 
 def _name(source):
     if hasattr(source, "read"):
         return getattr(source, "name", "the file object")
-    return os.fspath(source)
+    try:
+        return os.fspath(source)
+    except TypeError:
+        raise TypeError("a model file is a path or a file object, not %s"
+                        % type(source).__name__) from None
 
 
-def _read(source):
-    name = _name(source)
+def _read(source, name):
     cap = limits.MAX_MODEL_FILE_BYTES
-    if hasattr(source, "read"):
-        try:
-            text = read_capped(source, cap, name)
-        except UnsafeFileError as error:
-            raise ModelFileError("refusing to load: %s" % error) from None
-    else:
-        try:
-            text = read_file(name, cap, "model file %s" % name)
-        except UnsafeFileError as error:
-            raise ModelFileError("refusing to load: %s" % error) from None
+    try:
+        text = read_capped(source, cap, name) if hasattr(source, "read") \
+            else read_file(name, cap, "model file %s" % name)
+    except UnsafeFileError as error:
+        raise ModelFileError("refusing to load: %s" % error) from None
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
