@@ -107,7 +107,8 @@ def pack_derivatives(parts, symbols, j):
         ``parts`` with ``dcols/<e>/<x>`` (the columns of element ``e``'s
         block that are not all zero over the entries whose neighbour is of
         element ``x``) and ``dpack/<e>/<x>`` (those columns of those
-        entries, in entry order) instead of ``derivatives/<e>``.
+        entries, in entry order) instead of ``derivatives/<e>``; a block
+        without such zero columns (one element) is kept as it is.
     """
     for name in [n for n in parts if n.startswith("derivatives/")]:
         element = name[len("derivatives/"):]
@@ -115,9 +116,15 @@ def pack_derivatives(parts, symbols, j):
         elements, codes = _neighbor_codes(symbols, j,
                                           parts["entries/" + element])
         n_features = block.shape[2]
-        for code in np.unique(codes):
+        present = np.unique(codes)
+        # Non-zero columns of each neighbour element's rows, in one pass.
+        nonzero = np.zeros((len(elements), n_features), dtype=bool)
+        np.logical_or.at(nonzero, codes, np.any(block != 0, axis=1))
+        if nonzero[present].all():
+            continue  # nothing to drop: stored as it is
+        for code in present:
             rows = block[codes == code]
-            columns = np.flatnonzero(np.any(rows != 0, axis=(0, 1)))
+            columns = np.flatnonzero(nonzero[code])
             tag = "%s/%s" % (element, elements[code])
             parts["dcols/" + tag] = columns.astype(
                 _smallest_int(0, max(n_features - 1, 0), False))
