@@ -464,3 +464,19 @@ def test_trained_model_conserves_energy_in_nve(tmp_path):
     assert kinetic.std() > 0.02  # the atoms do move
     assert abs(drift) < 5e-4
     assert spread < 0.03 * kinetic.std()
+
+
+def test_inference_takes_the_fused_path_and_agrees_with_the_stored(
+        trained, monkeypatch):
+    from amp import potential
+
+    calc = Amp.load(trained)
+    assert potential.fused_path(calc.descriptor, calc.model)
+    atoms = read(os.path.join(AMP_REFERENCE, "ptcu_train.traj"))
+    fused = potential.evaluate(calc.descriptor, calc.model, atoms)
+    monkeypatch.setattr(type(calc.model), "block_evaluation", False)
+    assert not potential.fused_path(calc.descriptor, calc.model)
+    stored = potential.evaluate(calc.descriptor, calc.model, atoms)
+    assert fused["energy"] == pytest.approx(stored["energy"], abs=1e-12)
+    np.testing.assert_allclose(fused["forces"], stored["forces"], rtol=0,
+                               atol=1e-12)

@@ -125,6 +125,11 @@ class NeuralNetwork(Model):
 
     importname = ".model.neuralnetwork.NeuralNetwork"
 
+    #: Declared capability: :meth:`block_evaluator` gives energies and
+    #: dE/dG a few atoms at a time, for the descriptor's fused force path
+    #: (see :func:`amp.potential.evaluate`).
+    block_evaluation = True
+
     def __init__(self, hiddenlayers=(5, 5), activation="tanh", weights=None,
                  scalings=None, fprange=None, mode=None, version=None,
                  regressor=None, lossfunction=None, fortran=True,
