@@ -14,17 +14,25 @@ Prints ``name value unit`` lines:
   machine;
 * ``persistent_call_round_trip_2_workers``: one call of a persistent job
   that does no work, i.e. the messaging cost every loss evaluation pays;
-* ``loss_and_gradient_forces_<n>_slabs_serial`` / ``..._2_workers`` and
-  ``loss_and_gradient_speedup_<n>_slabs_2_workers``: one loss-and-gradient
-  evaluation with force training on n = 50 (target speed-up >= 1.5) and
-  n = 500 snapshots of the tutorial Pt/Cu slab, and on 40 displaced
-  108-atom Cu cells (``40x108_cu``), the images held by the workers for
-  the whole fit. For 50 slabs also ``..._half_share_serial`` (one worker's
-  half computed in the master) and ``loss_and_gradient_speedup_bound_...``
-  = serial / (half share + ZMQ floor), the best any ZMQ master/worker
-  design could reach here. A loss evaluation has a fixed cost of about 0.2 ms
-  (Python, per network and share) besides the round trip, so two workers
-  pay off once one evaluation takes several milliseconds.
+* ``machine_2process_scaling`` (before) and ``..._after``: two equal
+  numpy work units in two processes against one after the other
+  (``bench/training_scale.py``), the most two cores give on this machine
+  at the time;
+* ``fingerprint_derivatives_stored_40x108_serial`` / ``..._2_cores`` and
+  ``..._speedup_2_cores``: the same images into databases through
+  ``calculate_fingerprints``, as training does (the master stores what
+  the workers compute);
+* ``loss_and_gradient_forces_<n>_serial`` / ``..._2_cores`` /
+  ``..._2_workers_forced`` and the speed-ups ``..._2_cores`` and
+  ``..._2_workers_forced``: one loss-and-gradient evaluation with force
+  training on n = 50 and n = 500 snapshots of the tutorial Pt/Cu slab and
+  on 40 displaced 108-atom Cu cells (``40x108_cu``), interleaved: serial;
+  with ``cores=2`` as training runs it (the master computes one share and
+  one worker the other, after the set-up check that this pays off, serial
+  otherwise: the line says what the check chose); and with the workers
+  kept whatever the check says. For 50 slabs also ``..._half_share_serial``
+  and ``loss_and_gradient_speedup_bound_...`` = serial / (half share + ZMQ
+  floor), the best any ZMQ master/worker design could reach here.
 
 Run: ``python bench/parallel.py``.
 """
@@ -95,6 +103,30 @@ def bench_fingerprints(pool, repeats=2):
     print("fingerprint_derivatives_40x108_2_workers %.3f s" % min(parallel))
     print("fingerprint_derivatives_speedup_2_workers %.2f x"
           % (min(serial) / min(parallel)))
+    # As training does it: into databases, the master storing what the
+    # workers compute.
+    import shutil
+    import tempfile
+
+    stored = {"serial": [], "2_cores": []}
+    for _ in range(repeats):
+        for how in stored:
+            folder = tempfile.mkdtemp()
+            try:
+                fresh = Gaussian.fromdict(descriptor.todict())
+                fresh.dblabel = os.path.join(folder, "cu")
+                start = time.perf_counter()
+                fresh.calculate_fingerprints(
+                    images, parallel=pool if how == "2_cores" else None,
+                    calculate_derivatives=True)
+                stored[how].append(time.perf_counter() - start)
+            finally:
+                shutil.rmtree(folder)
+    for how, values in stored.items():
+        print("fingerprint_derivatives_stored_40x108_%s %.3f s"
+              % (how, min(values)))
+    print("fingerprint_derivatives_stored_speedup_2_cores %.2f x"
+          % (min(stored["serial"]) / min(stored["2_cores"])))
 
 
 def tutorial_slabs(count):
@@ -109,54 +141,72 @@ def tutorial_slabs(count):
 
 def bench_loss_gradient(pool, images, name, repeats=200, floor=None):
     """One loss-and-gradient evaluation with force training, default
-    Gaussian, ``hiddenlayers=(5, 5)``: serial against 2 workers each
-    holding half the images. The master's time per call is measured:
-    sending the parameters, the workers' partial sums, gathering and adding
-    them. With ``floor`` (the bare ZMQ round trip), also the serial time
-    of one worker's half of the images and the speed-up bound ``serial /
-    (half share + floor)`` that no ZMQ design can beat here."""
+    Gaussian, ``hiddenlayers=(5, 5)``: serial against ``cores=2`` as
+    training runs it (the master computes one share, one worker the other,
+    after the set-up check that workers pay off; serial otherwise) and
+    against the workers kept whatever the check says. Serial and parallel
+    calls are interleaved. With ``floor`` (the bare ZMQ round trip), also
+    the serial time of one half of the images and the speed-up bound
+    ``serial / (half share + floor)``."""
     from amp.model import LossFunction
+    from amp.model._shares import WorkerBatches
     from amp.model.neuralnetwork import NeuralNetwork
     from amp.utilities import Logger
 
     images = hash_images(images)
     descriptor = Gaussian()
     descriptor.calculate_fingerprints(images, calculate_derivatives=True)
-    medians, results = {}, {}
-    for how, parallel in (("serial", {"cores": 1}), ("2_workers", pool)):
+
+    def loss():
         model = NeuralNetwork(hiddenlayers=(5, 5), randomseed=0)
         model.lossfunction = LossFunction(
             convergence={"energy_rmse": 0.02, "force_rmse": 0.3},
             raise_ConvergenceOccurred=False, log_losses=False)
-        model.fit(images, descriptor, Logger(None), parallel,
+        model.fit(images, descriptor, Logger(None), {"cores": 1},
                   only_setup=True)
-        vector = model.vector
-        lossfunction = model.lossfunction
-        results[how] = lossfunction.calculate_loss(vector, True)
-        if how == "serial" and floor is not None:
-            lossfunction.split_images(2)
-            batch = lossfunction.batches()[0]
-            half = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                batch.partial(model.element_networks(), True, 1.0, 0.04,
-                              model.raveler)
-                half.append(time.perf_counter() - start)
-            lossfunction.split_images(1)
-        times = []
+        return model.vector, model.lossfunction
+
+    vector, serial = loss()
+    _, checked = loss()
+    _, forced = loss()
+    reference = serial.calculate_loss(vector, True)
+    times = {"serial": [], "2_cores": [], "2_workers_forced": []}
+    with checked.evaluator(pool):
+        decision = "workers" if checked._workers.job is not None \
+            else "serial"
+        WorkerBatches.payoff_check = False
+        try:
+            with forced.evaluator(pool):
+                result = forced.calculate_loss(vector, True)
+                assert abs(result["loss"] - reference["loss"]) <= \
+                    1e-12 * reference["loss"]
+                for _ in range(repeats):
+                    for how, lossfunction in (("serial", serial),
+                                              ("2_cores", checked),
+                                              ("2_workers_forced", forced)):
+                        start = time.perf_counter()
+                        lossfunction.calculate_loss(vector, True)
+                        times[how].append(time.perf_counter() - start)
+        finally:
+            WorkerBatches.payoff_check = True
+    medians = {how: np.median(values) for how, values in times.items()}
+    for how, median in medians.items():
+        print("loss_and_gradient_forces_%s_%s %.2f ms"
+              % (name, how, 1e3 * median))
+    print("loss_and_gradient_speedup_%s_2_cores %.2f x  # set-up chose %s"
+          % (name, medians["serial"] / medians["2_cores"], decision))
+    print("loss_and_gradient_speedup_%s_2_workers_forced %.2f x"
+          % (name, medians["serial"] / medians["2_workers_forced"]))
+    if floor is not None:
+        serial.split_images(2)
+        batch = serial.batches()[0]
+        model = NeuralNetwork.fromdict(checked._model.todict())
+        half = []
         for _ in range(repeats):
             start = time.perf_counter()
-            lossfunction.calculate_loss(vector, True)
-            times.append(time.perf_counter() - start)
-        lossfunction.close()
-        medians[how] = np.median(times)
-        print("loss_and_gradient_forces_%s_%s %.2f ms"
-              % (name, how, 1e3 * medians[how]))
-    assert abs(results["serial"]["loss"] - results["2_workers"]["loss"]) \
-        <= 1e-12 * results["serial"]["loss"]
-    print("loss_and_gradient_speedup_%s_2_workers %.2f x"
-          % (name, medians["serial"] / medians["2_workers"]))
-    if floor is not None:
+            batch.partial(model.element_networks(), True, 1.0, 0.04,
+                          model.raveler)
+            half.append(time.perf_counter() - start)
         print("loss_and_gradient_forces_%s_half_share_serial %.2f ms"
               % (name, 1e3 * np.median(half)))
         print("loss_and_gradient_speedup_bound_%s_2_workers %.2f x"
@@ -228,6 +278,10 @@ def bench_zmq_floor(repeats=2000):
 
 
 def main():
+    from training_scale import machine_scaling
+
+    print("machine_2process_scaling %.2f x  # two equal numpy work units"
+          % machine_scaling())
     bench_worker_start()
     floor = bench_zmq_floor()
     with WorkerPool(2) as pool:
@@ -239,6 +293,7 @@ def main():
         from benchdata import copper_images as emt_copper_images
         bench_loss_gradient(pool, emt_copper_images(40), "40x108_cu",
                             repeats=20)
+    print("machine_2process_scaling_after %.2f x" % machine_scaling())
 
 
 if __name__ == "__main__":

@@ -330,3 +330,24 @@ def test_few_images_fingerprinted_here(tmp_path, monkeypatch):
         np.testing.assert_array_equal(
             stored.arrays[key].force_matrix().toarray(),
             serial.arrays[key].force_matrix().toarray())
+
+
+def test_small_training_never_starts_workers(tmp_path, serial_fit,
+                                             monkeypatch):
+    """cores=2 on work too small for workers: none is started (the pool
+    is lazy), the log says why, and the fit is the serial one."""
+    monkeypatch.setattr(WorkerBatches, "payoff_check", True)
+    monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 1e3)
+    monkeypatch.setattr(WorkerBatches, "start_from_seconds", 1e3)
+    before = set(worker_pids())
+    label = str(tmp_path / "small")
+    calc = make_calc(label, 2)
+    assert calc.train(emt_images()) is True
+    assert set(worker_pids()) - before == set()
+    np.testing.assert_allclose(calc.model.vector, serial_fit, rtol=1e-8,
+                               atol=1e-10)
+    log = open(label + "-log.txt").read()
+    assert "Started" not in log
+    assert "Fingerprints: about" in log and "computed here" in log
+    assert "too little for workers" in log
+    assert "held by workers" not in log

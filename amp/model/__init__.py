@@ -450,8 +450,10 @@ class LossFunction:
                  if self.train_forces else None}
         self._workers = WorkerBatches(parallel, self._worker_batches, setup,
                                       log=self.log)
-        self.log("Loss function: %i images in %i shares held by workers."
-                 % (len(self._training_images()), self._workers.n_shares))
+        if self._workers.job is not None:  # else serial, logged there
+            self.log("Loss function: %i images in %i shares held by "
+                     "workers (one by the master)."
+                     % (len(self._training_images()), self._workers.n_shares))
         try:
             yield self
         finally:

@@ -19,7 +19,9 @@ Whether workers pay off is measured at set-up
 (:attr:`WorkerBatches.payoff_check`): a few evaluations of every share in
 the master against a few with the workers. When the workers are not
 faster by :attr:`WorkerBatches.margin`, they drop their shares and the
-master evaluates everything, which is logged.
+master evaluates everything, which is logged. Workers not started yet (a
+lazy pool, as :class:`amp.Amp` uses) are not started at all for a loss
+that takes under :attr:`WorkerBatches.start_from_seconds` serially.
 """
 
 import time
@@ -103,6 +105,11 @@ class WorkerBatches:
     margin = 0.9
     #: Timed evaluations per way (after one warm-up each).
     repeats = 2
+    #: Workers that are not running yet are started only for a loss whose
+    #: serial evaluation takes at least this long (with the master taking
+    #: one share, an evaluation saves less than half of it, and a round
+    #: trip costs about half a millisecond).
+    start_from_seconds = 0.002
 
     def __init__(self, parallel, make_batches, setup, log=None):
         from ..parallel import WorkerPool, setup_parallel
@@ -118,20 +125,38 @@ class WorkerBatches:
             self.close()
             raise
 
-    def _start(self, make_batches, setup):
+    def _workers(self):
+        """The live workers to give shares to: all but one local worker,
+        whose place the master takes (all of them when none is local: the
+        master's core is free then)."""
         alive = self.pool.alive()
         local = [peer for peer in alive if is_local(peer.host)]
-        # The master replaces one local worker; with only remote workers
-        # it adds a share of its own (its core is free).
-        workers = [peer for peer in alive if peer is not local[-1]] \
+        return [peer for peer in alive if peer is not local[-1]] \
             if local else alive
-        batches = make_batches(len(workers) + 1)
+
+    def _start(self, make_batches, setup):
+        pool = self.pool
+        if pool.started:
+            n_workers = len(self._workers())
+        else:  # planned from the hosts, without starting the workers
+            local = sum(count for host, count in pool.hosts.items()
+                        if is_local(host))
+            n_workers = pool.n_pids - (1 if local else 0)
+        batches = make_batches(n_workers + 1)
         self.n_shares = len(batches)
         self.local = [LossShare(setup, batch) for batch in batches]
         vector = self.local[0].model.vector
         if self.payoff_check:
             self.timings["serial"] = _fastest(
                 lambda: self._serial(vector, True), self.repeats)
+            if not pool.started and \
+                    self.timings["serial"] < self.start_from_seconds:
+                self.log("Loss function: %.2f ms per evaluation serially, "
+                         "too little for workers (from %.1f ms); evaluating"
+                         " serially." % (1e3 * self.timings["serial"],
+                                         1e3 * self.start_from_seconds))
+                return
+        workers = self._workers() if n_workers else []
         if len(batches) > 1 and workers:
             self.job = self.pool.persistent(
                 LossShare, [batch.todict() for batch in batches[1:]], setup,

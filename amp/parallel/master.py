@@ -148,6 +148,11 @@ class WorkerPool:
         the workers.
     start_timeout : float
         Seconds to wait for every worker to connect and authenticate.
+    lazy : bool
+        Start the workers only when they are first needed (:meth:`alive`,
+        :meth:`map`, :meth:`persistent`, ...), so that a run that finds
+        its work too small for workers never pays for starting them;
+        :attr:`started` tells whether they were.
 
     Attributes
     ----------
@@ -163,7 +168,7 @@ class WorkerPool:
 
     def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
                  task_timeout=None, reassign=True, workercommand=None,
-                 bind=None, start_timeout=60.0):
+                 bind=None, start_timeout=60.0, lazy=False):
         import zmq
 
         self.log = log if log is not None else _noop_log
@@ -182,8 +187,22 @@ class WorkerPool:
         self.server.linger = 0
         self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
         _POOLS.add(self)
+        self.started = False
+        self._start_arguments = (envcommand, workercommand, bind,
+                                 start_timeout)
+        if not lazy:
+            self.start()
+
+    def start(self):
+        """Start the workers (once; :meth:`alive` and the work methods call
+        it)."""
+        if self.started:
+            return
+        if self._closed:
+            raise WorkerError("the pool is closed")
+        self.started = True
         try:
-            self._start(envcommand, workercommand, bind, start_timeout)
+            self._start(*self._start_arguments)
         except BaseException:
             self.close()
             raise
@@ -374,7 +393,8 @@ class WorkerPool:
         self._banned.add(peer.identity)
 
     def alive(self):
-        """The workers still in service, by id."""
+        """The workers still in service, by id (started if need be)."""
+        self.start()
         return [peer for peer in self.peers if peer.alive]
 
     def _check_failures(self, pending):
@@ -545,6 +565,7 @@ class WorkerPool:
 
     def __iter__(self):
         """Unpack as Amp's ``server, connections, n_pids``."""
+        self.start()
         return iter((self.server, self.connections, self.n_pids))
 
 
@@ -584,14 +605,16 @@ def pool_for(parallel, log=None):
     ----------
     parallel : WorkerPool, dict or None
         A pool is yielded as it is and left running; Amp's ``parallel``
-        dict asking for more than one core starts a pool that is stopped
-        when the block ends, however it ends; otherwise None (serial).
+        dict asking for more than one core gives a pool whose workers
+        start when first needed (``lazy=True``: work found too small for
+        workers never starts them) and are stopped when the block ends,
+        however it ends; otherwise None (serial).
     log : callable, optional
     """
     if isinstance(parallel, WorkerPool):
         yield parallel
     elif wants_parallel(parallel):
-        with setup_parallel(parallel, log=log) as pool:
+        with setup_parallel(parallel, log=log, lazy=True) as pool:
             yield pool
     else:
         yield None
