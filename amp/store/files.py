@@ -125,7 +125,7 @@ _READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
 
 
 def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
-                 dir_fd=None):
+                 dir_fd=None, follow_links=False):
     """Open ``path`` only if it is a regular file of at most ``max_bytes``.
 
     Parameters
@@ -141,6 +141,9 @@ def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
         mode, for callers that create the file (the database lock).
     dir_fd : int, optional
         Resolve ``path`` relative to this open folder.
+    follow_links : bool
+        Open what a symbolic link points to (for a path the user gave
+        explicitly, such as a dataset); by default a link is refused.
 
     Returns
     -------
@@ -158,8 +161,9 @@ def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
     """
     path = os.fspath(path)
     try:
-        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), mode,
-                     dir_fd=dir_fd)
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
+        flags = flags & ~nofollow if follow_links else flags | nofollow
+        fd = os.open(path, flags, mode, dir_fd=dir_fd)
     except OSError as error:
         # ELOOP (EMLINK on some BSDs): the last component is a link.
         if error.errno in (errno.ELOOP, errno.EMLINK):

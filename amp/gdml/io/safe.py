@@ -24,10 +24,12 @@ import io as _io
 import numbers
 import os
 import pickle
-import stat
 import zipfile
 
 import numpy as np
+
+from ...store.files import UnsafeFileError as StoreUnsafeFileError
+from ...store.files import open_regular
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -178,35 +180,16 @@ def open_regular_file(path, max_bytes=None):
     """
     limit = MAX_FILE_BYTES if max_bytes is None else int(max_bytes)
     path = os.fspath(path)
+    # The path is the user's own choice (a dataset, task or model), so a
+    # symbolic link to it is followed; everything else is refused.
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+        fd, _ = open_regular(path, limit, "'%s'" % path, follow_links=True)
     except FileNotFoundError:
         raise FileNotFoundError("no such file: '{}'".format(path)) from None
-    except IsADirectoryError:
-        raise UnsafeFileError("'{}' is a directory, not a file".format(
-            path)) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = ("a directory" if stat.S_ISDIR(info.st_mode) else
-                    "a FIFO" if stat.S_ISFIFO(info.st_mode) else
-                    "a device" if (stat.S_ISCHR(info.st_mode)
-                                   or stat.S_ISBLK(info.st_mode)) else
-                    "not a regular file")
-            raise UnsafeFileError("'{}' is {}; only regular files are read"
-                                  .format(path, kind))
-        if info.st_size > limit:
-            raise UnsafeFileError(
-                "'{}' is {} bytes, more than the limit of {} bytes "
-                "(amp.gdml.io.safe.MAX_FILE_BYTES)".format(
-                    path, info.st_size, limit))
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    except StoreUnsafeFileError as error:
+        raise UnsafeFileError(str(error).replace(
+            "amp.store.limits", "amp.gdml.io.safe.MAX_FILE_BYTES")) from None
+    return os.fdopen(fd, "rb")
 
 
 def _read_member(zf, info, where):
