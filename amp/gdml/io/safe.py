@@ -183,12 +183,16 @@ def open_regular_file(path, max_bytes=None):
     # The path is the user's own choice (a dataset, task or model), so a
     # symbolic link to it is followed; everything else is refused.
     try:
-        fd, _ = open_regular(path, limit, "'%s'" % path, follow_links=True)
+        fd, size = open_regular(path, None, "'%s'" % path, follow_links=True)
     except FileNotFoundError:
         raise FileNotFoundError("no such file: '{}'".format(path)) from None
     except StoreUnsafeFileError as error:
-        raise UnsafeFileError(str(error).replace(
-            "amp.store.limits", "amp.gdml.io.safe.MAX_FILE_BYTES")) from None
+        raise UnsafeFileError(str(error)) from None
+    if size > limit:
+        os.close(fd)
+        raise UnsafeFileError(
+            "'{}' is {} bytes, more than the limit of {} bytes "
+            "(amp.gdml.io.safe.MAX_FILE_BYTES)".format(path, size, limit))
     return os.fdopen(fd, "rb")
 
 
