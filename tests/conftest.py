@@ -112,3 +112,17 @@ def ssh_alias():
         pytest.skip("no local sshd (run scripts/setup_test_system.sh): "
                     + reason)
     return SSH_ALIAS
+
+
+# ------------------------------------------------------------------ fuzzing
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-count", type=int, default=None,
+                     help="mutated files per reader in tests/test_fuzz.py "
+                          "(default 300, or AMP_FUZZ_COUNT)")
+
+
+def pytest_configure(config):
+    count = config.getoption("--fuzz-count")
+    if count is not None:
+        os.environ["AMP_FUZZ_COUNT"] = str(count)

@@ -11,10 +11,11 @@ error, within a per-case time limit, in a child process whose address
 space is capped (so a reader that allocates without bound fails the test
 with MemoryError instead of exhausting the machine).
 
-The number of cases per reader is ``AMP_FUZZ_COUNT`` (default 300, about
-ten seconds for the whole module); a longer run is one variable away::
+The number of cases per reader is ``--fuzz-count`` (or ``AMP_FUZZ_COUNT``;
+default 300, about ten seconds for the whole module); a longer run is one
+flag away::
 
-    AMP_FUZZ_COUNT=5000 python -m pytest tests/test_fuzz.py -s
+    python -m pytest tests/test_fuzz.py -s --fuzz-count 5000
 
 ``-s`` shows each reader's counts (cases, loads, named errors, seconds).
 """
