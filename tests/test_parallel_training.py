@@ -257,7 +257,9 @@ def test_workers_kept_only_when_they_pay_off(fingerprinted, serial_losses,
             workers = lossfunction._workers
             assert set(workers.timings) == {"serial", "workers"}
             if margin == 0.0:
-                assert workers.job is None and len(workers.local) == 2
+                # Serial on one batch, the serial path's own.
+                assert workers.job is None and len(workers.local) == 1
+                assert workers.local[0].batch.n_images == len(images)
                 assert "workers do not pay off" in text.getvalue()
                 assert "evaluating serially" in text.getvalue()
             else:
@@ -351,3 +353,29 @@ def test_small_training_never_starts_workers(tmp_path, serial_fit,
     assert "Fingerprints: about" in log and "computed here" in log
     assert "too little for workers" in log
     assert "held by workers" not in log
+
+
+def test_concatenated_shares_are_the_serial_batch(fingerprinted):
+    from amp.model._network import TrainingBatch
+
+    images, descriptor = fingerprinted
+    model = model_with_loss({"cores": 1}, images, descriptor)
+    lossfunction = model.lossfunction
+    whole = lossfunction.batches()[0]
+    lossfunction.split_images(3)
+    merged = TrainingBatch.concatenate(lossfunction.batches())
+    for name in ("image_weight", "n_atoms", "reference_energies",
+                 "reference_forces", "force_row_weight"):
+        np.testing.assert_array_equal(getattr(merged, name),
+                                      getattr(whole, name))
+    assert merged.elements == whole.elements
+    assert merged.column_start == whole.column_start
+    for e in whole.elements:
+        np.testing.assert_array_equal(merged.fingerprints[e],
+                                      whole.fingerprints[e])
+        np.testing.assert_array_equal(merged.image_of_atom[e],
+                                      whole.image_of_atom[e])
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(merged.force_matrix, name),
+                                      getattr(whole.force_matrix, name))
+    assert merged.force_matrix.shape == whole.force_matrix.shape

@@ -427,6 +427,67 @@ class TrainingBatch:
     _ARRAYS = ("image_weight", "n_atoms", "reference_energies")
     _FORCE_ARRAYS = ("reference_forces", "force_row_weight")
 
+    @classmethod
+    def concatenate(cls, batches):
+        """One batch of the images of ``batches``, in their order.
+
+        The batches of consecutive shares of a set of images give the
+        batch of the whole set, array for array (the serial evaluation
+        after workers were found not to pay off).
+        """
+        if len(batches) == 1:
+            return batches[0]
+        out = cls.__new__(cls)
+        out.n_images = sum(batch.n_images for batch in batches)
+        out.train_forces = all(batch.train_forces for batch in batches)
+        for name in cls._ARRAYS:
+            setattr(out, name, np.concatenate([getattr(batch, name)
+                                               for batch in batches]))
+        out.elements = sorted({e for batch in batches
+                               for e in batch.elements})
+        first_image = np.cumsum([0] + [b.n_images for b in batches])
+        out.fingerprints, out.image_of_atom = {}, {}
+        for e in out.elements:
+            having = [(n, b) for n, b in enumerate(batches)
+                      if e in b.elements]
+            out.fingerprints[e] = np.concatenate(
+                [b.fingerprints[e] for _, b in having])
+            out.image_of_atom[e] = np.concatenate(
+                [b.image_of_atom[e] + first_image[n] for n, b in having])
+        if not out.train_forces:
+            return out
+        for name in cls._FORCE_ARRAYS:
+            setattr(out, name, np.concatenate([getattr(batch, name)
+                                               for batch in batches]))
+        out.column_start, start = {}, 0
+        for e in out.elements:
+            out.column_start[e] = start
+            start += out.fingerprints[e].size
+        rows_before = dict.fromkeys(out.elements, 0)
+        data, indices, indptr, at = [], [], [np.zeros(1, np.int64)], 0
+        for batch in batches:
+            matrix = batch.force_matrix
+            mapping = np.empty(matrix.shape[1], dtype=np.int64)
+            for e in batch.elements:
+                size = batch.fingerprints[e].size
+                width = batch.fingerprints[e].shape[1]
+                local = batch.column_start[e]
+                mapping[local:local + size] = (
+                    out.column_start[e] + rows_before[e] * width
+                    + np.arange(size))
+                rows_before[e] += batch.fingerprints[e].shape[0]
+            data.append(matrix.data)
+            indices.append(mapping[matrix.indices])
+            indptr.append(matrix.indptr[1:].astype(np.int64) + at)
+            at += matrix.nnz
+        index_type = np.int32 if max(start, at) < 2 ** 31 - 1 else np.int64
+        out.force_matrix = scipy.sparse.csr_matrix(
+            (np.concatenate(data),
+             np.concatenate(indices).astype(index_type),
+             np.concatenate(indptr).astype(index_type)),
+            shape=(sum(b.force_matrix.shape[0] for b in batches), start))
+        return out
+
     def todict(self):
         """The batch as plain arrays, numbers and dicts (what
         :mod:`amp.parallel.wire` carries); :meth:`fromdict` rebuilds it."""

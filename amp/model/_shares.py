@@ -155,6 +155,7 @@ class WorkerBatches:
                          "too little for workers (from %.1f ms); evaluating"
                          " serially." % (1e3 * self.timings["serial"],
                                          1e3 * self.start_from_seconds))
+                self._merge()
                 return
         workers = self._workers() if n_workers else []
         if len(batches) > 1 and workers:
@@ -162,6 +163,7 @@ class WorkerBatches:
                 LossShare, [batch.todict() for batch in batches[1:]], setup,
                 peers=workers)
         if self.job is None:
+            self._merge()
             return
         if self.payoff_check:
             self.timings["workers"] = _fastest(
@@ -175,12 +177,21 @@ class WorkerBatches:
                             1e3 * self.timings["serial"]))
                 self.job.close()
                 self.job = None
+                self._merge()
                 return
             self.log("Loss function: %.2f ms per evaluation with %d workers"
                      " and the master, %.2f ms serially."
                      % (1e3 * self.timings["workers"], len(workers),
                         1e3 * self.timings["serial"]))
         # The workers hold their shares now; the master keeps only its own.
+        del self.local[1:]
+
+    def _merge(self):
+        """Serial from now on: the shares become one batch (the serial
+        path's own, so no per-share cost is paid)."""
+        merged = TrainingBatch.concatenate([share.batch
+                                            for share in self.local])
+        self.local[0].batch = merged
         del self.local[1:]
 
     def _serial(self, vector, lossprime):
