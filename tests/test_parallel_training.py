@@ -379,3 +379,29 @@ def test_concatenated_shares_are_the_serial_batch(fingerprinted):
         np.testing.assert_array_equal(getattr(merged.force_matrix, name),
                                       getattr(whole.force_matrix, name))
     assert merged.force_matrix.shape == whole.force_matrix.shape
+
+
+def test_local_workers_store_fingerprints_themselves(tmp_path, monkeypatch):
+    """Workers on this machine write the database entries; the master
+    stores only the image it timed, and the entries read back as the
+    serial ones."""
+    from amp.descriptor.fingerprint_store import FingerprintStore
+
+    puts = []
+    original = FingerprintStore.put
+    monkeypatch.setattr(FingerprintStore, "put", lambda self, key, fp:
+                        puts.append(key) or original(self, key, fp))
+    images = hash_images(emt_images(5))
+    stored = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))
+    computed = stored.calculate_fingerprints(
+        images, parallel={"cores": 2}, calculate_derivatives=True)
+    assert sorted(computed) == sorted(images)
+    assert puts == [next(iter(images))]  # in this process: the first only
+    serial = Gaussian(cutoff=4.5)
+    serial.calculate_fingerprints(images, calculate_derivatives=True)
+    reread = Gaussian.fromdict(stored.todict())
+    reread.dblabel = str(tmp_path / "db")
+    for key in images:
+        np.testing.assert_array_equal(
+            reread.arrays[key].force_matrix().toarray(),
+            serial.arrays[key].force_matrix().toarray())

@@ -468,13 +468,15 @@ class Gaussian:
                       unit="images") as progress:
             for key, fingerprints in self._compute_many(
                     needed, calculate_derivatives, parallel, log):
-                store.put(key, fingerprints)
+                if fingerprints is not None:  # None: a worker stored it
+                    store.put(key, fingerprints)
                 progress.update(progress.done + 1)
         log("...fingerprints ready.", toc="fp")
         return list(needed)
 
     def _compute_many(self, images, derivatives, parallel, log):
-        """Yield ``(key, ImageFingerprints)`` for each image.
+        """Yield ``(key, ImageFingerprints)`` for each image, or
+        ``(key, None)`` for one that a worker has stored itself.
 
         Each image is computed whole before it is yielded, so a failure
         leaves nothing half-stored. With ``parallel`` asking for more than
@@ -483,10 +485,12 @@ class Gaussian:
         least :attr:`WORKERS_FROM_SECONDS` here, workers compute them
         (:func:`amp.parallel.fingerprint_job`), otherwise they are computed
         here too, which is logged (messages and copies would cost more
-        than they save).
+        than they save). Workers on this machine store the fingerprints in
+        the databases themselves (nothing large crosses to the master).
         """
         from ..parallel import (compute_in_workers, fingerprint_job,
                                 wants_parallel)
+        from ..parallel.master import local_only
 
         keys = list(images)
         if len(keys) > 1 and wants_parallel(parallel):
@@ -494,13 +498,16 @@ class Gaussian:
             yield keys[0], self.compute(images[keys[0]], derivatives)
             rest = (time.perf_counter() - start) * (len(keys) - 1)
             if rest >= self.WORKERS_FROM_SECONDS:
+                dblabel = self.dblabel if local_only(parallel) else None
                 job, setup = fingerprint_job(
                     self, derivatives, parts=("values", "neighbors",
-                                              "derivatives"))
+                                              "derivatives"),
+                    dblabel=dblabel)
                 for key, value in compute_in_workers(
                         parallel, job, {k: images[k] for k in keys[1:]},
                         setup, log=log):
-                    yield key, ImageFingerprints.fromdict(value, value)
+                    yield key, (None if dblabel is not None else
+                                ImageFingerprints.fromdict(value, value))
                 return
             if log is not None:
                 log("Fingerprints: about %.2f s of work left; computed "

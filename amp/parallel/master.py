@@ -641,13 +641,29 @@ def compute_in_workers(parallel, job, items, setup=None, log=None):
 
 
 def fingerprint_job(descriptor, derivatives=False,
-                    parts=("values", "derivatives")):
+                    parts=("values", "derivatives"), dblabel=None):
     """Return ``(job, setup)`` computing ``descriptor``'s fingerprints.
 
     Each worker rebuilds the descriptor from ``descriptor.todict()`` and
     returns ``descriptor.compute(atoms, derivatives).todict(parts)`` per
     image; rebuild with ``ImageFingerprints.fromdict(value, value)``.
+    With ``dblabel`` (only for workers on this machine, see
+    :func:`local_only`) each worker stores them in those databases itself
+    and returns ``{'stored': True}``.
     """
     return Fingerprints, {"descriptor": descriptor.todict(),
                           "derivatives": bool(derivatives),
-                          "parts": list(parts)}
+                          "parts": list(parts), "dblabel": dblabel}
+
+
+def local_only(parallel):
+    """True when every worker ``parallel`` has (or would start) runs on
+    this machine (so it shares the master's files)."""
+    if isinstance(parallel, WorkerPool):
+        if parallel.started:
+            return all(is_local(peer.host) for peer in parallel.alive())
+        return all(map(is_local, parallel.hosts))
+    cores = (parallel or {}).get("cores", 1)
+    if isinstance(cores, dict):
+        return all(map(is_local, cores))
+    return True

@@ -85,17 +85,28 @@ class Fingerprints:
     """Map job: fingerprints of images, as ``ImageFingerprints.todict``.
 
     ``setup``: ``{'descriptor': descriptor.todict(), 'derivatives': bool,
-    'parts': ['values', 'derivatives']}``; items are ase.Atoms; each value
-    is ``descriptor.compute(atoms, derivatives).todict(parts)``.
+    'parts': ['values', 'derivatives'], 'dblabel': str or None}``; items
+    are ase.Atoms; each value is ``descriptor.compute(atoms,
+    derivatives).todict(parts)``. With a ``dblabel`` (workers on the
+    master's machine) the worker stores the fingerprints in those
+    databases itself, as the master would, and returns ``{'stored':
+    True}``: nothing large crosses to the master, which would otherwise
+    spend about a quarter of the work decoding and storing.
     """
 
     def __init__(self, setup):
         self.descriptor = from_importname(setup["descriptor"])
         self.derivatives = bool(setup.get("derivatives", False))
         self.parts = tuple(setup.get("parts", ("values", "derivatives")))
+        dblabel = setup.get("dblabel")
+        self.store = None if dblabel is None else \
+            self.descriptor.open_store(dblabel)
 
     def __call__(self, key, atoms):
         fingerprints = self.descriptor.compute(atoms, self.derivatives)
+        if self.store is not None:
+            self.store.put(key, fingerprints)
+            return {"stored": True}
         return fingerprints.todict(parts=self.parts)
 
 
