@@ -41,7 +41,10 @@ and ``machine_2process_scaling`` x: two equal numpy work units (sparse
 products, dense products and element-wise maths like a loss evaluation's)
 run by two processes at once against one after the other in one process,
 measured before, between and after the pairs of runs (the best is the
-reference: it is what two cores gave at the time); ``scale_speedup_2_cores_loss``,
+reference: it is what two cores gave at the time), and
+``machine_2process_scaling_memory_bound`` the same with a 65 MB sparse
+matrix per process (half the benchmark's force data: two processes then
+share the memory bandwidth, as master and worker do in training); ``scale_speedup_2_cores_loss``,
 ``..._fingerprints`` and ``..._train`` x, each also as a share of the
 machine's scaling.
 
@@ -121,13 +124,18 @@ def alloy_images(count=N_IMAGES):
 
 # ------------------------------------------------------ machine scaling
 
-def _work_unit(seed=0, repeats=40):
+def _work_unit(kind="cache", seed=0):
     """Numpy work like a loss evaluation's: a sparse product and its
-    transpose, dense products and element-wise maths."""
+    transpose, dense products and element-wise maths. ``cache``: a 14 MB
+    sparse matrix (mostly cache-resident); ``memory``: 65 MB, like half
+    of the benchmark's force data, so two processes share the memory
+    bandwidth as master and worker do in training."""
     import scipy.sparse
 
+    rows, density, repeats = ((20000, 0.01, 40) if kind == "cache"
+                              else (150000, 0.006, 8))
     rng = np.random.default_rng(seed)
-    matrix = scipy.sparse.random(20000, 6000, density=0.01, format="csr",
+    matrix = scipy.sparse.random(rows, 6000, density=density, format="csr",
                                  random_state=seed)
     x = rng.normal(size=6000)
     a = rng.normal(size=(3000, 60))
@@ -141,20 +149,20 @@ def _work_unit(seed=0, repeats=40):
     return time.perf_counter() - start
 
 
-def machine_scaling(rounds=3):
+def machine_scaling(rounds=3, kind="cache"):
     """Two equal work units: two processes at once vs one after the other
-    (best of ``rounds``)."""
-    command = [sys.executable, os.path.abspath(__file__), "--work-unit"]
+    (best of ``rounds``); the set-up of each unit is not timed."""
+    command = [sys.executable, os.path.abspath(__file__), "--work-unit",
+               kind]
     serial, parallel = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
-        subprocess.run(command + ["2"], check=True)
-        serial.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        both = [subprocess.Popen(command + ["1"]) for _ in range(2)]
-        for process in both:
-            process.wait()
-        parallel.append(time.perf_counter() - start)
+        output = subprocess.run(command + ["2"], check=True, text=True,
+                                stdout=subprocess.PIPE).stdout
+        serial.append(sum(map(float, output.split())))
+        both = [subprocess.Popen(command + ["1"], stdout=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+        parallel.append(max(float(process.communicate()[0])
+                            for process in both))
     return min(serial) / min(parallel)
 
 
@@ -299,28 +307,33 @@ def main():
     parser.add_argument("--compare-scipy", action="store_true",
                         help="also a cores=1 run with scipy's BFGS")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--work-unit", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work-unit", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.work_unit:
-        for _ in range(args.work_unit):
-            _work_unit()
+        kind, count = args.work_unit[0], int(args.work_unit[1])
+        print(" ".join("%.6f" % _work_unit(kind) for _ in range(count)))
         return
     if args.child:
         train_child(int(args.child[0]), args.child[1])
         return
     alloy_images()  # made and cached before anything is timed
-    runs, scalings = {1: [], 2: []}, []
+    runs, scalings, bound = {1: [], 2: []}, [], []
     for repeat in range(args.repeats):
         # The machine's scaling next to each pair of runs: other work on
         # the host changes it from minute to minute.
         scalings.append(machine_scaling(rounds=1))
+        bound.append(machine_scaling(rounds=1, kind="memory"))
         for cores in ((1, 2) if repeat % 2 == 0 else (2, 1)):
             runs[cores].append(run_child(cores))
     scalings.append(machine_scaling(rounds=1))
+    bound.append(machine_scaling(rounds=1, kind="memory"))
     scaling = max(scalings)
     report("machine_2process_scaling", "%.2f" % scaling, "x",
            "best of %s: two equal numpy work units, 2 processes vs 1"
            % " ".join("%.2f" % value for value in scalings))
+    report("machine_2process_scaling_memory_bound", "%.2f" % max(bound),
+           "x", "best of %s: the same with 65 MB sparse matrices"
+           % " ".join("%.2f" % value for value in bound))
     report("scale_parameters", runs[1][0]["parameters"], "count")
     best = {cores: print_run("scale_cores%d" % cores, runs[cores])
             for cores in (1, 2)}
@@ -328,8 +341,9 @@ def main():
                       ("train_total", "train")):
         speedup = best[1][key] / best[2][key]
         report("scale_speedup_2_cores_%s" % name, "%.2f" % speedup, "x",
-               "%.0f %% of the machine's 2-process scaling"
-               % (100 * speedup / scaling))
+               "%.0f %% of the machine's 2-process scaling, %.0f %% of the "
+               "memory-bound one" % (100 * speedup / scaling,
+                                     100 * speedup / max(bound)))
     if args.compare_scipy:
         print_run("scale_scipy_bfgs_cores1", [run_child(1, "scipy")])
 
