@@ -132,11 +132,14 @@ def _work_unit(kind="cache", seed=0):
     bandwidth as master and worker do in training."""
     import scipy.sparse
 
-    rows, density, repeats = ((20000, 0.01, 40) if kind == "cache"
-                              else (150000, 0.006, 8))
+    rows, per_row, repeats = ((20000, 60, 200) if kind == "cache"
+                              else (150000, 36, 40))
     rng = np.random.default_rng(seed)
-    matrix = scipy.sparse.random(rows, 6000, density=density, format="csr",
-                                 random_state=seed)
+    matrix = scipy.sparse.csr_matrix(
+        (rng.normal(size=rows * per_row),
+         rng.integers(0, 6000, size=rows * per_row, dtype=np.int32),
+         np.arange(0, rows * per_row + 1, per_row, dtype=np.int32)),
+        shape=(rows, 6000))
     x = rng.normal(size=6000)
     a = rng.normal(size=(3000, 60))
     w = rng.normal(size=(60, 10))
