@@ -542,11 +542,17 @@ class TrainingBatch:
         for e in out.elements:
             out.column_start[e] = start
             start += out.fingerprints[e].size
+        nnz = sum(batch.force_matrix.nnz for batch in batches)
+        n_rows = sum(batch.force_matrix.shape[0] for batch in batches)
+        index_type = np.int32 if max(start, nnz) < 2 ** 31 - 1 else np.int64
+        data = np.empty(nnz)
+        indices = np.empty(nnz, dtype=index_type)
+        indptr = np.zeros(n_rows + 1, dtype=index_type)
         rows_before = dict.fromkeys(out.elements, 0)
-        data, indices, indptr, at = [], [], [np.zeros(1, np.int64)], 0
+        at = row = 0
         for batch in batches:
             matrix = batch.force_matrix
-            mapping = np.empty(matrix.shape[1], dtype=np.int64)
+            mapping = np.empty(matrix.shape[1], dtype=index_type)
             for e in batch.elements:
                 size = batch.fingerprints[e].size
                 width = batch.fingerprints[e].shape[1]
@@ -555,16 +561,14 @@ class TrainingBatch:
                     out.column_start[e] + rows_before[e] * width
                     + np.arange(size))
                 rows_before[e] += batch.fingerprints[e].shape[0]
-            data.append(matrix.data)
-            indices.append(mapping[matrix.indices])
-            indptr.append(matrix.indptr[1:].astype(np.int64) + at)
+            data[at:at + matrix.nnz] = matrix.data
+            np.take(mapping, matrix.indices, out=indices[at:at + matrix.nnz])
+            indptr[row + 1:row + 1 + matrix.shape[0]] = \
+                matrix.indptr[1:] + at
             at += matrix.nnz
-        index_type = np.int32 if max(start, at) < 2 ** 31 - 1 else np.int64
+            row += matrix.shape[0]
         out.force_matrix = scipy.sparse.csr_matrix(
-            (np.concatenate(data),
-             np.concatenate(indices).astype(index_type),
-             np.concatenate(indptr).astype(index_type)),
-            shape=(sum(b.force_matrix.shape[0] for b in batches), start))
+            (data, indices, indptr), shape=(n_rows, start))
         return out
 
     def todict(self):
