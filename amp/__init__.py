@@ -292,8 +292,16 @@ class Amp(Calculator):
         self.save(make_filename(self.label, "-initial-parameters.amp"),
                   overwrite=True)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
+        archive = None
+        if own_database and compress_databases:
+            from .descriptor.fingerprint_store import BackgroundArchive
+
+            archive = BackgroundArchive(self.descriptor, log)
 
         def on_step(step):
+            if archive is not None and step == 1:
+                # The training data are in memory now: archive meanwhile.
+                archive.start()
             every = getattr(self.model, "checkpoints", None)
             if every and step % every == 0:
                 # Amp's wording: its log readers skip this line.
@@ -308,8 +316,8 @@ class Amp(Calculator):
             log("Interrupted; parameters saved to %s." % checkpoint)
             raise
         finally:
-            if own_database and compress_databases:
-                self.descriptor.archive_databases(log=log)
+            if archive is not None:
+                archive.finish()
 
     def _resume_from_checkpoint(self, log):
         """Continue from ``<label>-checkpoint.amp`` when it matches."""

@@ -22,6 +22,8 @@ databases are archived with a gzip level per database
 (:data:`ARCHIVE_LEVELS`).
 """
 
+import threading
+
 import numpy as np
 
 from ..store.database import FileDatabase, MemoryDatabase
@@ -294,3 +296,50 @@ class FingerprintStore:
         """Forget in-memory entries (files on disk stay)."""
         if not self.on_disk:
             self.memory.clear()
+
+
+class BackgroundArchive:
+    """Archive a descriptor's databases in a thread while training goes on.
+
+    Once the training data are in memory (after the first loss
+    evaluation) nothing reads the databases until training ends, so the
+    archiving (mostly hashing, checksums and file writes, which release
+    the interpreter lock) can overlap the optimisation instead of adding
+    to its end. Its log lines are kept and written by :meth:`finish`, so
+    they do not land inside the convergence table.
+
+    Parameters
+    ----------
+    descriptor : object
+        Has ``archive_databases(log=...)``.
+    log : callable
+    """
+
+    def __init__(self, descriptor, log):
+        self.descriptor, self.log = descriptor, log
+        self._thread, self._error, self._lines = None, None, []
+
+    def _run(self):
+        try:
+            self.descriptor.archive_databases(log=self._lines.append)
+        except BaseException as error:  # re-raised by finish()
+            self._error = error
+
+    def start(self):
+        """Start archiving in a thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="amp-archive", daemon=True)
+            self._thread.start()
+
+    def finish(self):
+        """Wait for the thread (or archive now if it never started), log
+        its lines and raise its error, if any."""
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        for line in self._lines:
+            self.log(line)
+        if self._error is not None:
+            raise self._error
