@@ -104,7 +104,7 @@ class WorkerBatches:
     #: this fraction of a serial one.
     margin = 0.9
     #: Timed evaluations per way (after one warm-up each).
-    repeats = 2
+    repeats = 3
     #: Workers that are not running yet are started only for a loss whose
     #: serial evaluation takes at least this long (with the master taking
     #: one share, an evaluation saves less than half of it, and a round
