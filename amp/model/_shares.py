@@ -103,7 +103,8 @@ class WorkerBatches:
     #: Workers are kept only when an evaluation with them takes at most
     #: this fraction of a serial one.
     margin = 0.9
-    #: Timed evaluations per way (after one warm-up each).
+    #: Timed evaluations per way (after one warm-up each; with the
+    #: workers, interleaved with as many serial ones).
     repeats = 3
     #: Workers that are not running yet are started only for a loss whose
     #: serial evaluation takes at least this long (with the master taking
@@ -169,8 +170,18 @@ class WorkerBatches:
             self._merge()
             return
         if self.payoff_check:
-            self.timings["workers"] = _fastest(
-                lambda: self._parallel(vector, True), self.repeats)
+            # Interleaved, so that both ways see the same load on the
+            # host; the fastest of each (the least disturbed).
+            self._parallel(vector, True)  # warm-up
+            serial, workers_time = [self.timings["serial"]], []
+            for _ in range(self.repeats):
+                for way, times in ((self._parallel, workers_time),
+                                   (self._serial, serial)):
+                    start = time.perf_counter()
+                    way(vector, True)
+                    times.append(time.perf_counter() - start)
+            self.timings["serial"] = min(serial)
+            self.timings["workers"] = min(workers_time)
             if self.timings["workers"] > self.margin * \
                     self.timings["serial"]:
                 self.log("Loss function: workers do not pay off (%.2f ms "
