@@ -38,6 +38,9 @@ Prints ``name value unit`` lines, per ``cores``:
   process) and ``..._peak_memory_worker`` MB (largest worker's peak);
 * ``scale_cores<c>_memory_estimate`` MB: the estimate logged before the
   fingerprint derivatives are computed;
+* ``scale_cores2_setup_check`` ms: one loss evaluation serially and with
+  the workers as measured before the first step, when nothing else runs
+  (during the steps the archiving thread shares the two cores);
 
 and ``machine_2process_scaling`` x: two equal numpy work units (sparse
 products, dense products and element-wise maths like a loss evaluation's)
@@ -226,6 +229,18 @@ def train_child(cores, optimizer):
         return estimate["bytes"]
 
     budget.check_memory = recorded
+    from amp.model._shares import WorkerBatches
+
+    checks = []
+    start_shares = WorkerBatches._start
+
+    def checked(self, *args):
+        try:
+            return start_shares(self, *args)
+        finally:
+            checks.append(dict(self.timings))
+
+    WorkerBatches._start = checked
     if optimizer == "scipy":
         from scipy.optimize import minimize
 
@@ -273,6 +288,8 @@ def train_child(cores, optimizer):
         "peak_worker": children / 1024.0,
         "estimate": estimate.get("bytes", 0) / 1e6,
         "evaluations": len(evaluations),
+        "check_serial": checks[0].get("serial", 0.0) if checks else 0.0,
+        "check_workers": checks[0].get("workers", 0.0) if checks else 0.0,
     }
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -310,6 +327,12 @@ def print_run(name, runs):
            "MB", "largest child process (0: no workers)")
     report("%s_memory_estimate" % name, "%.1f" % best["estimate"], "MB",
            "fingerprint-derivative force data, logged before computing")
+    if best["check_workers"]:
+        report("%s_setup_check" % name, "%.1f %.1f" % (
+            1e3 * best["check_serial"], 1e3 * best["check_workers"]),
+            "ms", "loss evaluation serially and with the workers, measured "
+            "before the first step (no archiving running yet): %.2fx"
+            % (best["check_serial"] / best["check_workers"]))
     return best
 
 
