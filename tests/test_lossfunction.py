@@ -7,7 +7,7 @@ import pytest
 
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction, combine_partials
-from amp.model._network import TrainingBatch
+from amp.model.batch import TrainingBatch
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.utilities import Logger, hash_images
 
@@ -212,7 +212,7 @@ def test_force_matrix_of_images_of_different_sizes(monkeypatch):
     dE/dG to every image's forces, whatever the order of sizes."""
     from ase.build import bulk
 
-    import amp.model._network as network
+    import amp.model.batch as network
     from conftest import with_emt_results
 
     grown = []

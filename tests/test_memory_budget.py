@@ -13,7 +13,7 @@ from amp.descriptor.budget import (TrainingMemoryError, derivative_memory,
                                    format_bytes, local_share, parse_bytes)
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction
-from amp.model._network import TrainingBatch
+from amp.model.batch import TrainingBatch
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.utilities import hash_images
 

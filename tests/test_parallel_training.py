@@ -363,7 +363,7 @@ def test_small_training_never_starts_workers(tmp_path, serial_fit,
 
 
 def test_concatenated_shares_are_the_serial_batch(fingerprinted):
-    from amp.model._network import TrainingBatch
+    from amp.model.batch import TrainingBatch
 
     images, descriptor = fingerprinted
     model = model_with_loss({"cores": 1}, images, descriptor)

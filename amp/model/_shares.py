@@ -1,6 +1,6 @@
 """The loss function's images shared between the master and its workers.
 
-The master builds one :class:`~amp.model._network.TrainingBatch` per share
+The master builds one :class:`~amp.model.batch.TrainingBatch` per share
 and computes share 0 itself; each other share goes to a worker once, as
 arrays, and the worker then answers every parameter vector with the
 partial sums of its batch (:class:`LossShare`). The master sends the
@@ -28,7 +28,7 @@ import time
 
 from ..parallel.launch import is_local
 from ..parallel.worker import from_importname, register_job
-from ._network import TrainingBatch
+from .batch import TrainingBatch
 
 
 @register_job

@@ -16,8 +16,8 @@ from ase.calculators.calculator import Parameters
 
 from ..utilities import Logger, hash_images
 from . import LossFunction, Model
-from ._network import (ACTIVATIONS, ElementNetwork, Raveler, TrainingBatch,
-                       n_inputs)
+from ._network import ACTIVATIONS, ElementNetwork, Raveler, n_inputs
+from .batch import TrainingBatch
 from .initialization import InitialParameters
 from .nodeplot import NodePlot  # noqa: F401  (Amp's import path)
 

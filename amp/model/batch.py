@@ -1,0 +1,429 @@
+"""Training images stacked into arrays: what the loss is evaluated on.
+
+A :class:`TrainingBatch` holds the fingerprints of many images per element,
+their reference energies and forces, and each image's force matrix (the
+linear map from ``dE/dG`` to its forces, built directly without its exact
+zeros by :func:`image_force_rows`); :meth:`TrainingBatch.partial` returns
+the partial sums of the loss and its gradient over the batch, which the
+loss function adds over batches (or over workers) in a fixed order. The
+network maths it calls is in :mod:`amp.model._network`.
+"""
+
+import numpy as np
+import scipy.sparse
+
+
+def _grown(array, used, capacity, dtype):
+    """A new uninitialised array of ``capacity`` holding ``array[:used]``."""
+    out = np.empty(capacity, dtype=dtype)
+    if array is not None:
+        out[:used] = array[:used]
+    return out
+
+
+def image_force_rows(fp):
+    """One image's force matrix without its exact zeros, built directly.
+
+    The same matrix as ``fp.force_matrix()`` with ``eliminate_zeros()``
+    (columns sorted in every row), without the sparse library's sort of
+    every stored value: an entry's derivative block goes, with a plus sign,
+    to its centre atom's rows and, with a minus sign, to its neighbour's;
+    the blocks of one (row atom, centre atom) pair are added in one
+    ``reduceat`` over the entries sorted by pair, and each pair's block is
+    scattered to its place in the three rows of its atom (4x faster on the
+    32-atom benchmark cells). With several elements most values are exact
+    zeros (a G2 of element X does not move with a neighbour of element Y,
+    a G4 only with neighbours of its pair's elements: 55 % with three
+    elements); dropping them halves the memory and the sparse products,
+    and a sum without its 0.0 terms is the same.
+
+    Parameters
+    ----------
+    fp : ImageFingerprints
+        With derivatives.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (3 n_atoms, n_columns)
+    """
+    nl, n_atoms = fp.neighbors, fp.n_atoms
+    elements = sorted(fp.values)
+    offset, n_columns = {}, 0
+    for e in elements:
+        offset[e] = n_columns
+        n_columns += fp.values[e].size
+    row_of_atom = np.zeros(n_atoms, dtype=np.int64)
+    for e in elements:
+        row_of_atom[fp.atom_index[e]] = np.arange(len(fp.atom_index[e]))
+    pairs = []  # per element: row atom, column base, summed blocks
+    for e in elements:
+        block = np.asarray(fp.derivatives[e])
+        if not len(block):
+            continue
+        entries = np.asarray(fp.entries[e])
+        centre = nl.i[entries]
+        width = block.shape[2]
+        base = offset[e] + row_of_atom[centre] * width
+        row_atom = np.concatenate([centre, nl.j[entries]])
+        key = row_atom * (n_columns + 1) + np.concatenate([base, base])
+        order = np.argsort(key, kind="stable")
+        first = np.flatnonzero(np.r_[True, key[order][1:] !=
+                                     key[order][:-1]])
+        count = len(entries)
+        signed = block[order % count]
+        signed[order >= count] *= -1.0
+        summed = np.add.reduceat(signed, first, axis=0)
+        pairs.append((row_atom[order[first]],
+                      np.concatenate([base, base])[order[first]], summed))
+    # Length of each atom's rows: per element, its pairs times the width.
+    lengths = np.zeros((n_atoms, len(pairs) + 1), dtype=np.int64)
+    for k, (atom, _, summed) in enumerate(pairs):
+        lengths[:, k + 1] = np.bincount(atom, minlength=n_atoms) * \
+            summed.shape[2]
+    row_length = lengths.sum(axis=1)
+    indptr = np.zeros(3 * n_atoms + 1, dtype=np.int64)
+    np.cumsum(np.repeat(row_length, 3), out=indptr[1:])
+    before = np.cumsum(lengths, axis=1)  # segment start of each element
+    data = np.empty(indptr[-1])
+    columns = np.empty(indptr[-1], dtype=np.int64)
+    axis = np.arange(3)
+    for k, (atom, base, summed) in enumerate(pairs):
+        width = summed.shape[2]
+        rank = np.arange(len(atom)) - np.searchsorted(atom, atom)
+        start = (indptr[3 * atom[:, None] + axis] + before[atom, k][:, None]
+                 + (rank * width)[:, None])
+        where = start[:, :, None] + np.arange(width)
+        data[where] = summed
+        columns[where] = (base[:, None, None] + np.arange(width))
+    keep = data != 0
+    counts = np.bincount(np.repeat(np.arange(3 * n_atoms),
+                                   np.diff(indptr))[keep],
+                         minlength=3 * n_atoms)
+    kept_indptr = np.zeros(3 * n_atoms + 1, dtype=np.int64)
+    np.cumsum(counts, out=kept_indptr[1:])
+    return scipy.sparse.csr_matrix(
+        (data[keep], columns[keep], kept_indptr),
+        shape=(3 * n_atoms, n_columns))
+
+
+class TrainingBatch:
+    """Stacked training data of a set of images, and its loss partial sums.
+
+    All atoms of one element over all images of the batch form one block;
+    the forces of the batch are one sparse product ``T @ g`` with ``T`` the
+    block-diagonal stack of the images' force matrices, columns reordered
+    to the element-major layout of ``g``.
+
+    Parameters
+    ----------
+    images : dict
+        ``{hash: ase.Atoms}``, reference energies/forces attached.
+    arrays : mapping
+        ``arrays[hash]`` is the image's :class:`ImageFingerprints`.
+    train_forces : bool
+        Build the force part (needs fingerprint derivatives).
+    weights : dict, optional
+        ``{hash: weight}`` of each image in the loss (duplicates); 1 if
+        missing.
+    """
+
+    def __init__(self, images, arrays, train_forces, weights=None):
+        keys = list(images)
+        weights = weights or {}
+        self.n_images = len(keys)
+        self.train_forces = train_forces
+        self.image_weight = np.array([float(weights.get(k, 1.0))
+                                      for k in keys])
+        self.n_atoms = np.array([len(images[k]) for k in keys], dtype=float)
+        self.reference_energies = np.empty(self.n_images)
+        fingerprints = {}   # element -> list of blocks
+        image_of_atom = {}  # element -> list of image ids per row
+        for n, key in enumerate(keys):
+            atoms = images[key]
+            energy = atoms.get_potential_energy(apply_constraint=False)
+            if energy is None or not np.isfinite(energy):
+                raise ValueError("image %s has no finite reference energy"
+                                 % key)
+            self.reference_energies[n] = energy
+            fp = arrays[key]
+            for element, block in fp.values.items():
+                fingerprints.setdefault(element, []).append(
+                    np.asarray(block, dtype=float))
+                image_of_atom.setdefault(element, []).append(
+                    np.full(len(block), n, dtype=np.int64))
+        self.elements = sorted(fingerprints)
+        self.fingerprints = {}
+        for e in self.elements:
+            widths = {b.shape[1] for b in fingerprints[e] if len(b)}
+            if len(widths) > 1:
+                raise ValueError("element %s has fingerprints of different "
+                                 "lengths %s across images" % (e, widths))
+            self.fingerprints[e] = np.concatenate(fingerprints[e])
+        self.image_of_atom = {e: np.concatenate(image_of_atom[e])
+                              for e in self.elements}
+        if train_forces:
+            self._build_forces(keys, images, arrays)
+
+    def _build_forces(self, keys, images, arrays):
+        """Stack the force matrices and reference forces of the images."""
+        # Element-major column layout of g: offset of each element's block.
+        column_start, start = {}, 0
+        for e in self.elements:
+            column_start[e] = start
+            start += self.fingerprints[e].size
+        n_columns = start
+        # Rows of each (image, element) within the element's stacked block.
+        row_start = {e: np.searchsorted(self.image_of_atom[e],
+                                        np.arange(self.n_images))
+                     for e in self.elements}
+        # Each image's force matrix (duplicates already summed) with its
+        # columns mapped to the batch's element-major layout. The mapping
+        # is increasing, so column order within a row is kept.
+        index_type = np.int32 if n_columns < 2 ** 31 - 1 else np.int64
+        n_rows = 3 * int(self.n_atoms.sum())
+        row_counts = np.empty(n_rows, dtype=np.int64)
+        data = indices = None
+        reference, at, row = [], 0, 0
+        for n, key in enumerate(keys):
+            fp = arrays[key]
+            atoms = images[key]
+            if not fp.has_derivatives:
+                raise ValueError("image %s has no fingerprint derivatives; "
+                                 "force training needs them" % key)
+            forces = atoms.get_forces(apply_constraint=False)
+            if forces is None or not np.all(np.isfinite(forces)):
+                raise ValueError("image %s has no finite reference forces"
+                                 % key)
+            reference.append(np.asarray(forces, dtype=float).ravel())
+            matrix = image_force_rows(fp)
+            mapping = np.empty(matrix.shape[1], dtype=np.int64)
+            local = 0
+            for e in sorted(fp.values):
+                size = fp.values[e].size
+                n_features = fp.values[e].shape[1] if size else 0
+                mapping[local:local + size] = (
+                    column_start[e] + row_start[e][n] * n_features
+                    + np.arange(size))
+                local += size
+            # Each image goes straight into the batch's arrays, so only one
+            # copy of the force data is ever held. They are sized from the
+            # first image (1.5x per image, grown if a later image needs
+            # more); np.empty pages are committed only once written, so the
+            # unused tail costs address space, not memory.
+            if data is None or at + matrix.nnz > len(data):
+                capacity = max(at + matrix.nnz, int(1.5 * (at + matrix.nnz)
+                                                    * self.n_images / (n + 1)))
+                data = _grown(data, at, capacity, float)
+                indices = _grown(indices, at, capacity, index_type)
+            data[at:at + matrix.nnz] = matrix.data
+            indices[at:at + matrix.nnz] = mapping[matrix.indices]
+            row_counts[row:row + matrix.shape[0]] = np.diff(matrix.indptr)
+            at += matrix.nnz
+            row += matrix.shape[0]
+        if at >= 2 ** 31 - 1:
+            index_type = np.int64
+        indptr = np.zeros(n_rows + 1, dtype=index_type)
+        np.cumsum(row_counts, out=indptr[1:])
+        data, indices = data[:at], indices[:at]
+        self.force_matrix = scipy.sparse.csr_matrix(
+            (data, indices, indptr), shape=(n_rows, n_columns))
+        self.reference_forces = np.concatenate(reference)
+        self.column_start = column_start
+        atoms_per_row = np.repeat(self.n_atoms, 3 * self.n_atoms.astype(int))
+        weight_per_row = np.repeat(self.image_weight,
+                                   3 * self.n_atoms.astype(int))
+        # d(force_loss)/dF_row = 2 * row_weight * residual.
+        self.force_row_weight = weight_per_row / (3.0 * atoms_per_row)
+
+    # Arrays that define a batch, for sending it to a worker.
+    _ARRAYS = ("image_weight", "n_atoms", "reference_energies")
+    _FORCE_ARRAYS = ("reference_forces", "force_row_weight")
+
+    @classmethod
+    def concatenate(cls, batches):
+        """One batch of the images of ``batches``, in their order.
+
+        The batches of consecutive shares of a set of images give the
+        batch of the whole set, array for array (the serial evaluation
+        after workers were found not to pay off).
+        """
+        if len(batches) == 1:
+            return batches[0]
+        out = cls.__new__(cls)
+        out.n_images = sum(batch.n_images for batch in batches)
+        out.train_forces = all(batch.train_forces for batch in batches)
+        for name in cls._ARRAYS:
+            setattr(out, name, np.concatenate([getattr(batch, name)
+                                               for batch in batches]))
+        out.elements = sorted({e for batch in batches
+                               for e in batch.elements})
+        first_image = np.cumsum([0] + [b.n_images for b in batches])
+        out.fingerprints, out.image_of_atom = {}, {}
+        for e in out.elements:
+            having = [(n, b) for n, b in enumerate(batches)
+                      if e in b.elements]
+            out.fingerprints[e] = np.concatenate(
+                [b.fingerprints[e] for _, b in having])
+            out.image_of_atom[e] = np.concatenate(
+                [b.image_of_atom[e] + first_image[n] for n, b in having])
+        if not out.train_forces:
+            return out
+        for name in cls._FORCE_ARRAYS:
+            setattr(out, name, np.concatenate([getattr(batch, name)
+                                               for batch in batches]))
+        out.column_start, start = {}, 0
+        for e in out.elements:
+            out.column_start[e] = start
+            start += out.fingerprints[e].size
+        nnz = sum(batch.force_matrix.nnz for batch in batches)
+        n_rows = sum(batch.force_matrix.shape[0] for batch in batches)
+        index_type = np.int32 if max(start, nnz) < 2 ** 31 - 1 else np.int64
+        data = np.empty(nnz)
+        indices = np.empty(nnz, dtype=index_type)
+        indptr = np.zeros(n_rows + 1, dtype=index_type)
+        rows_before = dict.fromkeys(out.elements, 0)
+        at = row = 0
+        for batch in batches:
+            matrix = batch.force_matrix
+            mapping = np.empty(matrix.shape[1], dtype=index_type)
+            for e in batch.elements:
+                size = batch.fingerprints[e].size
+                width = batch.fingerprints[e].shape[1]
+                local = batch.column_start[e]
+                mapping[local:local + size] = (
+                    out.column_start[e] + rows_before[e] * width
+                    + np.arange(size))
+                rows_before[e] += batch.fingerprints[e].shape[0]
+            data[at:at + matrix.nnz] = matrix.data
+            np.take(mapping, matrix.indices, out=indices[at:at + matrix.nnz])
+            indptr[row + 1:row + 1 + matrix.shape[0]] = \
+                matrix.indptr[1:] + at
+            at += matrix.nnz
+            row += matrix.shape[0]
+        out.force_matrix = scipy.sparse.csr_matrix(
+            (data, indices, indptr), shape=(n_rows, start))
+        return out
+
+    def todict(self):
+        """The batch as plain arrays, numbers and dicts (what
+        :mod:`amp.parallel.wire` carries); :meth:`fromdict` rebuilds it."""
+        out = {name: getattr(self, name) for name in self._ARRAYS}
+        out.update(n_images=self.n_images, train_forces=self.train_forces,
+                   elements=list(self.elements),
+                   fingerprints=dict(self.fingerprints),
+                   image_of_atom=dict(self.image_of_atom))
+        if self.train_forces:
+            matrix = self.force_matrix
+            out.update({name: getattr(self, name)
+                        for name in self._FORCE_ARRAYS})
+            out.update(force_data=matrix.data, force_indices=matrix.indices,
+                       force_indptr=matrix.indptr,
+                       force_shape=list(matrix.shape),
+                       column_start=dict(self.column_start))
+        return out
+
+    @classmethod
+    def fromdict(cls, d):
+        """Rebuild a batch from :meth:`todict`'s form (no images needed)."""
+        batch = cls.__new__(cls)  # the constructor builds from images
+        for name in cls._ARRAYS:
+            setattr(batch, name, np.asarray(d[name], dtype=float))
+        batch.n_images = int(d["n_images"])
+        batch.train_forces = bool(d["train_forces"])
+        batch.elements = list(d["elements"])
+        batch.fingerprints = {e: np.asarray(d["fingerprints"][e], dtype=float)
+                              for e in batch.elements}
+        batch.image_of_atom = {e: np.asarray(d["image_of_atom"][e])
+                               for e in batch.elements}
+        if batch.train_forces:
+            for name in cls._FORCE_ARRAYS:
+                setattr(batch, name, np.asarray(d[name], dtype=float))
+            batch.force_matrix = scipy.sparse.csr_matrix(
+                (d["force_data"], d["force_indices"], d["force_indptr"]),
+                shape=tuple(d["force_shape"]))
+            batch.column_start = {e: int(v)
+                                  for e, v in d["column_start"].items()}
+        return batch
+
+    def partial(self, networks, lossprime=True, energy_coefficient=1.0,
+                force_coefficient=None, raveler=None):
+        """Partial sums of the loss over this batch's images.
+
+        Parameters
+        ----------
+        networks : dict
+            ``{element: ElementNetwork}``.
+        lossprime : bool
+            Also compute the gradient.
+        energy_coefficient, force_coefficient : float
+            Coefficients of the loss (force None or 0 → no force term).
+        raveler : Raveler
+            Layout of the gradient vector (needed when ``lossprime``).
+
+        Returns
+        -------
+        dict
+            ``energy_loss``, ``force_loss`` (weighted sums), ``gradient``
+            (of ``energy_coefficient * energy_loss + force_coefficient *
+            force_loss``; None without ``lossprime``), ``energy_maxresid``,
+            ``force_maxresid``, ``n_images`` (sum of the image weights).
+        """
+        train_forces = self.train_forces and force_coefficient is not None
+        outputs, predicted = {}, np.zeros(self.n_images)
+        for e in self.elements:
+            if e not in networks:
+                raise ValueError("the model has no network for element %s"
+                                 % e)
+            net = networks[e]
+            if self.fingerprints[e].shape[1] != net.n_features:
+                raise ValueError(
+                    "element %s: fingerprints have %i features but the "
+                    "network takes %i" % (e, self.fingerprints[e].shape[1],
+                                          net.n_features))
+            outputs[e] = net.forward(self.fingerprints[e])
+            predicted += np.bincount(self.image_of_atom[e],
+                                     net.energies(outputs[e]),
+                                     minlength=self.n_images)
+        per_atom = (predicted - self.reference_energies) / self.n_atoms
+        result = {"energy_loss": float(self.image_weight @ per_atom ** 2),
+                  "energy_maxresid": float(np.max(np.abs(per_atom),
+                                                  initial=0.0)),
+                  "force_loss": 0.0, "force_maxresid": 0.0,
+                  "n_images": float(self.image_weight.sum()),
+                  "gradient": None}
+        directions = {}
+        if train_forces:
+            g = np.concatenate([networks[e].input_gradient(outputs[e]).ravel()
+                                for e in self.elements])
+            residual = self.force_matrix @ g - self.reference_forces
+            result["force_loss"] = float(
+                self.force_row_weight @ residual ** 2)
+            result["force_maxresid"] = float(np.max(np.abs(residual),
+                                                    initial=0.0))
+            if lossprime:
+                # The transpose is a CSC view of the same arrays (no copy).
+                back = self.force_matrix.T @ (
+                    (2.0 * force_coefficient) * self.force_row_weight
+                    * residual)
+                for e in self.elements:
+                    start = self.column_start[e]
+                    directions[e] = back[
+                        start:start + self.fingerprints[e].size].reshape(
+                            self.fingerprints[e].shape)
+        if not lossprime:
+            return result
+        # dLoss/dE_image, then per atom through image_of_atom.
+        d_energy = (2.0 * energy_coefficient) * self.image_weight * \
+            per_atom / self.n_atoms
+        gradient = np.zeros(raveler.count)
+        for e in self.elements:
+            grads, d_intercept, d_slope = networks[e].parameter_gradient(
+                outputs[e], d_energy[self.image_of_atom[e]],
+                directions.get(e))
+            for piece, grad in zip(raveler.weight_slices[e], grads):
+                gradient[piece] += grad.ravel()
+            i, s = raveler.scaling_index[e]
+            gradient[i] += d_intercept
+            gradient[s] += d_slope
+        result["gradient"] = gradient
+        return result
