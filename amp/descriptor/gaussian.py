@@ -490,7 +490,7 @@ class Gaussian:
         """
         from ..parallel import (compute_in_workers, fingerprint_job,
                                 wants_parallel)
-        from ..parallel.master import local_only
+        from ..parallel import local_only
 
         keys = list(images)
         if len(keys) > 1 and wants_parallel(parallel):

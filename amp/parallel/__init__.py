@@ -1,7 +1,8 @@
 """Parallel fingerprinting and training: a master and its ZMQ workers.
 
-Owns the master side (:mod:`amp.parallel.master`: the worker pool,
-:func:`pool_for`, Amp's ``setup_parallel``), the worker process
+Owns the master side (:mod:`amp.parallel.master`: the worker pool;
+:mod:`amp.parallel.api`: :func:`pool_for`, Amp's ``setup_parallel`` and
+the other ways the library asks for workers), the worker process
 (:mod:`amp.parallel.worker`, run as ``python -m amp.parallel worker ...``),
 the wire format and handshake (:mod:`amp.parallel.wire`), host discovery
 (:mod:`amp.parallel.hosts`: ``assign_cores`` and the batch-system
@@ -20,9 +21,9 @@ it builds and the worker imports it by name. Amp's names
 
 from .hosts import assign_cores, make_sublists
 from .launch import WorkerError, start_workers
-from .master import (MessageDictionary, WorkerPool, compute_in_workers,
-                     fingerprint_job, pool_for, setup_parallel,
-                     wants_parallel)
+from .api import (MessageDictionary, compute_in_workers, fingerprint_job,
+                  local_only, pool_for, setup_parallel, wants_parallel)
+from .master import WorkerPool
 from .persistent import PersistentJob
 from .worker import Fingerprints, get_job, job_name, register_job
 
@@ -30,4 +31,4 @@ __all__ = ["assign_cores", "make_sublists", "WorkerError", "start_workers",
            "MessageDictionary", "WorkerPool", "compute_in_workers",
            "fingerprint_job", "pool_for", "setup_parallel", "wants_parallel",
            "PersistentJob", "Fingerprints", "get_job", "job_name",
-           "register_job"]
+           "register_job", "local_only"]
