@@ -18,10 +18,33 @@ from collections import OrderedDict
 
 from .literal import UnsafeLiteralError, literal_eval
 
+def _literal(value):
+    """``repr(value)`` as Python wrote it when Amp 1.x was current.
+
+    Python 3.12 changed ``repr(OrderedDict)`` to ``OrderedDict({...})``;
+    Amp 1.x files have ``OrderedDict([(key, value), ...])``, which this
+    writes on every Python.
+    """
+    if isinstance(value, OrderedDict):
+        return "OrderedDict([%s])" % ", ".join(
+            "(%s, %s)" % (_literal(k), _literal(v)) for k, v in value.items())
+    if isinstance(value, dict):
+        return "{%s}" % ", ".join("%s: %s" % (_literal(k), _literal(v))
+                                  for k, v in value.items())
+    if isinstance(value, list):
+        return "[%s]" % ", ".join(_literal(v) for v in value)
+    if isinstance(value, tuple):
+        items = [_literal(v) for v in value]
+        return "(%s)" % (items[0] + "," if len(items) == 1
+                         else ", ".join(items))
+    return repr(value)
+
+
 def _parameters_text(values):
     """ASE ``Parameters.tostring`` of ``values`` (keys sorted)."""
     return "dict(" + ",\n     ".join(
-        "%s=%r" % (key, values[key]) for key in sorted(values)) + ")\n"
+        "%s=%s" % (key, _literal(values[key])) for key in sorted(values)) \
+        + ")\n"
 
 
 def _hidden(layers):
