@@ -263,14 +263,19 @@ def tar_lie(rng, data):
         tar += bytes(int(rng.choice([2 ** 20, 32 * 2 ** 20])))
     else:
         tar = bytearray(mutate(rng, bytes(tar), []))
-    return zlib.compress(bytes(tar), 6, wbits=31) if rng.random() < 0.9 \
+    return gzip_member(bytes(tar), 6) if rng.random() < 0.9 \
         else gzip_two_members(bytes(tar))
+
+
+def gzip_member(data, level=-1):
+    """One gzip member (zlib.compress takes wbits only from Python 3.11)."""
+    deflater = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return deflater.compress(data) + deflater.flush()
 
 
 def gzip_two_members(tar):
     half = len(tar) // 2
-    return zlib.compress(tar[:half], wbits=31) + zlib.compress(tar[half:],
-                                                               wbits=31)
+    return gzip_member(tar[:half]) + gzip_member(tar[half:])
 
 
 def json_lie(rng, text):

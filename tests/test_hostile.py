@@ -307,8 +307,9 @@ def test_legacy_file_asking_for_a_huge_array(tmp_path, dtype, refused):
      + "))", "too many nested parentheses"),
     ("dict(descriptor=dict(), model=" + "dict(a=" * 150 + "1" + ")" * 151,
      "nesting deeper than 100 levels"),
+    # Python 3.10's parser takes this chain; later ones refuse it.
     ("dict(descriptor=dict(), model=a" + ".a" * 100000 + "())",
-     "nesting deeper than Python's parser accepts"),
+     "nesting deeper than Python's parser accepts|call of an expression"),
 ])
 def test_deeply_nested_model_file(tmp_path, text, refused):
     path = write(tmp_path / "deep.amp", text)
