@@ -10,8 +10,12 @@ so the same central differences and symmetry operations test every layer:
   and atoms;
 * :func:`assert_invariant` -- a per-image or per-atom quantity does not
   change under translation, rotation, permutation of like atoms and
-  moving an atom by a lattice vector.
+  moving an atom by a lattice vector;
+* :func:`watchdog` -- fail instead of hanging.
 """
+import contextlib
+import signal
+
 import numpy as np
 
 VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
@@ -149,3 +153,20 @@ def assert_invariant(function, atoms, per_atom=False, atol=1e-10,
         expected = reference[order] if per_atom else reference
         np.testing.assert_allclose(value, expected, rtol=0, atol=atol,
                                    err_msg="not invariant under " + name)
+
+
+@contextlib.contextmanager
+def watchdog(seconds=20.0):
+    """Fail instead of hanging: after ``seconds`` a ``TimeoutError`` is
+    raised in the block (SIGALRM interrupts even a blocking ``open()``).
+    Main thread only; the previous SIGALRM handler is restored."""
+    def expire(signum, frame):
+        raise TimeoutError("no answer within %g s: the code hangs" % seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

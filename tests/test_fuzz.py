@@ -19,16 +19,12 @@ flag away::
 
 ``-s`` shows each reader's counts (cases, loads, named errors, seconds).
 """
-import contextlib
 import io
-import json
 import logging
 import multiprocessing
 import os
 import re
 import resource
-import signal
-import tarfile
 import tempfile
 import time
 import traceback
@@ -46,6 +42,7 @@ from amp.store.database import (CorruptEntryError, FileDatabase,
                                 UnsupportedEntryError, decode_entry,
                                 encode_entry)
 from amp.store.modelfile import ModelFileError
+from checks import watchdog
 from conftest import AMP_REFERENCE
 
 pytestmark = pytest.mark.skipif(
@@ -500,20 +497,6 @@ def _address_space():
         return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-@contextlib.contextmanager
-def _case_watchdog(seconds):
-    def expire(signum, frame):
-        raise TimeoutError("the reader did not finish within %g s" % seconds)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _fuzz_child(name, count, seed, pipe):
     """Run ``count`` cases of one reader under a capped address space and
     send back the counts, or the first failing case."""
@@ -530,7 +513,7 @@ def _fuzz_child(name, count, seed, pipe):
             for case in range(count):
                 rng = np.random.default_rng([seed, case])
                 try:
-                    with _case_watchdog(CASE_SECONDS):
+                    with watchdog(CASE_SECONDS):
                         outcome = run(rng)
                 except BaseException as error:
                     pipe.send({"failed": case, "error": "%s: %s" % (

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import tracemalloc
 import zlib
@@ -39,26 +38,11 @@ from amp.store.database import FileDatabase
 from amp.store.files import UnsafeFileError, read_file
 from amp.store.modelfile import ModelFileError
 from amp.store.modelfile import read as read_model
+from checks import watchdog
 from conftest import AMP_REFERENCE, ROOT, gone, with_emt_results
 from parallel_jobs import Echo
 
 LEGACY = os.path.join(AMP_REFERENCE, "ptcu_nn33.amp")
-
-
-@contextlib.contextmanager
-def watchdog(seconds=20.0):
-    """Fail instead of hanging: SIGALRM interrupts even a blocking open()."""
-    def expire(signum, frame):
-        raise TimeoutError("no answer within %g s: the reader hangs"
-                           % seconds)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
