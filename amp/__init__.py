@@ -245,7 +245,7 @@ class Amp(Calculator):
         from .parallel import pool_for
 
         parallel = self._parallel(log)
-        if force_training and hasattr(self.descriptor, "_ensure_parameters"):
+        if force_training and hasattr(self.descriptor, "derivative_memory"):
             from .descriptor.budget import check_memory
 
             check_memory(self.descriptor, images, memory_limit, log,

@@ -174,7 +174,9 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
 
     Parameters
     ----------
-    descriptor : Gaussian
+    descriptor : descriptor
+        Any descriptor with ``derivative_memory(images)`` (e.g.
+        :class:`~amp.descriptor.gaussian.Gaussian`).
     images : dict
         ``{hash: ase.Atoms}``, all the training images.
     memory_limit : int, float or str, optional
@@ -194,7 +196,7 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
     TrainingMemoryError
         The estimate exceeds the limit; nothing has been computed.
     """
-    total = derivative_memory(descriptor, images)
+    total = descriptor.derivative_memory(images)
     share = local_share(cores)
     here = int(total * share)
     if memory_limit is None:

@@ -387,6 +387,15 @@ class Gaussian:
                                      blocks), gradient
         return ImageFingerprints(symbols, values, nl), gradient
 
+    def derivative_memory(self, images):
+        """Bytes that force training will hold for the derivatives of the
+        hashed ``images`` (estimated from their neighbour lists; see
+        :mod:`amp.descriptor.budget`). The calculator checks it against
+        the memory available before anything is computed."""
+        from .budget import derivative_memory
+
+        return derivative_memory(self, images)
+
     def open_store(self, dblabel=None, ephemeral=False, log=None,
                    images=None):
         """A fingerprint store for this descriptor's parameters.
