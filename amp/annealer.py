@@ -98,12 +98,12 @@ class Annealer:
             lossfunction.parameters["force_coefficient"] = None
         parallel = {"cores": calc.cores if calc.cores is not None else 1,
                     "envcommand": calc.envcommand}
-        if calc.dblabel is not None or calc.label is not None:
-            calc.descriptor.dblabel = calc.dblabel or calc.label
+        store = calc.descriptor.open_store(calc.dblabel or calc.label,
+                                           images=images)
         try:
             calc.descriptor.calculate_fingerprints(
                 images, parallel=parallel, log=log,
-                calculate_derivatives=derivatives)
+                calculate_derivatives=derivatives, store=store)
             calc.model.fit(images, calc.descriptor, log, parallel,
                            only_setup=True)
             self.state = self.copy_state(np.asarray(calc.model.vector,

@@ -457,10 +457,10 @@ class BootStrap:
         from ..parallel.worker import from_importname
 
         descriptor = from_importname(spec["descriptor"])
-        descriptor.dblabel = dblabel
         descriptor.calculate_fingerprints(
             images, parallel=pool, log=self.log,
-            calculate_derivatives=forces)
+            calculate_derivatives=forces,
+            store=descriptor.open_store(dblabel, images=images))
         return descriptor.todict()
 
     def _run(self, jobs, spec, pool):

@@ -22,6 +22,7 @@ import json
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..potential import image_fingerprints
 from ..store import modelfile
 from ..store.files import atomic_file
 from ..utilities import get_hash
@@ -57,18 +58,19 @@ class Ensemble:
         self.dblabel = dblabel
         self._evaluators = [model.block_evaluator() for model in self.models]
         self._last = None  # (atoms copy, predictions)
+        self._store = None  # the fingerprint store of dblabel, once opened
 
     def __len__(self):
         return len(self.models)
 
     def _fingerprints(self, atoms):
-        if self.dblabel is None:
-            return self.descriptor.compute(atoms, True)
-        self.descriptor.dblabel = self.dblabel
-        key = get_hash(atoms)
-        self.descriptor.calculate_fingerprints(
-            {key: atoms}, calculate_derivatives=True)
-        return self.descriptor.arrays[key]
+        store = None
+        if self.dblabel is not None:
+            if self._store is None:
+                self._store = self.descriptor.open_store(
+                    self.dblabel, images={get_hash(atoms): atoms})
+            store = self._store
+        return image_fingerprints(self.descriptor, atoms, store)
 
     def predict(self, atoms):
         """Every member's energy, atomic energies, forces and stress.
