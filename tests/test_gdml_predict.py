@@ -56,7 +56,8 @@ def test_batches_chunks_and_workers_agree(ref):
                          max_processes=3)
         gp._set_bulk_mp(bulk)
         E, F = gp.predict(R)
-        np.testing.assert_allclose(E, base_E, rtol=1e-13)
+        # chunks change the summation order of terms much larger than E
+        np.testing.assert_allclose(E, base_E, rtol=1e-12)
         np.testing.assert_allclose(F, base_F, atol=1e-12 * abs(base_F).max())
     singles = np.array([GDMLPredict(ref["sgdml"], num_workers=0).predict(
         r)[0][0] for r in R[:3]])
