@@ -183,17 +183,6 @@ class Amp(Calculator):
         log("Descriptor: %s" % self.descriptor.tostring())
         log("Model: %s" % self.model.tostring())
 
-    def _parallel(self, log):
-        """Amp's ``parallel`` dict for the descriptor and the model."""
-        cores = self.cores
-        if cores is None:
-            from .utilities import assign_cores
-
-            cores = assign_cores(None, log=log)
-        if isinstance(cores, int):
-            cores = {"localhost": cores}
-        return {"cores": cores, "envcommand": self.envcommand}
-
     def train(self, images, overwrite=False, compress_databases=True,
               memory_limit=None):
         """Fit the model to the images' energies (and forces).
@@ -244,17 +233,19 @@ class Amp(Calculator):
         _check_training_images(images, force_training)
         from .parallel import pool_for
 
-        parallel = self._parallel(log)
-        if force_training and hasattr(self.descriptor, "derivative_memory"):
-            from .descriptor.budget import check_memory
+        # One pool (or None) for the fingerprints and the whole fit; its
+        # workers start when first needed and stop when training ends,
+        # however it ends.
+        with pool_for({"cores": self.cores, "envcommand": self.envcommand},
+                      log) as pool:
+            if force_training and hasattr(self.descriptor,
+                                          "derivative_memory"):
+                from .descriptor.budget import check_memory
 
-            check_memory(self.descriptor, images, memory_limit, log,
-                         parallel["cores"])
-        # One set of workers for the fingerprints and the whole fit; they
-        # are stopped when training ends, however it ends.
-        with pool_for(parallel, log) as pool:
-            converged = self._fit(images, pool or parallel, log,
-                                  force_training, compress_databases)
+                check_memory(self.descriptor, images, memory_limit, log,
+                             None if pool is None else pool.hosts)
+            converged = self._fit(images, pool, log, force_training,
+                                  compress_databases)
         if not converged:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
@@ -274,17 +265,20 @@ class Amp(Calculator):
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
-    def _fit(self, images, parallel, log, force_training, compress_databases):
-        """Fingerprints, set-up and fit of :meth:`train`; True when
-        converged."""
+    def _fit(self, images, pool, log, force_training, compress_databases):
+        """Fingerprints, set-up and fit of :meth:`train` (with a pool of
+        workers or None); True when converged."""
+        from .model import check_mode
+
+        check_mode(self.descriptor)
         own_database = self.dblabel is None
         store = self._store(self.label if own_database else self.dblabel,
                             images)
         self.descriptor.calculate_fingerprints(
-            images, parallel=parallel, log=log,
+            images, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
             verbose=self.verbose)
-        self.model.setup(images, self.descriptor, log)
+        self.model.setup(images, store, log)
         if getattr(self.model, "lossfunction", None) is not None:
             self.model.lossfunction.verbose = self.verbose
         self._check_compatible()
@@ -296,7 +290,7 @@ class Amp(Calculator):
         if own_database and compress_databases:
             from .descriptor.fingerprint_store import BackgroundArchive
 
-            archive = BackgroundArchive(self.descriptor, log)
+            archive = BackgroundArchive(store, log)
 
         def on_step(step):
             if archive is not None and step == 1:
@@ -310,7 +304,7 @@ class Amp(Calculator):
                 self.save(checkpoint, overwrite=True)
 
         try:
-            return self.model.regress(log, parallel, on_step)
+            return self.model.regress(log, pool, on_step)
         except KeyboardInterrupt:
             self.save(checkpoint, overwrite=True)
             log("Interrupted; parameters saved to %s." % checkpoint)
@@ -326,8 +320,12 @@ class Amp(Calculator):
             return
         descriptor, model = modelfile.read(path)
         mine = self.model.todict()
-        same = (descriptor.get("cutoff") == self.descriptor.todict()["cutoff"]
-                and descriptor.get("Gs") == self.descriptor.todict()["Gs"])
+        try:
+            same = (type(self.descriptor).fromdict(descriptor)
+                    .fingerprint_parameters()
+                    == self.descriptor.fingerprint_parameters())
+        except (KeyError, TypeError, ValueError):
+            same = False
         for key in ("hiddenlayers", "activation"):
             same = same and model.get(key) == mine.get(key)
         if not same:

@@ -377,8 +377,8 @@ def test_reused_workspace_gives_the_same_bits(name):
     big = big * (2, 2, 2) if big.pbc.all() else big
     small = big[:3]
     small.pbc = False
-    descriptor = make_descriptor()
-    descriptor.compute(big)  # the elements (and default functions) of big
+    # the elements (and default functions) of big
+    descriptor = make_descriptor().resolve([big])
     # Copies get new, empty workspaces.
     fresh = {key: all_results(copy.deepcopy(descriptor), atoms)
              for key, atoms in (("big", big), ("small", small))}
@@ -388,7 +388,7 @@ def test_reused_workspace_gives_the_same_bits(name):
         assert results.keys() == fresh[key].keys()
         for part, expected in fresh[key].items():
             np.testing.assert_array_equal(results[part], expected)
-    plans = descriptor._plans.values()
+    plans = descriptor._element_plans()[0].values()
     assert max(plan.workspace.nbytes for plan in plans) > 0
 
 

@@ -150,7 +150,9 @@ class WorkerPool:
         self._closed = False
         self._identities, self._pending_auth, self._banned = {}, {}, set()
         self._tokens = itertools.count()
-        self.hosts = assign_cores(cores, self.log)
+        # A dict is taken as resolved (parallel_settings logged it).
+        self.hosts = assign_cores(
+            cores, None if isinstance(cores, dict) else self.log)
         self.n_pids = sum(self.hosts.values())
         self.secret = secrets.token_hex(32)
         self.context = zmq.Context()

@@ -68,14 +68,16 @@ def from_importname(parameters):
     """Rebuild an ``amp`` descriptor or model from its ``todict()`` form.
 
     ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)
-    names a class inside the ``amp`` package; its ``fromdict`` is called.
+    must be one of this library's classes (the allow-list of
+    :func:`amp.importing.importhelper`); its ``fromdict`` is called.
     """
+    from ..importing import importhelper
+
     importname = parameters["importname"]
-    if not isinstance(importname, str) or not importname.startswith("."):
-        raise ValueError("importname must name a class inside amp, got %r"
+    if not isinstance(importname, str):
+        raise ValueError("importname must name one of amp's classes, got %r"
                          % (importname,))
-    module, _, name = ("amp" + importname).rpartition(".")
-    return getattr(importlib.import_module(module), name).fromdict(parameters)
+    return importhelper(importname).fromdict(parameters)
 
 
 # ----------------------------------------------------------- built-in jobs

@@ -244,7 +244,6 @@ class BootStrap:
         except modelfile.ModelFileError as error:
             raise EnsembleFileError("%s: %s" % (where, error)) from error
         shared = Gaussian.fromdict(first)
-        shared.ephemeral = True
         self.ensemble = calcs
         self._committee = Ensemble(shared, [c.model for c in calcs],
                                    dblabel=self.dblabel)
