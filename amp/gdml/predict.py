@@ -27,6 +27,7 @@ import numpy as np
 
 from . import io as gdml_io
 from .desc import Desc, desc_perms_from_lin, lattice_and_inverse
+from .io import scalar
 from .kernel import descriptor_matvec
 from .workers import (_predict_wkr, globs, register_predictor,
                       share_array, update_predictor)
@@ -125,11 +126,6 @@ def geometries_as_rows(R, n_atoms):
     return rows
 
 
-def _scalar(value):
-    value = np.asarray(value)
-    return value.item() if value.ndim == 0 else value
-
-
 class GDMLPredict:
     """Query a trained sGDML/GDML force field.
 
@@ -182,9 +178,9 @@ class GDMLPredict:
         self.lat_and_inv = lattice_and_inverse(lattice)
         self.R_desc_train = np.asarray(model["R_desc"], dtype=float).T
         self.n_train = self.R_desc_train.shape[0]
-        self.sig = float(_scalar(model["sig"]))
-        self.std = float(_scalar(model["std"])) if "std" in model else 1.0
-        self.c = float(_scalar(model["c"]))
+        self.sig = float(scalar(model["sig"]))
+        self.std = float(scalar(model["std"])) if "std" in model else 1.0
+        self.c = float(scalar(model["c"]))
         self.tril_perms_lin = np.asarray(model["tril_perms_lin"], dtype=int)
         self.perms = desc_perms_from_lin(self.tril_perms_lin, self.desc.dim)
         self.n_perms = self.perms.shape[0]

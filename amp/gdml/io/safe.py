@@ -369,19 +369,3 @@ def to_bytes(value):
         0-d ``|S`` array.
     """
     return np.array(to_str(value).encode("utf-8"))
-
-
-def unwrap(value):
-    """The Python value of a 0-d array, anything else unchanged.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    object
-    """
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    return value
