@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from amp.gdml import io
+from conftest import molecule_images, with_emt_results
 
 
 def _ref(gdml_reference, name):
@@ -264,13 +265,8 @@ def test_show_and_resume_read_the_energy_mode_alike(gdml_reference, mode,
 
 def test_dataset_from_atoms():
     from ase import Atoms
-    from ase.calculators.emt import EMT
-    images = []
-    for shift in (0.0, 0.05, 0.1):
-        a = Atoms("CuCu", positions=[(0, 0, 0), (2.5 + shift, 0, 0)])
-        a.calc = EMT()
-        a.get_potential_energy()
-        images.append(a)
+    images = [with_emt_results(Atoms("CuCu", positions=[
+        (0, 0, 0), (2.5 + shift, 0, 0)])) for shift in (0.0, 0.05, 0.1)]
     ds = io.dataset_from_atoms(images, name="cu2")
     io.validate_dataset(ds)
     assert ds["R"].shape == (3, 2, 3) and ds["name"].dtype.kind == "S"
@@ -369,26 +365,10 @@ def test_npz_to_dict_matches_load_npz(gdml_reference):
 
 # ------------------------------------------------------------- dataset tools
 
-def _emt_frames(n=6, symbols="CH4"):
-    from ase.build import molecule
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-    frames = []
-    for i in range(n):
-        atoms = molecule(symbols)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        frames.append(atoms)
-    return frames
-
-
 @pytest.mark.parametrize("fmt", ["traj", "extxyz"])
 def test_dataset_from_traj_and_extxyz(tmp_path, fmt):
     import ase.io
-    frames = _emt_frames()
+    frames = molecule_images(6)
     path = tmp_path / "ch4.{}".format(fmt)
     ase.io.write(path, frames)
     data = io.dataset_from_traj(path, theory="EMT", energy_unit="kcal/mol",
@@ -411,8 +391,8 @@ def test_dataset_from_traj_and_extxyz(tmp_path, fmt):
 def test_dataset_from_traj_errors_name_the_frame(tmp_path):
     import ase.io
     from ase.build import molecule
-    frames = _emt_frames(4)
-    mixed = frames[:2] + _emt_frames(1, "CH3OH") + frames[2:]
+    frames = molecule_images(4)
+    mixed = frames[:2] + molecule_images(1, "CH3OH") + frames[2:]
     with pytest.raises(ValueError, match="frame 2 has 6 atoms but frame 0 "
                                          "has 5"):
         io.dataset_from_traj(mixed)
