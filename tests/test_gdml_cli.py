@@ -10,7 +10,7 @@ import pytest
 
 from amp.gdml import io, workflow
 from amp.gdml.cli import main
-from conftest import GDML_REFERENCE
+from conftest import GDML_REFERENCE, molecule_images
 
 DATASET = os.path.join(GDML_REFERENCE, "benzene_dataset.npz")
 
@@ -125,26 +125,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, monkeypatch, capsys):
     assert status == 1 and "is a FIFO" in err
 
 
-def _make_frames(n, symbols="CH4"):
-    from ase.build import molecule
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-    frames = []
-    for i in range(n):
-        atoms = molecule(symbols)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        frames.append(atoms)
-    return frames
-
-
 def test_create_dataset_from_traj_and_extxyz(tmp_path, monkeypatch, capsys):
     import ase.io
     monkeypatch.chdir(tmp_path)
-    frames = _make_frames(8)
+    frames = molecule_images(8)
     ase.io.write("md.traj", frames)
     ase.io.write("md.extxyz", frames)
     status, out, err = _run(capsys, "create-dataset", "md.traj", "--theory",
@@ -162,7 +146,7 @@ def test_create_dataset_from_traj_and_extxyz(tmp_path, monkeypatch, capsys):
     assert "[kcal/mol]" in out
     status, _, err = _run(capsys, "create-dataset", "md.traj")
     assert status == 1 and "'md.npz' exists; pass -o" in err
-    ase.io.write("mixed.traj", frames[:3] + _make_frames(1, "CH3OH"))
+    ase.io.write("mixed.traj", frames[:3] + molecule_images(1, "CH3OH"))
     status, _, err = _run(capsys, "create-dataset", "mixed.traj")
     assert status == 1 and "frame 3 has 6 atoms but frame 0 has 5" in err
     from ase.build import molecule

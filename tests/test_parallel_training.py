@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from ase.build import bulk
 
 from amp import Amp
 from amp.descriptor.gaussian import Gaussian
@@ -14,7 +13,8 @@ from amp.model._shares import WorkerBatches
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.parallel import WorkerPool
 from amp.utilities import Logger, hash_images
-from conftest import ENVCOMMAND, gone, with_emt_results, worker_pids
+from conftest import (ENVCOMMAND, cu_bulk, gone, rattled_with_emt,
+                      worker_pids)
 
 CONVERGENCE = {"energy_rmse": 0.01, "force_rmse": 0.4}
 
@@ -28,14 +28,8 @@ def always_use_workers(monkeypatch):
 
 
 def emt_images(count=8, seed=3):
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
-        atoms.symbols[[1, 2]] = "Pt"
-        atoms.rattle(0.12, rng=rng)
-        images.append(with_emt_results(atoms))
-    return images
+    return rattled_with_emt(lambda k: cu_bulk(3.7, cubic=True, pt=[1, 2]),
+                            count, 0.12, rng=np.random.default_rng(seed))
 
 
 def model_with_loss(parallel, images, descriptor, use_workers=True):

@@ -29,9 +29,9 @@ import numpy as np
 
 from ..store.files import atomic_file, read_file
 from . import io as gdml_io
+from .io import energy_mode, scalar
 from .predict import GDMLPredict
 from .show import print_dataset, print_errors, units
-from .task import scalar
 from .train import GDMLTrain
 
 __all__ = ["CommandError", "create", "train", "validate", "select", "test",
@@ -449,7 +449,7 @@ def _errors(model, dataset, idxs, step):
     gp = GDMLPredict(model, num_workers=0, max_memory=step.max_memory,
                      max_processes=step.max_processes)
     e_abs, f_abs, mag, ang = [], [], [], []
-    use_E = bool(scalar(model.get("use_E", True))) and "E" in dataset
+    use_E = energy_mode(model) != "none" and "E" in dataset
     callback = step.progress("Predicting")
     try:
         for b0 in range(0, len(idxs), 1000):
@@ -504,7 +504,7 @@ def test(step, model_path, dataset_path, n_test=None, overwrite=False,
             raise CommandError("{} has a lattice but {} has none".format(
                 *(("the model", "the dataset") if "lattice" in model
                   else ("the dataset", "the model"))))
-        f_err = gdml_io.safe.unwrap(model.get("f_err"))
+        f_err = scalar(model.get("f_err"))
         validated = isinstance(f_err, dict) and not np.isnan(
             f_err.get("rmse", np.nan))
         md5 = _md5(dataset)
@@ -595,7 +595,7 @@ def select(step, model_dir, overwrite=False, model_file=None,
                    model["idxs_train"]) != set(models[0]["idxs_train"]):
             raise CommandError("'{}' holds models trained or validated on "
                                "different data".format(model_dir))
-        f_err = gdml_io.safe.unwrap(model.get("f_err"))
+        f_err = scalar(model.get("f_err"))
         if not isinstance(f_err, dict) or np.isnan(f_err["rmse"]):
             if len(models) > 1:
                 raise CommandError("'{}' is not validated; run 'amp-gdml "
@@ -608,7 +608,7 @@ def select(step, model_dir, overwrite=False, model_file=None,
                 "and a model must not be selected by its test error; run "
                 "'amp-gdml validate -o {} DATASET' first".format(
                     name, model_dir))
-        e_err = gdml_io.safe.unwrap(model.get("e_err")) or {}
+        e_err = scalar(model.get("e_err")) or {}
         rows.append((float(scalar(model["sig"])), e_err.get("mae", np.nan),
                      e_err.get("rmse", np.nan), f_err["mae"], f_err["rmse"]))
     best = int(np.argmin([r[4] for r in rows])) if len(rows) > 1 else 0
