@@ -104,3 +104,25 @@ def importer(name):
 
         return NeighborList
     return library_name(name)
+
+
+def from_importname(parameters):
+    """Rebuild one of this library's objects from its ``todict()`` form.
+
+    ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)
+    is resolved by :func:`importhelper` (the allow-list); the class's
+    ``fromdict`` is called with ``parameters``.
+
+    Raises
+    ------
+    ValueError
+        ``importname`` is missing or not a string.
+    ImportError
+        It names nothing on the allow-list.
+    """
+    importname = parameters.get("importname") if isinstance(
+        parameters, dict) else None
+    if not isinstance(importname, str):
+        raise ValueError("importname must name one of amp's classes, got %r"
+                         % (importname,))
+    return importhelper(importname).fromdict(parameters)

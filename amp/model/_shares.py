@@ -28,7 +28,8 @@ under :data:`MERGE_BELOW` seconds. Each choice is logged.
 import time
 
 from ..parallel.launch import is_local
-from ..parallel.worker import from_importname, register_job
+from ..importing import from_importname
+from ..parallel.worker import register_job
 from .batch import TrainingBatch
 
 

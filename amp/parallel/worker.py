@@ -29,6 +29,7 @@ import time
 import traceback
 
 
+from ..importing import from_importname
 from . import wire as _wire
 
 _JOBS = {}
@@ -62,22 +63,6 @@ def get_job(name):
     if name not in _JOBS:
         raise KeyError("no registered parallel job %r" % name)
     return _JOBS[name]
-
-
-def from_importname(parameters):
-    """Rebuild an ``amp`` descriptor or model from its ``todict()`` form.
-
-    ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)
-    must be one of this library's classes (the allow-list of
-    :func:`amp.importing.importhelper`); its ``fromdict`` is called.
-    """
-    from ..importing import importhelper
-
-    importname = parameters["importname"]
-    if not isinstance(importname, str):
-        raise ValueError("importname must name one of amp's classes, got %r"
-                         % (importname,))
-    return importhelper(importname).fromdict(parameters)
 
 
 # ----------------------------------------------------------- built-in jobs
