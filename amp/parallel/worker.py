@@ -243,7 +243,7 @@ def worker_main(address, process_id, host):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Every job (fingerprints, loss shares) makes large temporaries: keep
-    # freed memory for reuse, as the serial descriptor does (_memory.py).
+    # freed memory for reuse (amp.parallel.memory.tune_malloc).
     from .memory import tune_malloc
     tune_malloc()
     secret = _read_secret()
