@@ -142,7 +142,7 @@ class Amp(Calculator):
         if self.dblabel is not None:
             store = self._store(self.dblabel)
         self.results = potential.evaluate(self.descriptor, self.model,
-                                          self.atoms, store)
+                                          self.atoms, store, properties)
 
     def _store(self, dblabel, images=None):
         """The fingerprint store of ``dblabel``, opened once and kept."""
@@ -211,10 +211,11 @@ class Amp(Calculator):
             loose.
         memory_limit : int, float or str, optional
             Memory (bytes, or e.g. ``'8 GB'``) that force training may use
-            for fingerprint derivatives on this machine; by default the
+            for fingerprint derivatives on this machine (and a
+            ``KernelRidge`` model for its kernel matrices); by default the
             memory available when training starts. Their size is estimated
-            from the neighbour lists and logged before anything is
-            computed.
+            from the neighbour lists (and atom counts) and logged before
+            anything is computed.
 
         Raises
         ------
@@ -225,8 +226,8 @@ class Amp(Calculator):
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
         amp.descriptor.budget.TrainingMemoryError
-            The fingerprint derivatives would need more than
-            ``memory_limit``; raised before anything is computed.
+            The fingerprint derivatives (or kernel matrices) would need more
+            than ``memory_limit``; raised before anything is computed.
         """
         from .model import TrainingConvergenceError
 
@@ -245,6 +246,8 @@ class Amp(Calculator):
         from .parallel import pool_for
 
         parallel = self._parallel(log)
+        if hasattr(self.model, "check_memory"):  # a kernel model's matrices
+            self.model.check_memory(images, memory_limit, log)
         if force_training and hasattr(self.descriptor, "derivative_memory"):
             from .descriptor.budget import check_memory
 
@@ -379,7 +382,8 @@ class Amp(Calculator):
             This library's JSON files and Amp 1.x files are both read;
             neither is executed.
         Descriptor, Model : class, optional
-            Override the classes (default Gaussian and NeuralNetwork).
+            Override the classes (default Gaussian, and the model the file
+            names: NeuralNetwork or KernelRidge).
         **kwargs
             Passed to :class:`Amp` (``label``, ``dblabel``, ``cores``, ...).
         """
@@ -388,6 +392,9 @@ class Amp(Calculator):
 
         descriptor_dict, model_dict = modelfile.read(file)
         Descriptor = Descriptor or Gaussian
+        if Model is None and model_dict.get("importname") == \
+                ".model.kernelridge.KernelRidge":
+            from .model.kernelridge import KernelRidge as Model
         Model = Model or NeuralNetwork
         try:
             descriptor = Descriptor.fromdict(descriptor_dict)
