@@ -238,8 +238,9 @@ def check_kernel_memory(peak, matrices, memory_limit=None, log=None):
 
 def fit_report(log, loss, row):
     """Log the fit's training errors as one row of Amp's convergence table
-    (criteria None, every column marked met), so that ``read_trainlog``
-    and ``plot_convergence`` read KernelRidge logs too.
+    (no criteria, every column marked met), so that ``read_trainlog`` (this
+    library's and Amp 1.x's) and ``plot_convergence`` read KernelRidge logs
+    too.
 
     Parameters
     ----------
@@ -254,9 +255,11 @@ def fit_report(log, loss, row):
 
     forces = len(row) > 2
     log(" Loss function convergence criteria:")
-    log("  energy_rmse: None")
+    # As the network's log: "inf" for a fitted quantity without a
+    # criterion (Amp's reader needs a number; for forces, a number tells
+    # it the table has force columns).
+    log("  energy_rmse: inf")
     log("  energy_maxresid: None")
-    # A number here tells log readers the table has force columns.
     log("  force_rmse: %s" % (float("inf") if forces else None))
     log("  force_maxresid: None")
     log(" Loss function set-up:")

@@ -34,6 +34,7 @@ from ._kernel_data import (collect, lamdas, partition_targets,
                            references_todict, sigma_table, sigma_todict,
                            training_references, weights_by_element)
 from ._kernel_features import energy_blocks, force_features, key_counts
+from ._kernel_views import AmpViews
 from ._kernel_fit import (check_kernel_memory, energy_weights, fit_report,
                           force_weights, kernel_product, memory_needed,
                           partition_weights)
@@ -50,7 +51,7 @@ class PropertyNotTrainedError(PropertyNotImplementedError):
     ``PropertyNotImplementedError``."""
 
 
-class KernelRidge(Model):
+class KernelRidge(AmpViews, Model):
     """Amp's kernel ridge regression model.
 
     Parameters
@@ -150,7 +151,7 @@ class KernelRidge(Model):
         p.version = VERSIONS[-1]
         p.mode = "atom-centered"
         p.kernel = kernel
-        p.sigma = sigma
+        p.sigma = self._sigma = sigma  # p.sigma: the full table after a fit
         p.lamda = lamda
         p.weights = read_weights(weights)
         p.weights_independent = bool(weights_independent)
@@ -213,22 +214,12 @@ class KernelRidge(Model):
     # Memory ----------------------------------------------------------------
 
     def kernel_memory(self, images):
-        """Peak bytes of the kernel matrices a fit to ``images`` builds, and
-        which matrices they are (see :func:`._kernel_fit.memory_needed`).
-
-        Parameters
-        ----------
-        images : dict or list of ase.Atoms
-            The training images; only their atoms are counted.
-
-        Returns
-        -------
-        peak : int
-        matrices : list of (str, int)
-        """
+        """Peak bytes of the kernel matrices a fit to ``images`` (only
+        their atoms are counted) builds, and which matrices (see
+        :func:`amp.model._kernel_fit.memory_needed`)."""
         images = hash_images(images)
-        symbols = np.concatenate([np.array(a.get_chemical_symbols())
-                                  for a in images.values()] or [[]])
+        symbols = [s for atoms in images.values()
+                   for s in atoms.get_chemical_symbols()]
         elements, counts = np.unique(symbols, return_counts=True)
         return memory_needed(
             {str(e): int(n) for e, n in zip(elements, counts)}, len(images),
@@ -236,28 +227,10 @@ class KernelRidge(Model):
             self.nnpartition is not None)
 
     def check_memory(self, images, memory_limit=None, log=None):
-        """Log the memory the fit's kernel matrices need; refuse when too
-        much.
-
-        :class:`amp.Amp` calls this before any fingerprint is computed.
-
-        Parameters
-        ----------
-        images : dict or list of ase.Atoms
-        memory_limit : int, float or str, optional
-            Bytes (or ``'4 GB'``); by default the memory available now.
-        log : callable, optional
-
-        Returns
-        -------
-        int
-            The estimate, in bytes.
-
-        Raises
-        ------
-        amp.descriptor.budget.TrainingMemoryError
-            The estimate exceeds the limit; nothing has been computed.
-        """
+        """Log the bytes the fit's kernel matrices need (returned); raise
+        :class:`amp.descriptor.budget.TrainingMemoryError` when more than
+        ``memory_limit`` (bytes or ``'4 GB'``; default the memory available
+        now). :class:`amp.Amp` calls this before computing anything."""
         self._memory_limit = memory_limit
         peak, matrices = self.kernel_memory(images)
         check_kernel_memory(peak, matrices, memory_limit, log)
@@ -326,8 +299,8 @@ class KernelRidge(Model):
         features."""
         references = self._references
         n_features = {e: b.shape[1] for e, b in references["energy"].items()}
-        return sigma_table(self.parameters.sigma, sorted(n_features),
-                           n_features, "forces" in references)
+        return sigma_table(self._sigma, sorted(n_features), n_features,
+                           "forces" in references)
 
     def regress(self, log=None, parallel=None, on_step=None):
         """Solve for the weights (after :meth:`setup`).
@@ -445,6 +418,14 @@ class KernelRidge(Model):
         self._references = references
         self.parameters.sigma = self._sigma_table()
 
+    def _trained_references(self):
+        """The training features; ValueError when there are none yet."""
+        if self._references is None:
+            raise ValueError("the KernelRidge model has no training "
+                             "features: train it, or call prepare(descriptor)"
+                             " for a model read from an Amp 1.x file")
+        return self._references
+
     def _energies(self, element, block):
         """Atomic energies of rows of (model-ready) energy features."""
         p = self.parameters
@@ -482,13 +463,9 @@ class KernelRidge(Model):
         atomic_energies : ndarray, shape (n_atoms,)
         forces : ndarray, shape (n_atoms, 3), or None
         """
-        if self._references is None:
-            raise ValueError("the KernelRidge model has no training "
-                             "features: train it, or call prepare(descriptor)"
-                             " for a model read from an Amp 1.x file")
+        references = self._trained_references()
         if forces and not self.has_force_model:
             raise self._no_forces()
-        references = self._references
         atomic = np.empty(fingerprints.n_atoms)
         scaler = references.get("energy_scaler")
         for element, block in energy_blocks(fingerprints).items():
@@ -528,56 +505,6 @@ class KernelRidge(Model):
                 "KernelRidge gives no stress: its forces are a separate "
                 "kernel model, not derivatives of an energy, so there is no "
                 "strain derivative to take")
-
-    def _evaluate_block(self, symbol, block, gradient):
-        """Energies of a block of atoms (Amp's list views, through
-        :class:`Model`); there is no ``dE/dG``."""
-        if gradient:
-            raise NotImplementedError(
-                "KernelRidge has no dE/dG: its forces come from a separate "
-                "kernel model (use calculate_forces)")
-        scaler = self._references.get("energy_scaler")
-        block = np.asarray(block, dtype=float)
-        if scaler is not None:
-            block = scaler.transform(block)
-        return self._energies(symbol, block), None
-
-    def calculate_forces(self, fingerprints, fingerprintprimes):
-        """Forces of an image from Amp's dictionary views.
-
-        Parameters
-        ----------
-        fingerprints : list
-            ``[(symbol, [G, ...]), ...]``.
-        fingerprintprimes : dict
-            ``{(m, sym_m, n, sym_n, x): [dG_n/dx_{m,x}, ...]}``.
-        """
-        if not self.has_force_model:
-            raise self._no_forces()
-        n = len(fingerprints)
-        keys = list(fingerprintprimes)
-        moved = np.array([k[0] for k in keys], dtype=np.int64)
-        direction = np.array([k[4] for k in keys], dtype=np.int64)
-        primes = np.array([fingerprintprimes[k] for k in keys], dtype=float)
-        summed = np.zeros((n, 3, primes.shape[1]))
-        np.add.at(summed, (moved, direction), primes)
-        scaler = self._references.get("force_scaler")
-        if scaler is not None:
-            counts = np.bincount(moved[direction == 0], minlength=n)
-            summed = scaler.transform(summed, counts)
-        symbols = np.array([symbol for symbol, _ in fingerprints])
-        forces = np.empty((n, 3))
-        for element in np.unique(symbols):
-            index = np.flatnonzero(symbols == element)
-            forces[index] = self._forces(str(element), summed[index])
-        return forces
-
-    def calculate_force(self, *args, **kwargs):
-        """Not provided: KernelRidge forces are per atom, from the summed
-        primes of every neighbour (use :meth:`calculate_forces`)."""
-        raise NotImplementedError("KernelRidge forces come from all of an "
-                                  "atom's fingerprint primes at once; use "
-                                  "calculate_forces")
 
     def feature_counts(self):
         """``{element: number of features}`` of the training atoms (empty
