@@ -240,13 +240,8 @@ class KernelRidge(AmpViews, Model):
 
     def fit(self, trainingimages, descriptor, log=None, parallel=None,
             only_setup=False, on_step=None):
-        """:meth:`setup` then :meth:`regress` (Amp's entry point).
-
-        Returns
-        -------
-        bool or None
-            True when fitted; None with ``only_setup``.
-        """
+        """:meth:`setup` then :meth:`regress` (Amp's entry point): True
+        when fitted, None with ``only_setup``."""
         self.setup(trainingimages, descriptor, log)
         if only_setup:
             return None
@@ -482,8 +477,6 @@ class KernelRidge(AmpViews, Model):
             features = scaler.transform(features, key_counts(fingerprints))
         predicted = np.empty((fingerprints.n_atoms, 3))
         for element, index in fingerprints.atom_index.items():
-            if element not in references["forces"]:
-                self._energies(element, None)  # raises, naming the element
             predicted[index] = self._forces(element, features[index])
         return atomic, predicted
 
