@@ -690,3 +690,31 @@ def test_parity_convergence_and_fingerprint_plots(retrained, tmp_path,
             [case + ".png" for case in CASES]:
         assert os.path.getsize(tmp_path / name) > 1000
     assert sorted(fpplot.data) == ["Cu", "Pt"]
+
+
+def test_interrupted_fit_leaves_a_checkpoint_a_rerun_completes(
+        tmp_path, monkeypatch):
+    import amp.model.kernelridge as module
+
+    images = ase.io.read(TRAIN, ":")
+    label = str(tmp_path / "krr")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "energy_weights", interrupted)
+    calc = Amp(Gaussian(), KernelRidge(), cores=1, label=label)
+    with pytest.raises(KeyboardInterrupt):
+        calc.train(images)
+    # The files written before the solve load (no weights yet).
+    for name in ("-checkpoint.amp", "-initial-parameters.amp"):
+        loaded = Amp.load(label + name)
+        assert loaded.model.parameters.weights is None
+        assert loaded.model.vector is None
+    monkeypatch.undo()
+    calc = Amp(Gaussian(), KernelRidge(), cores=1, label=label)
+    calc.train(images)
+    assert not os.path.exists(label + "-checkpoint.amp")
+    energies, _, _ = predict(calc, ase.io.read(HELDOUT, ":"), forces=False)
+    assert_relative(energies, reference("krr_cupt_energy")["predictions"]
+                    ["heldout"]["energies"], 1e-6)

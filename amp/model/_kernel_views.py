@@ -5,7 +5,8 @@ and ``fingerprintprimes[hash]`` (``{(m, sym_m, n, sym_n, x): dG_n /
 dx_{m,x}}``); the calculator uses the array form instead. This mixin gives
 :class:`~amp.model.kernelridge.KernelRidge` the dictionary interface:
 ``calculate_energy`` and ``calculate_atomic_energy`` (through
-:class:`amp.model.Model`) and ``calculate_forces``.
+:class:`amp.model.Model`) and ``calculate_forces``, and Amp's ``vector``
+of the weights.
 """
 
 import numpy as np
@@ -65,6 +66,34 @@ class AmpViews:
             index = np.flatnonzero(symbols == element)
             forces[index] = self._forces(str(element), summed[index])
         return forces
+
+    @property
+    def vector(self):
+        """All weights as one flat vector (Amp's attribute; None before
+        training): energy weights of each element (sorted), then force
+        weights of each element (x, y, z rows)."""
+        weights = self.parameters.weights
+        if not weights or not isinstance(weights["energy"], dict):
+            return None
+        parts = [weights["energy"][e] for e in sorted(weights["energy"])]
+        parts += [weights["forces"][e].ravel()
+                  for e in sorted(weights.get("forces") or {})]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    @vector.setter
+    def vector(self, vector):
+        # Nothing to resume from: a fit is one solve, which sets them.
+        weights = self.parameters.weights
+        if self.vector is None or len(vector) != len(self.vector):
+            return
+        start = 0
+        for kind in ("energy", "forces"):
+            for element in sorted(weights.get(kind) or {}):
+                shape = weights[kind][element].shape
+                size = int(np.prod(shape))
+                weights[kind][element] = np.array(
+                    vector[start:start + size], dtype=float).reshape(shape)
+                start += size
 
     def calculate_force(self, *args, **kwargs):
         """Not provided: a KernelRidge force needs all of an atom's

@@ -580,8 +580,9 @@ class KernelRidge(AmpViews, Model):
             sum_rule=d.get("sum_rule", True))
         if d.get("reference") is not None:
             model._references = references_fromdict(d["reference"])
-            model.parameters.weights = weights_by_element(
-                model.parameters.weights, None, model._references, None)
+            if model.parameters.weights is not None:
+                model.parameters.weights = weights_by_element(
+                    model.parameters.weights, None, model._references, None)
             model.parameters.sigma = model._sigma_table()
         return model
 
