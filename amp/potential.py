@@ -40,7 +40,7 @@ def fused_path(descriptor, model):
                 and getattr(type(model), "block_evaluation", False))
 
 
-def separate_forces(model):
+def separate_forces(model) -> bool:
     """Whether ``model`` declares forces of their own (not ``-dE/dr``)."""
     return bool(getattr(type(model), "separate_forces", False))
 

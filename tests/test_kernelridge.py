@@ -322,7 +322,7 @@ def test_kernel_model_on_amps_dictionary_views(retrained):
         atoms.get_forces(), rtol=0, atol=1e-10)
 
 
-# Keywords ----------------------------------------------------------------------
+# Keywords ------------------------------------------------------------------
 
 def train_krr(folder, images=None, **kwargs):
     calc = Amp(Gaussian(), KernelRidge(**kwargs), cores=1,
@@ -572,7 +572,7 @@ def test_least_squares_takes_a_singular_kernel(tmp_path):
                                           for a in images], atol=1e-6)
 
 
-# Memory -------------------------------------------------------------------------
+# Memory --------------------------------------------------------------------
 
 def test_kernel_memory_is_stated_and_refused_before_anything(tmp_path):
     from ase import Atoms

@@ -27,7 +27,8 @@ def _stack(parts, shape):
     return np.concatenate(parts) if parts else np.zeros((0,) + shape)
 
 
-def collect(images, fingerprints, forces, preprocessing, targets=True):
+def collect(images: dict, fingerprints, forces: bool, preprocessing: bool,
+            targets: bool = True) -> dict:
     """The training atoms' raw features (and targets) by element.
 
     Parameters
@@ -95,7 +96,7 @@ def collect(images, fingerprints, forces, preprocessing, targets=True):
     return training
 
 
-def training_references(training, preprocessing):
+def training_references(training: dict, preprocessing: bool) -> dict:
     """The features the kernels compare (standardised with
     ``preprocessing``), by element, and the scalers for new atoms."""
     references = {"energy": dict(training["raw_energy"])}
@@ -124,7 +125,7 @@ def training_references(training, preprocessing):
     return references
 
 
-def partition_targets(path, raw_energy):
+def partition_targets(path: str, raw_energy: dict) -> dict:
     """Atomic energies of the training atoms from the neural network of an
     ``.amp`` file (Amp's ``nnpartition``), by element."""
     from ..store import modelfile
@@ -140,7 +141,7 @@ def partition_targets(path, raw_energy):
             for e, b in raw_energy.items()}
 
 
-def read_training_images(path):
+def read_training_images(path: str) -> dict:
     """The images of an Amp 1.x model's ``trainingimages`` file, hashed.
 
     The name comes from a model file, so the file is read as ASE's
@@ -186,7 +187,7 @@ def _forces_array(value, where):
     return array
 
 
-def read_weights(weights):
+def read_weights(weights: dict | None) -> dict | None:
     """``{'energy': {element: array} or array, 'forces': {element: (3, n)
     array}}`` from Amp's layouts or this library's."""
     if weights is None:
@@ -211,7 +212,8 @@ def read_weights(weights):
     return out
 
 
-def weights_by_element(weights, training, references, source):
+def weights_by_element(weights: dict, training: dict | None,
+                       references: dict, source: str | None) -> dict:
     """The weights by element, checked against the training atoms.
 
     Amp's energy list (one weight per training atom) is split with the
@@ -254,7 +256,7 @@ def weights_by_element(weights, training, references, source):
     return out
 
 
-def references_todict(references):
+def references_todict(references: dict | None) -> dict | None:
     """Plain lists of the training features and scalers (or None)."""
     if references is None:
         return None
@@ -268,7 +270,7 @@ def references_todict(references):
     return out
 
 
-def references_fromdict(d):
+def references_fromdict(d: dict) -> dict:
     """Inverse of :func:`references_todict`, shapes checked."""
     energy = {str(e): np.array(b, dtype=float) for e, b in
               d["energy"].items()}
@@ -292,7 +294,7 @@ def references_fromdict(d):
 
 # Widths and regularisation -------------------------------------------------
 
-def lamdas(lamda):
+def lamdas(lamda: float | dict) -> dict:
     """``{'energy': l, 'forces': l}`` from a number or such a dict."""
     def number(value, where):
         if not isinstance(value, numbers.Real) or isinstance(value, bool) \
@@ -326,7 +328,8 @@ def _per_element(value, elements, where):
     return {e: value for e in (elements or ["*"])}
 
 
-def sigma_table(sigma, elements, n_features, forces):
+def sigma_table(sigma: float | list | dict, elements: list | None,
+                n_features: dict | None, forces: bool) -> dict:
     """Amp's normalised widths: ``{'energy': {element: s}, 'forces':
     {element: {0: s, 1: s, 2: s}}}`` (``s`` a float or an array).
 
@@ -380,7 +383,7 @@ def sigma_table(sigma, elements, n_features, forces):
     return table
 
 
-def sigma_todict(sigma):
+def sigma_todict(sigma: object) -> object:
     """JSON-able widths: arrays as lists, directions as strings."""
     if not isinstance(sigma, dict):
         return sigma.tolist() if isinstance(sigma, np.ndarray) else sigma

@@ -30,7 +30,7 @@ __all__ = ["energy_blocks", "force_features", "key_counts", "prime_moments",
            "Standardizer"]
 
 
-def energy_blocks(fingerprints):
+def energy_blocks(fingerprints) -> dict:
     """``{element: (n_e, n_features) array}`` of an
     :class:`~amp.descriptor.fingerprints.ImageFingerprints`, rows in atom
     order."""
@@ -73,7 +73,7 @@ def _entry_derivatives(fingerprints):
     return nl.i[entry], nl.j[entry], derivative, n_features
 
 
-def force_features(fingerprints):
+def force_features(fingerprints) -> np.ndarray:
     """Amp's summed fingerprint primes of every atom and direction.
 
     Returns
@@ -106,7 +106,7 @@ def _pairs(i, j, n_atoms):
     return codes, pair
 
 
-def key_counts(fingerprints):
+def key_counts(fingerprints) -> np.ndarray:
     """Amp's fingerprint-prime keys ``(a, n, x)`` of each atom ``a`` (for
     one ``x``): 1 for ``n = a`` plus one per other atom within the
     cutoff. Shape ``(n_atoms,)``."""
@@ -117,7 +117,7 @@ def key_counts(fingerprints):
                            minlength=fingerprints.n_atoms)
 
 
-def prime_moments(fingerprints):
+def prime_moments(fingerprints) -> tuple:
     """Count, mean and summed squared deviations of the fingerprint primes
     of every key of one image, per direction.
 
@@ -162,7 +162,7 @@ class Standardizer:
         self.scale = np.where(scale == 0.0, 1.0, scale)
 
     @classmethod
-    def from_moments(cls, parts):
+    def from_moments(cls, parts) -> "Standardizer":
         """Merge ``(count, mean, m2)`` of several batches (Chan, Golub and
         LeVeque's pairwise update) and standardise by the result."""
         count, mean, m2 = 0, None, None
@@ -182,23 +182,24 @@ class Standardizer:
         return cls(mean, np.sqrt(m2 / count))
 
     @classmethod
-    def fit(cls, values):
+    def fit(cls, values: np.ndarray) -> "Standardizer":
         """Standardise by the columns of ``values`` (rows are samples)."""
         values = np.asarray(values, dtype=float)
         mean = values.mean(axis=0)
         return cls(mean, np.sqrt(((values - mean) ** 2).mean(axis=0)))
 
-    def transform(self, values, count=1.0):
+    def transform(self, values: np.ndarray,
+                  count: float | np.ndarray = 1.0) -> np.ndarray:
         """``(values - count * mean) / scale``; ``count`` broadcasts (the
         number of keys summed into each row of force features)."""
         return (np.asarray(values, dtype=float)
                 - np.multiply.outer(count, self.mean)) / self.scale
 
-    def todict(self):
+    def todict(self) -> dict:
         """Plain lists, for model files."""
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
-    def fromdict(cls, d):
+    def fromdict(cls, d: dict) -> "Standardizer":
         """From :meth:`todict`'s form."""
         return cls(d["mean"], d["scale"])

@@ -44,7 +44,8 @@ def _image_sums(image, n_images):
                       shape=(n_images, len(image)))
 
 
-def image_kernel(features, images, n_images, kind, sigmas):
+def image_kernel(features: dict, images: dict, n_images: int, kind: str,
+                 sigmas: dict) -> np.ndarray:
     """``sum_s L_s K_s L_s^T``: the energy kernel between images.
 
     Parameters
@@ -68,8 +69,9 @@ def image_kernel(features, images, n_images, kind, sigmas):
     return matrix
 
 
-def energy_weights(features, images, energies, n_atoms, kind, sigmas,
-                   lamda, cholesky):
+def energy_weights(features: dict, images: dict, energies: np.ndarray,
+                   n_atoms: np.ndarray, kind: str, sigmas: dict,
+                   lamda: float, cholesky: bool) -> dict:
     """Per-atom energy weights of the atomic decomposition Ansatz
     (``cholesky``) or of Amp's L2 loss (see the module docstring).
 
@@ -87,7 +89,8 @@ def energy_weights(features, images, energies, n_atoms, kind, sigmas,
     return {element: per_image[images[element]] for element in features}
 
 
-def partition_weights(features, targets, kind, sigmas, lamda, cholesky):
+def partition_weights(features: dict, targets: dict, kind: str,
+                      sigmas: dict, lamda: float, cholesky: bool) -> dict:
     """Per-element energy weights fitted to given atomic energies."""
     weights = {}
     for element, block in features.items():
@@ -107,8 +110,9 @@ def _square_kernel(block, kind, sigma):
     return matrix
 
 
-def force_weights(features, targets, kind, sigmas, lamda, cholesky,
-                  independent=True):
+def force_weights(features: dict, targets: dict, kind: str, sigmas: dict,
+                  lamda: float, cholesky: bool,
+                  independent: bool = True) -> dict:
     """Force weights per element and direction.
 
     Parameters
@@ -154,7 +158,9 @@ def force_weights(features, targets, kind, sigmas, lamda, cholesky,
     return weights
 
 
-def kernel_product(rows, references, weights, kind, sigma):
+def kernel_product(rows: np.ndarray, references: np.ndarray,
+                   weights: np.ndarray, kind: str,
+                   sigma: float | np.ndarray) -> np.ndarray:
     """``k(rows, references) @ weights``, the kernel built in blocks."""
     out = np.empty(len(rows))
     for part in blocks(len(rows), len(references)):
@@ -163,8 +169,9 @@ def kernel_product(rows, references, weights, kind, sigma):
     return out
 
 
-def memory_needed(atoms_per_element, n_images, forces, cholesky=True,
-                  independent=True, partition=False):
+def memory_needed(atoms_per_element: dict, n_images: int, forces: bool,
+                  cholesky: bool = True, independent: bool = True,
+                  partition: bool = False) -> tuple:
     """Peak bytes of the fit's kernel matrices, and what they are.
 
     The matrices are factorised one at a time, in place for Cholesky;
@@ -203,7 +210,8 @@ def memory_needed(atoms_per_element, n_images, forces, cholesky=True,
     return peak + 2 * min(BLOCK_BYTES, 8 * largest * largest), matrices
 
 
-def check_kernel_memory(peak, matrices, memory_limit=None, log=None):
+def check_kernel_memory(peak: int, matrices: list, memory_limit=None,
+                        log=None) -> None:
     """Log ``peak`` (from :func:`memory_needed`); raise
     :class:`~amp.descriptor.budget.TrainingMemoryError` when it exceeds
     ``memory_limit`` (bytes or ``'4 GB'``; default the memory available
@@ -236,7 +244,7 @@ def check_kernel_memory(peak, matrices, memory_limit=None, log=None):
                format_bytes(limit), source))
 
 
-def fit_report(log, loss, row):
+def fit_report(log, loss: float, row: list) -> None:
     """Log the fit's training errors as one row of Amp's convergence table
     (no criteria, every column marked met), so that ``read_trainlog`` (this
     library's and Amp 1.x's) and ``plot_convergence`` read KernelRidge logs

@@ -32,7 +32,8 @@ class AmpViews:
             block = scaler.transform(block)
         return self._energies(symbol, block), None
 
-    def calculate_forces(self, fingerprints, fingerprintprimes):
+    def calculate_forces(self, fingerprints: list,
+                         fingerprintprimes: dict) -> np.ndarray:
         """Forces of an image from Amp's dictionary views.
 
         Parameters

@@ -43,7 +43,7 @@ class KernelMatrixError(np.linalg.LinAlgError):
     ``ValueError``."""
 
 
-def check_width(sigma, where):
+def check_width(sigma: object, where: str) -> float | np.ndarray:
     """``sigma`` as a float or a 1-D float array, checked positive and
     finite.
 
@@ -85,7 +85,8 @@ def _weights(sigma, kind, n_features):
     return 1.0 / (2.0 * sigma ** 2) ** 2, True  # exponential
 
 
-def kernel_matrix(rows, columns, kind, sigma=1.0):
+def kernel_matrix(rows: np.ndarray, columns: np.ndarray, kind: str,
+                  sigma: float | np.ndarray = 1.0) -> np.ndarray:
     """The kernel between every row of ``rows`` and every row of
     ``columns``.
 
@@ -124,7 +125,7 @@ def kernel_matrix(rows, columns, kind, sigma=1.0):
     return np.exp(squared, out=squared)
 
 
-def blocks(n_rows, n_columns):
+def blocks(n_rows: int, n_columns: int) -> list:
     """Slices of at most :data:`BLOCK_BYTES` of an ``(n_rows, n_columns)``
     float64 array, row-wise."""
     step = max(1, BLOCK_BYTES // (8 * max(1, n_columns)))
@@ -132,7 +133,8 @@ def blocks(n_rows, n_columns):
             for start in range(0, n_rows, step)]
 
 
-def solve(matrix, targets, cholesky, what):
+def solve(matrix: np.ndarray, targets: np.ndarray, cholesky: bool,
+          what: str) -> np.ndarray:
     """``x`` with ``matrix @ x = targets`` (``matrix`` is overwritten).
 
     Parameters

@@ -213,7 +213,7 @@ class KernelRidge(AmpViews, Model):
 
     # Memory ----------------------------------------------------------------
 
-    def kernel_memory(self, images):
+    def kernel_memory(self, images: dict | list) -> tuple:
         """Peak bytes of the kernel matrices a fit to ``images`` (only
         their atoms are counted) builds, and which matrices (see
         :func:`amp.model._kernel_fit.memory_needed`)."""
@@ -226,7 +226,9 @@ class KernelRidge(AmpViews, Model):
             self.forcetraining, self.cholesky, self.weights_independent,
             self.nnpartition is not None)
 
-    def check_memory(self, images, memory_limit=None, log=None):
+    def check_memory(self, images: dict | list,
+                     memory_limit: int | float | str | None = None,
+                     log=None) -> int:
         """Log the bytes the fit's kernel matrices need (returned); raise
         :class:`amp.descriptor.budget.TrainingMemoryError` when more than
         ``memory_limit`` (bytes or ``'4 GB'``; default the memory available
@@ -238,8 +240,9 @@ class KernelRidge(AmpViews, Model):
 
     # Training ----------------------------------------------------------------
 
-    def fit(self, trainingimages, descriptor, log=None, parallel=None,
-            only_setup=False, on_step=None):
+    def fit(self, trainingimages: dict | list, descriptor, log=None,
+            parallel=None, only_setup: bool = False,
+            on_step=None) -> bool | None:
         """:meth:`setup` then :meth:`regress` (Amp's entry point): True
         when fitted, None with ``only_setup``."""
         self.setup(trainingimages, descriptor, log)
@@ -247,7 +250,8 @@ class KernelRidge(AmpViews, Model):
             return None
         return self.regress(log, parallel, on_step)
 
-    def setup(self, trainingimages, descriptor, log=None):
+    def setup(self, trainingimages: dict | list, descriptor,
+              log=None) -> None:
         """Collect the training atoms' features and targets.
 
         Parameters
@@ -297,7 +301,7 @@ class KernelRidge(AmpViews, Model):
         return sigma_table(self._sigma, sorted(n_features), n_features,
                            "forces" in references)
 
-    def regress(self, log=None, parallel=None, on_step=None):
+    def regress(self, log=None, parallel=None, on_step=None) -> bool:
         """Solve for the weights (after :meth:`setup`).
 
         Parameters
@@ -381,7 +385,7 @@ class KernelRidge(AmpViews, Model):
 
     # Prediction --------------------------------------------------------------
 
-    def prepare(self, descriptor):
+    def prepare(self, descriptor) -> None:
         """Make the training features if the model has none yet (a model
         from an Amp 1.x file): read ``trainingimages`` and fingerprint
         them with ``descriptor``. A no-op afterwards.
@@ -443,7 +447,7 @@ class KernelRidge(AmpViews, Model):
             block[:, x], references[:, x], weights[x], p.kernel,
             p.sigma["forces"][element][x]) for x in range(3)], axis=1)
 
-    def predict(self, fingerprints, forces=True):
+    def predict(self, fingerprints, forces: bool = True) -> tuple:
         """Atomic energies and (when the model has them) forces of one
         image.
 
@@ -487,7 +491,7 @@ class KernelRidge(AmpViews, Model):
             "derivatives of the energy); train with "
             "KernelRidge(forcetraining=True) and images with forces")
 
-    def check_properties(self, properties):
+    def check_properties(self, properties: list | None) -> None:
         """Raise :class:`PropertyNotTrainedError` for a property the model
         cannot give (forces without a force model; stress)."""
         properties = set(properties or ())
@@ -499,15 +503,15 @@ class KernelRidge(AmpViews, Model):
                 "kernel model, not derivatives of an energy, so there is no "
                 "strain derivative to take")
 
-    def feature_counts(self):
+    def feature_counts(self) -> dict:
         """``{element: number of features}`` of the training atoms (empty
         before there are any)."""
         if self._references is None:
             return {}
         return {e: b.shape[1] for e, b in self._references["energy"].items()}
 
-    def check_features(self, features, source="the descriptor",
-                       every_network=True):
+    def check_features(self, features: dict, source: str = "the descriptor",
+                       every_network: bool = True) -> None:
         """Raise ValueError unless ``features`` (``{element: count}``) fit
         the training features (the calculator's compatibility check)."""
         known = self.feature_counts()
@@ -519,9 +523,9 @@ class KernelRidge(AmpViews, Model):
                     "have %d" % (source, features[element], element,
                                  known[element]))
 
-    # Serialisation -------------------------------------------------------------
+    # Serialisation ---------------------------------------------------------
 
-    def todict(self):
+    def todict(self) -> dict:
         """Plain JSON-serialisable form, training features included (see
         :meth:`fromdict`)."""
         p = self.parameters
@@ -551,7 +555,7 @@ class KernelRidge(AmpViews, Model):
             "reference": references_todict(self._references)}
 
     @classmethod
-    def fromdict(cls, d):
+    def fromdict(cls, d: dict) -> "KernelRidge":
         """Rebuild from :meth:`todict`'s form or Amp 1.x's parameters.
 
         Raises
@@ -586,7 +590,7 @@ class KernelRidge(AmpViews, Model):
             model.parameters.sigma = model._sigma_table()
         return model
 
-    def tostring(self):
+    def tostring(self) -> str:
         """The parameters as a JSON string (without the training
         features)."""
         d = self.todict()
