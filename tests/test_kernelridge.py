@@ -718,3 +718,31 @@ def test_interrupted_fit_leaves_a_checkpoint_a_rerun_completes(
     energies, _, _ = predict(calc, ase.io.read(HELDOUT, ":"), forces=False)
     assert_relative(energies, reference("krr_cupt_energy")["predictions"]
                     ["heldout"]["energies"], 1e-6)
+
+
+def test_tampered_json_files_are_refused(retrained, tmp_path):
+    folder, _ = retrained
+    with open(str(folder / "krr_cupt_forces") + ".amp") as handle:
+        good = json.load(handle)
+
+    def tampered(change):
+        d = json.loads(json.dumps(good))
+        change(d["model"])
+        path = tmp_path / "bad.amp"
+        path.write_text(json.dumps(d))
+        return str(path)
+
+    changes = [
+        lambda m: m["reference"]["energy"]["Cu"].pop(),  # a weight too many
+        lambda m: m["weights"]["forces"]["Pt"][0].pop(),
+        lambda m: [row.pop() for row in m["reference"]["energy"]["Pt"]],
+        lambda m: m["reference"]["forces"]["Cu"][0][0].pop(),
+        lambda m: m["reference"].update(energy_scaler={"mean": [0.0],
+                                                       "scale": [1.0]}),
+        lambda m: m.update(sigma={"energy": {"Cu": 1.0, "Pt": -1.0}}),
+        lambda m: m.update(kernel="__import__('os')"),
+    ]
+    for change in changes:
+        with pytest.raises(ModelFileError):
+            Amp.load(tampered(change))
+    assert Amp.load(tampered(lambda m: None)).model.has_force_model

@@ -283,12 +283,21 @@ def references_fromdict(d: dict) -> dict:
         references["forces"] = {str(e): np.array(b, dtype=float)
                                 for e, b in d["forces"].items()}
         for element, block in references["forces"].items():
-            if block.ndim != 3 or block.shape[1] != 3:
+            if block.ndim != 3 or block.shape[1] != 3 or \
+                    element not in energy or \
+                    block.shape[2] != energy[element].shape[1]:
                 raise ValueError("training force features of %s are not "
-                                 "(atoms, 3, features)" % element)
-    for name in ("energy_scaler", "force_scaler"):
+                                 "(atoms, 3, features of its fingerprints)"
+                                 % element)
+    lengths = {b.shape[1] for b in energy.values()}
+    for name, shape in (("energy_scaler", (min(lengths, default=0),)),
+                        ("force_scaler", (3, min(lengths, default=0)))):
         if d.get(name) is not None:
             references[name] = Standardizer.fromdict(d[name])
+            if len(lengths) != 1 or references[name].mean.shape != shape \
+                    or references[name].scale.shape != shape:
+                raise ValueError("the %s does not fit the training features"
+                                 % name.replace("_", " "))
     return references
 
 
