@@ -681,6 +681,12 @@ def test_parity_convergence_and_fingerprint_plots(retrained, tmp_path,
     for case in CASES:
         plot_convergence(str(folder / case) + "-log.txt",
                          str(tmp_path / (case + ".png")))
+    from amp.analysis import calc_rmse, plot_sensitivity
+
+    with pytest.raises(ValueError, match="plot_parity_and_error"):
+        calc_rmse(str(folder / "krr_cupt_forces") + ".amp", images)
+    with pytest.raises(ValueError, match="has none"):
+        plot_sensitivity(calc, images, plotfile=str(tmp_path / "s.png"))
     monkeypatch.chdir(tmp_path)
     fpplot = FingerprintPlot(calc)
     fpplot(images)
