@@ -454,7 +454,8 @@ def test_shared_force_weights(tmp_path):
 @pytest.mark.parametrize("kind", ["laplacian", "exponential", "linear"])
 def test_other_kernels_and_anisotropic_sigma(tmp_path, kind):
     width = list(np.linspace(2.0, 20.0, 20))
-    sigma = {"energy": {"Cu": width, "Pt": 3.0},
+    # (Au: an element the images do not have; its width is not used.)
+    sigma = {"energy": {"Cu": width, "Pt": 3.0, "Au": [1.0]},
              "forces": {"Cu": {"0": 2.0, "1": 2.5, "2": width},
                         "Pt": 4.0}}
     images = ase.io.read(TRAIN, ":")

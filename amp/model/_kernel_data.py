@@ -326,14 +326,15 @@ def lamdas(lamda: float | dict) -> dict:
 def _per_element(value, elements, where):
     """``{element: value}`` from one value (number or list) or a dict."""
     if isinstance(value, dict):
-        if elements is not None:
-            missing = sorted(set(elements) - set(map(str, value)))
-            if missing:
-                raise ValueError(
-                    "%s has no value for %s (the training atoms' elements "
-                    "are %s)" % (where, ", ".join(missing),
-                                 ", ".join(elements)))
-        return {str(e): v for e, v in value.items()}
+        value = {str(e): v for e, v in value.items()}
+        if elements is None:
+            return value
+        missing = sorted(set(elements) - set(value))
+        if missing:
+            raise ValueError(
+                "%s has no value for %s (the training atoms' elements are "
+                "%s)" % (where, ", ".join(missing), ", ".join(elements)))
+        return {e: value[e] for e in elements}  # others are not needed
     return {e: value for e in (elements or ["*"])}
 
 
