@@ -61,6 +61,19 @@ def _check_training_images(images, forces):
                 raise ValueError("%s has NaN or infinite forces" % name)
 
 
+def _named_class(parameters, default):
+    """The class a model file's ``importname`` names, through the
+    allow-list (the ``default`` importname when there is none)."""
+    from .importing import IMPORTNAMES, importhelper
+
+    name = parameters.get("importname", default)
+    if name not in IMPORTNAMES:
+        raise modelfile.ModelFileError(
+            "the model file names %r, which this library does not provide "
+            "(known: %s)" % (name, ", ".join(sorted(IMPORTNAMES))))
+    return importhelper(name)
+
+
 class Amp(Calculator):
     """Atomistic machine-learning calculator (Amp's ``Amp``).
 
@@ -142,7 +155,7 @@ class Amp(Calculator):
         if self.dblabel is not None:
             store = self._store(self.dblabel)
         self.results = potential.evaluate(self.descriptor, self.model,
-                                          self.atoms, store)
+                                          self.atoms, store, properties)
 
     def _store(self, dblabel, images=None):
         """The fingerprint store of ``dblabel``, opened once and kept."""
@@ -200,10 +213,11 @@ class Amp(Calculator):
             loose.
         memory_limit : int, float or str, optional
             Memory (bytes, or e.g. ``'8 GB'``) that force training may use
-            for fingerprint derivatives on this machine; by default the
+            for fingerprint derivatives on this machine (and a
+            ``KernelRidge`` model for its kernel matrices); by default the
             memory available when training starts. Their size is estimated
-            from the neighbour lists and logged before anything is
-            computed.
+            from the neighbour lists (and atom counts) and logged before
+            anything is computed.
 
         Raises
         ------
@@ -214,8 +228,8 @@ class Amp(Calculator):
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
         amp.descriptor.budget.TrainingMemoryError
-            The fingerprint derivatives would need more than
-            ``memory_limit``; raised before anything is computed.
+            The fingerprint derivatives (or kernel matrices) would need more
+            than ``memory_limit``; raised before anything is computed.
         """
         from .model import TrainingConvergenceError
 
@@ -233,6 +247,8 @@ class Amp(Calculator):
         _check_training_images(images, force_training)
         from .parallel import pool_for
 
+        if hasattr(self.model, "check_memory"):  # a kernel model's matrices
+            self.model.check_memory(images, memory_limit, log)
         # One pool (or None) for the fingerprints and the whole fit; its
         # workers start when first needed and stop when training ends,
         # however it ends.
@@ -377,16 +393,16 @@ class Amp(Calculator):
             This library's JSON files and Amp 1.x files are both read;
             neither is executed.
         Descriptor, Model : class, optional
-            Override the classes (default Gaussian and NeuralNetwork).
+            Override the classes (default Gaussian, and the model the file
+            names: NeuralNetwork or KernelRidge).
         **kwargs
             Passed to :class:`Amp` (``label``, ``dblabel``, ``cores``, ...).
         """
-        from .descriptor.gaussian import Gaussian
-        from .model.neuralnetwork import NeuralNetwork
-
         descriptor_dict, model_dict = modelfile.read(file)
-        Descriptor = Descriptor or Gaussian
-        Model = Model or NeuralNetwork
+        Descriptor = Descriptor or _named_class(
+            descriptor_dict, ".descriptor.gaussian.Gaussian")
+        Model = Model or _named_class(
+            model_dict, ".model.neuralnetwork.NeuralNetwork")
         try:
             descriptor = Descriptor.fromdict(descriptor_dict)
             model = Model.fromdict(model_dict)
