@@ -12,7 +12,8 @@ and the shares workers keep for a whole fit
 (:mod:`amp.parallel.persistent`).
 
 Workers run registered jobs, never the calculator: this package may import
-:mod:`amp.store` (array (de)serialisation) but not :mod:`amp.descriptor`,
+:mod:`amp.store` (array (de)serialisation) and :mod:`amp.importing`, and
+must not import :mod:`amp.descriptor`,
 :mod:`amp.model` or :class:`amp.Amp` at import time; a job names the class
 it builds and the worker resolves it through the allow-list of
 :mod:`amp.importing`. Amp's names
