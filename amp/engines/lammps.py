@@ -204,10 +204,12 @@ def _evaluate(calc, atoms: Atoms, reach: Optional[float]):
         model_atoms = atoms
     else:
         model_atoms = _padded(atoms, reach)
-    energy = calc.get_potential_energy(model_atoms)
-    forces = calc.get_forces(model_atoms)
+    # ASE's protocol: the first call compares the atoms with the last ones
+    # and calculates; the others (atoms=None) read the same calculation.
+    energy = calc.get_property("energy", model_atoms)
+    forces = calc.get_property("forces")
     if periodic.any():
-        virial = lammps_virial(calc.get_stress(model_atoms),
+        virial = lammps_virial(calc.get_property("stress"),
                                model_atoms.get_volume())
     else:
         r = atoms.positions
