@@ -57,9 +57,9 @@ def benzene():
 
 def lammps_holding(atoms, symbols, velocities=None, boundary=None,
                    pair_cutoff=4.0, masses=None):
-    """A serial LAMMPS instance (units metal) holding ``atoms`` exactly:
-    the box is the (lower-triangular) cell, atom IDs 1..N in the order of
-    ``atoms``, type k + 1 for ``symbols[k]``; velocities in A/ps."""
+    """A serial LAMMPS instance (units metal) holding ``atoms``: the box is
+    the (lower-triangular) cell, atom IDs 1..N in the order of ``atoms``,
+    type k + 1 for ``symbols[k]``; velocities in A/ps."""
     lmp = new_lammps(["-screen", "none", "-log", "none", "-nocite"])
     cell = np.array(atoms.cell.array)
     assert np.all(cell[np.triu_indices(3, 1)] == 0)
@@ -83,8 +83,11 @@ def lammps_holding(atoms, symbols, velocities=None, boundary=None,
         lmp.command("mass %d %r" % (k + 1, float(mass)))
     types = [symbols.index(s) + 1 for s in atoms.get_chemical_symbols()]
     v = None if velocities is None else np.ravel(velocities).tolist()
+    # Wrapped into the box along periodic directions (LAMMPS does not
+    # create atoms outside it): the same configuration.
+    x = atoms.get_positions(wrap=True)
     lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types,
-                     atoms.positions.ravel().tolist(), v)
+                     x.ravel().tolist(), v)
     assert lmp.get_natoms() == len(atoms)
     return lmp
 
@@ -219,6 +222,35 @@ def test_lammps_gdml_molecule():
     with pytest.raises(ValueError, match="isolated molecule.*periodic"):
         attach(periodic, GDMLCalculator(BENZENE), symbols)
     periodic.close()
+
+
+def test_lammps_gdml_periodic_model():
+    """A GDML model trained with a lattice (4 Cu atoms, EMT data) in a
+    periodic box: forces, energy and pressure as the calculator's; a box
+    periodic in fewer directions is refused."""
+    from test_gdml_calculator import _periodic_model
+
+    model, atoms = _periodic_model()
+    atoms = atoms.copy()
+    calc = GDMLCalculator(model)
+    lmp = lammps_holding(atoms, ["Cu"])
+    attach(lmp, GDMLCalculator(model), ["Cu"])
+    lmp.command("thermo_style custom step pe pxx pyy pzz pxy pxz pyz")
+    lmp.command("run 0")
+    atoms.calc = calc
+    assert lmp.get_thermo("pe") == pytest.approx(
+        atoms.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(by_id(lmp, "f"), atoms.get_forces(), rtol=0,
+                               atol=1e-10)
+    expected = lammps_virial(atoms.get_stress(), atoms.get_volume()) \
+        / atoms.get_volume() * lmp.extract_global("nktv2p")
+    np.testing.assert_allclose(lammps_pressure(lmp), expected, rtol=1e-10,
+                               atol=1e-8)
+    lmp.close()
+    slab = lammps_holding(atoms, ["Cu"], boundary="p p f")
+    with pytest.raises(ValueError, match="periodic.*'boundary p p p'"):
+        attach(slab, GDMLCalculator(model), ["Cu"])
+    slab.close()
 
 
 def test_lammps_nve_follows_ase_velocity_verlet(cu_pt):

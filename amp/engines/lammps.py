@@ -348,6 +348,50 @@ class LammpsCoupling:
         self.lmp.command("unfix %s" % self.fix_id)
 
 
+def _check_instance(lmp, fix_id: str) -> None:
+    """Raise ValueError unless ``lmp`` can take the model (see attach)."""
+    ranks = lmp.extract_setting("world_size")
+    if ranks != 1:
+        raise ValueError(
+            "LAMMPS runs on %d MPI ranks, but the model couples to LAMMPS "
+            "on one rank only (it evaluates all atoms in one call): run "
+            "LAMMPS serially (python script.py, not mpiexec -n %d)"
+            % (ranks, ranks))
+    units = lmp.extract_global("units")
+    if units != "metal":
+        raise ValueError("LAMMPS uses units %s, but the model gives eV and "
+                         "Angstrom: use 'units metal'" % (units,))
+    if lmp.extract_setting("dimension") != 3:
+        raise ValueError("the model needs a 3-D LAMMPS box (dimension 3)")
+    if not lmp.extract_setting("box_exist"):
+        raise ValueError("the LAMMPS box does not exist yet: attach after "
+                         "read_data or create_box and create_atoms")
+    for name in (fix_id, "%s_failed" % fix_id):
+        if lmp.has_id("fix", name):
+            raise ValueError("LAMMPS already has a fix with ID %r; pass "
+                             "another fix_id" % (name,))
+
+
+def _check_periodicity(calc, periodicity: np.ndarray,
+                       reach: Optional[float]) -> None:
+    """Raise ValueError if the box's periodicity does not suit the model."""
+    model_periodic = getattr(calc, "periodic", None)  # GDMLCalculator's
+    if model_periodic is False and periodicity.any():
+        raise ValueError(
+            "the model describes an isolated molecule but the LAMMPS box is "
+            "periodic (LAMMPS wraps atoms into it): use 'boundary s s s' "
+            "or 'boundary f f f'")
+    if model_periodic is True and not periodicity.all():
+        raise ValueError("the model is periodic (trained with a lattice) "
+                         "but the LAMMPS box is not: use 'boundary p p p'")
+    if periodicity.any() and not periodicity.all() and reach is None:
+        raise ValueError(
+            "the LAMMPS box is periodic in some directions only; giving "
+            "LAMMPS the virial then needs the model's cutoff radius, which "
+            "%s does not declare (calc.descriptor.cutoff): make the box "
+            "periodic in all directions or in none" % type(calc).__name__)
+
+
 def attach(lmp, calc, type_to_symbol: TypeMap, fix_id: str = "amp"
            ) -> LammpsCoupling:
     """Make ``calc`` the potential of the LAMMPS instance ``lmp``.
@@ -394,48 +438,13 @@ def attach(lmp, calc, type_to_symbol: TypeMap, fix_id: str = "amp"
     the run at the end of that step with an error, which the LAMMPS command
     that started the run (``lmp.command``, ``lmp.file``) raises.
     """
-    ranks = lmp.extract_setting("world_size")
-    if ranks != 1:
-        raise ValueError(
-            "LAMMPS runs on %d MPI ranks, but the model couples to LAMMPS "
-            "on one rank only (it evaluates all atoms in one call): run "
-            "LAMMPS serially (python script.py, not mpiexec -n %d)"
-            % (ranks, ranks))
-    units = lmp.extract_global("units")
-    if units != "metal":
-        raise ValueError("LAMMPS uses units %s, but the model gives eV and "
-                         "Angstrom: use 'units metal'" % (units,))
-    if lmp.extract_setting("dimension") != 3:
-        raise ValueError("the model needs a 3-D LAMMPS box (dimension 3)")
-    if not lmp.extract_setting("box_exist"):
-        raise ValueError("the LAMMPS box does not exist yet: attach after "
-                         "read_data or create_box and create_atoms")
-    if lmp.has_id("fix", fix_id):
-        raise ValueError("LAMMPS already has a fix with ID %r; pass another "
-                         "fix_id" % (fix_id,))
-    ntypes = lmp.extract_global("ntypes")
-    table = _type_table(type_to_symbol, ntypes, known_elements(calc))
+    _check_instance(lmp, fix_id)
+    table = _type_table(type_to_symbol, lmp.extract_global("ntypes"),
+                        known_elements(calc))
     reach = cutoff_radius(calc)
-    periodicity = np.asarray(lmp.extract_box()[5], dtype=bool)
-    if periodicity.any() and not periodicity.all() and reach is None:
-        raise ValueError(
-            "the LAMMPS box is periodic in some directions only; giving "
-            "LAMMPS the virial then needs the model's cutoff radius, which "
-            "%s does not declare (calc.descriptor.cutoff): make the box "
-            "periodic in all directions or in none" % type(calc).__name__)
-    model_periodic = getattr(calc, "periodic", None)  # GDMLCalculator's
-    if model_periodic is False and periodicity.any():
-        raise ValueError(
-            "the model describes an isolated molecule but the LAMMPS box is "
-            "periodic (LAMMPS wraps atoms into it): use 'boundary s s s' "
-            "or 'boundary f f f'")
-    if model_periodic is True and not periodicity.all():
-        raise ValueError("the model is periodic (trained with a lattice) "
-                         "but the LAMMPS box is not: use 'boundary p p p'")
+    _check_periodicity(calc, np.asarray(lmp.extract_box()[5], dtype=bool),
+                       reach)
     coupling = LammpsCoupling(lmp, calc, fix_id, table, reach)
-    if lmp.has_id("fix", coupling._failed):
-        raise ValueError("LAMMPS already has a fix with ID %r; pass another "
-                         "fix_id" % (coupling._failed,))
     atoms = coupling.atoms()
     check = getattr(calc, "check_atoms", None)
     if check is not None:  # a GDML model: its species in its order
