@@ -187,6 +187,29 @@ def test_lammps_slab_periodic_in_two_directions():
     lmp.close()
 
 
+def test_virial_of_a_box_periodic_in_one_direction():
+    """The padding that gives the virial of a box periodic in some
+    directions only, for one periodic direction (a wire): energy and forces
+    as the calculator's on the unpadded atoms, and the virial as that of
+    the same atoms in a cell with 60 A of vacuum along y and z."""
+    from amp.engines.lammps import _evaluate
+
+    wire = read(SLAB)
+    wire.pbc = [True, False, False]
+    calc = Amp.load(PTCU)
+    energy, forces, virial = _evaluate(calc, wire, 6.5)
+    wire.calc = calc
+    assert energy == pytest.approx(wire.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(forces, wire.get_forces(), rtol=0, atol=1e-10)
+    vacuum = wire.copy()
+    vacuum.cell = [wire.cell[0], [0.0, 60.0, 0.0], [0.0, 0.0, 60.0]]
+    vacuum.pbc = True
+    vacuum.calc = calc
+    np.testing.assert_allclose(
+        virial, lammps_virial(vacuum.get_stress(), vacuum.get_volume()),
+        rtol=1e-10, atol=1e-10)
+
+
 def test_lammps_gdml_molecule():
     """A GDML model of benzene in a shrink-wrapped box: forces and energy
     as the GDML calculator's, the virial as minus the derivative of the

@@ -231,12 +231,12 @@ def _type_table(type_to_symbol: TypeMap, ntypes: int,
     else:
         mapping = {k + 1: s for k, s in enumerate(type_to_symbol)}
     table = np.zeros(ntypes + 1, dtype=int)
-    for atom_type, symbol in sorted(mapping.items(), key=lambda kv: kv[0]):
+    for atom_type, symbol in mapping.items():
         if not isinstance(atom_type, (int, np.integer)) or \
                 not 1 <= atom_type <= ntypes:
             raise ValueError(
                 "type_to_symbol maps LAMMPS atom type %r, but the box has "
-                "atom types 1 to %d" % (atom_type, ntypes))
+                "atom types 1 to %d (integers)" % (atom_type, ntypes))
         if symbol not in atomic_numbers or symbol == "X":
             raise ValueError("type_to_symbol maps LAMMPS atom type %d to %r, "
                              "which is not a chemical symbol"
