@@ -386,6 +386,12 @@ def test_lammps_refuses_what_the_model_cannot_do():
     lmp.command("run 3")
     assert coupling.error is None
     assert lmp.extract_global("ntimestep") == step + 3
+    calls = coupling.calls
+    coupling.detach()
+    assert not lmp.has_id("fix", "model")
+    assert not lmp.has_id("fix", "model_failed")
+    lmp.command("run 2")
+    assert coupling.calls == calls
     lmp.close()
     real = new_lammps(["-screen", "none", "-log", "none", "-nocite"])
     real.commands_string("units real\nregion b block 0 5 0 5 0 5\n"

@@ -1,4 +1,4 @@
-"""A trained model inside LAMMPS: forces, energy and virial by ``fix external``.
+"""A trained model in LAMMPS: forces, energy and virial by ``fix external``.
 
 :func:`attach` gives a LAMMPS instance (the ``lammps`` Python module) an
 ASE calculator of this library, :class:`amp.Amp` or
@@ -342,10 +342,6 @@ class LammpsCoupling:
         self.lmp.command("unfix %s" % self.fix_id)
         self.lmp.command("unfix %s" % self._failed)
         self.lmp.command("variable %s delete" % self._failed)
-
-    def detach(self) -> None:
-        """Remove the fix (``unfix``); the calculator is no longer called."""
-        self.lmp.command("unfix %s" % self.fix_id)
 
 
 def _check_instance(lmp, fix_id: str) -> None:
