@@ -351,6 +351,27 @@ class Amp(Calculator):
         self.model.vector = type(self.model).fromdict(model).vector
         log("Resuming from checkpoint %s." % path)
 
+    def todict(self, skip_default=True):
+        """What ASE records as the calculator's parameters (an ``ase.db``
+        row's ``calculator_parameters``, each trajectory frame): the
+        descriptor's and the model's settings and a SHA-256 digest of
+        everything the ``.amp`` file holds, which tells two models apart.
+        The trained parameters themselves stay in the ``.amp`` file.
+        """
+        import hashlib
+        import json
+
+        descriptor, model = self.descriptor.todict(), self.model.todict()
+        digest = hashlib.sha256(json.dumps(
+            [descriptor, model], sort_keys=True).encode()).hexdigest()
+        return {"descriptor": {k: descriptor[k] for k in
+                               ("importname", "cutoff", "elements")
+                               if k in descriptor},
+                "model": {k: model[k] for k in
+                          ("importname", "hiddenlayers", "activation")
+                          if k in model},
+                "sha256": digest}
+
     # Files ---------------------------------------------------------------
 
     def save(self, filename, overwrite=False, format="json"):

@@ -32,6 +32,7 @@ FLOORS = {
     "amp.analysis": 6,
     "amp.stats": 6,
     "amp": 6,            # the calculator, amp/__init__.py
+    "amp.engines": 6,    # LAMMPS and i-PI couplings of the calculators
     "amp.cli": 7,
 }
 
