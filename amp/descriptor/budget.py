@@ -19,11 +19,11 @@ and raises :class:`TrainingMemoryError` when it exceeds the memory
 available or a limit the user gave.
 """
 
-import os
 import re
 
 import numpy as np
 
+from ..store.memory import available_memory
 from .neighbors import atoms_neighbor_list
 
 __all__ = ["derivative_memory", "available_memory", "parse_bytes",
@@ -102,22 +102,6 @@ def derivative_memory(descriptor, images):
         values += 3 * int(own.sum())
         rows += 3 * n
     return values * _VALUE_BYTES + (rows + 1) * _ROW_BYTES
-
-
-def available_memory():
-    """Bytes of memory available now (``MemAvailable`` on Linux), or None
-    when the system does not say."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6,
