@@ -164,7 +164,9 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
     images : dict
         ``{hash: ase.Atoms}``, all the training images.
     memory_limit : int, float or str, optional
-        Bytes (or ``'4 GB'``); by default the memory available now.
+        Bytes (or ``'4 GB'``); by default the memory available now
+        (:func:`amp.store.memory.available_memory`: the system's, under
+        ``RLIMIT_AS`` and under the process's cgroup limits).
     log : callable, optional
     cores : int or dict, optional
         Amp's ``cores``: with workers on other hosts this machine holds

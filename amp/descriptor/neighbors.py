@@ -223,6 +223,7 @@ class _Frame:
 
 
 def _wrap(positions_ax, cell_kx, pbc_k):
+    """The :class:`_Frame` of the atoms."""
     full_cell_kx = complete_cell(cell_kx)
     inverse_xk = np.linalg.inv(full_cell_kx)
     fractional_ak = positions_ax @ inverse_xk
@@ -280,6 +281,8 @@ class _Copies:
 
 
 def _periodic_copies(frame, reach_k, n_shifts_k):
+    """The :class:`_Copies` within ``reach_k`` of the cell, from the
+    shifts of up to ``n_shifts_k`` cells along each axis."""
     shifts_hk = _shifts(tuple(int(n) for n in n_shifts_k))
     shifted_hak = frame.fractional_ak[None, :, :] + shifts_hk[:, None, :]
     inside_ha = np.all((shifted_hak >= -reach_k)

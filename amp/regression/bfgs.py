@@ -367,6 +367,7 @@ def _final_status(status, walk, gnorm, maxiter):
 
 
 def _print_outcome(status, walk, objective):
+    """scipy's ``disp=True`` lines."""
     print(MESSAGES[status])
     print("         Current function value: %f" % walk.loss)
     print("         Iterations: %d" % walk.k)
@@ -375,6 +376,7 @@ def _print_outcome(status, walk, objective):
 
 
 def _result(status, walk, objective):
+    """scipy's ``OptimizeResult`` of the walk."""
     # The upper triangle is the matrix; mirror it for the caller.
     H_pp = np.triu(walk.H_pp) + np.triu(walk.H_pp, 1).T
     result = OptimizeResult(fun=walk.loss, jac=walk.g_p, hess_inv=H_pp,
