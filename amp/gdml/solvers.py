@@ -18,6 +18,11 @@ import scipy.linalg
 
 from .kernel import assemble, descriptor_matvec
 
+# Stands in for a norm or scale of zero (no data, an all-zero diagonal)
+# when dividing by it or scaling by it: the relative residual of a zero
+# right-hand side is its residual, and the jitter stays positive.
+TINY_SCALE = 1e-300
+
 __all__ = ["analytic_solve", "KernelOperator", "cg_solve",
            "analytic_bytes"]
 
@@ -189,7 +194,7 @@ def nystroem_preconditioner(X, J, T, sig, lam, idxs, use_E_cstr=False):
     inner += lam * K_mm
     inner = 0.5 * (inner + inner.T)
     jitter = 0.0
-    scale = max(np.abs(np.diag(inner)).max(), 1e-300)
+    scale = max(np.abs(np.diag(inner)).max(), TINY_SCALE)
     for _ in range(12):
         try:
             L = scipy.linalg.cholesky(inner + jitter * np.eye(len(inner)),
@@ -271,7 +276,7 @@ def cg_solve(op, y, precon=None, x0=None, tol=1e-4, maxiter=None,
         if callback is not None and time.perf_counter() - t_last > 1.0:
             t_last = time.perf_counter()
             callback(it, maxiter, "CG: residual {:.3e}".format(
-                resid / max(y_norm, 1e-300)))
+                resid / max(y_norm, TINY_SCALE)))
         if resid <= target:
             return x, it, resid, True
         z = precon(r) if precon is not None else r

@@ -23,6 +23,9 @@ from .nodeplot import NodePlot  # noqa: F401  (Amp's import path)
 
 VERSIONS = ("2015.12",)
 
+#: Amp's default network: two hidden layers of five nodes for every element.
+DEFAULT_HIDDENLAYERS = (5, 5)
+
 
 def _plain_layers(hiddenlayers):
     """A tuple of ints from a tuple/list/int of layer sizes."""
@@ -131,10 +134,11 @@ class NeuralNetwork(InitialParameters, Model):
     #: (see :func:`amp.potential.evaluate`).
     block_evaluation = True
 
-    def __init__(self, hiddenlayers=(5, 5), activation="tanh", weights=None,
-                 scalings=None, fprange=None, mode=None, version=None,
-                 regressor=None, lossfunction=None, fortran=True,
-                 checkpoints=100, randomseed=None, prescale=False):
+    def __init__(self, hiddenlayers=DEFAULT_HIDDENLAYERS, activation="tanh",
+                 weights=None, scalings=None, fprange=None, mode=None,
+                 version=None, regressor=None, lossfunction=None,
+                 fortran=True, checkpoints=100, randomseed=None,
+                 prescale=False):
         if version is not None and version not in VERSIONS:
             raise ValueError("NeuralNetwork version %r is not supported "
                              "(supported: %s)"
@@ -528,7 +532,7 @@ class NeuralNetwork(InitialParameters, Model):
         hiddenlayers = d.get("hiddenlayers")
         if hiddenlayers is None:
             # Derive it from the weights when only those were stored.
-            hiddenlayers = (5, 5) if not d.get("weights") else {
+            hiddenlayers = DEFAULT_HIDDENLAYERS if not d.get("weights") else {
                 e: tuple(np.shape(w[k])[1] for k in sorted(w, key=int))[:-1]
                 for e, w in d["weights"].items()}
         return cls(hiddenlayers=hiddenlayers,
