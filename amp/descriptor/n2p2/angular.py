@@ -1,8 +1,8 @@
 r"""The three-body kernel of n2p2's Gaussian angular types 3, 9 and 13.
 
 For a centre ``i`` and a pair of neighbours ``j < k`` (neighbour vectors
-``a = r_ij``, ``b = r_ik``, lengths ``a``, ``b``, ``d = |b - a|``,
-``c = cos theta_ijk``), a function adds::
+``r_ij``, ``r_ik``, lengths ``a``, ``b``, ``d = |r_ik - r_ij|``, ``c =
+cos theta_ijk``), a function adds::
 
     2^(1 - zeta) (1 + lambda c)^zeta  exp(-eta S)  F
 
@@ -10,44 +10,53 @@ For a centre ``i`` and a pair of neighbours ``j < k`` (neighbour vectors
     type 9:   S = (a - rs)^2 + (b - rs)^2,               F = fc(a) fc(b)
     type 13:  as type 3, times Z_j Z_k, over every pair of neighbours
 
-(types 3 and 9 only over pairs whose elements are the function's ``e1``,
-``e2``; n2p2 sets the term to 0 where ``1 + lambda c <= 0``).
+(types 3 and 9 over the pairs whose elements are the function's ``e1``,
+``e2``; n2p2 sets a term to 0 where ``1 + lambda c <= 0``).
 
 Evaluation
 ----------
 Functions are grouped by kind (narrow, with the ``d`` terms, or wide) and
-radius; each group enumerates its triplets once per pair of neighbour
-elements (a block of the chunk's slots, :mod:`.chunk`). For whole-number
-``zeta`` (up to 16) and ``|lambda| <= 1`` the angular factor is a
-polynomial in ``c``: every function of one ``(eta, rs)`` "radial key" ``m``
-is then a fixed combination of the moments ``sum_t w_m c^p`` with ``w_m =
-F exp(-eta_m S_m)``, so the kernel computes one exponential per key and a
-few products per triplet, whatever the number of functions. Other
-functions are evaluated term by term.
+radius; a group enumerates its triplets once per pair of neighbour
+elements (a block, :func:`.chunk.enumerate_triplets`). For whole-number
+``zeta`` up to :data:`MAX_POLYNOMIAL_ZETA` and ``|lambda| <= 1`` the
+angular factor is a polynomial in ``c``, so all functions of one
+``(eta, rs)`` "radial key" ``m`` are fixed combinations of the moments
+``sum_t w_m c^p``, ``w_m = F exp(-eta_m S_m)``: one exponential per key and
+a few products per triplet, whatever the number of functions (n2p2's
+water potential: 3 keys and 9 moments for 6 functions of one element pair).
+Other functions are evaluated term by term.
 
 Gradient
 --------
-Given ``dE/dG`` of the chunk's centres, the energy of a triplet is
-``E_t = F sum_m e_m Phi_m(c)`` with ``e_m = exp(-eta_m S_m)`` and per-centre
-polynomials ``Phi_m``. With ``U = sum_m e_m Phi_m``, ``V = sum_m eta_m e_m
-Phi_m``, ``R = sum_m eta_m rs_m e_m Phi_m`` and ``Y = sum_m e_m Phi_m'``::
+Given ``dE/dG`` of the chunk's centres, a triplet's energy is
+``E_t = F sum_m e_m Phi_m(c)`` with ``e_m = exp(-eta_m S_m)`` and
+per-centre polynomials ``Phi_m`` (the moments' coefficients). With
+``U = sum_m e_m Phi_m``, ``V = sum_m eta_m e_m Phi_m``, ``R = sum_m eta_m
+rs_m e_m Phi_m`` and ``Y = sum_m e_m Phi_m'``::
 
     dE_t/da = dF/da U - 2 F (a V - R)      (and b, d alike)
     dE_t/dc = F Y
 
 and the chain rule through ``a = |r_ij|``, ``c = r_ij . r_ik / (a b)``,
 ``d = |r_ik - r_ij|`` gives the coefficients of ``r_ij`` and ``r_ik`` in
-``dE/dr_ij`` and ``dE/dr_ik`` that :meth:`.chunk.Slots.add_pairs` stores.
+``dE/dr_ij`` and ``dE/dr_ik``::
+
+    own_j = (dE/da) / a - (dE/dc) c / a^2 + (dE/dd) / d
+    own_k = (dE/db) / b - (dE/dc) c / b^2 + (dE/dd) / d
+    other = (dE/dc) / (a b) - (dE/dd) / d
+
+(:meth:`.chunk.Slots.add_block_gradient`). Arrays are ``(centre, t)``
+rows (axes ``_at``) from the chunk's scratch memory.
 """
 
 import math
 
 import numpy as np
 
-from .chunk import segment_sums
+from .chunk import enumerate_triplets, pair_factors
 from .cutoffs import CutoffFunction
 
-__all__ = ["AngularPlan", "MAX_POLYNOMIAL_ZETA", "enumerate_triplets"]
+__all__ = ["AngularPlan", "MAX_POLYNOMIAL_ZETA", "slot_factors"]
 
 #: Largest whole-number zeta evaluated as a polynomial in cos(theta).
 MAX_POLYNOMIAL_ZETA = 16
@@ -63,67 +72,10 @@ def _polynomial(zeta, lam):
     return [2.0 ** (1 - n) * math.comb(n, p) * lam ** p for p in range(n + 1)]
 
 
-def enumerate_triplets(slots, x, y, a2_s, narrow, rc):
-    """The usable neighbour pairs of block ``(x, y)`` of a chunk.
-
-    Parameters
-    ----------
-    slots : Slots
-    x, y : int
-        Neighbour elements, ``x <= y``.
-    a2_s : ndarray
-        Squared distance of each slot, ``inf`` where the slot is unused or
-        not within this group's radius.
-    narrow : bool
-        Also require ``d < rc``.
-    rc : float
-
-    Returns
-    -------
-    dict or None
-        ``centre_t``, ``slot_j_t``, ``slot_k_t``, ``gram_t`` and (narrow)
-        ``d2_t``; None when there is no triplet.
-    """
-    c, w = slots.n_centres, slots.width
-    ox, wx = slots.offsets[x], slots.widths[x]
-    oy, wy = slots.offsets[y], slots.widths[y]
-    if wx == 0 or wy == 0 or (x == y and wx < 2):
-        return None
-    r_jx = slots.r_asx[:, ox:ox + wx]
-    r_kx = slots.r_asx[:, oy:oy + wy]
-    gram_ajk = np.matmul(r_jx, r_kx.transpose(0, 2, 1))
-    a2_aj = a2_s.reshape(c, w)[:, ox:ox + wx]
-    b2_ak = a2_s.reshape(c, w)[:, oy:oy + wy]
-    if narrow:
-        d2_ajk = a2_aj[:, :, None] + b2_ak[:, None, :]
-        d2_ajk -= 2.0 * gram_ajk
-        usable = d2_ajk < rc * rc
-    else:
-        d2_ajk = None
-        usable = np.isfinite(a2_aj)[:, :, None] & np.isfinite(b2_ak)[:,
-                                                                      None, :]
-    if x == y:
-        usable &= np.triu(np.ones((wx, wx), dtype=bool), 1)[None]
-    flat_t = np.flatnonzero(usable)
-    if len(flat_t) == 0:
-        return None
-    block = wx * wy
-    centre_t = flat_t // block
-    rest_t = flat_t - centre_t * block
-    j_t = rest_t // wy
-    triplets = {"centre_t": centre_t,
-                "slot_j_t": centre_t * w + ox + j_t,
-                "slot_k_t": centre_t * w + oy + (rest_t - j_t * wy),
-                "gram_t": gram_ajk.reshape(-1)[flat_t]}
-    if narrow:
-        triplets["d2_t"] = d2_ajk.reshape(-1)[flat_t]
-    return triplets
-
-
 class _Block:
-    """The functions of one group that act on one pair of neighbour
-    elements: polynomial features and an expansion matrix, and the
-    functions evaluated term by term."""
+    """The functions of one group acting on one pair of neighbour
+    elements: moments and an expansion matrix, and the functions evaluated
+    term by term."""
 
     def __init__(self):
         self.columns = []        # fingerprint columns
@@ -144,16 +96,19 @@ class _Block:
                 degree[key] = max(degree[key], len(coefficients) - 1)
         self.keys = [m for m in range(n_keys) if degree[m] >= 0]
         self.degree = degree
-        # Feature (key, power) -> row of the moment matrix.
-        self.feature = {}
+        self.max_degree = max(degree[m] for m in self.keys)
+        # Moment (key, power) -> column of the moment matrix.
+        self.moment = {}
         for m in self.keys:
             for p in range(degree[m] + 1):
-                self.feature[(m, p)] = len(self.feature)
-        self.expand = np.zeros((len(self.feature), len(self.columns)))
+                self.moment[(m, p)] = len(self.moment)
+        self.expand = np.zeros((len(self.moment), len(self.columns)))
         for position, key, coefficients, weight in expansions:
             for p, value in enumerate(coefficients):
-                self.expand[self.feature[(key, p)], position] += \
+                self.expand[self.moment[(key, p)], position] += \
                     weight * value
+        self.direct_of = {m: [d[:1] + d[2:] for d in self.direct
+                              if d[1] == m] for m in self.keys}
 
 
 class _Group:
@@ -177,9 +132,9 @@ class _Group:
                             weight))
 
     def finish(self):
-        self.eta = np.array([k[0] for k in self.keys])
-        self.rs = np.array([k[1] for k in self.keys])
-        self.shifted = bool(np.any(self.rs != 0.0))
+        self.eta = [k[0] for k in self.keys]
+        self.rs = [k[1] for k in self.keys]
+        self.shifted = any(rs != 0.0 for rs in self.rs)
         for block in self.blocks.values():
             block.finish(len(self.keys))
 
@@ -191,6 +146,7 @@ class AngularPlan:
     Parameters
     ----------
     functions : list of (int, SymmetryFunction)
+        Fingerprint column and function.
     index : dict
         ``{element: n2p2 index}``.
     atomic_numbers : sequence of int
@@ -221,164 +177,239 @@ class AngularPlan:
         for group in self.groups:
             group.finish()
 
-    def values(self, slots, g_af, gradient):
-        """Add the angular terms of a chunk to ``g_af``; return what
-        :meth:`gradient` needs (when ``gradient``)."""
+    def prepare(self, slots):
+        """Per-slot factors of each group for one :class:`.chunk.Slots`."""
+        return [slot_factors(slots, group.rc, group.cutoff, group.narrow)
+                for group in self.groups]
+
+    def values(self, slots, factors, rows, g_af, gradient):
+        """Add the angular terms of the centre ``rows`` to their
+        fingerprints ``g_af``; return what :meth:`gradient` needs (when
+        ``gradient``)."""
         state = []
-        for group in self.groups:
-            per_slot = _slot_factors(slots, group)
+        for group, per_slot in zip(self.groups, factors):
             for (x, y), block in group.blocks.items():
-                t = enumerate_triplets(slots, x, y, per_slot["a2_s"],
+                t = enumerate_triplets(slots, x, y, rows, per_slot,
                                        group.narrow, group.rc)
                 if t is None:
                     continue
-                _block_values(group, block, t, per_slot, slots, g_af)
+                kept = _block_values(group, block, t, per_slot, slots, g_af)
                 if gradient:
-                    state.append((group, block, t))
+                    state.append((group, block, t, kept))
         return state
 
     @staticmethod
     def gradient(state, slots, dE_dg_af):
-        """Add the angular terms of ``dE/dr`` to the chunk's matrix."""
-        for group, block, t in state:
-            _block_gradient(group, block, t, slots, dE_dg_af)
+        """Add the angular terms of ``dE/dr`` of the rows to the slots'
+        gradient."""
+        for group, block, t, kept in state:
+            _block_gradient(group, block, t, kept, slots, dE_dg_af)
 
 
-def _slot_factors(slots, group):
-    """Per-slot quantities of a group: squared distance within the radius
-    (else inf), cutoff, cutoff slope over distance, inverse distance."""
-    d_s = slots.d_s
-    inside = slots.valid_s & (d_s < group.rc)
-    fc_s, dfc_s = group.cutoff(d_s)
-    fc_s = np.where(inside, fc_s, 0.0)
-    inverse_s = 1.0 / d_s
-    return {"a2_s": np.where(inside, slots.d2_s, np.inf), "fc_s": fc_s,
-            "dfc_over_d_s": np.where(inside, dfc_s, 0.0) * inverse_s,
-            "inverse_s": inverse_s, "d_s": d_s}
+def slot_factors(slots, rc, cutoff, narrow):
+    """Per-slot quantities for one radius, per neighbour element ``x``
+    (arrays ``(n_centres, widths[x] + 1)``): ``a2`` (squared distance,
+    inf outside the radius), ``fc`` (0 outside and in the dummy slot),
+    ``dfc_over_d``, ``d``; for a narrow group also ``left`` and ``right``
+    (see :func:`.chunk.enumerate_triplets`)."""
+    a2, out = {}, {"fc": {}, "dfc_over_d": {}, "d": {}}
+    for x in slots.d_as:
+        d_as, d2_as = slots.d_as[x], slots.d2_as[x]
+        inside = np.isfinite(d2_as) & (d_as < rc)
+        fc, dfc = cutoff(d_as)
+        a2[x] = np.where(inside, d2_as, np.inf)
+        out["fc"][x] = np.where(inside, fc, 0.0)
+        out["dfc_over_d"][x] = np.where(inside, dfc, 0.0) / d_as
+        out["d"][x] = d_as
+    out.update(pair_factors(slots, a2, narrow))
+    return out
 
 
-def _block_values(group, block, t, per_slot, slots, g_af):
-    """Moments (and direct terms) of one block; keep the per-triplet
-    factors in ``t`` for the gradient."""
-    sj, sk = t["slot_j_t"], t["slot_k_t"]
-    gram_t = t["gram_t"]
-    inv_a_t = per_slot["inverse_s"][sj]
-    inv_b_t = per_slot["inverse_s"][sk]
-    cos_t = gram_t * inv_a_t * inv_b_t
-    fa_t, fb_t = per_slot["fc_s"][sj], per_slot["fc_s"][sk]
-    weight_t = fa_t * fb_t
+def _block_values(group, block, t, factors, slots, g_af):
+    """Moments (and direct terms) of one block. Returns the per-triplet
+    arrays the gradient needs."""
+    scratch = slots.scratch
+    shape = (t.rows.stop - t.rows.start, t.length)
+    x, y, rows = t.x, t.y, t.rows
+
+    def gather(name, element, index):
+        source = factors[name][element][rows].reshape(-1)
+        return np.take(source, index, out=scratch(shape).reshape(-1),
+                       mode="clip").reshape(shape)
+
+    def new():
+        return scratch(shape)
+
+    a = gather("d", x, t.index_j)
+    b = gather("d", y, t.index_k)
+    fa, fb = gather("fc", x, t.index_j), gather("fc", y, t.index_k)
+    inv_a = np.divide(1.0, a, out=new())
+    inv_b = np.divide(1.0, b, out=new())
+    a2 = np.multiply(a, a, out=new())
+    b2 = np.multiply(b, b, out=new())
+    square = np.add(a2, b2, out=new())               # a^2 + b^2
+    cos = new()
+    weight = np.multiply(fa, fb, out=new())
+    kept = {"inv_a": inv_a, "inv_b": inv_b, "fa": fa, "fb": fb, "cos": cos,
+            "dfa": gather("dfc_over_d", x, t.index_j),
+            "dfb": gather("dfc_over_d", y, t.index_k), "a": a, "b": b}
     if group.narrow:
-        d2_t = t["d2_t"]
-        d_t = np.sqrt(d2_t)
-        fd_t, dfd_t = group.cutoff(d_t)
-        weight_t = weight_t * fd_t
-        square_t = 2.0 * (d2_t + gram_t)       # a^2 + b^2 + d^2
-        t.update(d_t=d_t, fd_t=fd_t, dfd_over_d_t=dfd_t / d_t)
+        d2 = t.dense_at
+        np.subtract(square, d2, out=cos)             # 2 a . b
+        cos *= 0.5
+        square += d2                                 # a^2 + b^2 + d^2
+        d = np.sqrt(d2, out=new())
+        fd, dfd = group.cutoff.inside(d, scratch)
+        dfd /= d
+        weight *= fd
+        kept.update(d=d, fd=fd, dfd=dfd)
     else:
-        square_t = per_slot["d_s"][sj] ** 2 + per_slot["d_s"][sk] ** 2
-    t.update(cos_t=cos_t, inv_a_t=inv_a_t, inv_b_t=inv_b_t, fa_t=fa_t,
-             fb_t=fb_t, weight_t=weight_t,
-             dfa_t=per_slot["dfc_over_d_s"][sj],
-             dfb_t=per_slot["dfc_over_d_s"][sk])
-    if group.shifted:
-        t["a_t"], t["b_t"] = per_slot["d_s"][sj], per_slot["d_s"][sk]
+        np.copyto(cos, t.dense_at)                   # a . b
+    cos *= inv_a
+    cos *= inv_b
+    kept["weight"] = weight
     exps = {}
     for m in block.keys:
         eta, rs = group.eta[m], group.rs[m]
         if rs == 0.0:
-            s_t = square_t
+            e = np.multiply(square, -eta, out=new())
         else:
-            s_t = (t["a_t"] - rs) ** 2 + (t["b_t"] - rs) ** 2
-            if group.narrow:
-                s_t = s_t + (t["d_t"] - rs) ** 2
-        exps[m] = np.exp(-eta * s_t)
-    t["exps"] = exps
-    counts = np.bincount(t["centre_t"], minlength=slots.n_centres)
-    if block.feature:
-        rows = np.empty((len(block.feature), len(cos_t)))
-        for m in block.keys:
-            if block.degree[m] < 0:
+            e = _shifted_square(kept, rs, group.narrow, new)
+            e *= -eta
+        exps[m] = np.exp(e, out=e)
+    kept["exps"] = exps
+    powers = [None, cos]
+    for p in range(2, block.max_degree + 1):
+        powers.append(np.multiply(powers[p - 1], cos, out=new()))
+    kept["powers"] = powers
+    moments = np.empty((shape[0], len(block.moment)))
+    w, term = new(), new()
+    for m in block.keys:
+        np.multiply(weight, exps[m], out=w)
+        for p in range(block.degree[m] + 1):
+            if (m, p) not in block.moment:
                 continue
-            row = rows[block.feature[(m, 0)]]
-            np.multiply(weight_t, exps[m], out=row)
-            for p in range(1, block.degree[m] + 1):
-                np.multiply(rows[block.feature[(m, p - 1)]], cos_t,
-                            out=rows[block.feature[(m, p)]])
-        moments = segment_sums(rows, counts)
+            source = w if p == 0 else np.multiply(w, powers[p], out=term)
+            np.sum(source, axis=1, out=moments[:, block.moment[(m, p)]])
+        for position, lam, zeta, factor in block.direct_of[m]:
+            base = np.maximum(1.0 + lam * cos, 0.0)
+            value = factor * 2.0 ** (1.0 - zeta) * base ** zeta * w
+            g_af[:, block.columns[position]] += value.sum(axis=1)
+    if len(block.moment):
         g_af[:, block.columns] += moments @ block.expand
-    for position, m, lam, zeta, weight in block.direct:
-        base_t = np.maximum(1.0 + lam * cos_t, 0.0)
-        term_t = weight * 2.0 ** (1.0 - zeta) * base_t ** zeta * \
-            weight_t * exps[m]
-        g_af[:, block.columns[position]] += segment_sums(term_t[None],
-                                                         counts)[:, 0]
+    return kept
 
 
-def _block_gradient(group, block, t, slots, dE_dg_af):
-    centre_t, cos_t = t["centre_t"], t["cos_t"]
+def _shifted_square(kept, rs, narrow, new):
+    """``(a - rs)^2 + (b - rs)^2 (+ (d - rs)^2)``."""
+    out = np.subtract(kept["a"], rs, out=new())
+    out *= out
+    tmp = np.subtract(kept["b"], rs, out=new())
+    tmp *= tmp
+    out += tmp
+    if narrow:
+        np.subtract(kept["d"], rs, out=tmp)
+        tmp *= tmp
+        out += tmp
+    return out
+
+
+def _block_gradient(group, block, t, kept, slots, dE_dg_af):
+    scratch = slots.scratch
+    shape = (t.rows.stop - t.rows.start, t.length)
+    cos, powers, exps = kept["cos"], kept["powers"], kept["exps"]
     beta = dE_dg_af[:, block.columns] @ block.expand.T
-    n_t = len(cos_t)
-    u_t, v_t, y_t = np.zeros(n_t), np.zeros(n_t), np.zeros(n_t)
-    r_t = np.zeros(n_t) if group.shifted else None
-    direct = {}
-    for position, m, lam, zeta, weight in block.direct:
-        direct.setdefault(m, []).append((position, lam, zeta, weight))
+    u, v, y = scratch.zeros(shape), scratch.zeros(shape), scratch.zeros(
+        shape)
+    r = scratch.zeros(shape) if group.shifted else None
+    phi, dphi, q = scratch(shape), scratch(shape), scratch(shape)
     for m in block.keys:
         degree = block.degree[m]
-        if degree >= 0 and (m, degree) in block.feature:
-            phi_t = beta[:, block.feature[(m, degree)]][centre_t]
-            dphi_t = np.zeros(n_t)
-            for p in range(degree - 1, -1, -1):
-                dphi_t = dphi_t * cos_t + phi_t
-                phi_t = phi_t * cos_t + beta[:, block.feature[(m, p)]][
-                    centre_t]
+        # Horner: phi = sum_p beta_p c^p, dphi = sum_p p beta_p c^(p-1).
+        top = block.moment.get((m, degree))
+        if top is None:
+            phi.fill(0.0)
+            dphi.fill(0.0)
+        elif degree == 0:
+            phi[...] = beta[:, top, None]
+            dphi.fill(0.0)
         else:
-            phi_t, dphi_t = np.zeros(n_t), np.zeros(n_t)
-        for position, lam, zeta, weight in direct.get(m, ()):
-            g_t = dE_dg_af[:, block.columns[position]][centre_t] * (
-                weight * 2.0 ** (1.0 - zeta))
-            base_t = 1.0 + lam * cos_t
-            positive = base_t > 0.0
-            base_t = np.where(positive, base_t, 1.0)
-            power_t = np.where(positive, base_t ** (zeta - 1.0), 0.0)
-            phi_t = phi_t + g_t * power_t * base_t
-            dphi_t = dphi_t + g_t * zeta * lam * power_t
-        e_phi_t = t["exps"][m] * phi_t
-        u_t += e_phi_t
-        v_t += group.eta[m] * e_phi_t
-        if r_t is not None:
-            r_t += group.eta[m] * group.rs[m] * e_phi_t
-        y_t += t["exps"][m] * dphi_t
-    inv_a_t, inv_b_t = t["inv_a_t"], t["inv_b_t"]
-    fa_t, fb_t, weight_t = t["fa_t"], t["fb_t"], t["weight_t"]
-    sj, sk = t["slot_j_t"], t["slot_k_t"]
-    # fc'(a) / a and fc'(b) / b.
-    dfa_t, dfb_t = t["dfa_t"], t["dfb_t"]
-    p_t = weight_t * v_t
-    if group.narrow:
-        fd_t = t["fd_t"]
-        fu_t = fd_t * u_t
-        ea_t = dfa_t * fb_t * fu_t - 2.0 * p_t
-        eb_t = fa_t * dfb_t * fu_t - 2.0 * p_t
-        ed_t = fa_t * fb_t * t["dfd_over_d_t"] * u_t - 2.0 * p_t
-    else:
-        ea_t = dfa_t * fb_t * u_t - 2.0 * p_t
-        eb_t = fa_t * dfb_t * u_t - 2.0 * p_t
-        ed_t = None
-    if r_t is not None:
-        q_t = 2.0 * weight_t * r_t
-        ea_t += q_t * inv_a_t
-        eb_t += q_t * inv_b_t
-        if ed_t is not None:
-            ed_t += q_t / t["d_t"]
-    ec_t = weight_t * y_t
-    ecc_t = ec_t * cos_t
-    own_j = ea_t - ecc_t * inv_a_t * inv_a_t
-    own_k = eb_t - ecc_t * inv_b_t * inv_b_t
-    other = ec_t * inv_a_t * inv_b_t
-    if ed_t is not None:
-        own_j += ed_t
-        own_k += ed_t
-        other -= ed_t
-    slots.add_pairs(sj, sk, own_j, own_k, other)
+            np.multiply(beta[:, top, None], cos, out=phi)
+            phi += beta[:, block.moment[(m, degree - 1)], None]
+            dphi[...] = beta[:, top, None]
+            for p in range(degree - 2, -1, -1):
+                dphi *= cos
+                dphi += phi
+                phi *= cos
+                phi += beta[:, block.moment[(m, p)], None]
+        for position, lam, zeta, factor in block.direct_of[m]:
+            g = dE_dg_af[:, block.columns[position], None] * (
+                factor * 2.0 ** (1.0 - zeta))
+            base = 1.0 + lam * cos
+            positive = base > 0.0
+            base = np.where(positive, base, 1.0)
+            power = np.where(positive, base ** (zeta - 1.0), 0.0)
+            phi += g * power * base
+            dphi += g * zeta * lam * power
+        np.multiply(exps[m], phi, out=q)
+        u += q
+        q *= group.eta[m]
+        v += q
+        if r is not None:
+            q *= group.rs[m]
+            r += q
+        np.multiply(exps[m], dphi, out=q)
+        y += q
+    _add_gradient(group, t, kept, slots, u, v, r, y)
 
+
+def _add_gradient(group, t, kept, slots, u, v, r, y):
+    """From U, V, R, Y to the coefficients of the neighbour vectors."""
+    scratch = slots.scratch
+    shape = u.shape
+    weight, fa, fb = kept["weight"], kept["fa"], kept["fb"]
+    inv_a, inv_b, cos = kept["inv_a"], kept["inv_b"], kept["cos"]
+    # 2 F V: the Gaussian's part of (dE/da) / a.
+    p2 = np.multiply(weight, v, out=v)
+    p2 *= 2.0
+    if group.narrow:
+        u_fd = np.multiply(u, kept["fd"], out=scratch(shape))
+    else:
+        u_fd = u
+    own_j = np.multiply(kept["dfa"], fb, out=scratch(shape))
+    own_j *= u_fd
+    own_j -= p2
+    own_k = np.multiply(kept["dfb"], fa, out=scratch(shape))
+    own_k *= u_fd
+    own_k -= p2
+    tmp = scratch(shape)
+    q = None
+    if r is not None:
+        q = np.multiply(weight, r, out=r)
+        q *= 2.0
+        own_j += np.multiply(q, inv_a, out=tmp)
+        own_k += np.multiply(q, inv_b, out=tmp)
+    # dE/dc = F Y.
+    ec = np.multiply(weight, y, out=y)
+    other = np.multiply(ec, inv_a, out=scratch(shape))
+    other *= inv_b
+    ec *= cos
+    np.multiply(ec, inv_a, out=tmp)
+    tmp *= inv_a
+    own_j -= tmp
+    np.multiply(ec, inv_b, out=tmp)
+    tmp *= inv_b
+    own_k -= tmp
+    if group.narrow:
+        # (dE/dd) / d = fa fb (fd' / d) U - 2 F V (+ 2 F R / d).
+        ed = np.multiply(fa, fb, out=tmp)
+        ed *= kept["dfd"]
+        ed *= u
+        ed -= p2
+        if q is not None:
+            q /= kept["d"]
+            ed += q
+        own_j += ed
+        own_k += ed
+        other -= ed
+    slots.add_block_gradient(t, own_j, own_k, other)

@@ -11,9 +11,10 @@ For a centre and neighbours ``j < k`` (lengths ``a``, ``b``, ``d`` as in
 ``C`` is the compact function on ``(rl, rc)`` of the function's subtype,
 ``A`` the compact function of the same core on the angle range (never the
 asymmetric variant), in radians. As in n2p2, a triplet counts only when
-``rl < a, b < rc`` (and ``rl^2 < d^2 < rc^2`` with ``rl`` taken as 0 when
+``rl < a, b < rc`` (and ``rl^2 < d^2 < rc^2``, ``rl`` taken as 0 when
 negative, for 21 and 24), when ``-1 < cos theta < 1`` and when ``theta``
-lies within the angle range. Each function is evaluated term by term; its
+lies within the angle range. Each function is evaluated term by term on
+the padded ``(centre, t)`` rows of :func:`.chunk.enumerate_triplets`; its
 gradient uses the chain rule of :mod:`.angular` with
 ``d theta / d cos theta = -1 / sin theta``.
 """
@@ -22,8 +23,7 @@ import math
 
 import numpy as np
 
-from .angular import enumerate_triplets
-from .chunk import segment_sums
+from .chunk import enumerate_triplets, pair_factors
 from .cutoffs import CompactFunction
 
 __all__ = ["CompactPlan"]
@@ -33,10 +33,9 @@ class _Function:
     def __init__(self, column, f, weight_of_pair):
         self.column = column
         self.radial = CompactFunction(f.subtype, f.rl, f.rc)
-        left = f.angle_left * math.pi / 180.0
-        right = f.angle_right * math.pi / 180.0
-        self.left, self.right = left, right
-        self.angular = CompactFunction(f.subtype, left, right,
+        self.left = f.angle_left * math.pi / 180.0
+        self.right = f.angle_right * math.pi / 180.0
+        self.angular = CompactFunction(f.subtype, self.left, self.right,
                                        asymmetric=False)
         self.weight_of_pair = weight_of_pair
 
@@ -66,100 +65,110 @@ class CompactPlan:
                 group.setdefault(pair, []).append(
                     _Function(column, f, weight))
 
-    def values(self, slots, g_af, gradient):
-        """Add the compact angular terms of a chunk to ``g_af``."""
+    def prepare(self, slots):
+        """Per-slot squared distances of each group (inf outside
+        ``(rl, rc)``) for one :class:`.chunk.Slots`."""
+        out = []
+        for (narrow, rc, rl) in self.groups:
+            a2 = {}
+            for x, d_as in slots.d_as.items():
+                d2_as = slots.d2_as[x]
+                inside = np.isfinite(d2_as) & (d_as < rc) & (d_as > rl)
+                a2[x] = np.where(inside, d2_as, np.inf)
+            out.append(pair_factors(slots, a2, narrow))
+        return out
+
+    def values(self, slots, factors, rows, g_af, gradient):
+        """Add the compact angular terms of the centre ``rows`` to
+        ``g_af``."""
         state = []
-        for (narrow, rc, rl), blocks in self.groups.items():
-            inside = slots.valid_s & (slots.d_s < rc) & (slots.d_s > rl)
-            a2_s = np.where(inside, slots.d2_s, np.inf)
+        for ((narrow, rc, rl), blocks), a2 in zip(self.groups.items(),
+                                                  factors):
             for (x, y), functions in blocks.items():
-                t = enumerate_triplets(slots, x, y, a2_s, narrow, rc)
+                t = enumerate_triplets(slots, x, y, rows, a2, narrow, rc)
                 if t is None:
                     continue
-                t = _geometry(t, slots, narrow, rl)
-                if t is None:
-                    continue
-                counts = np.bincount(t["centre_t"],
-                                     minlength=slots.n_centres)
+                geometry = _geometry(t, slots, narrow, rl)
                 terms = []
                 for function in functions:
-                    term = _terms(function, t, narrow)
-                    g_af[:, function.column] += segment_sums(
-                        (term["value_t"] * function.weight_of_pair)[None],
-                        counts)[:, 0]
+                    term = _terms(function, geometry, narrow)
+                    g_af[:, function.column] += (
+                        term["value"] * function.weight_of_pair).sum(axis=1)
                     terms.append(term)
                 if gradient:
-                    state.append((narrow, functions, t, terms))
+                    state.append((narrow, functions, t, geometry, terms))
         return state
 
     @staticmethod
     def gradient(state, slots, dE_dg_af):
-        """Add the compact angular terms of ``dE/dr`` to the matrix."""
-        for narrow, functions, t, terms in state:
-            n_t = len(t["cos_t"])
-            ea, eb, ed, ec = (np.zeros(n_t) for _ in range(4))
+        """Add the compact angular terms of ``dE/dr`` to the gradient."""
+        for narrow, functions, t, geometry, terms in state:
+            shape = geometry["cos"].shape
+            ea, eb, ed, ec = (np.zeros(shape) for _ in range(4))
             for function, term in zip(functions, terms):
-                g_t = dE_dg_af[:, function.column][t["centre_t"]] * \
+                g = dE_dg_af[:, function.column, None] * \
                     function.weight_of_pair
-                ea += g_t * term["da_t"]
-                eb += g_t * term["db_t"]
-                ec += g_t * term["dc_t"]
+                ea += g * term["da"]
+                eb += g * term["db"]
+                ec += g * term["dc"]
                 if narrow:
-                    ed += g_t * term["dd_t"]
-            inv_a, inv_b, cos_t = t["inv_a_t"], t["inv_b_t"], t["cos_t"]
-            own_j = ea * inv_a - ec * cos_t * inv_a * inv_a
-            own_k = eb * inv_b - ec * cos_t * inv_b * inv_b
+                    ed += g * term["dd"]
+            inv_a, inv_b = 1.0 / geometry["a"], 1.0 / geometry["b"]
+            cos = geometry["cos"]
+            own_j = ea * inv_a - ec * cos * inv_a * inv_a
+            own_k = eb * inv_b - ec * cos * inv_b * inv_b
             other = ec * inv_a * inv_b
             if narrow:
-                ed_d = ed / t["d_t"]
+                ed_d = ed / geometry["d"]
                 own_j += ed_d
                 own_k += ed_d
                 other -= ed_d
-            slots.add_pairs(t["slot_j_t"], t["slot_k_t"], own_j, own_k,
-                            other)
+            slots.add_block_gradient(t, own_j, own_k, other)
 
 
 def _geometry(t, slots, narrow, rl):
-    """Lengths and angle of the triplets; drops those n2p2 skips."""
-    sj, sk = t["slot_j_t"], t["slot_k_t"]
-    a_t, b_t = slots.d_s[sj], slots.d_s[sk]
-    cos_t = t["gram_t"] / (a_t * b_t)
-    keep = (cos_t > -1.0) & (cos_t < 1.0)
+    """Lengths, angle and the mask of the triplets n2p2 counts."""
+    shape = (t.rows.stop - t.rows.start, t.length)
+    a = slots.d_as[t.x][t.rows].reshape(-1)[t.index_j].reshape(shape)
+    b = slots.d_as[t.y][t.rows].reshape(-1)[t.index_k].reshape(shape)
     if narrow:
-        keep &= t["d2_t"] > (rl * rl if rl > 0.0 else 0.0)
-    if not keep.all():
-        t = {name: value[keep] for name, value in t.items()}
-        if len(t["centre_t"]) == 0:
-            return None
-        sj, sk = t["slot_j_t"], t["slot_k_t"]
-        a_t, b_t, cos_t = a_t[keep], b_t[keep], cos_t[keep]
-    t.update(a_t=a_t, b_t=b_t, cos_t=cos_t, inv_a_t=1.0 / a_t,
-             inv_b_t=1.0 / b_t, theta_t=np.arccos(cos_t))
+        d2 = t.dense_at
+        cos = (a * a + b * b - d2) / (2.0 * a * b)
+    else:
+        cos = t.dense_at / (a * b)
+    keep = np.arange(t.length)[None, :] < t.counts[:, None]
+    keep &= (cos > -1.0) & (cos < 1.0)
+    geometry = {"a": a, "b": b, "cos": cos}
     if narrow:
-        t["d_t"] = np.sqrt(t["d2_t"])
-    return t
+        keep &= d2 > (rl * rl if rl > 0.0 else 0.0)
+        geometry["d"] = np.sqrt(d2)
+    geometry["keep"] = keep
+    geometry["theta"] = np.arccos(np.clip(cos, -1.0, 1.0))
+    geometry["sin"] = np.sqrt(np.maximum(1.0 - cos * cos, 1e-300))
+    return geometry
 
 
-def _terms(function, t, narrow):
+def _terms(function, geometry, narrow):
     """One function's value and partial derivatives per triplet."""
-    theta_t = t["theta_t"]
-    within = (theta_t >= function.left) & (theta_t <= function.right)
-    ang_t, dang_t = function.angular(np.clip(theta_t, function.left,
-                                             function.right))
-    ang_t = np.where(within, ang_t, 0.0)
-    dang_t = np.where(within, dang_t, 0.0)
-    ra, dra = function.radial(t["a_t"])
-    rb, drb = function.radial(t["b_t"])
+    theta = geometry["theta"]
+    within = geometry["keep"] & (theta >= function.left) & (
+        theta <= function.right)
+    ang, dang = function.angular(np.clip(theta, function.left,
+                                         function.right))
+    ang = np.where(within, ang, 0.0)
+    dang = np.where(within, dang, 0.0)
+    radial = function.radial
+    ra, dra = radial(np.clip(geometry["a"], radial.left, radial.right))
+    rb, drb = radial(np.clip(geometry["b"], radial.left, radial.right))
     if narrow:
-        rd, drd = function.radial(t["d_t"])
+        rd, drd = radial(np.clip(geometry["d"], radial.left, radial.right))
     else:
         rd, drd = 1.0, 0.0
-    radial_t = ra * rb * rd
-    sin_t = np.sqrt(1.0 - t["cos_t"] * t["cos_t"])
-    term = {"value_t": radial_t * ang_t,
-            "da_t": dra * rb * rd * ang_t,
-            "db_t": ra * drb * rd * ang_t,
-            "dc_t": -radial_t * dang_t / sin_t}
+    product = ra * rb * rd
+    term = {"value": product * ang,
+            "da": dra * rb * rd * ang,
+            "db": ra * drb * rd * ang,
+            "dc": -product * dang / geometry["sin"]}
     if narrow:
-        term["dd_t"] = ra * rb * drd * ang_t
+        term["dd"] = ra * rb * drd * ang
     return term

@@ -125,6 +125,34 @@ class CutoffFunction:
         return f, df
 
 
+    def inside(self, r, scratch):
+        """``f(r)`` and ``df/dr`` for ``0 < r < rc`` (not tested), in
+        arrays from ``scratch(shape)``."""
+        f, df = scratch(r.shape), scratch(r.shape)
+        kind = self.kind
+        if kind == 0:
+            f.fill(1.0)
+            df.fill(0.0)
+            return f, df
+        if kind in (2, 3):
+            t = np.multiply(r, -1.0 / self.rc, out=scratch(r.shape))
+            t += 1.0
+            np.tanh(t, out=t)
+            np.multiply(t, t, out=df)          # t^2
+            np.multiply(df, t, out=f)          # t^3
+            np.subtract(df, 1.0, out=t)        # t^2 - 1
+            df *= t
+            df *= 3.0 / self.rc
+            if kind == 3:
+                f *= _TANH_PRE
+                df *= _TANH_PRE
+            return f, df
+        value, slope = self(r)
+        f[...] = value
+        df[...] = slope
+        return f, df
+
+
 class CompactFunction:
     """n2p2's compact function ``C(|a - c| / w)`` on ``[left, right]``.
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..fingerprints import ImageFingerprints
 from ..neighbors import atoms_neighbor_list
 from .angular import AngularPlan
-from .chunk import Slots
+from .chunk import Scratch, Slots
 from .compact import CompactPlan
 from .functions import (ANGULAR, COMPACT, RADIAL, element_order,
                         sort_key)
@@ -111,6 +111,7 @@ class N2P2Descriptor:
         self._plans = {e: _ElementPlan(self.functions[e], self.index, z,
                                        cutoff_type, cutoff_alpha)
                        for e in self.elements}
+        self._scratch = Scratch()
 
     def __repr__(self):
         return "N2P2Descriptor(elements=%s, features=%s)" % (
@@ -158,32 +159,54 @@ class N2P2Descriptor:
         scale = 1.0 / self.length_unit
         gradient = None if evaluate is None else np.zeros((len(nl.i), 3))
         values = {}
-        counts = np.diff(nl.first_entry)
+        first = nl.first_entry
+        counts = np.diff(first)
+        scratch = self._scratch
         for element in self.elements:
-            atom_index = np.flatnonzero(codes == self.index[element])
-            if len(atom_index) == 0:
-                continue
-            plan = self._plans[element]
-            g_af = np.zeros((len(atom_index), plan.n_features))
-            for rows in _chunks(counts[atom_index]):
-                centres = atom_index[rows]
-                slots = Slots(nl, codes, centres, len(self.elements), scale)
-                g_chunk = g_af[rows]
-                want = evaluate is not None
-                radial = plan.radial.values(slots, g_chunk)
-                angular = plan.angular.values(slots, g_chunk, want)
-                compact = plan.compact.values(slots, g_chunk, want)
-                g_af[rows] = g_chunk
-                if not want:
-                    continue
-                dE_dg_af = np.asarray(evaluate(element, centres, g_chunk),
-                                      dtype=float)
-                plan.radial.gradient(radial, slots, dE_dg_af)
-                plan.angular.gradient(angular, slots, dE_dg_af)
-                plan.compact.gradient(compact, slots, dE_dg_af)
-                gradient[slots.entries] = slots.entry_gradients() * scale
-            values[element] = g_af
+            values[element] = self._element(
+                element, nl, first, codes, counts, scale, evaluate,
+                gradient, scratch)
+        values = {e: v for e, v in values.items() if v is not None}
         return ImageFingerprints(symbols, values, nl), gradient
+
+    def _element(self, element, nl, first, codes, counts, scale, evaluate,
+                 gradient, scratch):
+        """Fingerprints of the atoms of one element (None if there are
+        none), adding their entries' gradients to ``gradient``."""
+        atom_index = np.flatnonzero(codes == self.index[element])
+        if len(atom_index) == 0:
+            return None
+        # Centres with similar numbers of neighbours share chunks, so that
+        # the padded triplet rows (.chunk) waste little.
+        atom_index = atom_index[np.argsort(counts[atom_index],
+                                           kind="stable")]
+        plan = self._plans[element]
+        slots = Slots(nl, first, codes, atom_index, len(self.elements),
+                      scale, scratch)
+        g_af = np.zeros((len(atom_index), plan.n_features))
+        radial = plan.radial.values(slots, g_af)
+        angular = plan.angular.prepare(slots)
+        compact = plan.compact.prepare(slots)
+        want = evaluate is not None
+        dE_dg_af = np.zeros_like(g_af) if want else None
+        for rows in _chunks(counts[atom_index]):
+            scratch.reset()
+            g_rows = g_af[rows]
+            angular_state = plan.angular.values(slots, angular, rows,
+                                                g_rows, want)
+            compact_state = plan.compact.values(slots, compact, rows,
+                                                g_rows, want)
+            if not want:
+                continue
+            dE_dg = np.asarray(evaluate(element, atom_index[rows], g_rows),
+                               dtype=float)
+            dE_dg_af[rows] = dE_dg
+            plan.angular.gradient(angular_state, slots, dE_dg)
+            plan.compact.gradient(compact_state, slots, dE_dg)
+        if want:
+            plan.radial.gradient(radial, slots, dE_dg_af)
+            gradient[slots.entries] = slots.entry_gradients() * scale
+        return g_af[np.argsort(atom_index)]
 
 
 def _chunks(counts):

@@ -22,7 +22,7 @@ contiguous memory.
 
 import numpy as np
 
-from .chunk import segment_sums
+from ..symmetry.chunk import row_sums as segment_sums
 from .cutoffs import CompactFunction, CutoffFunction
 
 __all__ = ["RadialPlan"]
@@ -129,4 +129,5 @@ class RadialPlan:
             weight_ef = dE_dg_af[:, group.columns][slots.row_e[pick]]
             slope_e = np.einsum("fe,ef->e", np.broadcast_to(
                 slope_fe, (len(group.columns), len(pick))), weight_ef)
-            slots.add_diagonal(slots.slot_e[pick], slope_e / d_e)
+            slots.grad_ex[pick] += (slope_e / d_e)[:, None] * \
+                slots.r_ex[pick]
