@@ -55,8 +55,8 @@ from .descriptor.n2p2 import (N2P2Descriptor, SymmetryFunction,
 from .model.n2p2 import N2P2Network, scaling_map
 from .store import n2p2 as files
 
-__all__ = ["load", "save", "read_structures", "Potential",
-           "N2P2Calculator", "N2P2FormatError"]
+__all__ = ["load", "save", "read_structures", "write_structures",
+           "Potential", "N2P2Calculator", "N2P2FormatError"]
 
 N2P2FormatError = files.N2P2FormatError
 
@@ -467,3 +467,35 @@ def read_structures(path, cflength=1.0, cfenergy=1.0):
                 forces=forces * cflength / cfenergy)
         out.append(atoms)
     return out
+
+
+def write_structures(path, images, cflength=1.0, cfenergy=1.0):
+    """Write ``ase.Atoms`` as an n2p2 ``input.data`` file (for
+    ``nnp-predict``), lengths times ``cflength``, energies and forces
+    (when an image has a calculator with them) times ``cfenergy`` (see
+    :func:`load`). A cell is written for images periodic in three
+    directions; others are written without one."""
+    from .store.files import atomic_file
+
+    structures = []
+    for atoms in images:
+        periodic = atoms.cell.rank == 3 and all(atoms.pbc)
+        if any(atoms.pbc) and not periodic:
+            raise ValueError("n2p2 structures are periodic in all three "
+                             "directions or in none; this image is "
+                             "periodic along %s" % list(atoms.pbc))
+        energy = forces = None
+        if atoms.calc is not None:
+            try:
+                energy = atoms.get_potential_energy() * cfenergy
+                forces = (atoms.get_forces() * cfenergy / cflength).tolist()
+            except Exception:       # no reference results: written as 0
+                energy = forces = None
+        structures.append({
+            "cell": (np.asarray(atoms.cell) * cflength).tolist()
+            if periodic else None,
+            "positions": (atoms.positions * cflength).tolist(),
+            "symbols": atoms.get_chemical_symbols(),
+            "energy": energy, "forces": forces})
+    with atomic_file(path) as handle:
+        handle.write(files.format_structures(structures).encode("utf-8"))

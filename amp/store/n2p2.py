@@ -69,7 +69,8 @@ __all__ = ["N2P2FormatError", "Settings", "SymmetryFunctionLine",
            "parse_settings", "read_settings", "read_scaling",
            "read_weights", "weights_file_name", "format_settings",
            "format_scaling", "format_weights", "write_folder",
-           "network_topology", "ACTIVATIONS", "read_structures"]
+           "network_topology", "ACTIVATIONS", "read_structures",
+           "format_structures"]
 
 
 class N2P2FormatError(ValueError):
@@ -963,3 +964,24 @@ def read_structures(path, max_structures=None):
     if current is not None:
         raise N2P2FormatError("%s: the last structure has no end" % path)
     return structures
+
+
+def format_structures(structures):
+    """The ``input.data`` text of structures (dicts as
+    :func:`read_structures` returns; ``energy`` and ``forces`` may be None,
+    written as 0)."""
+    out = []
+    for s in structures:
+        out.append("begin")
+        for row in s["cell"] or ():
+            out.append("lattice %s %s %s" % tuple(_repr(v) for v in row))
+        forces = s.get("forces") or [[0.0] * 3] * len(s["symbols"])
+        for position, symbol, force in zip(s["positions"], s["symbols"],
+                                           forces):
+            out.append("atom %s %s %s %s 0.0 0.0 %s %s %s" % (
+                tuple(_repr(v) for v in position) + (symbol,)
+                + tuple(_repr(v) for v in force)))
+        out.append("energy %s" % _repr(s.get("energy") or 0.0))
+        out.append("charge 0.0")
+        out.append("end")
+    return "\n".join(out) + "\n"

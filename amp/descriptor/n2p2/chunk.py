@@ -282,20 +282,22 @@ def enumerate_triplets(slots, x, y, rows, factors, narrow, rc):
         dense_ajk[0, nx - 1, ny - 1] = 0.0
     if x == y:
         usable &= _upper(nx)[None]
-    counts = np.count_nonzero(usable.reshape(c, -1), axis=1)
-    length = int(counts.max()) if c else 0
-    if length == 0:
-        return None
     flat_t = np.flatnonzero(usable)
+    if len(flat_t) == 0:
+        return None
+    # flat = centre * nx * ny + j * ny + k
+    jj = flat_t // ny
+    centre = jj // nx
+    counts = np.bincount(centre, minlength=c)
+    length = int(counts.max())
     t = Triplets()
     t.x, t.y, t.rows, t.length, t.counts = x, y, rows, length, counts
     starts = np.cumsum(counts) - counts
     padded = np.repeat(np.arange(c) * length - starts, counts)
     padded += np.arange(len(flat_t))
-    # flat = centre * nx * ny + j * ny + k
-    jj = flat_t // ny
     kk = flat_t - jj * ny
-    kk += (jj // nx) * ny
+    centre *= ny
+    kk += centre
     n = c * length
     t.flat = scratch(n, np.int64)
     t.flat.fill((nx - 1) * ny + ny - 1)
