@@ -278,25 +278,23 @@ def _block_values(group, block, t, factors, slots, g_af):
             e *= -eta
         exps[m] = np.exp(e, out=e)
     kept["exps"] = exps
-    powers = [None, cos]
-    for p in range(2, block.max_degree + 1):
-        powers.append(np.multiply(powers[p - 1], cos, out=new()))
-    kept["powers"] = powers
-    moments = np.empty((shape[0], len(block.moment)))
-    w, term = new(), new()
+    # F c^p for the moments sum_t F e_m c^p: one row-by-row dot product
+    # (a batched matrix product, no temporary) per moment.
+    weighted = [weight]
+    for p in range(1, block.max_degree + 1):
+        weighted.append(np.multiply(weighted[-1], cos, out=new()))
+    moments = np.empty((len(block.moment), shape[0]))
+    for (m, p), row in block.moment.items():
+        np.matmul(exps[m][:, None, :], weighted[p][:, :, None],
+                  out=moments[row].reshape(-1, 1, 1))
     for m in block.keys:
-        np.multiply(weight, exps[m], out=w)
-        for p in range(block.degree[m] + 1):
-            if (m, p) not in block.moment:
-                continue
-            source = w if p == 0 else np.multiply(w, powers[p], out=term)
-            np.sum(source, axis=1, out=moments[:, block.moment[(m, p)]])
         for position, lam, zeta, factor in block.direct_of[m]:
             base = np.maximum(1.0 + lam * cos, 0.0)
-            value = factor * 2.0 ** (1.0 - zeta) * base ** zeta * w
-            g_af[:, block.columns[position]] += value.sum(axis=1)
+            value = factor * 2.0 ** (1.0 - zeta) * base ** zeta * weight
+            g_af[:, block.columns[position]] += np.einsum(
+                "ij,ij->i", value, exps[m])
     if len(block.moment):
-        g_af[:, block.columns] += moments @ block.expand
+        g_af[:, block.columns] += moments.T @ block.expand
     return kept
 
 
@@ -317,7 +315,7 @@ def _shifted_square(kept, rs, narrow, new):
 def _block_gradient(group, block, t, kept, slots, dE_dg_af):
     scratch = slots.scratch
     shape = (t.rows.stop - t.rows.start, t.length)
-    cos, powers, exps = kept["cos"], kept["powers"], kept["exps"]
+    cos, exps = kept["cos"], kept["exps"]
     beta = dE_dg_af[:, block.columns] @ block.expand.T
     u, v, y = scratch.zeros(shape), scratch.zeros(shape), scratch.zeros(
         shape)
