@@ -471,10 +471,12 @@ def read_structures(path, cflength=1.0, cfenergy=1.0):
 
 def write_structures(path, images, cflength=1.0, cfenergy=1.0):
     """Write ``ase.Atoms`` as an n2p2 ``input.data`` file (for
-    ``nnp-predict``), lengths times ``cflength``, energies and forces
-    (when an image has a calculator with them) times ``cfenergy`` (see
-    :func:`load`). A cell is written for images periodic in three
-    directions; others are written without one."""
+    ``nnp-predict``), lengths times ``cflength``; the energies and forces
+    an image's calculator already holds (``atoms.calc.results``, e.g. a
+    ``SinglePointCalculator``; nothing is computed) are converted with
+    ``cfenergy`` (see :func:`load`), others written as 0. A cell is
+    written for images periodic in three directions; others are written
+    without one."""
     from .store.files import atomic_file
 
     structures = []
@@ -484,13 +486,13 @@ def write_structures(path, images, cflength=1.0, cfenergy=1.0):
             raise ValueError("n2p2 structures are periodic in all three "
                              "directions or in none; this image is "
                              "periodic along %s" % list(atoms.pbc))
-        energy = forces = None
-        if atoms.calc is not None:
-            try:
-                energy = atoms.get_potential_energy() * cfenergy
-                forces = (atoms.get_forces() * cfenergy / cflength).tolist()
-            except Exception:       # no reference results: written as 0
-                energy = forces = None
+        results = getattr(atoms.calc, "results", None) or {}
+        energy = results.get("energy")
+        forces = results.get("forces")
+        if energy is not None:
+            energy = float(energy) * cfenergy
+        if forces is not None:
+            forces = (np.asarray(forces) * cfenergy / cflength).tolist()
         structures.append({
             "cell": (np.asarray(atoms.cell) * cflength).tolist()
             if periodic else None,

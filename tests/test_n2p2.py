@@ -154,6 +154,34 @@ def test_energy_and_atomic_energies_are_invariant(water_box, water):
     assert_invariant(atomic, atoms, per_atom=True, atol=1e-9)
 
 
+def test_isolated_atoms_copies_and_pickles(water):
+    import copy
+    import pickle
+
+    atoms = Atoms("HOH", positions=[[0, 0, 0], [0.96, 0, 0], [20, 0, 0]])
+    atoms.calc = water
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    assert np.all(forces[2] == 0.0) and np.abs(forces[:2]).max() > 0.1
+    for other in (copy.deepcopy(water), pickle.loads(pickle.dumps(water))):
+        atoms.calc = other
+        assert atoms.get_potential_energy() == energy
+
+
+def test_structures_round_trip(tmp_path, water_box):
+    path = tmp_path / "input.data"
+    small = water_box[:9]
+    small.calc = None
+    n2p2.write_structures(path, [small, water_cell(water_box, 2, None)])
+    first, second = n2p2.read_structures(path)
+    np.testing.assert_array_equal(first.positions, small.positions)
+    np.testing.assert_array_equal(first.cell, small.cell)
+    assert first.get_chemical_symbols() == small.get_chemical_symbols()
+    assert not any(second.pbc) and first.pbc.all()
+    with pytest.raises(ValueError, match="three directions or in none"):
+        n2p2.write_structures(path, [Atoms("H", cell=[3, 3, 3],
+                                           pbc=[True, False, False])])
+
+
 def test_unknown_element_is_named(water):
     atoms = Atoms("H2C", positions=[[0, 0, 0], [0.7, 0, 0], [0, 1.1, 0]])
     atoms.calc = water
@@ -433,6 +461,8 @@ BAD_SETTINGS = [
     ("symfunction_short O 3 O O 0.03  1.0 1.0   12.00000",
      "symfunction_short O 3 O O 0.03  1.0 0.0   12.00000",
      "zeta must be positive"),
+    ("global_hidden_layers_short      2",
+     "global_hidden_layers_short 0", "outside \\[1, 1000\\]"),
 ]
 
 

@@ -478,7 +478,8 @@ def _interpret_network(s, found, name):
     arguments, line = _one(found, "global_hidden_layers_short", name, 1,
                            required=False)
     if arguments is not None:
-        s.hidden_layers = integer(arguments[0], name, line, 0, 1000)
+        # n2p2's networks have at least one hidden layer.
+        s.hidden_layers = integer(arguments[0], name, line, 1, 1000)
     arguments, line = _one(found, "global_nodes_short", name,
                            required=False)
     if arguments is not None:

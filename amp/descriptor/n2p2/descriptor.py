@@ -10,6 +10,8 @@ kernels, the model turns the chunk's fingerprints into ``dE/dG``, and the
 kernels contract their derivatives with it at once (:mod:`.chunk`).
 """
 
+import threading
+
 import numpy as np
 
 from ..fingerprints import ImageFingerprints
@@ -112,6 +114,18 @@ class N2P2Descriptor:
                                        cutoff_type, cutoff_alpha)
                        for e in self.elements}
         self._scratch = Scratch()
+        self._scratch_lock = threading.Lock()
+
+    def __getstate__(self):
+        # Copies and pickles get their own scratch memory.
+        state = dict(self.__dict__)
+        del state["_scratch"], state["_scratch_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._scratch = Scratch()
+        self._scratch_lock = threading.Lock()
 
     def __repr__(self):
         return "N2P2Descriptor(elements=%s, features=%s)" % (
@@ -161,11 +175,18 @@ class N2P2Descriptor:
         values = {}
         first = nl.first_entry
         counts = np.diff(first)
-        scratch = self._scratch
-        for element in self.elements:
-            values[element] = self._element(
-                element, nl, first, codes, counts, scale, evaluate,
-                gradient, scratch)
+        # The scratch buffers, or fresh ones when another thread (or a
+        # re-entrant call) is using them.
+        mine = self._scratch_lock.acquire(blocking=False)
+        scratch = self._scratch if mine else Scratch()
+        try:
+            for element in self.elements:
+                values[element] = self._element(
+                    element, nl, first, codes, counts, scale, evaluate,
+                    gradient, scratch)
+        finally:
+            if mine:
+                self._scratch_lock.release()
         values = {e: v for e, v in values.items() if v is not None}
         return ImageFingerprints(symbols, values, nl), gradient
 
