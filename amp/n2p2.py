@@ -45,6 +45,7 @@ cannot build others).
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,11 +85,11 @@ class Potential:
     weights: dict
 
     @property
-    def elements(self):
+    def elements(self) -> list[str]:
         """The elements, by atomic number."""
         return element_order(list(self.settings.elements))
 
-    def symmetry_functions(self):
+    def symmetry_functions(self) -> list[SymmetryFunction]:
         """Every ``symfunction_short`` line as a :class:`SymmetryFunction`.
         """
         out = []
@@ -98,7 +99,8 @@ class Potential:
         return out
 
 
-def read_potential(folder, ignore=()):
+def read_potential(folder: str | os.PathLike,
+                   ignore: Iterable[str] = ()) -> Potential:
     """Read an n2p2 potential folder into a :class:`Potential`.
 
     Raises
@@ -161,14 +163,15 @@ class N2P2Calculator(Amp):
     def _check_compatible(self):
         return None
 
-    def train(self, *args, **kwargs):
+    def train(self, *args, **kwargs) -> None:
         """Not available: n2p2 potentials are trained with n2p2."""
         raise NotImplementedError(
             "an n2p2 potential is trained with n2p2's nnp-train; this "
             "calculator evaluates it (train an Amp model and export it with "
             "save(folder, format='n2p2') instead)")
 
-    def save(self, filename, overwrite=False, format="n2p2"):
+    def save(self, filename: str | os.PathLike, overwrite: bool = False,
+             format: str = "n2p2") -> None:
         """Write the potential as an n2p2 folder (the only format).
 
         Raises
@@ -215,7 +218,9 @@ def _build(potential, cflength, cfenergy):
     return descriptor, model
 
 
-def load(folder, cflength=1.0, cfenergy=1.0, ignore=(), **kwargs):
+def load(folder: str | os.PathLike, cflength: float = 1.0,
+         cfenergy: float = 1.0, ignore: Iterable[str] = (),
+         **kwargs) -> "N2P2Calculator":
     """Load an n2p2 potential folder as an ASE calculator.
 
     Parameters
@@ -251,7 +256,8 @@ def load(folder, cflength=1.0, cfenergy=1.0, ignore=(), **kwargs):
                           cfenergy, **kwargs)
 
 
-def write_potential(potential, folder, overwrite=False):
+def write_potential(potential: Potential, folder: str | os.PathLike,
+                    overwrite: bool = False) -> None:
     """Write a :class:`Potential` as an n2p2 folder."""
     from ase.data import atomic_numbers
 
@@ -267,7 +273,8 @@ def write_potential(potential, folder, overwrite=False):
     files.write_folder(folder, files_out, overwrite)
 
 
-def save(calc, folder, overwrite=False):
+def save(calc: Amp, folder: str | os.PathLike,
+         overwrite: bool = False) -> None:
     """Write a calculator as an n2p2 potential folder.
 
     Parameters
@@ -297,7 +304,7 @@ def save(calc, folder, overwrite=False):
     write_potential(potential, folder, overwrite)
 
 
-def potential_from_amp(calc):
+def potential_from_amp(calc: Amp) -> Potential:
     """The :class:`Potential` equivalent to an Amp ``Gaussian`` +
     ``NeuralNetwork`` calculator (see the module docstring)."""
     from .descriptor.cutoffs import Cosine, Polynomial
@@ -442,7 +449,8 @@ def _layers(weights, scalings, permutation, shift, stretch, widths):
     return out
 
 
-def read_structures(path, cflength=1.0, cfenergy=1.0):
+def read_structures(path: str | os.PathLike, cflength: float = 1.0,
+                    cfenergy: float = 1.0) -> list:
     """Structures of an n2p2 ``input.data`` file as ``ase.Atoms``.
 
     Lengths are divided by ``cflength`` and energies and forces by
@@ -469,7 +477,8 @@ def read_structures(path, cflength=1.0, cfenergy=1.0):
     return out
 
 
-def write_structures(path, images, cflength=1.0, cfenergy=1.0):
+def write_structures(path: str | os.PathLike, images: Iterable,
+                     cflength: float = 1.0, cfenergy: float = 1.0) -> None:
     """Write ``ase.Atoms`` as an n2p2 ``input.data`` file (for
     ``nnp-predict``), lengths times ``cflength``; the energies and forces
     an image's calculator already holds (``atoms.calc.results``, e.g. a

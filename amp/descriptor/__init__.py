@@ -6,7 +6,8 @@ Owns the Gaussian (Behler–Parrinello) descriptor
 (:mod:`amp.descriptor.cutoffs`), the one neighbour search every descriptor
 uses (:mod:`amp.descriptor.neighbors`), the array form of one image's
 fingerprints and derivatives (:mod:`amp.descriptor.fingerprints`) and
-where they are kept (:mod:`amp.descriptor.fingerprint_store`).
+where they are kept (:mod:`amp.descriptor.fingerprint_store`), and n2p2's
+symmetry functions (:mod:`amp.descriptor.n2p2`).
 
 The descriptor knows no networks: it must not import :mod:`amp.model`,
 :mod:`amp.regression`, :mod:`amp.potential` or the calculator. It may use

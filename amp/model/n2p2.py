@@ -33,6 +33,8 @@ derivative of the scaling. The whole computation is one set of matrix
 products per block of atoms of one element.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 __all__ = ["N2P2Network", "activation", "SCALINGS"]
@@ -44,7 +46,7 @@ SCALINGS = ("none", "scale", "center", "scalecenter", "sigma")
 _EXP_LIMIT = 35.0
 
 
-def activation(letter, x):
+def activation(letter: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """n2p2's activation ``letter`` and its derivative at ``x``.
 
     Returns
@@ -121,7 +123,8 @@ class _ElementNetwork:
         return output, delta * self.factor
 
 
-def scaling_map(kind, smin, smax, rows):
+def scaling_map(kind: str, smin: float, smax: float,
+                rows) -> tuple[np.ndarray, np.ndarray]:
     """``Gs = factor G + shift`` of one element's functions.
 
     Parameters
@@ -203,11 +206,11 @@ class N2P2Network:
     def __repr__(self):
         return "N2P2Network(elements=%s)" % sorted(self.networks)
 
-    def feature_counts(self):
+    def feature_counts(self) -> dict[str, int]:
         """``{element: inputs of its network}``."""
         return {e: n.weights[0].shape[0] for e, n in self.networks.items()}
 
-    def block_evaluator(self, gradient=True):
+    def block_evaluator(self, gradient: bool = True) -> Callable:
         """``f(element, g_af) -> (energies, dE_dG)`` for a block of atoms
         of one element: energies in eV, ``dE_dG`` in eV per unit of the
         unscaled functions (None without ``gradient``)."""

@@ -10,7 +10,8 @@ array (de)serialisation that entries and the worker wire format share
 (:mod:`amp.store.arrays`), the one atomic file writer and the one safe
 file reader (:mod:`amp.store.files`: regular files only, never through a
 link, size checked before reading), and the caps every reader of outside
-data applies before it allocates (:mod:`amp.store.limits`).
+data applies before it allocates (:mod:`amp.store.limits`), and other
+programs' formats: n2p2/RuNNer potential folders (:mod:`amp.store.n2p2`).
 
 The store knows no physics and no processes: it must not import
 :mod:`amp.descriptor`, :mod:`amp.model`, :mod:`amp.parallel` or the

@@ -53,7 +53,7 @@ import math
 
 import numpy as np
 
-from .chunk import enumerate_triplets, pair_factors
+from .chunk import Slots, enumerate_triplets, pair_factors
 from .cutoffs import CutoffFunction
 
 __all__ = ["AngularPlan", "MAX_POLYNOMIAL_ZETA", "slot_factors"]
@@ -177,12 +177,13 @@ class AngularPlan:
         for group in self.groups:
             group.finish()
 
-    def prepare(self, slots):
+    def prepare(self, slots: Slots) -> list:
         """Per-slot factors of each group for one :class:`.chunk.Slots`."""
         return [slot_factors(slots, group.rc, group.cutoff, group.narrow)
                 for group in self.groups]
 
-    def values(self, slots, factors, rows, g_af, gradient):
+    def values(self, slots: Slots, factors: list, rows: slice,
+               g_af: np.ndarray, gradient: bool) -> list:
         """Add the angular terms of the centre ``rows`` to their
         fingerprints ``g_af``; return what :meth:`gradient` needs (when
         ``gradient``)."""
@@ -199,14 +200,15 @@ class AngularPlan:
         return state
 
     @staticmethod
-    def gradient(state, slots, dE_dg_af):
+    def gradient(state: list, slots: Slots, dE_dg_af: np.ndarray) -> None:
         """Add the angular terms of ``dE/dr`` of the rows to the slots'
         gradient."""
         for group, block, t, kept in state:
             _block_gradient(group, block, t, kept, slots, dE_dg_af)
 
 
-def slot_factors(slots, rc, cutoff, narrow):
+def slot_factors(slots: Slots, rc: float, cutoff: CutoffFunction,
+                 narrow: bool) -> dict:
     """Per-slot quantities for one radius, per neighbour element ``x``
     (arrays ``(n_centres, widths[x] + 1)``): ``a2`` (squared distance,
     inf outside the radius), ``fc`` (0 outside and in the dummy slot),

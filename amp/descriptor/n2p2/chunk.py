@@ -42,14 +42,14 @@ class Scratch:
     def __init__(self):
         self._buffers = {}      # dtype -> [buffer, used, peak]
 
-    def reset(self):
+    def reset(self) -> None:
         """Free every array; grow buffers that were too small."""
         for entry in self._buffers.values():
             if entry[2] > len(entry[0]):
                 entry[0] = np.empty(entry[2], entry[0].dtype)
             entry[1] = 0
 
-    def __call__(self, shape, dtype=np.float64):
+    def __call__(self, shape: int | tuple, dtype=np.float64) -> np.ndarray:
         """An uninitialised array of ``shape`` (int or tuple)."""
         entry = self._buffers.get(dtype)
         if entry is None:
@@ -63,7 +63,7 @@ class Scratch:
             return np.empty(shape, dtype)
         return entry[0][start:end].reshape(shape)
 
-    def zeros(self, shape, dtype=np.float64):
+    def zeros(self, shape: int | tuple, dtype=np.float64) -> np.ndarray:
         """As :meth:`__call__`, filled with zeros."""
         out = self(shape, dtype)
         out.fill(0)
@@ -158,7 +158,9 @@ class Slots:
             self.grad[x] = np.zeros(shape + (3,))
         self.grad_ex = np.zeros((len(entries), 3))
 
-    def add_block_gradient(self, t, own_j_at, own_k_at, other_at):
+    def add_block_gradient(self, t: "Triplets", own_j_at: np.ndarray,
+                           own_k_at: np.ndarray,
+                           other_at: np.ndarray) -> None:
         """Add a three-body block's coefficients to :attr:`grad`.
 
         ``own_j`` multiplies ``r_j`` and ``other`` ``r_k`` in ``dE/dr_j``;
@@ -183,7 +185,7 @@ class Slots:
         grad_k += diag_k * r_kx
         grad_k += np.matmul(other_ajk.transpose(0, 2, 1), r_jx)
 
-    def entry_gradients(self):
+    def entry_gradients(self) -> np.ndarray:
         """``dE / d r_e`` of the entries (potential's units)."""
         out = self.grad_ex.copy()
         for x, (pick, slot) in self._pick.items():
@@ -217,7 +219,7 @@ class Triplets:
     """
 
 
-def pair_factors(slots, a2, narrow):
+def pair_factors(slots: Slots, a2: dict, narrow: bool) -> dict:
     """What :func:`enumerate_triplets` needs from a group: ``a2`` (per
     element, squared slot distances, inf where a slot does not count) and,
     narrow, ``left`` and ``right`` rows ``(r, a^2, 1)`` and ``(-2 r, 1,
@@ -233,7 +235,9 @@ def pair_factors(slots, a2, narrow):
     return out
 
 
-def enumerate_triplets(slots, x, y, rows, factors, narrow, rc):
+def enumerate_triplets(slots: Slots, x: int, y: int, rows: slice,
+                       factors: dict, narrow: bool,
+                       rc: float) -> "Triplets | None":
     """The usable neighbour pairs ``(j, k)`` of block ``(x, y)``.
 
     Parameters

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .chunk import enumerate_triplets, pair_factors
+from .chunk import Slots, enumerate_triplets, pair_factors
 from .cutoffs import CompactFunction
 
 __all__ = ["CompactPlan"]
@@ -65,7 +65,7 @@ class CompactPlan:
                 group.setdefault(pair, []).append(
                     _Function(column, f, weight))
 
-    def prepare(self, slots):
+    def prepare(self, slots: Slots) -> list:
         """Per-slot squared distances of each group (inf outside
         ``(rl, rc)``) for one :class:`.chunk.Slots`."""
         out = []
@@ -78,7 +78,8 @@ class CompactPlan:
             out.append(pair_factors(slots, a2, narrow))
         return out
 
-    def values(self, slots, factors, rows, g_af, gradient):
+    def values(self, slots: Slots, factors: list, rows: slice,
+               g_af: np.ndarray, gradient: bool) -> list:
         """Add the compact angular terms of the centre ``rows`` to
         ``g_af``."""
         state = []
@@ -100,7 +101,7 @@ class CompactPlan:
         return state
 
     @staticmethod
-    def gradient(state, slots, dE_dg_af):
+    def gradient(state: list, slots: Slots, dE_dg_af: np.ndarray) -> None:
         """Add the compact angular terms of ``dE/dr`` to the gradient."""
         for narrow, functions, t, geometry, terms in state:
             shape = geometry["cos"].shape

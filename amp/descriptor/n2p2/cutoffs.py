@@ -36,7 +36,7 @@ CUTOFF_NAMES = ("hard", "cos", "tanhu", "tanh", "exp", "poly1", "poly2",
 _TANH_PRE = ((math.e + 1 / math.e) / (math.e - 1 / math.e)) ** 3
 
 
-def core(kind, x):
+def core(kind: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A core function and its derivative at ``x`` (in [0, 1]).
 
     Parameters
@@ -98,7 +98,7 @@ class CutoffFunction:
         self.inner = self.rc * self.alpha
         self.inverse_width = 1.0 / (self.rc - self.inner)
 
-    def __call__(self, r):
+    def __call__(self, r) -> tuple[np.ndarray, np.ndarray]:
         """``f(r)`` and ``df/dr``, both 0 where ``r >= rc``."""
         r = np.asarray(r, dtype=float)
         inside = r < self.rc
@@ -125,7 +125,8 @@ class CutoffFunction:
         return f, df
 
 
-    def inside(self, r, scratch):
+    def inside(self, r: np.ndarray,
+               scratch) -> tuple[np.ndarray, np.ndarray]:
         """``f(r)`` and ``df/dr`` for ``0 < r < rc`` (not tested), in
         arrays from ``scratch(shape)``."""
         f, df = scratch(r.shape), scratch(r.shape)
@@ -181,7 +182,7 @@ class CompactFunction:
         self.width = (self.right - self.left) / 2.0
         self.scale = 1.0 / self.width
 
-    def __call__(self, a):
+    def __call__(self, a) -> tuple[np.ndarray, np.ndarray]:
         """``f(a)`` and ``df/da`` for ``a`` inside ``(left, right)``."""
         u = (np.asarray(a, dtype=float) - self.center) * self.scale
         x = np.abs(u)

@@ -11,6 +11,7 @@ kernels contract their derivatives with it at once (:mod:`.chunk`).
 """
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -131,16 +132,17 @@ class N2P2Descriptor:
         return "N2P2Descriptor(elements=%s, features=%s)" % (
             self.elements, {e: len(f) for e, f in self.functions.items()})
 
-    def feature_counts(self):
+    def feature_counts(self) -> dict[str, int]:
         """``{element: number of symmetry functions}``."""
         return {e: len(f) for e, f in self.functions.items()}
 
-    def compute(self, atoms):
+    def compute(self, atoms) -> ImageFingerprints:
         """Fingerprints of one image (no derivatives)."""
         fingerprints, _ = self._compute(atoms, None)
         return fingerprints
 
-    def compute_contracted(self, atoms, evaluate):
+    def compute_contracted(self, atoms, evaluate: Callable) -> tuple[
+            ImageFingerprints, np.ndarray]:
         """Fingerprints and ``dE / d r_e`` of every neighbour entry.
 
         Parameters

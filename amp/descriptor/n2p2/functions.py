@@ -12,6 +12,7 @@ in order of atomic number.
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ase.data import atomic_numbers
@@ -29,7 +30,7 @@ WEIGHTED = frozenset({12, 13, 23, 24, 25})
 NARROW = frozenset({3, 13, 21, 24})
 
 
-def element_order(symbols):
+def element_order(symbols: Iterable[str]) -> list[str]:
     """``symbols`` sorted by atomic number (n2p2's element indices).
 
     Raises
@@ -88,7 +89,8 @@ class SymmetryFunction:
     line: object = None
 
     @classmethod
-    def from_parameters(cls, element, kind, parameters, line=None):
+    def from_parameters(cls, element: str, kind: int, parameters: dict,
+                        line: int | None = None) -> "SymmetryFunction":
         """Build from a type and the named fields of its
         ``symfunction_short`` line (``e1``, ``e2``, ``eta``, ``rs``,
         ``lambda``, ``zeta``, ``rc``, ``rl``, ``angle_left``,
@@ -111,13 +113,13 @@ class SymmetryFunction:
         function.check()
         return function
 
-    def describe(self):
+    def describe(self) -> str:
         """``'symmetry function of O, type 3 (input.nn line 12)'``."""
         where = "" if self.line is None else " (input.nn line %d)" % self.line
         return "symmetry function of %s, type %d%s" % (self.element,
                                                        self.type, where)
 
-    def check(self):
+    def check(self) -> None:
         """Raise ValueError for parameters that define no function."""
         def refuse(reason):
             raise ValueError("%s: %s" % (self.describe(), reason))
@@ -142,14 +144,14 @@ class SymmetryFunction:
                 refuse("the angle range spans more than 360 degrees")
 
     @property
-    def neighbors(self):
+    def neighbors(self) -> tuple[str, ...]:
         """The neighbour elements named by the function (``()`` for the
         weighted types, which take every neighbour)."""
         return tuple(e for e in (self.e1, self.e2) if e is not None)
 
 
-def sort_key(function, index, cutoff_type=0, cutoff_alpha=0.0,
-             conv_length=1.0):
+def sort_key(function: SymmetryFunction, index: dict, cutoff_type: int = 0,
+             cutoff_alpha: float = 0.0, conv_length: float = 1.0) -> tuple:
     """n2p2's ordering key of a function of one centre element.
 
     Parameters

@@ -80,7 +80,7 @@ class RadialPlan:
         for group in self.groups:
             group.finish()
 
-    def values(self, slots, g_af):
+    def values(self, slots, g_af: np.ndarray) -> list:
         """Add the radial terms of a chunk to its fingerprints ``g_af``.
 
         Returns
@@ -121,7 +121,7 @@ class RadialPlan:
         return state
 
     @staticmethod
-    def gradient(state, slots, dE_dg_af):
+    def gradient(state: list, slots, dE_dg_af: np.ndarray) -> None:
         """Add the radial terms of ``dE/dr`` to the chunk's matrix."""
         for group, pick, d_e, slope_fe in state:
             if len(pick) == 0:

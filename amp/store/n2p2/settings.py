@@ -1,82 +1,27 @@
-"""n2p2 (and RuNNer) potential folders as text: read, check and write.
+"""``input.nn``: keywords, symmetry-function lines, network topology.
 
-A potential folder holds three kinds of files. They are read here as text
-from someone else: every file through :func:`amp.store.files.read_file`
-(regular files only, size capped by :data:`amp.store.limits.
-MAX_MODEL_FILE_BYTES`), every number parsed strictly (no ``atof`` prefix
-reading), every line that does not fit refused with its file and line
-number. Nothing here knows what the numbers mean physically.
-
-``input.nn``
-    One keyword per line, then its arguments, separated by blanks. ``#``
-    and ``!`` start a comment that runs to the end of the line. Most
-    keywords may appear once; ``symfunction_short``, ``atom_energy`` and
-    the ``element_*_short`` keywords once per use. :func:`parse_settings`
-    sorts every keyword into one of four sets: those that define the
-    prediction (read into :class:`Settings`), n2p2's and RuNNer's training
-    and bookkeeping keywords (they do not change a prediction; listed in
-    :attr:`Settings.ignored`), those that would change the numbers in a
-    way this reader does not implement (electrostatics, charge networks,
-    RuNNer's global symmetry-function keywords, ...: refused by name), and
-    unknown words (refused by name, since n2p2 would skip them silently;
-    ``ignore=`` lets a caller accept named ones). ``symfunction_short``
-    lines are ``<centre> <type> <fields...>`` with these fields:
-
-    ======  ==========================================================
-    type    fields after the type
-    ======  ==========================================================
-    2       neighbour, eta, rs, rc
-    3, 9    neighbour 1, neighbour 2, eta, lambda, zeta, rc [, rs]
-    12      eta, rs, rc
-    13      eta, rs, lambda, zeta, rc
-    20      neighbour, rl, rc, subtype
-    21, 22  neighbour 1, neighbour 2, rl, rc, left angle, right angle,
-            subtype
-    23      rl, rc, subtype
-    24, 25  rl, rc, left angle, right angle, subtype
-    ======  ==========================================================
-
-``scaling.data``
-    Lines starting with ``#`` are comments. Every other line is ``e_index
-    sf_index min max mean [sigma]``, one per symmetry function, element by
-    element in order of atomic number and, within an element, in n2p2's
-    sorted order of its functions (indices from 1).
-
-``weights.ZZZ.data``
-    One file per element, ``ZZZ`` its atomic number with three digits.
-    Lines starting with ``#`` are comments; every other line starts with
-    one connection value. Layer after layer, all weights come first, with
-    the source neuron as the outer and the target neuron as the inner
-    loop, then the layer's biases. n2p2 reads only the first column;
-    when a line also has n2p2's type column (``a`` for a weight, ``b`` for
-    a bias) and its layer and neuron columns, they are checked against
-    the network's shape.
-
-The writers (:func:`format_settings`, :func:`format_scaling`,
-:func:`format_weights`, :func:`write_folder`) produce exactly these
-formats, with numbers written so that they read back to the same bits.
+See :mod:`amp.store.n2p2` for the format. :func:`parse_settings` sorts
+every keyword into those that define the prediction (read into
+:class:`Settings`), training and bookkeeping keywords of n2p2 and RuNNer
+(listed in :attr:`Settings.ignored`), keywords that would change the
+numbers in ways this reader does not implement (refused by name) and
+unknown words (refused by name unless the caller names them in
+``ignore``).
 """
 
-import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import limits
-from .files import atomic_file, read_file
+from .. import limits
+from ..files import read_file
+from .text import (_MAX_TOKEN, N2P2FormatError, _decode, _lines, _repr,
+                   _where, integer, number)
 
-__all__ = ["N2P2FormatError", "Settings", "SymmetryFunctionLine",
-           "parse_settings", "read_settings", "read_scaling",
-           "read_weights", "weights_file_name", "format_settings",
-           "format_scaling", "format_weights", "write_folder",
-           "network_topology", "ACTIVATIONS", "read_structures",
-           "format_structures"]
-
-
-class N2P2FormatError(ValueError):
-    """An n2p2 file is malformed, inconsistent, or uses something this
-    reader refuses; the message names the file, the line and the fix."""
-
+__all__ = ["ACTIVATIONS", "SYMMETRY_FUNCTION_TYPES", "Settings",
+           "SymmetryFunctionLine", "parse_settings", "read_settings",
+           "network_topology", "format_settings"]
 
 #: Activation letters of ``global_activation_short`` (n2p2's names).
 ACTIVATIONS = {"l": "identity", "t": "tanh", "s": "logistic",
@@ -159,8 +104,6 @@ _UNSUPPORTED = {
 # Alternative spellings n2p2 accepts.
 _ALIASES = {"nn_type": "nnp_type"}
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
-_INTEGER = re.compile(r"[+-]?\d+\Z")
 _SUBTYPE = re.compile(r"(p[1-4]a?|e)\Z")
 
 # Field names of each symmetry-function type, in file order; a trailing
@@ -182,37 +125,6 @@ _FIELDS = {
 #: The symmetry-function types n2p2 implements (``symfunction_short``).
 SYMMETRY_FUNCTION_TYPES = tuple(sorted(_FIELDS))
 
-# Longest element symbol, number token and line we accept.
-_MAX_TOKEN = 64
-
-
-def _where(name, line):
-    return "%s line %d" % (name, line)
-
-
-def number(token, name, line, what="a number"):
-    """``float(token)``, refusing anything but a plain finite decimal."""
-    if len(token) > _MAX_TOKEN or not _NUMBER.match(token):
-        raise N2P2FormatError("%s: %r is not %s" % (_where(name, line),
-                                                   token[:_MAX_TOKEN], what))
-    value = float(token)
-    if not math.isfinite(value):
-        raise N2P2FormatError("%s: %r is out of range" % (_where(name, line),
-                                                         token))
-    return value
-
-
-def integer(token, name, line, low=None, high=None):
-    """``int(token)`` within ``[low, high]``, refusing anything else."""
-    if len(token) > _MAX_TOKEN or not _INTEGER.match(token):
-        raise N2P2FormatError("%s: %r is not a whole number"
-                              % (_where(name, line), token[:_MAX_TOKEN]))
-    value = int(token)
-    if (low is not None and value < low) or (high is not None
-                                             and value > high):
-        raise N2P2FormatError("%s: %d is outside [%s, %s]" % (
-            _where(name, line), value, low, high))
-    return value
 
 
 @dataclass
@@ -294,28 +206,8 @@ class Settings:
     ignored: list = field(default_factory=list)
 
 
-def _decode(data, name):
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise N2P2FormatError("%s: not UTF-8 text" % _where(name, line)) \
-            from None
-
-
-def _lines(text):
-    """``(number, tokens)`` of every line with content, comments cut."""
-    for number_, line in enumerate(text.splitlines(), 1):
-        for mark in "#!":
-            cut = line.find(mark)
-            if cut >= 0:
-                line = line[:cut]
-        tokens = line.split()
-        if tokens:
-            yield number_, tokens
-
-
-def parse_settings(text, name="input.nn", ignore=()):
+def parse_settings(text: str, name: str = "input.nn",
+                   ignore: Iterable[str] = ()) -> "Settings":
     """Parse the text of an ``input.nn``.
 
     Parameters
@@ -558,7 +450,8 @@ def _symmetry_function(arguments, elements, name, line):
     return SymmetryFunctionLine(centre, kind, parameters, line)
 
 
-def network_topology(settings, element, n_inputs, name="input.nn"):
+def network_topology(settings: "Settings", element: str, n_inputs: int,
+                     name: str = "input.nn") -> tuple[list, list]:
     """Layer widths and activations of one element's network, as n2p2
     builds them (``Mode::setupNeuralNetwork``).
 
@@ -635,160 +528,15 @@ def network_topology(settings, element, n_inputs, name="input.nn"):
     return widths, activations
 
 
-def read_settings(folder, ignore=()):
+def read_settings(folder: str | os.PathLike,
+                  ignore: Iterable[str] = ()) -> "Settings":
     """Parse ``folder/input.nn`` (see :func:`parse_settings`)."""
     path = os.path.join(folder, "input.nn")
     data = read_file(path, limits.MAX_MODEL_FILE_BYTES)
     return parse_settings(_decode(data, path), path, ignore)
 
 
-def read_scaling(folder, counts):
-    """Read ``folder/scaling.data``.
-
-    Parameters
-    ----------
-    counts : list of int
-        Number of symmetry functions of each element, in order of atomic
-        number.
-
-    Returns
-    -------
-    list of list of tuple
-        Per element, ``(min, max, mean, sigma)`` of each function in n2p2's
-        order (sigma 0 when the file has only four numbers, as older n2p2
-        files).
-    """
-    path = os.path.join(folder, "scaling.data")
-    text = _decode(read_file(path, limits.MAX_MODEL_FILE_BYTES), path)
-    rows = []
-    for line, raw in enumerate(text.splitlines(), 1):
-        if raw.startswith("#") or not raw.strip():
-            continue
-        tokens = raw.split()
-        if len(tokens) not in (5, 6):
-            raise N2P2FormatError("%s: expected e_index sf_index min max "
-                                  "mean [sigma], got %d columns"
-                                  % (_where(path, line), len(tokens)))
-        total = len(counts)
-        element = integer(tokens[0], path, line, 1, total)
-        function = integer(tokens[1], path, line, 1)
-        stats = [number(t, path, line) for t in tokens[2:]]
-        rows.append((element, function, tuple(stats + [0.0] * (6 - len(
-            tokens))), line))
-    if len(rows) != sum(counts):
-        raise N2P2FormatError(
-            "%s has %d rows but input.nn defines %d symmetry functions (%s "
-            "per element)" % (path, len(rows), sum(counts),
-                              ", ".join(map(str, counts))))
-    out, position = [], 0
-    for element, count in enumerate(counts, 1):
-        block = []
-        for index in range(1, count + 1):
-            e, f, stats, line = rows[position]
-            position += 1
-            if (e, f) != (element, index):
-                raise N2P2FormatError(
-                    "%s: row for element %d, function %d where element %d, "
-                    "function %d was expected (rows follow n2p2's sorted "
-                    "order)" % (_where(path, line), e, f, element, index))
-            block.append(stats)
-        out.append(block)
-    return out
-
-
-def weights_file_name(atomic_number):
-    """``weights.ZZZ.data`` of an element."""
-    return "weights.%03d.data" % atomic_number
-
-
-def _connections(widths):
-    """``(kind, layer, neuron_s, layer_e, neuron_e)`` of every connection
-    in file order (layers from 0, neurons from 1, as n2p2 writes them)."""
-    for layer in range(1, len(widths)):
-        for source in range(1, widths[layer - 1] + 1):
-            for target in range(1, widths[layer] + 1):
-                yield "a", layer - 1, source, layer, target
-        for target in range(1, widths[layer] + 1):
-            yield "b", layer, target, None, None
-
-
-def read_weights(folder, atomic_number, widths):
-    """Read one element's ``weights.ZZZ.data``.
-
-    Parameters
-    ----------
-    atomic_number : int
-    widths : list of int
-        Neurons per layer, input layer first.
-
-    Returns
-    -------
-    list of tuple
-        ``(W, b)`` per layer after the input: ``W`` a list of rows (one per
-        source neuron), ``b`` the biases.
-    """
-    path = os.path.join(folder, weights_file_name(atomic_number))
-    expected = sum(widths[k - 1] * widths[k] + widths[k]
-                   for k in range(1, len(widths)))
-    text = _decode(read_file(path, limits.MAX_MODEL_FILE_BYTES), path)
-    values = []
-    layout = _connections(widths)
-    for line, raw in enumerate(text.splitlines(), 1):
-        if raw.startswith("#") or not raw.strip():
-            continue
-        tokens = raw.split()
-        values.append(number(tokens[0], path, line))
-        if len(values) > expected:
-            raise N2P2FormatError(
-                "%s has more than the %d connections of a %s network"
-                % (path, expected, "-".join(map(str, widths))))
-        _check_connection(tokens, next(layout), path, line, widths)
-    if len(values) != expected:
-        raise N2P2FormatError(
-            "%s has %d connections but a %s network has %d"
-            % (path, len(values), "-".join(map(str, widths)), expected))
-    layers, position = [], 0
-    for k in range(1, len(widths)):
-        n_in, n_out = widths[k - 1], widths[k]
-        matrix = [values[position + row * n_out:position + (row + 1) * n_out]
-                  for row in range(n_in)]
-        position += n_in * n_out
-        layers.append((matrix, values[position:position + n_out]))
-        position += n_out
-    return layers
-
-
-def _check_connection(tokens, expected, path, line, widths):
-    """When a weights line carries n2p2's type and index columns, check
-    them against the connection the network expects there."""
-    if len(tokens) < 2 or tokens[1] not in ("a", "b"):
-        return
-    kind = expected[0]
-    if tokens[1] != kind:
-        raise N2P2FormatError(
-            "%s: a %s was expected here for a %s network, the line says "
-            "%r" % (_where(path, line), "weight (a)" if kind == "a"
-                    else "bias (b)", "-".join(map(str, widths)), tokens[1]))
-    columns = tokens[3:7] if kind == "a" else tokens[3:5]
-    wanted = [v for v in expected[1:] if v is not None]
-    if len(columns) == len(wanted) and all(
-            _INTEGER.match(c) for c in columns):
-        if [int(c) for c in columns] != wanted:
-            raise N2P2FormatError(
-                "%s: connection %s is not the one expected here (%s) for a "
-                "%s network" % (_where(path, line), " ".join(columns),
-                                " ".join(map(str, wanted)),
-                                "-".join(map(str, widths))))
-
-
-# Writing -----------------------------------------------------------------
-
-def _repr(value):
-    """A float as text that reads back to the same bits."""
-    return repr(float(value))
-
-
-def format_settings(settings, header=()):
+def format_settings(settings: "Settings", header: Sequence[str] = ()) -> str:
     """The ``input.nn`` text of :class:`Settings` (a canonical form).
 
     Parameters
@@ -841,148 +589,3 @@ def _format_symmetry_function(sf):
         fields.append(value if isinstance(value, str) else _repr(value))
     return "symfunction_short %s %d %s" % (sf.element, sf.type,
                                            " ".join(fields))
-
-
-def format_scaling(blocks):
-    """The ``scaling.data`` text of per-element ``(min, max, mean, sigma)``
-    rows (elements in order of atomic number, functions in n2p2's order).
-    """
-    out = ["# Symmetry function scaling data: e_index sf_index sf_min "
-           "sf_max sf_mean sf_sigma"]
-    for element, rows in enumerate(blocks, 1):
-        for index, row in enumerate(rows, 1):
-            out.append("%d %d %s" % (element, index,
-                                     " ".join(_repr(v) for v in row)))
-    return "\n".join(out) + "\n"
-
-
-def format_weights(layers):
-    """The ``weights.ZZZ.data`` text of ``[(W, b), ...]`` (``W`` rows are
-    source neurons), with n2p2's type and index columns."""
-    widths = [len(layers[0][0])] + [len(b) for _, b in layers]
-    out = ["# connection t index l_s n_s l_e n_e"]
-    count = 0
-    for k, (matrix, biases) in enumerate(layers, 1):
-        if len(matrix) != widths[k - 1]:
-            raise ValueError("layer %d has %d rows, expected %d"
-                             % (k, len(matrix), widths[k - 1]))
-        for source, row in enumerate(matrix, 1):
-            for target, value in enumerate(row, 1):
-                count += 1
-                out.append("%s a %d %d %d %d %d" % (_repr(value), count,
-                                                    k - 1, source, k, target))
-        for target, value in enumerate(biases, 1):
-            count += 1
-            out.append("%s b %d %d %d" % (_repr(value), count, k, target))
-    return "\n".join(out) + "\n"
-
-
-def write_folder(folder, files, overwrite=False):
-    """Write ``{file name: text}`` into ``folder`` (created if needed).
-
-    Each file is written atomically. Nothing is written when one of the
-    files exists and ``overwrite`` is False.
-
-    Raises
-    ------
-    FileExistsError
-        A file exists and ``overwrite`` is False.
-    """
-    folder = os.fspath(folder)
-    if not overwrite:
-        existing = [n for n in files if os.path.lexists(
-            os.path.join(folder, n))]
-        if existing:
-            raise FileExistsError(
-                "%s already holds %s; pass overwrite=True to replace them"
-                % (folder, ", ".join(sorted(existing))))
-    os.makedirs(folder, exist_ok=True)
-    for file_name, text in files.items():
-        with atomic_file(os.path.join(folder, file_name)) as handle:
-            handle.write(text.encode("utf-8"))
-
-
-def read_structures(path, max_structures=None):
-    """Read structures from an n2p2 ``input.data`` file.
-
-    Each structure is ``begin``, optional ``comment`` lines, zero or three
-    ``lattice`` lines, ``atom x y z element charge energy fx fy fz`` lines,
-    optional ``energy`` and ``charge`` lines, and ``end``.
-
-    Returns
-    -------
-    list of dict
-        ``cell`` (3 rows or None), ``positions``, ``symbols``, ``energy``
-        (or None) and ``forces`` (rows), numbers as given.
-    """
-    text = _decode(read_file(path, limits.MAX_MODEL_FILE_BYTES), path)
-    structures, current = [], None
-    for line, tokens in _lines(text):
-        keyword = tokens[0]
-        if keyword == "begin":
-            if current is not None:
-                raise N2P2FormatError("%s: begin before end" %
-                                      _where(path, line))
-            current = {"cell": [], "positions": [], "symbols": [],
-                       "forces": [], "energy": None}
-        elif current is None:
-            raise N2P2FormatError("%s: %r outside begin ... end"
-                                  % (_where(path, line),
-                                     keyword[:_MAX_TOKEN]))
-        elif keyword == "comment":
-            continue
-        elif keyword == "lattice":
-            current["cell"].append([number(t, path, line)
-                                    for t in tokens[1:4]])
-        elif keyword == "atom":
-            if len(tokens) != 10:
-                raise N2P2FormatError("%s: an atom line has 10 columns"
-                                      % _where(path, line))
-            current["positions"].append([number(t, path, line)
-                                         for t in tokens[1:4]])
-            current["symbols"].append(_symbol(tokens[4], tokens[4], path,
-                                              line, listed=False))
-            current["forces"].append([number(t, path, line)
-                                      for t in tokens[7:10]])
-        elif keyword == "energy":
-            current["energy"] = number(tokens[1], path, line)
-        elif keyword == "charge":
-            continue
-        elif keyword == "end":
-            if len(current["cell"]) not in (0, 3):
-                raise N2P2FormatError("%s: a structure needs 0 or 3 lattice "
-                                      "lines" % _where(path, line))
-            current["cell"] = current["cell"] or None
-            structures.append(current)
-            current = None
-            if max_structures is not None and len(structures) >= \
-                    max_structures:
-                break
-        else:
-            raise N2P2FormatError("%s: unknown input.data keyword %r"
-                                  % (_where(path, line),
-                                     keyword[:_MAX_TOKEN]))
-    if current is not None:
-        raise N2P2FormatError("%s: the last structure has no end" % path)
-    return structures
-
-
-def format_structures(structures):
-    """The ``input.data`` text of structures (dicts as
-    :func:`read_structures` returns; ``energy`` and ``forces`` may be None,
-    written as 0)."""
-    out = []
-    for s in structures:
-        out.append("begin")
-        for row in s["cell"] or ():
-            out.append("lattice %s %s %s" % tuple(_repr(v) for v in row))
-        forces = s.get("forces") or [[0.0] * 3] * len(s["symbols"])
-        for position, symbol, force in zip(s["positions"], s["symbols"],
-                                           forces):
-            out.append("atom %s %s %s %s 0.0 0.0 %s %s %s" % (
-                tuple(_repr(v) for v in position) + (symbol,)
-                + tuple(_repr(v) for v in force)))
-        out.append("energy %s" % _repr(s.get("energy") or 0.0))
-        out.append("charge 0.0")
-        out.append("end")
-    return "\n".join(out) + "\n"
