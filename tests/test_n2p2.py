@@ -508,8 +508,16 @@ def test_bad_scaling_and_weights_files(tmp_path):
     with pytest.raises(N2P2FormatError, match="element H, symmetry "
                        "function 1: its max - min"):
         n2p2.load(folder)
+    (folder / "scaling.data").write_text("\n".join(
+        scaling[:first] + [""] + scaling[first:]) + "\n")
+    with pytest.raises(N2P2FormatError, match="empty line"):
+        n2p2.load(folder)
     shutil.copy(os.path.join(WATER, "scaling.data"), folder)
     weights = (folder / "weights.008.data").read_text().splitlines()
+    (folder / "weights.008.data").write_text("\n".join(
+        weights[:30] + ["   "] + weights[30:]))
+    with pytest.raises(N2P2FormatError, match="line 31: a line of blanks"):
+        n2p2.load(folder)
     (folder / "weights.008.data").write_text("\n".join(weights[:-1]))
     with pytest.raises(N2P2FormatError, match="1450 connections but a "
                        "30-25-25-1 network has 1451"):

@@ -36,8 +36,12 @@ def read_scaling(folder: str | os.PathLike,
     text = _decode(read_file(path, limits.MAX_MODEL_FILE_BYTES), path)
     rows = []
     for line, raw in enumerate(text.splitlines(), 1):
-        if raw.startswith("#") or not raw.strip():
+        if raw.startswith("#"):
             continue
+        if not raw.strip():
+            raise N2P2FormatError(
+                "%s: an empty line (n2p2 stops reading scaling.data with an "
+                "error there); remove it" % _where(path, line))
         tokens = raw.split()
         if len(tokens) not in (5, 6):
             raise N2P2FormatError("%s: expected e_index sf_index min max "
@@ -109,8 +113,12 @@ def read_weights(folder: str | os.PathLike, atomic_number: int,
     values = []
     layout = _connections(widths)
     for line, raw in enumerate(text.splitlines(), 1):
-        if raw.startswith("#") or not raw.strip():
+        if raw.startswith("#") or not raw:
             continue
+        if not raw.strip():
+            raise N2P2FormatError(
+                "%s: a line of blanks (n2p2 reads it as a NaN connection); "
+                "remove it" % _where(path, line))
         tokens = raw.split()
         values.append(number(tokens[0], path, line))
         if len(values) > expected:

@@ -71,5 +71,9 @@ def _lines(text):
 
 
 def _repr(value):
-    """A float as text that reads back to the same bits."""
-    return repr(float(value))
+    """A float as text that reads back to the same bits (finite only:
+    n2p2 has no way to read infinities back safely)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("cannot write %r into an n2p2 file" % value)
+    return repr(value)
