@@ -242,174 +242,176 @@ def _block_values(group, block, t, factors, slots, g_af):
     def new():
         return scratch(shape)
 
-    a = gather("d", x, t.index_j)
-    b = gather("d", y, t.index_k)
-    fa, fb = gather("fc", x, t.index_j), gather("fc", y, t.index_k)
-    inv_a = np.divide(1.0, a, out=new())
-    inv_b = np.divide(1.0, b, out=new())
-    a2 = np.multiply(a, a, out=new())
-    b2 = np.multiply(b, b, out=new())
-    square = np.add(a2, b2, out=new())               # a^2 + b^2
-    cos = new()
-    weight = np.multiply(fa, fb, out=new())
-    kept = {"inv_a": inv_a, "inv_b": inv_b, "fa": fa, "fb": fb, "cos": cos,
+    a_at = gather("d", x, t.index_j)
+    b_at = gather("d", y, t.index_k)
+    fa_at, fb_at = gather("fc", x, t.index_j), gather("fc", y, t.index_k)
+    inv_a_at = np.divide(1.0, a_at, out=new())
+    inv_b_at = np.divide(1.0, b_at, out=new())
+    square_at = np.multiply(a_at, a_at, out=new())
+    square_at += np.multiply(b_at, b_at, out=new())     # a^2 + b^2
+    cos_at = new()
+    weight_at = np.multiply(fa_at, fb_at, out=new())
+    kept = {"inv_a": inv_a_at, "inv_b": inv_b_at, "fa": fa_at, "fb": fb_at,
+            "cos": cos_at, "a": a_at, "b": b_at,
             "dfa": gather("dfc_over_d", x, t.index_j),
-            "dfb": gather("dfc_over_d", y, t.index_k), "a": a, "b": b}
+            "dfb": gather("dfc_over_d", y, t.index_k)}
     if group.narrow:
-        d2 = t.dense_at
-        np.subtract(square, d2, out=cos)             # 2 a . b
-        cos *= 0.5
-        square += d2                                 # a^2 + b^2 + d^2
-        d = np.sqrt(d2, out=new())
-        fd, dfd = group.cutoff.inside(d, scratch)
-        dfd /= d
-        weight *= fd
-        kept.update(d=d, fd=fd, dfd=dfd)
+        d2_at = t.dense_at
+        np.subtract(square_at, d2_at, out=cos_at)         # 2 a . b
+        cos_at *= 0.5
+        square_at += d2_at                                 # a^2 + b^2 + d^2
+        d_at = np.sqrt(d2_at, out=new())
+        fd_at, dfd_at = group.cutoff.inside(d_at, scratch)
+        dfd_at /= d_at
+        weight_at *= fd_at
+        kept.update(d=d_at, fd=fd_at, dfd=dfd_at)
     else:
-        np.copyto(cos, t.dense_at)                   # a . b
-    cos *= inv_a
-    cos *= inv_b
-    kept["weight"] = weight
+        np.copyto(cos_at, t.dense_at)                      # a . b
+    cos_at *= inv_a_at
+    cos_at *= inv_b_at
+    kept["weight"] = weight_at
     exps = {}
     for m in block.keys:
         eta, rs = group.eta[m], group.rs[m]
         if rs == 0.0:
-            e = np.multiply(square, -eta, out=new())
+            e_at = np.multiply(square_at, -eta, out=new())
         else:
-            e = _shifted_square(kept, rs, group.narrow, new)
-            e *= -eta
-        exps[m] = np.exp(e, out=e)
+            e_at = _shifted_square(kept, rs, group.narrow, new)
+            e_at *= -eta
+        exps[m] = np.exp(e_at, out=e_at)
     kept["exps"] = exps
     # F c^p for the moments sum_t F e_m c^p: one row-by-row dot product
     # (a batched matrix product, no temporary) per moment.
-    weighted = [weight]
+    weighted = [weight_at]
     for p in range(1, block.max_degree + 1):
-        weighted.append(np.multiply(weighted[-1], cos, out=new()))
-    moments = np.empty((len(block.moment), shape[0]))
+        weighted.append(np.multiply(weighted[-1], cos_at, out=new()))
+    moments_ka = np.empty((len(block.moment), shape[0]))
     for (m, p), row in block.moment.items():
         np.matmul(exps[m][:, None, :], weighted[p][:, :, None],
-                  out=moments[row].reshape(-1, 1, 1))
+                  out=moments_ka[row].reshape(-1, 1, 1))
     for m in block.keys:
         for position, lam, zeta, factor in block.direct_of[m]:
-            base = np.maximum(1.0 + lam * cos, 0.0)
-            value = factor * 2.0 ** (1.0 - zeta) * base ** zeta * weight
+            base_at = np.maximum(1.0 + lam * cos_at, 0.0)
+            value_at = factor * 2.0 ** (1.0 - zeta) * base_at ** zeta * \
+                weight_at
             g_af[:, block.columns[position]] += np.einsum(
-                "ij,ij->i", value, exps[m])
+                "ij,ij->i", value_at, exps[m])
     if len(block.moment):
-        g_af[:, block.columns] += moments.T @ block.expand
+        g_af[:, block.columns] += moments_ka.T @ block.expand
     return kept
 
 
 def _shifted_square(kept, rs, narrow, new):
     """``(a - rs)^2 + (b - rs)^2 (+ (d - rs)^2)``."""
-    out = np.subtract(kept["a"], rs, out=new())
-    out *= out
-    tmp = np.subtract(kept["b"], rs, out=new())
-    tmp *= tmp
-    out += tmp
+    out_at = np.subtract(kept["a"], rs, out=new())
+    out_at *= out_at
+    tmp_at = np.subtract(kept["b"], rs, out=new())
+    tmp_at *= tmp_at
+    out_at += tmp_at
     if narrow:
-        np.subtract(kept["d"], rs, out=tmp)
-        tmp *= tmp
-        out += tmp
-    return out
+        np.subtract(kept["d"], rs, out=tmp_at)
+        tmp_at *= tmp_at
+        out_at += tmp_at
+    return out_at
 
 
 def _block_gradient(group, block, t, kept, slots, dE_dg_af):
     scratch = slots.scratch
     shape = (t.rows.stop - t.rows.start, t.length)
-    cos, exps = kept["cos"], kept["exps"]
-    beta = dE_dg_af[:, block.columns] @ block.expand.T
-    u, v, y = scratch.zeros(shape), scratch.zeros(shape), scratch.zeros(
-        shape)
-    r = scratch.zeros(shape) if group.shifted else None
-    phi, dphi, q = scratch(shape), scratch(shape), scratch(shape)
+    cos_at, exps = kept["cos"], kept["exps"]
+    # dE/d(moment) of every centre: beta_ak.
+    beta_ak = dE_dg_af[:, block.columns] @ block.expand.T
+    u_at, v_at, y_at = (scratch.zeros(shape), scratch.zeros(shape),
+                        scratch.zeros(shape))
+    r_at = scratch.zeros(shape) if group.shifted else None
+    phi_at, dphi_at, q_at = scratch(shape), scratch(shape), scratch(shape)
     for m in block.keys:
         degree = block.degree[m]
         # Horner: phi = sum_p beta_p c^p, dphi = sum_p p beta_p c^(p-1).
         top = block.moment.get((m, degree))
         if top is None:
-            phi.fill(0.0)
-            dphi.fill(0.0)
+            phi_at.fill(0.0)
+            dphi_at.fill(0.0)
         elif degree == 0:
-            phi[...] = beta[:, top, None]
-            dphi.fill(0.0)
+            phi_at[...] = beta_ak[:, top, None]
+            dphi_at.fill(0.0)
         else:
-            np.multiply(beta[:, top, None], cos, out=phi)
-            phi += beta[:, block.moment[(m, degree - 1)], None]
-            dphi[...] = beta[:, top, None]
+            np.multiply(beta_ak[:, top, None], cos_at, out=phi_at)
+            phi_at += beta_ak[:, block.moment[(m, degree - 1)], None]
+            dphi_at[...] = beta_ak[:, top, None]
             for p in range(degree - 2, -1, -1):
-                dphi *= cos
-                dphi += phi
-                phi *= cos
-                phi += beta[:, block.moment[(m, p)], None]
+                dphi_at *= cos_at
+                dphi_at += phi_at
+                phi_at *= cos_at
+                phi_at += beta_ak[:, block.moment[(m, p)], None]
         for position, lam, zeta, factor in block.direct_of[m]:
-            g = dE_dg_af[:, block.columns[position], None] * (
+            g_a1 = dE_dg_af[:, block.columns[position], None] * (
                 factor * 2.0 ** (1.0 - zeta))
-            base = 1.0 + lam * cos
-            positive = base > 0.0
-            base = np.where(positive, base, 1.0)
-            power = np.where(positive, base ** (zeta - 1.0), 0.0)
-            phi += g * power * base
-            dphi += g * zeta * lam * power
-        np.multiply(exps[m], phi, out=q)
-        u += q
-        q *= group.eta[m]
-        v += q
-        if r is not None:
-            q *= group.rs[m]
-            r += q
-        np.multiply(exps[m], dphi, out=q)
-        y += q
-    _add_gradient(group, t, kept, slots, u, v, r, y)
+            base_at = 1.0 + lam * cos_at
+            positive_at = base_at > 0.0
+            base_at = np.where(positive_at, base_at, 1.0)
+            power_at = np.where(positive_at, base_at ** (zeta - 1.0), 0.0)
+            phi_at += g_a1 * power_at * base_at
+            dphi_at += g_a1 * zeta * lam * power_at
+        np.multiply(exps[m], phi_at, out=q_at)
+        u_at += q_at
+        q_at *= group.eta[m]
+        v_at += q_at
+        if r_at is not None:
+            q_at *= group.rs[m]
+            r_at += q_at
+        np.multiply(exps[m], dphi_at, out=q_at)
+        y_at += q_at
+    _add_gradient(group, t, kept, slots, u_at, v_at, r_at, y_at)
 
 
-def _add_gradient(group, t, kept, slots, u, v, r, y):
+def _add_gradient(group, t, kept, slots, u_at, v_at, r_at, y_at):
     """From U, V, R, Y to the coefficients of the neighbour vectors."""
     scratch = slots.scratch
-    shape = u.shape
-    weight, fa, fb = kept["weight"], kept["fa"], kept["fb"]
-    inv_a, inv_b, cos = kept["inv_a"], kept["inv_b"], kept["cos"]
+    shape = u_at.shape
+    weight_at, fa_at, fb_at = kept["weight"], kept["fa"], kept["fb"]
+    inv_a_at, inv_b_at, cos_at = kept["inv_a"], kept["inv_b"], kept["cos"]
     # 2 F V: the Gaussian's part of (dE/da) / a.
-    p2 = np.multiply(weight, v, out=v)
-    p2 *= 2.0
+    p2_at = np.multiply(weight_at, v_at, out=v_at)
+    p2_at *= 2.0
     if group.narrow:
-        u_fd = np.multiply(u, kept["fd"], out=scratch(shape))
+        u_fd_at = np.multiply(u_at, kept["fd"], out=scratch(shape))
     else:
-        u_fd = u
-    own_j = np.multiply(kept["dfa"], fb, out=scratch(shape))
-    own_j *= u_fd
-    own_j -= p2
-    own_k = np.multiply(kept["dfb"], fa, out=scratch(shape))
-    own_k *= u_fd
-    own_k -= p2
-    tmp = scratch(shape)
-    q = None
-    if r is not None:
-        q = np.multiply(weight, r, out=r)
-        q *= 2.0
-        own_j += np.multiply(q, inv_a, out=tmp)
-        own_k += np.multiply(q, inv_b, out=tmp)
+        u_fd_at = u_at
+    own_j_at = np.multiply(kept["dfa"], fb_at, out=scratch(shape))
+    own_j_at *= u_fd_at
+    own_j_at -= p2_at
+    own_k_at = np.multiply(kept["dfb"], fa_at, out=scratch(shape))
+    own_k_at *= u_fd_at
+    own_k_at -= p2_at
+    tmp_at = scratch(shape)
+    q_at = None
+    if r_at is not None:
+        q_at = np.multiply(weight_at, r_at, out=r_at)
+        q_at *= 2.0
+        own_j_at += np.multiply(q_at, inv_a_at, out=tmp_at)
+        own_k_at += np.multiply(q_at, inv_b_at, out=tmp_at)
     # dE/dc = F Y.
-    ec = np.multiply(weight, y, out=y)
-    other = np.multiply(ec, inv_a, out=scratch(shape))
-    other *= inv_b
-    ec *= cos
-    np.multiply(ec, inv_a, out=tmp)
-    tmp *= inv_a
-    own_j -= tmp
-    np.multiply(ec, inv_b, out=tmp)
-    tmp *= inv_b
-    own_k -= tmp
+    ec_at = np.multiply(weight_at, y_at, out=y_at)
+    other_at = np.multiply(ec_at, inv_a_at, out=scratch(shape))
+    other_at *= inv_b_at
+    ec_at *= cos_at
+    np.multiply(ec_at, inv_a_at, out=tmp_at)
+    tmp_at *= inv_a_at
+    own_j_at -= tmp_at
+    np.multiply(ec_at, inv_b_at, out=tmp_at)
+    tmp_at *= inv_b_at
+    own_k_at -= tmp_at
     if group.narrow:
         # (dE/dd) / d = fa fb (fd' / d) U - 2 F V (+ 2 F R / d).
-        ed = np.multiply(fa, fb, out=tmp)
-        ed *= kept["dfd"]
-        ed *= u
-        ed -= p2
-        if q is not None:
-            q /= kept["d"]
-            ed += q
-        own_j += ed
-        own_k += ed
-        other -= ed
-    slots.add_block_gradient(t, own_j, own_k, other)
+        ed_at = np.multiply(fa_at, fb_at, out=tmp_at)
+        ed_at *= kept["dfd"]
+        ed_at *= u_at
+        ed_at -= p2_at
+        if q_at is not None:
+            q_at /= kept["d"]
+            ed_at += q_at
+        own_j_at += ed_at
+        own_k_at += ed_at
+        other_at -= ed_at
+    slots.add_block_gradient(t, own_j_at, own_k_at, other_at)
