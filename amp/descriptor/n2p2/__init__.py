@@ -48,8 +48,8 @@ As in :mod:`amp.descriptor.symmetry`: suffix letters give the axes, ``_a``
 centre atom of a chunk, ``_e`` neighbour entry, ``_s`` slot (``_as``
 unflattened), ``_t`` triplet (``_at`` the padded per-centre rows,
 :mod:`.chunk`), ``_j``/``_k`` the two slots of a pair (``_ajk`` a dense
-block), ``_f`` function, ``_k`` also a moment of :mod:`.angular` (with
-``_a``: ``beta_ak``), ``_x`` Cartesian.
+block), ``_f`` function, ``_m`` a moment of :mod:`.angular`, ``_x``
+Cartesian.
 
 Modules
 -------

@@ -285,10 +285,10 @@ def _block_values(group, block, t, factors, slots, g_af):
     weighted = [weight_at]
     for p in range(1, block.max_degree + 1):
         weighted.append(np.multiply(weighted[-1], cos_at, out=new()))
-    moments_ka = np.empty((len(block.moment), shape[0]))
+    moments_ma = np.empty((len(block.moment), shape[0]))
     for (m, p), row in block.moment.items():
         np.matmul(exps[m][:, None, :], weighted[p][:, :, None],
-                  out=moments_ka[row].reshape(-1, 1, 1))
+                  out=moments_ma[row].reshape(-1, 1, 1))
     for m in block.keys:
         for position, lam, zeta, factor in block.direct_of[m]:
             base_at = np.maximum(1.0 + lam * cos_at, 0.0)
@@ -297,7 +297,7 @@ def _block_values(group, block, t, factors, slots, g_af):
             g_af[:, block.columns[position]] += np.einsum(
                 "ij,ij->i", value_at, exps[m])
     if len(block.moment):
-        g_af[:, block.columns] += moments_ka.T @ block.expand
+        g_af[:, block.columns] += moments_ma.T @ block.expand
     return kept
 
 
@@ -319,8 +319,8 @@ def _block_gradient(group, block, t, kept, slots, dE_dg_af):
     scratch = slots.scratch
     shape = (t.rows.stop - t.rows.start, t.length)
     cos_at, exps = kept["cos"], kept["exps"]
-    # dE/d(moment) of every centre: beta_ak.
-    beta_ak = dE_dg_af[:, block.columns] @ block.expand.T
+    # dE/d(moment) of every centre: beta_am.
+    beta_am = dE_dg_af[:, block.columns] @ block.expand.T
     u_at, v_at, y_at = (scratch.zeros(shape), scratch.zeros(shape),
                         scratch.zeros(shape))
     r_at = scratch.zeros(shape) if group.shifted else None
@@ -333,17 +333,17 @@ def _block_gradient(group, block, t, kept, slots, dE_dg_af):
             phi_at.fill(0.0)
             dphi_at.fill(0.0)
         elif degree == 0:
-            phi_at[...] = beta_ak[:, top, None]
+            phi_at[...] = beta_am[:, top, None]
             dphi_at.fill(0.0)
         else:
-            np.multiply(beta_ak[:, top, None], cos_at, out=phi_at)
-            phi_at += beta_ak[:, block.moment[(m, degree - 1)], None]
-            dphi_at[...] = beta_ak[:, top, None]
+            np.multiply(beta_am[:, top, None], cos_at, out=phi_at)
+            phi_at += beta_am[:, block.moment[(m, degree - 1)], None]
+            dphi_at[...] = beta_am[:, top, None]
             for p in range(degree - 2, -1, -1):
                 dphi_at *= cos_at
                 dphi_at += phi_at
                 phi_at *= cos_at
-                phi_at += beta_ak[:, block.moment[(m, p)], None]
+                phi_at += beta_am[:, block.moment[(m, p)], None]
         for position, lam, zeta, factor in block.direct_of[m]:
             g_a1 = dE_dg_af[:, block.columns[position], None] * (
                 factor * 2.0 ** (1.0 - zeta))
