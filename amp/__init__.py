@@ -381,19 +381,25 @@ class Amp(Calculator):
         ----------
         filename : str
         overwrite : bool
-        format : {'json', 'amp1'}
-            This library's JSON file, or Amp 1.x's Python-literal text
-            (:mod:`amp.store.amp1`) for colleagues still on Amp 1.x; this
-            library reads both.
+        format : {'json', 'amp1', 'n2p2'}
+            This library's JSON file, Amp 1.x's Python-literal text
+            (:mod:`amp.store.amp1`) for colleagues still on Amp 1.x (this
+            library reads both), or an n2p2 potential folder named
+            ``filename`` for n2p2 and LAMMPS's ``pair_style hdnnp``
+            (:func:`amp.n2p2.save`).
 
         Raises
         ------
         FileExistsError
             The file exists and ``overwrite`` is False (it is untouched).
         """
+        if format == "n2p2":
+            from .n2p2 import save
+
+            return save(self, filename, overwrite=overwrite)
         if format not in ("json", "amp1"):
-            raise ValueError("unknown model file format %r; 'json' or "
-                             "'amp1'" % (format,))
+            raise ValueError("unknown model file format %r; 'json', 'amp1' "
+                             "or 'n2p2'" % (format,))
         if format == "amp1":
             from .store import amp1
 
@@ -405,7 +411,7 @@ class Amp(Calculator):
                         overwrite=overwrite)
 
     @classmethod
-    def load(cls, file, Descriptor=None, Model=None, **kwargs):
+    def load(cls, file, Descriptor=None, Model=None, format=None, **kwargs):
         """Build a calculator from a ``.amp`` file (a path or file object).
 
         Parameters
@@ -414,11 +420,22 @@ class Amp(Calculator):
             This library's JSON files and Amp 1.x files are both read;
             neither is executed.
         Descriptor, Model : class, optional
-            Override the classes (default Gaussian, and the model the file
-            names: NeuralNetwork or KernelRidge).
+            Override the classes (default: those the file names, through
+            the allow-list; Gaussian and NeuralNetwork when it names none).
+        format : {None, 'n2p2'}
+            ``'n2p2'``: ``file`` is an n2p2 potential folder, loaded by
+            :func:`amp.n2p2.load` (``cflength``, ``cfenergy`` and
+            ``ignore`` go with ``kwargs``).
         **kwargs
             Passed to :class:`Amp` (``label``, ``dblabel``, ``cores``, ...).
         """
+        if format == "n2p2":
+            from .n2p2 import load
+
+            return load(file, **kwargs)
+        if format is not None:
+            raise ValueError("unknown model file format %r; None (a .amp "
+                             "file) or 'n2p2'" % (format,))
         descriptor_dict, model_dict = modelfile.read(file)
         Descriptor = Descriptor or _named_class(
             descriptor_dict, ".descriptor.gaussian.Gaussian")

@@ -11,8 +11,9 @@ fingerprints and derivatives (:mod:`amp.descriptor.fingerprints`), where
 they are kept (:mod:`amp.descriptor.fingerprint_store`: memory or
 databases) and how an image becomes database entries
 (:mod:`amp.descriptor.entries`), the memory estimate of force training
-(:mod:`amp.descriptor.budget`) and Amp's fingerprint plots
-(:mod:`amp.descriptor.analysis`).
+(:mod:`amp.descriptor.budget`), Amp's fingerprint plots
+(:mod:`amp.descriptor.analysis`) and n2p2's symmetry functions
+(:mod:`amp.descriptor.n2p2`).
 
 The descriptor knows no networks: it must not import :mod:`amp.model`,
 :mod:`amp.regression`, :mod:`amp.potential` or the calculator. It may use

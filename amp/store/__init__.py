@@ -12,7 +12,9 @@ file reader (:mod:`amp.store.files`: regular files only, never through a
 link, size checked before reading), and the caps every reader of outside
 data applies before it allocates (:mod:`amp.store.limits`), and the one
 reading of the memory this process may still use
-(:mod:`amp.store.memory`: the system's, ``RLIMIT_AS`` and cgroup limits).
+(:mod:`amp.store.memory`: the system's, ``RLIMIT_AS`` and cgroup limits),
+and other programs' formats: n2p2/RuNNer potential folders
+(:mod:`amp.store.n2p2`).
 
 The store knows no physics and no processes: it must not import
 :mod:`amp.descriptor`, :mod:`amp.model`, :mod:`amp.parallel` or the
