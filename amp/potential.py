@@ -16,6 +16,11 @@ vectors ``r_e`` (from atom ``i[e]`` to an image of atom ``j[e]``):
   (:func:`amp.descriptor.fingerprints.entry_virial`), for cells periodic
   in all three directions.
 
+An image without atoms gets what ASE's own calculators (EMT, LJ) give:
+energy 0, forces of shape ``(0, 3)`` and, in a 3-D periodic cell, zero
+stress (:func:`results_without_atoms`); the neighbour search is never
+asked about it.
+
 Two paths give the same numbers (to round-off): the *fused* one, when the
 descriptor declares ``contracted_forces`` and the model
 ``block_evaluation``, contracts the derivatives with ``dE/dG`` while they
@@ -56,6 +61,37 @@ def image_fingerprints(descriptor, atoms, store=None):
     return store[key]
 
 
+def results_without_atoms(atoms, members=None):
+    """ASE's results for an image with no atoms, as ASE's EMT gives them.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Without atoms; its cell decides whether there is a stress.
+    members : int, optional
+        For a committee: every value gets a leading axis of this length
+        (and ``stress`` is None outside a 3-D periodic cell).
+
+    Returns
+    -------
+    dict
+        ``energy`` 0, ``energies`` and ``forces`` of no atoms and, for a
+        cell periodic in three directions, a zero ``stress``.
+    """
+    lead = () if members is None else (members,)
+    periodic = atoms.cell.rank == 3 and all(atoms.pbc)
+    results = {"energies": np.zeros(lead + (0,)),
+               "forces": np.zeros(lead + (0, 3))}
+    if members is None:
+        results["energy"] = results["free_energy"] = 0.0
+        if periodic:
+            results["stress"] = np.zeros(6)
+    else:
+        results["energy"] = np.zeros(members)
+        results["stress"] = np.zeros((members, 6)) if periodic else None
+    return results
+
+
 def evaluate(descriptor, model, atoms, store=None):
     """Energy, per-atom energies, forces and stress of one image.
 
@@ -77,6 +113,8 @@ def evaluate(descriptor, model, atoms, store=None):
         ``forces`` and, for a cell periodic in three directions, ``stress``
         (Voigt order, eV/A^3).
     """
+    if len(atoms) == 0:
+        return results_without_atoms(atoms)
     if store is None and fused_path(descriptor, model):
         atomic = np.empty(len(atoms))
         evaluate_block = model.block_evaluator()
