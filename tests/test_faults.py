@@ -21,6 +21,7 @@ import pytest
 
 from amp import Amp
 from amp.store import modelfile
+from amp.store.database import FileDatabase
 from amp.store.files import temporary_name
 from conftest import AMP_REFERENCE, GDML_REFERENCE, gone
 
@@ -56,7 +57,39 @@ def big_calc(scale=1.0, width=200):
 def wait_for(path):
     while not os.path.exists(path):
         time.sleep(0.005)
+
+
+def emt_images(count, seed=0):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
+        atoms.symbols[1] = "Pt"
+        atoms.rattle(0.1, rng=rng)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces())
+        images.append(atoms)
+    return images
+
+
+def small_calc(label, convergence=None, maxiter=100000):
+    from amp.model import LossFunction
+
+    calc = Amp(descriptor=Gaussian(cutoff=4.0),
+               model=NeuralNetwork(hiddenlayers=(3,), randomseed=1),
+               label=label, cores=1)
+    calc.model.lossfunction = LossFunction(
+        convergence=convergence or {"energy_rmse": 0.05, "force_rmse": 0.5},
+        force_coefficient=0.04, maxiter=maxiter)
+    return calc
 '''
+exec(PRELUDE)  # the same helpers in this process
 
 
 def child(script, *args, limit=None):
@@ -269,3 +302,286 @@ def test_save_killed_at_random_moments_then_rerun(tmp_path):
     assert temporaries(tmp_path) == []
     np.testing.assert_array_equal(Amp.load(str(path)).model.vector,
                                   calc.model.vector)
+
+
+# -------------------------------------------------------------- full disks
+
+class SmallDisk:
+    """A folder with little room left, made for real.
+
+    Where mounting is allowed (root on Linux) it is a tmpfs that
+    :meth:`fill` fills up to the room asked for, so writers get ENOSPC;
+    elsewhere the child processes of :meth:`run` may not write files
+    larger than the room (``RLIMIT_FSIZE``), so writers get EFBIG. Either
+    way a write that needs more room than is left fails midway.
+    """
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+        os.makedirs(self.folder)
+        self.mode = "rlimit"
+        self.room = None
+        if os.environ.get("AMP_TEST_SMALL_DISK", "tmpfs") == "tmpfs" and \
+                sys.platform.startswith("linux") and os.geteuid() == 0:
+            mounted = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs",
+                 self.folder], capture_output=True)
+            if mounted.returncode == 0:
+                self.mode = "tmpfs"
+
+    def fill(self, room):
+        """Leave about ``room`` bytes for what is written from now on."""
+        self.room = room
+        if self.mode != "tmpfs":
+            return
+        status = os.statvfs(self.folder)
+        free = status.f_bavail * status.f_frsize
+        fd = os.open(os.path.join(self.folder, "filler"),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            os.posix_fallocate(fd, 0, free - room)
+        finally:
+            os.close(fd)
+
+    def run(self, script, *args):
+        """Run ``script`` in a child process writing under these limits."""
+        return finish(child(script, *args, limit=None if self.mode ==
+                            "tmpfs" else self.room))
+
+    def close(self):
+        if self.mode == "tmpfs":
+            if subprocess.run(["umount", self.folder]).returncode:
+                subprocess.run(["umount", "-l", self.folder])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A :class:`SmallDisk`: a tmpfs, or a file-size limit in child
+    processes where mounting is not allowed. Skipped only where neither
+    exists (no ``resource`` module: not a POSIX system)."""
+    try:
+        import resource  # noqa: F401
+    except ImportError:
+        pytest.skip("neither a tmpfs can be mounted nor RLIMIT_FSIZE set "
+                    "here (not a POSIX system)")
+    disk = SmallDisk(tmp_path / "disk")
+    try:
+        yield disk
+    finally:
+        disk.close()
+
+
+def database_contents(label):
+    """{database: {key: {name: array}}} of the databases under ``label``,
+    read loose or archived."""
+    found = {}
+    for name in ("fingerprints", "fingerprint-primes", "neighborlists"):
+        with FileDatabase("%s-%s.ampdb" % (label, name)) as database:
+            found[name] = {key: {part: np.asarray(value) for part, value
+                                 in database[key].items()}
+                           for key in database.keys()}
+    return found
+
+
+def assert_same_contents(found, expected):
+    assert {name: sorted(entries) for name, entries in found.items()} == \
+        {name: sorted(entries) for name, entries in expected.items()}
+    for name, entries in expected.items():
+        for key, value in entries.items():
+            assert sorted(found[name][key]) == sorted(value)
+            for part, array in value.items():
+                np.testing.assert_array_equal(found[name][key][part], array)
+
+
+TRAIN = r'''
+label = sys.argv[1]
+try:
+    small_calc(label).train(emt_images(30))
+    print("trained")
+except Exception as error:
+    print("failed: %s: %s" % (type(error).__name__, error))
+'''
+
+
+def test_training_on_a_full_disk_keeps_the_model(small_disk):
+    """The databases fill the disk; compressing them at the end runs out
+    of room. The converged model is written all the same, the failure is
+    logged, and the loose databases stay whole."""
+    label = os.path.join(small_disk.folder, "m", "run")
+    small_calc(label).train(emt_images(30), compress_databases=False)
+    before = database_contents(label)
+    for suffix in (".amp", "-initial-parameters.amp", "-log.txt"):
+        os.remove(label + suffix)
+    small_disk.fill(100 * 1024)  # the model, its log: yes; an archive: no
+    out = small_disk.run(TRAIN, label)
+    assert out.strip() == "trained", out
+    Amp.load(label + ".amp")
+    log = open(label + "-log.txt").read()
+    assert "Compressing the databases failed" in log
+    assert "No space left on device" in log or "File too large" in log
+    assert_same_contents(database_contents(label), before)
+    for name in before:
+        assert temporaries("%s-%s.ampdb" % (label, name)) == []
+
+
+READ_ARCHIVE = r'''
+from amp.store.database import FileDatabase
+database = FileDatabase(sys.argv[1])
+value = database["k05"]
+assert np.array_equal(value["x"], np.full(2 ** 17, 5.0))
+print(len(database.keys()))
+database["k05"] = value  # unchanged: needs no room
+print(float(database["k17"]["x"][0]))
+try:
+    database["new"] = {"x": np.arange(2.0 ** 18)}
+except OSError as error:
+    print("refused:", error)
+'''
+
+
+def test_archived_entries_are_read_on_a_full_disk(small_disk):
+    """Reading an archive that inflates past the in-memory spool needs no
+    room on the disk; a write that needs room fails with the disk's
+    error, a write that changes nothing succeeds."""
+    path = os.path.join(small_disk.folder, "big.ampdb")
+    database = FileDatabase(path)
+    for k in range(24):  # 24 MiB inflated, a few kB compressed
+        database["k%02d" % k] = {"x": np.full(2 ** 17, float(k))}
+    database.archive()
+    assert os.path.getsize(os.path.join(path, "archive.tar.gz")) < 2 ** 20
+    small_disk.fill(0 if small_disk.mode == "tmpfs" else 2 ** 20)
+    out = small_disk.run(READ_ARCHIVE, path).splitlines()
+    assert out[:2] == ["24", "17.0"], out
+    assert out[2].startswith("refused:") and (
+        "No space left on device" in out[2] or "File too large" in out[2])
+    assert temporaries(path) == [] and temporaries(path + "/loose") == []
+
+
+# ----------------------------------------------------- one label, two runs
+
+HOLDER = r'''
+label, release = sys.argv[1], sys.argv[2]
+calc = small_calc(label)
+fit = type(calc.model).regress
+
+
+def held(self, *args, **kwargs):
+    print("training", flush=True)
+    wait_for(release)
+    return fit(self, *args, **kwargs)
+
+
+type(calc.model).regress = held
+calc.train(emt_images(6))
+print("trained", flush=True)
+'''
+
+
+def test_a_label_in_use_is_refused_at_the_start(tmp_path, monkeypatch):
+    """A second training under the label of a running one is refused
+    before it writes or computes anything, naming the first one's pid;
+    the first one finishes undisturbed, and the label is free after."""
+    from amp.store.locks import InUseError
+
+    label = str(tmp_path / "run")
+    release = tmp_path / "release"
+    first = child(HOLDER, label, release)
+    try:
+        assert first.stdout.readline().strip() == "training", \
+            first.stderr.read()[-3000:]
+        log_before = open(label + "-log.txt").read()
+        second = small_calc(label)
+        fitted = []
+        monkeypatch.setattr(type(second.model), "regress",
+                            lambda *a, **k: fitted.append(1) or True)
+        with pytest.raises(InUseError, match="label %r.*pid %d"
+                           % (label, first.pid)):
+            second.train(emt_images(6))
+        assert fitted == []
+        assert open(label + "-log.txt").read() == log_before
+        assert not os.path.exists(label + ".amp")
+    finally:
+        release.touch()
+    assert finish(first).split() == ["trained"]
+    trained = Amp.load(label + ".amp")
+    assert open(label + "-log.txt").read().count("training started") == 1
+    monkeypatch.undo()
+    again = small_calc(label)
+    assert again.train(emt_images(6), overwrite=True) is True
+    np.testing.assert_array_equal(Amp.load(label + ".amp").model.vector,
+                                  again.model.vector)
+    assert trained.model.vector.shape == again.model.vector.shape
+    assert not os.path.exists(label + ".lock")
+
+
+# ------------------------------------------------- killed while training
+
+TRAINER = r'''
+label = sys.argv[1]
+calc = small_calc(label, {"energy_rmse": 1e-9, "force_rmse": 1e-9},
+                  maxiter=400)
+calc.model.checkpoints = 5
+print("ready", flush=True)
+try:
+    calc.train(emt_images(12), overwrite=True)
+except Exception as error:
+    print(type(error).__name__)
+'''
+
+
+def test_training_killed_at_a_random_moment_then_rerun(tmp_path):
+    """SIGKILL at a random moment of a training (fingerprinting, fitting,
+    checkpointing, compressing): the rerun under the same label takes over
+    the dead run's lock, resumes, and leaves no temporary file."""
+    rng = random.Random()
+    label = str(tmp_path / "m" / "run")
+    process = child(TRAINER, label)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(rng.uniform(0.2, 1.5))
+    process.kill()
+    process.wait()
+    rerun = small_calc(label)
+    assert rerun.train(emt_images(12), overwrite=True) is True
+    Amp.load(label + ".amp")
+    assert temporaries(tmp_path / "m") == []
+    assert not os.path.exists(label + ".lock")
+    for name in ("fingerprints", "fingerprint-primes", "neighborlists"):
+        folder = "%s-%s.ampdb" % (label, name)
+        assert temporaries(folder) == []
+        assert temporaries(os.path.join(folder, "loose")) == [] \
+            if os.path.isdir(os.path.join(folder, "loose")) else True
+
+
+ARCHIVER = r'''
+from amp.store.database import FileDatabase
+database = FileDatabase(sys.argv[1])
+print("ready", flush=True)
+for round in range(1000):
+    for k in range(8):
+        database["r%03dk%d" % (round, k)] = {"x": np.full(4096, round + k / 8)}
+    database.archive()
+'''
+
+
+def test_archive_killed_at_random_moments_then_rerun(tmp_path):
+    """SIGKILL while entries are written and archived: every entry a
+    completed archive() had is still readable with its value, a rerun of
+    archive() completes, and no temporary file is left."""
+    rng = random.Random()
+    path = str(tmp_path / "db.ampdb")
+    for _ in range(3):
+        process = child(ARCHIVER, path)
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.8))
+        process.kill()
+        process.wait()
+    database = FileDatabase(path)
+    report = database.archive()
+    keys = database.keys()
+    assert keys and report["entries"] == len(keys)
+    for key in keys:
+        round, k = int(key[1:4]), int(key[5:])
+        np.testing.assert_array_equal(database[key]["x"],
+                                      np.full(4096, round + k / 8))
+    assert temporaries(path) == []
+    assert temporaries(os.path.join(path, "loose")) == []

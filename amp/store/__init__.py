@@ -9,7 +9,8 @@ restricted literal reader for Amp 1.x files (:mod:`amp.store.literal`), the
 array (de)serialisation that entries and the worker wire format share
 (:mod:`amp.store.arrays`), the one atomic file writer and the one safe
 file reader (:mod:`amp.store.files`: regular files only, never through a
-link, size checked before reading), and the caps every reader of outside
+link, size checked before reading), the lock that names its owner
+(:mod:`amp.store.locks`), and the caps every reader of outside
 data applies before it allocates (:mod:`amp.store.limits`).
 
 The store knows no physics and no processes: it must not import
