@@ -84,6 +84,53 @@ def test_sge_pbs_lsf(monkeypatch, tmp_path):
     assert assign_cores(None) == {"x": 8, "y": 4}
 
 
+@pytest.mark.parametrize("host", [
+    "-oProxyCommand=touch${IFS}MARK 127.1", "-oProxyCommand=touch MARK",
+    "-x", "a b", "a;b", "a`b`", "$(touch MARK)", "host\n", "", "a..b",
+    ".a", "a" * 64, "x" * 254, "h\u00e9te", "user@host"])
+def test_host_names_that_are_not_host_names_are_refused(tmp_path,
+                                                         monkeypatch, host):
+    """A host name reaches ssh and a remote shell: anything that is not a
+    host name (an option, a command) is refused before ssh runs."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="not a host name"):
+        WorkerPool(cores={host: 1}, start_timeout=10).start()
+    with pytest.raises(ValueError, match="not a host name"):
+        assign_cores({host: 1})
+    monkeypatch.setenv("PBS_NODEFILE", str(tmp_path / "nodes"))
+    (tmp_path / "nodes").write_text(host + "\n")
+    for name in ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "PE_HOSTFILE"):
+        monkeypatch.delenv(name, raising=False)
+    if host and host.split() == [host]:  # a node file has one per line
+        with pytest.raises(ValueError, match="not a host name"):
+            assign_cores(None)
+    assert os.listdir(tmp_path) == ["nodes"]  # no MARK: nothing ran
+
+
+def test_host_names_pass_and_go_to_ssh_after_double_dash(monkeypatch):
+    from pexpect import pxssh
+
+    from amp.parallel.launch import login
+
+    for host in ("localhost", "node01", "node-1.cluster.example.org.",
+                 "10.0.0.1", "::1", "fe80::1%eth0", "amp-ssh-test",
+                 "my_alias", "N" * 63):
+        assert assign_cores({host: 1}) == {host: 1}
+    calls = []
+
+    def recording(self, server, *args, **kwargs):
+        calls.append(server)
+        raise pxssh.ExceptionPxssh("recorded")
+
+    monkeypatch.setattr(pxssh.pxssh, "login", recording)
+    with pytest.raises(WorkerError):
+        login("node-1.example.org", 5)
+    assert calls == ["-- node-1.example.org"]
+    with pytest.raises(ValueError, match="not a host name"):
+        login("-oProxyCommand=x", 5)
+    assert len(calls) == 1
+
+
 def test_make_sublists_and_message_dictionary():
     master = list(range(11))
     sublists = make_sublists(master, 3)
