@@ -323,6 +323,63 @@ def within(seconds, function, *args):
         return executor.submit(function, *args).result(timeout=seconds)
 
 
+KILLED_AT_START = """
+import os, signal, sys
+dead, arguments = sys.argv[1].split(","), sys.argv[2:]
+if arguments[2] in dead:  # worker ARGUMENTS: worker ADDRESS ID HOST
+    os.kill(os.getpid(), signal.SIGKILL)
+from amp.parallel.worker import main
+main(arguments)
+"""
+
+
+def test_worker_killed_while_the_pool_starts(tmp_path):
+    """A worker killed while the pool starts is logged and left out; the
+    others do the work. With reassign=False, or when none is left, the
+    start fails with a WorkerError naming the workers and how they
+    ended, and leaves no worker behind."""
+    script = tmp_path / "killed_at_start.py"
+    script.write_text(KILLED_AT_START)
+    lines = []
+    with WorkerPool(3, log=lines.append, timeout=20, workercommand=[
+            sys.executable, str(script), "1"]) as pool:
+        assert [peer.id for peer in pool.alive()] == [0, 2]
+        assert len(pool.failures) == 1
+        assert "worker 1 on localhost" in pool.failures[0]
+        assert "SIGKILL" in pool.failures[0]
+        assert any(pool.failures[0] in line for line in lines)
+        values = dict(pool.map(Echo, {"k%d" % i: i for i in range(8)}))
+        assert {key: value["item"] for key, value in values.items()} == \
+            {"k%d" % i: i for i in range(8)}
+        assert {value["pid"] for value in values.values()} <= \
+            {pool.peers[0].pid, pool.peers[2].pid}
+        started = alive_pids(pool)
+    assert all(gone(pid) for pid in started if pid is not None)
+    for dead, kwargs in (("1", {"reassign": False}), ("0,1", {})):
+        with pytest.raises(WorkerError, match="worker 1 on localhost.*"
+                           "SIGKILL"):
+            WorkerPool(2, timeout=20, workercommand=[
+                sys.executable, str(script), dead], **kwargs)
+    assert children_running(str(script)) == []
+
+
+def children_running(marker):
+    """Pids of this process's live children with ``marker`` in argv."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % name, "rb") as handle:
+                stat = handle.read().rpartition(b")")[2].split()
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != b"Z" and \
+                marker.encode() in argv:
+            found.append(int(name))
+    return found
+
+
 def test_killed_worker_in_map_is_reassigned():
     lines = []
     with WorkerPool(2, timeout=10, log=lines.append) as pool:

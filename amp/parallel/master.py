@@ -108,7 +108,10 @@ class WorkerPool:
         Also fail a worker whose one request takes longer than this.
     reassign : bool
         Give a failed worker's work to the others (True), or stop the run
-        with :class:`WorkerError` at the first failure (False).
+        with :class:`WorkerError` at the first failure (False). A worker
+        that dies while the pool starts is likewise left out (logged in
+        :attr:`failures`) or fails the start; when none starts, the start
+        fails with :class:`WorkerError`.
     workercommand : str or list, optional
         How to run ``python -m amp.parallel`` (remote: a shell string run
         after ``envcommand``; default ``python3 -m amp.parallel``).
@@ -224,18 +227,25 @@ class WorkerPool:
                 else:
                     peer.session = connection
         deadline = started + start_timeout
-        while any(peer.identity is None for peer in self.peers):
+        while any(peer.identity is None and peer.alive
+                  for peer in self.peers):
             self._poll(0.05)
             for peer in self.peers:
-                reason = peer.identity is None and self._dead_reason(peer)
-                if reason:
+                reason = peer.identity is None and peer.alive and \
+                    self._dead_reason(peer)
+                if reason and not self.reassign:
                     raise WorkerError("%r did not start: %s" % (peer, reason))
+                if reason:  # the others go on without it
+                    self._fail(peer, "did not start: " + reason)
+            if not any(peer.alive for peer in self.peers):
+                raise WorkerError("no worker started: %s"
+                                  % "; ".join(self.failures))
             if time.monotonic() > deadline:
                 missing = [repr(p) for p in self.peers if p.identity is None]
                 raise WorkerError("workers did not connect within %.0f s: %s"
                                   % (start_timeout, ", ".join(missing)))
         self.start_time = time.monotonic() - started
-        self.log(" %d workers ready in %.2f s." % (self.n_pids,
+        self.log(" %d workers ready in %.2f s." % (len(self.alive()),
                                                    self.start_time))
 
     # Messages ------------------------------------------------------------
