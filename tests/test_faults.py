@@ -585,3 +585,103 @@ def test_archive_killed_at_random_moments_then_rerun(tmp_path):
                                       np.full(4096, round + k / 8))
     assert temporaries(path) == []
     assert temporaries(os.path.join(path, "loose")) == []
+
+
+# --------------------------------------------------- a peer that is not ours
+
+MASTER = r'''
+from amp.parallel import WorkerPool
+from parallel_jobs import Echo
+
+
+def peak_mb():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+
+
+stop = sys.argv[1]
+with WorkerPool(1, timeout=60, log=lambda line: print(line, flush=True)) \
+        as pool:
+    assert dict(pool.map(Echo, {"a": 1}))["a"]["item"] == 1
+    print("listening", pool.server.last_endpoint.decode(), peak_mb(),
+          flush=True)
+    served = 0
+    while not os.path.exists(stop):  # serve the worker meanwhile
+        served += dict(pool.map(Echo, {"b": 2}))["b"]["item"]
+    print("served", served > 0, len(pool.alive()), peak_mb(), flush=True)
+'''
+
+
+def _zmtp_peer(endpoint, mechanism):
+    """A raw TCP peer that has sent a ZMTP 3.0 greeting for ``mechanism``
+    (what any program can send, whatever its socket library)."""
+    import socket
+
+    host, port = endpoint.rsplit("/", 1)[1].rsplit(":", 1)
+    peer = socket.create_connection((host, int(port)), timeout=10)
+    peer.sendall(b"\xff" + bytes(8) + b"\x7f\x03\x00"
+                 + mechanism.ljust(20, b"\0") + bytes(32))
+    return peer
+
+
+def _send_until_dropped(peer, header, payload, count):
+    """Send ``header + payload`` ``count`` times; stop when the master
+    hangs up. Returns how many went out."""
+    sent = 0
+    with contextlib.suppress(OSError):
+        for sent in range(1, count + 1):
+            peer.sendall(header + payload)
+    peer.close()
+    return sent
+
+
+def test_unauthenticated_peers_cannot_make_the_master_allocate(tmp_path):
+    """Peers that do not know the run's secret send 400 MiB to the
+    master's port: in one frame (a ZMQ DEALER, as anyone has), in 100,000
+    frames of 4 KiB streamed over a raw connection, and as a 400 MiB
+    handshake command. The master's peak memory stays within 100 MiB of
+    what it was, its worker keeps working, and the refusals are logged."""
+    import struct
+
+    import zmq
+
+    stop = tmp_path / "stop"
+    master = child(MASTER, stop)
+    try:
+        words = []
+        while words[:1] != ["listening"]:  # after the pool's log lines
+            line = master.stdout.readline()
+            assert line, "the master did not start"
+            words = line.split()
+        endpoint, baseline = words[1], int(words[2])
+        context = zmq.Context()
+        try:
+            dealer = context.socket(zmq.DEALER)
+            dealer.linger = 0
+            dealer.connect(endpoint)
+            dealer.send(np.zeros(400 * 2 ** 20, np.uint8), copy=False)
+            time.sleep(1.0)
+            dealer.close()
+        finally:
+            context.term()
+        # ZMTP: greeting, READY (or HELLO) command, then frames.
+        peer = _zmtp_peer(endpoint, b"NULL")
+        ready = b"\x05READY\x0bSocket-Type" + struct.pack(">I", 6) + \
+            b"DEALER"
+        peer.sendall(bytes([0x04, len(ready)]) + ready)
+        _send_until_dropped(peer, b"\x03" + struct.pack(">Q", 4096),
+                            bytes(4096), 100000)
+        peer = _zmtp_peer(endpoint, b"PLAIN")
+        _send_until_dropped(peer, b"\x06" + struct.pack(">Q", 400 * 2 ** 20)
+                            + b"\x05HELLO", bytes(2 ** 20), 400)
+        time.sleep(0.5)
+    finally:
+        stop.touch()
+    out = finish(master)
+    served = out.split("served", 1)[1].split()
+    assert served[:2] == ["True", "1"], out
+    assert int(served[2]) - baseline < 100, \
+        "the master's peak memory grew from %d to %s MB" % (baseline,
+                                                          served[2])

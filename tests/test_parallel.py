@@ -270,48 +270,113 @@ def test_worker_error_is_reported(pool):
 
 
 def test_rogue_client_is_dropped_and_logged(pool, caplog):
+    """A peer without the run's secret is refused at its connection: with
+    no credentials (another ZMQ mechanism) silently, with guessed ones
+    logged. A peer admitted to the socket must still answer the challenge
+    and speak the protocol, or it is dropped (logged) and never served."""
+    from amp.parallel import gate
     from amp.parallel.master import _Peer
 
-    # A slot for a worker that has not connected yet, which the rogue
-    # tries to take without knowing the secret.
+    # A slot for a worker that has not connected yet, which the rogues
+    # try to take.
     pool.peers.append(_Peer(len(pool.peers), "localhost"))
     pool.peers[-1].alive = False
+    endpoint = pool.server.last_endpoint.decode()
     context = zmq.Context()
-    rogue = context.socket(zmq.DEALER)
-    rogue.linger = 0
-    rogue.connect(pool.server.last_endpoint.decode())
+
+    def socket(username=None, password=None, admitted=False):
+        made = context.socket(zmq.DEALER)
+        made.linger = 0
+        if admitted:
+            gate.secure_worker_socket(made, pool.secret)
+        elif username is not None:
+            made.plain_username, made.plain_password = username, password
+        made.connect(endpoint)
+        return made
+
+    hello = _wire.encode({"subject": "hello", "id": len(pool.peers) - 1})
+    stranger = socket()
+    guesser = socket(b"amp:" + b"0" * 32, b"0" * 64)
+    insider = socket(admitted=True)
+    garbage = socket(admitted=True)
     try:
-        rogue.send_multipart(_wire.encode({"subject": "hello",
-                                           "id": len(pool.peers) - 1}))
+        for rogue in (stranger, guesser, insider):
+            rogue.send_multipart(hello)
         deadline = time.monotonic() + 10
-        while not rogue.poll(0) and time.monotonic() < deadline:
+        while not insider.poll(0) and time.monotonic() < deadline:
             pool._poll(0.1)
-        assert rogue.poll(0)
-        head, _ = _wire.decode(rogue.recv_multipart())
+        assert insider.poll(0)
+        head, _ = _wire.decode(insider.recv_multipart())
         assert head["subject"] == "challenge"
-        rogue.send_multipart(_wire.encode({"subject": "auth",
-                                           "proof": "0" * 64}))
-        rogue.send_multipart(_wire.encode({"subject": "map", "job": "x"}))
-        garbage = context.socket(zmq.DEALER)
-        garbage.linger = 0
-        garbage.connect(pool.server.last_endpoint.decode())
+        insider.send_multipart(_wire.encode({"subject": "auth",
+                                             "proof": "0" * 64}))
+        insider.send_multipart(_wire.encode({"subject": "map", "job": "x"}))
         garbage.send(b"\x80\x04\x95 not json")
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(
+        while time.monotonic() < deadline and (sum(
                 "Dropped unauthenticated" in r.message
-                for r in caplog.records) < 2:
+                for r in caplog.records) < 2 or "wrong credentials"
+                not in caplog.text):
             pool._poll(0.1)
         pool._poll(0.3)
-        assert not rogue.poll(300)  # nothing served
-        garbage.close()
+        for rogue in (stranger, guesser, insider, garbage):
+            assert not rogue.poll(300)  # nothing served
         assert sum("Dropped unauthenticated" in r.message
                    for r in caplog.records) == 2
         assert "wrong secret" in caplog.text
+        assert "Refused a connection from 127.0.0.1: wrong credentials" \
+            in caplog.text
     finally:
         pool.peers.pop()
-        rogue.close()
+        for rogue in (stranger, guesser, insider, garbage):
+            rogue.close()
         context.term()
     assert sorted(pool.map(Echo, {"a": 1}))[0][1]["item"] == 1
+
+
+def test_connection_credentials_are_single_use_and_frames_capped():
+    """Admission credentials are proofs of the secret over a nonce, good
+    once; every socket of a pool caps its frames, and arrays larger than
+    a frame travel split and come back equal."""
+    from amp.parallel.gate import Gate, credentials
+
+    context = zmq.Context()
+    try:
+        checker = Gate(context, "s" * 64)
+        user, password = credentials("s" * 64)
+        assert checker._check(b"amp", b"PLAIN", [user, password]) is None
+        assert "replay" in checker._check(b"amp", b"PLAIN", [user, password])
+        assert "wrong credentials" in checker._check(
+            b"amp", b"PLAIN", [user, password[:-1] + b"0"])
+        assert "not a worker" in checker._check(b"amp", b"NULL", [])
+        checker.close()
+    finally:
+        context.term()
+    big = np.arange(3 * _wire.MAX_FRAME_BYTES // 8 + 5, dtype=np.float64)
+    frames = _wire.encode({"subject": "t"}, {"big": big, "small": big[:3]})
+    assert len(frames) == 1 + 4 + 1
+    assert max(len(f) for f in frames) <= _wire.MAX_FRAME_BYTES
+    head, back = _wire.decode([bytes(f) for f in frames])
+    assert np.array_equal(back["big"], big) and back["small"].size == 3
+    with pytest.raises(_wire.ProtocolError):  # one frame short
+        _wire.decode([bytes(f) for f in frames[:-2]] + [bytes(frames[-1])])
+    with pytest.raises(_wire.ProtocolError, match="header"):
+        _wire.encode({"subject": "t"}, ["x" * _wire.MAX_FRAME_BYTES])
+
+
+def test_messages_above_the_pools_cap_are_refused_by_name():
+    """After authentication the cap is the pool's max_message_bytes: a
+    worker whose result would be larger answers with an error naming the
+    cap (no such message is sent), and its pool goes on."""
+    with WorkerPool(1, timeout=20, max_message_bytes=4096) as pool:
+        assert dict(pool.map(Echo, {"a": np.zeros(10)}))["a"]["item"].size \
+            == 10
+        with pytest.raises(WorkerError, match="result is [0-9]+ bytes, more "
+                           "than the master takes \\(max_message_bytes="
+                           "4096\\)"):
+            list(pool.map(Echo, {"a": np.zeros(1000)}))
+        assert len(pool.alive()) == 1
+        assert dict(pool.map(Echo, {"b": 1}))["b"]["item"] == 1
 
 
 # ------------------------------------------------------------------ faults

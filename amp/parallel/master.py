@@ -41,6 +41,7 @@ import time
 import weakref
 
 from . import wire as _wire
+from .gate import Gate, secure_master_socket
 from .hosts import assign_cores, make_sublists  # noqa: F401 (public)
 from .launch import (WorkerError, is_local, login, remote_run,  # noqa: F401
                       start_workers)
@@ -122,6 +123,14 @@ class WorkerPool:
         the workers.
     start_timeout : float
         Seconds to wait for every worker to connect and authenticate.
+    max_message_bytes : int, optional
+        The largest message a worker may send once authenticated (default
+        :data:`amp.store.limits.MAX_MESSAGE_BYTES`); a worker whose result
+        would be larger reports an error instead, and a worker that sends
+        one anyway is failed. Before authentication nothing is taken: the
+        socket admits only connections that prove they know the run's
+        secret (:mod:`amp.parallel.gate`), and no frame may exceed
+        :data:`amp.parallel.wire.MAX_FRAME_BYTES`.
     lazy : bool
         Start the workers only when they are first needed (:meth:`alive`,
         :meth:`map`, :meth:`persistent`, ...), so that a run that finds
@@ -142,10 +151,16 @@ class WorkerPool:
 
     def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
                  task_timeout=None, reassign=True, workercommand=None,
-                 bind=None, start_timeout=60.0, lazy=False):
+                 bind=None, start_timeout=60.0, lazy=False,
+                 max_message_bytes=None):
         import zmq
 
+        from ..store import limits
+
         self.log = log if log is not None else _noop_log
+        self.max_message_bytes = int(limits.MAX_MESSAGE_BYTES
+                                     if max_message_bytes is None
+                                     else max_message_bytes)
         self.timeout, self.task_timeout = float(timeout), task_timeout
         self.reassign = reassign
         self.heartbeat = min(2.0, max(0.05, self.timeout / 4))
@@ -157,9 +172,13 @@ class WorkerPool:
         self.n_pids = sum(self.hosts.values())
         self.secret = secrets.token_hex(32)
         self.context = zmq.Context()
+        # Admission (ZAP) before the socket exists, so no connection is
+        # ever taken unchecked.
+        self.gate = Gate(self.context, self.secret)
         self.server = self.context.socket(zmq.ROUTER)
         self.server.linger = 0
         self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        secure_master_socket(self.server)
         _POOLS.add(self)
         self.started = False
         self._start_arguments = (envcommand, workercommand, bind,
@@ -277,6 +296,7 @@ class WorkerPool:
             self._identities[identity] = peer
             self._send(peer, _wire.encode({
                 "subject": "welcome", "heartbeat": self.heartbeat,
+                "max_message_bytes": self.max_message_bytes,
                 "proof": _wire.proof(self.secret, "master", nonce)}))
             return
         peer_id = head.get("id")
@@ -296,6 +316,8 @@ class WorkerPool:
         import zmq
 
         replies = []
+        while self.gate.refused:
+            self.log(" " + self.gate.refused.popleft())
         if not self.server.poll(seconds * 1000):
             return replies
         # Read what is queued; EVENTS says when it is all read (cheaper
@@ -310,6 +332,12 @@ class WorkerPool:
             if not peer.alive:
                 continue  # already failed and reassigned: ignore late words
             peer.last_seen = time.monotonic()
+            size = _wire.message_bytes(frames[1:])
+            if size > self.max_message_bytes:
+                self._fail(peer, "sent a message of %d bytes, more than "
+                           "max_message_bytes=%d" % (size,
+                                                     self.max_message_bytes))
+                continue
             try:
                 head, data = _wire.decode(frames[1:])
             except _wire.ProtocolError as error:
@@ -536,6 +564,7 @@ class WorkerPool:
                     pass
                 connection.close(force=True)
         self.server.close(0)
+        self.gate.close()
         self.context.term()
 
     def __enter__(self):
