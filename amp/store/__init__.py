@@ -3,7 +3,8 @@
 Owns the fingerprint databases (:class:`~amp.store.database.FileDatabase`,
 :class:`~amp.store.database.MemoryDatabase`, Amp's
 :class:`~amp.store.database.Data`), the ``.ampdb`` entry codec
-(:mod:`amp.store.entry`) and archive (:mod:`amp.store.archive`), the
+(:mod:`amp.store.entry`) and archive (:mod:`amp.store.archive`, read
+without a disk copy when there is no room: :mod:`amp.store.gzipseek`), the
 ``.amp`` model-file reader and writer (:mod:`amp.store.modelfile`) with the
 restricted literal reader for Amp 1.x files (:mod:`amp.store.literal`), the
 array (de)serialisation that entries and the worker wire format share
