@@ -23,73 +23,13 @@ from amp import Amp
 from amp.store import modelfile
 from amp.store.database import FileDatabase
 from amp.store.files import temporary_name
-from conftest import AMP_REFERENCE, GDML_REFERENCE, gone
+from conftest import AMP_REFERENCE, GDML_REFERENCE
+from fault_helpers import emt_images, small_calc
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-
-# Child processes start with this: a model large enough (about 2 MB of
-# JSON) that writing it takes a while, so racing writers overlap.
-PRELUDE = r'''
-import os, sys, time
-import numpy as np
-from amp import Amp
-from amp.descriptor.gaussian import Gaussian, make_default_symmetry_functions
-from amp.model.neuralnetwork import NeuralNetwork
-from amp.store import modelfile
-
-
-def big_calc(scale=1.0, width=200):
-    descriptor = Gaussian(cutoff=6.5, Gs=make_default_symmetry_functions(
-        ["Cu", "Pt"]))
-    rng = np.random.default_rng(0)
-    weights, scalings, fprange = {}, {}, {}
-    for element, Gs in descriptor.Gs.items():
-        sizes = [len(Gs), width, width, 1]
-        weights[element] = {k + 1: scale * rng.normal(size=(m + 1, n))
-                            for k, (m, n) in enumerate(zip(sizes, sizes[1:]))}
-        scalings[element] = {"intercept": 0.0, "slope": 1.0}
-        fprange[element] = [[0.0, 1.0]] * len(Gs)
-    model = NeuralNetwork(hiddenlayers=(width, width), weights=weights,
-                          scalings=scalings, fprange=fprange)
-    return Amp(descriptor, model, cores=1)
-
-
-def wait_for(path):
-    while not os.path.exists(path):
-        time.sleep(0.005)
-
-
-def emt_images(count, seed=0):
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
-        atoms.symbols[1] = "Pt"
-        atoms.rattle(0.1, rng=rng)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        images.append(atoms)
-    return images
-
-
-def small_calc(label, convergence=None, maxiter=100000):
-    from amp.model import LossFunction
-
-    calc = Amp(descriptor=Gaussian(cutoff=4.0),
-               model=NeuralNetwork(hiddenlayers=(3,), randomseed=1),
-               label=label, cores=1)
-    calc.model.lossfunction = LossFunction(
-        convergence=convergence or {"energy_rmse": 0.05, "force_rmse": 0.5},
-        force_coefficient=0.04, maxiter=maxiter)
-    return calc
-'''
-exec(PRELUDE)  # the same helpers in this process
+# Child processes start with this: the helpers, among them a model large
+# enough (about 2 MB of JSON) that writing it takes a while, so racing
+# writers overlap.
+PRELUDE = "from fault_helpers import *  # noqa\n"
 
 
 def child(script, *args, limit=None):
@@ -137,7 +77,7 @@ wait_for(go)
 start = float(open(go).read())
 for r in range(rounds):
     target = os.path.join(folder, "race%02d.amp" % r)
-    time.sleep(max(0.0, start + 0.3 * r - time.time()))
+    time.sleep(max(0.0, start + 0.25 * r - time.time()))
     try:
         if r % 2:
             calc.save(target)
@@ -154,7 +94,7 @@ def test_racing_saves_without_overwrite_have_one_winner(tmp_path):
     ``Amp.save`` and with ``modelfile.write`` (``overwrite=False``): in
     every round exactly one succeeds, the others get FileExistsError, and
     the file holds the winner's model."""
-    rounds, racers = 8, 4
+    rounds, racers = 6, 4
     processes = [child(RACER, tmp_path, index, rounds)
                  for index in range(racers)]
     for process in processes:
@@ -396,7 +336,7 @@ def assert_same_contents(found, expected):
 TRAIN = r'''
 label = sys.argv[1]
 try:
-    small_calc(label).train(emt_images(30))
+    small_calc(label).train(emt_images(16))
     print("trained")
 except Exception as error:
     print("failed: %s: %s" % (type(error).__name__, error))
@@ -408,7 +348,7 @@ def test_training_on_a_full_disk_keeps_the_model(small_disk):
     of room. The converged model is written all the same, the failure is
     logged, and the loose databases stay whole."""
     label = os.path.join(small_disk.folder, "m", "run")
-    small_calc(label).train(emt_images(30), compress_databases=False)
+    small_calc(label).train(emt_images(16), compress_databases=False)
     before = database_contents(label)
     for suffix in (".amp", "-initial-parameters.amp", "-log.txt"):
         os.remove(label + suffix)
@@ -569,7 +509,7 @@ def test_archive_killed_at_random_moments_then_rerun(tmp_path):
     archive() completes, and no temporary file is left."""
     rng = random.Random()
     path = str(tmp_path / "db.ampdb")
-    for _ in range(3):
+    for _ in range(2):
         process = child(ARCHIVER, path)
         assert process.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.8))
