@@ -7,6 +7,7 @@ forces, saves to and loads from ``.amp`` files, and gives energies,
 per-atom energies, forces and stress for MD and relaxations.
 """
 
+import contextlib
 import os
 import platform
 import socket
@@ -245,8 +246,9 @@ class Amp(Calculator):
         self._make_label_folder()
         # One training per label: a second is refused here, not after it
         # has trained into the first one's log and files.
-        with owner_lock(make_filename(self.label, ".lock"),
-                        "label %r" % self.label):
+        lock = make_filename(self.label, ".lock")
+        with owner_lock(lock, "label %r" % self.label) if lock else \
+                contextlib.nullcontext():
             try:
                 return self._train(images, filename, overwrite,
                                    compress_databases, memory_limit)

@@ -459,7 +459,7 @@ def test_a_label_in_use_is_refused_at_the_start(tmp_path, monkeypatch):
 TRAINER = r'''
 label = sys.argv[1]
 calc = small_calc(label, {"energy_rmse": 1e-9, "force_rmse": 1e-9},
-                  maxiter=400)
+                  maxiter=1000)
 calc.model.checkpoints = 5
 print("ready", flush=True)
 try:
@@ -480,6 +480,7 @@ def test_training_killed_at_a_random_moment_then_rerun(tmp_path):
     time.sleep(rng.uniform(0.2, 1.5))
     process.kill()
     process.wait()
+    assert '"pid": %d' % process.pid in open(label + ".lock").read()
     rerun = small_calc(label)
     assert rerun.train(emt_images(12), overwrite=True) is True
     Amp.load(label + ".amp")

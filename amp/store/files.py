@@ -53,7 +53,13 @@ def _writer_is_dead(name, host):
             len(parts[3]) != 12:
         return False
     pid = int(parts[2])
-    if pid == os.getpid() or pid <= 0:
+    return pid != os.getpid() and process_is_gone(pid)
+
+
+def process_is_gone(pid):
+    """True when no process ``pid`` runs on this host (a process of
+    another user still counts as running)."""
+    if pid <= 0:
         return False
     try:
         os.kill(pid, 0)

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 
-from .files import UnsafeFileError, read_file
+from .files import UnsafeFileError, process_is_gone, read_file
 
 try:
     import fcntl
@@ -53,15 +53,7 @@ def _recorded_owner_is_gone(path):
         return True
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    return host == socket.gethostname() and process_is_gone(pid)
 
 
 def _open(path):
