@@ -364,6 +364,42 @@ def test_training_on_a_full_disk_keeps_the_model(small_disk):
         assert temporaries("%s-%s.ampdb" % (label, name)) == []
 
 
+def test_model_without_room_waits_for_the_compression_then_says_where(
+        tmp_path, monkeypatch):
+    """No room for the model while the databases are being compressed:
+    the compression (which gives its room back) is waited for and the
+    model written again; if there is still no room, the error names the
+    file and says the parameters are still in the calculator."""
+    import errno
+
+    save = Amp.save
+    failures = []
+
+    def no_room_for_models(self, filename, *args, **kwargs):
+        if filename.endswith("run.amp") and len(failures) < limit:
+            failures.append(filename)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(Amp, "save", no_room_for_models)
+    label = str(tmp_path / "run")
+    limit = 1
+    assert small_calc(label).train(emt_images(6)) is True
+    Amp.load(label + ".amp")
+    log = open(label + "-log.txt").read()
+    assert "waiting for the compression, then writing it again" in log
+    assert log.index("Compressed") < log.index("Trained parameters saved")
+    limit, failures[:] = 2, []
+    calc = small_calc(label)
+    with pytest.raises(OSError, match="cannot write .*run.amp .*No space "
+                       "left.*still in this calculator"):
+        calc.train(emt_images(6), overwrite=True)
+    monkeypatch.undo()
+    calc.save(label + ".amp", overwrite=True)  # once there is room
+    np.testing.assert_array_equal(Amp.load(label + ".amp").model.vector,
+                                  calc.model.vector)
+
+
 READ_ARCHIVE = r'''
 from amp.store.database import FileDatabase
 database = FileDatabase(sys.argv[1])
