@@ -497,9 +497,10 @@ label = sys.argv[1]
 calc = small_calc(label, {"energy_rmse": 1e-9, "force_rmse": 1e-9},
                   maxiter=1000)
 calc.model.checkpoints = 5
+images = emt_images(12)
 print("ready", flush=True)
 try:
-    calc.train(emt_images(12), overwrite=True)
+    calc.train(images, overwrite=True)
 except Exception as error:
     print(type(error).__name__)
 '''
@@ -513,10 +514,15 @@ def test_training_killed_at_a_random_moment_then_rerun(tmp_path):
     label = str(tmp_path / "m" / "run")
     process = child(TRAINER, label)
     assert process.stdout.readline().strip() == "ready"
-    time.sleep(rng.uniform(0.2, 1.5))
+    owner = '"pid": %d' % process.pid
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and owner not in _text(label +
+                                                              ".lock"):
+        time.sleep(0.01)  # until the run holds its label
+    time.sleep(rng.uniform(0.0, 1.2))
     process.kill()
     process.wait()
-    assert '"pid": %d' % process.pid in open(label + ".lock").read()
+    assert owner in _text(label + ".lock")  # the dead run's lock is there
     rerun = small_calc(label)
     assert rerun.train(emt_images(12), overwrite=True) is True
     Amp.load(label + ".amp")
@@ -527,6 +533,14 @@ def test_training_killed_at_a_random_moment_then_rerun(tmp_path):
         assert temporaries(folder) == []
         assert temporaries(os.path.join(folder, "loose")) == [] \
             if os.path.isdir(os.path.join(folder, "loose")) else True
+
+
+def _text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
 
 
 ARCHIVER = r'''
