@@ -119,6 +119,30 @@ def test_racing_saves_without_overwrite_have_one_winner(tmp_path):
     assert temporaries(tmp_path) == []
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_no_overwrite_never_replaces_a_file_made_meanwhile(
+        tmp_path, monkeypatch, hard_links):
+    """Another writer creates the file between the check and the
+    publication: the file is theirs, this writer gets FileExistsError and
+    leaves nothing -- also where the file system has no hard links."""
+    import errno
+
+    from amp.store.files import atomic_file
+
+    if not hard_links:
+        def no_links(*args, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "x.amp"
+    with pytest.raises(FileExistsError, match="another writer created it"):
+        with atomic_file(path, overwrite=False) as handle:
+            handle.write(b"mine")
+            path.write_bytes(b"theirs")  # another writer, meanwhile
+    assert path.read_bytes() == b"theirs"
+    assert temporaries(tmp_path) == []
+
+
 # ------------------------------------------------- durable, tidy publishing
 
 def _record_publishing(monkeypatch):

@@ -119,17 +119,17 @@ def _publish_new(temporary, path):
         os.link(temporary, path)
         return
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "%s exists (created meanwhile "
-                              "by another writer); pass overwrite=True to "
-                              "replace it" % path, path) from None
+        raise FileExistsError("%s exists (another writer created it "
+                              "meanwhile); pass overwrite=True to replace "
+                              "it" % path) from None
     except OSError:  # no hard links on this file system
         pass
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "%s exists (created meanwhile "
-                              "by another writer); pass overwrite=True to "
-                              "replace it" % path, path) from None
+        raise FileExistsError("%s exists (another writer created it "
+                              "meanwhile); pass overwrite=True to replace "
+                              "it" % path) from None
     os.replace(temporary, path)
 
 
@@ -172,8 +172,8 @@ def atomic_file(path, fsync=True, overwrite=True, replace=True, tidy=True):
     """
     path = os.fspath(path)
     if not overwrite and os.path.lexists(path):
-        raise FileExistsError(errno.EEXIST, "%s exists; pass overwrite=True "
-                              "to replace it" % path, path)
+        raise FileExistsError("%s exists; pass overwrite=True to replace it"
+                              % path)
     folder = os.path.dirname(os.path.abspath(path))
     if tidy:
         remove_dead_temporaries(folder)
