@@ -7,6 +7,7 @@ forces, saves to and loads from ``.amp`` files, and gives energies,
 per-atom energies, forces and stress for MD and relaxations.
 """
 
+import contextlib
 import os
 import platform
 import socket
@@ -18,6 +19,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import potential
 from .store import modelfile
+from .store.locks import owner_lock
 from .utilities import Logger, hash_images, make_filename, now
 from .importing import importhelper  # noqa: F401  (Amp's name)
 
@@ -116,6 +118,7 @@ class Amp(Calculator):
         self.model = model
         self.dblabel = dblabel
         self._fingerprint_store = None
+        self._archive = None
         self.cores = cores
         self.envcommand = envcommand
         self.logging = logging
@@ -168,11 +171,15 @@ class Amp(Calculator):
 
     # Training ------------------------------------------------------------
 
-    def _open_log(self):
+    def _make_label_folder(self):
         filename = make_filename(self.label, "-log.txt")
         if filename is not None and os.path.dirname(filename):
             # Like ASE's file calculators: the label's folder is created.
             os.makedirs(os.path.dirname(filename), exist_ok=True)
+
+    def _open_log(self):
+        filename = make_filename(self.label, "-log.txt")
+        self._make_label_folder()
         if self.logging and filename is not None:
             self._log = Logger(filename)
         else:
@@ -227,17 +234,35 @@ class Amp(Calculator):
             ``<label>-untrained-parameters.amp``.
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
+        amp.store.locks.InUseError
+            Another running training uses this label (the message names
+            its pid); raised before anything is written.
         amp.descriptor.budget.TrainingMemoryError
             The fingerprint derivatives (or kernel matrices) would need more
             than ``memory_limit``; raised before anything is computed.
         """
-        from .model import TrainingConvergenceError
-
         _refuse_no_images(images)
         filename = make_filename(self.label, ".amp")
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
                                   "replace it" % filename)
+        self._make_label_folder()
+        # One training per label: a second is refused here, not after it
+        # has trained into the first one's log and files.
+        lock = make_filename(self.label, ".lock")
+        with owner_lock(lock, "label %r" % self.label) if lock else \
+                contextlib.nullcontext():
+            try:
+                return self._train(images, filename, overwrite,
+                                   compress_databases, memory_limit)
+            finally:
+                self._finish_archive()
+
+    def _train(self, images, filename, overwrite, compress_databases,
+               memory_limit):
+        """The body of :meth:`train`, under the label's lock."""
+        from .model import TrainingConvergenceError
+
         log = self._open_log()
         self._log_header(log)
         images = hash_images(images, log=log)
@@ -264,7 +289,7 @@ class Amp(Calculator):
                                   compress_databases)
         if not converged:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
-            self.save(untrained, overwrite=True)
+            self._save_result(untrained, True, log)
             log("Not converged; parameters saved to %s." % untrained)
             reason = getattr(getattr(self.model, "regressor", None),
                              "stop_reason", None) or \
@@ -272,7 +297,7 @@ class Amp(Calculator):
             raise TrainingConvergenceError(
                 "training did not converge: %s; the parameters reached are "
                 "in %s" % (reason.rstrip("."), untrained))
-        self.save(filename, overwrite=overwrite)
+        self._save_result(filename, overwrite, log)
         log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
         if os.path.exists(checkpoint):
@@ -317,7 +342,11 @@ class Amp(Calculator):
                 # Amp's wording: its log readers skip this line.
                 log("Saving checkpoint data. Step %i, %s." % (step,
                                                               checkpoint))
-                self.save(checkpoint, overwrite=True)
+                try:
+                    self.save(checkpoint, overwrite=True)
+                except OSError as error:  # optional: training goes on
+                    log("Could not save the checkpoint (%s); training goes "
+                        "on." % error)
 
         try:
             return self.model.regress(log, pool, on_step)
@@ -326,8 +355,50 @@ class Amp(Calculator):
             log("Interrupted; parameters saved to %s." % checkpoint)
             raise
         finally:
-            if archive is not None:
-                archive.finish()
+            # Optional clean-up: train() waits for it after writing the
+            # model, and a failure is only logged.
+            self._archive = archive
+
+    def _finish_archive(self):
+        """Wait for the background compression of the databases, if one
+        ran; its failure (e.g. a full disk) is logged, never raised."""
+        archive, self._archive = getattr(self, "_archive", None), None
+        if archive is not None:
+            archive.finish()
+
+    def _save_result(self, filename, overwrite, log):
+        """Write what training reached to ``filename``, before any clean-up.
+
+        When the disk is full while the databases are being compressed,
+        the compression is waited for (it gives its room back) and the
+        file written again. If it still cannot be written the parameters
+        stay in this calculator, and the error says so.
+        """
+        try:
+            self.save(filename, overwrite=overwrite)
+            return
+        except FileExistsError:
+            raise
+        except OSError as error:
+            if getattr(self, "_archive", None) is None:
+                raise self._unsaved(filename, error) from error
+            log("Could not write %s while the databases were being "
+                "compressed (%s); waiting for the compression, then writing "
+                "it again." % (filename, error))
+        self._finish_archive()
+        try:
+            self.save(filename, overwrite=overwrite)
+        except FileExistsError:
+            raise
+        except OSError as error:
+            raise self._unsaved(filename, error) from error
+
+    @staticmethod
+    def _unsaved(filename, error):
+        return type(error)(error.errno, "cannot write %s (%s); the trained "
+                           "parameters are still in this calculator: make "
+                           "room and call its save()" % (filename,
+                                                         error.strerror))
 
     def _resume_from_checkpoint(self, log):
         """Continue from ``<label>-checkpoint.amp`` when it matches."""

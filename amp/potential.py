@@ -16,6 +16,11 @@ vectors ``r_e`` (from atom ``i[e]`` to an image of atom ``j[e]``):
   (:func:`amp.descriptor.fingerprints.entry_virial`), for cells periodic
   in all three directions.
 
+An image without atoms gets what ASE's own calculators (EMT, LJ) give:
+energy 0, forces of shape ``(0, 3)`` and, in a 3-D periodic cell, zero
+stress (:func:`results_without_atoms`); the neighbour search is never
+asked about it.
+
 Two paths give the same numbers (to round-off): the *fused* one, when the
 descriptor declares ``contracted_forces`` and the model
 ``block_evaluation``, contracts the derivatives with ``dE/dG`` while they
@@ -69,6 +74,37 @@ def image_fingerprints(descriptor, atoms, store=None, derivatives=True):
     return store[key]
 
 
+def results_without_atoms(atoms, members=None):
+    """ASE's results for an image with no atoms, as ASE's EMT gives them.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Without atoms; its cell decides whether there is a stress.
+    members : int, optional
+        For a committee: every value gets a leading axis of this length
+        (and ``stress`` is None outside a 3-D periodic cell).
+
+    Returns
+    -------
+    dict
+        ``energy`` 0, ``energies`` and ``forces`` of no atoms and, for a
+        cell periodic in three directions, a zero ``stress``.
+    """
+    lead = () if members is None else (members,)
+    periodic = atoms.cell.rank == 3 and all(atoms.pbc)
+    results = {"energies": np.zeros(lead + (0,)),
+               "forces": np.zeros(lead + (0, 3))}
+    if members is None:
+        results["energy"] = results["free_energy"] = 0.0
+        if periodic:
+            results["stress"] = np.zeros(6)
+    else:
+        results["energy"] = np.zeros(members)
+        results["stress"] = np.zeros((members, 6)) if periodic else None
+    return results
+
+
 def _separate_forces_results(descriptor, model, atoms, store, properties):
     """Results of a model with forces of their own (see the module
     docstring); it raises for a property it cannot give."""
@@ -111,6 +147,8 @@ def evaluate(descriptor, model, atoms, store=None, properties=None):
         (Voigt order, eV/A^3); a model with ``separate_forces`` gives no
         stress, and no forces when it has no force model.
     """
+    if len(atoms) == 0:
+        return results_without_atoms(atoms)
     if separate_forces(model):
         return _separate_forces_results(descriptor, model, atoms, store,
                                         properties)

@@ -6,7 +6,9 @@ the names implemented elsewhere (databases, parallel processing, the
 at the end.
 """
 
+import contextlib
 import hashlib
+import logging
 import os
 import time
 from datetime import datetime
@@ -128,8 +130,17 @@ class Logger:
             if label in self._tics:
                 message += " %.1f sec." % self.toc(label)
         if self.file is not None:
-            self.file.write(message + "\n")
-            self.file.flush()
+            try:
+                self.file.write(message + "\n")
+                self.file.flush()
+            except OSError as error:
+                # A full disk must not end a training over its log.
+                logging.getLogger("amp").warning(
+                    "cannot write the log %s (%s); its later lines are "
+                    "dropped", getattr(self.file, "name", "file"), error)
+                with contextlib.suppress(OSError):
+                    self.close()
+                self.file = None
         if tic is not None and tic is not False:
             self.tic(None if tic is True else tic)
 

@@ -46,12 +46,19 @@ def dumps(descriptor_dict, model_dict):
 
 
 def write(filename, text, overwrite=False):
-    """Write ``text`` atomically; refuse to replace a file unless asked.
+    """Write ``text`` atomically and durably; refuse to replace a file
+    unless asked.
+
+    Through :func:`amp.store.files.atomic_file`: the data are flushed to
+    disk before the file is renamed into place; without ``overwrite`` the
+    file is published with ``os.link``, so of processes racing for one new
+    name exactly one succeeds.
 
     Raises
     ------
     FileExistsError
-        ``filename`` exists and ``overwrite`` is False (it is untouched).
+        ``filename`` exists, or another writer created it meanwhile, and
+        ``overwrite`` is False (it is untouched).
     """
     with atomic_file(filename, overwrite=overwrite) as handle:
         handle.write(text.encode())
