@@ -227,8 +227,11 @@ class Amp(Calculator):
         log = self._open_log()
         self._log_header(log)
         images = hash_images(images, log=log)
-        log(" %d unique images after hashing (%d duplicates)."
-            % (len(images), len(images.metadata["duplicates"])))
+        # Amp 1.x's exact line: its read_trainlog takes the image count
+        # from the line holding "unique images after hashing.".
+        log(" %d unique images after hashing." % len(images))
+        log(" %d duplicate images dropped." % sum(
+            count - 1 for count in images.metadata["duplicates"].values()))
         force_training = self.model.forcetraining
         _check_training_images(images, force_training)
         from .parallel import pool_for
