@@ -35,11 +35,23 @@ def _refuse_no_images(images):
                          "path holding some)")
 
 
-def _check_training_images(images, forces):
+def _every_image(images, held_out):
+    """The training images, followed by the held-out ones (if any)."""
+    if held_out is None:
+        return images
+    from .utilities import MetaDict
+
+    every = MetaDict(images)
+    every.update(held_out.images)
+    every.metadata = dict(images.metadata or {})
+    return every
+
+
+def _check_training_images(images, forces, what="training image"):
     """Raise a ValueError naming the first image unfit for training."""
     _refuse_no_images(images)
     for index, (key, atoms) in enumerate(images.items()):
-        name = "training image %d (hash %s)" % (index, key)
+        name = "%s %d (hash %s)" % (what, index, key)
         if atoms.calc is None:
             raise ValueError("%s has no energy: attach a calculator or a "
                              "SinglePointCalculator with its energy" % name)
@@ -107,6 +119,10 @@ class Amp(Calculator):
         self.envcommand = envcommand
         self.logging = logging
         self.verbose = verbose
+        #: What training recorded (image counts, how the validation set
+        #: was chosen and its errors); saved in and loaded from ``.amp``
+        #: files.
+        self.metadata = {}
         self._log = Logger(None)
         self._check_compatible()
 
@@ -184,7 +200,8 @@ class Amp(Calculator):
         log("Model: %s" % self.model.tostring())
 
     def train(self, images, overwrite=False, compress_databases=True,
-              memory_limit=None):
+              memory_limit=None, validation=None, patience=None,
+              validation_seed=0):
         """Fit the model to the images' energies (and forces).
 
         Parameters
@@ -204,6 +221,27 @@ class Amp(Calculator):
             memory available when training starts. Their size is estimated
             from the neighbour lists and logged before anything is
             computed.
+        validation : float, list of ase.Atoms, str or dict, optional
+            Held-out images, scored at every loss evaluation and never
+            trained on: a fraction of ``images`` drawn with
+            ``validation_seed`` (e.g. ``0.1``), or images (a list, a
+            ``.traj``/``.db`` path, hashed images) with the same data as
+            the training images. Their errors go to the log (read by
+            :func:`amp.analysis.read_trainlog`, drawn by
+            :func:`amp.analysis.plot_convergence`); how they were chosen
+            goes to the log and to ``<label>.amp`` (:attr:`metadata`).
+        patience : int, optional
+            Early stopping: end the fit once the held-out images' loss has
+            not improved for this many loss evaluations, and keep the
+            parameters of its lowest value. The fit then counts as trained
+            (``<label>.amp`` is written, the log says so).
+        validation_seed : int
+            Seed of the draw of a ``validation`` fraction.
+
+        Returns
+        -------
+        bool
+            True: converged, or stopped early with ``patience``.
 
         Raises
         ------
@@ -227,13 +265,22 @@ class Amp(Calculator):
         log = self._open_log()
         self._log_header(log)
         images = hash_images(images, log=log)
+        held_out = self._hold_out(images, validation, validation_seed,
+                                  patience, log)
+        if held_out is not None:
+            images = held_out.training
         # Amp 1.x's exact line: its read_trainlog takes the image count
-        # from the line holding "unique images after hashing.".
+        # (of the loss) from the line holding "unique images after
+        # hashing.".
         log(" %d unique images after hashing." % len(images))
         log(" %d duplicate images dropped." % sum(
             count - 1 for count in images.metadata["duplicates"].values()))
         force_training = self.model.forcetraining
         _check_training_images(images, force_training)
+        if held_out is not None:
+            _check_training_images(held_out.images, force_training,
+                                   "held-out image")
+        self._check_stress(images, log)
         from .parallel import pool_for
 
         # One pool (or None) for the fingerprints and the whole fit; its
@@ -245,11 +292,15 @@ class Amp(Calculator):
                                           "derivative_memory"):
                 from .descriptor.budget import check_memory
 
-                check_memory(self.descriptor, images, memory_limit, log,
+                check_memory(self.descriptor, _every_image(images, held_out),
+                             memory_limit, log,
                              None if pool is None else pool.hosts)
             converged = self._fit(images, pool, log, force_training,
-                                  compress_databases)
-        if not converged:
+                                  compress_databases, held_out)
+        stopped_early = bool(getattr(self.model.lossfunction,
+                                     "stopped_early", False))
+        self._record_training(images, held_out, converged, stopped_early)
+        if not converged and not stopped_early:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
             log("Not converged; parameters saved to %s." % untrained)
@@ -260,7 +311,11 @@ class Amp(Calculator):
                 "training did not converge: %s; the parameters reached are "
                 "in %s" % (reason.rstrip("."), untrained))
         self.save(filename, overwrite=overwrite)
-        log("Trained parameters saved to %s." % filename)
+        if stopped_early:
+            log("Stopped early: the parameters of step %d (lowest held-out "
+                "loss) saved to %s." % (held_out.best_step, filename))
+        else:
+            log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
         if os.path.exists(checkpoint):
             # Superseded: a later train() under this label starts afresh.
@@ -268,20 +323,86 @@ class Amp(Calculator):
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
-    def _fit(self, images, pool, log, force_training, compress_databases):
+    def _hold_out(self, images, validation, seed, patience, log):
+        """The :class:`~amp.model.validation.HeldOut` set of
+        :meth:`train` (with its ``training`` images), or None."""
+        if validation is None:
+            if patience is not None:
+                raise ValueError("patience (early stopping) needs held-out "
+                                 "images: give validation too")
+            return None
+        from .images import hold_out
+        from .model.validation import HeldOut
+
+        training, held, description = hold_out(images, validation, seed)
+        chosen = {"fraction": "fraction %g of the images given, seed %d"
+                  % (description.get("fraction", 0.0),
+                     description.get("seed", 0)),
+                  "path": "from %s" % description.get("path"),
+                  "images": "given"}[description["source"]]
+        # Not Amp's "unique images after hashing." line: its reader takes
+        # the first such line for the training image count.
+        log(" Held out for validation: %d images (%s)." % (len(held),
+                                                           chosen))
+        held_out = HeldOut(held, patience, description)
+        held_out.training = training
+        return held_out
+
+    def _check_stress(self, images, log):
+        """With a stress term, count the images carrying a stress (at
+        least one must)."""
+        lossfunction = getattr(self.model, "lossfunction", None)
+        if not getattr(lossfunction, "train_stress", False):
+            return
+        from .model.batch import reference_stress
+
+        count = sum(reference_stress(atoms) is not None
+                    for atoms in images.values())
+        if not count:
+            raise ValueError(
+                "stress_coefficient is set but no training image carries a "
+                "stress (3-D periodic cells whose calculator gives "
+                "get_stress()); add stresses or train without "
+                "stress_coefficient")
+        log(" Stress training: %d of the %d images carry a stress."
+            % (count, len(images)))
+
+    def _record_training(self, images, held_out, converged, stopped_early):
+        """What :attr:`metadata` keeps of this fit."""
+        training = {"n_images": len(images), "converged": bool(converged),
+                    "stopped_early": stopped_early}
+        self.metadata = {"training": training}
+        if held_out is not None:
+            record = dict(held_out.description)
+            if held_out.history:
+                step, errors = held_out.history[-1]
+                if stopped_early:
+                    step = held_out.best_step
+                    errors = dict(held_out.history)[step]
+                record.update(step=step, **{
+                    key: value for key, value in errors.items()
+                    if value is not None})
+            self.metadata["validation"] = record
+
+    def _fit(self, images, pool, log, force_training, compress_databases,
+             held_out=None):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
         workers or None); True when converged."""
         from .model import check_mode
 
         check_mode(self.descriptor)
         own_database = self.dblabel is None
+        every = _every_image(images, held_out)
         store = self._store(self.label if own_database else self.dblabel,
-                            images)
+                            every)
         self.descriptor.calculate_fingerprints(
-            images, parallel=pool, log=log,
+            every, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
             verbose=self.verbose)
-        self.model.setup(images, store, log)
+        if held_out is None:
+            self.model.setup(images, store, log)
+        else:
+            self.model.setup(images, store, log, validation=held_out)
         if getattr(self.model, "lossfunction", None) is not None:
             self.model.lossfunction.verbose = self.verbose
         self._check_compatible()
@@ -360,15 +481,14 @@ class Amp(Calculator):
         if format not in ("json", "amp1"):
             raise ValueError("unknown model file format %r; 'json' or "
                              "'amp1'" % (format,))
-        if format == "amp1":
+        if format == "amp1":  # Amp 1.x's layout has no metadata
             from .store import amp1
 
-            dumps = amp1.dumps
+            text = amp1.dumps(self.descriptor.todict(), self.model.todict())
         else:
-            dumps = modelfile.dumps
-        modelfile.write(filename, dumps(self.descriptor.todict(),
-                                        self.model.todict()),
-                        overwrite=overwrite)
+            text = modelfile.dumps(self.descriptor.todict(),
+                                   self.model.todict(), self.metadata)
+        modelfile.write(filename, text, overwrite=overwrite)
 
     @classmethod
     def load(cls, file, Descriptor=None, Model=None, **kwargs):
@@ -387,7 +507,8 @@ class Amp(Calculator):
         from .descriptor.gaussian import Gaussian
         from .model.neuralnetwork import NeuralNetwork
 
-        descriptor_dict, model_dict = modelfile.read(file)
+        descriptor_dict, model_dict, metadata = modelfile.read(
+            file, metadata=True)
         Descriptor = Descriptor or Gaussian
         Model = Model or NeuralNetwork
         try:
@@ -401,4 +522,6 @@ class Amp(Calculator):
             raise modelfile.ModelFileError(
                 "model file is missing or has malformed parameters: %r"
                 % (error,)) from error
-        return cls(descriptor=descriptor, model=model, **kwargs)
+        calc = cls(descriptor=descriptor, model=model, **kwargs)
+        calc.metadata = metadata
+        return calc

@@ -182,6 +182,10 @@ def plot_convergence(logfile, plotfile="convergence.pdf"):
     evaluation, on log axes, with the criteria as faint lines; below, the
     shares of the energy and force terms in the loss. Every training run
     of the log is plotted, one after the other, separated by dashed lines.
+    When stress was trained, its RMSE and maximum residual (eV/A^3, in
+    magenta); when images were held out, their energy, force (and stress)
+    RMSEs as a second set of curves (dashed, ``validation ...``) and the
+    step of their lowest loss (a dotted vertical line).
 
     Parameters
     ----------
@@ -209,6 +213,8 @@ def plot_convergence(logfile, plotfile="convergence.pdf"):
     else:
         runs = read_trainlog(logfile, verbose=False, multiple=True)
         name = logfile
+    held_out = [r.get("validation") for r in runs
+                if r.get("convergence", {}).get("steps")]
     runs = [r["convergence"] for r in runs
             if r.get("convergence", {}).get("steps")]
     if not runs:
@@ -221,25 +227,46 @@ def plot_convergence(logfile, plotfile="convergence.pdf"):
              ("emrs", "b", ":", "energy maxresid", "energy_maxresid"),
              ("fs", "g", "-", "force rmse", "force_rmse"),
              ("fmrs", "g", ":", "force maxresid", "force_maxresid"),
+             ("ss", "m", "-", "stress rmse", "stress_rmse"),
+             ("smrs", "m", ":", "stress maxresid", "stress_maxresid"),
              ("costfxns", "0.5", "-", "loss function", None))
+    labelled = set()
+
+    def draw(x, values, color, style, text, **kwargs):
+        ax.semilogy(x, values, color=color, linestyle=style, lw=2,
+                    label=None if text in labelled else text, **kwargs)
+        labelled.add(text)
+
     offset, breaks = 0, []
-    for number, run in enumerate(runs):
+    for run, validation in zip(runs, held_out):
         x = offset + np.arange(len(run["steps"]))
         for key, color, style, text, criterion in lines:
-            if not run[key]:
+            if not run.get(key):
                 continue
-            ax.semilogy(x, run[key], color=color, linestyle=style, lw=2,
-                        label=text if number == 0 or
-                        not runs[0][key] else None)
+            draw(x, run[key], color, style, text)
             goal = run.get(criterion) if criterion else None
             if goal is not None and np.isfinite(goal) and goal > 0:
                 ax.semilogy([x[0], x[-1]], [goal, goal], color=color,
                             linestyle=style, alpha=0.5)
+        if validation:
+            # Rows by step: the block and the table have the same steps.
+            where = {step: k for k, step in enumerate(run["steps"])}
+            vx = np.array([offset + where.get(step, np.nan)
+                           for step in validation["steps"]])
+            for key, color, text in (("es", "b", "energy"),
+                                     ("fs", "g", "force"),
+                                     ("ss", "m", "stress")):
+                if validation.get(key):
+                    draw(vx, validation[key], color, "--",
+                         "validation %s rmse" % text, alpha=0.8)
+            if validation.get("best_step") in where:
+                ax.axvline(offset + where[validation["best_step"]],
+                           color="0.3", linestyle=":", lw=1)
         offset += len(run["steps"])
         breaks.append(offset - 0.5)
     for position in breaks[:-1]:
         ax.axvline(position, color="k", linestyle="--")
-    ax.set_ylabel("error (eV, eV/Å) and loss")
+    ax.set_ylabel("error (eV/atom, eV/Å, eV/Å³) and loss")
     ax.set_xlim(-0.5, offset - 0.5)
     ax.legend(loc="best", fontsize=9.0)
     axf = figure.add_axes((0.12, 0.07, 0.83, 0.18), sharex=ax)

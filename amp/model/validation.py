@@ -1,0 +1,195 @@
+"""Held-out images scored while training, early stopping, and the per-step
+block that Amp's convergence table has no columns for.
+
+A :class:`HeldOut` set is evaluated by the loss function at every loss
+evaluation (a row of the convergence table) with the same batches and
+code as the training images, without the gradient: energies from the
+fingerprints, forces (and stress) from the stored fingerprint derivatives
+through the batch's sparse maps. Its rows, and the training stress errors
+when stress is trained, are kept in memory and written to the log as one
+block when the fit ends (:func:`supplement_lines`), after the optimiser's
+``...optimization successful.``/``unsuccessful.`` line: Amp 1.x's
+``read_trainlog`` stops reading at that line, and every row of its table
+must have exactly Amp's columns, so nothing can be interleaved with them.
+:func:`amp.trainlog.read_trainlog` reads the block back.
+
+With ``patience``, the fit stops once the validation loss has not improved
+for that many evaluations (:class:`EarlyStoppingOccurred`), and the
+parameters of the lowest validation loss are kept.
+"""
+
+import numpy as np
+
+from ..utilities import EarlyStoppingOccurred
+
+__all__ = ["HeldOut", "errors", "supplement_lines", "SUPPLEMENT_TITLE",
+           "EarlyStoppingOccurred"]
+
+#: First line of the per-step block (read back by amp.trainlog).
+SUPPLEMENT_TITLE = ("Per-step values beside the convergence table "
+                    "(Amp 1.x's readers stop above):")
+#: Column names of the block: the training stress errors, then the
+#: held-out images' (``Val`` columns), by the key in :func:`errors`.
+TRAINING_COLUMNS = (("stress_rmse", "StressRMSE"),
+                    ("stress_maxresid", "StressMaxResid"))
+VALIDATION_COLUMNS = (("loss", "ValLoss"),
+                      ("energy_rmse", "ValEnergyRMSE"),
+                      ("energy_maxresid", "ValEnergyMaxResid"),
+                      ("force_rmse", "ValForceRMSE"),
+                      ("force_maxresid", "ValForceMaxResid"),
+                      ("stress_rmse", "ValStressRMSE"),
+                      ("stress_maxresid", "ValStressMaxResid"))
+
+
+def errors(total, energy_coefficient=1.0, force_coefficient=None,
+           stress_coefficient=None):
+    """RMSEs, maximum residuals and the mean loss from summed partials.
+
+    Parameters
+    ----------
+    total : dict
+        :func:`amp.model.combine_partials` of the batches' partial sums.
+    energy_coefficient, force_coefficient, stress_coefficient : float
+        The loss function's coefficients (None: no such term).
+
+    Returns
+    -------
+    dict
+        ``energy_rmse = sqrt(energy_loss / n_images)``, ``force_rmse``
+        likewise, ``stress_rmse = sqrt(stress_loss / n_stress_images)``
+        (eV/A^3; None without a stress term), the maxima, and ``loss``:
+        the coefficients' weighted sum of the terms per image (no
+        ``overfit`` penalty), which is what early stopping compares.
+    """
+    n = max(total["n_images"], 1e-300)
+    out = {"energy_rmse": float(np.sqrt(total["energy_loss"] / n)),
+           "energy_maxresid": total["energy_maxresid"],
+           "force_rmse": float(np.sqrt(total["force_loss"] / n)),
+           "force_maxresid": total["force_maxresid"],
+           "stress_rmse": None, "stress_maxresid": None}
+    loss = energy_coefficient * total["energy_loss"]
+    if force_coefficient is not None:
+        loss += force_coefficient * total["force_loss"]
+    if stress_coefficient is not None and "stress_loss" in total:
+        n_stress = max(total["n_stress_images"], 1e-300)
+        out["stress_rmse"] = float(np.sqrt(total["stress_loss"] / n_stress))
+        out["stress_maxresid"] = total["stress_maxresid"]
+        loss += stress_coefficient * total["stress_loss"]
+    out["loss"] = float(loss / n)
+    return out
+
+
+class HeldOut:
+    """The held-out images of a fit and what they gave at each step.
+
+    Parameters
+    ----------
+    images : dict
+        ``{hash: atoms}`` with reference energies (and forces, stress).
+    patience : int, optional
+        Stop the fit once the validation loss has not improved for this
+        many loss evaluations; None never stops.
+    description : str, optional
+        How the images were chosen (logged and saved with the model).
+
+    Attributes
+    ----------
+    history : list of tuple
+        ``(step, errors)`` per loss evaluation (see :func:`errors`).
+    best_step, best_loss, best_vector
+        The evaluation of the lowest validation loss so far.
+    stopped_early : bool
+        Whether the patience ran out.
+    """
+
+    def __init__(self, images, patience=None, description=None):
+        if patience is not None and (int(patience) != patience
+                                     or patience < 1):
+            raise ValueError("patience must be a whole number of loss "
+                             "evaluations >= 1, got %r" % (patience,))
+        if not len(images):
+            raise ValueError("the validation set has no images")
+        self.images = images
+        self.patience = None if patience is None else int(patience)
+        self.description = description
+        self.reset()
+
+    def reset(self):
+        """Forget the rows and the best step (a new fit)."""
+        self.history = []
+        self.best_step, self.best_loss, self.best_vector = None, np.inf, None
+        self.stopped_early = False
+
+    def record(self, step, vector, row):
+        """Keep ``row`` (from :func:`errors`) of ``step``.
+
+        Raises
+        ------
+        EarlyStoppingOccurred
+            With ``patience``, when the lowest validation loss is more
+            than ``patience`` evaluations old.
+        """
+        self.history.append((step, row))
+        if row["loss"] < self.best_loss:
+            self.best_step, self.best_loss = step, row["loss"]
+            self.best_vector = np.array(vector, dtype=float)
+        if self.patience is not None and \
+                step - self.best_step >= self.patience:
+            self.stopped_early = True
+            raise EarlyStoppingOccurred(
+                "the validation loss has not improved for %d loss "
+                "evaluations (lowest %.4e at step %d)"
+                % (step - self.best_step, self.best_loss, self.best_step))
+
+    def summary(self):
+        """One line on the best step (and the early stop) for the log."""
+        if self.best_step is None:
+            return "Validation: no step was evaluated."
+        text = ("Validation: lowest loss %.4e at step %d of %d"
+                % (self.best_loss, self.best_step, self.history[-1][0]))
+        if self.stopped_early:
+            text += ("; stopped early (patience %d): the parameters of "
+                     "step %d are kept" % (self.patience, self.best_step))
+        return text + "."
+
+
+def supplement_lines(stress_rows=None, held_out=None):
+    """The per-step block for the log (empty when there is nothing).
+
+    Parameters
+    ----------
+    stress_rows : list of tuple, optional
+        ``(step, errors)`` of the training images, when stress is trained.
+    held_out : HeldOut, optional
+
+    Returns
+    -------
+    list of str
+        :data:`SUPPLEMENT_TITLE`, the column names, one row per step and
+        an empty line; then :meth:`HeldOut.summary`.
+    """
+    columns, sources = [], []
+    if stress_rows:
+        columns += [name for _, name in TRAINING_COLUMNS]
+        sources.append((dict(stress_rows), [k for k, _ in TRAINING_COLUMNS]))
+    if held_out is not None and held_out.history:
+        first = held_out.history[0][1]
+        keys = [(k, name) for k, name in VALIDATION_COLUMNS
+                if first.get(k) is not None]
+        columns += [name for _, name in keys]
+        sources.append((dict(held_out.history), [k for k, _ in keys]))
+    if not columns:
+        return []
+    steps = sorted(set().union(*(rows.keys() for rows, _ in sources)))
+    lines = [SUPPLEMENT_TITLE,
+             "%5s" % "Step" + "".join(" %14s" % name for name in columns)]
+    for step in steps:
+        values = []
+        for rows, keys in sources:
+            row = rows.get(step)
+            values += [row[k] if row is not None else np.nan for k in keys]
+        lines.append("%5i" % step + "".join(" %14.6e" % v for v in values))
+    lines.append("")
+    if held_out is not None and held_out.history:
+        lines.append(held_out.summary())
+    return lines
