@@ -12,18 +12,25 @@ import platform
 import socket
 import sys
 import types
+import warnings
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
+from ase.outputs import all_outputs
 
 from . import potential
+from .potential import ExtrapolationError, ExtrapolationWarning
 from .store import modelfile
 from .utilities import Logger, hash_images, make_filename, now
 from .importing import importhelper  # noqa: F401  (Amp's name)
 
 __version__ = "0.1.0"
 
-__all__ = ["Amp", "__version__"]
+__all__ = ["Amp", "ExtrapolationError", "ExtrapolationWarning",
+           "__version__"]
+
+#: What ``on_extrapolation`` may be.
+EXTRAPOLATION_ACTIONS = ("warn", "raise", "ignore")
 
 
 def _refuse_no_images(images):
@@ -101,6 +108,21 @@ class Amp(Calculator):
         A live progress line on standard error while fingerprinting and
         training (:mod:`amp.progress`): None (default) shows it only when
         standard error is a terminal, True always, False never.
+    on_extrapolation : {'warn', 'raise', 'ignore'}
+        What a calculation does when atoms have fingerprints outside the
+        model's training range (:class:`amp.potential.FingerprintRange`):
+        every calculation records it in ``results['extrapolation']``;
+        ``'warn'`` (default) also issues one
+        :class:`~amp.potential.ExtrapolationWarning` per calculator,
+        ``'raise'`` raises :class:`~amp.potential.ExtrapolationError`
+        instead of giving results.
+    extrapolation_tolerance : float
+        How far beyond the training range (in units of its half-width,
+        the network's scaled input) a fingerprint component may go before
+        its atom counts (default 0.1).
+    extrapolation_per_atom : bool
+        Also give each atom's largest scaled value and its flag
+        (``results['extrapolation']['scaled']``, ``['atoms']``).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces",
@@ -109,7 +131,20 @@ class Amp(Calculator):
 
     def __init__(self, descriptor, model, label="amp", dblabel=None,
                  cores=None, envcommand=None, logging=True, atoms=None,
-                 verbose=None):
+                 verbose=None, on_extrapolation="warn",
+                 extrapolation_tolerance=0.1, extrapolation_per_atom=False):
+        if on_extrapolation not in EXTRAPOLATION_ACTIONS:
+            raise ValueError("on_extrapolation=%r; use one of %s"
+                             % (on_extrapolation,
+                                ", ".join(EXTRAPOLATION_ACTIONS)))
+        if not extrapolation_tolerance >= 0.0:
+            raise ValueError("extrapolation_tolerance must be >= 0, got %r"
+                             % (extrapolation_tolerance,))
+        self.on_extrapolation = on_extrapolation
+        self.extrapolation_tolerance = float(extrapolation_tolerance)
+        self.extrapolation_per_atom = bool(extrapolation_per_atom)
+        self._range = (None, None)
+        self._extrapolation_warned = False
         Calculator.__init__(self, label=label, atoms=atoms)
         self.descriptor = descriptor
         self.model = model
@@ -151,14 +186,80 @@ class Amp(Calculator):
         Everything is computed in one pass by :func:`amp.potential.evaluate`,
         whichever properties are asked for. Fingerprints go to the
         databases only when a ``dblabel`` was given; otherwise nothing is
-        stored or written.
+        stored or written. ``results['extrapolation']`` says how many atoms
+        have fingerprints outside the training range, and how far (see
+        :class:`amp.potential.FingerprintRange`); ASE's own properties
+        (:meth:`export_properties`) leave it out.
+
+        Raises
+        ------
+        ExtrapolationError
+            With ``on_extrapolation='raise'``, when an atom is outside the
+            training range (no results are kept).
         """
         Calculator.calculate(self, atoms, properties, system_changes)
         store = None
         if self.dblabel is not None:
             store = self._store(self.dblabel)
-        self.results = potential.evaluate(self.descriptor, self.model,
-                                          self.atoms, store)
+        results = potential.evaluate(self.descriptor, self.model,
+                                     self.atoms, store,
+                                     self._extrapolation_check())
+        found = results.get("extrapolation")
+        if found is not None and found["count"]:
+            self._report_extrapolation(found)
+        self.results = results
+
+    def _extrapolation_check(self):
+        """The model's :class:`~amp.potential.FingerprintRange` check (made
+        again when the model's range changes), or None without a range."""
+        fprange = getattr(getattr(self.model, "parameters", None), "fprange",
+                          None)
+        if not fprange:
+            return None
+        source, checker = self._range
+        if source is not fprange or \
+                checker.tolerance != self.extrapolation_tolerance:
+            checker = potential.FingerprintRange(
+                fprange, self.extrapolation_tolerance)
+            self._range = (fprange, checker)
+        if self.extrapolation_per_atom:
+            return lambda fingerprints: checker.check(fingerprints, True)
+        return checker.check
+
+    def _report_extrapolation(self, found):
+        """Warn once, or raise, about atoms outside the training range."""
+        if self.on_extrapolation == "ignore" or (
+                self.on_extrapolation == "warn" and
+                self._extrapolation_warned):
+            return
+        where = "" if found["atom"] is None else \
+            " at atom %d (%s), feature %d" % (found["atom"],
+                                              found["element"],
+                                              found["feature"])
+        message = (
+            "%d of %d atoms have fingerprints outside the model's training "
+            "range (largest scaled value %.3g%s, where training spans "
+            "[-1, 1]; tolerance %g): the model is extrapolating and its "
+            "energies and forces there cannot be trusted"
+            % (found["count"], len(self.atoms), found["worst"], where,
+               found["tolerance"]))
+        if self.on_extrapolation == "raise":
+            self.results = {}
+            raise ExtrapolationError(message + " (on_extrapolation='raise')")
+        self._extrapolation_warned = True
+        warnings.warn(message + ". Warned once per calculator; "
+                      "results['extrapolation'] has it at every step, and "
+                      "on_extrapolation='raise' stops instead.",
+                      ExtrapolationWarning, stacklevel=2)
+
+    def export_properties(self):
+        """ASE's properties of the last calculation (what
+        ``atoms.get_properties`` gives): the results without
+        ``extrapolation``, which ASE's property table does not know."""
+        from ase.outputs import Properties
+
+        return Properties({name: value for name, value in
+                           self.results.items() if name in all_outputs})
 
     def _store(self, dblabel, images=None):
         """The fingerprint store of ``dblabel``, opened once and kept."""

@@ -21,12 +21,121 @@ descriptor declares ``contracted_forces`` and the model
 ``block_evaluation``, contracts the derivatives with ``dE/dG`` while they
 are made and stores nothing; the *stored* one computes the fingerprints
 and their derivatives (or reads them from a fingerprint store) first.
+
+Either way the fingerprints can be compared with the range the model was
+trained on (:class:`FingerprintRange`): a network fed inputs beyond it
+extrapolates, and nothing in its energies or forces says so.
 """
 
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .descriptor.fingerprints import entry_forces, entry_virial
+
+__all__ = ["evaluate", "fused_path", "image_fingerprints",
+           "FingerprintRange", "ExtrapolationWarning", "ExtrapolationError"]
+
+
+class ExtrapolationWarning(UserWarning):
+    """A calculation met fingerprints outside the model's training range
+    (see :class:`FingerprintRange`)."""
+
+
+class ExtrapolationError(RuntimeError):
+    """A calculation met fingerprints outside the model's training range,
+    and the calculator was asked to stop (``on_extrapolation='raise'``)."""
+
+
+class FingerprintRange:
+    """How far fingerprints lie outside a model's training range.
+
+    Each fingerprint component ``x`` of an atom of element ``s`` is put on
+    the scale the network sees, ``m = |x - mid| / half`` with ``mid`` and
+    ``half`` the centre and half-width of the training range
+    ``fprange[s]`` (``|x'|`` of the network's input scaling ``x' = -1 + 2
+    (x - min) / (max - min)``); a component whose training range is
+    narrower than 1e-8 (the network takes it unscaled) counts as ``1 + |x -
+    min|``. Inside the training range ``m <= 1``. An atom extrapolates when
+    any of its components has ``m > 1 + tolerance``.
+
+    Parameters
+    ----------
+    fprange : dict
+        ``{element: [[min, max], ...]}`` (the model's ``fprange``).
+    tolerance : float
+        How far beyond the range, in units of the half-range, a component
+        may go before its atom counts (default 0.1).
+    """
+
+    def __init__(self, fprange, tolerance=0.1):
+        if not tolerance >= 0.0:
+            raise ValueError("the extrapolation tolerance must be >= 0, got "
+                             "%r" % (tolerance,))
+        self.tolerance = float(tolerance)
+        self._scales = {}
+        for element, pairs in fprange.items():
+            low_high_f2 = np.asarray(pairs, dtype=float).reshape(-1, 2)
+            width_f = low_high_f2[:, 1] - low_high_f2[:, 0]
+            narrow_f = width_f <= 1e-8  # as the network's scaling
+            centre_f = np.where(narrow_f, low_high_f2[:, 0],
+                                low_high_f2.mean(axis=1))
+            inverse_half_f = np.where(narrow_f, 1.0, 2.0 / np.where(
+                narrow_f, 1.0, width_f))
+            self._scales[element] = (centre_f, inverse_half_f,
+                                     narrow_f.astype(float))
+
+    def check(self, fingerprints, per_atom=False):
+        """Count the atoms of an image outside the range.
+
+        Parameters
+        ----------
+        fingerprints : ImageFingerprints
+            Its ``values`` (per element) and ``atom_index``.
+        per_atom : bool
+            Also return each atom's largest scaled value.
+
+        Returns
+        -------
+        dict
+            ``count`` (atoms with a component beyond ``1 + tolerance``),
+            ``worst`` (the largest scaled value of any component; <= 1
+            inside the range), ``atom`` and ``element`` and ``feature``
+            (where it is), ``tolerance``; with ``per_atom``, ``scaled``
+            (each atom's largest value, shape (n_atoms,)) and ``atoms``
+            (the flags, ``scaled > 1 + tolerance``). Elements the range
+            does not know count as extrapolating (``worst`` inf).
+        """
+        scaled_a = np.zeros(fingerprints.n_atoms)
+        worst = (0.0, None, None)
+        for element, block_af in fingerprints.values.items():
+            index = fingerprints.atom_index[element]
+            if len(index) == 0:
+                continue
+            scales = self._scales.get(element)
+            if scales is None or len(scales[0]) != np.shape(block_af)[1]:
+                scaled_a[index] = np.inf
+                worst = max(worst, (np.inf, element, None),
+                            key=lambda w: w[0])
+                continue
+            centre_f, inverse_half_f, narrow_f = scales
+            magnitude_af = np.abs(block_af - centre_f)
+            magnitude_af *= inverse_half_f
+            magnitude_af += narrow_f
+            row, feature = np.unravel_index(np.argmax(magnitude_af),
+                                            magnitude_af.shape)
+            if magnitude_af[row, feature] > worst[0]:
+                worst = (float(magnitude_af[row, feature]), element,
+                         (int(index[row]), int(feature)))
+            scaled_a[index] = magnitude_af.max(axis=1)
+        flags_a = scaled_a > 1.0 + self.tolerance
+        where = worst[2] or (None, None)
+        result = {"count": int(np.count_nonzero(flags_a)),
+                  "worst": worst[0], "atom": where[0],
+                  "element": worst[1], "feature": where[1],
+                  "tolerance": self.tolerance}
+        if per_atom:
+            result.update(scaled=scaled_a, atoms=flags_a)
+        return result
 
 
 def fused_path(descriptor, model):
@@ -56,7 +165,7 @@ def image_fingerprints(descriptor, atoms, store=None):
     return store[key]
 
 
-def evaluate(descriptor, model, atoms, store=None):
+def evaluate(descriptor, model, atoms, store=None, extrapolation=None):
     """Energy, per-atom energies, forces and stress of one image.
 
     Parameters
@@ -69,13 +178,17 @@ def evaluate(descriptor, model, atoms, store=None):
     store : FingerprintStore, optional
         Keep the fingerprints there (a database with a ``dblabel``);
         without one nothing is stored or written.
+    extrapolation : callable, optional
+        ``extrapolation(fingerprints)`` (e.g. a
+        :class:`FingerprintRange`'s ``check``); its answer goes to
+        ``results['extrapolation']``.
 
     Returns
     -------
     dict
         ASE's results: ``energy``, ``free_energy``, ``energies``,
         ``forces`` and, for a cell periodic in three directions, ``stress``
-        (Voigt order, eV/A^3).
+        (Voigt order, eV/A^3); with ``extrapolation``, its answer too.
     """
     if store is None and fused_path(descriptor, model):
         atomic = np.empty(len(atoms))
@@ -99,4 +212,6 @@ def evaluate(descriptor, model, atoms, store=None):
         virial = entry_virial(fingerprints.neighbors, gradient)
         results["stress"] = full_3x3_to_voigt_6_stress(
             virial / atoms.get_volume())
+    if extrapolation is not None:
+        results["extrapolation"] = extrapolation(fingerprints)
     return results
