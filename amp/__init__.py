@@ -12,14 +12,14 @@ import platform
 import socket
 import sys
 import types
-import warnings
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.outputs import all_outputs
 
 from . import potential
-from .potential import ExtrapolationError, ExtrapolationWarning
+from .extrapolation import (ExtrapolationError, ExtrapolationWarning,
+                            Reporter, check_tolerance)
 from .store import modelfile
 from .utilities import Logger, hash_images, make_filename, now
 from .importing import importhelper  # noqa: F401  (Amp's name)
@@ -28,9 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = ["Amp", "ExtrapolationError", "ExtrapolationWarning",
            "__version__"]
-
-#: What ``on_extrapolation`` may be.
-EXTRAPOLATION_ACTIONS = ("warn", "raise", "ignore")
 
 
 def _refuse_no_images(images):
@@ -113,8 +110,8 @@ class Amp(Calculator):
         model's training range (:class:`amp.potential.FingerprintRange`):
         every calculation records it in ``results['extrapolation']``;
         ``'warn'`` (default) also issues one
-        :class:`~amp.potential.ExtrapolationWarning` per calculator,
-        ``'raise'`` raises :class:`~amp.potential.ExtrapolationError`
+        :class:`~amp.extrapolation.ExtrapolationWarning` per calculator,
+        ``'raise'`` raises :class:`~amp.extrapolation.ExtrapolationError`
         instead of giving results.
     extrapolation_tolerance : float
         How far beyond the training range (in units of its half-width,
@@ -133,18 +130,11 @@ class Amp(Calculator):
                  cores=None, envcommand=None, logging=True, atoms=None,
                  verbose=None, on_extrapolation="warn",
                  extrapolation_tolerance=0.1, extrapolation_per_atom=False):
-        if on_extrapolation not in EXTRAPOLATION_ACTIONS:
-            raise ValueError("on_extrapolation=%r; use one of %s"
-                             % (on_extrapolation,
-                                ", ".join(EXTRAPOLATION_ACTIONS)))
-        if not extrapolation_tolerance >= 0.0:
-            raise ValueError("extrapolation_tolerance must be >= 0, got %r"
-                             % (extrapolation_tolerance,))
-        self.on_extrapolation = on_extrapolation
-        self.extrapolation_tolerance = float(extrapolation_tolerance)
+        self._report = Reporter(on_extrapolation)
+        self.extrapolation_tolerance = check_tolerance(
+            extrapolation_tolerance)
         self.extrapolation_per_atom = bool(extrapolation_per_atom)
         self._range = (None, None)
-        self._extrapolation_warned = False
         Calculator.__init__(self, label=label, atoms=atoms)
         self.descriptor = descriptor
         self.model = model
@@ -226,12 +216,13 @@ class Amp(Calculator):
             return lambda fingerprints: checker.check(fingerprints, True)
         return checker.check
 
+    @property
+    def on_extrapolation(self):
+        """``'warn'``, ``'raise'`` or ``'ignore'`` (see the class)."""
+        return self._report.action
+
     def _report_extrapolation(self, found):
         """Warn once, or raise, about atoms outside the training range."""
-        if self.on_extrapolation == "ignore" or (
-                self.on_extrapolation == "warn" and
-                self._extrapolation_warned):
-            return
         where = "" if found["atom"] is None else \
             " at atom %d (%s), feature %d" % (found["atom"],
                                               found["element"],
@@ -243,14 +234,8 @@ class Amp(Calculator):
             "energies and forces there cannot be trusted"
             % (found["count"], len(self.atoms), found["worst"], where,
                found["tolerance"]))
-        if self.on_extrapolation == "raise":
-            self.results = {}
-            raise ExtrapolationError(message + " (on_extrapolation='raise')")
-        self._extrapolation_warned = True
-        warnings.warn(message + ". Warned once per calculator; "
-                      "results['extrapolation'] has it at every step, and "
-                      "on_extrapolation='raise' stops instead.",
-                      ExtrapolationWarning, stacklevel=2)
+        self.results = {}  # kept only when the reporter lets them through
+        self._report(message)
 
     def export_properties(self):
         """ASE's properties of the last calculation (what

@@ -31,32 +31,20 @@ import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .descriptor.fingerprints import entry_forces, entry_virial
+from .extrapolation import RangeScale, check_tolerance
 
 __all__ = ["evaluate", "fused_path", "image_fingerprints",
-           "FingerprintRange", "ExtrapolationWarning", "ExtrapolationError"]
-
-
-class ExtrapolationWarning(UserWarning):
-    """A calculation met fingerprints outside the model's training range
-    (see :class:`FingerprintRange`)."""
-
-
-class ExtrapolationError(RuntimeError):
-    """A calculation met fingerprints outside the model's training range,
-    and the calculator was asked to stop (``on_extrapolation='raise'``)."""
+           "FingerprintRange"]
 
 
 class FingerprintRange:
     """How far fingerprints lie outside a model's training range.
 
-    Each fingerprint component ``x`` of an atom of element ``s`` is put on
-    the scale the network sees, ``m = |x - mid| / half`` with ``mid`` and
-    ``half`` the centre and half-width of the training range
-    ``fprange[s]`` (``|x'|`` of the network's input scaling ``x' = -1 + 2
-    (x - min) / (max - min)``); a component whose training range is
-    narrower than 1e-8 (the network takes it unscaled) counts as ``1 + |x -
-    min|``. Inside the training range ``m <= 1``. An atom extrapolates when
-    any of its components has ``m > 1 + tolerance``.
+    Each fingerprint component of an atom of element ``s`` is put on the
+    scale the network sees (:class:`amp.extrapolation.RangeScale` of
+    ``fprange[s]``: ``|x'|`` of the input scaling ``x' = -1 + 2 (x - min)
+    / (max - min)``, ``<= 1`` inside the training range). An atom
+    extrapolates when any of its components is beyond ``1 + tolerance``.
 
     Parameters
     ----------
@@ -68,21 +56,9 @@ class FingerprintRange:
     """
 
     def __init__(self, fprange, tolerance=0.1):
-        if not tolerance >= 0.0:
-            raise ValueError("the extrapolation tolerance must be >= 0, got "
-                             "%r" % (tolerance,))
-        self.tolerance = float(tolerance)
-        self._scales = {}
-        for element, pairs in fprange.items():
-            low_high_f2 = np.asarray(pairs, dtype=float).reshape(-1, 2)
-            width_f = low_high_f2[:, 1] - low_high_f2[:, 0]
-            narrow_f = width_f <= 1e-8  # as the network's scaling
-            centre_f = np.where(narrow_f, low_high_f2[:, 0],
-                                low_high_f2.mean(axis=1))
-            inverse_half_f = np.where(narrow_f, 1.0, 2.0 / np.where(
-                narrow_f, 1.0, width_f))
-            self._scales[element] = (centre_f, inverse_half_f,
-                                     narrow_f.astype(float))
+        self.tolerance = check_tolerance(tolerance)
+        self._scales = {element: RangeScale(pairs)
+                        for element, pairs in fprange.items()}
 
     def check(self, fingerprints, per_atom=False):
         """Count the atoms of an image outside the range.
@@ -111,16 +87,13 @@ class FingerprintRange:
             index = fingerprints.atom_index[element]
             if len(index) == 0:
                 continue
-            scales = self._scales.get(element)
-            if scales is None or len(scales[0]) != np.shape(block_af)[1]:
+            scale = self._scales.get(element)
+            if scale is None or scale.n_features != np.shape(block_af)[1]:
                 scaled_a[index] = np.inf
                 worst = max(worst, (np.inf, element, None),
                             key=lambda w: w[0])
                 continue
-            centre_f, inverse_half_f, narrow_f = scales
-            magnitude_af = np.abs(block_af - centre_f)
-            magnitude_af *= inverse_half_f
-            magnitude_af += narrow_f
+            magnitude_af = scale.scaled(block_af)
             row, feature = np.unravel_index(np.argmax(magnitude_af),
                                             magnitude_af.shape)
             if magnitude_af[row, feature] > worst[0]:
