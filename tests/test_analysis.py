@@ -269,6 +269,49 @@ def test_parity_and_error_returns_the_calculators_numbers(tmp_path, trained):
     assert open(prefix + "-plot.pdf", "rb").read(5) == b"%PDF-"
 
 
+def test_parity_with_validation_by_set_and_element(tmp_path, trained,
+                                                   monkeypatch):
+    import amp.analysis
+
+    label, images = trained
+    calc = Amp.load(label + ".amp")
+    held_out = slab_images(2, seed=5)
+    figures = []
+    monkeypatch.setattr(amp.analysis, "save_figure",
+                        lambda figure, path: figures.append(figure))
+    result = plot_parity_and_error(calc, images, validation=held_out,
+                                   plotfile=str(tmp_path / "p.png"),
+                                   returndata=True)
+    energy_data, force_data, held_energy, held_forces = result
+    assert len(energy_data) == 6 and len(held_energy) == 2
+    for image, key in zip(held_out, held_energy):
+        atoms = image.copy()
+        atoms.calc = calc
+        assert held_energy[key][1] == atoms.get_potential_energy()
+        np.testing.assert_array_equal(held_forces[key][1],
+                                      atoms.get_forces())
+    (figure,) = figures
+    energy_parity, energy_error, force_parity, force_error = figure.axes
+    assert "eV/atom" in energy_error.get_xlabel() + energy_error.get_ylabel()
+    labels = force_parity.get_legend_handles_labels()[1]
+    assert [text.split(":")[0] for text in labels] == [
+        "Cu training", "Pt training", "Cu validation", "Pt validation"]
+    # The numbers beside each label: RMSE and MAE of that element's
+    # components in that set.
+    residual = np.concatenate([d[1] - d[0] for d in held_forces.values()])
+    pt = residual[[0, 8]]  # atom 0 (Pt) of each 8-atom slab
+    assert labels[3] == "Pt validation: RMSE %.3g, MAE %.3g eV/Å" % (
+        np.sqrt(np.mean(pt ** 2)), np.mean(np.abs(pt)))
+    colours = {line.get_label().split(":")[0]: line.get_color()
+               for line in force_parity.get_lines()}
+    assert colours["Cu training"] == colours["Pt training"] != \
+        colours["Cu validation"]
+    per_atom = np.array([d[3] for d in held_energy.values()])
+    assert energy_parity.get_legend_handles_labels()[1][1] == \
+        "validation: RMSE %.3g, MAE %.3g eV/atom" % (
+            np.sqrt(np.mean(per_atom ** 2)), np.mean(per_atom))
+
+
 def test_sensitivity_and_calc_rmse(tmp_path, trained):
     label, images = trained
     calc = Amp.load(label + ".amp")
