@@ -23,58 +23,13 @@ from .extrapolation import (ExtrapolationError, ExtrapolationWarning,
 from .store import modelfile
 from .utilities import Logger, hash_images, make_filename, now
 from .importing import importhelper  # noqa: F401  (Amp's name)
+from ._fitting import (check_stress, check_training_images, every_image,
+                       held_out_set, refuse_no_images, training_record)
 
 __version__ = "0.1.0"
 
 __all__ = ["Amp", "ExtrapolationError", "ExtrapolationWarning",
            "__version__"]
-
-
-def _refuse_no_images(images):
-    """Raise ValueError when there is nothing to train on (before any file
-    is written; a file that holds no images is caught after reading)."""
-    if isinstance(images, (list, tuple, dict)) and not images:
-        raise ValueError("train() was given no images: pass a list of "
-                         "ase.Atoms with energies (or a .traj or ASE .db "
-                         "path holding some)")
-
-
-def _every_image(images, held_out):
-    """The training images, followed by the held-out ones (if any)."""
-    if held_out is None:
-        return images
-    from .utilities import MetaDict
-
-    every = MetaDict(images)
-    every.update(held_out.images)
-    every.metadata = dict(images.metadata or {})
-    return every
-
-
-def _check_training_images(images, forces, what="training image"):
-    """Raise a ValueError naming the first image unfit for training."""
-    _refuse_no_images(images)
-    for index, (key, atoms) in enumerate(images.items()):
-        name = "%s %d (hash %s)" % (what, index, key)
-        if atoms.calc is None:
-            raise ValueError("%s has no energy: attach a calculator or a "
-                             "SinglePointCalculator with its energy" % name)
-        try:
-            energy = atoms.get_potential_energy(apply_constraint=False)
-        except Exception as error:
-            raise ValueError("%s has no energy (%s)" % (name, error)) \
-                from error
-        if not np.isfinite(energy):
-            raise ValueError("%s has a NaN or infinite energy" % name)
-        if forces:
-            try:
-                f = atoms.get_forces(apply_constraint=False)
-            except Exception as error:
-                raise ValueError(
-                    "%s has no forces (%s); supply forces or train with "
-                    "force_coefficient=None" % (name, error)) from error
-            if not np.all(np.isfinite(f)):
-                raise ValueError("%s has NaN or infinite forces" % name)
 
 
 class Amp(Calculator):
@@ -343,16 +298,17 @@ class Amp(Calculator):
         """
         from .model import TrainingConvergenceError
 
-        _refuse_no_images(images)
+        refuse_no_images(images)
         filename = make_filename(self.label, ".amp")
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
                                   "replace it" % filename)
         log = self._open_log()
         self._log_header(log)
+        self.metadata = {}  # this fit's, once it ends
         images = hash_images(images, log=log)
-        held_out = self._hold_out(images, validation, validation_seed,
-                                  patience, log)
+        held_out = held_out_set(images, validation, validation_seed,
+                                patience, log)
         if held_out is not None:
             images = held_out.training
         # Amp 1.x's exact line: its read_trainlog takes the image count
@@ -362,11 +318,11 @@ class Amp(Calculator):
         log(" %d duplicate images dropped." % sum(
             count - 1 for count in images.metadata["duplicates"].values()))
         force_training = self.model.forcetraining
-        _check_training_images(images, force_training)
+        check_training_images(images, force_training)
         if held_out is not None:
-            _check_training_images(held_out.images, force_training,
-                                   "held-out image")
-        self._check_stress(images, log)
+            check_training_images(held_out.images, force_training,
+                                  "held-out image")
+        check_stress(self.model, images, log)
         from .parallel import pool_for
 
         # One pool (or None) for the fingerprints and the whole fit; its
@@ -378,14 +334,15 @@ class Amp(Calculator):
                                           "derivative_memory"):
                 from .descriptor.budget import check_memory
 
-                check_memory(self.descriptor, _every_image(images, held_out),
+                check_memory(self.descriptor, every_image(images, held_out),
                              memory_limit, log,
                              None if pool is None else pool.hosts)
             converged = self._fit(images, pool, log, force_training,
                                   compress_databases, held_out)
         stopped_early = bool(getattr(self.model.lossfunction,
                                      "stopped_early", False))
-        self._record_training(images, held_out, converged, stopped_early)
+        self.metadata = training_record(images, held_out, converged,
+                                        stopped_early)
         if not converged and not stopped_early:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
@@ -409,67 +366,6 @@ class Amp(Calculator):
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
-    def _hold_out(self, images, validation, seed, patience, log):
-        """The :class:`~amp.model.validation.HeldOut` set of
-        :meth:`train` (with its ``training`` images), or None."""
-        if validation is None:
-            if patience is not None:
-                raise ValueError("patience (early stopping) needs held-out "
-                                 "images: give validation too")
-            return None
-        from .images import hold_out
-        from .model.validation import HeldOut
-
-        training, held, description = hold_out(images, validation, seed)
-        chosen = {"fraction": "fraction %g of the images given, seed %d"
-                  % (description.get("fraction", 0.0),
-                     description.get("seed", 0)),
-                  "path": "from %s" % description.get("path"),
-                  "images": "given"}[description["source"]]
-        # Not Amp's "unique images after hashing." line: its reader takes
-        # the first such line for the training image count.
-        log(" Held out for validation: %d images (%s)." % (len(held),
-                                                           chosen))
-        held_out = HeldOut(held, patience, description)
-        held_out.training = training
-        return held_out
-
-    def _check_stress(self, images, log):
-        """With a stress term, count the images carrying a stress (at
-        least one must)."""
-        lossfunction = getattr(self.model, "lossfunction", None)
-        if not getattr(lossfunction, "train_stress", False):
-            return
-        from .model.batch import reference_stress
-
-        count = sum(reference_stress(atoms) is not None
-                    for atoms in images.values())
-        if not count:
-            raise ValueError(
-                "stress_coefficient is set but no training image carries a "
-                "stress (3-D periodic cells whose calculator gives "
-                "get_stress()); add stresses or train without "
-                "stress_coefficient")
-        log(" Stress training: %d of the %d images carry a stress."
-            % (count, len(images)))
-
-    def _record_training(self, images, held_out, converged, stopped_early):
-        """What :attr:`metadata` keeps of this fit."""
-        training = {"n_images": len(images), "converged": bool(converged),
-                    "stopped_early": stopped_early}
-        self.metadata = {"training": training}
-        if held_out is not None:
-            record = dict(held_out.description)
-            if held_out.history:
-                step, errors = held_out.history[-1]
-                if stopped_early:
-                    step = held_out.best_step
-                    errors = dict(held_out.history)[step]
-                record.update(step=step, **{
-                    key: value for key, value in errors.items()
-                    if value is not None})
-            self.metadata["validation"] = record
-
     def _fit(self, images, pool, log, force_training, compress_databases,
              held_out=None):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
@@ -478,7 +374,7 @@ class Amp(Calculator):
 
         check_mode(self.descriptor)
         own_database = self.dblabel is None
-        every = _every_image(images, held_out)
+        every = every_image(images, held_out)
         store = self._store(self.label if own_database else self.dblabel,
                             every)
         self.descriptor.calculate_fingerprints(

@@ -78,9 +78,8 @@ def main():
            "minimum of %d, interleaved with the above" % args.repeats)
     report("extrapolation_check_108_atoms", "%.3f" % (1e3 * alone), "ms",
            "the check alone, minimum of 200")
-    report("extrapolation_overhead_108_atoms", "%.2f" % (100 * alone
-                                                          / unchecked),
-           "%", "the check over an unchecked force call; target <= 3")
+    report("extrapolation_overhead_108_atoms",
+           "%.2f" % (100 * alone / unchecked), "%", "the check over an unchecked force call; target <= 3")
     report("extrapolation_overhead_108_atoms_difference",
            "%.2f" % (100 * (checked - unchecked) / unchecked), "%",
            "checked minus unchecked call, over the unchecked call")

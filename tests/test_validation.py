@@ -182,9 +182,9 @@ def test_validation_and_stress_logs_read_by_amp101(tmp_path):
     ours = read_trainlog(log, verbose=False)
     validation = ours.pop("validation")
     c = ours["convergence"]
-    extra = {key: c.pop(key) for key in ("stress_rmse", "stress_maxresid",
-                                          "stress_coefficient", "ss",
-                                          "smrs")}
+    keys = ("stress_rmse", "stress_maxresid", "stress_coefficient", "ss",
+            "smrs")
+    extra = {key: c.pop(key) for key in keys}
     assert ours == amp101_read(log)
     assert extra["stress_rmse"] == 1e-9 and \
         extra["stress_coefficient"] == 10.0
@@ -224,13 +224,13 @@ def test_validation_with_workers_equals_serial(fingerprinted):
     lossfunction = spread.lossfunction
     with lossfunction.evaluator({"cores": 2}):
         # The held-out images are on the workers, as the training images.
-        assert lossfunction._validation_workers.job is not None
+        assert lossfunction.validation.workers.job is not None
         for vector, reference in zip(vectors, expected):
             result = lossfunction.validation_errors(vector)
             for key, value in reference.items():
                 if value is not None:
                     assert result[key] == pytest.approx(value, rel=1e-12)
-    assert lossfunction._validation_workers is None
+    assert lossfunction.validation.workers is None
 
 
 def test_bad_validation_arguments(tmp_path):

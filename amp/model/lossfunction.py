@@ -99,13 +99,10 @@ class LossFunction:
         serially when they do not; True always gives them their shares;
         False never does.
     stress_coefficient : float, optional
-        Train on the stress of the images that carry one (3-D periodic,
-        ASE's ``get_stress()``): adds ``stress_coefficient * sum_images
-        sum_Voigt dsigma^2 / 6`` (eV/A^3) to the loss, with the virial of
-        the same fingerprint derivatives as the forces (so it needs
-        ``force_coefficient`` not None; 0.0 trains no forces). Criteria
-        ``stress_rmse`` and ``stress_maxresid`` (eV/A^3) may be given in
-        ``convergence``. None (default): no stress term.
+        Adds ``stress_coefficient * sum_images sum_Voigt dsigma^2 / 6``
+        (eV/A^3) over the images that carry a stress, from the forces'
+        fingerprint derivatives (``force_coefficient`` must not be None);
+        criteria ``stress_rmse``, ``stress_maxresid``. None: no term.
     """
 
     #: Amp's defaults of the parameters given as None (the convergence
@@ -157,11 +154,8 @@ class LossFunction:
         #: terminal, True/False forced; Amp sets it from its ``verbose``.
         self.verbose = None
         self._progress = None
-        #: The held-out images (:class:`amp.model.validation.HeldOut`)
-        #: scored at every step, or None; given by :meth:`attach_model`.
+        #: Held-out images (amp.model.validation.HeldOut) or None.
         self.validation = None
-        self._validation_batches = None
-        self._validation_workers = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
@@ -174,8 +168,7 @@ class LossFunction:
 
     @property
     def train_stress(self):
-        """Whether the loss has a stress term (``stress_coefficient`` not
-        None)."""
+        """Whether the loss has a stress term."""
         return self.parameters.get("stress_coefficient") is not None
 
     @property
@@ -190,7 +183,6 @@ class LossFunction:
         self.close()
         self._step = 0
         self._batches = None
-        self._validation_batches = None
         self._stress_history = []
         if self.validation is not None:
             self.validation.reset()
@@ -281,20 +273,6 @@ class LossFunction:
                                        self.train_forces, weights, **stress)
                 for group in groups]
 
-    def validation_batches(self, n_shares=1):
-        """The held-out images' batches (``n_shares`` of them), built on
-        first use; None without held-out images."""
-        if self.validation is None:
-            return None
-        if self._validation_batches is None or \
-                len(self._validation_batches) != n_shares:
-            images = self.validation.images
-            groups = [g for g in np.array_split(np.arange(len(images)),
-                                                n_shares) if len(g)]
-            self._validation_batches = self._make_batches(
-                images, groups, self._image_weights(images))
-        return self._validation_batches
-
     def _initialize(self):
         if self._initialized:
             return
@@ -329,13 +307,11 @@ class LossFunction:
         log("  overfit: %s" % p.overfit)
         log("  weight_duplicates: %s" % p.weight_duplicates)
         if self.validation is not None:
-            # Nothing here may hold Amp's criterion names: its reader
-            # takes the last line holding e.g. "energy_rmse:".
-            log("  held-out images: %d, scored at every step; patience: %s"
-                % (len(self.validation.images), self.validation.patience))
-        if self.train_stress or self.validation is not None:
-            log("  (their per-step errors follow the table when the fit "
-                "ends)")
+            # No criterion names here: Amp's reader reads any line with
+            # e.g. "energy_rmse:" as the criterion.
+            log("  held-out images: %d, scored at every step (after the "
+                "table); patience: %s" % (len(self.validation.images),
+                                          self.validation.patience))
         log("")
         if self.train_forces:
             header = "%5s %19s %12s %12s %12s %12s %12s"
@@ -406,10 +382,10 @@ class LossFunction:
             if self.validation is not None:
                 # Spread as the training images are: on the workers when
                 # they hold training shares, else in the master.
-                self._validation_workers = WorkerBatches(
-                    pool, self.validation_batches(share_count(pool)),
+                self.validation.workers = WorkerBatches(
+                    pool, self.validation.make_batches(
+                        self, share_count(pool)),
                     setup, use_workers=self._workers.job is not None)
-                self._validation_batches = None
             try:
                 yield self
             finally:
@@ -434,32 +410,19 @@ class LossFunction:
 
     def validation_errors(self, parametervector):
         """The held-out images' errors for a parameter vector (see
-        :func:`amp.model.validation.errors`), from the workers inside
-        :meth:`evaluator`; None without held-out images."""
+        :meth:`amp.model.validation.HeldOut.evaluate`); None without
+        held-out images."""
         if self.validation is None:
             return None
-        vector = np.array(parametervector, dtype=float)
-        self._model.vector = vector
-        p = self.parameters
-        force_coefficient = p.force_coefficient if self.train_forces \
-            else None
-        if self._validation_workers is not None:
-            partials = self._validation_workers.partials(vector, False)
-        else:
-            partials = self._serial_partials(self.validation_batches(),
-                                             False, force_coefficient)
-        return errors(combine_partials(partials), p.energy_coefficient,
-                      force_coefficient, p.get("stress_coefficient"))
+        return self.validation.evaluate(self, parametervector)
 
     def close(self):
         """Stop using workers (as leaving :meth:`evaluator` does): they drop
         their shares, and a pool started for this loss function is
         stopped. Evaluation is serial after."""
         self._close_progress()
-        if self._validation_workers is not None:
-            workers, self._validation_workers = self._validation_workers, \
-                None
-            workers.close()
+        if self.validation is not None:
+            self.validation.close()
         if self._workers is not None:
             workers, self._workers = self._workers, None
             workers.close()
@@ -518,18 +481,16 @@ class LossFunction:
                 gradient[k] = (plus - minus) / (2 * self.d)
             self._model.vector = vector
             total["gradient"] = gradient
+        result = {key: total[key] for key in (
+            "loss", "energy_loss", "force_loss", "energy_maxresid",
+            "force_maxresid")}
+        result["dloss_dparameters"] = total["gradient"] if lossprime \
+            else np.zeros(len(vector))
         found = errors(total, stress_coefficient=self.parameters.get(
             "stress_coefficient"))
-        result = {"loss": total["loss"],
-                  "dloss_dparameters": (total["gradient"] if lossprime
-                                        else np.zeros(len(vector))),
-                  "energy_loss": total["energy_loss"],
-                  "force_loss": total["force_loss"],
-                  "energy_maxresid": total["energy_maxresid"],
-                  "force_maxresid": total["force_maxresid"],
-                  "energy_rmse": found["energy_rmse"],
-                  "force_rmse": found["force_rmse"],
-                  "stress_rmse": found["stress_rmse"]}
+        result.update((key, found[key]) for key in ("energy_rmse",
+                                                    "force_rmse",
+                                                    "stress_rmse"))
         if self.train_stress:
             result.update(stress_loss=total.get("stress_loss", 0.0),
                           stress_maxresid=found["stress_maxresid"])
@@ -575,47 +536,36 @@ class LossFunction:
             self._progress.update(self._step, loss=result["loss"],
                                   energy_rmse=result["energy_rmse"],
                                   **fields)
-        if self.raise_ConvergenceOccurred:
+        maxiter = self.parameters.maxiter
+        ending = self.raise_ConvergenceOccurred and (
+            converged or maxiter is not None and self._step >= maxiter)
+        if held_out is not None:  # may end the fit (patience)
+            try:
+                self.validation.record(
+                    self._step, parametervector, held_out,
+                    may_stop=self.raise_ConvergenceOccurred and not ending)
+            except EarlyStoppingOccurred:
+                self._close_progress()
+                raise
+        if ending:
             if converged:
                 self._model.vector = parametervector
                 self._close_progress()
-                self._record_validation(parametervector, held_out, False)
                 raise ConvergenceOccurred()
-            maxiter = self.parameters.maxiter
-            if maxiter is not None and self._step >= maxiter:
-                self._close_progress()
-                self._record_validation(parametervector, held_out, False)
-                raise MaxIterationsReached(
-                    "no convergence after %i loss evaluations" % self._step)
-        self._record_validation(parametervector, held_out,
-                                self.raise_ConvergenceOccurred)
+            self._close_progress()
+            raise MaxIterationsReached(
+                "no convergence after %i loss evaluations" % self._step)
         return {key: result[key] for key in
                 ("loss", "dloss_dparameters", "energy_loss", "force_loss",
                  "energy_maxresid", "force_maxresid")}
 
-    def _record_validation(self, vector, held_out, may_stop):
-        """Keep the held-out images' errors of this step; with
-        ``may_stop``, let the patience end the fit."""
-        if held_out is None:
-            return
-        try:
-            self.validation.record(self._step, vector, held_out)
-        except EarlyStoppingOccurred:
-            if not may_stop:
-                self.validation.stopped_early = False
-                return
-            self._close_progress()
-            raise
-
     def write_supplement(self, log=None):
-        """Write the per-step errors that Amp's table has no columns for
-        (training stress, held-out images) and the validation summary, as
-        one block (:func:`amp.model.validation.supplement_lines`); called
-        when the fit ends, after the optimiser's last line."""
-        log = self.log if log is None else log
+        """Write the per-step errors Amp's table has no columns for
+        (:func:`amp.model.validation.supplement_lines`); called when the
+        fit ends, after the optimiser's last line."""
         for line in supplement_lines(self._stress_history or None,
                                      self.validation):
-            log(line)
+            (self.log if log is None else log)(line)
 
     def check_convergence(self, result):
         """Whether every criterion that is not None is met; logs the
@@ -664,8 +614,7 @@ class LossFunction:
         """The parameters of the lowest loss evaluated so far (or None);
         with early stopping (held-out images and a ``patience``), those of
         the lowest validation loss."""
-        if self.validation is not None and \
-                self.validation.patience is not None and \
+        if getattr(self.validation, "patience", None) is not None and \
                 self.validation.best_vector is not None:
             return self.validation.best_vector
         return self._best[1]

@@ -100,6 +100,11 @@ class HeldOut:
         The evaluation of the lowest validation loss so far.
     stopped_early : bool
         Whether the patience ran out.
+    batches : list of TrainingBatch or None
+        Their batches when evaluated here (built by the loss function).
+    workers : WorkerBatches or None
+        Their shares on the workers while the loss function's
+        :meth:`~amp.model.LossFunction.evaluator` uses workers.
     """
 
     def __init__(self, images, patience=None, description=None):
@@ -112,28 +117,65 @@ class HeldOut:
         self.images = images
         self.patience = None if patience is None else int(patience)
         self.description = description
+        self.batches = self.workers = None
         self.reset()
 
     def reset(self):
-        """Forget the rows and the best step (a new fit)."""
+        """Forget the rows, the best step and the batches (a new fit)."""
+        self.close()
+        self.batches = None
         self.history = []
         self.best_step, self.best_loss, self.best_vector = None, np.inf, None
         self.stopped_early = False
 
-    def record(self, step, vector, row):
+    def make_batches(self, lossfunction, n_shares=1):
+        """The images in ``n_shares`` batches, as ``lossfunction`` makes
+        its training batches."""
+        groups = [g for g in np.array_split(np.arange(len(self.images)),
+                                            n_shares) if len(g)]
+        return lossfunction._make_batches(
+            self.images, groups, lossfunction._image_weights(self.images))
+
+    def evaluate(self, lossfunction, vector):
+        """The images' :func:`errors` for the parameters ``vector`` of
+        ``lossfunction``'s model: with its coefficients, by the workers
+        holding their shares, or here (no gradient either way)."""
+        from .lossfunction import combine_partials
+
+        vector = np.array(vector, dtype=float)
+        lossfunction._model.vector = vector
+        p = lossfunction.parameters
+        force = p.force_coefficient if lossfunction.train_forces else None
+        if self.workers is not None:
+            partials = self.workers.partials(vector, False)
+        else:
+            if self.batches is None:
+                self.batches = self.make_batches(lossfunction)
+            partials = lossfunction._serial_partials(self.batches, False,
+                                                     force)
+        return errors(combine_partials(partials), p.energy_coefficient,
+                      force, p.get("stress_coefficient"))
+
+    def close(self):
+        """Let the workers drop their shares (evaluated here after)."""
+        if self.workers is not None:
+            workers, self.workers = self.workers, None
+            workers.close()
+
+    def record(self, step, vector, row, may_stop=True):
         """Keep ``row`` (from :func:`errors`) of ``step``.
 
         Raises
         ------
         EarlyStoppingOccurred
-            With ``patience``, when the lowest validation loss is more
-            than ``patience`` evaluations old.
+            With ``patience`` and ``may_stop``, when the lowest validation
+            loss is more than ``patience`` evaluations old.
         """
         self.history.append((step, row))
         if row["loss"] < self.best_loss:
             self.best_step, self.best_loss = step, row["loss"]
             self.best_vector = np.array(vector, dtype=float)
-        if self.patience is not None and \
+        if may_stop and self.patience is not None and \
                 step - self.best_step >= self.patience:
             self.stopped_early = True
             raise EarlyStoppingOccurred(
