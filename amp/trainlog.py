@@ -228,6 +228,8 @@ def _read_supplement(lines, end, data, where):
         start = lines.index(SUPPLEMENT_TITLE, end)
     except ValueError:
         return
+    if start + 1 == len(lines):
+        return  # cut after the title
     names = lines[start + 1].split()[1:]
     known = {name: ("convergence", key) for key, name in TRAINING_COLUMNS}
     known.update({name: ("validation", key)
@@ -244,6 +246,8 @@ def _read_supplement(lines, end, data, where):
         if not tokens or not tokens[0].isdigit():
             break
         if len(tokens) != len(names) + 1:
+            if index == len(lines) - 1:
+                break  # a row being written
             raise ValueError("%s: %d values in a row of the per-step block, "
                              "expected %d" % (where(index), len(tokens) - 1,
                                               len(names)))
