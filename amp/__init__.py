@@ -15,7 +15,7 @@ import types
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
-from ase.outputs import all_outputs
+from ase.outputs import Properties, all_outputs
 
 from . import potential
 from .extrapolation import (ExtrapolationError, ExtrapolationWarning,
@@ -172,7 +172,7 @@ class Amp(Calculator):
         return checker.check
 
     @property
-    def on_extrapolation(self):
+    def on_extrapolation(self) -> str:
         """``'warn'``, ``'raise'`` or ``'ignore'`` (see the class)."""
         return self._report.action
 
@@ -192,12 +192,10 @@ class Amp(Calculator):
         self.results = {}  # kept only when the reporter lets them through
         self._report(message)
 
-    def export_properties(self):
+    def export_properties(self) -> Properties:
         """ASE's properties of the last calculation (what
         ``atoms.get_properties`` gives): the results without
         ``extrapolation``, which ASE's property table does not know."""
-        from ase.outputs import Properties
-
         return Properties({name: value for name, value in
                            self.results.items() if name in all_outputs})
 

@@ -2,10 +2,12 @@
 they can be trained on (energies, forces, stresses), the held-out set
 and what the saved model keeps of the fit (:attr:`amp.Amp.metadata`)."""
 
+from typing import Any, Callable, Optional
+
 import numpy as np
 
 
-def refuse_no_images(images):
+def refuse_no_images(images: Any) -> None:
     """Raise ValueError when there is nothing to train on (before any file
     is written; a file that holds no images is caught after reading)."""
     if isinstance(images, (list, tuple, dict)) and not images:
@@ -14,19 +16,20 @@ def refuse_no_images(images):
                          "path holding some)")
 
 
-def every_image(images, held_out):
+def every_image(images: dict, held_out: Any) -> dict:
     """The training images, followed by the held-out ones (if any)."""
     if held_out is None:
         return images
     from .utilities import MetaDict
 
-    every = MetaDict(images)
+    every: Any = MetaDict(images)
     every.update(held_out.images)
-    every.metadata = dict(images.metadata or {})
+    every.metadata = dict(getattr(images, "metadata", None) or {})
     return every
 
 
-def check_training_images(images, forces, what="training image"):
+def check_training_images(images: dict, forces: bool,
+                          what: str = "training image") -> None:
     """Raise a ValueError naming the first image unfit for training."""
     refuse_no_images(images)
     for index, (key, atoms) in enumerate(images.items()):
@@ -52,7 +55,8 @@ def check_training_images(images, forces, what="training image"):
                 raise ValueError("%s has NaN or infinite forces" % name)
 
 
-def held_out_set(images, validation, seed, patience, log):
+def held_out_set(images: dict, validation: Any, seed: int,
+                 patience: Optional[int], log: Callable) -> Any:
     """The :class:`~amp.model.validation.HeldOut` set of
     :meth:`amp.Amp.train` (with its ``training`` images), or None."""
     if validation is None:
@@ -72,12 +76,10 @@ def held_out_set(images, validation, seed, patience, log):
     # Not Amp's "unique images after hashing." line: its reader takes the
     # first such line for the training image count.
     log(" Held out for validation: %d images (%s)." % (len(held), chosen))
-    held_out = HeldOut(held, patience, description)
-    held_out.training = training
-    return held_out
+    return HeldOut(held, patience, description, training=training)
 
 
-def check_stress(model, images, log):
+def check_stress(model: Any, images: dict, log: Callable) -> None:
     """With a stress term, count the images carrying a stress (at
     least one must)."""
     lossfunction = getattr(model, "lossfunction", None)
@@ -97,7 +99,8 @@ def check_stress(model, images, log):
         % (count, len(images)))
 
 
-def training_record(images, held_out, converged, stopped_early):
+def training_record(images: dict, held_out: Any, converged: bool,
+                    stopped_early: bool) -> dict[str, Any]:
     """What :attr:`amp.Amp.metadata` keeps of a fit."""
     training = {"n_images": len(images), "converged": bool(converged),
                 "stopped_early": stopped_early}

@@ -24,6 +24,7 @@ module imports nothing of the package.
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["ExtrapolationWarning", "ExtrapolationError", "RangeScale",
            "Reporter", "ACTIONS"]
@@ -50,7 +51,7 @@ class RangeScale:
         ``[[min, max], ...]`` of each component over the training data.
     """
 
-    def __init__(self, low_high):
+    def __init__(self, low_high: ArrayLike) -> None:
         low_high_f2 = np.asarray(low_high, dtype=float).reshape(-1, 2)
         width_f = low_high_f2[:, 1] - low_high_f2[:, 0]
         narrow_f = width_f <= 1e-8  # as the network's input scaling
@@ -61,7 +62,7 @@ class RangeScale:
             narrow_f, 1.0, 2.0 / np.where(narrow_f, 1.0, width_f))
         self.narrow_f = narrow_f.astype(float)
 
-    def scaled(self, values_nf):
+    def scaled(self, values_nf: ArrayLike) -> np.ndarray:
         """``m`` of every component of ``values_nf`` (shape (n,
         n_features)); a new array of that shape."""
         magnitude_nf = np.abs(np.asarray(values_nf, dtype=float)
@@ -71,7 +72,7 @@ class RangeScale:
         return magnitude_nf
 
 
-def check_tolerance(tolerance):
+def check_tolerance(tolerance: float) -> float:
     """``tolerance`` as a float, or ValueError unless it is >= 0."""
     if not tolerance >= 0.0:
         raise ValueError("the extrapolation tolerance must be >= 0, got %r"
@@ -91,14 +92,14 @@ class Reporter:
         calculation; ``'ignore'``: nothing.
     """
 
-    def __init__(self, on_extrapolation="warn"):
+    def __init__(self, on_extrapolation: str = "warn") -> None:
         if on_extrapolation not in ACTIONS:
             raise ValueError("on_extrapolation=%r; use one of %s"
                              % (on_extrapolation, ", ".join(ACTIONS)))
         self.action = on_extrapolation
         self.warned = False
 
-    def __call__(self, message):
+    def __call__(self, message: str) -> None:
         """React to a calculation that extrapolates; ``message`` says
         how."""
         if self.action == "raise":

@@ -4,6 +4,8 @@ Amp's :func:`randomize_images` and :func:`check_images` (both also in
 :mod:`amp.utilities`), with Amp's error type :class:`MissingDataError`.
 """
 
+from typing import Any
+
 import numpy as np
 
 from .utilities import _read_images
@@ -98,7 +100,8 @@ def check_images(images, forces=True):
         raise MissingDataError("; ".join(problems) + hint)
 
 
-def hold_out(images, validation, seed=0):
+def hold_out(images: dict, validation: Any,
+             seed: int = 0) -> tuple[dict, dict, dict]:
     """Split held-out images from hashed training images.
 
     Parameters
@@ -144,11 +147,11 @@ def hold_out(images, validation, seed=0):
             len(keys), size=count, replace=False).tolist())
         description = {"source": "fraction", "fraction": fraction,
                        "seed": int(seed)}
-        held = MetaDict((k, images[k]) for n, k in enumerate(keys)
-                        if n in chosen)
-        training = MetaDict((k, images[k]) for n, k in enumerate(keys)
-                            if n not in chosen)
-        training.metadata = dict(images.metadata or {})
+        held: Any = MetaDict((k, images[k]) for n, k in enumerate(keys)
+                             if n in chosen)
+        training: Any = MetaDict((k, images[k]) for n, k in enumerate(keys)
+                                 if n not in chosen)
+        training.metadata = dict(getattr(images, "metadata", None) or {})
         held.metadata["duplicates"] = {}
     else:
         description = {"source": "images"}

@@ -27,6 +27,8 @@ trained on (:class:`FingerprintRange`): a network fed inputs beyond it
 extrapolates, and nothing in its energies or forces says so.
 """
 
+from typing import Any, Callable, Optional
+
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 
@@ -55,12 +57,13 @@ class FingerprintRange:
         may go before its atom counts (default 0.1).
     """
 
-    def __init__(self, fprange, tolerance=0.1):
+    def __init__(self, fprange: dict, tolerance: float = 0.1) -> None:
         self.tolerance = check_tolerance(tolerance)
         self._scales = {element: RangeScale(pairs)
                         for element, pairs in fprange.items()}
 
-    def check(self, fingerprints, per_atom=False):
+    def check(self, fingerprints: Any,
+              per_atom: bool = False) -> dict[str, Any]:
         """Count the atoms of an image outside the range.
 
         Parameters
@@ -82,7 +85,7 @@ class FingerprintRange:
             does not know count as extrapolating (``worst`` inf).
         """
         scaled_a = np.zeros(fingerprints.n_atoms)
-        worst = (0.0, None, None)
+        worst: tuple[float, Any, Any] = (0.0, None, None)
         for element, block_af in fingerprints.values.items():
             index = fingerprints.atom_index[element]
             if len(index) == 0:
@@ -102,10 +105,10 @@ class FingerprintRange:
             scaled_a[index] = magnitude_af.max(axis=1)
         flags_a = scaled_a > 1.0 + self.tolerance
         where = worst[2] or (None, None)
-        result = {"count": int(np.count_nonzero(flags_a)),
-                  "worst": worst[0], "atom": where[0],
-                  "element": worst[1], "feature": where[1],
-                  "tolerance": self.tolerance}
+        result: dict[str, Any] = {
+            "count": int(np.count_nonzero(flags_a)), "worst": worst[0],
+            "atom": where[0], "element": worst[1], "feature": where[1],
+            "tolerance": self.tolerance}
         if per_atom:
             result.update(scaled=scaled_a, atoms=flags_a)
         return result
@@ -138,7 +141,9 @@ def image_fingerprints(descriptor, atoms, store=None):
     return store[key]
 
 
-def evaluate(descriptor, model, atoms, store=None, extrapolation=None):
+def evaluate(descriptor: Any, model: Any, atoms: Any, store: Any = None,
+             extrapolation: Optional[Callable[[Any], dict]] = None
+             ) -> dict[str, Any]:
     """Energy, per-atom energies, forces and stress of one image.
 
     Parameters

@@ -120,7 +120,7 @@ def main():
                     errors += found
                     flagged = [atoms.calc.results["extrapolation"]["count"]
                                > 0 for atoms, _ in relaxed]
-                    stress = "" if loss["stress_rmse"] is None else \
+                    stress = "" if loss.get("stress_rmse") is None else \
                         ", stress %.4f eV/A^3" % loss["stress_rmse"]
                     report("%s_%s_seed%d" % (kind, name, seed),
                            " ".join("%.2f" % e for e in found), "%",

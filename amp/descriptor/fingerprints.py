@@ -178,7 +178,7 @@ class ImageFingerprints:
         """The stress times the volume, 3x3 (see :func:`entry_virial`)."""
         return entry_virial(self.neighbors, self.entry_gradients(dE_dG))
 
-    def virial_matrix(self):
+    def virial_matrix(self) -> np.ndarray:
         """The linear map from ``dE/dG`` to the virial, in Voigt order.
 
         ``V @ g`` is :meth:`virial` as ASE's Voigt vector (``xx, yy, zz,

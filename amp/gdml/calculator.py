@@ -16,6 +16,7 @@ from ase import units
 from ase.calculators.calculator import (Calculator,
                                          PropertyNotImplementedError,
                                          all_changes)
+from ase.outputs import Properties, all_outputs
 
 from ..extrapolation import RangeScale, Reporter, check_tolerance
 from . import io as gdml_io
@@ -306,16 +307,14 @@ class GDMLCalculator(Calculator):
                                  / predictor.sig)}
 
     @property
-    def on_extrapolation(self):
+    def on_extrapolation(self) -> str:
         """``'warn'``, ``'raise'`` or ``'ignore'`` (see the class)."""
         return self._report.action
 
-    def export_properties(self):
+    def export_properties(self) -> Properties:
         """ASE's properties of the last calculation (what
         ``atoms.get_properties`` gives): the results without
         ``extrapolation``, which ASE's property table does not know."""
-        from ase.outputs import Properties, all_outputs
-
         return Properties({name: value for name, value in
                            self.results.items() if name in all_outputs})
 

@@ -9,11 +9,13 @@ loss function adds over batches (or over workers) in a fixed order. The
 network maths it calls is in :mod:`amp.model._network`.
 """
 
+from typing import Any, Optional
+
 import numpy as np
 import scipy.sparse
 
 
-def reference_stress(atoms):
+def reference_stress(atoms: Any) -> Optional[np.ndarray]:
     """The stress ``atoms`` carries for training (ASE's Voigt order,
     eV/A^3), or None: a cell periodic in three directions whose
     calculator gives a finite stress."""

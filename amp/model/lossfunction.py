@@ -12,6 +12,7 @@ improving). The formulas are in ``docs/model.md``.
 
 import contextlib
 import time
+from typing import Callable, Optional
 
 import numpy as np
 from ase.calculators.calculator import Parameters
@@ -167,12 +168,12 @@ class LossFunction:
         return self.parameters.force_coefficient is not None
 
     @property
-    def train_stress(self):
+    def train_stress(self) -> bool:
         """Whether the loss has a stress term."""
         return self.parameters.get("stress_coefficient") is not None
 
     @property
-    def stopped_early(self):
+    def stopped_early(self) -> bool:
         """Whether the last fit stopped because the validation loss had
         not improved for ``patience`` evaluations."""
         return self.validation is not None and self.validation.stopped_early
@@ -408,7 +409,8 @@ class LossFunction:
                               force_coefficient, raveler, **stress)
                 for batch in batches]
 
-    def validation_errors(self, parametervector):
+    def validation_errors(self, parametervector: np.ndarray
+                          ) -> Optional[dict]:
         """The held-out images' errors for a parameter vector (see
         :meth:`amp.model.validation.HeldOut.evaluate`); None without
         held-out images."""
@@ -465,8 +467,9 @@ class LossFunction:
         Returns
         -------
         dict
-            As :meth:`get_loss`, plus ``energy_rmse``, ``force_rmse`` and
-            ``stress_rmse`` (None without a stress term).
+            As :meth:`get_loss`, plus ``energy_rmse``, ``force_rmse`` and,
+            with a stress term, ``stress_loss``, ``stress_rmse`` and
+            ``stress_maxresid``.
         """
         vector = np.array(parametervector, dtype=float)
         total = self._totals(vector, lossprime and self.d is None)
@@ -488,11 +491,11 @@ class LossFunction:
             else np.zeros(len(vector))
         found = errors(total, stress_coefficient=self.parameters.get(
             "stress_coefficient"))
-        result.update((key, found[key]) for key in ("energy_rmse",
-                                                    "force_rmse",
-                                                    "stress_rmse"))
+        result.update(energy_rmse=found["energy_rmse"],
+                      force_rmse=found["force_rmse"])
         if self.train_stress:
             result.update(stress_loss=total.get("stress_loss", 0.0),
+                          stress_rmse=found["stress_rmse"],
                           stress_maxresid=found["stress_maxresid"])
         return result
 
@@ -559,7 +562,7 @@ class LossFunction:
                 ("loss", "dloss_dparameters", "energy_loss", "force_loss",
                  "energy_maxresid", "force_maxresid")}
 
-    def write_supplement(self, log=None):
+    def write_supplement(self, log: Optional[Callable] = None) -> None:
         """Write the per-step errors Amp's table has no columns for
         (:func:`amp.model.validation.supplement_lines`); called when the
         fit ends, after the optimiser's last line."""

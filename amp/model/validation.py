@@ -18,6 +18,8 @@ for that many evaluations (:class:`EarlyStoppingOccurred`), and the
 parameters of the lowest validation loss are kept.
 """
 
+from typing import Any, Optional
+
 import numpy as np
 
 from ..utilities import EarlyStoppingOccurred
@@ -41,8 +43,9 @@ VALIDATION_COLUMNS = (("loss", "ValLoss"),
                       ("stress_maxresid", "ValStressMaxResid"))
 
 
-def errors(total, energy_coefficient=1.0, force_coefficient=None,
-           stress_coefficient=None):
+def errors(total: dict, energy_coefficient: float = 1.0,
+           force_coefficient: Optional[float] = None,
+           stress_coefficient: Optional[float] = None) -> dict[str, Any]:
     """RMSEs, maximum residuals and the mean loss from summed partials.
 
     Parameters
@@ -89,8 +92,10 @@ class HeldOut:
     patience : int, optional
         Stop the fit once the validation loss has not improved for this
         many loss evaluations; None never stops.
-    description : str, optional
+    description : dict, optional
         How the images were chosen (logged and saved with the model).
+    training : dict, optional
+        The training images they were held out from (for the caller).
 
     Attributes
     ----------
@@ -107,7 +112,9 @@ class HeldOut:
         :meth:`~amp.model.LossFunction.evaluator` uses workers.
     """
 
-    def __init__(self, images, patience=None, description=None):
+    def __init__(self, images: dict, patience: Optional[int] = None,
+                 description: Optional[dict] = None,
+                 training: Optional[dict] = None) -> None:
         if patience is not None and (int(patience) != patience
                                      or patience < 1):
             raise ValueError("patience must be a whole number of loss "
@@ -117,18 +124,22 @@ class HeldOut:
         self.images = images
         self.patience = None if patience is None else int(patience)
         self.description = description
-        self.batches = self.workers = None
+        self.training = training
+        self.batches: Optional[list] = None
+        self.workers: Any = None
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the rows, the best step and the batches (a new fit)."""
         self.close()
         self.batches = None
-        self.history = []
-        self.best_step, self.best_loss, self.best_vector = None, np.inf, None
+        self.history: list[tuple[int, dict]] = []
+        self.best_step: Optional[int] = None
+        self.best_loss = np.inf
+        self.best_vector: Optional[np.ndarray] = None
         self.stopped_early = False
 
-    def make_batches(self, lossfunction, n_shares=1):
+    def make_batches(self, lossfunction: Any, n_shares: int = 1) -> list:
         """The images in ``n_shares`` batches, as ``lossfunction`` makes
         its training batches."""
         groups = [g for g in np.array_split(np.arange(len(self.images)),
@@ -136,7 +147,8 @@ class HeldOut:
         return lossfunction._make_batches(
             self.images, groups, lossfunction._image_weights(self.images))
 
-    def evaluate(self, lossfunction, vector):
+    def evaluate(self, lossfunction: Any,
+                 vector: np.ndarray) -> dict[str, Any]:
         """The images' :func:`errors` for the parameters ``vector`` of
         ``lossfunction``'s model: with its coefficients, by the workers
         holding their shares, or here (no gradient either way)."""
@@ -156,13 +168,14 @@ class HeldOut:
         return errors(combine_partials(partials), p.energy_coefficient,
                       force, p.get("stress_coefficient"))
 
-    def close(self):
+    def close(self) -> None:
         """Let the workers drop their shares (evaluated here after)."""
         if self.workers is not None:
             workers, self.workers = self.workers, None
             workers.close()
 
-    def record(self, step, vector, row, may_stop=True):
+    def record(self, step: int, vector: np.ndarray, row: dict,
+               may_stop: bool = True) -> None:
         """Keep ``row`` (from :func:`errors`) of ``step``.
 
         Raises
@@ -175,27 +188,29 @@ class HeldOut:
         if row["loss"] < self.best_loss:
             self.best_step, self.best_loss = step, row["loss"]
             self.best_vector = np.array(vector, dtype=float)
+        best = step if self.best_step is None else self.best_step
         if may_stop and self.patience is not None and \
-                step - self.best_step >= self.patience:
+                step - best >= self.patience:
             self.stopped_early = True
             raise EarlyStoppingOccurred(
                 "the validation loss has not improved for %d loss "
                 "evaluations (lowest %.4e at step %d)"
-                % (step - self.best_step, self.best_loss, self.best_step))
+                % (step - best, self.best_loss, best))
 
-    def summary(self):
+    def summary(self) -> str:
         """One line on the best step (and the early stop) for the log."""
         if self.best_step is None:
             return "Validation: no step was evaluated."
         text = ("Validation: lowest loss %.4e at step %d of %d"
                 % (self.best_loss, self.best_step, self.history[-1][0]))
         if self.stopped_early:
-            text += ("; stopped early (patience %d): the parameters of "
+            text += ("; stopped early (patience %s): the parameters of "
                      "step %d are kept" % (self.patience, self.best_step))
         return text + "."
 
 
-def supplement_lines(stress_rows=None, held_out=None):
+def supplement_lines(stress_rows: Optional[list] = None,
+                     held_out: Optional[HeldOut] = None) -> list[str]:
     """The per-step block for the log (empty when there is nothing).
 
     Parameters
@@ -216,10 +231,10 @@ def supplement_lines(stress_rows=None, held_out=None):
         sources.append((dict(stress_rows), [k for k, _ in TRAINING_COLUMNS]))
     if held_out is not None and held_out.history:
         first = held_out.history[0][1]
-        keys = [(k, name) for k, name in VALIDATION_COLUMNS
-                if first.get(k) is not None]
-        columns += [name for _, name in keys]
-        sources.append((dict(held_out.history), [k for k, _ in keys]))
+        present = [(k, name) for k, name in VALIDATION_COLUMNS
+                   if first.get(k) is not None]
+        columns += [name for _, name in present]
+        sources.append((dict(held_out.history), [k for k, _ in present]))
     if not columns:
         return []
     steps = sorted(set().union(*(rows.keys() for rows, _ in sources)))
