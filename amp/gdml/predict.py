@@ -506,7 +506,7 @@ class GDMLPredict:
         return E, Fd
 
     def predict(self, R=None, return_E=True, return_virial=False,
-                lattice=None):
+                lattice=None, return_descriptor=False):
         """Predict energies and forces (and, for periodic models, the virial).
 
         Parameters
@@ -525,6 +525,9 @@ class GDMLPredict:
             ``(3, 3)`` lattice vectors as columns, in the model's length
             unit, used instead of the model's lattice for this call
             (periodic models only; e.g. a strained cell).
+        return_descriptor : bool, optional
+            Also return the descriptors of the geometries, ``(M, D)``
+            (appended last; an addition to sgdml's API).
 
         Returns
         -------
@@ -572,6 +575,8 @@ class GDMLPredict:
             out = (E * self.std + self.c, F)
         if return_virial:
             out += (self._virial(X, J, Fd),)
+        if return_descriptor:
+            out += (X,)
         return out
 
     def _virial(self, X, J, Fd):
