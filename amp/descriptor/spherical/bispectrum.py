@@ -31,35 +31,71 @@ import numpy as np
 import scipy.sparse
 
 from ..symmetry.chunk import Chunk, ragged
-from .hyperspherical import cayley_klein, hyperspherical
+from .hyperspherical import cayley_klein, full_rows, hyperspherical, kept_rows
 
-__all__ = ["bispectrum_element", "CHUNK_ATOMS"]
+__all__ = ["bispectrum_element"]
 
-# Centre atoms per chunk: at jmax 5 a neighbour's u^L are 506 complex
-# numbers, so a chunk of 8 fcc Cu atoms (~100 neighbours each) holds
-# ~6.5 MB of them.
-CHUNK_ATOMS = 8
+# Centre atoms per chunk. Fingerprints alone keep two levels of u^L at a
+# time; with derivatives every level is kept (271 complex numbers per
+# neighbour at jmax 5, ~3.5 MB for 8 fcc Cu atoms).
+CHUNK_VALUES = 24
+CHUNK_DERIVATIVES = 8
 
 
 class _Plan:
-    """What the derivative path needs of the tables, built once."""
+    """Sparse maps and index arrays of one table, built once.
+
+    The bispectrum is summed in two steps: the products ``c_b c_d`` of
+    the distinct pairs ``(b, d)`` (``pair_b``, ``pair_d``), then
+    ``Z_{f,a} = sum_t coefficient_t (c_b c_d)_t`` (``to_z``, sparse), and
+    ``B_f = Re sum_a conj(c_a) Z_{f,a}``. The adjoint
+    ``Gamma_{f,k} = dB_f / dc_k`` is ``conj(Z_{f,k})`` for ``k = a``, and
+    ``coefficient conj(c_a) c_d`` (``c_b``) for ``k = b`` (``d``): the
+    distinct products ``conj(c_p) c_q`` (``product_p``, ``product_q``)
+    and ``conj(Z)`` mapped by one sparse matrix (``to_gamma``).
+    """
 
     def __init__(self, tables):
         n_f, n_k = tables.n_features, tables.n_coefficients
         a, b, d = tables.term_a, tables.term_b, tables.term_d
-        f = tables.term_feature
-        T = len(a)
-        rows = np.arange(3 * T)
-        columns = np.concatenate([f * n_k + b, f * n_k + d, f * n_k + a])
-        self.scatter = scipy.sparse.csr_matrix(
-            (np.ones(3 * T), (rows, columns)), shape=(3 * T, n_f * n_k))
-        self.scatter_t = self.scatter.T.tocsr()
+        f, coefficient = tables.term_feature, tables.term_coefficient
+        pairs, pair_of = np.unique(b * n_k + d, return_inverse=True)
+        self.pair_b, self.pair_d = pairs // n_k, pairs % n_k
+        z_keys, z_of = np.unique(f * n_k + a, return_inverse=True)
+        self.z_feature, self.z_a = z_keys // n_k, z_keys % n_k
+        self.to_z = scipy.sparse.csr_matrix(
+            (coefficient, (z_of, pair_of)), shape=(len(z_keys), len(pairs)))
+        self.z_starts = np.flatnonzero(np.diff(np.concatenate(
+            [[-1], self.z_feature])))
+        # dB/dc_b += coefficient conj(c_a) c_d, dB/dc_d += ... conj(c_a) c_b
+        products, product_of = np.unique(
+            np.concatenate([a * n_k + d, a * n_k + b]), return_inverse=True)
+        self.product_p, self.product_q = products // n_k, products % n_k
+        rows = np.concatenate([f * n_k + b, f * n_k + d, z_keys])
+        columns = np.concatenate([product_of,
+                                  len(products) + np.arange(len(z_keys))])
+        values = np.concatenate([coefficient, coefficient,
+                                 np.ones(len(z_keys))])
+        self.to_gamma = scipy.sparse.csr_matrix(
+            (values, (rows, columns)),
+            shape=(n_f * n_k, len(products) + len(z_keys)))
         # Features that touch each level (through c^j1 or c^j).
         self.level_features = []
         for L in range(tables.levels):
             self.level_features.append(np.array(
                 [k for k, (L1, J) in enumerate(tables.features)
                  if L1 == L or 2 * J == L], dtype=np.int64))
+        # Folding an adjoint over all of u^L onto its kept rows: the
+        # element (i, i') of a row i < kept_rows(L) is
+        # (-1)^(i-i') conj(u[L-i, L-i']).
+        self.fold = []
+        for L in range(tables.levels):
+            n, first = L + 1, kept_rows(L)
+            i, i_prime = np.divmod(np.arange(first * n, n * n), n)
+            outside = (L - i) < first
+            partner = np.where(outside, (L - i) * n + (L - i_prime), n * n)
+            sign = np.where((i - i_prime) % 2, -1.0, 1.0)
+            self.fold.append((np.arange(first * n, n * n), partner, sign))
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,6 +111,7 @@ def bispectrum_element(tables, cutoff, neighbors, codes, weights, atoms,
     :func:`~amp.descriptor.spherical.zernike.zernike_element`, with the
     element's :class:`~.bispectrum_tables.BispectrumTables`.
     """
+    plan = _plan(tables)
     n_f = tables.n_features
     g_af = np.zeros((len(atoms), n_f))
     first = neighbors.first_entry
@@ -84,10 +121,9 @@ def bispectrum_element(tables, cutoff, neighbors, codes, weights, atoms,
         dg_exf = np.zeros((len(entries), 3, n_f))
     entry_start = np.concatenate([[0], np.cumsum(counts_a)])
     weights = np.asarray(weights, dtype=float)
-    feature_starts = np.flatnonzero(np.diff(np.concatenate(
-        [[-1], tables.term_feature])))
-    for a0 in range(0, len(atoms), CHUNK_ATOMS):
-        a1 = min(a0 + CHUNK_ATOMS, len(atoms))
+    size = CHUNK_DERIVATIVES if derivatives else CHUNK_VALUES
+    for a0 in range(0, len(atoms), size):
+        a1 = min(a0 + size, len(atoms))
         e0, e1 = entry_start[a0], entry_start[a1]
         if e1 == e0:
             continue
@@ -96,50 +132,54 @@ def bispectrum_element(tables, cutoff, neighbors, codes, weights, atoms,
         n_a, width = chunk.n_centres, chunk.width
         G_e = weights[chunk.code_e]
         w_e = G_e * chunk.fc_e
+        w_as = chunk.padded(w_e).reshape(n_a, width)
         a_as, b_as = cayley_klein(chunk.r_asx.reshape(-1, 3), cutoff.Rc)
-        u = hyperspherical(a_as.reshape(n_a, width),
-                           b_as.reshape(n_a, width), tables.levels)
-        w_as = chunk.padded(w_e).reshape(n_a, 1, width)
-        c_ak = np.concatenate(
-            [np.matmul(w_as, u_L.reshape(n_a, width, -1)).reshape(n_a, -1)
-             for u_L in u], axis=1)
-        c_ak *= tables.norm_k
-        ca = np.conj(c_ak[:, tables.term_a])
-        cb = c_ak[:, tables.term_b]
-        cd = c_ak[:, tables.term_d]
-        ab = ca * cb
-        terms = (ab * cd).real * tables.term_coefficient
-        g_af[a0:a1] = np.add.reduceat(terms, feature_starts, axis=1)
-        if not derivatives:
-            continue
-        dg_exf[e0:e1] = _derivatives(tables, chunk, u, ca, cb, cd, G_e, w_e)
+        u = [] if derivatives else None
+        c_ka = np.empty((tables.n_coefficients, n_a), dtype=complex)
+        for L, u_L in enumerate(hyperspherical(
+                a_as.reshape(n_a, width), b_as.reshape(n_a, width),
+                tables.levels)):
+            # c^L = sum over a centre's slots of w u^L (kept rows)
+            half = np.matmul(u_L.reshape(-1, n_a, 1, width),
+                             w_as[:, :, None])
+            c_ka[tables.offset[L]:tables.offset[L + 1]] = full_rows(
+                half.reshape(-1, L + 1, n_a), L).reshape(-1, n_a)
+            if derivatives:
+                u.append(u_L)
+        c_ka *= tables.norm_k[:, None]
+        pair_ka = np.take(c_ka, plan.pair_b, axis=0)
+        pair_ka *= np.take(c_ka, plan.pair_d, axis=0)
+        z_ka = plan.to_z @ pair_ka
+        terms = (np.conj(np.take(c_ka, plan.z_a, axis=0)) * z_ka).real
+        g_af[a0:a1] = np.add.reduceat(terms, plan.z_starts, axis=0).T
+        if derivatives:
+            dg_exf[e0:e1] = _derivatives(tables, plan, chunk, u, c_ka, z_ka,
+                                         G_e, w_e)
     if derivatives:
         return g_af, entries, dg_exf
     return g_af, None, None
 
 
-def _derivatives(tables, chunk, u, ca, cb, cd, G_e, w_e):
-    plan = _plan(tables)
+def _derivatives(tables, plan, chunk, u, c_ka, z_ka, G_e, w_e):
+    """``dB / dr_e`` of every entry of a chunk, ``(n_entries, 3, n_f)``."""
     n_a, width = chunk.n_centres, chunk.width
     n_f, n_k = tables.n_features, tables.n_coefficients
-    coefficient = tables.term_coefficient
-    contributions = np.concatenate(
-        [coefficient * ca * cd, coefficient * ca * cb,
-         coefficient * np.conj(cb * cd)], axis=1)
-    gamma = (plan.scatter_t @ contributions.T).T.reshape(n_a, n_f, n_k)
-    gamma *= tables.norm_k
-    S = np.zeros((n_a, width, n_f))
-    Va = np.zeros((n_a, width, n_f, 2))
-    Vb = np.zeros((n_a, width, n_f, 2))
+    products = np.conj(np.take(c_ka, plan.product_p, axis=0))
+    products *= np.take(c_ka, plan.product_q, axis=0)
+    gamma = plan.to_gamma @ np.concatenate([products, np.conj(z_ka)])
+    gamma = gamma.T.reshape(n_a, n_f, n_k) * tables.norm_k
+    S = np.zeros((n_a, n_f, width))
+    V = np.zeros((n_a, 4, n_f, width))
     offset = tables.offset
     for L in range(tables.levels):
         n = L + 1
         own = plan.level_features[L]
         upper = plan.level_features[L + 1] if L + 1 < tables.levels else \
             np.zeros(0, dtype=np.int64)
-        g = gamma[:, own, offset[L]:offset[L + 1]]  # (a, f, n*n)
-        columns = [np.stack([g.real, -g.imag], axis=-1).reshape(
-            n_a, len(own), 2 * n * n)]
+        # Real-linear functionals of (Re u, Im u) over all n*n elements:
+        # S = Re sum Gamma u; Va, Vb (re, im) from the next level.
+        g = gamma[:, own, offset[L]:offset[L + 1]]
+        real, imaginary = [g.real], [-g.imag]
         if len(upper):
             m = n + 1
             G = gamma[:, upper, offset[L + 1]:offset[L + 2]].reshape(
@@ -149,34 +189,38 @@ def _derivatives(tables, chunk, u, ca, cb, cd, G_e, w_e):
             down = G * (L + 1 - i_prime)     # (L + 1 - i') Gamma
             G00, G10 = up[..., 1:, 1:], up[..., :-1, 1:]
             G01, G11 = down[..., 1:, :-1], down[..., :-1, :-1]
-            parts = [(G00.real + G11.real, -G00.imag - G11.imag),
-                     (G00.imag - G11.imag, G00.real - G11.real),
-                     (G01.real - G10.real, -G01.imag + G10.imag),
-                     (G01.imag + G10.imag, G01.real + G10.real)]
-            for re, im in parts:
-                columns.append(np.stack([re, im], axis=-1).reshape(
-                    n_a, len(upper), 2 * n * n))
-        adjoint = np.concatenate(columns, axis=1)  # (a, cols, 2 n n)
-        u_L = u[L].reshape(n_a, width, n * n).view(float)
-        out = np.matmul(u_L, adjoint.transpose(0, 2, 1))
-        S[:, :, own] += out[:, :, :len(own)]
+            for re, im in ((G00.real + G11.real, -G00.imag - G11.imag),
+                           (G00.imag - G11.imag, G00.real - G11.real),
+                           (G01.real - G10.real, G10.imag - G01.imag),
+                           (G01.imag + G10.imag, G01.real + G10.real)):
+                real.append(re.reshape(n_a, len(upper), n * n))
+                imaginary.append(im.reshape(n_a, len(upper), n * n))
+        real = np.concatenate(real, axis=1)  # (a, columns, n*n)
+        imaginary = np.concatenate(imaginary, axis=1)
+        # Fold the rows below kept_rows(L) onto their mirror images.
+        kept, partner, sign = plan.fold[L]
+        pad = np.zeros(real.shape[:2] + (1,))
+        real = real[:, :, kept] + sign * np.concatenate(
+            [real, pad], axis=2)[:, :, partner]
+        imaginary = imaginary[:, :, kept] - sign * np.concatenate(
+            [imaginary, pad], axis=2)[:, :, partner]
+        adjoint = np.concatenate([real, imaginary], axis=2)
+        u_L = u[L].reshape(-1, n_a, width)
+        u_L = np.concatenate([u_L.real, u_L.imag]).transpose(1, 0, 2)
+        out = np.matmul(adjoint, u_L)  # (a, columns, slots)
+        S[:, own] += out[:, :len(own)]
         if len(upper):
-            k = len(own)
-            q = len(upper)
-            Va[:, :, upper, 0] += out[:, :, k:k + q]
-            Va[:, :, upper, 1] += out[:, :, k + q:k + 2 * q]
-            Vb[:, :, upper, 0] += out[:, :, k + 2 * q:k + 3 * q]
-            Vb[:, :, upper, 1] += out[:, :, k + 3 * q:k + 4 * q]
+            V[:, :, upper] += out[:, len(own):].reshape(
+                n_a, 4, len(upper), width)
     slot = chunk.slot_e
-    S = S.reshape(-1, n_f)[slot]
-    Va = Va.reshape(-1, n_f, 2)[slot]
-    Vb = Vb.reshape(-1, n_f, 2)[slot]
+    S = S.transpose(0, 2, 1).reshape(-1, n_f)[slot]
+    V = V.transpose(0, 3, 1, 2).reshape(-1, 4, n_f)[slot]
     _, _, da_ex, db_ex = cayley_klein(chunk.r_ex, chunk.Rc, True)
     radial_e = G_e * chunk.fc_prime_e / chunk.d_e
     dg = (chunk.r_ex * radial_e[:, None])[:, :, None] * S[:, None, :]
-    w = w_e[:, None, None]
-    dg += w * (Va[:, None, :, 0] * da_ex.real[:, :, None]
-               - Va[:, None, :, 1] * da_ex.imag[:, :, None]
-               + Vb[:, None, :, 0] * db_ex.real[:, :, None]
-               - Vb[:, None, :, 1] * db_ex.imag[:, :, None])
+    dg += w_e[:, None, None] * (
+        V[:, None, 0] * da_ex.real[:, :, None]
+        - V[:, None, 1] * da_ex.imag[:, :, None]
+        + V[:, None, 2] * db_ex.real[:, :, None]
+        - V[:, None, 3] * db_ex.imag[:, :, None])
     return dg

@@ -73,34 +73,62 @@ def cayley_klein(r_ex, Rc, derivatives=False):
     return a_e, b_e, da_ex, db_ex
 
 
+def kept_rows(L):
+    """First row kept of level ``L``: rows ``i >= (L + 1) // 2``; the
+    others follow from the mirror symmetry ``u[L-i, L-i'] = (-1)^(i-i')
+    conj(u[i, i'])``."""
+    return (L + 1) // 2
+
+
 def hyperspherical(a, b, levels):
-    """The unnormalised ``u^L`` of every level ``L < levels``.
+    """The unnormalised ``u^L`` of every level ``L < levels``, upper rows.
+
+    A generator: each level is made from the previous one, so a caller
+    that only sums them keeps two levels in memory.
 
     Parameters
     ----------
-    a, b : ndarray of complex, any shape ``s``
+    a, b : ndarray of complex, shape ``s``
+        Cayley-Klein parameters of the neighbours.
     levels : int
 
-    Returns
-    -------
-    list of ndarray of complex
-        ``u[L]`` has shape ``s + (L + 1, L + 1)``.
+    Yields
+    ------
+    ndarray of complex
+        ``u^L`` of shape ``(L + 1 - kept_rows(L), L + 1) + s``: the rows
+        ``i >= kept_rows(L)``, the neighbours on the last axes (so that
+        every operation runs over them, contiguously).
     """
-    shape = np.shape(a)
-    M00, M10 = a[..., None], -np.conj(b)[..., None]
-    M01, M11 = b[..., None], np.conj(a)[..., None]
-    u = [np.ones(shape + (1, 1), dtype=complex)]
+    M00, M10 = a, -np.conj(b)
+    M01, M11 = b, np.conj(a)
+    previous = np.ones((1, 1) + np.shape(a), dtype=complex)
+    yield previous
     for L in range(1, levels):
-        previous = u[-1]
-        new = np.empty(shape + (L + 1, L + 1), dtype=complex)
+        first = kept_rows(L)
+        if kept_rows(L - 1) > first - 1:
+            # Row first - 1 of the previous level, by the mirror symmetry.
+            K, rho = L - 1, L - first
+            extra = np.conj(previous[rho - kept_rows(K), ::-1])
+            extra[(rho - K + np.arange(K + 1)) % 2 == 1] *= -1.0
+            previous = np.concatenate([extra[None], previous], axis=0)
+        new = np.empty((L + 1 - first, L + 1) + np.shape(a), dtype=complex)
         # columns i' >= 1 from column i' - 1 of the previous level
-        np.multiply(M00[..., None], previous, out=new[..., 1:, 1:])
-        new[..., 0, 1:] = 0.0
-        new[..., :-1, 1:] += M10[..., None] * previous
+        np.multiply(M00, previous, out=new[:, 1:])
+        new[:-1, 1:] += M10 * previous[1:]
         # column 0 from column 0
-        column = previous[..., 0]
-        np.multiply(M01, column, out=new[..., 1:, 0])
-        new[..., 0, 0] = 0.0
-        new[..., :-1, 0] += M11 * column
-        u.append(new)
-    return u
+        column = previous[:, 0]
+        np.multiply(M01, column, out=new[:, 0])
+        new[:-1, 0] += M11 * column[1:]
+        previous = new
+        yield new
+
+
+def full_rows(u_half, L):
+    """The whole ``u^L`` from its kept rows (first two axes ``(rows,
+    L + 1)``, as :func:`hyperspherical` gives them)."""
+    first = kept_rows(L)
+    i = np.arange(first)
+    lower = np.conj(u_half[L - i - first, ::-1])
+    odd = (i[:, None] - np.arange(L + 1)[None, :]) % 2 == 1
+    lower[odd] *= -1.0
+    return np.concatenate([lower, u_half], axis=0)
