@@ -255,8 +255,9 @@ def train_load_and_run_md(descriptor, tmp_path):
         a.calc = loaded
         return a.get_potential_energy()
     assert_forces_are_gradients(energy, atoms, atoms.get_forces(), atol=1e-6)
+    # The fitted model is steep (the FD error goes as h^2, 1e-6 at h 1e-6).
     assert_stress_is_strain_derivative(energy, atoms, atoms.get_stress(),
-                                       atol=1e-6)
+                                       h=1e-7, atol=1e-6)
     start = atoms.get_total_energy()
     VelocityVerlet(atoms, timestep=1.0 * units.fs).run(5)
     assert np.all(np.isfinite(atoms.positions))
