@@ -17,7 +17,8 @@ from amp.descriptor.cutoffs import dict2cutoff
 from amp.utilities import hash_images
 from checks import (assert_forces_are_gradients, assert_invariant,
                     assert_stress_is_strain_derivative)
-from conftest import DATA, with_emt_results
+from conftest import DATA
+from test_amp import emt_images
 
 WAVE3 = os.path.join(DATA, "amp-reference-wave3")
 
@@ -195,6 +196,24 @@ def assert_store_behaviour(cls, keywords, other_keywords, tmp_path):
                                   first.arrays[key].values["Cu"])
 
 
+def assert_atoms_without_neighbours(descriptor, length):
+    """An atom far from the others has zero fingerprints and derivatives,
+    and no derivative keys with the others."""
+    from ase import Atoms
+
+    atoms = Atoms("CuPtCu", positions=[[0, 0, 0], [2.5, 0, 0], [30, 0, 0]])
+    descriptor.calculate_fingerprints(atoms, calculate_derivatives=True)
+    key = next(iter(descriptor.arrays))
+    fingerprints = descriptor.fingerprints[key]
+    assert fingerprints[2] == ("Cu", [0.0] * length)
+    assert max(fingerprints[0][1]) > 0
+    primes = descriptor.fingerprintprimes[key]
+    assert primes[(2, "Cu", 2, "Cu", 0)] == [0.0] * length
+    assert (2, "Cu", 0, "Cu", 0) not in primes
+    lonely = descriptor.compute(Atoms("Cu"), True).values["Cu"]
+    assert lonely.shape == (1, length) and not lonely.any()
+
+
 def assert_estimated_memory(descriptor, images):
     """derivative_memory() within 5 % of the force matrices' bytes."""
     hashed = hash_images(images)
@@ -205,18 +224,6 @@ def assert_estimated_memory(descriptor, images):
         measured += (matrix.data.nbytes + matrix.indices.nbytes
                      + matrix.indptr.nbytes)
     assert abs(estimate - measured) <= 0.05 * measured
-
-
-def emt_images(count, seed=0):
-    """Rattled two-atom CuPt cells with EMT energies and forces."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
-        atoms.symbols[1] = "Pt"
-        atoms.rattle(0.1, rng=rng)
-        images.append(with_emt_results(atoms))
-    return images
 
 
 def train_load_and_run_md(descriptor, tmp_path):

@@ -16,7 +16,8 @@ from amp.descriptor.spherical.bispectrum_tables import (bispectrum_tables,
 from amp.descriptor.spherical.hyperspherical import (cayley_klein, full_rows,
                                                      hyperspherical)
 from amp.importing import importhelper
-from density_checks import (WAVE3, assert_estimated_memory,
+from density_checks import (WAVE3, assert_atoms_without_neighbours,
+                            assert_estimated_memory,
                             assert_linear_energy_physics,
                             assert_primes_are_finite_differences,
                             assert_store_behaviour, load_case,
@@ -151,16 +152,7 @@ def test_polynomial_cutoff_jmax_per_element_and_physics():
 
 
 def test_atoms_without_neighbours():
-    atoms = Atoms("CuPtCu", positions=[[0, 0, 0], [2.5, 0, 0], [30, 0, 0]])
-    descriptor = Bispectrum(jmax=2)
-    descriptor.calculate_fingerprints(atoms, calculate_derivatives=True)
-    key = next(iter(descriptor.arrays))
-    fingerprints = descriptor.fingerprints[key]
-    assert fingerprints[2] == ("Cu", [0.0] * 12)
-    assert max(fingerprints[0][1]) > 0
-    primes = descriptor.fingerprintprimes[key]
-    assert primes[(2, "Cu", 2, "Cu", 0)] == [0.0] * 12
-    assert (2, "Cu", 0, "Cu", 0) not in primes
+    assert_atoms_without_neighbours(Bispectrum(jmax=2), 12)
 
 
 def test_stores_views_and_parameters(tmp_path):

@@ -16,7 +16,8 @@ from amp.descriptor.zernike import Zernike, generate_coefficients
 from amp.importing import importhelper
 from amp.parallel.worker import Fingerprints
 from amp.utilities import hash_images
-from density_checks import (WAVE3, assert_estimated_memory,
+from density_checks import (WAVE3, assert_atoms_without_neighbours,
+                            assert_estimated_memory,
                             assert_linear_energy_physics,
                             assert_primes_are_finite_differences,
                             assert_store_behaviour, load_case, prime_key,
@@ -158,18 +159,7 @@ def test_molecule_and_own_periodic_images():
 
 
 def test_atoms_without_neighbours():
-    atoms = Atoms("CuPtCu", positions=[[0, 0, 0], [2.5, 0, 0], [30, 0, 0]])
-    descriptor = Zernike()
-    descriptor.calculate_fingerprints(atoms, calculate_derivatives=True)
-    key = next(iter(descriptor.arrays))
-    fingerprints = descriptor.fingerprints[key]
-    assert fingerprints[2] == ("Cu", [0.0] * 12)
-    assert max(fingerprints[0][1]) > 0
-    primes = descriptor.fingerprintprimes[key]
-    assert primes[(2, "Cu", 2, "Cu", 0)] == [0.0] * 12
-    assert (2, "Cu", 0, "Cu", 0) not in primes
-    lonely = Zernike().compute(Atoms("Cu"), True).values["Cu"]
-    assert lonely.shape == (1, 12) and not lonely.any()
+    assert_atoms_without_neighbours(Zernike(), 12)
 
 
 def test_stores_views_and_parameters(tmp_path):

@@ -87,6 +87,8 @@ class Bispectrum(DensityDescriptor):
 
     importname = ".descriptor.bispectrum.Bispectrum"
     degree_name = "jmax"
+    tables = staticmethod(bispectrum_tables)
+    kernel = staticmethod(bispectrum_element)
 
     def __init__(self, cutoff=Cosine(6.5), Gs=None, jmax=5, dblabel=None,
                  elements=None, version="2016.02", mode="atom-centered"):
@@ -111,14 +113,3 @@ class Bispectrum(DensityDescriptor):
             raise ValueError("jmax%s must be from 0 to %d, got %r"
                              % (where, JMAX_LIMIT, value))
         return int(value) if value == int(value) else float(value)
-
-    def tables(self, degree):
-        """The :class:`~.spherical.bispectrum_tables.BispectrumTables` of
-        jmax."""
-        return bispectrum_tables(degree)
-
-    def kernel(self, tables, cutoff, neighbors, codes, weights, atoms,
-               derivatives):
-        """See :func:`amp.descriptor.spherical.bispectrum.bispectrum_element`."""
-        return bispectrum_element(tables, cutoff, neighbors, codes, weights,
-                                  atoms, derivatives)

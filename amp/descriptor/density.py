@@ -102,8 +102,10 @@ class DensityDescriptor:
     :class:`~amp.descriptor.bispectrum.Bispectrum`.
 
     Subclasses set :attr:`importname`, :attr:`degree_name` (``'nmax'`` or
-    ``'jmax'``), :attr:`version_name` and implement :meth:`check_degree`,
-    :meth:`tables` and :meth:`kernel`.
+    ``'jmax'``), :attr:`tables` (the kernel's tables of a degree) and
+    :attr:`kernel` (a function with the signature of
+    :func:`amp.descriptor.spherical.zernike.zernike_element`), and
+    implement :meth:`check_degree`.
 
     Parameters
     ----------
@@ -129,6 +131,8 @@ class DensityDescriptor:
     importname = None
     degree_name = None
     version_name = "2016.02"
+    tables = None
+    kernel = None
 
     # Where fingerprints are kept and how many images are computed at
     # once: the same machinery as Gaussian's.
@@ -182,16 +186,6 @@ class DensityDescriptor:
 
     def check_degree(self, value, element=None):
         """Validate ``nmax``/``jmax`` (for ``element``) and return it."""
-        raise NotImplementedError
-
-    def tables(self, degree):
-        """The kernel's tables for one degree."""
-        raise NotImplementedError
-
-    def kernel(self, tables, cutoff, neighbors, codes, weights, atoms,
-               derivatives):
-        """Fingerprints of the centre atoms ``atoms`` of one element; see
-        :func:`amp.descriptor.spherical.zernike.zernike_element`."""
         raise NotImplementedError
 
     # Parameters ----------------------------------------------------------

@@ -87,6 +87,8 @@ class Zernike(DensityDescriptor):
 
     importname = ".descriptor.zernike.Zernike"
     degree_name = "nmax"
+    tables = staticmethod(zernike_tables)
+    kernel = staticmethod(zernike_element)
 
     def __init__(self, cutoff=Cosine(6.5), Gs=None, nmax=5, dblabel=None,
                  elements=None, version="2016.02", mode="atom-centered",
@@ -111,13 +113,3 @@ class Zernike(DensityDescriptor):
             raise ValueError("nmax%s must be from 0 to %d, got %d"
                              % (where, NMAX_LIMIT, value))
         return int(value)
-
-    def tables(self, degree):
-        """The :class:`~.spherical.zernike_tables.ZernikeTables` of nmax."""
-        return zernike_tables(degree)
-
-    def kernel(self, tables, cutoff, neighbors, codes, weights, atoms,
-               derivatives):
-        """See :func:`amp.descriptor.spherical.zernike.zernike_element`."""
-        return zernike_element(tables, cutoff, neighbors, codes, weights,
-                               atoms, derivatives)

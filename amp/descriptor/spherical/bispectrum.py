@@ -30,7 +30,7 @@ import functools
 import numpy as np
 import scipy.sparse
 
-from ..symmetry.chunk import Chunk, ragged
+from .chunks import centre_chunks, centre_entries
 from .hyperspherical import cayley_klein, full_rows, hyperspherical, kept_rows
 
 __all__ = ["bispectrum_element"]
@@ -114,21 +114,13 @@ def bispectrum_element(tables, cutoff, neighbors, codes, weights, atoms,
     plan = _plan(tables)
     n_f = tables.n_features
     g_af = np.zeros((len(atoms), n_f))
-    first = neighbors.first_entry
-    counts_a = first[atoms + 1] - first[atoms]
-    entries = ragged(first[atoms], counts_a)
+    entries = centre_entries(neighbors, atoms)
     if derivatives:
         dg_exf = np.zeros((len(entries), 3, n_f))
-    entry_start = np.concatenate([[0], np.cumsum(counts_a)])
     weights = np.asarray(weights, dtype=float)
     size = CHUNK_DERIVATIVES if derivatives else CHUNK_VALUES
-    for a0 in range(0, len(atoms), size):
-        a1 = min(a0 + size, len(atoms))
-        e0, e1 = entry_start[a0], entry_start[a1]
-        if e1 == e0:
-            continue
-        chunk = Chunk(neighbors, codes, entries[e0:e1], counts_a[a0:a1],
-                      cutoff, derivatives, None)
+    for rows, span, chunk in centre_chunks(neighbors, codes, atoms, cutoff,
+                                           derivatives, size):
         n_a, width = chunk.n_centres, chunk.width
         G_e = weights[chunk.code_e]
         w_e = G_e * chunk.fc_e
@@ -151,9 +143,9 @@ def bispectrum_element(tables, cutoff, neighbors, codes, weights, atoms,
         pair_ka *= np.take(c_ka, plan.pair_d, axis=0)
         z_ka = plan.to_z @ pair_ka
         terms = (np.conj(np.take(c_ka, plan.z_a, axis=0)) * z_ka).real
-        g_af[a0:a1] = np.add.reduceat(terms, plan.z_starts, axis=0).T
+        g_af[rows] = np.add.reduceat(terms, plan.z_starts, axis=0).T
         if derivatives:
-            dg_exf[e0:e1] = _derivatives(tables, plan, chunk, u, c_ka, z_ka,
+            dg_exf[span] = _derivatives(tables, plan, chunk, u, c_ka, z_ka,
                                          G_e, w_e)
     if derivatives:
         return g_af, entries, dg_exf

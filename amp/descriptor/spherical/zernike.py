@@ -21,7 +21,7 @@ entry at once.
 
 import numpy as np
 
-from ..symmetry.chunk import Chunk, ragged
+from .chunks import centre_chunks, centre_entries
 
 __all__ = ["zernike_element", "CHUNK_ATOMS"]
 
@@ -88,21 +88,13 @@ def zernike_element(tables, cutoff, neighbors, codes, weights, atoms,
     n_f, n_mono = tables.n_features, tables.n_monomials
     Rc = cutoff.Rc
     g_af = np.zeros((len(atoms), n_f))
-    first = neighbors.first_entry
-    counts_a = first[atoms + 1] - first[atoms]
-    entries = ragged(first[atoms], counts_a)
+    entries = centre_entries(neighbors, atoms)
     if derivatives:
         dg_exf = np.zeros((len(entries), 3, n_f))
         to_q = _derivative_matrix_cached(tables)
-    entry_start = np.concatenate([[0], np.cumsum(counts_a)])
     weights = np.asarray(weights, dtype=float)
-    for a0 in range(0, len(atoms), CHUNK_ATOMS):
-        a1 = min(a0 + CHUNK_ATOMS, len(atoms))
-        e0, e1 = entry_start[a0], entry_start[a1]
-        if e1 == e0:
-            continue
-        chunk = Chunk(neighbors, codes, entries[e0:e1], counts_a[a0:a1],
-                      cutoff, derivatives, None)
+    for rows, span, chunk in centre_chunks(neighbors, codes, atoms, cutoff,
+                                           derivatives, CHUNK_ATOMS):
         n_a, width = chunk.n_centres, chunk.width
         G_e = weights[chunk.code_e]
         w_e = G_e * chunk.fc_e
@@ -112,7 +104,7 @@ def zernike_element(tables, cutoff, neighbors, codes, weights, atoms,
         moments_am = np.matmul(w_as, mono_asm).reshape(n_a, n_mono)
         c_ak = moments_am @ tables.coefficients_mk
         squares_ak = c_ak * c_ak * tables.weight_k
-        g_af[a0:a1] = np.add.reduceat(squares_ak, _feature_starts(tables),
+        g_af[rows] = np.add.reduceat(squares_ak, _feature_starts(tables),
                                       axis=1)
         if not derivatives:
             continue
@@ -126,7 +118,7 @@ def zernike_element(tables, cutoff, neighbors, codes, weights, atoms,
         dg = q_ev[:, :, 1:].transpose(0, 2, 1) * (w_e / Rc)[:, None, None]
         dg += (chunk.r_ex * radial_e[:, None])[:, :, None] \
             * q_ev[:, None, :, 0]
-        dg_exf[e0:e1] = dg
+        dg_exf[span] = dg
     if derivatives:
         return g_af, entries, dg_exf
     return g_af, None, None
