@@ -205,6 +205,8 @@ def test_importname_and_worker_job():
     ({"Gs": [1, 2]}, "Gs must be a dict"),
     ({"elements": ["Cu", "Pt"], "Gs": {"Cu": {"Cu": 1, "Pt": 2}}},
      "no coefficients for centre element Pt"),
+    ({"Gs": {"Qq": {"Qq": 1}}}, "elements must be chemical symbols"),
+    ({"elements": ["Cu", 29]}, "elements must be chemical symbols"),
     ({"mode": "image-centered"}, "atom-centered"),
     ({"version": "2015.12"}, "unknown Zernike descriptor version"),
     ({"cutoff": 0.0}, "cutoff radius"),

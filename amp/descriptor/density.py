@@ -163,6 +163,13 @@ class DensityDescriptor:
             elements = list(Gs)
         if elements is None and isinstance(degree, dict):
             elements = list(degree)
+        if elements is not None:
+            elements = list(elements)
+            unknown = [e for e in elements if not isinstance(e, str)
+                       or e not in atomic_numbers]
+            if unknown:
+                raise ValueError("elements must be chemical symbols, got %s"
+                                 % ", ".join(map(repr, unknown)))
         self.elements = sorted(elements) if elements is not None else None
         self.coefficients = None
         if Gs is not None:

@@ -147,12 +147,13 @@ class BispectrumTables:
             np.concatenate(feature)
         # Merge equal terms (b <-> d) and conjugate ones (the mirror).
         n = int(self.offset[-1])
-        keys = [((feature * n + a) * n + np.minimum(x, y)) * n
-                + np.maximum(x, y)
-                for a_, x, y in ((a, b, d), (mirror[a], mirror[b],
-                                             mirror[d]))
-                for a in [a_]]
-        key = np.minimum(keys[0], keys[1])
+
+        def term_key(a, b, d):  # one integer per term, b and d unordered
+            return ((feature * n + a) * n + np.minimum(b, d)) * n \
+                + np.maximum(b, d)
+
+        key = np.minimum(term_key(a, b, d),
+                         term_key(mirror[a], mirror[b], mirror[d]))
         unique, inverse = np.unique(key, return_inverse=True)
         merged = np.bincount(inverse, coefficient, minlength=len(unique))
         keep = np.abs(merged) > 1e-14

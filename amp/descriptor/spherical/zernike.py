@@ -19,6 +19,8 @@ monomials of the centre's neighbours gives ``q`` and ``grad q`` for every
 entry at once.
 """
 
+import functools
+
 import numpy as np
 
 from .chunks import centre_chunks, centre_entries
@@ -124,14 +126,9 @@ def zernike_element(tables, cutoff, neighbors, codes, weights, atoms,
     return g_af, None, None
 
 
-_CACHE = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _derivative_matrix_cached(tables):
-    key = id(tables)
-    if key not in _CACHE or _CACHE[key][0] is not tables:
-        _CACHE[key] = (tables, _derivative_matrix(tables))
-    return _CACHE[key][1]
+    return _derivative_matrix(tables)
 
 
 def _feature_starts(tables):
