@@ -10,6 +10,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from ase.build import bulk
 from ase.io import read
 
@@ -256,6 +257,12 @@ def train_load_and_run_md(descriptor, tmp_path):
     assert atoms.get_potential_energy() == trained.get_potential_energy()
     np.testing.assert_allclose(atoms.get_forces(), trained.get_forces(),
                                rtol=0, atol=1e-12)
+    # Amp 1.x's text layout, read back through the restricted reader.
+    calc.save(label + "-amp1.amp", format="amp1")
+    legacy = Amp.load(label + "-amp1.amp", Descriptor=type(descriptor))
+    assert legacy.descriptor.todict() == descriptor.todict()
+    assert legacy.get_potential_energy(images[1]) == pytest.approx(
+        loaded.get_potential_energy(images[1]), rel=1e-12)
 
     def energy(a):
         a = a.copy()
