@@ -61,6 +61,19 @@ def _check_training_images(images, forces):
                 raise ValueError("%s has NaN or infinite forces" % name)
 
 
+def _named_class(parameters, default):
+    """The class a model file's ``importname`` names, through the
+    allow-list (the ``default`` importname when there is none)."""
+    from .importing import IMPORTNAMES, importhelper
+
+    name = parameters.get("importname", default)
+    if name not in IMPORTNAMES:
+        raise modelfile.ModelFileError(
+            "the model file names %r, which this library does not provide "
+            "(known: %s)" % (name, ", ".join(sorted(IMPORTNAMES))))
+    return importhelper(name)
+
+
 class Amp(Calculator):
     """Atomistic machine-learning calculator (Amp's ``Amp``).
 
@@ -142,7 +155,7 @@ class Amp(Calculator):
         if self.dblabel is not None:
             store = self._store(self.dblabel)
         self.results = potential.evaluate(self.descriptor, self.model,
-                                          self.atoms, store)
+                                          self.atoms, store, properties)
 
     def _store(self, dblabel, images=None):
         """The fingerprint store of ``dblabel``, opened once and kept."""
@@ -183,17 +196,6 @@ class Amp(Calculator):
         log("Descriptor: %s" % self.descriptor.tostring())
         log("Model: %s" % self.model.tostring())
 
-    def _parallel(self, log):
-        """Amp's ``parallel`` dict for the descriptor and the model."""
-        cores = self.cores
-        if cores is None:
-            from .utilities import assign_cores
-
-            cores = assign_cores(None, log=log)
-        if isinstance(cores, int):
-            cores = {"localhost": cores}
-        return {"cores": cores, "envcommand": self.envcommand}
-
     def train(self, images, overwrite=False, compress_databases=True,
               memory_limit=None):
         """Fit the model to the images' energies (and forces).
@@ -211,10 +213,11 @@ class Amp(Calculator):
             loose.
         memory_limit : int, float or str, optional
             Memory (bytes, or e.g. ``'8 GB'``) that force training may use
-            for fingerprint derivatives on this machine; by default the
+            for fingerprint derivatives on this machine (and a
+            ``KernelRidge`` model for its kernel matrices); by default the
             memory available when training starts. Their size is estimated
-            from the neighbour lists and logged before anything is
-            computed.
+            from the neighbour lists (and atom counts) and logged before
+            anything is computed.
 
         Raises
         ------
@@ -225,8 +228,8 @@ class Amp(Calculator):
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
         amp.descriptor.budget.TrainingMemoryError
-            The fingerprint derivatives would need more than
-            ``memory_limit``; raised before anything is computed.
+            The fingerprint derivatives (or kernel matrices) would need more
+            than ``memory_limit``; raised before anything is computed.
         """
         from .model import TrainingConvergenceError
 
@@ -244,17 +247,21 @@ class Amp(Calculator):
         _check_training_images(images, force_training)
         from .parallel import pool_for
 
-        parallel = self._parallel(log)
-        if force_training and hasattr(self.descriptor, "derivative_memory"):
-            from .descriptor.budget import check_memory
+        if hasattr(self.model, "check_memory"):  # a kernel model's matrices
+            self.model.check_memory(images, memory_limit, log)
+        # One pool (or None) for the fingerprints and the whole fit; its
+        # workers start when first needed and stop when training ends,
+        # however it ends.
+        with pool_for({"cores": self.cores, "envcommand": self.envcommand},
+                      log) as pool:
+            if force_training and hasattr(self.descriptor,
+                                          "derivative_memory"):
+                from .descriptor.budget import check_memory
 
-            check_memory(self.descriptor, images, memory_limit, log,
-                         parallel["cores"])
-        # One set of workers for the fingerprints and the whole fit; they
-        # are stopped when training ends, however it ends.
-        with pool_for(parallel, log) as pool:
-            converged = self._fit(images, pool or parallel, log,
-                                  force_training, compress_databases)
+                check_memory(self.descriptor, images, memory_limit, log,
+                             None if pool is None else pool.hosts)
+            converged = self._fit(images, pool, log, force_training,
+                                  compress_databases)
         if not converged:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
@@ -274,17 +281,20 @@ class Amp(Calculator):
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
-    def _fit(self, images, parallel, log, force_training, compress_databases):
-        """Fingerprints, set-up and fit of :meth:`train`; True when
-        converged."""
+    def _fit(self, images, pool, log, force_training, compress_databases):
+        """Fingerprints, set-up and fit of :meth:`train` (with a pool of
+        workers or None); True when converged."""
+        from .model import check_mode
+
+        check_mode(self.descriptor)
         own_database = self.dblabel is None
         store = self._store(self.label if own_database else self.dblabel,
                             images)
         self.descriptor.calculate_fingerprints(
-            images, parallel=parallel, log=log,
+            images, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
             verbose=self.verbose)
-        self.model.setup(images, self.descriptor, log)
+        self.model.setup(images, store, log)
         if getattr(self.model, "lossfunction", None) is not None:
             self.model.lossfunction.verbose = self.verbose
         self._check_compatible()
@@ -296,7 +306,7 @@ class Amp(Calculator):
         if own_database and compress_databases:
             from .descriptor.fingerprint_store import BackgroundArchive
 
-            archive = BackgroundArchive(self.descriptor, log)
+            archive = BackgroundArchive(store, log)
 
         def on_step(step):
             if archive is not None and step == 1:
@@ -310,7 +320,7 @@ class Amp(Calculator):
                 self.save(checkpoint, overwrite=True)
 
         try:
-            return self.model.regress(log, parallel, on_step)
+            return self.model.regress(log, pool, on_step)
         except KeyboardInterrupt:
             self.save(checkpoint, overwrite=True)
             log("Interrupted; parameters saved to %s." % checkpoint)
@@ -326,8 +336,12 @@ class Amp(Calculator):
             return
         descriptor, model = modelfile.read(path)
         mine = self.model.todict()
-        same = (descriptor.get("cutoff") == self.descriptor.todict()["cutoff"]
-                and descriptor.get("Gs") == self.descriptor.todict()["Gs"])
+        try:
+            same = (type(self.descriptor).fromdict(descriptor)
+                    .fingerprint_parameters()
+                    == self.descriptor.fingerprint_parameters())
+        except (KeyError, TypeError, ValueError):
+            same = False
         for key in ("hiddenlayers", "activation"):
             same = same and model.get(key) == mine.get(key)
         if not same:
@@ -336,6 +350,27 @@ class Amp(Calculator):
                 "delete it or use another label" % path)
         self.model.vector = type(self.model).fromdict(model).vector
         log("Resuming from checkpoint %s." % path)
+
+    def todict(self, skip_default=True):
+        """What ASE records as the calculator's parameters (an ``ase.db``
+        row's ``calculator_parameters``, each trajectory frame): the
+        descriptor's and the model's settings and a SHA-256 digest of
+        everything the ``.amp`` file holds, which tells two models apart.
+        The trained parameters themselves stay in the ``.amp`` file.
+        """
+        import hashlib
+        import json
+
+        descriptor, model = self.descriptor.todict(), self.model.todict()
+        digest = hashlib.sha256(json.dumps(
+            [descriptor, model], sort_keys=True).encode()).hexdigest()
+        return {"descriptor": {k: descriptor[k] for k in
+                               ("importname", "cutoff", "elements")
+                               if k in descriptor},
+                "model": {k: model[k] for k in
+                          ("importname", "hiddenlayers", "activation")
+                          if k in model},
+                "sha256": digest}
 
     # Files ---------------------------------------------------------------
 
@@ -379,16 +414,16 @@ class Amp(Calculator):
             This library's JSON files and Amp 1.x files are both read;
             neither is executed.
         Descriptor, Model : class, optional
-            Override the classes (default Gaussian and NeuralNetwork).
+            Override the classes (default Gaussian, and the model the file
+            names: NeuralNetwork or KernelRidge).
         **kwargs
             Passed to :class:`Amp` (``label``, ``dblabel``, ``cores``, ...).
         """
-        from .descriptor.gaussian import Gaussian
-        from .model.neuralnetwork import NeuralNetwork
-
         descriptor_dict, model_dict = modelfile.read(file)
-        Descriptor = Descriptor or Gaussian
-        Model = Model or NeuralNetwork
+        Descriptor = Descriptor or _named_class(
+            descriptor_dict, ".descriptor.gaussian.Gaussian")
+        Model = Model or _named_class(
+            model_dict, ".model.neuralnetwork.NeuralNetwork")
         try:
             descriptor = Descriptor.fromdict(descriptor_dict)
             model = Model.fromdict(model_dict)

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .descriptor.analysis import training_descriptor
+from .descriptor.analysis import fingerprints_of
 from .plotting import check_plotfile, draw_violins, new_figure, save_figure
 from .trainlog import read_trainlog
 from .utilities import make_filename
@@ -271,6 +271,12 @@ class _AttachedLoss:
                  dblabel=None):
         from .model import LossFunction
 
+        if getattr(type(calc.model), "separate_forces", False):
+            raise ValueError(
+                "calc_rmse and plot_sensitivity evaluate a neural network's "
+                "loss function over its parameters; a %s model has none. "
+                "Its errors on images: plot_parity_and_error(calc, images, "
+                "returndata=True)" % type(calc.model).__name__)
         self.calc = calc
         self.images = images
         self.dblabel = dblabel
@@ -286,11 +292,9 @@ class _AttachedLoss:
         model = self.calc.model
         self.saved = (model.trainingparameters, model.lossfunction,
                       np.array(model.vector, dtype=float))
-        descriptor = training_descriptor(self.calc, self.dblabel)
-        descriptor.calculate_fingerprints(
-            self.images, calculate_derivatives=self.forces)
-        model.trainingparameters = {"images": self.images,
-                                    "descriptor": descriptor}
+        store = fingerprints_of(self.calc, self.images, self.forces,
+                                self.dblabel)
+        model.trainingparameters = {"images": self.images, "store": store}
         model.lossfunction = self.loss
         self.loss.attach_model(model, images=self.images)
         return self.loss

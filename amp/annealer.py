@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from .parallel import pool_for
 from .utilities import hash_images, now
 
 
@@ -96,16 +97,16 @@ class Annealer:
         saved = lossfunction.parameters["force_coefficient"]
         if not derivatives:
             lossfunction.parameters["force_coefficient"] = None
-        parallel = {"cores": calc.cores if calc.cores is not None else 1,
-                    "envcommand": calc.envcommand}
         store = calc.descriptor.open_store(calc.dblabel or calc.label,
                                            images=images)
         try:
-            calc.descriptor.calculate_fingerprints(
-                images, parallel=parallel, log=log,
-                calculate_derivatives=derivatives, store=store)
-            calc.model.fit(images, calc.descriptor, log, parallel,
-                           only_setup=True)
+            # The calculator's cores, as its training uses them.
+            with pool_for({"cores": calc.cores,
+                           "envcommand": calc.envcommand}, log) as pool:
+                calc.descriptor.calculate_fingerprints(
+                    images, parallel=pool, log=log,
+                    calculate_derivatives=derivatives, store=store)
+            calc.model.setup(images, store, log)
             self.state = self.copy_state(np.asarray(calc.model.vector,
                                                     dtype=float))
             log("")

@@ -22,6 +22,7 @@ LIBRARY_NAMES = {
     "Cosine": "amp.descriptor.cutoffs:Cosine",
     "Polynomial": "amp.descriptor.cutoffs:Polynomial",
     "NeuralNetwork": "amp.model.neuralnetwork:NeuralNetwork",
+    "KernelRidge": "amp.model.kernelridge:KernelRidge",
     "LossFunction": "amp.model:LossFunction",
     "Regressor": "amp.regression:Regressor",
     "BootStrap": "amp.stats.bootstrap:BootStrap",
@@ -35,6 +36,7 @@ IMPORTNAMES = {
     ".descriptor.cutoffs.Cosine": "Cosine",
     ".descriptor.cutoffs.Polynomial": "Polynomial",
     ".model.neuralnetwork.NeuralNetwork": "NeuralNetwork",
+    ".model.kernelridge.KernelRidge": "KernelRidge",
     ".model.LossFunction": "LossFunction",
     ".regression.Regressor": "Regressor",
 }
@@ -108,3 +110,25 @@ def importer(name):
 
         return NeighborList
     return library_name(name)
+
+
+def from_importname(parameters):
+    """Rebuild one of this library's objects from its ``todict()`` form.
+
+    ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)
+    is resolved by :func:`importhelper` (the allow-list); the class's
+    ``fromdict`` is called with ``parameters``.
+
+    Raises
+    ------
+    ValueError
+        ``importname`` is missing or not a string.
+    ImportError
+        It names nothing on the allow-list.
+    """
+    importname = parameters.get("importname") if isinstance(
+        parameters, dict) else None
+    if not isinstance(importname, str):
+        raise ValueError("importname must name one of amp's classes, got %r"
+                         % (importname,))
+    return importhelper(importname).fromdict(parameters)

@@ -21,6 +21,11 @@ descriptor declares ``contracted_forces`` and the model
 ``block_evaluation``, contracts the derivatives with ``dE/dG`` while they
 are made and stores nothing; the *stored* one computes the fingerprints
 and their derivatives (or reads them from a fingerprint store) first.
+
+A model that declares ``separate_forces`` (Amp's ``KernelRidge``) predicts
+forces with a model of their own rather than as ``-dE/dr``: it is given
+the fingerprints (with derivatives when it has a force model) and returns
+atomic energies and forces itself; it gives no stress.
 """
 
 import numpy as np
@@ -35,8 +40,14 @@ def fused_path(descriptor, model):
                 and getattr(type(model), "block_evaluation", False))
 
 
-def image_fingerprints(descriptor, atoms, store=None):
-    """Fingerprints and derivatives of ``atoms``, through ``store`` if given.
+def separate_forces(model) -> bool:
+    """Whether ``model`` declares forces of their own (not ``-dE/dr``)."""
+    return bool(getattr(type(model), "separate_forces", False))
+
+
+def image_fingerprints(descriptor, atoms, store=None, derivatives=True):
+    """Fingerprints (and derivatives) of ``atoms``, through ``store`` if
+    given.
 
     Parameters
     ----------
@@ -45,18 +56,36 @@ def image_fingerprints(descriptor, atoms, store=None):
     store : FingerprintStore, optional
         From ``descriptor.open_store(dblabel)``: the fingerprints are read
         from it, or computed and kept there.
+    derivatives : bool
+        Also the fingerprint derivatives.
     """
     if store is None:
-        return descriptor.compute(atoms, True)
+        return descriptor.compute(atoms, derivatives)
     from .utilities import get_hash
 
     key = get_hash(atoms)
     descriptor.calculate_fingerprints({key: atoms}, store=store,
-                                      calculate_derivatives=True)
+                                      calculate_derivatives=derivatives)
     return store[key]
 
 
-def evaluate(descriptor, model, atoms, store=None):
+def _separate_forces_results(descriptor, model, atoms, store, properties):
+    """Results of a model with forces of their own (see the module
+    docstring); it raises for a property it cannot give."""
+    model.check_properties(properties)
+    model.prepare(descriptor)
+    forces = model.has_force_model
+    fingerprints = image_fingerprints(descriptor, atoms, store, forces)
+    atomic, predicted = model.predict(fingerprints, forces)
+    energy = float(np.sum(atomic))
+    results = {"energy": energy, "free_energy": energy,
+               "energies": np.asarray(atomic, dtype=float)}
+    if predicted is not None:
+        results["forces"] = predicted
+    return results
+
+
+def evaluate(descriptor, model, atoms, store=None, properties=None):
     """Energy, per-atom energies, forces and stress of one image.
 
     Parameters
@@ -69,14 +98,22 @@ def evaluate(descriptor, model, atoms, store=None):
     store : FingerprintStore, optional
         Keep the fingerprints there (a database with a ``dblabel``);
         without one nothing is stored or written.
+    properties : list of str, optional
+        What the caller asked for; a model with ``separate_forces`` raises
+        a clear error for one it cannot give (the others compute
+        everything whatever is asked).
 
     Returns
     -------
     dict
         ASE's results: ``energy``, ``free_energy``, ``energies``,
         ``forces`` and, for a cell periodic in three directions, ``stress``
-        (Voigt order, eV/A^3).
+        (Voigt order, eV/A^3); a model with ``separate_forces`` gives no
+        stress, and no forces when it has no force model.
     """
+    if separate_forces(model):
+        return _separate_forces_results(descriptor, model, atoms, store,
+                                        properties)
     if store is None and fused_path(descriptor, model):
         atomic = np.empty(len(atoms))
         evaluate_block = model.block_evaluator()

@@ -28,6 +28,12 @@ class ConvergenceOccurred(Exception):
     ``amp.model.ConvergenceOccurred`` (the same class)."""
 
 
+class MaxIterationsReached(Exception):
+    """Raised by the loss function when ``maxiter`` loss evaluations have
+    been made without convergence; stops the optimiser. Also importable
+    as ``amp.model.MaxIterationsReached`` (the same class)."""
+
+
 class MetaDict(dict):
     """A dictionary with a ``metadata`` attribute (Amp's ``MetaDict``).
 

@@ -11,6 +11,8 @@ so the same central differences and symmetry operations test every layer:
 * :func:`assert_invariant` -- a per-image or per-atom quantity does not
   change under translation, rotation, permutation of like atoms and
   moving an atom by a lattice vector;
+* :func:`coo_force_matrix` -- the force matrix built the plain way, the
+  oracle of ``ImageFingerprints.force_matrix``;
 * :func:`watchdog` -- fail instead of hanging.
 """
 import contextlib
@@ -170,3 +172,37 @@ def watchdog(seconds=20.0):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def coo_force_matrix(fp):
+    """``fp.force_matrix()`` the plain way: every derivative value of every
+    entry as a COO triple, with a plus sign in its centre atom's rows and
+    a minus sign in its neighbour's, duplicates summed by ``tocsr``."""
+    from scipy.sparse import coo_matrix
+
+    nl = fp.neighbors
+    rows, cols, data = [], [], []
+    offset = 0
+    for element in sorted(fp.values):
+        n_e, n_f = fp.values[element].shape
+        block = fp.derivatives[element]  # (entries, 3, features)
+        if len(block):
+            entries = fp.entries[element]
+            row_of_atom = np.zeros(fp.n_atoms, dtype=np.int64)
+            row_of_atom[fp.atom_index[element]] = np.arange(n_e)
+            column = (offset + row_of_atom[nl.i[entries]][:, None, None]
+                      * n_f + np.arange(n_f)[None, None, :])
+            column = np.broadcast_to(column, block.shape)
+            axis = np.arange(3)[None, :, None]
+            for atom, sign in ((nl.i[entries], 1.0), (nl.j[entries], -1.0)):
+                row = np.broadcast_to(3 * atom[:, None, None] + axis,
+                                      block.shape)
+                rows.append(row.ravel())
+                cols.append(column.ravel())
+                data.append(sign * block.ravel())
+        offset += n_e * n_f
+    if rows:
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        data = np.concatenate(data)
+    return coo_matrix((data, (rows, cols)),
+                      shape=(3 * fp.n_atoms, offset)).tocsr()

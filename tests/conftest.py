@@ -1,10 +1,11 @@
 """Shared fixtures: paths of the reference data copied from the originals,
-and helpers of the parallel tests."""
+builders of EMT training images, and helpers of the parallel tests."""
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -23,6 +24,76 @@ def with_emt_results(atoms):
         atoms, energy=atoms.get_potential_energy(),
         forces=atoms.get_forces())
     return atoms
+
+
+def rattled_with_emt(make, count, stdev, rng=None, seeds=None):
+    """``count`` training images carrying their EMT energy and forces.
+
+    Image ``k`` is the structure ``make(k)`` with Gaussian noise of
+    ``stdev`` Angstrom added to its positions, drawn from ``rng`` (one
+    generator, image after image, so ``make`` may draw from it too) or,
+    with ``seeds``, by ASE's ``rattle(stdev, seed=seeds[k])``; then it
+    carries its EMT results (:func:`with_emt_results`)."""
+    if (rng is None) == (seeds is None):
+        raise ValueError("give either rng or seeds")
+    images = []
+    for k in range(count):
+        atoms = make(k)
+        if seeds is None:
+            atoms.rattle(stdev, rng=rng)
+        else:
+            atoms.rattle(stdev, seed=seeds[k])
+        images.append(with_emt_results(atoms))
+    return images
+
+
+def cu_bulk(a, repeat=(1, 1, 1), cubic=False, pt=()):
+    """fcc Cu of lattice constant ``a`` repeated ``repeat`` times, with Pt
+    at the indices ``pt``."""
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=a, cubic=cubic)
+    if tuple(repeat) != (1, 1, 1):
+        atoms = atoms * repeat
+    if len(pt):
+        atoms.symbols[list(pt)] = "Pt"
+    return atoms
+
+
+def adatom_slab_images(count, seed=0, stdev=0.05):
+    """Pt fcc(111) 2x2x2 slabs (vacuum 6 Angstrom) with a Cu adatom at an
+    fcc site, rattled by ``stdev`` from ``default_rng(seed)``; EMT
+    results."""
+    from ase.build import add_adsorbate, fcc111
+
+    base = fcc111("Pt", (2, 2, 2), vacuum=6.0)
+    add_adsorbate(base, "Cu", 2.0, "fcc")
+    return rattled_with_emt(lambda k: base.copy(), count, stdev,
+                            rng=np.random.default_rng(seed))
+
+
+def cu_slab_images(seeds, pt=()):
+    """Cu fcc(111) 2x2x2 slabs (vacuum 5 Angstrom) with Pt at the indices
+    ``pt``, one per seed of ``seeds``, rattled by 0.05 Angstrom with ASE's
+    ``rattle(seed=...)``; EMT results."""
+    from ase.build import fcc111
+
+    def make(k):
+        atoms = fcc111("Cu", (2, 2, 2), vacuum=5.0)
+        if len(pt):
+            atoms.symbols[list(pt)] = "Pt"
+        return atoms
+    return rattled_with_emt(make, len(seeds), 0.05, seeds=list(seeds))
+
+
+def molecule_images(count, symbols="CH4", stdev=0.05):
+    """``count`` copies of the ASE molecule ``symbols``, rattled by
+    ``stdev`` with ASE's ``rattle(seed=k)`` for k = 0, 1, ...; EMT results
+    (a small GDML dataset)."""
+    from ase.build import molecule
+
+    return rattled_with_emt(lambda k: molecule(symbols), count, stdev,
+                            seeds=range(count))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from amp.model.neuralnetwork import NeuralNetwork
 from amp.store.modelfile import ModelFileError
 from checks import (assert_forces_are_gradients, assert_invariant,
                     assert_stress_is_strain_derivative, energy_of)
-from conftest import AMP_REFERENCE, with_emt_results
+from conftest import AMP_REFERENCE, cu_bulk, rattled_with_emt
 
 LEGACY = os.path.join(AMP_REFERENCE, "ptcu_nn33.amp")
 
@@ -186,14 +186,8 @@ def test_save_refuses_overwrite_and_bad_files(trained, tmp_path):
 
 
 def emt_images(count, seed=0):
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
-        atoms.symbols[1] = "Pt"
-        atoms.rattle(0.1, rng=rng)
-        images.append(with_emt_results(atoms))
-    return images
+    return rattled_with_emt(lambda k: cu_bulk(3.6, (2, 1, 1), pt=[1]), count,
+                            0.1, rng=np.random.default_rng(seed))
 
 
 def make_calc(label, convergence, maxiter=100000, force=0.04):

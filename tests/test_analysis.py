@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from ase.build import fcc111
 from ase.constraints import FixAtoms
 
 from amp import Amp
@@ -20,7 +19,7 @@ from amp.descriptor.analysis import FingerprintPlot
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction, TrainingConvergenceError
 from amp.model.neuralnetwork import NeuralNetwork, NodePlot
-from conftest import AMP_REFERENCE, ROOT, with_emt_results
+from conftest import AMP_REFERENCE, ROOT, cu_slab_images, with_emt_results
 
 pytest.importorskip("matplotlib")
 
@@ -32,13 +31,7 @@ with open(os.path.join(AMP_REFERENCE,
 
 def slab_images(n, seed=0):
     """``n`` rattled Cu7Pt fcc(111) slabs with EMT energies and forces."""
-    images = []
-    for k in range(n):
-        atoms = fcc111("Cu", (2, 2, 2), vacuum=5.0)
-        atoms[0].symbol = "Pt"
-        atoms.rattle(0.05, seed=seed * 100 + k)
-        images.append(with_emt_results(atoms))
-    return images
+    return cu_slab_images([seed * 100 + k for k in range(n)], pt=[0])
 
 
 def small_gaussian():
@@ -377,7 +370,26 @@ def test_fingerprint_plot(tmp_path, trained):
          overwrite=True)
     assert not_blank(png)
     with pytest.raises(FileExistsError):
-        plot(images, png)
+        plot(images, png, overwrite=False)
+
+
+def test_fingerprint_plot_rewrites_its_file_as_amps(tmp_path, monkeypatch,
+                                                   trained):
+    # The calls of Amp 1.x's misc_test/fpplot_test.py: the default file
+    # name three times, a whole image as the overlay, then two atoms.
+    label, images = trained
+    calc = Amp.load(label + ".amp")
+    monkeypatch.chdir(tmp_path)
+    fpplot = FingerprintPlot(calc)
+    fpplot(images)
+    first = os.path.getsize("fingerprints.pdf")
+    fpplot(images, overlay=images[0])
+    assert os.path.getsize("fingerprints.pdf") != first  # a second set drawn
+    assert sorted(os.listdir(tmp_path)) == ["fingerprints.pdf"]
+    fpplot(images, overlay=[images[1][2], images[0][-1]])
+    assert os.path.getsize("fingerprints.pdf") > 0
+    np.testing.assert_array_equal(
+        fpplot.data["Cu"][:7], calc.descriptor.compute(images[0]).values["Cu"])
 
 
 def test_node_plot_output_layer_gives_atomic_energies(tmp_path, trained):

@@ -5,9 +5,6 @@ import signal
 
 import numpy as np
 import pytest
-from ase.build import add_adsorbate, fcc111
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from amp import Amp
 from amp.descriptor.gaussian import Gaussian
@@ -15,23 +12,12 @@ from amp.model import LossFunction
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.store import modelfile
 from amp.utilities import Annealer
+from conftest import adatom_slab_images
 
 
 @pytest.fixture(scope="module")
 def images():
-    rng = np.random.default_rng(0)
-    base = fcc111("Pt", (2, 2, 2), vacuum=6.0)
-    add_adsorbate(base, "Cu", 2.0, "fcc")
-    out = []
-    for _ in range(4):
-        atoms = base.copy()
-        atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        out.append(atoms)
-    return out
+    return adatom_slab_images(4)
 
 
 def make_calc(label):

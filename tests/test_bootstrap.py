@@ -4,9 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from ase.build import add_adsorbate, bulk, fcc111
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
+from ase.build import bulk
 
 from amp import Amp
 from amp.descriptor.gaussian import Gaussian
@@ -16,25 +14,9 @@ from amp.stats import bootstrap as bootstrap_module
 from amp.stats.bootstrap import BootStrap, EnsembleFileError
 from amp.stats.calctext import CalcTextError, read_calc_text
 from amp.utilities import Logger
+from conftest import adatom_slab_images
 
 QUIET = Logger(None)
-
-
-def slab_images(n, seed=0, sigma=0.05):
-    """Pt fcc(111) 2x2x2 slab with a Cu adatom, rattled, EMT results."""
-    rng = np.random.default_rng(seed)
-    base = fcc111("Pt", (2, 2, 2), vacuum=6.0)
-    add_adsorbate(base, "Cu", 2.0, "fcc")
-    images = []
-    for _ in range(n):
-        atoms = base.copy()
-        atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
-        atoms.calc = EMT()
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy,
-                                           forces=forces)
-        images.append(atoms)
-    return images
 
 
 def distorted(image):
@@ -57,7 +39,7 @@ def template(hiddenlayers=(5, 5), energy_rmse=0.002, maxiter=3000):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ensemble")
-    images = slab_images(10)
+    images = adatom_slab_images(10)
     label = str(folder / "pt")
     ensemble = BootStrap(log=QUIET)
     result = ensemble.train(images, n=5, calc=template(), seed=0,
@@ -179,7 +161,7 @@ def test_saved_ensemble_reproduces_predictions_and_writes_nothing(
 def test_resamples_are_seeded_and_failed_members_listed(tmp_path,
                                                         monkeypatch):
     monkeypatch.chdir(tmp_path)
-    images = slab_images(4)
+    images = adatom_slab_images(4)
     hopeless = template(hiddenlayers=(2,), energy_rmse=1e-9, maxiter=3)
     with pytest.raises(TrainingConvergenceError) as info:
         BootStrap(log=QUIET).train(images, n=2, calc=hopeless, seed=5,
@@ -194,7 +176,7 @@ def test_resamples_are_seeded_and_failed_members_listed(tmp_path,
 
 def test_finished_members_are_never_retrained(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    images = slab_images(4)
+    images = adatom_slab_images(4)
     calls = []
     real = bootstrap_module._train_member
 
@@ -247,7 +229,7 @@ calc.model.lossfunction = None if False else None
     assert parameters["weight_duplicates"] is True
     assert parameters["convergence"]["energy_rmse"] == 0.02
     ensemble = BootStrap(log=QUIET)
-    ensemble.train(slab_images(4), n=2, calc_text=good, label="t", seed=1,
+    ensemble.train(adatom_slab_images(4), n=2, calc_text=good, label="t", seed=1,
                    start_command="sbatch run.py", headerlines="#SBATCH")
     assert len(ensemble.ensemble) == 2
     assert not os.path.exists("../amp-db-fingerprints.ampdb")
@@ -274,13 +256,13 @@ def test_code_in_calc_text_is_refused_and_runs_nothing(text, tmp_path,
     with pytest.raises(CalcTextError):
         read_calc_text(text)
     with pytest.raises(CalcTextError):
-        BootStrap(log=QUIET).train(slab_images(2), n=2, calc_text=text)
+        BootStrap(log=QUIET).train(adatom_slab_images(2), n=2, calc_text=text)
     assert os.listdir(tmp_path) == []
 
 
 def test_bad_input_is_refused_before_anything_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    images = slab_images(2)
+    images = adatom_slab_images(2)
     with pytest.raises(ValueError, match="no training images"):
         BootStrap(log=QUIET).train([], n=2, calc=template())
     for n in (1, 0, -3, 2.5, True):
@@ -322,7 +304,7 @@ def test_corrupt_ensemble_file(content, tmp_path):
 
 def test_members_on_workers_equal_members_in_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    images = slab_images(4)
+    images = adatom_slab_images(4)
     calc = template(hiddenlayers=(3,), energy_rmse=0.02)
     serial, parallel = BootStrap(log=QUIET), BootStrap(log=QUIET)
     serial.train(images, n=2, calc=calc, seed=3, label="serial")
@@ -343,7 +325,7 @@ def test_amp1_ensemble_files_load(tmp_path):
     path.write_text(json.dumps([text, text]))
     ensemble = BootStrap.load(str(path), log=QUIET)
     single = Amp.load(legacy)
-    atoms = slab_images(1)[0]
+    atoms = adatom_slab_images(1)[0]
     atoms.calc = single
     low, high = ensemble.get_potential_energy(atoms, output=(.1, .9))
     assert low == high == pytest.approx(atoms.get_potential_energy(),

@@ -13,7 +13,7 @@ from amp.descriptor.gaussian import (Gaussian, make_default_symmetry_functions,
                                      make_symmetry_functions)
 from amp.utilities import hash_images
 from checks import (assert_forces_are_gradients, assert_invariant,
-                    assert_stress_is_strain_derivative)
+                    assert_stress_is_strain_derivative, coo_force_matrix)
 from conftest import AMP_REFERENCE
 
 CASES = ["pd3o2_default", "pd4o2_default", "pd3o2_forcecall_gs",
@@ -178,6 +178,14 @@ def test_forces_and_virial_of_a_linear_energy():
     gvec = np.concatenate([dE_dG[e].ravel() for e in sorted(dE_dG)])
     np.testing.assert_allclose(fp.force_matrix() @ gvec, forces.ravel(),
                                atol=1e-12)
+    # The matrix built directly equals the plain COO one, without zeros.
+    matrix, oracle = fp.force_matrix(), coo_force_matrix(fp)
+    np.testing.assert_allclose(matrix.toarray(), oracle.toarray(), rtol=0,
+                               atol=1e-15 * abs(oracle).max())
+    oracle.eliminate_zeros()
+    assert matrix.nnz == oracle.nnz and np.all(matrix.data != 0)
+    assert all(np.all(np.diff(matrix.indices[a:b]) > 0) for a, b in
+               zip(matrix.indptr[:-1], matrix.indptr[1:]))
     # Virial: dE/d(strain), strain applied to cell and positions together.
     assert_stress_is_strain_derivative(
         energy, atoms, fp.virial(dE_dG) / atoms.get_volume(), h=1e-5,
@@ -377,8 +385,8 @@ def test_reused_workspace_gives_the_same_bits(name):
     big = big * (2, 2, 2) if big.pbc.all() else big
     small = big[:3]
     small.pbc = False
-    descriptor = make_descriptor()
-    descriptor.compute(big)  # the elements (and default functions) of big
+    # the elements (and default functions) of big
+    descriptor = make_descriptor().resolve([big])
     # Copies get new, empty workspaces.
     fresh = {key: all_results(copy.deepcopy(descriptor), atoms)
              for key, atoms in (("big", big), ("small", small))}
@@ -388,7 +396,7 @@ def test_reused_workspace_gives_the_same_bits(name):
         assert results.keys() == fresh[key].keys()
         for part, expected in fresh[key].items():
             np.testing.assert_array_equal(results[part], expected)
-    plans = descriptor._plans.values()
+    plans = descriptor._element_plans()[0].values()
     assert max(plan.workspace.nbytes for plan in plans) > 0
 
 

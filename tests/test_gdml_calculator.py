@@ -8,7 +8,7 @@ from ase import Atoms, units
 
 from amp.gdml import io
 from amp.gdml.calculator import GDMLCalculator
-from conftest import GDML_REFERENCE
+from conftest import GDML_REFERENCE, cu_bulk, rattled_with_emt
 
 MODEL = os.path.join(GDML_REFERENCE, "benzene_sgdml_model.npz")
 
@@ -114,16 +114,9 @@ def test_sgdml_calculator_name_is_importable():
 
 
 def _periodic_model():
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
     from amp.gdml.train import GDMLTrain
-    frames = []
-    for i in range(24):
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
-        atoms.rattle(0.1, seed=i)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        frames.append(atoms)
+    frames = rattled_with_emt(lambda k: cu_bulk(3.6, cubic=True), 24, 0.1,
+                              seeds=range(24))
     data = io.dataset_from_atoms(frames, name="cu4")
     np.random.seed(0)
     trainer = GDMLTrain(max_processes=1)

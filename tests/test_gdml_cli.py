@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from amp.gdml import io
+from amp.gdml import io, workflow
 from amp.gdml.cli import main
-from conftest import GDML_REFERENCE
+from conftest import GDML_REFERENCE, molecule_images
 
 DATASET = os.path.join(GDML_REFERENCE, "benzene_dataset.npz")
 
@@ -38,10 +38,20 @@ def test_all_end_to_end(tmp_path, monkeypatch, capsys):
     raw = np.load("benzene.npz", allow_pickle=True)
     assert raw["f_err"].item().keys() == {"mae", "rmse"}
     assert raw["md5_test"].item() == raw["md5_train"].item()
-    # running it again resumes nothing and refuses to overwrite the model
-    status, _, err = _run(capsys, "all", DATASET, 40, 40, "-s", 5,
+    # running it again reports the finished run and changes nothing
+    before = os.stat("benzene.npz").st_mtime_ns
+    status, out, err = _run(capsys, "all", DATASET, 40, 40, "-s", "5:5:15",
+                            "--seed", 1, "--model_file", "benzene")
+    assert status == 0, err
+    assert "This run is finished already: 'benzene.npz'" in out
+    assert "Step 1" not in out and os.listdir(tmp_path) == ["benzene.npz"]
+    assert os.stat("benzene.npz").st_mtime_ns == before
+    # a run with other settings refuses to overwrite the model
+    status, _, err = _run(capsys, "all", DATASET, 30, 40, "-s", 5,
                           "--model_file", "benzene")
-    assert status == 1 and "'benzene.npz' exists; pass -o" in err
+    assert status == 1 and "'benzene.npz' exists and holds another model; " \
+        "pass -o" in err
+    assert os.listdir(tmp_path) == ["benzene.npz"]     # refused before work
 
 
 def test_python_dash_m_and_console_script(tmp_path):
@@ -62,8 +72,10 @@ def test_step_by_step_and_show_each_file_type(tmp_path, monkeypatch,
     status, out, err = _run(capsys, "create", DATASET, 30, 30, "-s", 10, 20,
                             "--gdml", "--task_dir", "cv", "--seed", 2)
     assert status == 0, err
-    assert sorted(os.listdir("cv")) == ["task-train30-sym1-sig0010.npz",
-                                        "task-train30-sym1-sig0020.npz"]
+    tasks = ["task-train30-sym1-sig0010.npz", "task-train30-sym1-sig0020.npz"]
+    assert sorted(os.listdir("cv")) == [workflow.RUN_RECORD] + tasks
+    assert workflow.read_run_record("cv") == {
+        "program": "amp-gdml", "made_folder": True, "files": tasks}
     status, out, _ = _run(capsys, "show", "cv/task-train30-sym1-sig0010.npz")
     assert status == 0 and out.startswith("Task") and "Train on:" in out
     status, out, err = _run(capsys, "train", "cv", DATASET, "--solver",
@@ -113,26 +125,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, monkeypatch, capsys):
     assert status == 1 and "is a FIFO" in err
 
 
-def _make_frames(n, symbols="CH4"):
-    from ase.build import molecule
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-    frames = []
-    for i in range(n):
-        atoms = molecule(symbols)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        frames.append(atoms)
-    return frames
-
-
 def test_create_dataset_from_traj_and_extxyz(tmp_path, monkeypatch, capsys):
     import ase.io
     monkeypatch.chdir(tmp_path)
-    frames = _make_frames(8)
+    frames = molecule_images(8)
     ase.io.write("md.traj", frames)
     ase.io.write("md.extxyz", frames)
     status, out, err = _run(capsys, "create-dataset", "md.traj", "--theory",
@@ -150,7 +146,7 @@ def test_create_dataset_from_traj_and_extxyz(tmp_path, monkeypatch, capsys):
     assert "[kcal/mol]" in out
     status, _, err = _run(capsys, "create-dataset", "md.traj")
     assert status == 1 and "'md.npz' exists; pass -o" in err
-    ase.io.write("mixed.traj", frames[:3] + _make_frames(1, "CH3OH"))
+    ase.io.write("mixed.traj", frames[:3] + molecule_images(1, "CH3OH"))
     status, _, err = _run(capsys, "create-dataset", "mixed.traj")
     assert status == 1 and "frame 3 has 6 atoms but frame 0 has 5" in err
     from ase.build import molecule
@@ -277,3 +273,70 @@ def test_progress_line_only_on_a_terminal(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["create", DATASET, "10", "10", "-s", "10"]) == 0
     assert sys.stderr.getvalue() == ""
+
+
+def test_all_never_deletes_what_it_did_not_make(tmp_path, monkeypatch,
+                                                capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mywork").mkdir()
+    (tmp_path / "mywork" / "notes.txt").write_text("x")
+    args = ["all", DATASET, 40, 40, "-s", 5, 10, "--seed", 1]
+    status, out, err = _run(capsys, *args, "--task_dir", "mywork")
+    assert status == 1
+    assert "'mywork' is not empty (1 entry, e.g. 'notes.txt') and was " \
+        "not made by amp-gdml" in err
+    assert os.listdir("mywork") == ["notes.txt"]
+    assert (tmp_path / "mywork" / "notes.txt").read_text() == "x"
+    assert sorted(os.listdir(tmp_path)) == ["mywork"]
+    # -o does not change that
+    status, _, err = _run(capsys, *args, "--task_dir", "mywork", "-o")
+    assert status == 1 and os.listdir("mywork") == ["notes.txt"]
+    # the current folder, with the dataset elsewhere: refused as well
+    monkeypatch.chdir(tmp_path / "mywork")
+    status, _, err = _run(capsys, *args, "--task_dir", ".")
+    assert status == 1 and "'.' is not empty" in err
+    assert os.listdir(".") == ["notes.txt"]
+    # an empty folder of the user's is used and kept, and only what the run
+    # wrote there is removed
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    status, out, err = _run(capsys, *args, "--task_dir", ".",
+                            "--model_file", "m")
+    assert status == 0, err
+    assert os.listdir(".") == ["m.npz"]
+    # a folder the run made is removed at the end
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, *args, "--task_dir", "made",
+                            "--model_file", "m2")
+    assert status == 0, err
+    assert sorted(os.listdir(tmp_path)) == ["empty", "m2.npz", "mywork"]
+
+
+def test_all_resumes_after_a_kill_in_its_test_step(tmp_path, monkeypatch,
+                                                   capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["all", DATASET, "40", "40", "-s", "5", "10", "--seed", "1",
+            "--model_file", "m", "--task_dir", "cv"]
+    proc = subprocess.Popen([sys.executable, "-m", "amp.gdml"] + args,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    for line in proc.stdout:            # the kill lands inside step 4
+        if line.startswith("Step 4"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    proc.stdout.close()
+    assert os.path.exists("m.npz") and os.path.isdir("cv")
+    models = sorted(n for n in os.listdir("cv") if n.startswith("model-"))
+    assert len(models) == 2
+    alphas = io.load_model("m.npz")["alphas_F"]
+    status, out, err = _run(capsys, *args)
+    assert status == 0, err
+    assert out.count("exists; kept") == 2 and "Training" not in out
+    assert "'m.npz' holds it already" in out and "Test errors" in out
+    np.testing.assert_array_equal(io.load_model("m.npz")["alphas_F"], alphas)
+    assert int(io.load_model("m.npz")["n_test"]) > 0
+    assert os.listdir(tmp_path) == ["m.npz"]
+    # and once more: finished
+    status, out, err = _run(capsys, *args)
+    assert status == 0 and "This run is finished already: 'm.npz'" in out

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from amp.gdml import io
+from conftest import molecule_images, with_emt_results
 
 
 def _ref(gdml_reference, name):
@@ -152,15 +153,120 @@ def test_wrong_file_type(gdml_reference):
         io.load_model(_ref(gdml_reference, "benzene_gdml_task.npz"))
 
 
+_FILES = {"d": "benzene_dataset.npz", "t": "benzene_sgdml_task.npz",
+          "m": "benzene_sgdml_model.npz"}
+_NAMES = {"d": "dataset", "t": "task", "m": "model"}
+
+
+@pytest.mark.parametrize("kind", ["d", "t", "m"])
+def test_load_kind_is_the_one_reader_of_each_kind(gdml_reference, kind):
+    path = _ref(gdml_reference, _FILES[kind])
+    data = io.load_kind(path, kind)
+    wrapper = {"d": io.load_dataset, "t": io.load_task,
+               "m": io.load_model}[kind]
+    any_kind, any_data = io.load_any(path)
+    with open(path, "rb") as handle:
+        from_handle = io.load_kind(handle, kind)
+    assert any_kind == kind
+    for other in (wrapper(path), any_data, from_handle):
+        assert set(other) == set(data)
+        for key in data:
+            if data[key].dtype != object:
+                np.testing.assert_array_equal(other[key], data[key])
+    for wrong in set(_NAMES) - {kind}:
+        with pytest.raises(ValueError, match="is an sgdml {} file, expected "
+                           "a {} file".format(_NAMES[kind], _NAMES[wrong])):
+            io.load_kind(path, wrong)
+    with pytest.raises(ValueError, match="kind must be one of 'd', 't', 'm'"):
+        io.load_kind(path, "model")
+
+
+def _object_array(value):
+    arr = np.empty((), dtype=object)
+    arr[()] = value
+    return arr
+
+
+@pytest.mark.parametrize("value, expected", [
+    (np.array(20), 20),
+    (np.array([1.5]), 1.5),
+    (np.array([[True]]), True),
+    (np.float32(0.25), 0.25),
+    (np.array(b"abc"), b"abc"),
+    (np.array("t"), "t"),
+    (_object_array({"mae": 0.5}), {"mae": 0.5}),
+    (_object_array(None), None),
+    ({"rmse": 1.0}, {"rmse": 1.0}),
+    (None, None),
+])
+def test_scalar_is_the_python_value_of_one_element(value, expected):
+    got = io.scalar(value)
+    assert got == expected and type(got) is type(expected)
+
+
+def test_scalar_leaves_other_arrays_as_arrays(gdml_reference):
+    np.testing.assert_array_equal(io.scalar([1, 2, 3]), [1, 2, 3])
+    assert io.scalar(np.zeros((0,))).shape == (0,)
+    model = io.load_model(_ref(gdml_reference, "benzene_sgdml_model.npz"))
+    assert io.scalar(model["sig"]) == 7
+    assert io.scalar(model["md5_test"]) is None
+    f_err = io.scalar(model["f_err"])
+    assert set(f_err) == {"mae", "rmse"} and np.isnan(f_err["rmse"])
+
+
+@pytest.mark.parametrize("data, mode", [
+    ({"use_E": np.array(True), "use_E_cstr": np.array(False)}, "constant"),
+    ({"use_E": np.array(True), "use_E_cstr": np.array(True)}, "constraints"),
+    ({"use_E": np.array(False), "use_E_cstr": np.array(True)}, "none"),
+    ({"use_E": np.array(True), "alphas_E": np.zeros(3)}, "constraints"),
+    ({"use_E": np.array(False), "alphas_E": np.zeros(3)}, "none"),
+    ({"use_E": np.array(True)}, "constant"),
+    ({}, "constant"),   # sgdml always writes use_E; read as using energies
+])
+def test_energy_mode(data, mode):
+    assert io.energy_mode(data) == mode
+    assert mode in io.ENERGY_MODES
+
+
+def _model_in_mode(model, mode):
+    model = dict(model)
+    if mode == "none":
+        model["use_E"] = np.array(False)
+        model.pop("e_err")
+    elif mode == "constraints":
+        model["alphas_E"] = np.linspace(-1.0, 1.0, len(model["idxs_train"]))
+    return model
+
+
+@pytest.mark.parametrize("mode, line", [
+    ("none", "none (forces only)"),
+    ("constant", "global integration constant"),
+    ("constraints", "pointwise energy constraints"),
+])
+def test_show_and_resume_read_the_energy_mode_alike(gdml_reference, mode,
+                                                     line):
+    from amp.gdml.show import print_model, print_task
+    from amp.gdml.task import create_task_from_model
+    ds = io.load_dataset(_ref(gdml_reference, "benzene_dataset.npz"))
+    model = _model_in_mode(io.load_model(
+        _ref(gdml_reference, "benzene_sgdml_model.npz")), mode)
+    assert io.energy_mode(model) == mode
+    task = create_task_from_model(model, ds)
+    assert io.energy_mode(task) == mode
+    assert task["use_E"] == (mode != "none")
+    assert task["use_E_cstr"] == (mode == "constraints")
+    assert ("E_train" in task) == (mode != "none")
+    for show, data in ((print_model, model), (print_task, task)):
+        lines = []
+        show(data, write=lines.append)
+        offset = [text for text in lines if "Energy offset:" in text]
+        assert offset == ["  {:<16} {}".format("Energy offset:", line)]
+
+
 def test_dataset_from_atoms():
     from ase import Atoms
-    from ase.calculators.emt import EMT
-    images = []
-    for shift in (0.0, 0.05, 0.1):
-        a = Atoms("CuCu", positions=[(0, 0, 0), (2.5 + shift, 0, 0)])
-        a.calc = EMT()
-        a.get_potential_energy()
-        images.append(a)
+    images = [with_emt_results(Atoms("CuCu", positions=[
+        (0, 0, 0), (2.5 + shift, 0, 0)])) for shift in (0.0, 0.05, 0.1)]
     ds = io.dataset_from_atoms(images, name="cu2")
     io.validate_dataset(ds)
     assert ds["R"].shape == (3, 2, 3) and ds["name"].dtype.kind == "S"
@@ -259,26 +365,10 @@ def test_npz_to_dict_matches_load_npz(gdml_reference):
 
 # ------------------------------------------------------------- dataset tools
 
-def _emt_frames(n=6, symbols="CH4"):
-    from ase.build import molecule
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-    frames = []
-    for i in range(n):
-        atoms = molecule(symbols)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(
-            atoms, energy=atoms.get_potential_energy(),
-            forces=atoms.get_forces())
-        frames.append(atoms)
-    return frames
-
-
 @pytest.mark.parametrize("fmt", ["traj", "extxyz"])
 def test_dataset_from_traj_and_extxyz(tmp_path, fmt):
     import ase.io
-    frames = _emt_frames()
+    frames = molecule_images(6)
     path = tmp_path / "ch4.{}".format(fmt)
     ase.io.write(path, frames)
     data = io.dataset_from_traj(path, theory="EMT", energy_unit="kcal/mol",
@@ -301,8 +391,8 @@ def test_dataset_from_traj_and_extxyz(tmp_path, fmt):
 def test_dataset_from_traj_errors_name_the_frame(tmp_path):
     import ase.io
     from ase.build import molecule
-    frames = _emt_frames(4)
-    mixed = frames[:2] + _emt_frames(1, "CH3OH") + frames[2:]
+    frames = molecule_images(4)
+    mixed = frames[:2] + molecule_images(1, "CH3OH") + frames[2:]
     with pytest.raises(ValueError, match="frame 2 has 6 atoms but frame 0 "
                                          "has 5"):
         io.dataset_from_traj(mixed)

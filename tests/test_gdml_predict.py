@@ -56,7 +56,8 @@ def test_batches_chunks_and_workers_agree(ref):
                          max_processes=3)
         gp._set_bulk_mp(bulk)
         E, F = gp.predict(R)
-        np.testing.assert_allclose(E, base_E, rtol=1e-13)
+        # chunks change the summation order of terms much larger than E
+        np.testing.assert_allclose(E, base_E, rtol=1e-12)
         np.testing.assert_allclose(F, base_F, atol=1e-12 * abs(base_F).max())
     singles = np.array([GDMLPredict(ref["sgdml"], num_workers=0).predict(
         r)[0][0] for r in R[:3]])
@@ -240,6 +241,48 @@ def test_predict_wkr_sums_to_the_prediction(ref):
         given = _predict_wkr(None, (X[0], gp.desc.d_desc_from_comp(J)[0]),
                              None, gp.glob_id)
         np.testing.assert_allclose(given, full, rtol=1e-12, atol=1e-14)
+
+
+def test_predictors_register_for_the_worker_only_when_asked(ref):
+    import gc
+    import weakref
+    from amp.gdml.predict import _predict_wkr, globs
+    r = ref["ds"]["R"][11].ravel()
+    before = len(globs)
+    alive = []
+    for _ in range(25):
+        gp = GDMLPredict(ref["sgdml"], num_workers=0)
+        gp.predict(r)
+        alive += [weakref.ref(gp), weakref.ref(gp._Xp), weakref.ref(gp._Wp)]
+    del gp
+    gc.collect()
+    assert [w for w in alive if w() is not None] == []
+    assert len(globs) == before
+    # the worker API registers on first use of glob_id, follows
+    # set_alphas, and lets go when the predictor is gone
+    gp = GDMLPredict(ref["sgdml"], num_workers=0)
+    E, F = gp.predict(r)
+    glob_id = gp.glob_id
+    assert gp.glob_id == glob_id and len(globs) == before + 1
+    full = _predict_wkr(r, None, None, glob_id)
+    np.testing.assert_allclose(full[0] * gp.std + gp.c, E[0], rtol=1e-12)
+    gp.set_R_d_desc(gp.desc.from_R(
+        ref["ds"]["R"][ref["sgdml"]["idxs_train"]].reshape(gp.n_train, -1))
+        [1])
+    gp.set_alphas(2 * ref["sgdml"]["alphas_F"])
+    E2, F2 = gp.predict(r)
+    doubled = _predict_wkr(r, None, None, glob_id)
+    assert abs(E2[0] - E[0]) > 1e-3 * abs(E[0])
+    np.testing.assert_allclose(doubled[0] * gp.std + gp.c, E2[0],
+                               rtol=1e-12)
+    np.testing.assert_allclose(doubled[1:] * gp.std, F2[0], rtol=1e-9,
+                               atol=1e-9 * np.abs(F2).max())
+    arrays = weakref.ref(gp._Xp)
+    del gp
+    gc.collect()
+    assert globs[glob_id] is None and arrays() is None
+    with pytest.raises(ValueError, match="no longer exists"):
+        _predict_wkr(r, None, None, glob_id)
 
 
 def test_virial_needs_a_periodic_model(ref):

@@ -3,6 +3,7 @@ inside functions): nothing imports upwards, and importing the package
 changes nothing in the host process."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,9 @@ import amp
 PACKAGE = os.path.dirname(os.path.abspath(amp.__file__))
 
 # Lower numbers are lower floors; a module may import its own floor and the
-# floors below. gdml is a subsystem of its own beside the Amp stack.
+# floors below, but two packages never import each other. gdml is a
+# subsystem of its own beside the Amp stack. CONTRIBUTING.md gives the same
+# table (test_contributing_gives_these_floors).
 FLOORS = {
     "amp.store": 0,
     "amp.parallel": 1,
@@ -21,14 +24,15 @@ FLOORS = {
     "amp.images": 2,
     "amp.plotting": 2,
     "amp.descriptor": 3,
+    "amp.regression": 3,
     "amp.model": 4,
-    "amp.regression": 4,
     "amp.annealer": 5,
     "amp.potential": 5,
     "amp.gdml": 5,
     "amp.analysis": 6,
     "amp.stats": 6,
     "amp": 6,            # the calculator, amp/__init__.py
+    "amp.engines": 6,    # LAMMPS and i-PI couplings of the calculators
     "amp.cli": 7,
 }
 
@@ -114,6 +118,50 @@ def test_nothing_imports_upwards():
                               % (os.path.relpath(path, PACKAGE), line,
                                  target, floor, own))
     assert upward == []
+
+
+def test_no_two_packages_import_each_other():
+    """Within a floor imports are allowed, but never both ways between two
+    parts of the package (the floors would not say which is below)."""
+    edges = {}
+    for dotted, path in modules():
+        own = floor_of(dotted)[0]
+        for target, line in imported(dotted, path):
+            other = floor_of(target)[0]
+            if other != own:
+                edges.setdefault((own, other), "%s:%d" % (
+                    os.path.relpath(path, PACKAGE), line))
+    ties = ["%s <-> %s (%s, %s)" % (a, b, where, edges[(b, a)])
+            for (a, b), where in edges.items() if (b, a) in edges and a < b]
+    assert ties == []
+
+
+def test_contributing_gives_these_floors():
+    """CONTRIBUTING.md's layer table is FLOORS."""
+    path = os.path.join(os.path.dirname(PACKAGE), "CONTRIBUTING.md")
+    with open(path) as handle:
+        text = handle.read()
+    table = text[text.index("| floor |"):].split("\n\n")[0]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in cells[1].split(","):
+            documented[name.strip().strip("`")] = int(cells[0])
+    assert documented == FLOORS
+
+
+def test_every_package_says_what_it_must_not_import():
+    import importlib
+
+    silent = []
+    for dotted, path in modules():
+        if not path.endswith("__init__.py") or dotted == "amp":
+            continue
+        doc = importlib.import_module(dotted).__doc__ or ""
+        if not re.search(r"must not import|imports nothing", " ".join(
+                doc.split())):
+            silent.append(dotted)
+    assert silent == []
 
 
 def test_store_and_descriptor_know_nothing_above_them():

@@ -210,10 +210,8 @@ def test_force_matrix_of_images_of_different_sizes(monkeypatch):
     """The batch's force matrix is filled image by image into arrays sized
     from the first image and grown when a later one is larger: it must map
     dE/dG to every image's forces, whatever the order of sizes."""
-    from ase.build import bulk
-
     import amp.model.batch as network
-    from conftest import with_emt_results
+    from conftest import cu_bulk, rattled_with_emt
 
     grown = []
     original = network._grown
@@ -221,13 +219,10 @@ def test_force_matrix_of_images_of_different_sizes(monkeypatch):
         args[1]) or original(*args))
 
     rng = np.random.default_rng(11)
-    atoms_list = []
-    for repeat in ((1, 1, 1), (2, 1, 1), (1, 1, 1), (2, 2, 1)):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * repeat
-        atoms.symbols[1] = "Pt"
-        atoms.rattle(0.1, rng=rng)
-        atoms_list.append(with_emt_results(atoms))
-    images = hash_images(atoms_list)
+    repeats = ((1, 1, 1), (2, 1, 1), (1, 1, 1), (2, 2, 1))
+    images = hash_images(rattled_with_emt(
+        lambda k: cu_bulk(3.7, repeats[k], cubic=True, pt=[1]), 4, 0.1,
+        rng=rng))
     descriptor = Gaussian(cutoff=4.0, Gs=SMALL_GS)
     descriptor.calculate_fingerprints(images, calculate_derivatives=True)
     batch = TrainingBatch(images, descriptor.arrays, True)

@@ -4,8 +4,6 @@ import os
 
 import numpy as np
 import pytest
-from ase.build import bulk
-from ase.calculators.emt import EMT
 
 from amp import Amp
 from amp.descriptor import gaussian as gaussian_module
@@ -16,25 +14,21 @@ from amp.model import LossFunction
 from amp.model.batch import TrainingBatch
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.utilities import hash_images
+from conftest import cu_bulk, rattled_with_emt
 
 
 def _images(kind, count, seed=0):
     rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
+
+    def make(k):
         if kind == "pair":  # 2 atoms, periodic images of the same atoms
-            atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
-            atoms.symbols[1] = "Pt"
-        elif kind == "alloy":  # 32 atoms, three elements
-            atoms = bulk("Cu", "fcc", a=3.8, cubic=True) * (2, 2, 2)
+            return cu_bulk(3.6, (2, 1, 1), pt=[1])
+        if kind == "alloy":  # 32 atoms, three elements
+            atoms = cu_bulk(3.8, (2, 2, 2), cubic=True)
             atoms.symbols = rng.choice(["Au", "Cu", "Pt"], len(atoms))
-        else:  # 108 atoms
-            atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (3, 3, 3)
-        atoms.rattle(0.05, rng=rng)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        images.append(atoms)
-    return hash_images(images)
+            return atoms
+        return cu_bulk(3.6, (3, 3, 3), cubic=True)  # 108 atoms
+    return hash_images(rattled_with_emt(make, count, 0.05, rng=rng))
 
 
 @pytest.mark.parametrize("kind", ["pair", "alloy", "cu108"])

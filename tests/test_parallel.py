@@ -165,7 +165,14 @@ def assert_same_entries(parallel, serial):
         for name in b:
             if isinstance(b[name], np.ndarray):
                 assert a[name].dtype == b[name].dtype
-                assert np.array_equal(a[name], b[name]), name
+                if b[name].dtype.kind == "f":
+                    # A worker in another session may round the last bit
+                    # of a vectorised exp differently (numpy's SIMD loops
+                    # depend on how the arrays are aligned in memory).
+                    np.testing.assert_allclose(a[name], b[name], rtol=1e-13,
+                                               atol=1e-14, err_msg=name)
+                else:
+                    assert np.array_equal(a[name], b[name]), name
             else:
                 assert a[name] == b[name]
 

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from ase.build import bulk
 
 from amp import Amp
 from amp.descriptor.gaussian import Gaussian
@@ -14,7 +13,8 @@ from amp.model._shares import WorkerBatches
 from amp.model.neuralnetwork import NeuralNetwork
 from amp.parallel import WorkerPool
 from amp.utilities import Logger, hash_images
-from conftest import ENVCOMMAND, gone, with_emt_results, worker_pids
+from conftest import (ENVCOMMAND, cu_bulk, gone, rattled_with_emt,
+                      worker_pids)
 
 CONVERGENCE = {"energy_rmse": 0.01, "force_rmse": 0.4}
 
@@ -22,27 +22,21 @@ CONVERGENCE = {"energy_rmse": 0.01, "force_rmse": 0.4}
 @pytest.fixture(autouse=True)
 def always_use_workers(monkeypatch):
     """These images are too few for workers to pay off; the tests here are
-    about results with workers, so the set-up measurement is skipped."""
-    monkeypatch.setattr(WorkerBatches, "payoff_check", False)
+    about results with workers: the losses are made with use_workers=True
+    (no set-up measurement), and fingerprints go to workers too."""
     monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 0.0)
 
 
 def emt_images(count=8, seed=3):
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
-        atoms.symbols[[1, 2]] = "Pt"
-        atoms.rattle(0.12, rng=rng)
-        images.append(with_emt_results(atoms))
-    return images
+    return rattled_with_emt(lambda k: cu_bulk(3.7, cubic=True, pt=[1, 2]),
+                            count, 0.12, rng=np.random.default_rng(seed))
 
 
-def model_with_loss(parallel, images, descriptor):
+def model_with_loss(parallel, images, descriptor, use_workers=True):
     model = NeuralNetwork(hiddenlayers=(4, 3), randomseed=3)
     model.lossfunction = LossFunction(
         convergence=CONVERGENCE, raise_ConvergenceOccurred=False,
-        log_losses=False, overfit=1e-4)
+        log_losses=False, overfit=1e-4, use_workers=use_workers)
     model.fit(images, descriptor, Logger(None), parallel, only_setup=True)
     return model
 
@@ -117,12 +111,13 @@ def test_killed_worker_share_is_reassigned(fingerprinted, serial_losses):
         assert pool.alive() == [pool.peers[1]]
 
 
-def make_calc(label, cores, envcommand=None):
+def make_calc(label, cores, envcommand=None, use_workers=True):
     calc = Amp(descriptor=Gaussian(cutoff=4.5),
                model=NeuralNetwork(hiddenlayers=(4, 3), randomseed=3),
                label=label, cores=cores, envcommand=envcommand)
     calc.model.lossfunction = LossFunction(convergence=CONVERGENCE,
-                                           overfit=1e-4)
+                                           overfit=1e-4,
+                                           use_workers=use_workers)
     return calc
 
 
@@ -237,26 +232,40 @@ def test_master_computes_one_share(fingerprinted, serial_losses):
                                  reference)
 
 
-@pytest.mark.parametrize("margin", [0.0, float("inf")])
-def test_workers_kept_only_when_they_pay_off(fingerprinted, serial_losses,
-                                             monkeypatch, margin):
-    """The set-up measurement keeps the workers when they are faster by
-    the margin, and otherwise evaluates serially and says so."""
+@pytest.mark.parametrize("serial, workers, started, expected", [
+    (0.001, None, False, False),    # too little to start workers
+    (0.001, None, True, True),      # running already: tried
+    (0.002, None, False, True),     # from START_WORKERS_FROM: tried
+    (0.010, 0.009, True, True),     # at the margin: kept
+    (0.010, 0.0091, True, False),   # slower than the margin: dropped
+    (0.010, 0.012, True, False)])
+def test_workers_or_serial_policy(serial, workers, started, expected):
+    from amp.model._shares import START_WORKERS_FROM, WORKERS_MARGIN, decide
+
+    assert START_WORKERS_FROM == 0.002 and WORKERS_MARGIN == 0.9
+    assert decide(serial, workers, started) is expected
+
+
+def test_workers_kept_only_when_they_pay_off(fingerprinted, serial_losses):
+    """The set-up measurement keeps the workers when decide() says they
+    pay off, and otherwise evaluates serially and says so; both ways give
+    the serial losses."""
     import io
+
+    from amp.model._shares import decide
 
     images, descriptor = fingerprinted
     vectors, expected = serial_losses
-    monkeypatch.setattr(WorkerBatches, "payoff_check", True)
-    monkeypatch.setattr(WorkerBatches, "margin", margin)
     text = io.StringIO()
     with WorkerPool(2) as pool:
-        model = model_with_loss(pool, images, descriptor)
+        model = model_with_loss(pool, images, descriptor, use_workers=None)
         lossfunction = model.lossfunction
         lossfunction._log = Logger(text)
         with lossfunction.evaluator(pool):
             workers = lossfunction._workers
             assert set(workers.timings) == {"serial", "workers"}
-            if margin == 0.0:
+            if not decide(workers.timings["serial"],
+                          workers.timings["workers"]):
                 # Serial on one batch, the serial path's own.
                 assert workers.job is None and len(workers.local) == 1
                 assert workers.local[0].batch.n_images == len(images)
@@ -292,7 +301,7 @@ def test_forty_steps_with_workers_equal_serial(tmp_path, monkeypatch):
         calc = make_calc(str(tmp_path / ("c%d" % cores)), cores)
         calc.model.lossfunction = LossFunction(
             convergence={"energy_rmse": 1e-9, "force_rmse": 1e-9},
-            overfit=1e-4, maxiter=40)
+            overfit=1e-4, maxiter=40, use_workers=True)
         with pytest.raises(TrainingConvergenceError, match="maxiter"):
             calc.train(emt_images())
         runs[cores] = (seen, calc)
@@ -345,12 +354,14 @@ def test_small_training_never_starts_workers(tmp_path, serial_fit,
                                              monkeypatch):
     """cores=2 on work too small for workers: none is started (the pool
     is lazy), the log says why, and the fit is the serial one."""
-    monkeypatch.setattr(WorkerBatches, "payoff_check", True)
+    import amp.model._shares as shares
+
     monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 1e3)
-    monkeypatch.setattr(WorkerBatches, "start_from_seconds", 1e3)
+    # Whatever the load on the machine, this loss counts as small.
+    monkeypatch.setattr(shares, "START_WORKERS_FROM", 1e3)
     before = set(worker_pids())
     label = str(tmp_path / "small")
-    calc = make_calc(label, 2)
+    calc = make_calc(label, 2, use_workers=None)
     assert calc.train(emt_images()) is True
     assert set(worker_pids()) - before == set()
     np.testing.assert_allclose(calc.model.vector, serial_fit, rtol=1e-8,
@@ -392,11 +403,11 @@ def test_local_workers_store_fingerprints_themselves(tmp_path, monkeypatch):
     """Workers on this machine write the database entries; the master
     stores only the image it timed, and the entries read back as the
     serial ones."""
-    from amp.descriptor.fingerprint_store import FingerprintStore
+    from amp.descriptor.fingerprint_store import DatabaseStore
 
     puts = []
-    original = FingerprintStore.put
-    monkeypatch.setattr(FingerprintStore, "put", lambda self, key, fp:
+    original = DatabaseStore.put
+    monkeypatch.setattr(DatabaseStore, "put", lambda self, key, fp:
                         puts.append(key) or original(self, key, fp))
     images = hash_images(emt_images(5))
     stored = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))

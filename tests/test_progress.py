@@ -80,18 +80,13 @@ SCRIPT = """
 import sys
 import amp.progress
 amp.progress.INTERVAL = 0
-from ase.build import fcc111
 from amp import Amp
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction
 from amp.model.neuralnetwork import NeuralNetwork
-from conftest import with_emt_results
+from conftest import cu_slab_images
 
-images = []
-for k in range(4):
-    atoms = fcc111("Cu", (2, 2, 2), vacuum=5.0)
-    atoms.rattle(0.05, seed=k)
-    images.append(with_emt_results(atoms))
+images = cu_slab_images(range(4))
 verbose = {"auto": None, "on": True, "off": False}[sys.argv[2]]
 calc = Amp(Gaussian(cutoff=4.0), NeuralNetwork((2,), randomseed=1),
            label=sys.argv[1], cores=1, verbose=verbose)

@@ -100,14 +100,18 @@ def test_force_training_table_and_lbfgs(training):
     assert len(row) == 11 and row[4] == row[8] == "C"
 
 
-@pytest.mark.parametrize("optimizer", ["TNC", "Newton-CG"])
-def test_presets_run(training, optimizer):
+@pytest.mark.parametrize("optimizer, maxiter", [
+    ("TNC", 200), ("Newton-CG", 200),                 # Amp's presets
+    ("CG", 300), ("l-bfgs-b", 300), ("SLSQP", 300),   # any scipy name
+])
+def test_optimizers_by_name_converge(training, optimizer, maxiter):
     images, descriptor = training
     model = NeuralNetwork(hiddenlayers=(2,), randomseed=0,
                           regressor=Regressor(optimizer))
     model.lossfunction = LossFunction(convergence={"energy_rmse": 0.3},
-                                      force_coefficient=None, maxiter=200)
+                                      force_coefficient=None, maxiter=maxiter)
     assert model.fit(images, descriptor, Logger(None), None) is True
+    assert model.regressor.stop_reason == "converged"
 
 
 def test_callable_optimizer_and_unconverged_finish(training):
@@ -269,17 +273,6 @@ def test_default_regressor_uses_own_bfgs_on_network(training):
     assert own[2].startswith("maxiter reached")
 
 
-@pytest.mark.parametrize("name", ["CG", "l-bfgs-b", "SLSQP"])
-def test_any_scipy_method_name(training, name):
-    images, descriptor = training
-    model = NeuralNetwork(hiddenlayers=(2,), randomseed=0,
-                          regressor=Regressor(name))
-    model.lossfunction = LossFunction(convergence={"energy_rmse": 0.3},
-                                      force_coefficient=None, maxiter=300)
-    assert model.fit(images, descriptor, Logger(None), None) is True
-    assert model.regressor.stop_reason == "converged"
-
-
 def test_lbfgsb_keyword_passing():
     regressor = Regressor("L-BFGS-B", optimizer_kwargs={
         "options": {"maxcor": 30}})
@@ -291,20 +284,12 @@ def test_lbfgsb_keyword_passing():
 def test_stop_reason_in_training_convergence_error(tmp_path):
     """The exception states why the optimizer stopped, not always
     'maxiter'."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-
     from amp import Amp
     from amp.model import TrainingConvergenceError
+    from conftest import cu_bulk, rattled_with_emt
 
-    rng = np.random.default_rng(0)
-    images = []
-    for _ in range(3):
-        atoms = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
-        atoms.rattle(0.1, rng=rng)
-        atoms.calc = EMT()
-        atoms.get_potential_energy()
-        images.append(atoms)
+    images = rattled_with_emt(lambda k: cu_bulk(3.6, (2, 1, 1)), 3, 0.1,
+                              rng=np.random.default_rng(0))
 
     def calc(label, regressor, maxiter=100000):
         amp = Amp(descriptor=Gaussian(cutoff=4.0),

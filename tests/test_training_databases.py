@@ -10,9 +10,8 @@ import pytest
 from ase.build import bulk
 
 from amp.cli import compress_main
-from amp.descriptor.fingerprint_store import (ARCHIVE_LEVELS,
-                                              compact_neighbors,
-                                              expand_neighbors)
+from amp.descriptor.fingerprint_store import ARCHIVE_LEVELS
+from amp.descriptor.entries import compact_neighbors, expand_neighbors
 from amp.descriptor.fingerprints import STORAGE_VERSION
 from amp.descriptor.gaussian import Gaussian
 from amp.store.database import FileDatabase
@@ -133,8 +132,7 @@ def _alloy(count=2, seed=1):
 def test_derivatives_stored_without_zeros(tmp_path):
     """Three elements: the packed blocks hold under half the values and
     read back bit for bit; full blocks (the earlier form) still read."""
-    from amp.descriptor.fingerprint_store import (pack_derivatives,
-                                                  unpack_derivatives)
+    from amp.descriptor.entries import pack_derivatives, unpack_derivatives
 
     images = _alloy()
     memory = Gaussian()

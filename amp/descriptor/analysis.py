@@ -34,11 +34,10 @@ def element_fingerprints(calc, images):
     from ..utilities import hash_images
 
     images = hash_images(images)
-    descriptor = training_descriptor(calc)
-    descriptor.calculate_fingerprints(images, calculate_derivatives=False)
+    store = fingerprints_of(calc, images)
     blocks = {}
     for key in images:
-        for element, block in descriptor.arrays[key].values.items():
+        for element, block in store[key].values.items():
             blocks.setdefault(element, []).append(np.asarray(block))
     return {element: np.concatenate(parts)
             for element, parts in sorted(blocks.items())}
@@ -99,7 +98,7 @@ class FingerprintPlot:
         return self.data
 
     def __call__(self, images, name="fingerprints.pdf", overlay=None,
-                 overwrite=False):
+                 overwrite=True):
         """Draw the distribution of each fingerprint, per element.
 
         For each element, two panels: the raw values and, when the model
@@ -116,12 +115,14 @@ class FingerprintPlot:
             or, as in Amp, atoms (``ase.Atom`` objects belonging to
             ``Atoms``) whose own fingerprints are marked as points.
         overwrite : bool
-            Replace an existing plot file.
+            Replace an existing plot file (the default, as Amp's
+            ``FingerprintPlot`` does: calling it twice with the default
+            name rewrites ``fingerprints.pdf``); False refuses to.
 
         Raises
         ------
         FileExistsError
-            ``name`` exists and ``overwrite`` is False.
+            ``name`` exists and ``overwrite`` is False (it is untouched).
         ImportError
             matplotlib is missing.
         """
@@ -195,26 +196,27 @@ class FingerprintPlot:
                              "(e.g. atoms[3], not Atom('Cu'))")
         from ..utilities import hash_images
 
-        hashed = hash_images(images)
-        descriptor = training_descriptor(self._calc)
-        descriptor.calculate_fingerprints(hashed)
+        store = fingerprints_of(self._calc, hash_images(images))
         points = {}
         for atom in atoms:
-            fingerprints = descriptor.arrays[get_hash(atom.atoms)]
+            fingerprints = store[get_hash(atom.atoms)]
             element = atom.symbol
             index = fingerprints.atom_index[element]
-            row = int(np.flatnonzero(index == atom.index)[0])
+            # images[0][-1] is an Atom whose index is -1
+            position = atom.index % len(atom.atoms)
+            row = int(np.flatnonzero(index == position)[0])
             points.setdefault(element, []).append(
                 np.asarray(fingerprints.values[element][row]))
         return points
 
 
-def training_descriptor(calc, dblabel=None):
-    """A fresh copy of ``calc``'s descriptor for computing fingerprints of
-    many images, reusing the databases of ``dblabel`` (default the
-    descriptor's own, memory when it has none); ``calc`` is untouched."""
-    descriptor = calc.descriptor
-    fresh = type(descriptor).fromdict(descriptor.todict())
-    fresh.dblabel = dblabel if dblabel is not None else \
-        getattr(descriptor, "dblabel", None)
-    return fresh
+def fingerprints_of(calc, images, derivatives=False, dblabel=None):
+    """A fingerprint store holding the fingerprints of the hashed
+    ``images`` by ``calc``'s descriptor: in memory, or in (and from) the
+    databases of ``dblabel``. ``calc`` is untouched (a copy of its
+    descriptor computes them)."""
+    descriptor = type(calc.descriptor).fromdict(calc.descriptor.todict())
+    store = descriptor.open_store(dblabel, images=images)
+    descriptor.calculate_fingerprints(
+        images, calculate_derivatives=derivatives, store=store)
+    return store

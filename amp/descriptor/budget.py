@@ -56,8 +56,9 @@ def derivative_memory(descriptor, images):
     Parameters
     ----------
     descriptor : Gaussian
-        Gives the cutoff radius and the symmetry functions (default ones
-        are made first when it has none).
+        Gives the cutoff radius and the symmetry functions (those
+        :meth:`~amp.descriptor.gaussian.Gaussian.resolve` gives for the
+        images when it has none; the descriptor is not changed).
     images : dict
         ``{hash: ase.Atoms}``.
 
@@ -67,7 +68,7 @@ def derivative_memory(descriptor, images):
         Estimated bytes of the force matrices of all images (within a few
         per cent of the arrays built).
     """
-    descriptor._ensure_parameters(images)
+    descriptor = descriptor.resolve(images)
     elements = sorted(set(descriptor.Gs) | {s for atoms in images.values()
                                              for s in atoms.symbols})
     code_of = {element: k for k, element in enumerate(elements)}

@@ -7,13 +7,10 @@ cutoff sphere, each neighbour ``j`` weighted by a coefficient
 number of ``j``) and by the cutoff function, expanded in a basis whose
 rotation invariants are the fingerprint (:mod:`amp.descriptor.spherical`).
 :class:`DensityDescriptor` holds those coefficients, Amp's keywords and
-parameter dictionary, turns an image into
+parameter dictionary, and turns an image into
 :class:`~.fingerprints.ImageFingerprints` with the kernel of its
-subclass, and keeps them in the same stores as
-:class:`~amp.descriptor.gaussian.Gaussian` (the fingerprint databases,
-in-memory and ephemeral stores, Amp's ``fingerprints`` and
-``fingerprintprimes`` views, refusal of a database built with other
-parameters).
+subclass; the stores, workers and Amp 1.x's views are those of every
+descriptor (:class:`~amp.descriptor.base.Descriptor`).
 
 Beyond Amp 1.0.1, which refuses both: the degree (``nmax``, ``jmax``) may
 differ per element (a dict), and the cutoff may be a ``Polynomial``.
@@ -25,10 +22,9 @@ import numbers
 import numpy as np
 from ase.data import atomic_numbers
 
+from .base import Descriptor
 from .cutoffs import Cosine, dict2cutoff
-from .fingerprint_store import FingerprintStore
 from .fingerprints import ImageFingerprints
-from .gaussian import Gaussian, _View
 from .neighbors import atoms_neighbor_list
 
 __all__ = ["DensityDescriptor", "generate_coefficients",
@@ -97,7 +93,7 @@ def normalize_coefficients(Gs, elements):
     return out
 
 
-class DensityDescriptor:
+class DensityDescriptor(Descriptor):
     """Base of :class:`~amp.descriptor.zernike.Zernike` and
     :class:`~amp.descriptor.bispectrum.Bispectrum`.
 
@@ -118,7 +114,7 @@ class DensityDescriptor:
         ``nmax`` or ``jmax``, one for every element or ``{element:
         value}``.
     dblabel : str, optional
-        Label of the fingerprint databases.
+        Amp 1.x's view (see :class:`~amp.descriptor.base.Descriptor`).
     elements : list of str, optional
         Elements the descriptor covers; from ``Gs`` or the images when
         None.
@@ -134,17 +130,10 @@ class DensityDescriptor:
     tables = None
     kernel = None
 
-    # Where fingerprints are kept and how many images are computed at
-    # once: the same machinery as Gaussian's.
-    arrays = Gaussian.arrays
-    calculate_fingerprints = Gaussian.calculate_fingerprints
-    _compute_many = Gaussian._compute_many
-    archive_databases = Gaussian.archive_databases
-    WORKERS_FROM_SECONDS = Gaussian.WORKERS_FROM_SECONDS
-
     def __init__(self, cutoff=Cosine(6.5), Gs=None, degree=None,
                  dblabel=None, elements=None, version=None,
                  mode="atom-centered"):
+        Descriptor.__init__(self, dblabel)
         name = type(self).__name__
         if mode != "atom-centered":
             raise ValueError("%s supports only mode='atom-centered', got %r"
@@ -181,13 +170,7 @@ class DensityDescriptor:
             self._check_degree_covers(self.elements)
         self.version = self.version_name
         self.mode = mode
-        self.dblabel = dblabel
-        self.ephemeral = False
-        self._store = None
-        self._tables = None
-        self.fingerprints = _View(self, "fingerprints")
-        self.fingerprintprimes = _View(self, "primes")
-        self.neighborlist = _View(self, "neighbors")
+        self._kernels = None
 
     # To be given by subclasses -------------------------------------------
 
@@ -250,53 +233,104 @@ class DensityDescriptor:
         return {element: self.tables(self.degree_of(element)).n_features
                 for element in self.elements}
 
+    def fingerprint_parameters(self):
+        """What the fingerprints depend on, as plain data: the class, the
+        cutoff, the coefficients and the degree. The databases record it;
+        a checkpoint, an ensemble member and a database are compared by
+        it.
+
+        Raises
+        ------
+        ValueError
+            The coefficients are not known yet (see :meth:`resolve`).
+        """
+        if self.coefficients is None:
+            raise ValueError("the descriptor has no coefficients yet; "
+                             "resolve it for images first (resolve(images) "
+                             "or calculate_fingerprints)")
+        return json.loads(json.dumps({
+            "importname": self.importname, "cutoff": self.cutoff.todict(),
+            "Gs": self.coefficients, self.degree_name: self.degree}))
+
     # Fingerprinting ------------------------------------------------------
 
-    def _ensure_parameters(self, images):
-        """Fill in elements and default coefficients from the images, and
-        check that every image is covered."""
-        if self.elements is None:
-            self.elements = sorted({s for atoms in images.values()
-                                    for s in atoms.get_chemical_symbols()})
-            if isinstance(self.degree, dict):
-                self._check_degree_covers(self.elements)
+    def resolve(self, images):
+        """This descriptor with the parameters the images decide.
+
+        Elements not given are those of the images; coefficients not
+        given are :func:`generate_coefficients` of the elements. Nothing
+        is changed: a new descriptor is returned when something was
+        missing, otherwise this one.
+
+        Parameters
+        ----------
+        images : dict or list of ase.Atoms
+
+        Raises
+        ------
+        ValueError
+            An image holds an element the descriptor does not cover, or
+            the degree is given per element and misses one.
+        """
+        names = list(images) if isinstance(images, dict) else None
+        images = images.values() if isinstance(images, dict) else images
+        symbols = [set(atoms.get_chemical_symbols()) for atoms in images]
+        resolved = self
         if self.coefficients is None:
-            self.coefficients = generate_coefficients(self.elements)
-        for key, atoms in images.items():
-            unknown = set(atoms.get_chemical_symbols()) - set(self.elements)
-            if unknown:
+            elements = self.elements if self.elements is not None else \
+                sorted(set().union(*symbols))
+            resolved = type(self)(cutoff=self.cutoff,
+                                  Gs=generate_coefficients(elements),
+                                  dblabel=self.dblabel, elements=elements,
+                                  **{self.degree_name: self.degree})
+        covered = set(resolved.elements)
+        for index, image in enumerate(symbols):
+            if image - covered:
                 raise ValueError(
-                    "image %s contains %s, which the descriptor does not "
-                    "cover (its elements: %s); give elements= (and Gs=) "
-                    "with every element of the images"
-                    % (key, ", ".join(sorted(unknown)),
-                       ", ".join(self.elements)))
-        if self._tables is None:
-            self._tables = {element: self.tables(self.degree_of(element))
-                            for element in self.elements}
-            self._codes = {element: k for k, element in
-                           enumerate(self.elements)}
-            self._weights = {
-                element: np.array([float(self.coefficients[element][other])
-                                   for other in self.elements])
-                for element in self.elements}
+                    "the image%s contains %s, which this descriptor does not "
+                    "cover (its elements: %s); give elements= (and Gs=) with "
+                    "every element of the images" % (
+                        "" if len(symbols) == 1 else " %s" % (
+                            names[index] if names else index),
+                        ", ".join(sorted(image - covered)),
+                        ", ".join(sorted(covered))))
+        return resolved
+
+    def _adopt(self, resolved):
+        if resolved is not self:
+            self.elements = resolved.elements
+            self.coefficients = resolved.coefficients
+            self._kernels = None
+
+    def _element_kernels(self):
+        """Each element's tables and neighbour weights, and the element
+        codes (built once, for a resolved descriptor)."""
+        if self._kernels is None:
+            codes = {element: k for k, element in enumerate(self.elements)}
+            self._kernels = (
+                {element: self.tables(self.degree_of(element))
+                 for element in self.elements},
+                {element: np.array([float(self.coefficients[element][x])
+                                    for x in self.elements])
+                 for element in self.elements}, codes)
+        return self._kernels
 
     def compute(self, atoms, derivatives=False):
         """Fingerprints of one image as :class:`ImageFingerprints`.
 
-        Nothing is stored; :meth:`calculate_fingerprints` keeps results.
+        Nothing is stored; :meth:`calculate_fingerprints` fills a store.
         """
-        self._ensure_parameters({"image": atoms})
+        tables, weights, codes_of = self.resolve([atoms])._element_kernels()
         symbols = atoms.get_chemical_symbols()
         nl = atoms_neighbor_list(atoms, self.cutoff.Rc)
-        codes = np.array([self._codes[s] for s in symbols], dtype=np.int64)
+        codes = np.array([codes_of[s] for s in symbols], dtype=np.int64)
         symbol_array = np.array(symbols)
         values, entries, blocks = {}, {}, {}
         for element in sorted(set(symbols)):
             index = np.flatnonzero(symbol_array == element)
             values[element], entries[element], blocks[element] = \
-                self.kernel(self._tables[element], self.cutoff, nl, codes,
-                            self._weights[element], index, derivatives)
+                self.kernel(tables[element], self.cutoff, nl, codes,
+                            weights[element], index, derivatives)
         if derivatives:
             return ImageFingerprints(symbols, values, nl, entries, blocks)
         return ImageFingerprints(symbols, values, nl)
@@ -306,11 +340,10 @@ class DensityDescriptor:
         hashed ``images``: every feature of an atom moves with each of
         its neighbours (periodic images of one atom count once) and with
         the atom itself, 3 directions each, 12 bytes per value (see
-        :mod:`amp.descriptor.budget`)."""
+        :mod:`amp.descriptor.budget`). Nothing is changed."""
         from .budget import _ROW_BYTES, _VALUE_BYTES
 
-        self._ensure_parameters(images)
-        lengths = self.fingerprint_lengths()
+        lengths = self.resolve(images).fingerprint_lengths()
         values, rows = 0, 0
         for atoms in images.values():
             n = len(atoms)
@@ -323,19 +356,3 @@ class DensityDescriptor:
             values += 3 * int(width.sum())
             rows += 3 * n
         return values * _VALUE_BYTES + (rows + 1) * _ROW_BYTES
-
-    def open_store(self, dblabel=None, ephemeral=False, log=None,
-                   images=None):
-        """A fingerprint store for this descriptor's parameters; see
-        :meth:`amp.descriptor.gaussian.Gaussian.open_store`."""
-        if images is not None:
-            self._ensure_parameters(images)
-        if self.coefficients is None or self.elements is None:
-            raise ValueError("the descriptor has no coefficients yet; "
-                             "calculate fingerprints first")
-        record = {"importname": self.importname,
-                  "cutoff": self.cutoff.todict(), "Gs": self.coefficients,
-                  self.degree_name: self.degree}
-        return FingerprintStore(dblabel, record,
-                                ephemeral=ephemeral and dblabel is None,
-                                log=log)

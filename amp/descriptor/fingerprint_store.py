@@ -1,38 +1,37 @@
-"""Where a descriptor keeps its fingerprints: memory or ``.ampdb`` files.
+"""Where fingerprints are kept: in memory or in ``.ampdb`` databases.
 
-Three stores, as in Amp: neighbour lists, fingerprints and fingerprint
-derivatives ("primes"). With a ``dblabel`` they are the databases
-``<dblabel>-neighborlists.ampdb``, ``<dblabel>-fingerprints.ampdb`` and
-``<dblabel>-fingerprint-primes.ampdb`` (shared by every calculator given
-that label; each records the descriptor parameters it was built with and
-refuses different ones). Without one they live in memory; the *ephemeral*
-store keeps only the latest image, so inference over a long trajectory
-uses constant memory and writes nothing.
+A fingerprint store holds the :class:`~amp.descriptor.fingerprints.
+ImageFingerprints` of many images, by image hash. There are two, behind
+one protocol (:class:`FingerprintStore`):
 
-Neighbour lists are stored compactly (:func:`compact_neighbors`): counts
-per centre atom instead of the sorted centre indices, and the neighbour
-indices and cell offsets in the smallest integer types that hold them
-(about 38 kB instead of 376 kB for a 108-atom cell); entries in the
-earlier form (``nl/i``) are still read. Derivative blocks are stored
-without their exact zeros (:func:`pack_derivatives`): a G2 of one element
-does not move with a neighbour of another, a G4 only with neighbours of
-its pair's elements, so with three elements 55 % of the values are zeros;
-full blocks (the earlier form) are still read. At the end of training the
-databases are archived with a gzip level per database
-(:data:`ARCHIVE_LEVELS`).
+:class:`DatabaseStore`
+    The three databases of a ``dblabel``, as in Amp:
+    ``<dblabel>-neighborlists.ampdb``, ``<dblabel>-fingerprints.ampdb`` and
+    ``<dblabel>-fingerprint-primes.ampdb``, shared by every calculator and
+    process given that label. Each records the descriptor parameters it was
+    built with and refuses different ones. How an image becomes entries is
+    :mod:`amp.descriptor.entries`. At the end of training the databases are
+    archived with a gzip level per database (:data:`ARCHIVE_LEVELS`).
+:class:`MemoryStore`
+    The objects themselves, in memory; the *ephemeral* one keeps only the
+    latest image, so inference over a long trajectory uses constant memory
+    and writes nothing.
+
+:func:`open_store` opens the one a ``dblabel`` asks for. A store is made
+by its owner (the calculator, an ensemble, a user) and passed to whatever
+fills or reads it; descriptors and models keep none.
 """
 
+import abc
 import threading
 
-import numpy as np
-
 from ..store.database import FileDatabase, MemoryDatabase
-from .fingerprints import STORAGE_VERSION, ImageFingerprints
-from .neighbors import amp_view
+from . import entries
+from .entries import DATABASES
+from .fingerprints import STORAGE_VERSION
 
-DATABASE_NAMES = {"neighbors": "neighborlists",
-                  "fingerprints": "fingerprints",
-                  "primes": "fingerprint-primes"}
+__all__ = ["FingerprintStore", "DatabaseStore", "MemoryStore", "open_store",
+           "BackgroundArchive", "ARCHIVE_LEVELS"]
 
 #: gzip level of each database's ``archive.tar.gz``. The float64
 #: derivatives shrink by under 10 % at any level, at 25-30 MB/s (level 1
@@ -41,188 +40,54 @@ DATABASE_NAMES = {"neighbors": "neighborlists",
 ARCHIVE_LEVELS = {"neighbors": 6, "fingerprints": 6, "primes": 0}
 
 
-def _smallest_int(low, high, signed):
-    """The smallest integer dtype holding ``low..high``."""
-    kinds = ((np.int8, np.int16, np.int32, np.int64) if signed else
-             (np.uint8, np.uint16, np.uint32, np.uint64))
-    for kind in kinds:
-        info = np.iinfo(kind)
-        if info.min <= low and high <= info.max:
-            return kind
-    return np.int64
+class FingerprintStore(abc.ABC):
+    """The protocol of a fingerprint store (and what both share).
 
-
-def compact_neighbors(nl):
-    """A neighbour list's database entry in its compact form.
-
-    Parameters
-    ----------
-    nl : NeighborList
-        Sorted by centre atom (as built).
-
-    Returns
-    -------
-    dict
-        ``nl/counts`` (entries per centre atom), ``nl/j`` and
-        ``nl/offsets`` in the smallest integer types that hold them;
-        ``nl/i`` (the earlier form) when the centres are not sorted.
-    """
-    i, j = np.asarray(nl.i), np.asarray(nl.j)
-    offsets = np.asarray(nl.offsets)
-    entry = {"version": STORAGE_VERSION}
-    if len(i) and np.any(i[1:] < i[:-1]):
-        entry.update({"nl/i": i, "nl/j": j, "nl/offsets": offsets})
-        return entry
-    counts = np.bincount(i, minlength=nl.n_atoms)
-    low, high = (int(offsets.min()), int(offsets.max())) if offsets.size \
-        else (0, 0)
-    entry.update({
-        "nl/counts": counts.astype(_smallest_int(0, int(counts.max(
-            initial=0)), False)),
-        "nl/j": j.astype(_smallest_int(0, max(nl.n_atoms - 1, 0), False)),
-        "nl/offsets": offsets.astype(_smallest_int(low, high, True))})
-    return entry
-
-
-def _neighbor_codes(symbols, j, entries):
-    """Per entry, the index of its neighbour's element in the sorted
-    elements of ``symbols``."""
-    elements, codes = np.unique(np.asarray(symbols), return_inverse=True)
-    return list(elements), codes[np.asarray(j)[np.asarray(entries)]]
-
-
-def pack_derivatives(parts, symbols, j):
-    """Replace each ``derivatives/<element>`` block by its non-zero columns
-    per neighbour element.
-
-    Parameters
-    ----------
-    parts : dict
-        A ``todict(parts=('derivatives',))`` form (changed in place).
-    symbols : list of str
-    j : ndarray
-        Neighbour atom of every neighbour-list entry.
-
-    Returns
-    -------
-    dict
-        ``parts`` with ``dcols/<e>/<x>`` (the columns of element ``e``'s
-        block that are not all zero over the entries whose neighbour is of
-        element ``x``) and ``dpack/<e>/<x>`` (those columns of those
-        entries, in entry order) instead of ``derivatives/<e>``; a block
-        without such zero columns (one element) is kept as it is.
-    """
-    for name in [n for n in parts if n.startswith("derivatives/")]:
-        element = name[len("derivatives/"):]
-        block = np.asarray(parts[name])
-        elements, codes = _neighbor_codes(symbols, j,
-                                          parts["entries/" + element])
-        n_features = block.shape[2]
-        present = np.unique(codes)
-        # Non-zero columns of each neighbour element's rows, in one pass.
-        nonzero = np.zeros((len(elements), n_features), dtype=bool)
-        np.logical_or.at(nonzero, codes, np.any(block != 0, axis=1))
-        if nonzero[present].all():
-            continue  # nothing to drop: stored as it is
-        for code in present:
-            rows = block[codes == code]
-            columns = np.flatnonzero(nonzero[code])
-            tag = "%s/%s" % (element, elements[code])
-            parts["dcols/" + tag] = columns.astype(
-                _smallest_int(0, max(n_features - 1, 0), False))
-            parts["dpack/" + tag] = np.ascontiguousarray(rows[:, :, columns])
-        parts["dwidth/" + element] = n_features
-        del parts[name]
-    return parts
-
-
-def unpack_derivatives(parts, symbols, j):
-    """The inverse of :func:`pack_derivatives` (entries without packed
-    blocks are returned as they are)."""
-    widths = {n[len("dwidth/"):]: int(v) for n, v in parts.items()
-              if n.startswith("dwidth/")}
-    if not widths:
-        return parts
-    out = {n: v for n, v in parts.items()
-           if not n.startswith(("dcols/", "dpack/", "dwidth/"))}
-    for element, width in widths.items():
-        entries = np.asarray(parts["entries/" + element])
-        elements, codes = _neighbor_codes(symbols, j, entries)
-        block = np.zeros((len(entries), 3, width))
-        for code, other in enumerate(elements):
-            tag = "%s/%s" % (element, other)
-            if "dpack/" + tag not in parts:
-                continue
-            columns = np.asarray(parts["dcols/" + tag], dtype=np.intp)
-            rows = np.zeros((int(np.count_nonzero(codes == code)), 3, width))
-            rows[:, :, columns] = parts["dpack/" + tag]
-            block[codes == code] = rows
-        out["derivatives/" + element] = block
-    return out
-
-
-def expand_neighbors(entry):
-    """``{'nl/i', 'nl/j', 'nl/offsets'}`` as int64 arrays from a stored
-    neighbour-list entry (compact or earlier form)."""
-    j = np.asarray(entry["nl/j"], dtype=np.int64)
-    if "nl/counts" in entry:
-        counts = np.asarray(entry["nl/counts"], dtype=np.int64)
-        i = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    else:
-        i = np.asarray(entry["nl/i"], dtype=np.int64)
-    offsets = np.asarray(entry["nl/offsets"], dtype=np.int64)
-    return {"version": entry.get("version"), "nl/i": i, "nl/j": j,
-            "nl/offsets": offsets.reshape(len(j), 3)}
-
-
-class FingerprintStore:
-    """Fingerprints of many images, by image hash.
-
-    Parameters
+    Attributes
     ----------
     dblabel : str or None
-        Prefix of the three databases; None keeps everything in memory.
-    parameters : dict
-        The descriptor parameters the data depend on (cutoff, Gs); checked
-        against the record of existing databases.
-    ephemeral : bool
-        With no ``dblabel``: keep only the most recent image.
-    log : callable, optional
-        Receives reports about damaged entries.
+        The databases' prefix; None in memory.
+    parameters : dict or None
+        The descriptor parameters it was opened for.
+    on_disk : bool
+        Whether the fingerprints are in files (which workers on this
+        machine can write themselves).
     """
 
-    def __init__(self, dblabel=None, parameters=None, ephemeral=False,
-                 log=None):
-        self.dblabel = dblabel
-        self.on_disk = dblabel is not None
-        record = dict(parameters or {}, storage_version=STORAGE_VERSION)
-        if self.on_disk:
-            self.databases = {
-                part: FileDatabase("%s-%s" % (dblabel, name), log=log)
-                for part, name in DATABASE_NAMES.items()}
-            for database in self.databases.values():
-                database.check_parameters(record)
-        else:
-            # In memory the ImageFingerprints object itself is kept.
-            self.memory = MemoryDatabase(max_entries=1 if ephemeral else None)
+    dblabel = None
+    parameters = None
+    on_disk = False
 
+    @abc.abstractmethod
     def __contains__(self, key):
-        if self.on_disk:
-            return key in self.databases["fingerprints"]
-        return key in self.memory
+        """Whether image ``key``'s fingerprints are stored."""
 
+    @abc.abstractmethod
     def has_derivatives(self, key):
         """Whether the derivatives of image ``key`` are stored."""
-        if self.on_disk:
-            return (key in self.databases["primes"]
-                    and key in self.databases["neighbors"])
-        return key in self.memory and self.memory[key].has_derivatives
 
+    @abc.abstractmethod
     def keys(self):
         """Hashes of the images whose fingerprints are stored."""
-        if self.on_disk:
-            return self.databases["fingerprints"].keys()
-        return self.memory.keys()
+
+    @abc.abstractmethod
+    def __getitem__(self, key):
+        """The :class:`ImageFingerprints` of image ``key``."""
+
+    @abc.abstractmethod
+    def put(self, key, fingerprints):
+        """Store one image's fingerprints (and derivatives when present)."""
+
+    @abc.abstractmethod
+    def neighbor_list(self, key):
+        """Amp's view of the neighbour list: ``[(indices, offsets), ...]``."""
+
+    def archive(self, levels=None):
+        """Compress what is on disk; ``{database name: report}``."""
+        return {}
+
+    def clear_memory(self):
+        """Forget what is held in memory (files on disk stay)."""
 
     def __len__(self):
         return len(self.keys())
@@ -234,43 +99,98 @@ class FingerprintStore:
         """``self[key]``, or ``default`` when absent."""
         return self[key] if key in self else default
 
+
+class MemoryStore(FingerprintStore):
+    """Fingerprints kept as objects in memory.
+
+    Parameters
+    ----------
+    ephemeral : bool
+        Keep only the most recent image.
+    parameters : dict, optional
+        The descriptor parameters of the fingerprints it holds.
+    """
+
+    def __init__(self, ephemeral=False, parameters=None):
+        self.parameters = parameters
+        self.memory = MemoryDatabase(max_entries=1 if ephemeral else None)
+
+    def __contains__(self, key):
+        return key in self.memory
+
+    def has_derivatives(self, key):
+        return key in self.memory and self.memory[key].has_derivatives
+
+    def keys(self):
+        return self.memory.keys()
+
     def __getitem__(self, key):
-        """The :class:`ImageFingerprints` of image ``key``."""
-        if not self.on_disk:
-            return self.memory[key]
-        values = self.databases["fingerprints"][key]
-        if not self.has_derivatives(key):
-            return ImageFingerprints.fromdict(values)
-        neighbors = expand_neighbors(self.databases["neighbors"][key])
-        derivatives = unpack_derivatives(dict(self.databases["primes"][key]),
-                                         values["symbols"], neighbors["nl/j"])
-        derivatives.update(neighbors)
-        return ImageFingerprints.fromdict(values, derivatives)
+        return self.memory[key]
 
     def put(self, key, fingerprints):
-        """Store one image's fingerprints (and derivatives when present)."""
-        if not self.on_disk:
-            self.memory[key] = fingerprints
-            return
-        self.databases["neighbors"][key] = compact_neighbors(
-            fingerprints.neighbors)
-        if fingerprints.has_derivatives:
-            parts = fingerprints.todict(parts=("derivatives",))
-            for name in ("nl/i", "nl/j", "nl/offsets"):
-                del parts[name]
-            self.databases["primes"][key] = pack_derivatives(
-                parts, fingerprints.symbols, fingerprints.neighbors.j)
-        self.databases["fingerprints"][key] = fingerprints.todict(
-            parts=("values",))
+        self.memory[key] = fingerprints
 
     def neighbor_list(self, key):
-        """Amp's view of the neighbour list: ``[(indices, offsets), ...]``."""
-        if not self.on_disk:
-            return self.memory[key].neighbors.as_amp()
-        entry = expand_neighbors(self.databases["neighbors"][key])
-        i, j, offsets = entry["nl/i"], entry["nl/j"], entry["nl/offsets"]
+        return self.memory[key].neighbors.as_amp()
+
+    def clear_memory(self):
+        self.memory.clear()
+
+
+class DatabaseStore(FingerprintStore):
+    """Fingerprints in the three ``.ampdb`` databases of ``dblabel``.
+
+    Parameters
+    ----------
+    dblabel : str
+        Prefix of the three databases.
+    parameters : dict
+        The descriptor parameters the data depend on
+        (``descriptor.fingerprint_parameters()``); checked against the
+        record of existing databases.
+    log : callable, optional
+        Receives reports about damaged entries.
+    """
+
+    on_disk = True
+
+    def __init__(self, dblabel, parameters, log=None):
+        self.dblabel, self.parameters = dblabel, parameters
+        record = dict(parameters or {}, storage_version=STORAGE_VERSION)
+        self.databases = {
+            part: FileDatabase("%s-%s" % (dblabel, name), log=log)
+            for part, name in DATABASES.items()}
+        for database in self.databases.values():
+            database.check_parameters(record)
+
+    def __contains__(self, key):
+        return key in self.databases["fingerprints"]
+
+    def has_derivatives(self, key):
+        return (key in self.databases["primes"]
+                and key in self.databases["neighbors"])
+
+    def keys(self):
+        return self.databases["fingerprints"].keys()
+
+    def __getitem__(self, key):
+        values = self.databases["fingerprints"][key]
+        if not self.has_derivatives(key):
+            return entries.decode(values)
+        return entries.decode(values, self.databases["neighbors"][key],
+                              self.databases["primes"][key])
+
+    def put(self, key, fingerprints):
+        # The values last: an image counts as stored once they are there.
+        parts = entries.encode(fingerprints)
+        for part in ("neighbors", "primes", "fingerprints"):
+            if part in parts:
+                self.databases[part][key] = parts[part]
+
+    def neighbor_list(self, key):
         n_atoms = len(self.databases["fingerprints"][key]["symbols"])
-        return amp_view(i, j, offsets, n_atoms)
+        return entries.neighbor_view(self.databases["neighbors"][key],
+                                     n_atoms)
 
     def archive(self, levels=None):
         """Compress every database into its ``archive.tar.gz``.
@@ -284,22 +204,49 @@ class FingerprintStore:
         Returns
         -------
         dict
-            ``{database name: archive() report}``; empty in memory.
+            ``{database name: FileDatabase.archive() report}``.
         """
-        if not self.on_disk:
-            return {}
         levels = dict(ARCHIVE_LEVELS, **(levels or {}))
         return {name: database.archive(compresslevel=levels[name])
                 for name, database in self.databases.items()}
 
-    def clear_memory(self):
-        """Forget in-memory entries (files on disk stay)."""
-        if not self.on_disk:
-            self.memory.clear()
+
+def open_store(dblabel=None, parameters=None, ephemeral=False, log=None):
+    """The store a ``dblabel`` asks for.
+
+    Parameters
+    ----------
+    dblabel : str or None
+        Prefix of the databases; None keeps the fingerprints in memory.
+    parameters : dict
+        The descriptor's ``fingerprint_parameters()`` (databases only).
+    ephemeral : bool
+        In memory, keep only the latest image.
+    log : callable, optional
+
+    Returns
+    -------
+    FingerprintStore
+    """
+    if dblabel is None:
+        return MemoryStore(ephemeral=ephemeral, parameters=parameters)
+    return DatabaseStore(dblabel, parameters, log=log)
+
+
+def archive_store(store, log=None):
+    """Compress ``store``'s databases (nothing in memory), logging one line
+    per database; returns the reports."""
+    reports = store.archive()
+    if log is not None:
+        for name, report in reports.items():
+            log("Compressed %s: %i entries moved, %i -> %i bytes."
+                % (name, report["moved"], report["bytes_before"],
+                   report["bytes_after"]))
+    return reports
 
 
 class BackgroundArchive:
-    """Archive a descriptor's databases in a thread while training goes on.
+    """Archive a store's databases in a thread while training goes on.
 
     Once the training data are in memory (after the first loss
     evaluation) nothing reads the databases until training ends, so the
@@ -310,18 +257,17 @@ class BackgroundArchive:
 
     Parameters
     ----------
-    descriptor : object
-        Has ``archive_databases(log=...)``.
+    store : FingerprintStore
     log : callable
     """
 
-    def __init__(self, descriptor, log):
-        self.descriptor, self.log = descriptor, log
+    def __init__(self, store, log):
+        self.store, self.log = store, log
         self._thread, self._error, self._lines = None, None, []
 
     def _run(self):
         try:
-            self.descriptor.archive_databases(log=self._lines.append)
+            archive_store(self.store, log=self._lines.append)
         except BaseException as error:  # re-raised by finish()
             self._error = error
 

@@ -12,16 +12,14 @@ built on demand.
 import functools
 import json
 import numbers
-import time
 
 import numpy as np
 
 from ._rows import put_rows
-from ..utilities import Logger, hash_images
+from .base import Descriptor
 from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
-from .fingerprint_store import FingerprintStore
 from .symmetry import ElementPlan, compute_element
 
 # Amp's default G2 etas, np.logspace(log10(0.05), log10(5), 4) as numpy 1.x
@@ -172,7 +170,7 @@ def normalize_Gs(Gs, elements=None):
     return out
 
 
-class Gaussian:
+class Gaussian(Descriptor):
     """Gaussian symmetry-function descriptor (Amp's ``Gaussian``).
 
     Parameters
@@ -185,7 +183,8 @@ class Gaussian:
         when fingerprints are first calculated); None gives
         :func:`make_default_symmetry_functions` of the elements found.
     dblabel : str, optional
-        Label of the fingerprint databases (used in training).
+        Amp 1.x's view: the databases :attr:`arrays` reads when no store
+        is passed (see :class:`amp.descriptor.base.Descriptor`).
     elements : list of str, optional
         Elements the descriptor covers; found from ``Gs`` or the images
         when None.
@@ -199,15 +198,8 @@ class Gaussian:
 
     Attributes
     ----------
-    fingerprints : mapping
-        ``fingerprints[hash]`` is Amp's ``[(symbol, [G, ...]), ...]``.
-    fingerprintprimes : mapping
-        ``fingerprintprimes[hash][(m, sym_m, n, sym_n, l)]`` is
-        ``d G_n / d x_{m,l}``.
-    neighborlist : mapping
-        ``neighborlist[hash]`` is ``[(indices, offsets), ...]`` per atom.
-    arrays : dict
-        ``arrays[hash]`` is the :class:`ImageFingerprints` array form.
+    fingerprints, fingerprintprimes, neighborlist, arrays : mapping
+        Amp 1.x's views (see :class:`amp.descriptor.base.Descriptor`).
     """
 
     importname = ".descriptor.gaussian.Gaussian"
@@ -215,11 +207,6 @@ class Gaussian:
     #: Declared capability: :meth:`compute_contracted` gives forces
     #: without storing derivatives (see :func:`amp.potential.evaluate`).
     contracted_forces = True
-
-    #: Serial seconds of fingerprint work from which workers compute them
-    #: (a message and the copies of one image's derivatives cost about a
-    #: millisecond; starting to use the pool, a few more).
-    WORKERS_FROM_SECONDS = 0.2
 
     def __init__(self, cutoff=Cosine(6.5), Gs=None, dblabel=None,
                  elements=None, version=None, fortran=True,
@@ -230,6 +217,7 @@ class Gaussian:
         if version not in (None, "2015.12"):
             raise ValueError("unknown Gaussian descriptor version %r"
                              % (version,))
+        Descriptor.__init__(self, dblabel)
         self.cutoff = dict2cutoff(cutoff)
         self.elements = sorted(elements) if elements is not None else None
         self._Gs_for_every_element = None
@@ -249,25 +237,8 @@ class Gaussian:
         self.Gs = Gs
         self.version = "2015.12"
         self.mode = mode
-        self.dblabel = dblabel
         self.fortran = fortran
-        self.ephemeral = False
-        self._store = None
-        self.fingerprints = _View(self, "fingerprints")
-        self.fingerprintprimes = _View(self, "primes")
-        self.neighborlist = _View(self, "neighbors")
         self._plans = None
-
-    @property
-    def arrays(self):
-        """``arrays[hash]``: the :class:`ImageFingerprints` of an image.
-
-        Backed by the databases of :attr:`dblabel`, by memory when there is
-        none, or (:attr:`ephemeral`) by memory holding only the latest image.
-        """
-        if self._store is None or self._store.dblabel != self.dblabel:
-            self._store = self.open_store(self.dblabel, self.ephemeral)
-        return self._store
 
     # Parameters ----------------------------------------------------------
 
@@ -279,6 +250,23 @@ class Gaussian:
                 "Gs": (self.Gs if self.Gs is not None
                        else self._Gs_for_every_element),
                 "elements": self.elements}
+
+    def fingerprint_parameters(self):
+        """What the fingerprints depend on: ``{'cutoff': ..., 'Gs': ...}``
+        as plain data. The databases record it; a checkpoint, an ensemble
+        member and a database are compared by it.
+
+        Raises
+        ------
+        ValueError
+            The symmetry functions are not known yet (see :meth:`resolve`).
+        """
+        if self.Gs is None:
+            raise ValueError("the descriptor has no symmetry functions yet; "
+                             "resolve it for images first (resolve(images) "
+                             "or calculate_fingerprints)")
+        return json.loads(json.dumps({"cutoff": self.cutoff.todict(),
+                                      "Gs": self.Gs}))
 
     def todict(self):
         """Plain-data form, for model files (see :meth:`fromdict`)."""
@@ -301,35 +289,76 @@ class Gaussian:
         return "Gaussian(cutoff=%r, features per element=%s)" % (
             self.cutoff, n or "default")
 
-    # Fingerprinting ------------------------------------------------------
+    def resolve(self, images):
+        """This descriptor with the parameters the images decide.
 
-    def _ensure_parameters(self, images):
-        """Fill in elements and default Gs from the images, and check."""
-        found = sorted({s for atoms in images.values()
-                        for s in atoms.get_chemical_symbols()})
-        if self.elements is None:
-            self.elements = found
-        if self.Gs is None and self._Gs_for_every_element is not None:
-            self.Gs = normalize_Gs(self._Gs_for_every_element, self.elements)
+        Elements not given are those of the images; symmetry functions not
+        given are Amp's defaults for them (or the one list given for every
+        element). Nothing is changed: a new descriptor is returned when
+        something was missing, otherwise this one.
+
+        Parameters
+        ----------
+        images : dict or list of ase.Atoms
+            The images (hashed or not).
+
+        Returns
+        -------
+        Gaussian
+
+        Raises
+        ------
+        ValueError
+            An image holds an element that the descriptor does not cover.
+        """
+        names = list(images) if isinstance(images, dict) else None
+        images = images.values() if isinstance(images, dict) else images
+        symbols = [set(atoms.get_chemical_symbols()) for atoms in images]
+        found = sorted(set().union(*symbols))
+        resolved = self
         if self.Gs is None:
-            self.Gs = make_default_symmetry_functions(self.elements)
-        for key, atoms in images.items():
-            unknown = set(atoms.get_chemical_symbols()) - set(self.Gs)
-            if unknown:
+            elements = self.elements if self.elements is not None else found
+            Gs = (normalize_Gs(self._Gs_for_every_element, elements)
+                  if self._Gs_for_every_element is not None
+                  else make_default_symmetry_functions(elements))
+            resolved = type(self)(cutoff=self.cutoff, Gs=Gs,
+                                  dblabel=self.dblabel, elements=elements,
+                                  fortran=self.fortran)
+        covered = set(resolved.Gs)
+        for index, image in enumerate(symbols):
+            if image - covered:
                 raise ValueError(
-                    "image %s contains %s, which has no symmetry functions "
-                    "(the descriptor covers %s)"
-                    % (key, ", ".join(sorted(unknown)), ", ".join(self.Gs)))
+                    "the image%s contains %s, which this descriptor does not "
+                    "cover: it has symmetry functions for %s only (a model "
+                    "trained for %s cannot describe %s)" % (
+                        "" if len(symbols) == 1 else " %s" % (
+                            names[index] if names else index),
+                        ", ".join(sorted(image - covered)),
+                        ", ".join(sorted(covered)),
+                        ", ".join(sorted(covered)),
+                        ", ".join(sorted(image - covered))))
+        return resolved
+
+    def _adopt(self, resolved):
+        if resolved is not self:
+            self.elements, self.Gs = resolved.elements, resolved.Gs
+            self._plans = None
+
+    def _element_plans(self):
+        """The kernels' plans of each element (built once)."""
         if self._plans is None:
             elements = sorted(set(self.elements) | set(self.Gs))
-            self._plans = {element: ElementPlan(Gs, elements)
-                           for element, Gs in self.Gs.items()}
-            self._codes = {element: k for k, element in enumerate(elements)}
+            self._plans = ({element: ElementPlan(Gs, elements)
+                            for element, Gs in self.Gs.items()},
+                           {element: k for k, element in enumerate(elements)})
+        return self._plans
+
+    # Fingerprinting ------------------------------------------------------
 
     def compute(self, atoms, derivatives=False):
         """Fingerprints of one image as :class:`ImageFingerprints`.
 
-        Nothing is stored; :meth:`calculate_fingerprints` keeps results.
+        Nothing is stored; :meth:`calculate_fingerprints` fills a store.
         """
         fingerprints, _ = self._compute(atoms, derivatives, None)
         return fingerprints
@@ -361,15 +390,11 @@ class Gaussian:
         return self._compute(atoms, False, evaluate)
 
     def _compute(self, atoms, derivatives, evaluate):
-        if self._plans is None:
-            self._ensure_parameters({"image": atoms})
+        described = self.resolve([atoms])
+        plans, codes_of = described._element_plans()
         symbols = atoms.get_chemical_symbols()
-        unknown = set(symbols) - set(self._plans)
-        if unknown:
-            raise ValueError("the image contains %s, which has no symmetry "
-                             "functions" % ", ".join(sorted(unknown)))
         nl = atoms_neighbor_list(atoms, self.cutoff.Rc)
-        codes = np.array([self._codes[s] for s in symbols], dtype=np.int64)
+        codes = np.array([codes_of[s] for s in symbols], dtype=np.int64)
         values, entries, blocks = {}, {}, {}
         gradient = None if evaluate is None else np.zeros((len(nl.i), 3))
         symbol_array = np.array(symbols)
@@ -378,7 +403,7 @@ class Gaussian:
             element_evaluate = None if evaluate is None else \
                 functools.partial(_evaluate_rows, evaluate, element, index)
             values[element], entries[element], blocks[element] = \
-                compute_element(self._plans[element], self.cutoff, nl, codes,
+                compute_element(plans[element], self.cutoff, nl, codes,
                                 index, derivatives, element_evaluate)
             if evaluate is not None:
                 put_rows(gradient, entries[element], blocks[element])
@@ -391,187 +416,14 @@ class Gaussian:
         """Bytes that force training will hold for the derivatives of the
         hashed ``images`` (estimated from their neighbour lists; see
         :mod:`amp.descriptor.budget`). The calculator checks it against
-        the memory available before anything is computed."""
+        the memory available before anything is computed. Nothing is
+        changed."""
         from .budget import derivative_memory
 
         return derivative_memory(self, images)
-
-    def open_store(self, dblabel=None, ephemeral=False, log=None,
-                   images=None):
-        """A fingerprint store for this descriptor's parameters.
-
-        Parameters
-        ----------
-        dblabel : str or None
-            Prefix of the ``.ampdb`` databases; None keeps the fingerprints
-            in memory.
-        ephemeral : bool
-            In memory, keep only the latest image.
-        log : callable, optional
-            Receives reports about damaged database entries.
-        images : dict, optional
-            Hashed images: elements and default symmetry functions not set
-            yet are taken from them (as :meth:`calculate_fingerprints`
-            does).
-
-        Returns
-        -------
-        FingerprintStore
-            To pass to :meth:`calculate_fingerprints` as ``store``.
-        """
-        if images is not None:
-            self._ensure_parameters(images)
-        if self.Gs is None:
-            raise ValueError("the descriptor has no symmetry functions yet; "
-                             "calculate fingerprints first")
-        return FingerprintStore(
-            dblabel, {"cutoff": self.cutoff.todict(), "Gs": self.Gs},
-            ephemeral=ephemeral and dblabel is None, log=log)
-
-    def calculate_fingerprints(self, images, parallel=None, log=None,
-                               calculate_derivatives=False, store=None,
-                               verbose=None):
-        """Compute the fingerprints of every image not yet computed.
-
-        Parameters
-        ----------
-        images : dict, list of ase.Atoms, ase.Atoms or str
-            Images keyed by hash (as :func:`amp.utilities.hash_images`
-            returns them), or anything ``hash_images`` accepts.
-        parallel : dict, optional
-            Amp's ``{'cores': ...}``.
-        log : Logger, optional
-        calculate_derivatives : bool
-            Also compute the fingerprint derivatives (for forces).
-        store : FingerprintStore, optional
-            Where to keep them (from :meth:`open_store`, e.g. a calculator's
-            databases); it becomes this descriptor's :attr:`arrays` and
-            its label :attr:`dblabel`. Default: the store of
-            :attr:`dblabel`.
-        verbose : bool or None
-            Live progress line on standard error (:mod:`amp.progress`):
-            None when it is a terminal, True or False forced.
-
-        Returns
-        -------
-        list of str
-            The hashes that were computed (the others were already stored).
-        """
-        log = Logger(None) if log is None else log
-        images = hash_images(images)
-        self._ensure_parameters(images)
-        if store is not None:
-            self._store, self.dblabel = store, store.dblabel
-        store = self.arrays
-        needed = {key: atoms for key, atoms in images.items()
-                  if key not in store or (calculate_derivatives
-                                          and not store.has_derivatives(key))}
-        log("Fingerprints%s: %i of %i images to calculate (%s)."
-            % (" and derivatives" if calculate_derivatives else "",
-               len(needed), len(images),
-               "memory" if self.dblabel is None
-               else "%s-*.ampdb" % self.dblabel), tic="fp")
-        from ..progress import Progress
-
-        with Progress(len(needed), "fingerprints", enabled=verbose,
-                      unit="images") as progress:
-            for key, fingerprints in self._compute_many(
-                    needed, calculate_derivatives, parallel, log):
-                if fingerprints is not None:  # None: a worker stored it
-                    store.put(key, fingerprints)
-                progress.update(progress.done + 1)
-        log("...fingerprints ready.", toc="fp")
-        return list(needed)
-
-    def _compute_many(self, images, derivatives, parallel, log):
-        """Yield ``(key, ImageFingerprints)`` for each image, or
-        ``(key, None)`` for one that a worker has stored itself.
-
-        Each image is computed whole before it is yielded, so a failure
-        leaves nothing half-stored. With ``parallel`` asking for more than
-        one core (or a running pool) and more than one image, the first
-        image is computed here and timed; when the others would take at
-        least :attr:`WORKERS_FROM_SECONDS` here, workers compute them
-        (:func:`amp.parallel.fingerprint_job`), otherwise they are computed
-        here too, which is logged (messages and copies would cost more
-        than they save). Workers on this machine store the fingerprints in
-        the databases themselves (nothing large crosses to the master).
-        """
-        from ..parallel import (compute_in_workers, fingerprint_job,
-                                wants_parallel)
-        from ..parallel import local_only
-
-        keys = list(images)
-        if len(keys) > 1 and wants_parallel(parallel):
-            start = time.perf_counter()
-            yield keys[0], self.compute(images[keys[0]], derivatives)
-            rest = (time.perf_counter() - start) * (len(keys) - 1)
-            if rest >= self.WORKERS_FROM_SECONDS:
-                dblabel = self.dblabel if local_only(parallel) else None
-                job, setup = fingerprint_job(
-                    self, derivatives, parts=("values", "neighbors",
-                                              "derivatives"),
-                    dblabel=dblabel)
-                for key, value in compute_in_workers(
-                        parallel, job, {k: images[k] for k in keys[1:]},
-                        setup, log=log):
-                    yield key, (None if dblabel is not None else
-                                ImageFingerprints.fromdict(value, value))
-                return
-            if log is not None:
-                log("Fingerprints: about %.2f s of work left; computed "
-                    "here (workers pay off from about %.1f s)."
-                    % (rest, self.WORKERS_FROM_SECONDS))
-            keys = keys[1:]
-        for key in keys:
-            yield key, self.compute(images[key], derivatives)
-
-    def archive_databases(self, log=None):
-        """Compress the three databases (no-op in memory); see
-        :meth:`amp.store.database.FileDatabase.archive`."""
-        reports = self.arrays.archive()
-        if log is not None:
-            for name, report in reports.items():
-                log("Compressed %s: %i entries moved, %i -> %i bytes."
-                    % (name, report["moved"], report["bytes_before"],
-                       report["bytes_after"]))
-        return reports
 
 
 def _evaluate_rows(evaluate, element, index, rows, values):
     """Adapt ``evaluate(element, atom_indices, values)`` to the kernel's
     ``(rows, values)`` call for the atoms ``index`` of ``element``."""
     return evaluate(element, index[rows], values)
-
-
-class _View:
-    """Read-only mapping from image hash to one of Amp's views."""
-
-    def __init__(self, descriptor, kind):
-        self._descriptor = descriptor
-        self._kind = kind
-
-    def __getitem__(self, key):
-        store = self._descriptor.arrays
-        if self._kind == "neighbors":
-            return store.neighbor_list(key)
-        item = store[key]
-        if self._kind == "fingerprints":
-            return item.as_amp_fingerprints()
-        return item.as_amp_primes()
-
-    def __contains__(self, key):
-        store = self._descriptor.arrays
-        if self._kind == "primes":
-            return store.has_derivatives(key)
-        return key in store
-
-    def keys(self):
-        """Hashes of the images held."""
-        return [k for k in self._descriptor.arrays.keys() if k in self]
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self):
-        return len(self.keys())

@@ -64,7 +64,8 @@ class Zernike(DensityDescriptor):
         Largest degree of the Zernike polynomials (default 5), or
         ``{element: nmax}``.
     dblabel : str, optional
-        Label of the fingerprint databases (used in training).
+        Amp 1.x's view: the databases :attr:`arrays` reads when no store
+        is passed (see :class:`amp.descriptor.base.Descriptor`).
     elements : list of str, optional
         Elements the descriptor covers; from ``Gs`` or the images when
         None.
@@ -78,9 +79,8 @@ class Zernike(DensityDescriptor):
 
     Attributes
     ----------
-    fingerprints, fingerprintprimes, neighborlist : mapping
-        Amp's views by image hash, as
-        :class:`~amp.descriptor.gaussian.Gaussian`'s.
+    fingerprints, fingerprintprimes, neighborlist, arrays : mapping
+        Amp 1.x's views (see :class:`amp.descriptor.base.Descriptor`).
     coefficients : dict
         The density coefficients (``parameters['Gs']``).
     """

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import io as gdml_io
 from .desc import Desc, desc_perms_from_lin, lattice_and_inverse
+from .io import scalar
 from .kernel import descriptor_matvec
 from .workers import (_predict_wkr, globs, register_predictor,
                       share_array, update_predictor)
@@ -125,11 +126,6 @@ def geometries_as_rows(R, n_atoms):
     return rows
 
 
-def _scalar(value):
-    value = np.asarray(value)
-    return value.item() if value.ndim == 0 else value
-
-
 class GDMLPredict:
     """Query a trained sGDML/GDML force field.
 
@@ -182,21 +178,21 @@ class GDMLPredict:
         self.lat_and_inv = lattice_and_inverse(lattice)
         self.R_desc_train = np.asarray(model["R_desc"], dtype=float).T
         self.n_train = self.R_desc_train.shape[0]
-        self.sig = float(_scalar(model["sig"]))
-        self.std = float(_scalar(model["std"])) if "std" in model else 1.0
-        self.c = float(_scalar(model["c"]))
+        self.sig = float(scalar(model["sig"]))
+        self.std = float(scalar(model["std"])) if "std" in model else 1.0
+        self.c = float(scalar(model["c"]))
         self.tril_perms_lin = np.asarray(model["tril_perms_lin"], dtype=int)
         self.perms = desc_perms_from_lin(self.tril_perms_lin, self.desc.dim)
         self.n_perms = self.perms.shape[0]
         self.R_desc = None   # cache for training-set predictions
         self.R_d_desc = None
+        self._glob_id = None  # index into globs once the workers ask
         self._Xp = self._permute(self.R_desc_train)
         self._xx = np.einsum("kd,kd->k", self._Xp, self._Xp)
         self._aE = None
         alphas_E = model.get("alphas_E")
         self._set_weights(np.asarray(model["R_d_desc_alpha"], dtype=float),
                           None if alphas_E is None else np.asarray(alphas_E))
-        self.glob_id = register_predictor(self)
         self.bulk_mp = False
         self.num_workers = 0
         self._pool = None
@@ -214,16 +210,31 @@ class GDMLPredict:
         self._xw = np.einsum("kd,kd->k", self._Xp, self._Wp)
         self._aE = (None if alphas_E is None
                     else np.repeat(np.ravel(alphas_E), self.n_perms))
-        if getattr(self, "glob_id", None) is not None:
-            update_predictor(self, self.glob_id)
+        if self._glob_id is not None:
+            update_predictor(self, self._glob_id)
 
     def __del__(self):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
-        glob_id = getattr(self, "glob_id", None)
+        glob_id = getattr(self, "_glob_id", None)
         if glob_id is not None and glob_id < len(globs):
             globs[glob_id] = None
+
+    # -- sgdml API: the state of the module-level worker -------------------
+    @property
+    def glob_id(self) -> int:
+        """Index of this predictor's state in :data:`globs`.
+
+        sgdml's worker :func:`_predict_wkr` reads a predictor's arrays from
+        ``globs[glob_id]``. The state is registered the first time this is
+        asked for (this package's own predictions never need it), kept up
+        to date by :meth:`set_alphas`, and cleared when the predictor is
+        gone.
+        """
+        if self._glob_id is None:
+            self._glob_id = register_predictor(self)
+        return self._glob_id
 
     # -- sgdml API: caches for iterative training --------------------------
     def set_R_desc(self, R_desc):

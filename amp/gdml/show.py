@@ -7,6 +7,7 @@ so that it reads well in a terminal and in a log file alike.
 import numpy as np
 
 from . import io as gdml_io
+from .io import energy_mode, scalar
 
 __all__ = ["units", "print_dataset", "print_task", "print_model",
            "print_errors", "print_file"]
@@ -88,6 +89,12 @@ def print_dataset(data, title="Dataset", write=print):
             gdml_io.dataset_md5(data))))
 
 
+#: What the "Energy offset:" line says for each energy mode.
+_ENERGY_OFFSET = {"none": "none (forces only)",
+                  "constant": "global integration constant",
+                  "constraints": "pointwise energy constraints"}
+
+
 def _counts(z):
     from ase.data import chemical_symbols
     values, counts = np.unique(np.asarray(z), return_counts=True)
@@ -105,10 +112,10 @@ def _common(data, write):
     write("  {:<16} {}".format("Symmetries:",
                                np.atleast_2d(data["perms"]).shape[0]))
     write("  {:<16} {:g}".format("Length scale:",
-                                 float(np.squeeze(data["sig"]))))
+                                 float(scalar(data["sig"]))))
     if "lam" in data:
         write("  {:<16} {:.0e}".format("Regulariser:",
-                                       float(np.squeeze(data["lam"]))))
+                                       float(scalar(data["lam"]))))
 
 
 def print_task(data, title="Task", write=print):
@@ -125,11 +132,8 @@ def print_task(data, title="Task", write=print):
     """
     write(title)
     _common(data, write)
-    use_E = bool(np.squeeze(data.get("use_E", True)))
-    use_E_cstr = bool(np.squeeze(data.get("use_E_cstr", False)))
-    write("  {:<16} {}".format("Energy offset:", (
-        "pointwise energy constraints" if use_E_cstr else
-        "global integration constant") if use_E else "none (forces only)"))
+    write("  {:<16} {}".format("Energy offset:", _ENERGY_OFFSET[
+        energy_mode(data)]))
     write("  {:<16} {:,} points from '{}'".format(
         "Train on:", len(np.atleast_1d(data["idxs_train"])),
         gdml_io.to_str(data.get("md5_train", ""))))
@@ -141,7 +145,7 @@ def print_task(data, title="Task", write=print):
 def _err(data, key):
     if key not in data:
         return None
-    value = gdml_io.safe.unwrap(data[key])
+    value = scalar(data[key])
     if isinstance(value, dict) and not (np.isnan(value.get("mae", np.nan))
                                         or np.isnan(value.get("rmse",
                                                               np.nan))):
@@ -166,29 +170,27 @@ def print_model(data, title="Model", write=print):
     solver = gdml_io.to_str(data.get("solver_name", "unknown"))
     write("  {:<16} {}".format("Solver:", solver))
     if solver == "cg" and "solver_resid" in data:
-        tol = float(np.squeeze(data.get("solver_tol", np.nan)))
-        resid = float(np.squeeze(data["solver_resid"]))
-        norm = float(np.squeeze(data.get("norm_y_train", np.nan)))
+        tol = float(scalar(data.get("solver_tol", np.nan)))
+        resid = float(scalar(data["solver_resid"]))
+        norm = float(scalar(data.get("norm_y_train", np.nan)))
         write("  {:<16} {} iterations, residual {:.1e}{}".format(
-            "", int(np.squeeze(data.get("solver_iters", 0))), resid,
+            "", int(scalar(data.get("solver_iters", 0))), resid,
             "" if resid <= tol * norm else " (NOT CONVERGED; run "
             "'amp-gdml resume')"))
     write("  {:<16} {:,} points from '{}'".format(
         "Trained on:", len(np.atleast_1d(data["idxs_train"])),
         gdml_io.to_str(data.get("md5_train", ""))))
-    write("  {:<16} {}".format("Energy offset:", (
-        "pointwise energy constraints" if "alphas_E" in data else
-        "global integration constant") if bool(np.squeeze(
-            data.get("use_E", True))) else "none (forces only)"))
+    write("  {:<16} {}".format("Energy offset:", _ENERGY_OFFSET[
+        energy_mode(data)]))
     f_err, e_err = _err(data, "f_err"), _err(data, "e_err")
-    n_test = int(np.squeeze(data.get("n_test", 0)))
+    n_test = int(scalar(data.get("n_test", 0)))
     write("  {:<16} {}{:,} points from '{}'".format(
         "Validated on:", "" if f_err or n_test else "[pending] ",
         len(np.atleast_1d(data.get("idxs_valid", []))),
         gdml_io.to_str(data.get("md5_valid", ""))))
     if n_test > 0:
         write("  {:<16} {:,} points from '{}'".format(
-            "Tested on:", n_test, gdml_io.to_str(gdml_io.safe.unwrap(
+            "Tested on:", n_test, gdml_io.to_str(scalar(
                 data.get("md5_test")))))
     else:
         write("  {:<16} [pending]".format("Test:"))

@@ -15,22 +15,7 @@ from .perm import find_perms
 from .sampling import draw_strat_sample
 
 __all__ = ["create_task", "create_task_from_model", "check_perms",
-           "check_sig_lam", "scalar"]
-
-
-def scalar(value):
-    """The Python value of a 0-d array; other arrays unchanged.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    object
-    """
-    value = np.asarray(value)
-    return value.item() if value.ndim == 0 else value
+           "check_sig_lam"]
 
 
 def check_sig_lam(sig, lam):
@@ -252,7 +237,8 @@ def create_task_from_model(model, dataset):
                           np.asarray(model["z"])):
         raise ValueError("dataset atoms (z) differ from the model's")
     idxs_train = np.asarray(model["idxs_train"])
-    use_E = bool(scalar(model.get("use_E", "e_err" in model)))
+    mode = gdml_io.energy_mode(model)
+    use_E = mode != "none"
     task = {
         "type": "t",
         "code_version": gdml_io.SGDML_FORMAT_VERSION,
@@ -268,7 +254,7 @@ def create_task_from_model(model, dataset):
         "sig": model["sig"],
         "lam": model["lam"],
         "use_E": use_E,
-        "use_E_cstr": "alphas_E" in model,
+        "use_E_cstr": mode == "constraints",
         "use_sym": np.asarray(model["perms"]).shape[0] > 1,
         "perms": model["perms"],
     }

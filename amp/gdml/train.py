@@ -21,13 +21,14 @@ import warnings
 import numpy as np
 
 from . import io as gdml_io
+from .io import energy_mode, scalar
 from .desc import (Desc, desc_perms_from_lin, lattice_and_inverse,
                    tril_perms_lin as make_tril_perms_lin)
 from .kernel import internal_basis, sgdml_kernel_matrix
 from .perm import is_group
 from .sampling import draw_strat_sample
 from .task import (check_perms, check_sig_lam, create_task,
-                   create_task_from_model, scalar)
+                   create_task_from_model)
 from .predict import GDMLPredict, require_torch
 from .solvers import (KernelOperator, analytic_bytes, analytic_solve,
                       cg_solve, nystroem_preconditioner)
@@ -163,6 +164,7 @@ class GDMLTrain:
         alphas_F = np.asarray(alphas_F, dtype=float).ravel()
         R_d_desc_alpha = desc.d_desc_dot_vec(
             R_d_desc, alphas_F.reshape(n_train, -1))
+        mode = energy_mode(task)
         model = {
             "type": "m",
             "code_version": gdml_io.SGDML_FORMAT_VERSION,
@@ -186,11 +188,11 @@ class GDMLTrain:
             "alphas_F": alphas_F,
             "perms": task["perms"],
             "tril_perms_lin": tril_perms_lin,
-            "use_E": bool(scalar(task["use_E"])),
+            "use_E": mode != "none",
         }
         if model["use_E"]:
             model["e_err"] = {"mae": np.nan, "rmse": np.nan}
-            if bool(scalar(task.get("use_E_cstr", False))):
+            if mode == "constraints":
                 model["alphas_E"] = np.asarray(alphas_E, dtype=float)
         for key in ("lattice", "r_unit", "e_unit"):
             if key in task:
@@ -212,7 +214,7 @@ class GDMLTrain:
             raise ValueError("task: R_train or F_train contains NaN")
         check_sig_lam(scalar(task["sig"]), scalar(task["lam"]))
         self._check_perms(task["perms"], task["z"])
-        if bool(scalar(task["use_E"])):
+        if energy_mode(task) != "none":
             if "E_train" not in task:
                 raise ValueError("task uses energies but has no E_train")
             E = np.asarray(task["E_train"])
@@ -265,7 +267,7 @@ class GDMLTrain:
             callback(M, M, "Generating descriptors and their Jacobians")
         sig = float(scalar(task["sig"]))
         lam = float(scalar(task["lam"]))
-        use_E_cstr = bool(scalar(task["use_E_cstr"]))
+        use_E_cstr = energy_mode(task) == "constraints"
 
         y_F = np.asarray(task["F_train"], dtype=float).reshape(M, -1)
         E_mean = None

@@ -14,7 +14,9 @@ them directly. They are provided with sgdml's signatures and meaning:
   :class:`~amp.gdml.predict.GDMLPredict` object registered at
   ``globs[glob_id]``: ``sig``, ``n_perms``, ``desc_func``,
   ``R_desc_perms``, ``R_d_desc_alpha_perms`` (with shapes) and optionally
-  ``alphas_E_lin``.
+  ``alphas_E_lin``. A predictor registers itself the first time its
+  ``glob_id`` is read, so that predictors nobody hands to the worker
+  leave nothing behind.
 
 This package's own training and prediction do not use them: they work on
 all training points at once with matrix products (threads, not
@@ -34,8 +36,9 @@ __all__ = ["glob", "globs", "share_array", "_assemble_kernel_mat_wkr",
 
 #: Shared state of :func:`_assemble_kernel_mat_wkr` (sgdml's ``train.glob``).
 glob = {}
-#: One dict per :class:`~amp.gdml.predict.GDMLPredict` (sgdml's
-#: ``predict.globs``); an entry is None once its object is gone.
+#: One dict per :class:`~amp.gdml.predict.GDMLPredict` whose ``glob_id``
+#: was asked for (sgdml's ``predict.globs``); an entry is None once its
+#: object is gone.
 globs = []
 
 

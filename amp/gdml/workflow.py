@@ -8,20 +8,30 @@ written: existing tasks and trained models are kept, a model is validated
 once, and an iterative solve killed mid-way restarts from its last
 checkpoint (``_unconv_<model>.npz``). Every file is written atomically.
 
+Nothing is deleted that this program did not make. A task folder it
+creates or adopts (only an empty one) holds a record, ``.amp-gdml-run``,
+listing the files the run wrote; the clean-up after ``select`` removes
+exactly those, and the folder only if the run made it. A folder that is
+not empty and has no record is refused, named. ``amp-gdml all`` cleans up
+only after its last step, so a run killed at any step resumes from its
+files, and a rerun of a finished run reports the model it made.
+
 A user's mistake raises :class:`CommandError` (a ValueError) with one
 message that names the problem and, where there is one, the fix.
 """
 
+import glob
+import json
 import os
-import shutil
 import warnings
 
 import numpy as np
 
+from ..store.files import atomic_file, read_file
 from . import io as gdml_io
+from .io import energy_mode, scalar
 from .predict import GDMLPredict
 from .show import print_dataset, print_errors, units
-from .task import scalar
 from .train import GDMLTrain
 
 __all__ = ["CommandError", "create", "train", "validate", "select", "test",
@@ -29,6 +39,11 @@ __all__ = ["CommandError", "create", "train", "validate", "select", "test",
 
 #: sgdml's default sigma grid.
 DEFAULT_SIGS = list(range(10, 100, 10))
+
+#: The record, in a task folder, of a run this program owns.
+RUN_RECORD = ".amp-gdml-run"
+#: A record lists a few hundred names at most; a larger one is not ours.
+_RECORD_MAX_BYTES = 2 ** 20
 
 
 class CommandError(ValueError):
@@ -142,6 +157,108 @@ def files_of_type(path, kind):
     return path, names
 
 
+def read_run_record(task_dir):
+    """The run record of `task_dir` as a dict, or None if it has none.
+
+    Raises
+    ------
+    CommandError
+        The record exists but is not one this program wrote.
+    """
+    path = os.path.join(task_dir, RUN_RECORD)
+    if not os.path.lexists(path):
+        return None
+    try:
+        record = json.loads(read_file(path, _RECORD_MAX_BYTES).decode())
+        files = record["files"]
+        if (record.get("program") != "amp-gdml"
+                or not isinstance(record.get("made_folder"), bool)
+                or not isinstance(files, list)
+                or not all(isinstance(n, str) and n == os.path.basename(n)
+                           and n not in ("", ".", "..") for n in files)):
+            raise ValueError("unexpected content")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CommandError("'{}' is not a run record of amp-gdml ({}); "
+                           "remove it or use another --task_dir".format(
+                               path, err)) from None
+    return record
+
+
+def _write_run_record(task_dir, record):
+    data = json.dumps(record, indent=1, sort_keys=True).encode()
+    with atomic_file(os.path.join(task_dir, RUN_RECORD), fsync=True) as out:
+        out.write(data)
+
+
+def record_file(task_dir, name):
+    """Add `name` to the files the run in `task_dir` wrote (if it owns the
+    folder), before the file is written."""
+    record = read_run_record(task_dir)
+    if record is not None and name not in record["files"]:
+        record["files"].append(name)
+        _write_run_record(task_dir, record)
+
+
+def claim_task_dir(task_dir):
+    """Make `task_dir` this program's run folder, or return its record.
+
+    A missing folder is created (and may be removed by the clean-up); an
+    empty one is adopted (and kept); a folder with a record is returned
+    as it is.
+
+    Raises
+    ------
+    CommandError
+        `task_dir` is not a folder, or holds files but no run record.
+    """
+    if os.path.lexists(task_dir) and not os.path.isdir(task_dir):
+        raise CommandError("'{}' exists and is not a folder; choose another "
+                           "--task_dir".format(task_dir))
+    made = not os.path.exists(task_dir)
+    if made:
+        os.makedirs(task_dir)
+    record = read_run_record(task_dir)
+    if record is not None:
+        return record
+    others = sorted(os.listdir(task_dir))
+    if others:
+        raise CommandError(
+            "'{}' is not empty ({} {}, e.g. '{}') and was not made by "
+            "amp-gdml; nothing in it is used or removed: choose another "
+            "--task_dir, or an empty or new folder".format(
+                task_dir, len(others),
+                "entry" if len(others) == 1 else "entries", others[0]))
+    record = {"program": "amp-gdml", "made_folder": made, "files": []}
+    _write_run_record(task_dir, record)
+    return record
+
+
+def clean_up_run(step, task_dir, keep_folder=False):
+    """Remove what the run in `task_dir` wrote, and the folder if the run
+    made it and nothing else is left in it. Does nothing to a folder
+    without a run record."""
+    record = read_run_record(task_dir)
+    if record is None:
+        step.write("Kept the folder '{}': amp-gdml did not make it".format(
+            task_dir))
+        return
+    for name in record["files"]:
+        for path in (os.path.join(task_dir, name),
+                     os.path.join(task_dir, "_unconv_" + name)):
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+    if keep_folder:
+        _write_run_record(task_dir, dict(record, files=[]))
+        return
+    os.remove(os.path.join(task_dir, RUN_RECORD))
+    left = os.listdir(task_dir)
+    if record["made_folder"] and not left:
+        os.rmdir(task_dir)
+    elif left:
+        step.write("Kept the folder '{}': it holds {} other entries".format(
+            task_dir, len(left)))
+
+
 def _check_resumable(task_dir, dataset, valid, n_train, n_valid, sigs, gdml):
     """True when every task/model in `task_dir` fits this configuration."""
     for name in sorted(os.listdir(task_dir)):
@@ -194,10 +311,11 @@ def create(step, dataset_path, n_train, n_valid, sigs=None, gdml=False,
         task_dir = gdml_io.train_dir_name(dataset, n_train, not gdml, use_E,
                                           use_E_cstr)
     names = []
-    if os.path.exists(task_dir):
+    record = claim_task_dir(task_dir)
+    if record["files"]:
         if overwrite:
-            step.write("Overwriting the task folder '{}'".format(task_dir))
-            shutil.rmtree(task_dir)
+            step.write("Overwriting the run in '{}'".format(task_dir))
+            clean_up_run(step, task_dir, keep_folder=True)
         elif _check_resumable(task_dir, dataset, valid, n_train, n_valid,
                               sigs, gdml):
             step.write("Resuming the run in '{}'".format(task_dir))
@@ -208,7 +326,6 @@ def create(step, dataset_path, n_train, n_valid, sigs=None, gdml=False,
                 "'{}' holds a run with other settings (datasets, sizes, "
                 "sigmas or symmetries); pass -o to overwrite it or "
                 "--task_dir to use another folder".format(task_dir))
-    os.makedirs(task_dir, exist_ok=True)
     if names:
         template = _load(os.path.join(task_dir, names[0]), "t")
     else:
@@ -222,8 +339,10 @@ def create(step, dataset_path, n_train, n_valid, sigs=None, gdml=False,
     written = 0
     for sig in sigs:
         template["sig"] = sig
-        path = os.path.join(task_dir, gdml_io.task_file_name(template))
+        name = gdml_io.task_file_name(template)
+        path = os.path.join(task_dir, name)
         if not os.path.exists(path):
+            record_file(task_dir, name)
             gdml_io.save_task(path, template)
             written += 1
     step.write("Wrote {} of {} task(s) ({} training points, {} symmetries) "
@@ -297,6 +416,7 @@ def train(step, task_path, valid_dataset_path, overwrite=False, lazy=False):
                 step.write("  skipped: tried before without success (--lazy)")
                 continue
             gdml_io.save_task(task_file, dict(task, tried_training=True))
+            record_file(task_dir, model_name)
             checkpoint = os.path.join(task_dir, "_unconv_" + model_name)
             task = _checkpoint_task(task, checkpoint, step.write)
             model = step.run(
@@ -329,7 +449,7 @@ def _errors(model, dataset, idxs, step):
     gp = GDMLPredict(model, num_workers=0, max_memory=step.max_memory,
                      max_processes=step.max_processes)
     e_abs, f_abs, mag, ang = [], [], [], []
-    use_E = bool(scalar(model.get("use_E", True))) and "E" in dataset
+    use_E = energy_mode(model) != "none" and "E" in dataset
     callback = step.progress("Predicting")
     try:
         for b0 in range(0, len(idxs), 1000):
@@ -384,7 +504,7 @@ def test(step, model_path, dataset_path, n_test=None, overwrite=False,
             raise CommandError("{} has a lattice but {} has none".format(
                 *(("the model", "the dataset") if "lattice" in model
                   else ("the dataset", "the model"))))
-        f_err = gdml_io.safe.unwrap(model.get("f_err"))
+        f_err = scalar(model.get("f_err"))
         validated = isinstance(f_err, dict) and not np.isnan(
             f_err.get("rmse", np.nan))
         md5 = _md5(dataset)
@@ -451,10 +571,15 @@ def test(step, model_path, dataset_path, n_test=None, overwrite=False,
 
 
 def select(step, model_dir, overwrite=False, model_file=None,
-           remove_dir=False):
+           clean_up=None):
     """Copy the model with the lowest validation force RMSE to `model_file`
-    and remove the folder of candidates, as sgdml does (only a folder this
-    program made: `remove_dir`, or named ``sgdml_cv_*``).
+    and remove the candidates, as sgdml does: with `clean_up`, or by
+    default when the folder has sgdml's name (``sgdml_cv_*``), and only
+    what this program wrote there (see :func:`clean_up_run`).
+
+    A `model_file` that exists already is kept when it is the selected
+    model (a run resumed after this step); otherwise it is replaced only
+    with `overwrite`.
 
     Returns
     -------
@@ -470,7 +595,7 @@ def select(step, model_dir, overwrite=False, model_file=None,
                    model["idxs_train"]) != set(models[0]["idxs_train"]):
             raise CommandError("'{}' holds models trained or validated on "
                                "different data".format(model_dir))
-        f_err = gdml_io.safe.unwrap(model.get("f_err"))
+        f_err = scalar(model.get("f_err"))
         if not isinstance(f_err, dict) or np.isnan(f_err["rmse"]):
             if len(models) > 1:
                 raise CommandError("'{}' is not validated; run 'amp-gdml "
@@ -483,7 +608,7 @@ def select(step, model_dir, overwrite=False, model_file=None,
                 "and a model must not be selected by its test error; run "
                 "'amp-gdml validate -o {} DATASET' first".format(
                     name, model_dir))
-        e_err = gdml_io.safe.unwrap(model.get("e_err")) or {}
+        e_err = scalar(model.get("e_err")) or {}
         rows.append((float(scalar(model["sig"])), e_err.get("mae", np.nan),
                      e_err.get("rmse", np.nan), f_err["mae"], f_err["rmse"]))
     best = int(np.argmin([r[4] for r in rows])) if len(rows) > 1 else 0
@@ -505,17 +630,78 @@ def select(step, model_dir, overwrite=False, model_file=None,
                            rows[best][0]))
     if model_file is None:
         model_file = gdml_io.model_file_name(models[best], is_extended=True)
-    if os.path.exists(model_file) and not overwrite:
-        raise CommandError("'{}' exists; pass -o to overwrite it or "
-                           "--model_file to choose another name".format(
-                               model_file))
-    gdml_io.save_model(model_file, models[best])
-    if model_dir and (remove_dir or os.path.basename(os.path.normpath(
-            model_dir)).startswith("sgdml_cv_")):
-        shutil.rmtree(model_dir, ignore_errors=True)
-    step.write("Selected sigma {:g}; wrote '{}'".format(rows[best][0],
-                                                       model_file))
+    if os.path.exists(model_file) and not overwrite and _same_model(
+            model_file, models[best]):
+        step.write("Selected sigma {:g}; '{}' holds it already".format(
+            rows[best][0], model_file))
+    else:
+        if os.path.exists(model_file) and not overwrite:
+            raise CommandError("'{}' exists; pass -o to overwrite it or "
+                               "--model_file to choose another name".format(
+                                   model_file))
+        gdml_io.save_model(model_file, models[best])
+        step.write("Selected sigma {:g}; wrote '{}'".format(rows[best][0],
+                                                           model_file))
+    if clean_up is None:
+        clean_up = os.path.basename(os.path.normpath(model_dir or ".")
+                                    ).startswith("sgdml_cv_")
+    if clean_up and model_dir:
+        clean_up_run(step, model_dir)
     return model_file
+
+
+def _same_model(path, model):
+    """True when the model file `path` holds `model`'s parameters."""
+    try:
+        other = gdml_io.load_model(path)
+    except (OSError, ValueError):
+        return False
+    return all(k in other and np.array_equal(np.asarray(other[k]),
+                                             np.asarray(model[k]))
+               for k in ("md5_train", "md5_valid", "idxs_train", "sig",
+                         "alphas_F"))
+
+
+def _selected_model(dataset, valid, n_train, n_valid, sigs, model_file):
+    """``(path, tested)`` of the selected model of a run with these
+    settings, or None when there is none yet.
+
+    Its name is `model_file`, or sgdml's default name for this dataset.
+
+    Raises
+    ------
+    CommandError
+        `model_file` exists and holds a model of other settings.
+    """
+    if model_file is not None:
+        candidates = [model_file]
+    else:
+        pattern = gdml_io.model_file_name({
+            "dataset_name": dataset["name"], "dataset_theory":
+                dataset["theory"], "idxs_train": np.arange(n_train),
+            "perms": np.zeros((1, 1)), "sig": 0}, is_extended=True)
+        head, _, tail = pattern.rpartition("-sym1")
+        candidates = sorted(glob.glob(glob.escape(head) + "-sym*"
+                                      + glob.escape(tail)))
+    for path in candidates:
+        if not os.path.exists(path):
+            continue
+        try:
+            model = gdml_io.load_model(path)
+            ours = (_md5(model, "md5_train") == _md5(dataset, "md5")
+                    and _md5(model, "md5_valid") == _md5(valid, "md5")
+                    and len(model["idxs_train"]) == n_train
+                    and len(model["idxs_valid"]) == n_valid
+                    and float(scalar(model["sig"])) in sigs)
+        except (OSError, ValueError, KeyError):
+            ours = False
+        if ours:
+            return path, int(scalar(model.get("n_test", 0))) > 0
+        if model_file is not None:
+            raise CommandError("'{}' exists and holds another model; pass -o "
+                               "to overwrite it or --model_file to choose "
+                               "another name".format(path))
+    return None
 
 
 def resume(step, model_path, dataset_path, valid_dataset_path,
@@ -569,6 +755,17 @@ def run_all(step, dataset_path, n_train, n_valid, n_test=None, sigs=None,
         if not np.array_equal(other["z"], dataset["z"]):
             raise CommandError("the atoms of '{}' (z) differ from those of "
                                "'{}'".format(path, dataset_path))
+    if not overwrite:
+        valid = (dataset if valid_dataset_path is None else load_dataset(
+            valid_dataset_path, "validation dataset"))
+        selected = _selected_model(
+            dataset, valid, n_train, n_valid,
+            sorted(set(DEFAULT_SIGS if not sigs else sigs)), model_file)
+        if selected is not None and selected[1]:
+            step.write("\nThis run is finished already: '{}' holds its "
+                       "tested model (pass -o to run it again)".format(
+                           selected[0]))
+            return selected[0]
     step.write("\nStep 1: cross-validation tasks")
     task_dir = create(step, dataset_path, n_train, n_valid, sigs, gdml,
                       use_E, use_E_cstr, overwrite, task_dir, perms_from,
@@ -578,9 +775,10 @@ def run_all(step, dataset_path, n_train, n_valid, n_test=None, sigs=None,
                     lazy=lazy)
     step.write("\nStep 3: selection of sigma")
     model_file = select(step, trained, overwrite=overwrite,
-                        model_file=model_file, remove_dir=True)
+                        model_file=model_file, clean_up=False)
     step.write("\nStep 4: test")
     test(step, model_file, test_path, n_test=n_test, overwrite=False)
+    clean_up_run(step, task_dir)
     step.write("\nDone. The model file is '{}'".format(model_file))
     return model_file
 

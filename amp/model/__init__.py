@@ -8,10 +8,11 @@ arrays of a subset of the training images); each returns partial sums that
 :func:`combine_partials` adds, so the images can be split over workers
 without changing the result.
 
-The model knows fingerprints as arrays (``descriptor.arrays[hash]``), not
-how they are made: it must not import the descriptor's kernels, the
-calculator (:mod:`amp`), :mod:`amp.potential` or :mod:`amp.stats`; the
-optimizer (:mod:`amp.regression`) is imported where a fit starts.
+The model knows fingerprints as arrays in the fingerprint store it is set
+up with (``store[hash]``), not how they are made: it must not import the
+descriptor's kernels, the calculator (:mod:`amp`), :mod:`amp.potential`
+or :mod:`amp.stats`; the optimizer (:mod:`amp.regression`, a floor below)
+is imported where a fit starts.
 """
 
 import numpy as np
@@ -23,18 +24,28 @@ from ..utilities import (ConvergenceOccurred, Logger,  # noqa: F401
 from ._network import Raveler  # noqa: F401  (Amp's name, exported here)
 
 __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
+           "fingerprint_range", "check_mode",
            "ConvergenceOccurred", "TrainingConvergenceError",
            "MaxIterationsReached", "Raveler", "combine_partials"]
 
 
-def calculate_fingerprints_range(fp, images):
+def check_mode(descriptor):
+    """Raise ValueError unless ``descriptor`` is atom-centred (the only
+    mode the models here train on)."""
+    mode = getattr(descriptor, "mode", "atom-centered")
+    if mode != "atom-centered":
+        raise ValueError("the models need an atom-centered descriptor, got "
+                         "mode %r" % (mode,))
+
+
+def fingerprint_range(store, images):
     """Per-element ``[[min, max], ...]`` of every fingerprint component.
 
     Parameters
     ----------
-    fp : descriptor
-        Its ``arrays[hash]`` (array form) or, failing that, its
-        ``fingerprints[hash]`` (Amp's list view) are read.
+    store : FingerprintStore or mapping
+        ``store[hash]`` is the image's
+        :class:`~amp.descriptor.fingerprints.ImageFingerprints`.
     images : dict
         ``{hash: atoms}`` of the images to take the range over.
 
@@ -43,17 +54,40 @@ def calculate_fingerprints_range(fp, images):
     dict
         ``{element: [[min, max], ...]}`` as plain floats.
     """
-    low, high = {}, {}
+    return _range(store[key].values.items() for key in images)
+
+
+def calculate_fingerprints_range(fp, images):
+    """Amp's name: :func:`fingerprint_range` over a descriptor's
+    fingerprints (Amp 1.x's view: its ``arrays``, or failing that its
+    ``fingerprints[hash]`` lists).
+
+    Parameters
+    ----------
+    fp : descriptor
+    images : dict
+        ``{hash: atoms}``.
+
+    Returns
+    -------
+    dict
+        ``{element: [[min, max], ...]}`` as plain floats.
+    """
     arrays = getattr(fp, "arrays", None)
-    for key in images:
-        if arrays is not None:
-            blocks = arrays[key].values.items()
-        else:
-            grouped = {}
-            for element, afp in fp.fingerprints[key]:
-                grouped.setdefault(element, []).append(afp)
-            blocks = ((e, np.array(v, dtype=float))
-                      for e, v in grouped.items())
+    if arrays is not None:
+        return fingerprint_range(arrays, images)
+
+    def grouped(key):
+        lists = {}
+        for element, afp in fp.fingerprints[key]:
+            lists.setdefault(element, []).append(afp)
+        return ((e, np.array(v, dtype=float)) for e, v in lists.items())
+    return _range(grouped(key) for key in images)
+
+
+def _range(images_blocks):
+    low, high = {}, {}
+    for blocks in images_blocks:
         for element, block in blocks:
             block = np.asarray(block, dtype=float)
             if len(block) == 0:

@@ -15,19 +15,21 @@ and waits): on a machine with ``cores`` cores, ``cores`` processes
 compute, the master's share needs no message, and the images are held
 once, not once by the master and again by the workers.
 
-Whether workers pay off is measured at set-up
-(:attr:`WorkerBatches.payoff_check`): a few evaluations of every share in
-the master against a few with the workers. When the workers are not
-faster by :attr:`WorkerBatches.margin`, they drop their shares and the
-master evaluates everything, which is logged. Workers not started yet (a
-lazy pool, as :class:`amp.Amp` uses) are not started at all for a loss
-that takes under :attr:`WorkerBatches.start_from_seconds` serially.
+Whether workers pay off is measured at set-up: a few evaluations of every
+share in the master against a few with the workers, interleaved, and
+:func:`decide` chooses from the fastest of each. Workers not started yet
+(a lazy pool, as :class:`amp.Amp` uses) are not started at all for a loss
+that takes under :data:`START_WORKERS_FROM` seconds serially; started
+ones are kept only when they take at most :data:`WORKERS_MARGIN` of the
+serial time. Evaluating serially, the shares become one batch for a loss
+under :data:`MERGE_BELOW` seconds. Each choice is logged.
 """
 
 import time
 
 from ..parallel.launch import is_local
-from ..parallel.worker import from_importname, register_job
+from ..importing import from_importname
+from ..parallel.worker import register_job
 from .batch import TrainingBatch
 
 
@@ -60,6 +62,56 @@ class LossShare:
             self.model.raveler)
 
 
+#: Workers not running yet are started only for a loss whose serial
+#: evaluation takes at least this long, in seconds (with the master taking
+#: one share, an evaluation saves less than half of it, and a round trip
+#: costs about half a millisecond).
+START_WORKERS_FROM = 0.002
+#: Workers are kept only when an evaluation with them takes at most this
+#: fraction of a serial one (below it the gain is within the noise of the
+#: set-up measurement).
+WORKERS_MARGIN = 0.9
+#: Evaluating serially, shares are merged into one batch for a loss faster
+#: than this, in seconds (a share costs about 0.2 ms per evaluation; for a
+#: slower loss the copy is not worth it: 0.6 s for 120 MB of force data,
+#: against under 1 % per evaluation).
+MERGE_BELOW = 0.02
+#: Timed evaluations per way at set-up (after one warm-up each).
+TIMED_EVALUATIONS = 3
+
+
+def decide(serial_s, workers_s=None, started=False):
+    """Whether the loss is evaluated with workers, from measured times.
+
+    Parameters
+    ----------
+    serial_s : float
+        Seconds per evaluation in the master alone.
+    workers_s : float, optional
+        Seconds per evaluation with the workers; None before they have
+        been tried.
+    started : bool
+        Whether the pool's workers are running already.
+
+    Returns
+    -------
+    bool
+        Before the workers are tried: whether to try them (they run
+        already, or the loss takes at least :data:`START_WORKERS_FROM`).
+        After: whether to keep them (at most :data:`WORKERS_MARGIN` of the
+        serial time).
+    """
+    if workers_s is None:
+        return started or serial_s >= START_WORKERS_FROM
+    return workers_s <= WORKERS_MARGIN * serial_s
+
+
+def worth_merging(serial_s):
+    """Whether serial shares should become one batch (see
+    :data:`MERGE_BELOW`); None (not measured) counts as fast."""
+    return serial_s is None or serial_s < MERGE_BELOW
+
+
 def _fastest(evaluate, repeats):
     """Seconds of the fastest of ``repeats`` calls (after one warm-up)."""
     evaluate()
@@ -71,20 +123,43 @@ def _fastest(evaluate, repeats):
     return best
 
 
+def _share_peers(pool):
+    """The live workers to give shares to: all but one local worker, whose
+    place the master takes (all of them when none is local: the master's
+    core is free then)."""
+    alive = pool.alive()
+    local = [peer for peer in alive if is_local(peer.host)]
+    return [peer for peer in alive if peer is not local[-1]] \
+        if local else alive
+
+
+def share_count(pool):
+    """How many shares the images are split into for ``pool``: one per
+    worker that gets one, plus the master's (planned from the hosts when
+    the workers are not running yet, without starting them)."""
+    if pool.started:
+        return len(_share_peers(pool)) + 1
+    local = sum(count for host, count in pool.hosts.items()
+                if is_local(host))
+    return pool.n_pids - (1 if local else 0) + 1
+
+
 class WorkerBatches:
     """Master side: the shares of a pool's workers and the master's own.
 
     Parameters
     ----------
-    parallel : WorkerPool or dict
-        A running pool (left running by :meth:`close`) or Amp's
-        ``parallel`` dict (a pool is started, and stopped by
-        :meth:`close`).
-    make_batches : callable
-        ``make_batches(n)`` returns the batches of ``n`` shares.
+    pool : WorkerPool
+        Left running by :meth:`close`.
+    batches : list of TrainingBatch
+        One per share (:func:`share_count` of them); the first is the
+        master's.
     setup : dict
         :class:`LossShare`'s setup.
     log : callable, optional
+    use_workers : bool or None
+        None: measured at set-up (:func:`decide`); True: the workers
+        compute their shares whatever the measurement; False: serial.
 
     Attributes
     ----------
@@ -97,116 +172,78 @@ class WorkerBatches:
         set-up (empty when not measured).
     """
 
-    #: Measure at set-up whether the workers are faster than the master
-    #: alone, and evaluate serially when they are not.
-    payoff_check = True
-    #: Workers are kept only when an evaluation with them takes at most
-    #: this fraction of a serial one.
-    margin = 0.9
-    #: Timed evaluations per way (after one warm-up each; with the
-    #: workers, interleaved with as many serial ones).
-    repeats = 3
-    #: Workers that are not running yet are started only for a loss whose
-    #: serial evaluation takes at least this long (with the master taking
-    #: one share, an evaluation saves less than half of it, and a round
-    #: trip costs about half a millisecond).
-    start_from_seconds = 0.002
-    #: Evaluating serially, shares are merged into one batch only for a
-    #: loss faster than this (see :meth:`_merge`).
-    merge_below_seconds = 0.02
-
-    def __init__(self, parallel, make_batches, setup, log=None):
-        from ..parallel import WorkerPool, setup_parallel
-
-        self.job, self.timings = None, {}
+    def __init__(self, pool, batches, setup, log=None, use_workers=None):
+        self.pool, self.job, self.timings = pool, None, {}
         self.log = log if log is not None else (lambda *a, **k: None)
-        self._own_pool = not isinstance(parallel, WorkerPool)
-        self.pool = (setup_parallel(parallel, log=log) if self._own_pool
-                     else parallel)
+        self.n_shares = len(batches)
+        self.local = [LossShare(setup, batch) for batch in batches]
         try:
-            self._start(make_batches, setup)
+            peers = _share_peers(pool) if self._choose_workers(
+                use_workers) else []
+            if peers:
+                self.job = pool.persistent(
+                    LossShare, [batch.todict() for batch in batches[1:]],
+                    setup, peers=peers)
+                if use_workers is None and not self._keep_workers():
+                    self.job.close()
+                    self.job = None
+            if self.job is None:
+                self._merge()
+            else:  # the workers hold their shares; the master its own
+                del self.local[1:]
         except BaseException:
             self.close()
             raise
 
-    def _workers(self):
-        """The live workers to give shares to: all but one local worker,
-        whose place the master takes (all of them when none is local: the
-        master's core is free then)."""
-        alive = self.pool.alive()
-        local = [peer for peer in alive if is_local(peer.host)]
-        return [peer for peer in alive if peer is not local[-1]] \
-            if local else alive
-
-    def _start(self, make_batches, setup):
-        pool = self.pool
-        if pool.started:
-            n_workers = len(self._workers())
-        else:  # planned from the hosts, without starting the workers
-            local = sum(count for host, count in pool.hosts.items()
-                        if is_local(host))
-            n_workers = pool.n_pids - (1 if local else 0)
-        batches = make_batches(n_workers + 1)
-        self.n_shares = len(batches)
-        self.local = [LossShare(setup, batch) for batch in batches]
+    def _choose_workers(self, use_workers):
+        """Whether to give the workers their shares (starting them if
+        need be); logs a serial choice."""
+        if use_workers is not None or self.n_shares < 2:
+            return bool(use_workers) and self.n_shares > 1
         vector = self.local[0].model.vector
-        if self.payoff_check:
-            self.timings["serial"] = _fastest(
-                lambda: self._serial(vector, True), self.repeats)
-            if not pool.started and \
-                    self.timings["serial"] < self.start_from_seconds:
-                self.log("Loss function: %.2f ms per evaluation serially, "
-                         "too little for workers (from %.1f ms); evaluating"
-                         " serially." % (1e3 * self.timings["serial"],
-                                         1e3 * self.start_from_seconds))
-                self._merge()
-                return
-        workers = self._workers() if n_workers else []
-        if len(batches) > 1 and workers:
-            self.job = self.pool.persistent(
-                LossShare, [batch.todict() for batch in batches[1:]], setup,
-                peers=workers)
-        if self.job is None:
-            self._merge()
-            return
-        if self.payoff_check:
-            # Interleaved, so that both ways see the same load on the
-            # host; the fastest of each (the least disturbed).
-            self._parallel(vector, True)  # warm-up
-            serial, workers_time = [self.timings["serial"]], []
-            for _ in range(self.repeats):
-                for way, times in ((self._parallel, workers_time),
-                                   (self._serial, serial)):
-                    start = time.perf_counter()
-                    way(vector, True)
-                    times.append(time.perf_counter() - start)
-            self.timings["serial"] = min(serial)
-            self.timings["workers"] = min(workers_time)
-            if self.timings["workers"] > self.margin * \
-                    self.timings["serial"]:
-                self.log("Loss function: workers do not pay off (%.2f ms "
-                         "per evaluation with %d workers, %.2f ms serially);"
-                         " evaluating serially."
-                         % (1e3 * self.timings["workers"], len(workers),
-                            1e3 * self.timings["serial"]))
-                self.job.close()
-                self.job = None
-                self._merge()
-                return
+        serial = _fastest(lambda: self._serial(vector, True),
+                          TIMED_EVALUATIONS)
+        self.timings["serial"] = serial
+        if decide(serial, started=self.pool.started):
+            return True
+        self.log("Loss function: %.2f ms per evaluation serially, too "
+                 "little for workers (from %.1f ms); evaluating serially."
+                 % (1e3 * serial, 1e3 * START_WORKERS_FROM))
+        return False
+
+    def _keep_workers(self):
+        """Time evaluations with the workers against serial ones and
+        :func:`decide`; logs the choice."""
+        # Interleaved, so that both ways see the same load on the host;
+        # the fastest of each (the least disturbed).
+        vector = self.local[0].model.vector
+        self._parallel(vector, True)  # warm-up
+        serial, workers = [self.timings["serial"]], []
+        for _ in range(TIMED_EVALUATIONS):
+            for way, times in ((self._parallel, workers),
+                               (self._serial, serial)):
+                start = time.perf_counter()
+                way(vector, True)
+                times.append(time.perf_counter() - start)
+        self.timings.update(serial=min(serial), workers=min(workers))
+        keep = decide(self.timings["serial"], self.timings["workers"])
+        if keep:
             self.log("Loss function: %.2f ms per evaluation with %d workers"
                      " and the master, %.2f ms serially."
-                     % (1e3 * self.timings["workers"], len(workers),
+                     % (1e3 * self.timings["workers"], self.n_shares - 1,
                         1e3 * self.timings["serial"]))
-        # The workers hold their shares now; the master keeps only its own.
-        del self.local[1:]
+        else:
+            self.log("Loss function: workers do not pay off (%.2f ms per "
+                     "evaluation with %d workers, %.2f ms serially); "
+                     "evaluating serially."
+                     % (1e3 * self.timings["workers"], self.n_shares - 1,
+                        1e3 * self.timings["serial"]))
+        return keep
 
     def _merge(self):
-        """Serial from now on. When a share's fixed cost (about 0.2 ms)
-        matters, the shares become one batch (the serial path's own);
-        for a slower loss the copy is not worth it (0.6 s for 120 MB of
-        force data, against under 1 % per evaluation)."""
-        if len(self.local) > 1 and \
-                self.timings.get("serial", 0.0) < self.merge_below_seconds:
+        """Serial from now on; the shares become one batch (the serial
+        path's own) when :func:`worth_merging`."""
+        if len(self.local) > 1 and worth_merging(self.timings.get("serial")):
             merged = TrainingBatch.concatenate([share.batch
                                                 for share in self.local])
             self.local[0].batch = merged
@@ -232,10 +269,7 @@ class WorkerBatches:
         return self._parallel(vector, lossprime)
 
     def close(self):
-        """Let the workers drop their shares; stop a pool started here."""
+        """Let the workers drop their shares (the pool keeps running)."""
         if self.job is not None:
             self.job.close()
             self.job = None
-        if self._own_pool and self.pool is not None:
-            self.pool.close()
-            self.pool = None

@@ -3,7 +3,7 @@
 A :class:`TrainingBatch` holds the fingerprints of many images per element,
 their reference energies and forces, and each image's force matrix (the
 linear map from ``dE/dG`` to its forces, built directly without its exact
-zeros by :func:`image_force_rows`); :meth:`TrainingBatch.partial` returns
+zeros by :meth:`~amp.descriptor.fingerprints.ImageFingerprints.force_matrix`); :meth:`TrainingBatch.partial` returns
 the partial sums of the loss and its gradient over the batch, which the
 loss function adds over batches (or over workers) in a fixed order. The
 network maths it calls is in :mod:`amp.model._network`.
@@ -19,91 +19,6 @@ def _grown(array, used, capacity, dtype):
     if array is not None:
         out[:used] = array[:used]
     return out
-
-
-def image_force_rows(fp):
-    """One image's force matrix without its exact zeros, built directly.
-
-    The same matrix as ``fp.force_matrix()`` with ``eliminate_zeros()``
-    (columns sorted in every row), without the sparse library's sort of
-    every stored value: an entry's derivative block goes, with a plus sign,
-    to its centre atom's rows and, with a minus sign, to its neighbour's;
-    the blocks of one (row atom, centre atom) pair are added in one
-    ``reduceat`` over the entries sorted by pair, and each pair's block is
-    scattered to its place in the three rows of its atom (4x faster on the
-    32-atom benchmark cells). With several elements most values are exact
-    zeros (a G2 of element X does not move with a neighbour of element Y,
-    a G4 only with neighbours of its pair's elements: 55 % with three
-    elements); dropping them halves the memory and the sparse products,
-    and a sum without its 0.0 terms is the same.
-
-    Parameters
-    ----------
-    fp : ImageFingerprints
-        With derivatives.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix, shape (3 n_atoms, n_columns)
-    """
-    nl, n_atoms = fp.neighbors, fp.n_atoms
-    elements = sorted(fp.values)
-    offset, n_columns = {}, 0
-    for e in elements:
-        offset[e] = n_columns
-        n_columns += fp.values[e].size
-    row_of_atom = np.zeros(n_atoms, dtype=np.int64)
-    for e in elements:
-        row_of_atom[fp.atom_index[e]] = np.arange(len(fp.atom_index[e]))
-    pairs = []  # per element: row atom, column base, summed blocks
-    for e in elements:
-        block = np.asarray(fp.derivatives[e])
-        if not len(block):
-            continue
-        entries = np.asarray(fp.entries[e])
-        centre = nl.i[entries]
-        width = block.shape[2]
-        base = offset[e] + row_of_atom[centre] * width
-        row_atom = np.concatenate([centre, nl.j[entries]])
-        key = row_atom * (n_columns + 1) + np.concatenate([base, base])
-        order = np.argsort(key, kind="stable")
-        first = np.flatnonzero(np.r_[True, key[order][1:] !=
-                                     key[order][:-1]])
-        count = len(entries)
-        signed = block[order % count]
-        signed[order >= count] *= -1.0
-        summed = np.add.reduceat(signed, first, axis=0)
-        pairs.append((row_atom[order[first]],
-                      np.concatenate([base, base])[order[first]], summed))
-    # Length of each atom's rows: per element, its pairs times the width.
-    lengths = np.zeros((n_atoms, len(pairs) + 1), dtype=np.int64)
-    for k, (atom, _, summed) in enumerate(pairs):
-        lengths[:, k + 1] = np.bincount(atom, minlength=n_atoms) * \
-            summed.shape[2]
-    row_length = lengths.sum(axis=1)
-    indptr = np.zeros(3 * n_atoms + 1, dtype=np.int64)
-    np.cumsum(np.repeat(row_length, 3), out=indptr[1:])
-    before = np.cumsum(lengths, axis=1)  # segment start of each element
-    data = np.empty(indptr[-1])
-    columns = np.empty(indptr[-1], dtype=np.int64)
-    axis = np.arange(3)
-    for k, (atom, base, summed) in enumerate(pairs):
-        width = summed.shape[2]
-        rank = np.arange(len(atom)) - np.searchsorted(atom, atom)
-        start = (indptr[3 * atom[:, None] + axis] + before[atom, k][:, None]
-                 + (rank * width)[:, None])
-        where = start[:, :, None] + np.arange(width)
-        data[where] = summed
-        columns[where] = (base[:, None, None] + np.arange(width))
-    keep = data != 0
-    counts = np.bincount(np.repeat(np.arange(3 * n_atoms),
-                                   np.diff(indptr))[keep],
-                         minlength=3 * n_atoms)
-    kept_indptr = np.zeros(3 * n_atoms + 1, dtype=np.int64)
-    np.cumsum(counts, out=kept_indptr[1:])
-    return scipy.sparse.csr_matrix(
-        (data[keep], columns[keep], kept_indptr),
-        shape=(3 * n_atoms, n_columns))
 
 
 class TrainingBatch:
@@ -195,7 +110,7 @@ class TrainingBatch:
                 raise ValueError("image %s has no finite reference forces"
                                  % key)
             reference.append(np.asarray(forces, dtype=float).ravel())
-            matrix = image_force_rows(fp)
+            matrix = fp.force_matrix()
             mapping = np.empty(matrix.shape[1], dtype=np.int64)
             local = 0
             for e in sorted(fp.values):

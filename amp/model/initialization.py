@@ -17,16 +17,17 @@ layers, random weights and energy scalings, and Amp's ways to redraw them.
 import numpy as np
 
 from ..utilities import hash_images
-from . import calculate_fingerprints_range
+from . import fingerprint_range
 
 
 class InitialParameters:
     """Set up and redraw a network's parameters (see the module)."""
 
-    def _setup(self, images, descriptor, log):
-        """Fill in fprange, hiddenlayers, weights and scalings."""
+    def _setup(self, images, store, log):
+        """Fill in fprange, hiddenlayers, weights and scalings (the range
+        from the fingerprints in ``store``)."""
         p = self.parameters
-        found = calculate_fingerprints_range(descriptor, images)
+        found = fingerprint_range(store, images)
         if p.fprange is None:
             log("Calculating new fingerprint range; this range is part of "
                 "the model.")

@@ -14,18 +14,14 @@ import time
 import numpy as np
 from ase.calculators.calculator import Parameters
 
-from ..utilities import ConvergenceOccurred, Logger, now
+from ..utilities import (ConvergenceOccurred, Logger,
+                         MaxIterationsReached, now)
 
 
 def _table_time():
     """Local time as one token (``2016-12-01T05:23:05``), as Amp's table
     has it and its log readers split it."""
     return now().replace(" ", "T")
-
-
-class MaxIterationsReached(Exception):
-    """Raised by :meth:`LossFunction.get_loss` when ``maxiter`` loss
-    evaluations have been made without convergence."""
 
 
 def combine_partials(partials):
@@ -89,6 +85,11 @@ class LossFunction:
         ['duplicates']``); RMSEs are then over the weighted image count.
     maxiter : int, optional
         Largest number of loss evaluations.
+    use_workers : bool or None
+        With a pool of workers: None (default) measures at set-up whether
+        they pay off (:func:`amp.model._shares.decide`) and evaluates
+        serially when they do not; True always gives them their shares;
+        False never does.
     """
 
     #: Amp's defaults of the parameters given as None (the convergence
@@ -101,7 +102,7 @@ class LossFunction:
     def __init__(self, energy_coefficient=1.0, force_coefficient=0.04,
                  convergence=None, parallel=None, overfit=0.,
                  raise_ConvergenceOccurred=True, log_losses=True, d=None,
-                 weight_duplicates=False, maxiter=100000):
+                 weight_duplicates=False, maxiter=100000, use_workers=None):
         criteria = dict(self.default_parameters["convergence"])
         if convergence is not None:
             unknown = set(convergence) - set(criteria) - {"max_steps"}
@@ -118,6 +119,7 @@ class LossFunction:
             overfit=overfit, weight_duplicates=weight_duplicates,
             maxiter=maxiter)
         self._parallel = parallel
+        self.use_workers = use_workers
         self.raise_ConvergenceOccurred = raise_ConvergenceOccurred
         self.log_losses = log_losses
         self.d = d
@@ -264,45 +266,54 @@ class LossFunction:
     def evaluator(self, parallel=None):
         """Evaluate the loss in workers for the duration of a ``with`` block.
 
-        With ``parallel`` (Amp's ``{'cores': ...}`` dict or a running
-        :class:`amp.parallel.WorkerPool`; default the ``parallel`` given to
-        the constructor) asking for more than one core, each worker
-        receives a share of the training images once, and every
-        evaluation inside the block sends it only the parameters; the
-        workers drop their shares (and a pool started here is stopped)
-        when the block ends, however it ends. Otherwise evaluation is
-        serial. The results do not depend on the number of workers.
+        With a pool of workers (or Amp's ``{'cores': ...}`` dict asking
+        for more than one core; default the ``parallel`` given to the
+        constructor), the training images are split into shares
+        (:func:`amp.model._shares.share_count`), each worker receives its
+        share once, and every evaluation inside the block sends it only
+        the parameters; the workers drop their shares (and a pool started
+        here for a dict is stopped) when the block ends, however it ends.
+        Whether the workers pay off is measured first (see
+        :attr:`use_workers`). Otherwise evaluation is serial. The results
+        do not depend on the number of workers.
 
         Examples
         --------
         >>> with model.lossfunction.evaluator({'cores': 2}):  # doctest: +SKIP
         ...     model.regressor.regress(model=model, log=log)
         """
-        from ..parallel import wants_parallel
-        from ._shares import WorkerBatches
+        from ..parallel import pool_for
+        from ._shares import WorkerBatches, share_count
 
         parallel = self._parallel if parallel is None else parallel
-        if self._workers is not None or not wants_parallel(parallel):
+        with pool_for(parallel, self.log) as pool:
+            if self._workers is not None or pool is None or \
+                    self.use_workers is False:
+                try:
+                    yield self
+                finally:
+                    self._close_progress()
+                return
+            p = self.parameters
+            setup = {"model": self._model.todict(),
+                     "energy_coefficient": p.energy_coefficient,
+                     "force_coefficient": p.force_coefficient
+                     if self.train_forces else None}
+            # The shares' batches are built here, before the workers are
+            # asked for; the master keeps only its own after.
+            self.split_images(share_count(pool))
+            batches, self._batches = self.batches(), None
+            self._workers = WorkerBatches(pool, batches, setup, log=self.log,
+                                          use_workers=self.use_workers)
+            if self._workers.job is not None:  # else serial, logged there
+                self.log("Loss function: %i images in %i shares held by "
+                         "workers (one by the master)."
+                         % (len(self._training_images()),
+                            self._workers.n_shares))
             try:
                 yield self
             finally:
-                self._close_progress()
-            return
-        p = self.parameters
-        setup = {"model": self._model.todict(),
-                 "energy_coefficient": p.energy_coefficient,
-                 "force_coefficient": p.force_coefficient
-                 if self.train_forces else None}
-        self._workers = WorkerBatches(parallel, self._worker_batches, setup,
-                                      log=self.log)
-        if self._workers.job is not None:  # else serial, logged there
-            self.log("Loss function: %i images in %i shares held by "
-                     "workers (one by the master)."
-                     % (len(self._training_images()), self._workers.n_shares))
-        try:
-            yield self
-        finally:
-            self.close()
+                self.close()
 
     def _partials(self, vector, lossprime, force_coefficient):
         """Partial sums of every batch, from the workers inside
@@ -314,12 +325,6 @@ class LossFunction:
         return [batch.partial(networks, lossprime, p.energy_coefficient,
                               force_coefficient, raveler)
                 for batch in self.batches()]
-
-    def _worker_batches(self, n_shares):
-        # Not kept here: the workers hold their shares, the master its own.
-        self.split_images(max(1, n_shares))
-        batches, self._batches = self.batches(), None
-        return batches
 
     def close(self):
         """Stop using workers (as leaving :meth:`evaluator` does): they drop

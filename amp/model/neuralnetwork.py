@@ -15,7 +15,7 @@ import numpy as np
 from ase.calculators.calculator import Parameters
 
 from ..utilities import Logger, hash_images
-from . import LossFunction, Model
+from . import LossFunction, Model, check_mode
 from ._network import ACTIVATIONS, ElementNetwork, Raveler, n_inputs
 from .batch import TrainingBatch
 from .initialization import InitialParameters
@@ -374,16 +374,18 @@ class NeuralNetwork(InitialParameters, Model):
 
     def make_batch(self, images, train_forces, weights=None):
         """A :class:`TrainingBatch` of ``images`` (fingerprints from the
-        training descriptor's arrays)."""
-        descriptor = self.trainingparameters["descriptor"]
-        return TrainingBatch(images, descriptor.arrays, train_forces,
-                             weights)
+        fingerprint store the model was set up with)."""
+        store = self.trainingparameters["store"]
+        return TrainingBatch(images, store, train_forces, weights)
 
     def fit(self, trainingimages, descriptor, log=None, parallel=None,
             only_setup=False, on_step=None):
-        """Fit the parameters to the training images (Amp's entry point).
+        """Fit the parameters to the training images (Amp 1.x's entry
+        point, reading the fingerprints from Amp 1.x's view of the
+        descriptor, ``descriptor.arrays``).
 
-        :meth:`setup` followed by :meth:`regress`.
+        :meth:`setup` followed by :meth:`regress`; :class:`amp.Amp` calls
+        those two with the store it owns.
 
         Parameters
         ----------
@@ -393,10 +395,10 @@ class NeuralNetwork(InitialParameters, Model):
             ``descriptor.arrays``.
         descriptor : descriptor
         log : Logger, optional
-        parallel : dict or WorkerPool, optional
-            Amp's ``{'cores': ..., 'envcommand': ...}``; with more than one
-            core the loss function is evaluated by workers, each holding a
-            share of the images.
+        parallel : WorkerPool, dict or None
+            A pool of workers, or Amp's ``{'cores': ..., 'envcommand':
+            ...}``; with more than one core the loss function is evaluated
+            by workers, each holding a share of the images.
         only_setup : bool
             Set up and return None without optimising.
         on_step : callable, optional
@@ -408,22 +410,25 @@ class NeuralNetwork(InitialParameters, Model):
         bool
             True when the convergence criteria were met.
         """
-        self.setup(trainingimages, descriptor, log)
+        check_mode(descriptor)
+        self.setup(trainingimages, descriptor.arrays, log)
         if only_setup:
             return None
         return self.regress(log, parallel, on_step)
 
-    def setup(self, trainingimages, descriptor, log=None):
+    def setup(self, trainingimages, store, log=None):
         """Prepare training: fingerprint range, hidden layers, weights and
-        scalings where missing, checked against the descriptor, and the
+        scalings where missing, checked against the fingerprints, and the
         loss function attached to the images.
 
         Parameters
         ----------
         trainingimages : dict or list
             The training images (hashed if not already).
-        descriptor : descriptor
-            Its ``arrays`` hold the images' fingerprints.
+        store : FingerprintStore
+            Holds the images' fingerprints (and derivatives when training
+            forces), e.g. from ``descriptor.open_store(...)`` filled by
+            ``descriptor.calculate_fingerprints(images, store=store)``.
         log : Logger, optional
         """
         from ..regression import Regressor
@@ -433,15 +438,10 @@ class NeuralNetwork(InitialParameters, Model):
         if self.regressor is None:
             self.regressor = Regressor()
         images = hash_images(trainingimages)
-        self.trainingparameters = {"images": images,
-                                   "descriptor": descriptor}
-        mode = getattr(descriptor, "mode", "atom-centered")
-        if mode != "atom-centered":
-            raise ValueError("NeuralNetwork needs an atom-centered "
-                             "descriptor, got mode %r" % (mode,))
+        self.trainingparameters = {"images": images, "store": store}
         log("Regression in atom-centered mode.")
-        self._setup(images, descriptor, log)
-        self._check_descriptor(images, descriptor)
+        self._setup(images, store, log)
+        self._check_fingerprints(images, store)
         self.lossfunction.attach_model(self, log=log, images=images)
 
     def regress(self, log=None, parallel=None, on_step=None):
@@ -472,10 +472,10 @@ class NeuralNetwork(InitialParameters, Model):
         finally:
             self._on_step = None
 
-    def _check_descriptor(self, images, descriptor):
+    def _check_fingerprints(self, images, store):
         """Every element of the images has a network of the right size."""
         for key in images:
-            blocks = descriptor.arrays[key].values
+            blocks = store[key].values
             self.check_features({e: b.shape[1] for e, b in blocks.items()},
                                 "image %s" % key, every_network=False)
 

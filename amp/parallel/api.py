@@ -1,11 +1,12 @@
 """Getting workers the way Amp's code asks for them.
 
-Amp's names (:class:`MessageDictionary`, :func:`setup_parallel`) and the
-library's own entry points: :func:`wants_parallel` (does a ``parallel``
-setting ask for workers?), :func:`pool_for` (a running pool for the
-length of a ``with`` block, or None), :func:`compute_in_workers` (a map
-job from a ``parallel`` dict), :func:`fingerprint_job` and
-:func:`local_only`. The pool itself is :class:`amp.parallel.master.WorkerPool`.
+:func:`parallel_settings` is the one place where Amp's ``cores`` and
+``envcommand`` become workers: a :class:`~amp.parallel.master.WorkerPool`
+whose workers start when first needed, or None (serial). From there down
+only that pool (or None) travels. :func:`pool_for` gives the same for code
+that also accepts Amp's ``parallel`` dict; :func:`compute_in_workers`,
+:func:`fingerprint_job` and :func:`local_only` use a pool; Amp's names
+:class:`MessageDictionary` and :func:`setup_parallel` are kept.
 """
 
 import contextlib
@@ -30,18 +31,50 @@ class MessageDictionary:
         return {"id": self.process_id, "subject": subject, "data": data}
 
 
+def _asks_for_workers(hosts):
+    """True when ``{host: count}`` asks for more than this process: more
+    than one core, or any other host."""
+    return sum(hosts.values()) > 1 or not all(map(is_local, hosts))
+
+
+def parallel_settings(cores=None, envcommand=None, log=None, **options):
+    """Amp's ``cores`` and ``envcommand`` as a pool of workers, or None.
+
+    The one place they are resolved (:func:`assign_cores`: None reads the
+    batch system or this machine's CPUs).
+
+    Parameters
+    ----------
+    cores : int, dict or None
+        As :class:`amp.Amp`'s ``cores``.
+    envcommand : str, optional
+        Run in each remote session before its workers start.
+    log : callable, optional
+    **options
+        :class:`WorkerPool` options (``timeout``, ``reassign``, ...).
+
+    Returns
+    -------
+    WorkerPool or None
+        A pool whose workers start when first needed (work found too
+        small for them never starts them); the caller closes it. None when
+        the settings ask for one core on this machine.
+    """
+    hosts = assign_cores(cores, log)
+    if not _asks_for_workers(hosts):
+        return None
+    return WorkerPool(cores=hosts, envcommand=envcommand, log=log, lazy=True,
+                      **options)
+
+
 def wants_parallel(parallel):
-    """True when ``parallel`` asks for workers (a pool, or >1 core)."""
+    """True when ``parallel`` asks for workers (a pool, or Amp's dict with
+    more than one core or another host)."""
     if isinstance(parallel, WorkerPool):
         return True
     if not parallel:
         return False
-    cores = parallel.get("cores", 1)
-    if cores is None:
-        cores = assign_cores(None)
-    if isinstance(cores, dict):
-        return sum(cores.values()) > 1 or not all(map(is_local, cores))
-    return int(cores) > 1
+    return _asks_for_workers(assign_cores(parallel.get("cores", 1)))
 
 
 def setup_parallel(parallel, workercommand=None, log=None, **options):
@@ -72,25 +105,27 @@ def setup_parallel(parallel, workercommand=None, log=None, **options):
 
 @contextlib.contextmanager
 def pool_for(parallel, log=None):
-    """Context: a running :class:`WorkerPool` for ``parallel``, or None.
+    """Context: a pool of workers for ``parallel``, or None.
 
     Parameters
     ----------
     parallel : WorkerPool, dict or None
-        A pool is yielded as it is and left running; Amp's ``parallel``
-        dict asking for more than one core gives a pool whose workers
-        start when first needed (``lazy=True``: work found too small for
-        workers never starts them) and are stopped when the block ends,
-        however it ends; otherwise None (serial).
+        A pool is yielded as it is and left running; None yields None;
+        Amp's ``{'cores': ..., 'envcommand': ...}`` gives
+        :func:`parallel_settings`' pool (or None), stopped when the block
+        ends, however it ends.
     log : callable, optional
     """
-    if isinstance(parallel, WorkerPool):
+    if parallel is None or isinstance(parallel, WorkerPool):
         yield parallel
-    elif wants_parallel(parallel):
-        with setup_parallel(parallel, log=log, lazy=True) as pool:
-            yield pool
-    else:
-        yield None
+        return
+    pool = parallel_settings(parallel.get("cores", 1),
+                             parallel.get("envcommand"), log)
+    try:
+        yield pool
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def compute_in_workers(parallel, job, items, setup=None, log=None):
@@ -101,7 +136,7 @@ def compute_in_workers(parallel, job, items, setup=None, log=None):
     parallel : WorkerPool or dict
         A running pool (kept running), or Amp's ``parallel`` dict: a pool
         is started for this call and stopped when the generator finishes,
-        fails or is closed.
+        fails or is closed (one core: computed by one worker).
     job, items, setup
         As :meth:`WorkerPool.map`.
     log : callable, optional

@@ -13,19 +13,21 @@ Entry points
 * :class:`WorkerPool` (``with WorkerPool(cores=4) as pool:``) -- starts,
   supervises and stops the workers.
 * :meth:`WorkerPool.map` -- stateless jobs over many items (fingerprints),
-  load-balanced; :func:`compute_in_workers` does the same from Amp's
-  ``parallel`` dict and is what :meth:`amp.store.database.Data.calculate_items`
-  uses.
+  load-balanced.
 * :meth:`WorkerPool.persistent` -- a :class:`PersistentJob`: each worker
   keeps its shares (e.g. images and fingerprints) for a whole fit and
   answers repeated calls (e.g. parameter vector -> partial loss sums).
-* Amp's names: :func:`assign_cores`, :func:`setup_parallel`,
-  :func:`start_workers`, :func:`make_sublists`, :class:`MessageDictionary`
-  (also importable from :mod:`amp.utilities`).
 
-Worker processes run ``python -m amp.parallel`` (:mod:`amp.parallel.worker`); they
-are started by :mod:`amp.parallel.launch`, and :class:`PersistentJob` lives in
-:mod:`amp.parallel.persistent`. Every name above is importable from here.
+How the library asks for a pool (:func:`~amp.parallel.api.parallel_settings`,
+:func:`~amp.parallel.api.pool_for`, :func:`~amp.parallel.api.compute_in_workers`)
+and Amp's names (:func:`~amp.parallel.hosts.assign_cores`,
+:func:`~amp.parallel.api.setup_parallel`, :func:`~amp.parallel.launch.start_workers`,
+:func:`~amp.parallel.hosts.make_sublists`, :class:`~amp.parallel.api.MessageDictionary`)
+live in their own modules and are importable from :mod:`amp.parallel` (and
+Amp's from :mod:`amp.utilities`). Worker processes run ``python -m
+amp.parallel`` (:mod:`amp.parallel.worker`); they are started by
+:mod:`amp.parallel.launch`, and :class:`PersistentJob` lives in
+:mod:`amp.parallel.persistent`.
 """
 
 import atexit
@@ -150,7 +152,9 @@ class WorkerPool:
         self._closed = False
         self._identities, self._pending_auth, self._banned = {}, {}, set()
         self._tokens = itertools.count()
-        self.hosts = assign_cores(cores, self.log)
+        # A dict is taken as resolved (parallel_settings logged it).
+        self.hosts = assign_cores(
+            cores, None if isinstance(cores, dict) else self.log)
         self.n_pids = sum(self.hosts.values())
         self.secret = secrets.token_hex(32)
         self.context = zmq.Context()

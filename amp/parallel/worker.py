@@ -29,6 +29,7 @@ import time
 import traceback
 
 
+from ..importing import from_importname
 from . import wire as _wire
 
 _JOBS = {}
@@ -62,20 +63,6 @@ def get_job(name):
     if name not in _JOBS:
         raise KeyError("no registered parallel job %r" % name)
     return _JOBS[name]
-
-
-def from_importname(parameters):
-    """Rebuild an ``amp`` descriptor or model from its ``todict()`` form.
-
-    ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)
-    names a class inside the ``amp`` package; its ``fromdict`` is called.
-    """
-    importname = parameters["importname"]
-    if not isinstance(importname, str) or not importname.startswith("."):
-        raise ValueError("importname must name a class inside amp, got %r"
-                         % (importname,))
-    module, _, name = ("amp" + importname).rpartition(".")
-    return getattr(importlib.import_module(module), name).fromdict(parameters)
 
 
 # ----------------------------------------------------------- built-in jobs
@@ -256,7 +243,7 @@ def worker_main(address, process_id, host):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Every job (fingerprints, loss shares) makes large temporaries: keep
-    # freed memory for reuse, as the serial descriptor does (_memory.py).
+    # freed memory for reuse (amp.parallel.memory.tune_malloc).
     from .memory import tune_malloc
     tune_malloc()
     secret = _read_secret()

@@ -7,6 +7,11 @@ O(n^2) inverse-Hessian update; every other method is
 :class:`~amp.model.ConvergenceOccurred` the moment the convergence criteria
 are met, which stops the optimiser wherever it is (inside a line search
 too); :class:`~amp.model.MaxIterationsReached` stops it unconverged.
+
+The regressor knows a model only by ``model.vector`` and
+``model.get_loss``: this package imports nothing above
+:mod:`amp.utilities` (both exceptions live there), and the models import
+it for their default regressor.
 """
 
 import copy
@@ -14,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from ..model import ConvergenceOccurred, MaxIterationsReached
+from ..utilities import ConvergenceOccurred, MaxIterationsReached
 from .bfgs import minimize_bfgs
 
 __all__ = ["Regressor", "PRESETS", "SCIPY_METHODS", "minimize_bfgs"]

@@ -106,7 +106,7 @@ def _build_member(spec, label, dblabel, randomseed):
     """A fresh, untrained member calculator from a template spec."""
     from ..model import LossFunction
     from ..model.neuralnetwork import NeuralNetwork
-    from ..parallel.worker import from_importname
+    from ..importing import from_importname
     from ..regression import Regressor
 
     model = NeuralNetwork(randomseed=randomseed,
@@ -172,6 +172,24 @@ class TrainMember:
 
 # The ensemble --------------------------------------------------------------
 
+def _resamples(seed, n, n_images):
+    """The image indices of each member's bootstrap resample."""
+    return [np.random.default_rng([seed, index]).integers(
+        0, n_images, n_images).tolist() for index in range(n)]
+
+
+def _unconverged(failed, n, retries, progress, folder):
+    """The error for members that did not converge (the others kept)."""
+    return TrainingConvergenceError(
+        "%d of %d members did not converge after %d attempts each: %s. The "
+        "%d finished members are kept in %s; call train again (perhaps with "
+        "looser convergence or more maxiter) to train only the failed ones."
+        % (len(failed), n, retries + 1,
+           ", ".join("member %d (seeds %s)" % (i, s)
+                     for i, s in sorted(failed.items())),
+           len(progress["finished"]), os.path.join(folder, PROGRESS)))
+
+
 class BootStrap:
     """A bootstrap ensemble of Amp calculators (Amp's ``BootStrap``).
 
@@ -227,9 +245,14 @@ class BootStrap:
         from ..descriptor.gaussian import Gaussian
 
         first = members[0][0]
-        for index, (descriptor, _) in enumerate(members):
-            if descriptor.get("cutoff") != first.get("cutoff") or \
-                    descriptor.get("Gs") != first.get("Gs"):
+        try:
+            compared = [Gaussian.fromdict(d).fingerprint_parameters()
+                        for d, _ in members]
+        except (KeyError, TypeError, ValueError) as error:
+            raise EnsembleFileError("%s: a member's descriptor is malformed: "
+                                    "%r" % (where, error)) from error
+        for index, parameters in enumerate(compared):
+            if parameters != compared[0]:
                 raise EnsembleFileError(
                     "%s: member %d uses another descriptor than member 0; "
                     "the members of an ensemble must share one descriptor"
@@ -244,7 +267,6 @@ class BootStrap:
         except modelfile.ModelFileError as error:
             raise EnsembleFileError("%s: %s" % (where, error)) from error
         shared = Gaussian.fromdict(first)
-        shared.ephemeral = True
         self.ensemble = calcs
         self._committee = Ensemble(shared, [c.model for c in calcs],
                                    dblabel=self.dblabel)
@@ -312,28 +334,15 @@ class BootStrap:
             ``<label>-training/progress.json`` and a second call with the
             same images, template and seed trains only the others.
         """
-        unknown = set(job_options) - set(AMP1_JOB_OPTIONS)
-        if unknown:
-            raise TypeError("BootStrap.train got unexpected keyword "
-                            "arguments %s" % ", ".join(sorted(unknown)))
-        n = self._check_n(n)
-        template = self._template(calc, calc_text)
-        spec = _template_spec(template)
+        n, template, spec, forces = self._check_request(
+            n, calc, calc_text, cores, label, overwrite, job_options)
         images = hash_images(images, log=self.log)
         if len(images) == 0:
             raise ValueError("no training images: BootStrap.train needs at "
                              "least one image with an energy")
         from ..images import check_images
 
-        forces = spec["loss"]["force_coefficient"] is not None
         check_images(images, forces=forces)
-        filename = label + ".ensemble"
-        if os.path.exists(filename) and not overwrite:
-            raise FileExistsError("%s exists; load it with BootStrap.load or "
-                                  "train with overwrite=True" % filename)
-        if cores != 1 and not isinstance(spec["regressor"]["optimizer"], str):
-            raise ValueError("members trained by workers need a named "
-                             "optimizer (a preset), not a callable")
         folder = label + "-training"
         os.makedirs(folder, exist_ok=True)
         dblabel = dblabel or os.path.join(folder, "amp")
@@ -345,14 +354,11 @@ class BootStrap:
         if job_options:
             self.log("Not used (no job scripts are written): %s."
                      % ", ".join(sorted(job_options)))
-        resamples = [np.random.default_rng([seed, index]).integers(
-            0, len(keys), len(keys)).tolist() for index in range(n)]
-        from ..parallel import WorkerPool, wants_parallel
+        resamples = _resamples(seed, n, len(keys))
+        from ..parallel import pool_for
 
-        parallel = wants_parallel({"cores": cores})
-        pool = WorkerPool(cores=cores, envcommand=template.envcommand,
-                          log=self.log) if parallel else None
-        try:
+        with pool_for({"cores": cores, "envcommand": template.envcommand},
+                      self.log) as pool:
             spec["descriptor"] = self._fingerprint(spec, images, dblabel,
                                                    forces, pool)
             todo = [i for i in range(n) if str(i) not in progress["finished"]]
@@ -365,31 +371,53 @@ class BootStrap:
                              "seeds": [_member_seed(seed, i, a)
                                        for a in range(retries + 1)]}
                     for i in todo}
-            failed = {}
-            for key, result in self._run(jobs, spec, pool):
-                if result["converged"]:
-                    progress["finished"][key] = result
-                    self.log(" Member %s converged (seed %d)."
-                             % (key, result["seeds"][-1]))
-                else:
-                    failed[int(key)] = result["seeds"]
-                    self.log(" Member %s did not converge with any of its "
-                             "%d seeds." % (key, len(result["seeds"])))
-                _write_json(os.path.join(folder, PROGRESS), progress)
-        finally:
-            if pool is not None:
-                pool.close()
+            failed = self._train_members(jobs, spec, pool, progress, folder)
         if failed:
-            raise TrainingConvergenceError(
-                "%d of %d members did not converge after %d attempts each: "
-                "%s. The %d finished members are kept in %s; call train again "
-                "(perhaps with looser convergence or more maxiter) to train "
-                "only the failed ones."
-                % (len(failed), n, retries + 1,
-                   ", ".join("member %d (seeds %s)" % (i, s)
-                             for i, s in sorted(failed.items())),
-                   len(progress["finished"]),
-                   os.path.join(folder, PROGRESS)))
+            raise _unconverged(failed, n, retries, progress, folder)
+        self._save(label, n, keys, seed, resamples, progress, folder)
+        return {"complete": True, "n_converged": n}
+
+    def _check_request(self, n, calc, calc_text, cores, label, overwrite,
+                       job_options):
+        """Refuse what cannot be trained before anything is done; returns
+        ``(n, template, spec, forces)``."""
+        unknown = set(job_options) - set(AMP1_JOB_OPTIONS)
+        if unknown:
+            raise TypeError("BootStrap.train got unexpected keyword "
+                            "arguments %s" % ", ".join(sorted(unknown)))
+        n = self._check_n(n)
+        template = self._template(calc, calc_text)
+        spec = _template_spec(template)
+        filename = label + ".ensemble"
+        if os.path.exists(filename) and not overwrite:
+            raise FileExistsError("%s exists; load it with BootStrap.load or "
+                                  "train with overwrite=True" % filename)
+        if cores != 1 and not isinstance(spec["regressor"]["optimizer"], str):
+            raise ValueError("members trained by workers need a named "
+                             "optimizer (a preset), not a callable")
+        return n, template, spec, spec["loss"]["force_coefficient"] is not None
+
+    def _train_members(self, jobs, spec, pool, progress, folder):
+        """Train the members of ``jobs``, recording each finished one in the
+        progress file as it finishes; returns ``{index: seeds}`` of those
+        that did not converge."""
+        failed = {}
+        for key, result in self._run(jobs, spec, pool):
+            if result["converged"]:
+                progress["finished"][key] = result
+                self.log(" Member %s converged (seed %d)."
+                         % (key, result["seeds"][-1]))
+            else:
+                failed[int(key)] = result["seeds"]
+                self.log(" Member %s did not converge with any of its "
+                         "%d seeds." % (key, len(result["seeds"])))
+            _write_json(os.path.join(folder, PROGRESS), progress)
+        return failed
+
+    def _save(self, label, n, keys, seed, resamples, progress, folder):
+        """Write ``<label>.ensemble`` from the finished members and take
+        them as this ensemble's."""
+        filename = label + ".ensemble"
         finished = [progress["finished"][str(i)] for i in range(n)]
         training = {"images": keys, "seed": seed, "resamples": resamples,
                     "seeds": [r["seeds"][-1] for r in finished],
@@ -401,7 +429,6 @@ class BootStrap:
                           filename)
         self.training = training
         self.log("Saved the %d-member ensemble to %s." % (n, filename))
-        return {"complete": True, "n_converged": n}
 
     @staticmethod
     def _check_n(n):
@@ -454,7 +481,7 @@ class BootStrap:
         """Compute every image's fingerprints once, into the shared
         databases; returns the descriptor dict with its elements and
         symmetry functions resolved."""
-        from ..parallel.worker import from_importname
+        from ..importing import from_importname
 
         descriptor = from_importname(spec["descriptor"])
         descriptor.calculate_fingerprints(

@@ -31,6 +31,7 @@ from .literal import UnsafeLiteralError, literal_eval
 
 FORMAT = "amp-mlip-model"
 VERSION = 1
+NETWORK = ".model.neuralnetwork.NeuralNetwork"
 
 
 class ModelFileError(ValueError):
@@ -113,7 +114,11 @@ def _matrix(value, name, where):
 
 def _check_network(model, name):
     """Weights, scalings and fingerprint ranges of a neural network: of the
-    shapes that fit together, as far as the file gives them."""
+    shapes that fit together, as far as the file gives them. (Another
+    model's parameters, e.g. a KernelRidge's, are its ``fromdict``'s to
+    check.)"""
+    if model.get("importname", NETWORK) != NETWORK:
+        return
     weights = model.get("weights")
     inputs = {}
     if weights is not None:

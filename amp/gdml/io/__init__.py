@@ -12,18 +12,27 @@ Modules, one per format:
   unpickler;
 - :mod:`~amp.gdml.io.datasets`: datasets (validation, md5, files,
   :func:`dataset_from_traj`);
-- :mod:`~amp.gdml.io.models`: tasks and models;
+- :mod:`~amp.gdml.io.models`: tasks and models (validation, saving);
+- :mod:`~amp.gdml.io.loading`: :func:`load_kind`, the one reader of the
+  three kinds (``load_dataset``, ``load_task``, ``load_model`` and
+  ``load_any`` are it with the kind filled in);
+- :mod:`~amp.gdml.io.fields`: single fields of a loaded file
+  (:func:`scalar`, :func:`energy_mode`);
 - :mod:`~amp.gdml.io.names`: element symbols, XYZ files and the file names
   of sgdml runs.
 
-Every public name is available here, as ``amp.gdml.io.<name>``.
+Every public name is available here, as ``amp.gdml.io.<name>``. The
+formats know no training or prediction: this package must not import the
+rest of :mod:`amp.gdml`; it uses :mod:`amp.store` for safe files.
 """
 
 from .datasets import (SGDML_FORMAT_VERSION, dataset_from_atoms,
-                       dataset_from_traj, dataset_md5, load_dataset,
-                       save_dataset, save_npz, validate_dataset)
-from .models import (load_any, load_model, load_task, save_model, save_task,
-                     validate_model, validate_task)
+                       dataset_from_traj, dataset_md5, save_dataset, save_npz,
+                       validate_dataset)
+from .fields import ENERGY_MODES, energy_mode, scalar
+from .loading import (KINDS, load_any, load_dataset, load_kind, load_model,
+                      load_task)
+from .models import save_model, save_task, validate_model, validate_task
 from .names import (generate_xyz_str, model_file_name, parse_list_or_range,
                     read_xyz, task_file_name, train_dir_name, write_geometry,
                     z_str_to_z, z_to_z_str)
@@ -37,6 +46,8 @@ __all__ = [
     "load_npz",
     "npz_to_dict",
     "open_regular_file",
+    "KINDS",
+    "load_kind",
     "load_dataset",
     "load_task",
     "load_model",
@@ -62,4 +73,7 @@ __all__ = [
     "parse_list_or_range",
     "to_str",
     "to_bytes",
+    "scalar",
+    "ENERGY_MODES",
+    "energy_mode",
 ]

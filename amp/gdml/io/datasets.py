@@ -13,25 +13,21 @@ import os
 import numpy as np
 
 from ...store.files import atomic_file
-from .safe import load_npz, to_bytes, to_str
+from .safe import to_bytes, to_str
 
 __all__ = [
     "SGDML_FORMAT_VERSION",
     "dataset_md5",
     "validate_dataset",
-    "load_dataset",
     "save_dataset",
     "save_npz",
     "dataset_from_atoms",
     "dataset_from_traj",
-    "check_type",
     "normalise",
 ]
 
 #: sgdml version written into ``code_version`` of the files we create.
 SGDML_FORMAT_VERSION = "1.0.3"
-
-TYPE_NAMES = {"d": "dataset", "t": "task", "m": "model"}
 
 
 def dataset_md5(dataset):
@@ -121,36 +117,6 @@ def validate_dataset(dataset, what="dataset"):
     if "lattice" in dataset:
         from ..desc import lattice_and_inverse
         lattice_and_inverse(dataset["lattice"])
-
-
-def check_type(data, kind, path):
-    """Raise ValueError unless the file's ``type`` key is `kind`."""
-    if "type" not in data:
-        raise ValueError("{} has no 'type' key; it is not an sgdml {} file"
-                         .format(path, TYPE_NAMES[kind]))
-    got = to_str(data["type"])
-    if got != kind:
-        raise ValueError("{} is an sgdml {} file, expected a {} file".format(
-            path, TYPE_NAMES.get(got, repr(got)), TYPE_NAMES[kind]))
-
-
-def load_dataset(path):
-    """Load and validate an sgdml dataset file.
-
-    Parameters
-    ----------
-    path : str
-        ``.npz`` file with ``type == 'd'``.
-
-    Returns
-    -------
-    dict
-        Key to array.
-    """
-    data = load_npz(path)
-    check_type(data, "d", path)
-    validate_dataset(data, what=str(path))
-    return data
 
 
 def save_npz(path, data, overwrite=True):

@@ -1,4 +1,4 @@
-"""sgdml task and model files: validation, loading and saving.
+"""sgdml task and model files: validation and saving.
 
 Text fields follow sgdml: in tasks and models ``dataset_name`` and
 ``dataset_theory`` are unicode while ``md5_*``, ``r_unit`` and ``e_unit``
@@ -8,12 +8,11 @@ are bytes; ``type`` and ``code_version`` are unicode. A model's ``f_err``,
 
 import numpy as np
 
-from .datasets import (check_type, normalise, require_finite, require_keys,
-                       save_npz)
-from .safe import load_npz, to_bytes, to_str, unwrap
+from .datasets import normalise, require_finite, require_keys, save_npz
+from .fields import scalar
+from .safe import to_bytes, to_str
 
-__all__ = ["validate_task", "validate_model", "load_task", "load_model",
-           "save_task", "save_model", "load_any"]
+__all__ = ["validate_task", "validate_model", "save_task", "save_model"]
 
 _MODEL_KEYS = ["z", "R_desc", "R_d_desc_alpha", "c", "sig", "perms",
                "tril_perms_lin"]
@@ -81,7 +80,7 @@ def validate_model(model, what="model"):
     if np.asarray(model["sig"]).size != 1 or np.asarray(model["c"]).size != 1:
         raise ValueError("{}: 'sig' and 'c' must be single numbers".format(
             what))
-    sig = float(unwrap(np.asarray(model["sig"]).reshape(())))
+    sig = float(scalar(model["sig"]))
     if not sig > 0 or not np.isfinite(sig):
         raise ValueError("{}: kernel length scale sig must be > 0, got "
                          "{}".format(what, sig))
@@ -90,7 +89,7 @@ def validate_model(model, what="model"):
             _numeric(model, key, what)
             require_finite(np.asarray(model[key]), key, what)
     if "std" in model and (np.asarray(model["std"]).size != 1
-                           or not float(np.ravel(model["std"])[0]) > 0):
+                           or not float(scalar(model["std"])) > 0):
         raise ValueError("{}: 'std' must be one positive number".format(
             what))
     if "alphas_E" in model and np.asarray(model["alphas_E"]).size != M:
@@ -124,79 +123,6 @@ def validate_task(task, what="task"):
                          "shape (M, {}, 3)".format(what, R.shape, F.shape, N))
     for key in ("R_train", "F_train", "sig", "lam", "perms"):
         _numeric(task, key, what)
-
-
-def load_task(path):
-    """Load an sgdml task file.
-
-    Parameters
-    ----------
-    path : str
-        ``.npz`` file with ``type == 't'``.
-
-    Returns
-    -------
-    dict
-    """
-    data = load_npz(path)
-    check_type(data, "t", path)
-    validate_task(data, str(path))
-    return data
-
-
-def load_model(path):
-    """Load and validate an sgdml model file.
-
-    Parameters
-    ----------
-    path : str
-        ``.npz`` file with ``type == 'm'``.
-
-    Returns
-    -------
-    dict
-    """
-    data = load_npz(path)
-    check_type(data, "m", path)
-    validate_model(data, what=str(path))
-    return data
-
-
-def load_any(path):
-    """Load a dataset, task or model file, whichever it is.
-
-    Parameters
-    ----------
-    path : str
-        An sgdml ``.npz`` file.
-
-    Returns
-    -------
-    kind : str
-        ``'d'``, ``'t'`` or ``'m'``.
-    data : dict
-        The validated content.
-
-    Raises
-    ------
-    ValueError
-        If the file is not an sgdml dataset, task or model.
-    """
-    from .datasets import validate_dataset
-    data = load_npz(path)
-    kind = to_str(data["type"]) if "type" in data else None
-    if kind == "d":
-        validate_dataset(data, str(path))
-    elif kind == "t":
-        validate_task(data, str(path))
-    elif kind == "m":
-        validate_model(data, str(path))
-    else:
-        raise ValueError(
-            "'{}' is not an sgdml dataset, task or model file (its 'type' "
-            "key is {})".format(path, "missing" if kind is None
-                                else repr(kind)))
-    return kind, data
 
 
 def save_task(path, task, overwrite=True):
@@ -234,7 +160,7 @@ def save_model(path, model, overwrite=True):
     data = normalise(model, "m")
     for key in ("f_err", "e_err", "md5_test"):
         if key in data:
-            value = unwrap(data[key])
+            value = scalar(data[key])
             if key == "md5_test" and value is not None:
                 # a tested model: the test dataset's md5 as bytes (sgdml's
                 # test step stores the dataset's 'md5' array itself)

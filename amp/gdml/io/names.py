@@ -13,6 +13,7 @@ import re
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
+from .fields import scalar
 from .safe import open_regular_file, to_str
 
 __all__ = ["z_to_z_str", "z_str_to_z", "read_xyz", "write_geometry",
@@ -225,7 +226,7 @@ def train_dir_name(dataset, n_train, use_sym, use_E, use_E_cstr):
 def _n_perms_and_sig(task_or_model):
     n_train = len(np.atleast_1d(task_or_model["idxs_train"]))
     n_perms = np.atleast_2d(task_or_model["perms"]).shape[0]
-    sig = float(np.squeeze(task_or_model["sig"]))
+    sig = float(scalar(task_or_model["sig"]))
     return n_train, n_perms, sig
 
 
@@ -262,8 +263,8 @@ def model_file_name(task_or_model, is_extended=False):
     n_train, n_perms, sig = _n_perms_and_sig(task_or_model)
     if is_extended:
         return "{}-{}-train{:d}-sym{:d}.npz".format(
-            to_str(np.squeeze(task_or_model["dataset_name"])),
-            _label(np.squeeze(task_or_model["dataset_theory"])), n_train,
+            to_str(scalar(task_or_model["dataset_name"])),
+            _label(scalar(task_or_model["dataset_theory"])), n_train,
             n_perms)
     return "model-train{:d}-sym{:d}-sig{:04d}.npz".format(n_train, n_perms,
                                                           int(sig))

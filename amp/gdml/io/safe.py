@@ -30,6 +30,7 @@ import numpy as np
 
 from ...store.files import UnsafeFileError as StoreUnsafeFileError
 from ...store.files import open_regular
+from .fields import scalar
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -349,7 +350,7 @@ def to_str(value):
     str
     """
     if isinstance(value, np.ndarray):
-        value = value.item() if value.ndim == 0 else value.tolist()
+        value = scalar(value) if value.ndim == 0 else value.tolist()
     if isinstance(value, (bytes, np.bytes_)):
         return bytes(value).decode("utf-8", errors="replace")
     return str(value)
@@ -369,19 +370,3 @@ def to_bytes(value):
         0-d ``|S`` array.
     """
     return np.array(to_str(value).encode("utf-8"))
-
-
-def unwrap(value):
-    """The Python value of a 0-d array, anything else unchanged.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    object
-    """
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    return value

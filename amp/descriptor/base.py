@@ -1,0 +1,265 @@
+"""What every descriptor of this library shares: filling a fingerprint
+store it is given, by itself or with workers, and Amp 1.x's views.
+
+A descriptor class provides its parameters and its kernels:
+
+``resolve(images)``
+    The descriptor with every parameter that the images decide (elements,
+    default features) filled in: itself when nothing is missing, otherwise
+    a new one; it changes nothing.
+``fingerprint_parameters()``
+    The parameters the fingerprints depend on, as plain data: what a
+    database records, and what a checkpoint or an ensemble member is
+    compared by.
+``compute(atoms, derivatives=False)``
+    One image's :class:`~amp.descriptor.fingerprints.ImageFingerprints`.
+``_adopt(resolved)``
+    Take the parameters of ``resolved`` (Amp 1.x: a descriptor learns its
+    elements from the images it first fingerprints).
+``todict()`` / ``fromdict()``, ``importname``.
+
+:class:`Descriptor` adds the rest. The store is an argument:
+:meth:`Descriptor.calculate_fingerprints` fills the store it is given and
+keeps nothing. Only when no store is given does it use Amp 1.x's view,
+the store of the descriptor's own ``dblabel`` (:attr:`Descriptor.arrays`,
+read by ``fingerprints``, ``fingerprintprimes`` and ``neighborlist``).
+"""
+
+import time
+
+from ..utilities import Logger, hash_images
+from .fingerprint_store import archive_store, open_store
+from .fingerprints import ImageFingerprints
+
+__all__ = ["Descriptor"]
+
+
+class Descriptor:
+    """Base of the descriptors (see the module).
+
+    Parameters
+    ----------
+    dblabel : str, optional
+        Amp 1.x's view only: the databases that :attr:`arrays` (and the
+        ``fingerprints`` views) read when no store is passed.
+
+    Attributes
+    ----------
+    fingerprints : mapping
+        ``fingerprints[hash]`` is Amp's ``[(symbol, [G, ...]), ...]``.
+    fingerprintprimes : mapping
+        ``fingerprintprimes[hash][(m, sym_m, n, sym_n, l)]`` is
+        ``d G_n / d x_{m,l}``.
+    neighborlist : mapping
+        ``neighborlist[hash]`` is ``[(indices, offsets), ...]`` per atom.
+    ephemeral : bool
+        Amp 1.x's view: with no ``dblabel``, :attr:`arrays` keeps only
+        the latest image.
+    """
+
+    importname = None
+    mode = "atom-centered"
+
+    #: Declared capability: ``compute_contracted`` gives forces without
+    #: storing derivatives (see :func:`amp.potential.evaluate`).
+    contracted_forces = False
+
+    #: Serial seconds of fingerprint work from which workers compute them
+    #: (a message and the copies of one image's derivatives cost about a
+    #: millisecond; starting to use the pool, a few more).
+    WORKERS_FROM_SECONDS = 0.2
+
+    def __init__(self, dblabel=None):
+        self.dblabel = dblabel
+        self.ephemeral = False
+        self._view_store = None
+        self.fingerprints = _View(self, "fingerprints")
+        self.fingerprintprimes = _View(self, "primes")
+        self.neighborlist = _View(self, "neighbors")
+
+    # Amp 1.x's view ------------------------------------------------------
+
+    @property
+    def arrays(self):
+        """Amp 1.x's view: ``arrays[hash]`` is the
+        :class:`ImageFingerprints` of an image in the store of
+        :attr:`dblabel` (memory when None; only the latest image when
+        :attr:`ephemeral`)."""
+        store, key = self._view_store, (self.dblabel, self.ephemeral)
+        if store is None or store[0] != key:
+            store = (key, self.open_store(self.dblabel, self.ephemeral))
+            self._view_store = store
+        return store[1]
+
+    def archive_databases(self, log=None):
+        """Compress the databases of :attr:`arrays` (Amp 1.x's view; a
+        no-op in memory); see :func:`.fingerprint_store.archive_store`."""
+        return archive_store(self.arrays, log)
+
+    # Stores --------------------------------------------------------------
+
+    def open_store(self, dblabel=None, ephemeral=False, log=None,
+                   images=None):
+        """A fingerprint store for this descriptor's parameters.
+
+        Parameters
+        ----------
+        dblabel : str or None
+            Prefix of the ``.ampdb`` databases; None keeps the fingerprints
+            in memory.
+        ephemeral : bool
+            In memory, keep only the latest image.
+        log : callable, optional
+            Receives reports about damaged database entries.
+        images : dict, optional
+            Hashed images: parameters not set yet are those
+            :meth:`resolve` gives for them (nothing is changed here).
+
+        Returns
+        -------
+        FingerprintStore
+            To pass to :meth:`calculate_fingerprints` as ``store``.
+        """
+        described = self if images is None else self.resolve(images)
+        return open_store(dblabel, described.fingerprint_parameters(),
+                          ephemeral=ephemeral and dblabel is None, log=log)
+
+    # Fingerprinting ------------------------------------------------------
+
+    def calculate_fingerprints(self, images, parallel=None, log=None,
+                               calculate_derivatives=False, store=None,
+                               verbose=None):
+        """Compute the fingerprints of every image not yet in the store.
+
+        Parameters
+        ----------
+        images : dict, list of ase.Atoms, ase.Atoms or str
+            Images keyed by hash (as :func:`amp.utilities.hash_images`
+            returns them), or anything ``hash_images`` accepts.
+        parallel : WorkerPool, dict or None
+            A pool of workers (used, left running), Amp's ``{'cores':
+            ..., 'envcommand': ...}`` (a pool for this call) or None
+            (serial).
+        log : Logger, optional
+        calculate_derivatives : bool
+            Also compute the fingerprint derivatives (for forces).
+        store : FingerprintStore, optional
+            Where to keep them (from :meth:`open_store`); nothing of it is
+            kept here. Default: Amp 1.x's view, :attr:`arrays`.
+        verbose : bool or None
+            Live progress line on standard error (:mod:`amp.progress`):
+            None when it is a terminal, True or False forced.
+
+        Returns
+        -------
+        list of str
+            The hashes that were computed (the others were already stored).
+        """
+        from ..parallel import pool_for
+        from ..progress import Progress
+
+        log = Logger(None) if log is None else log
+        images = hash_images(images)
+        self._adopt(self.resolve(images))
+        store = self.arrays if store is None else store
+        self._check_store(store)
+        needed = {key: atoms for key, atoms in images.items()
+                  if key not in store or (calculate_derivatives
+                                          and not store.has_derivatives(key))}
+        log("Fingerprints%s: %i of %i images to calculate (%s)."
+            % (" and derivatives" if calculate_derivatives else "",
+               len(needed), len(images),
+               "%s-*.ampdb" % store.dblabel if store.on_disk else "memory"),
+            tic="fp")
+        with pool_for(parallel, log) as pool, \
+                Progress(len(needed), "fingerprints", enabled=verbose,
+                         unit="images") as progress:
+            for key, fingerprints in self._compute_many(
+                    needed, calculate_derivatives, pool, store, log):
+                if fingerprints is not None:  # None: a worker stored it
+                    store.put(key, fingerprints)
+                progress.update(progress.done + 1)
+        log("...fingerprints ready.", toc="fp")
+        return list(needed)
+
+    def _check_store(self, store):
+        recorded = getattr(store, "parameters", None)
+        if recorded is not None and recorded != \
+                self.fingerprint_parameters():
+            raise ValueError(
+                "the fingerprint store %s was opened for other descriptor "
+                "parameters; open it with this descriptor's open_store()"
+                % (store.dblabel,))
+
+    def _compute_many(self, images, derivatives, pool, store, log):
+        """Yield ``(key, ImageFingerprints)`` for each image, or
+        ``(key, None)`` for one that a worker has stored itself.
+
+        Each image is computed whole before it is yielded, so a failure
+        leaves nothing half-stored. With a pool and more than one image,
+        the first image is computed here and timed; when the others would
+        take at least :attr:`WORKERS_FROM_SECONDS` here, workers compute
+        them (:func:`amp.parallel.fingerprint_job`), otherwise they are
+        computed here too, which is logged (messages and copies would cost
+        more than they save). Workers on this machine store the
+        fingerprints in the store's databases themselves (nothing large
+        crosses to the master).
+        """
+        from ..parallel import fingerprint_job, local_only
+
+        keys = list(images)
+        if len(keys) > 1 and pool is not None:
+            start = time.perf_counter()
+            yield keys[0], self.compute(images[keys[0]], derivatives)
+            rest = (time.perf_counter() - start) * (len(keys) - 1)
+            if rest >= self.WORKERS_FROM_SECONDS:
+                dblabel = store.dblabel if store.on_disk and \
+                    local_only(pool) else None
+                job, setup = fingerprint_job(
+                    self, derivatives, parts=("values", "neighbors",
+                                              "derivatives"),
+                    dblabel=dblabel)
+                for key, value in pool.map(
+                        job, {k: images[k] for k in keys[1:]}, setup):
+                    yield key, (None if dblabel is not None else
+                                ImageFingerprints.fromdict(value, value))
+                return
+            log("Fingerprints: about %.2f s of work left; computed here "
+                "(workers pay off from about %.1f s)."
+                % (rest, self.WORKERS_FROM_SECONDS))
+            keys = keys[1:]
+        for key in keys:
+            yield key, self.compute(images[key], derivatives)
+
+
+class _View:
+    """Read-only mapping from image hash to one of Amp's views."""
+
+    def __init__(self, descriptor, kind):
+        self._descriptor = descriptor
+        self._kind = kind
+
+    def __getitem__(self, key):
+        store = self._descriptor.arrays
+        if self._kind == "neighbors":
+            return store.neighbor_list(key)
+        item = store[key]
+        if self._kind == "fingerprints":
+            return item.as_amp_fingerprints()
+        return item.as_amp_primes()
+
+    def __contains__(self, key):
+        store = self._descriptor.arrays
+        if self._kind == "primes":
+            return store.has_derivatives(key)
+        return key in store
+
+    def keys(self):
+        """Hashes of the images held."""
+        return [k for k in self._descriptor.arrays.keys() if k in self]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
