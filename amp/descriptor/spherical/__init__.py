@@ -4,7 +4,9 @@ the bispectrum on the 3-sphere, with their derivatives, vectorised.
 Both turn one image's neighbour list (:mod:`amp.descriptor.neighbors`)
 into fingerprints, one element at a time, with Amp 1.x's definitions
 (given in full in :mod:`amp.descriptor.zernike` and
-:mod:`amp.descriptor.bispectrum`).
+:mod:`amp.descriptor.bispectrum`). They are pure array code: this package
+must not import anything of ``amp`` outside :mod:`amp.descriptor` (no
+stores, workers or models).
 
 The neighbour density
 ---------------------
