@@ -15,6 +15,8 @@ import importlib
 LIBRARY_NAMES = {
     "Amp": "amp:Amp",
     "Gaussian": "amp.descriptor.gaussian:Gaussian",
+    "Zernike": "amp.descriptor.zernike:Zernike",
+    "Bispectrum": "amp.descriptor.bispectrum:Bispectrum",
     "make_symmetry_functions":
         "amp.descriptor.gaussian:make_symmetry_functions",
     "Cosine": "amp.descriptor.cutoffs:Cosine",
@@ -29,6 +31,8 @@ LIBRARY_NAMES = {
 # Amp's importnames (relative to the package) -> public name.
 IMPORTNAMES = {
     ".descriptor.gaussian.Gaussian": "Gaussian",
+    ".descriptor.zernike.Zernike": "Zernike",
+    ".descriptor.bispectrum.Bispectrum": "Bispectrum",
     ".descriptor.cutoffs.Cosine": "Cosine",
     ".descriptor.cutoffs.Polynomial": "Polynomial",
     ".model.neuralnetwork.NeuralNetwork": "NeuralNetwork",
