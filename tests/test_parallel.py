@@ -534,7 +534,7 @@ def test_master_interrupted_or_killed_leaves_no_workers(how):
         assert len(pids) == 2
         assert master.stdout.readline().strip() == "mapping"  # running
         master.send_signal(getattr(signal, how))
-        code = master.wait(10)
+        code = master.wait(60)  # generous: a loaded machine is slow
         if how == "SIGINT":
             assert code == 3 and "interrupted" in master.stdout.read()
         assert all(gone(pid) for pid in pids)
