@@ -98,6 +98,18 @@ class Amp(Calculator):
     def __init__(self, descriptor, model, label="amp", dblabel=None,
                  cores=None, envcommand=None, logging=True, atoms=None,
                  verbose=None):
+        if cores is not None:
+            from .parallel import assign_cores
+
+            # A mistake in cores is reported now, not when training starts.
+            if isinstance(cores, int) and not isinstance(cores, bool) and \
+                    cores < 1:
+                raise ValueError("cores=%d: give a positive number of "
+                                 "workers (1 trains in this process), a "
+                                 "dict {host: count}, or None to use what "
+                                 "the machine or batch system offers"
+                                 % cores)
+            assign_cores(cores)
         Calculator.__init__(self, label=label, atoms=atoms)
         self.descriptor = descriptor
         self.model = model
@@ -161,9 +173,9 @@ class Amp(Calculator):
             # Like ASE's file calculators: the label's folder is created.
             os.makedirs(os.path.dirname(filename), exist_ok=True)
         if self.logging and filename is not None:
-            self._log = Logger(filename)
+            self._log = Logger(filename, name="amp.training")
         else:
-            self._log = Logger(None)
+            self._log = Logger(None, name="amp.training")
         return self._log
 
     def _log_header(self, log):
@@ -220,6 +232,10 @@ class Amp(Calculator):
         from .model import TrainingConvergenceError
 
         _refuse_no_images(images)
+        if self.label is None:
+            raise ValueError("train() needs a label: it writes <label>.amp "
+                             "and <label>-log.txt; give Amp(..., label="
+                             "'name') or set calc.label")
         filename = make_filename(self.label, ".amp")
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
@@ -231,6 +247,10 @@ class Amp(Calculator):
             % (len(images), len(images.metadata["duplicates"])))
         force_training = self.model.forcetraining
         _check_training_images(images, force_training)
+        if force_training:
+            from .images import check_energy_force_units
+
+            check_energy_force_units(images)
         from .parallel import pool_for
 
         # One pool (or None) for the fingerprints and the whole fit; its

@@ -7,9 +7,11 @@ at the end.
 """
 
 import hashlib
+import logging
 import os
 import time
 from datetime import datetime
+from typing import IO
 
 import numpy as np
 
@@ -78,13 +80,23 @@ def make_filename(label, base_filename):
 
 
 class Logger:
-    """Append messages to a file, with tic/toc timing like Amp's ``Logger``.
+    """Append messages to a file, with tic/toc timing like Amp's ``Logger``;
+    every message is also a :mod:`logging` record.
+
+    The file keeps Amp's exact lines (its readers parse them); the record
+    goes to the ``logging`` logger ``name`` at level INFO, or WARNING for a
+    message that starts with "Warning", so
+    ``logging.basicConfig(level=logging.INFO)`` shows a training run as it
+    goes, and nothing is printed unless the application asks for it.
 
     Parameters
     ----------
     file : str, file-like or None
-        A path (opened for appending), an open file, or ``None`` to log
-        nothing.
+        A path (opened for appending), an open file, or ``None`` to write
+        no file (the records are still made).
+    name : str
+        The ``logging`` logger of the records (``'amp.training'`` for
+        :meth:`amp.Amp.train`).
 
     Examples
     --------
@@ -93,25 +105,28 @@ class Logger:
     >>> log('...done.', toc='fp')
     """
 
-    def __init__(self, file):
-        self._tics = {}
+    def __init__(self, file: "str | os.PathLike | IO[str] | None",
+                 name: str = "amp") -> None:
+        self._tics: "dict" = {}
         self._owns_file = False
+        self.name = name
         if file is None or hasattr(file, "write"):
             self.file = file
         else:
             self.file = open(file, "a")
             self._owns_file = True
 
-    def tic(self, label=None):
+    def tic(self, label: "str | None" = None) -> None:
         """Start a timer under ``label``."""
         self._tics[label] = time.time()
 
-    def toc(self, label=None):
+    def toc(self, label: "str | None" = None) -> float:
         """Return the seconds since ``tic(label)`` and forget that timer."""
         return time.time() - self._tics.pop(label)
 
-    def __call__(self, message, toc=None, tic=None):
-        """Write ``message``.
+    def __call__(self, message: str, toc: "str | bool | None" = None,
+                 tic: "str | bool | None" = None) -> None:
+        """Write ``message`` (and make its ``logging`` record).
 
         Parameters
         ----------
@@ -130,10 +145,15 @@ class Logger:
         if self.file is not None:
             self.file.write(message + "\n")
             self.file.flush()
+        logger = logging.getLogger(self.name)
+        level = (logging.WARNING if message.lstrip()[:7].lower() == "warning"
+                 else logging.INFO)
+        if logger.isEnabledFor(level) and message.strip():
+            logger.log(level, message.strip())
         if tic is not None and tic is not False:
             self.tic(None if tic is True else tic)
 
-    def close(self):
+    def close(self) -> None:
         """Close the file if this logger opened it."""
         if self._owns_file and self.file is not None:
             self.file.close()

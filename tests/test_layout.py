@@ -32,6 +32,7 @@ FLOORS = {
     "amp.stats": 6,
     "amp": 6,            # the calculator, amp/__init__.py
     "amp.cli": 7,
+    "amp.commands": 7,
 }
 
 

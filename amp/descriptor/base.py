@@ -31,7 +31,35 @@ from ..utilities import Logger, hash_images
 from .fingerprint_store import archive_store, open_store
 from .fingerprints import ImageFingerprints
 
-__all__ = ["Descriptor"]
+__all__ = ["Descriptor", "ElementNotCoveredError"]
+
+
+class ElementNotCoveredError(ValueError):
+    """An image holds an element the descriptor has no features for (so a
+    model trained with it cannot describe that image).
+
+    Parameters
+    ----------
+    image : str or None
+        How to name the image (None: the one image being calculated).
+    found : list of str
+        The image's elements that are not covered.
+    covered : list of str
+        The elements the descriptor covers.
+    """
+
+    def __init__(self, image, found, covered):
+        self.image, self.found, self.covered = image, found, covered
+        found, covered = ", ".join(found), ", ".join(covered)
+        if image is None:
+            text = ("this model was trained for %s only; the image has %s "
+                    "(the descriptor has no features for it)"
+                    % (covered, found))
+        else:
+            text = ("%s has %s, but the descriptor covers %s only: add %s "
+                    "to the descriptor's elements, or leave such images "
+                    "out" % (image, found, covered, found))
+        ValueError.__init__(self, text)
 
 
 class Descriptor:

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from ._rows import put_rows
-from .base import Descriptor
+from .base import Descriptor, ElementNotCoveredError
 from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
@@ -106,6 +106,28 @@ def _check_number(G, key, element):
     return float(value)
 
 
+def check_element(symbol, where="the descriptor"):
+    """Return ``symbol`` as a ``str`` when it is a chemical symbol.
+
+    Raises
+    ------
+    ValueError
+        Not one of the periodic table's symbols (case matters: ``'Cu'``,
+        not ``'cu'``); the message names where it was given.
+    """
+    from ase.data import atomic_numbers
+
+    if not isinstance(symbol, str) or symbol not in atomic_numbers or \
+            symbol == "X":
+        hint = ""
+        if isinstance(symbol, str) and symbol != symbol.capitalize() and \
+                symbol.capitalize() in atomic_numbers:
+            hint = "; did you mean %r?" % symbol.capitalize()
+        raise ValueError("%r is not a chemical symbol (in %s)%s" % (
+            symbol, where, hint))
+    return symbol
+
+
 def normalize_Gs(Gs, elements=None):
     """Validate symmetry functions and return them as a dict per element.
 
@@ -138,6 +160,8 @@ def normalize_Gs(Gs, elements=None):
                         "got %s" % type(Gs).__name__)
     out = {}
     for element, functions in Gs.items():
+        if element != "*":
+            check_element(element, "the keys of Gs")
         if not functions:
             raise ValueError("element %s has no symmetry functions" % element)
         clean = []
@@ -151,6 +175,8 @@ def normalize_Gs(Gs, elements=None):
                 raise ValueError("symmetry function %r of element %s misses "
                                  "%s" % (G, element, ", ".join(missing)))
             if G["type"] == "G2":
+                check_element(G["element"], "symmetry function %r of "
+                              "element %s" % (G, element))
                 g = {"type": "G2", "element": str(G["element"]),
                      "eta": _check_number(G, "eta", element),
                      "offset": (_check_number(G, "offset", element)
@@ -160,6 +186,9 @@ def normalize_Gs(Gs, elements=None):
                 if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                     raise ValueError("symmetry function %r of element %s: "
                                      "elements must be a pair" % (G, element))
+                for other in pair:
+                    check_element(other, "symmetry function %r of "
+                                  "element %s" % (G, element))
                 g = {"type": G["type"],
                      "elements": sorted(str(e) for e in pair),
                      "eta": _check_number(G, "eta", element),
@@ -219,7 +248,12 @@ class Gaussian(Descriptor):
                              % (version,))
         Descriptor.__init__(self, dblabel)
         self.cutoff = dict2cutoff(cutoff)
-        self.elements = sorted(elements) if elements is not None else None
+        if isinstance(elements, str):
+            raise TypeError("elements must be a list of chemical symbols, "
+                            "e.g. [%r], not a string" % elements)
+        self.elements = (sorted(check_element(e, "Gaussian's elements")
+                                for e in elements)
+                         if elements is not None else None)
         self._Gs_for_every_element = None
         if isinstance(Gs, (list, tuple)) and self.elements is None:
             # Amp 1.x: one list for every element, the elements taken from
@@ -308,8 +342,9 @@ class Gaussian(Descriptor):
 
         Raises
         ------
-        ValueError
-            An image holds an element that the descriptor does not cover.
+        ElementNotCoveredError
+            An image holds an element that the descriptor does not cover
+            (a ValueError).
         """
         names = list(images) if isinstance(images, dict) else None
         images = images.values() if isinstance(images, dict) else images
@@ -327,16 +362,11 @@ class Gaussian(Descriptor):
         covered = set(resolved.Gs)
         for index, image in enumerate(symbols):
             if image - covered:
-                raise ValueError(
-                    "the image%s contains %s, which this descriptor does not "
-                    "cover: it has symmetry functions for %s only (a model "
-                    "trained for %s cannot describe %s)" % (
-                        "" if len(symbols) == 1 else " %s" % (
-                            names[index] if names else index),
-                        ", ".join(sorted(image - covered)),
-                        ", ".join(sorted(covered)),
-                        ", ".join(sorted(covered)),
-                        ", ".join(sorted(image - covered))))
+                raise ElementNotCoveredError(
+                    None if len(symbols) == 1 and names is None else
+                    "image %d" % index if names is None else
+                    "image %d (hash %s)" % (index, names[index]),
+                    sorted(image - covered), sorted(covered))
         return resolved
 
     def _adopt(self, resolved):

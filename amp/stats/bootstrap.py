@@ -19,7 +19,6 @@ and evaluates every member's network on it (:class:`.ensemble.Ensemble`).
 import io
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -199,7 +198,10 @@ class BootStrap:
         An ensemble file to load (``<label>.ensemble``, this library's or
         Amp 1.x's).
     log : Logger or None
-        Where progress goes; Amp's default, standard output, when None.
+        Where progress goes. None (default) writes no file: the messages
+        are ``logging`` records of the logger ``amp.stats.bootstrap``
+        only (Amp 1.x printed them to standard output; nothing is printed
+        here unless the application configures ``logging``).
     label : str
         Label given to the loaded member calculators.
     dblabel : str, optional
@@ -216,7 +218,7 @@ class BootStrap:
     """
 
     def __init__(self, load=None, log=None, label="amp", dblabel=None):
-        self.log = Logger(sys.stdout) if log is None else log
+        self.log = Logger(None, name=__name__) if log is None else log
         self.label = label
         self.dblabel = dblabel
         self.ensemble = []
