@@ -33,6 +33,7 @@ FLOORS = {
     "amp": 6,            # the calculator, amp/__init__.py
     "amp.cli": 7,
     "amp.commands": 7,
+    "amp.__main__": 7,   # python -m amp
 }
 
 
