@@ -16,7 +16,7 @@ venv: $(PY)
 # the reloaded model); outputs in out/tutorial/.
 demo: $(PY)
 	$(PY) -m pip install --quiet -e .
-	$(PY) -W ignore::DeprecationWarning -W ignore::FutureWarning examples/tutorial.py out/tutorial
+	$(PY) -W default::DeprecationWarning -W default::FutureWarning examples/tutorial.py out/tutorial
 
 # Install what the tests need (pip packages from pyproject, system packages by
 # scripts/setup_test_system.sh), then run the whole suite. pytest's exit code 5

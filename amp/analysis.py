@@ -7,8 +7,8 @@ Amp 1.x's :mod:`amp.analysis` names, keywords and return values:
 :func:`read_trainlog` (from :mod:`amp.trainlog`) reads the logs this
 library writes and those written by Amp 1.x alike.
 
-Plots need matplotlib (``pip install amp-mlip[plot]``), imported only when
-a plot is made. Figures are drawn on matplotlib's Agg canvas directly
+Plots need matplotlib (installed with ASE), imported only when a plot is
+made. Figures are drawn on matplotlib's Agg canvas directly
 (:class:`matplotlib.figure.Figure`), so the user's backend and pyplot's
 state are never touched. The file format follows the file name: PDF by
 default, as in Amp; ``.png``, ``.svg``, ... as named.
