@@ -96,8 +96,8 @@ def split_validation(images: list, validation, seed: "int | None" = 0
     n = len(images)
     count = (int(round(validation * n)) if validation < 1
              else int(validation))
-    if count and validation < 1 and n > 1:
-        count = max(count, 1)
+    if 0 < validation < 1 and n > 1:
+        count = max(count, 1)  # a positive fraction holds out one at least
     if count >= n:
         raise ValueError("validation=%r would hold out %d of %d images and "
                          "leave none to train on" % (validation, count, n))
