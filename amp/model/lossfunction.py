@@ -205,26 +205,51 @@ class LossFunction:
         """The :class:`TrainingBatch` objects, built on first use."""
         if self._batches is None:
             images = self._training_images()
+            # Building takes seconds for thousands of images: say so, on
+            # a line of its own whose clock moves meanwhile.
+            line = self._new_progress_line(heartbeat=True)
+            line.phase("building batches of %d images" % len(images))
             keys = list(images)
             weights = self._image_weights(images)
             groups = [g for g in np.array_split(np.arange(len(keys)),
                                                 self._n_batches) if len(g)]
-            self._batches = [
-                self._model.make_batch({keys[i]: images[keys[i]]
-                                        for i in group},
-                                       self.train_forces, weights)
-                for group in groups]
+            try:
+                self._batches = [
+                    self._model.make_batch({keys[i]: images[keys[i]]
+                                            for i in group},
+                                           self.train_forces, weights)
+                    for group in groups]
+            finally:
+                line.close()
         return self._batches
+
+    def _new_progress_line(self, heartbeat=False):
+        """A live training line (:mod:`amp.progress`): step n/maxiter, the
+        loss, and each RMSE against its criterion with its unit."""
+        from ..progress import Progress
+
+        return Progress(None, "training", enabled=self.verbose, unit="step",
+                        heartbeat=heartbeat, limit=self.parameters.maxiter)
+
+    def _progress_fields(self, result):
+        c = self.parameters.convergence
+        fields = {"loss": result["loss"]}
+        rows = [("energy RMSE", "energy_rmse", "eV/atom")]
+        if self.train_forces:
+            rows.append(("force RMSE", "force_rmse", "eV/Å"))
+        for name, key, unit in rows:
+            target = c[key]
+            fields[name] = ("%.4g/%.4g %s" % (result[key], target, unit)
+                            if target is not None else
+                            "%.4g %s" % (result[key], unit))
+        return fields
 
     def _initialize(self):
         if self._initialized:
             return
         self._initialized = True
         self._start = time.time()
-        from ..progress import Progress
-
-        self._progress = Progress(None, "training", enabled=self.verbose,
-                                  unit="step")
+        self._progress = self._new_progress_line()
         if not self.log_losses:
             return
         p, c, log = self.parameters, self.parameters.convergence, self.log
@@ -425,10 +450,8 @@ class LossFunction:
                           np.array(parametervector, dtype=float))
         converged = self.check_convergence(result)
         if self._progress is not None:
-            self._progress.update(self._step, loss=result["loss"],
-                                  energy_rmse=result["energy_rmse"],
-                                  **({"force_rmse": result["force_rmse"]}
-                                     if self.train_forces else {}))
+            self._progress.update(self._step,
+                                  **self._progress_fields(result))
         if self.raise_ConvergenceOccurred:
             if converged:
                 self._model.vector = parametervector
