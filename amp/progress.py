@@ -179,7 +179,8 @@ class Progress:
             self.enabled = False
 
     def _beat(self, stop):
-        while not stop.wait(self.interval):
+        # Never faster than 10 times a second, whatever the interval.
+        while not stop.wait(max(self.interval, 0.1)):
             self._maybe_draw()
 
     def __enter__(self):

@@ -109,6 +109,9 @@ def build_parser():
         p.add_argument("--seed", type=int, metavar="<seed>",
                        help="seed of the sampling of points (default: "
                             "random)")
+    p_test.add_argument("--seed", type=int, metavar="<seed>",
+                        help="seed of the sampling of test points (default: "
+                             "random; the same seed tests the same points)")
     for p in (p_all, p_select):
         p.add_argument("--model_file", metavar="<model_file>",
                        help="name of the selected model file")
@@ -118,18 +121,28 @@ def build_parser():
     for p in (p_valid, p_test):
         p.add_argument("model", metavar="<model_dir_or_file>",
                        help="model file or folder of models")
-    p_valid.add_argument("valid_dataset", metavar="<valid_dataset_file>")
-    p_test.add_argument("test_dataset", metavar="<test_dataset_file>")
+    p_valid.add_argument("valid_dataset", metavar="<valid_dataset_file>",
+                         help="dataset the models were validated on when "
+                              "their tasks were made (its md5 must match)")
+    p_test.add_argument("test_dataset", metavar="<test_dataset_file>",
+                        help="dataset to test on (points used for training "
+                             "or validation are left out)")
     for p in (p_all, p_test):
         p.add_argument("n_test", metavar="<n_test>", type=_positive_int,
                        nargs="?", default=None,
                        help="test sample size (default: all unused points)")
-    p_resume.add_argument("model", metavar="<model_file>")
-    p_resume.add_argument("dataset", metavar="<train_dataset_file>")
-    p_train.add_argument("task", metavar="<task_dir_or_file>")
+    p_resume.add_argument("model", metavar="<model_file>",
+                          help="unconverged model file to continue")
+    p_resume.add_argument("dataset", metavar="<train_dataset_file>",
+                          help="dataset the model was trained on")
+    p_train.add_argument("task", metavar="<task_dir_or_file>",
+                         help="task file or folder of tasks (from 'create')")
     for p in (p_train, p_resume):
-        p.add_argument("valid_dataset", metavar="<valid_dataset_file>")
-    p_select.add_argument("model", metavar="<model_dir>")
+        p.add_argument("valid_dataset", metavar="<valid_dataset_file>",
+                       help="dataset holding the validation points named "
+                            "in the task")
+    p_select.add_argument("model", metavar="<model_dir>",
+                          help="folder of validated models (from 'train')")
     p_show.add_argument("file", metavar="<file>",
                         help="dataset, task or model file")
     for p in (p_all, p_train, p_resume, p_valid, p_test):
@@ -167,15 +180,22 @@ def build_parser():
 
 
 def _progress(label):
-    """A ``callback(current, total, text)`` drawing one terminal line."""
+    """A ``callback(current, total, text)`` drawing one terminal line
+    (whose clock moves during a long step that reports nothing)."""
     from ..progress import Progress
-    line = Progress(label=label)
+    line = Progress(label=label, heartbeat=True)
 
     def callback(current, total=1, text="", *args, **kwargs):
         line.phase(text or label, None if not total else
                    min(max(current / float(total), 0.0), 1.0))
     callback.close = line.close
     return callback
+
+
+def _warn(line):
+    """Warnings go to standard error (after the output printed so far)."""
+    sys.stdout.flush()
+    print(line.strip(), file=sys.stderr)
 
 
 def _flatten(sigs):
@@ -231,7 +251,7 @@ def _run(args):
     from .show import print_file
 
     step = workflow.Step(
-        write=print, progress=_progress,
+        write=print, warn=_warn, progress=_progress,
         max_memory=getattr(args, "max_memory", None),
         max_processes=getattr(args, "max_processes", None),
         solver=getattr(args, "solver", None))

@@ -281,6 +281,21 @@ def dataset_from_atoms(images, name="dataset", theory="unknown",
     data = {"name": name, "theory": theory, "r_unit": r_unit,
             "e_unit": e_unit, "z": z, "R": R, "E": E, "F": F}
     periodic = [bool(a.pbc.all()) for a in images]
+    for i, atoms in enumerate(images):
+        if atoms.pbc.any() and not atoms.pbc.all():
+            raise ValueError(
+                "{}frame {} is periodic along {} only; a GDML dataset holds "
+                "molecules (no periodicity) or cells periodic in all three "
+                "directions".format(where, i, "".join(
+                    "xyz"[k] for k in range(3) if atoms.pbc[k])))
+        if periodic[i] != periodic[0]:
+            raise ValueError(
+                "{}frame {} is {} but frame 0 is {}; a GDML dataset is "
+                "either molecules or periodic cells, not both: split the "
+                "file (ASE's index syntax selects frames)".format(
+                    where, i, *("periodic", "a molecule (not periodic)")
+                    if periodic[i] else ("a molecule (not periodic)",
+                                         "periodic")))
     if all(periodic):
         cell = np.array(images[0].cell[:])
         for i, atoms in enumerate(images):
