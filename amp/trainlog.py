@@ -30,6 +30,10 @@ def _read_lines(logfile):
     except FileNotFoundError:
         raise FileNotFoundError("training log %s does not exist"
                                 % logfile) from None
+    except UnicodeDecodeError as error:
+        raise ValueError("%s is not an Amp training log: it is not text "
+                         "(%s at byte %d); give <label>-log.txt"
+                         % (logfile, error.reason, error.start)) from None
 
 
 def read_trainlog(logfile, verbose=True, multiple=0):
