@@ -13,13 +13,19 @@ import socket
 import sys
 import types
 
-import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
+from .installation import check_installation
 
-from . import potential
-from .store import modelfile
-from .utilities import Logger, hash_images, make_filename, now
-from .importing import importhelper  # noqa: F401  (Amp's name)
+# First of all: Amp 1.x's files mixed into this folder would make the
+# imports below fail in confusing ways.
+check_installation()
+
+import numpy as np  # noqa: E402
+from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
+
+from . import potential  # noqa: E402
+from .store import modelfile  # noqa: E402
+from .utilities import Logger, hash_images, make_filename, now  # noqa: E402
+from .importing import importhelper  # noqa: E402,F401  (Amp's name)
 
 __version__ = "0.1.0"
 

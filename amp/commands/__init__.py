@@ -14,6 +14,12 @@ below imports this package.
 
 import sys
 
+from ..installation import check_installation
+
+# An Amp 1.x amp/__init__.py (installed over this package's) does not run
+# the check: the commands do.
+check_installation()
+
 __all__ = ["main"]
 
 _USAGE = """usage: python -m amp COMMAND [ARGS...]
