@@ -7,11 +7,14 @@ forces, saves to and loads from ``.amp`` files, and gives energies,
 per-atom energies, forces and stress for MD and relaxations.
 """
 
+from __future__ import annotations
+
 import os
 import platform
 import socket
 import sys
 import types
+from typing import IO, TYPE_CHECKING, Any
 
 from .installation import check_installation
 
@@ -26,6 +29,9 @@ from . import potential  # noqa: E402
 from .store import modelfile  # noqa: E402
 from .utilities import Logger, hash_images, make_filename, now  # noqa: E402
 from .importing import importhelper  # noqa: E402,F401  (Amp's name)
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __version__ = "0.1.0"
 
@@ -101,9 +107,12 @@ class Amp(Calculator):
                               "stress"]
     ignored_changes = {"initial_charges", "initial_magmoms"}
 
-    def __init__(self, descriptor, model, label="amp", dblabel=None,
-                 cores=None, envcommand=None, logging=True, atoms=None,
-                 verbose=None):
+    def __init__(self, descriptor: Any, model: Any,
+                 label: str | None = "amp", dblabel: str | None = None,
+                 cores: int | dict[str, int] | None = None,
+                 envcommand: str | None = None, logging: bool = True,
+                 atoms: Atoms | None = None,
+                 verbose: bool | None = None) -> None:
         if cores is not None:
             from .parallel import assign_cores
 
@@ -131,12 +140,12 @@ class Amp(Calculator):
     # Properties kept as in Amp -------------------------------------------
 
     @property
-    def log(self):
+    def log(self) -> Logger:
         """The training log (a :class:`Logger`; logs nothing until
         training)."""
         return self._log
 
-    def _check_compatible(self):
+    def _check_compatible(self: Any) -> None:
         """Descriptor and model must agree on elements and feature counts
         (the model's :meth:`check_features`, when it has one)."""
         Gs = getattr(self.descriptor, "Gs", None)
@@ -146,8 +155,9 @@ class Amp(Calculator):
 
     # Inference -----------------------------------------------------------
 
-    def calculate(self, atoms=None, properties=None,
-                  system_changes=all_changes):
+    def calculate(self, atoms: Atoms | None = None,
+                  properties: list[str] | None = None,
+                  system_changes: list[str] = all_changes) -> None:
         """Energy, per-atom energies, forces and (3-D periodic) stress.
 
         Everything is computed in one pass by :func:`amp.potential.evaluate`,
@@ -201,8 +211,9 @@ class Amp(Calculator):
         log("Descriptor: %s" % self.descriptor.tostring())
         log("Model: %s" % self.model.tostring())
 
-    def train(self, images, overwrite=False, compress_databases=True,
-              memory_limit=None):
+    def train(self, images: list[Atoms] | dict[str, Atoms] | str,
+              overwrite: bool = False, compress_databases: bool = True,
+              memory_limit: int | float | str | None = None) -> bool:
         """Fit the model to the images' energies (and forces).
 
         Parameters
@@ -363,7 +374,8 @@ class Amp(Calculator):
 
     # Files ---------------------------------------------------------------
 
-    def save(self, filename, overwrite=False, format="json"):
+    def save(self, filename: str | os.PathLike, overwrite: bool = False,
+             format: str = "json") -> None:
         """Write the descriptor and model parameters to a ``.amp`` file.
 
         Parameters
@@ -394,7 +406,9 @@ class Amp(Calculator):
                         overwrite=overwrite)
 
     @classmethod
-    def load(cls, file, Descriptor=None, Model=None, **kwargs):
+    def load(cls, file: str | os.PathLike | IO[bytes],
+             Descriptor: Any = None, Model: Any = None,
+             **kwargs: Any) -> Amp:
         """Build a calculator from a ``.amp`` file (a path or file object).
 
         Parameters

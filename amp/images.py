@@ -6,9 +6,16 @@ Amp's :func:`randomize_images` and :func:`check_images` (both also in
 energies and forces in different units (:class:`EnergyForceUnitsError`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .utilities import _read_images
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 
 class MissingDataError(ValueError):
@@ -16,7 +23,9 @@ class MissingDataError(ValueError):
     error type; a ``ValueError``)."""
 
 
-def randomize_images(images, fraction=0.8, rng=None):
+def randomize_images(images: list[Atoms] | str, fraction: float = 0.8,
+                     rng: np.random.Generator | int | None = None
+                     ) -> tuple[list[Atoms], list[Atoms]]:
     """Split images at random into a training and a test list (Amp's).
 
     Parameters
@@ -37,7 +46,7 @@ def randomize_images(images, fraction=0.8, rng=None):
         Both in the images' original order.
     """
     if isinstance(images, str):
-        images = _read_images(images)
+        images = list(_read_images(images))
     if not 0.0 <= fraction <= 1.0:
         raise ValueError("fraction must be between 0 and 1, got %r"
                          % (fraction,))
@@ -46,7 +55,7 @@ def randomize_images(images, fraction=0.8, rng=None):
     draw = np.random.randint if rng is None else \
         np.random.default_rng(rng).integers
     # Amp's draw: indices one at a time, repeats skipped.
-    test = set()
+    test: set[int] = set()
     while len(test) < testsize:
         test.add(int(draw(n)))
     train_images = [images[i] for i in range(n) if i not in test]
@@ -54,7 +63,8 @@ def randomize_images(images, fraction=0.8, rng=None):
     return train_images, test_images
 
 
-def check_images(images, forces=True):
+def check_images(images: dict[str, Atoms] | list[Atoms],
+                 forces: bool = True) -> None:
     """Check that every image has an energy (and forces) to train on.
 
     Parameters
@@ -72,7 +82,7 @@ def check_images(images, forces=True):
     """
     items = list(images.items()) if hasattr(images, "items") else \
         list(enumerate(images))
-    missing = {"energy": [], "forces": []}
+    missing: dict[str, list[str]] = {"energy": [], "forces": []}
     for position, (key, atoms) in enumerate(items):
         name = "image %d" % position if key == position else \
             "image %d (hash %s)" % (position, key)
@@ -115,7 +125,8 @@ UNITS_MAX_STEP = 0.5
 UNITS_MIN_PAIRS = 4
 
 
-def energy_force_ratio(images):
+def energy_force_ratio(images: dict[str, Atoms] | list[Atoms]
+                       ) -> tuple[float, float, int] | None:
     """How energy differences compare with the work of the forces.
 
     For every two consecutive images with the same atoms and cell whose
@@ -156,15 +167,16 @@ def energy_force_ratio(images):
         difference.append(energies[1] - energies[0])
     if len(work) < UNITS_MIN_PAIRS:
         return None
-    work, difference = np.array(work), np.array(difference)
-    if not np.any(work) or not np.any(difference):
+    w, d = np.array(work), np.array(difference)
+    if not np.any(w) or not np.any(d):
         return None
-    slope = float(work @ difference / (work @ work))
-    correlation = float(np.corrcoef(work, difference)[0, 1])
-    return slope, correlation, len(work)
+    slope = float(w @ d / (w @ w))
+    correlation = float(np.corrcoef(w, d)[0, 1])
+    return slope, correlation, len(w)
 
 
-def check_energy_force_units(images):
+def check_energy_force_units(images: dict[str, Atoms] | list[Atoms]
+                             ) -> None:
     """Raise :class:`EnergyForceUnitsError` when the energies and forces
     of consecutive images clearly disagree (see
     :func:`energy_force_ratio`): energy differences 2 or more times

@@ -6,14 +6,19 @@ the names implemented elsewhere (databases, parallel processing, the
 at the end.
 """
 
+from __future__ import annotations
+
 import hashlib
 import logging
 import os
 import time
 from datetime import datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 
 class TrainingConvergenceError(Exception):
@@ -43,14 +48,14 @@ class MetaDict(dict):
     hash of each repeated image to the number of times it was given.
     """
 
-    metadata = None
+    metadata: dict[str, Any] = None  # type: ignore[assignment]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.metadata = {}
+        self.metadata: dict[str, Any] = {}
 
 
-def now(with_utc=False):
+def now(with_utc: bool = False) -> str:
     """Return the current local time as a readable string.
 
     Parameters
@@ -65,7 +70,14 @@ def now(with_utc=False):
     return text
 
 
-def make_filename(label, base_filename):
+@overload
+def make_filename(label: str, base_filename: str | None) -> str: ...
+@overload
+def make_filename(label: None, base_filename: str | None) -> None: ...
+
+
+def make_filename(label: str | None,
+                  base_filename: str | None) -> str | None:
     """Build a file name from a label, as Amp 1.x does.
 
     Returns ``label + base_filename`` (callers pass ``'-log.txt'``,
@@ -105,27 +117,28 @@ class Logger:
     >>> log('...done.', toc='fp')
     """
 
-    def __init__(self, file: "str | os.PathLike | IO[str] | None",
+    def __init__(self, file: str | os.PathLike | IO[str] | None,
                  name: str = "amp") -> None:
-        self._tics: "dict" = {}
+        self._tics: dict[Any, float] = {}
         self._owns_file = False
         self.name = name
-        if file is None or hasattr(file, "write"):
+        self.file: IO[str] | None
+        if file is None or not isinstance(file, (str, os.PathLike)):
             self.file = file
         else:
             self.file = open(file, "a")
             self._owns_file = True
 
-    def tic(self, label: "str | None" = None) -> None:
+    def tic(self, label: str | None = None) -> None:
         """Start a timer under ``label``."""
         self._tics[label] = time.time()
 
-    def toc(self, label: "str | None" = None) -> float:
+    def toc(self, label: str | None = None) -> float:
         """Return the seconds since ``tic(label)`` and forget that timer."""
         return time.time() - self._tics.pop(label)
 
-    def __call__(self, message: str, toc: "str | bool | None" = None,
-                 tic: "str | bool | None" = None) -> None:
+    def __call__(self, message: str, toc: str | bool | None = None,
+                 tic: str | bool | None = None) -> None:
         """Write ``message`` (and make its ``logging`` record).
 
         Parameters
@@ -160,7 +173,7 @@ class Logger:
             self.file = None
 
 
-def get_hash(atoms):
+def get_hash(atoms: Atoms) -> str:
     """Return Amp's md5 hash of an image.
 
     The hash covers the periodic boundary conditions, the cell, the atomic
@@ -193,7 +206,7 @@ def _read_images(path):
             from error
 
 
-def check_image(atoms, index=None):
+def check_image(atoms: Atoms, index: int | str | None = None) -> None:
     """Raise a ValueError when an image cannot be fingerprinted.
 
     Parameters
@@ -214,7 +227,8 @@ def check_image(atoms, index=None):
         raise ValueError("%s has a NaN or infinite cell" % name)
 
 
-def hash_images(images, log=None, ordered=False):
+def hash_images(images: Atoms | list[Atoms] | dict[str, Atoms] | str,
+                log: Logger | None = None, ordered: bool = False) -> MetaDict:
     """Return a dictionary of images keyed by their hash.
 
     Parameters
@@ -236,7 +250,7 @@ def hash_images(images, log=None, ordered=False):
     if isinstance(images, (str, os.PathLike)):
         images = _read_images(os.fspath(images))
     elif hasattr(images, "get_positions"):
-        images = [images]
+        images = [images]  # type: ignore[list-item]
     elif isinstance(images, dict):
         # Already hashed (Amp passes dictionaries around): keep the keys.
         if isinstance(images, MetaDict):

@@ -9,9 +9,12 @@ work is vectorised (:mod:`.symmetry`) on a fast neighbour list
 built on demand.
 """
 
+from __future__ import annotations
+
 import functools
 import json
 import numbers
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -21,6 +24,9 @@ from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
 from .symmetry import ElementPlan, compute_element
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 # Amp's default G2 etas, np.logspace(log10(0.05), log10(5), 4) as numpy 1.x
 # computed it; numpy 2 rounds the first one differently (0.049999999999999996),
@@ -33,8 +39,12 @@ _REQUIRED = {"G2": ("element", "eta"),
              "G5": ("elements", "eta", "zeta", "gamma")}
 
 
-def make_symmetry_functions(elements, type, etas, offsets=None, zetas=None,
-                            gammas=None):
+def make_symmetry_functions(elements: list[str], type: str,
+                            etas: list[float],
+                            offsets: list[float] | None = None,
+                            zetas: list[float] | None = None,
+                            gammas: list[float] | None = None
+                            ) -> list[dict[str, Any]]:
     """Make a list of symmetry-function dicts, in Amp's order.
 
     Parameters
@@ -79,7 +89,8 @@ def make_symmetry_functions(elements, type, etas, offsets=None, zetas=None,
                      % (type,))
 
 
-def make_default_symmetry_functions(elements):
+def make_default_symmetry_functions(elements: list[str]
+                                    ) -> dict[str, list[dict[str, Any]]]:
     """Amp's default set: the same functions for every element.
 
     Four G2 (etas log-spaced from 0.05 to 5) per element, then G4 with
@@ -106,7 +117,7 @@ def _check_number(G, key, element):
     return float(value)
 
 
-def check_element(symbol, where="the descriptor"):
+def check_element(symbol: Any, where: str = "the descriptor") -> str:
     """Return ``symbol`` as a ``str`` when it is a chemical symbol.
 
     Raises
@@ -128,7 +139,9 @@ def check_element(symbol, where="the descriptor"):
     return symbol
 
 
-def normalize_Gs(Gs, elements=None):
+def normalize_Gs(Gs: dict[str, list[dict[str, Any]]] | list[dict[str, Any]],
+                 elements: list[str] | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
     """Validate symmetry functions and return them as a dict per element.
 
     Parameters
@@ -237,9 +250,12 @@ class Gaussian(Descriptor):
     #: without storing derivatives (see :func:`amp.potential.evaluate`).
     contracted_forces = True
 
-    def __init__(self, cutoff=Cosine(6.5), Gs=None, dblabel=None,
-                 elements=None, version=None, fortran=True,
-                 mode="atom-centered"):
+    def __init__(self, cutoff: Any = Cosine(6.5),
+                 Gs: dict[str, list[dict[str, Any]]] | list[dict[str, Any]]
+                 | None = None,
+                 dblabel: str | None = None, elements: list[str] | None = None,
+                 version: str | None = None, fortran: bool = True,
+                 mode: str = "atom-centered") -> None:
         if mode != "atom-centered":
             raise ValueError("Gaussian supports only mode='atom-centered', "
                              "got %r" % (mode,))
@@ -264,7 +280,7 @@ class Gaussian(Descriptor):
             if self.elements is None and isinstance(Gs, dict):
                 self.elements = sorted(Gs)
             Gs = normalize_Gs(Gs, self.elements)
-            missing = set(self.elements) - set(Gs)
+            missing = set(self.elements or ()) - set(Gs)
             if missing:
                 raise ValueError("element %s has no symmetry functions"
                                  % ", ".join(sorted(missing)))
@@ -277,7 +293,7 @@ class Gaussian(Descriptor):
     # Parameters ----------------------------------------------------------
 
     @property
-    def parameters(self):
+    def parameters(self) -> dict[str, Any]:
         """The descriptor's parameters as a plain dict (Amp's keys)."""
         return {"importname": self.importname, "mode": self.mode,
                 "version": self.version, "cutoff": self.cutoff.todict(),
@@ -285,7 +301,7 @@ class Gaussian(Descriptor):
                        else self._Gs_for_every_element),
                 "elements": self.elements}
 
-    def fingerprint_parameters(self):
+    def fingerprint_parameters(self) -> dict[str, Any]:
         """What the fingerprints depend on: ``{'cutoff': ..., 'Gs': ...}``
         as plain data. The databases record it; a checkpoint, an ensemble
         member and a database are compared by it.
@@ -302,19 +318,19 @@ class Gaussian(Descriptor):
         return json.loads(json.dumps({"cutoff": self.cutoff.todict(),
                                       "Gs": self.Gs}))
 
-    def todict(self):
+    def todict(self) -> dict[str, Any]:
         """Plain-data form, for model files (see :meth:`fromdict`)."""
         return json.loads(json.dumps(self.parameters))
 
     @classmethod
-    def fromdict(cls, parameters):
+    def fromdict(cls, parameters: dict[str, Any]) -> Gaussian:
         """Rebuild from :meth:`todict`'s form (extra keys are ignored)."""
         return cls(cutoff=parameters["cutoff"], Gs=parameters.get("Gs"),
                    elements=parameters.get("elements"),
                    version=parameters.get("version"),
                    mode=parameters.get("mode", "atom-centered"))
 
-    def tostring(self):
+    def tostring(self) -> str:
         """The parameters as a JSON string."""
         return json.dumps(self.parameters, sort_keys=True)
 
@@ -323,7 +339,7 @@ class Gaussian(Descriptor):
         return "Gaussian(cutoff=%r, features per element=%s)" % (
             self.cutoff, n or "default")
 
-    def resolve(self, images):
+    def resolve(self, images: dict[str, Atoms] | list[Atoms]) -> Gaussian:
         """This descriptor with the parameters the images decide.
 
         Elements not given are those of the images; symmetry functions not
@@ -347,8 +363,9 @@ class Gaussian(Descriptor):
             (a ValueError).
         """
         names = list(images) if isinstance(images, dict) else None
-        images = images.values() if isinstance(images, dict) else images
-        symbols = [set(atoms.get_chemical_symbols()) for atoms in images]
+        frames = list(images.values()) if isinstance(images, dict) \
+            else images
+        symbols = [set(atoms.get_chemical_symbols()) for atoms in frames]
         found = sorted(set().union(*symbols))
         resolved = self
         if self.Gs is None:
@@ -359,7 +376,7 @@ class Gaussian(Descriptor):
             resolved = type(self)(cutoff=self.cutoff, Gs=Gs,
                                   dblabel=self.dblabel, elements=elements,
                                   fortran=self.fortran)
-        covered = set(resolved.Gs)
+        covered = set(resolved.Gs or ())
         for index, image in enumerate(symbols):
             if image - covered:
                 raise ElementNotCoveredError(
@@ -385,7 +402,8 @@ class Gaussian(Descriptor):
 
     # Fingerprinting ------------------------------------------------------
 
-    def compute(self, atoms, derivatives=False):
+    def compute(self, atoms: Atoms,
+                derivatives: bool = False) -> ImageFingerprints:
         """Fingerprints of one image as :class:`ImageFingerprints`.
 
         Nothing is stored; :meth:`calculate_fingerprints` fills a store.
@@ -393,7 +411,10 @@ class Gaussian(Descriptor):
         fingerprints, _ = self._compute(atoms, derivatives, None)
         return fingerprints
 
-    def compute_contracted(self, atoms, evaluate):
+    def compute_contracted(self, atoms: Atoms,
+                           evaluate: Callable[[str, np.ndarray, np.ndarray],
+                                              np.ndarray]
+                           ) -> tuple[ImageFingerprints, np.ndarray]:
         """Fingerprints of one image and ``dE / d r_e`` of every neighbour
         entry, the derivatives contracted with ``dE/dG`` as they are made.
 
@@ -442,7 +463,7 @@ class Gaussian(Descriptor):
                                      blocks), gradient
         return ImageFingerprints(symbols, values, nl), gradient
 
-    def derivative_memory(self, images):
+    def derivative_memory(self, images: dict[str, Atoms]) -> int:
         """Bytes that force training will hold for the derivatives of the
         hashed ``images`` (estimated from their neighbour lists; see
         :mod:`amp.descriptor.budget`). The calculator checks it against
