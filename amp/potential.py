@@ -23,19 +23,27 @@ are made and stores nothing; the *stored* one computes the fingerprints
 and their derivatives (or reads them from a fingerprint store) first.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .descriptor.fingerprints import entry_forces, entry_virial
 
+if TYPE_CHECKING:
+    from ase import Atoms
 
-def fused_path(descriptor, model):
+
+def fused_path(descriptor: Any, model: Any) -> bool:
     """Whether ``descriptor`` and ``model`` declare the fused force path."""
     return bool(getattr(type(descriptor), "contracted_forces", False)
                 and getattr(type(model), "block_evaluation", False))
 
 
-def image_fingerprints(descriptor, atoms, store=None):
+def image_fingerprints(descriptor: Any, atoms: Atoms,
+                       store: Any = None) -> Any:
     """Fingerprints and derivatives of ``atoms``, through ``store`` if given.
 
     Parameters
@@ -56,7 +64,8 @@ def image_fingerprints(descriptor, atoms, store=None):
     return store[key]
 
 
-def evaluate(descriptor, model, atoms, store=None):
+def evaluate(descriptor: Any, model: Any, atoms: Atoms,
+             store: Any = None) -> dict[str, Any]:
     """Energy, per-atom energies, forces and stress of one image.
 
     Parameters

@@ -21,6 +21,8 @@ Examples
 >>> progress.close()
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import sys
@@ -34,7 +36,8 @@ __all__ = ["Progress", "INTERVAL", "wants_progress"]
 INTERVAL = 1.0
 
 
-def wants_progress(enabled=None, stream=None):
+def wants_progress(enabled: bool | None = None,
+                   stream: IO[str] | None = None) -> bool:
     """Whether a progress line should be drawn on ``stream``.
 
     Parameters
@@ -129,9 +132,9 @@ class Progress:
         self.unit = unit
         self.interval = INTERVAL if interval is None else float(interval)
         self.done = 0
-        self.fields = {}
-        self._phase = None
-        self._fraction = None
+        self.fields: dict[str, Any] = {}
+        self._phase: str | None = None
+        self._fraction: float | None = None
         self._start = time.monotonic()
         self._last_draw = self._start
         self._drawn = False

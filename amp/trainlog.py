@@ -10,6 +10,10 @@ so Amp's tools read this library's logs too. Nothing here needs
 matplotlib.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 __all__ = ["read_trainlog"]
@@ -36,7 +40,8 @@ def _read_lines(logfile):
                          % (logfile, error.reason, error.start)) from None
 
 
-def read_trainlog(logfile, verbose=True, multiple=0):
+def read_trainlog(logfile: str, verbose: bool = True,
+                  multiple: int | bool = 0) -> Any:
     """Read the convergence data of a training log.
 
     Reads this library's ``<label>-log.txt`` and logs written by Amp 1.x,
