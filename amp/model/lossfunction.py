@@ -8,8 +8,11 @@ the optimizer when the criteria are met. The formulas are in
 ``docs/model.md``.
 """
 
+from __future__ import annotations
+
 import contextlib
 import time
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from ase.calculators.calculator import Parameters
@@ -24,7 +27,7 @@ def _table_time():
     return now().replace(" ", "T")
 
 
-def combine_partials(partials):
+def combine_partials(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Add the partial sums of several batches (see
     :meth:`~amp.model.batch.TrainingBatch.partial`).
 
@@ -99,10 +102,14 @@ class LossFunction:
                                           "force_rmse": None,
                                           "force_maxresid": None}}
 
-    def __init__(self, energy_coefficient=1.0, force_coefficient=0.04,
-                 convergence=None, parallel=None, overfit=0.,
-                 raise_ConvergenceOccurred=True, log_losses=True, d=None,
-                 weight_duplicates=False, maxiter=100000, use_workers=None):
+    def __init__(self, energy_coefficient: float = 1.0,
+                 force_coefficient: float | None = 0.04,
+                 convergence: dict[str, float | None] | None = None,
+                 parallel: Any = None, overfit: float = 0.,
+                 raise_ConvergenceOccurred: bool = True,
+                 log_losses: bool = True, d: float | None = None,
+                 weight_duplicates: bool = False, maxiter: int | None = 100000,
+                 use_workers: bool | None = None) -> None:
         criteria = dict(self.default_parameters["convergence"])
         if convergence is not None:
             unknown = set(convergence) - set(criteria) - {"max_steps"}
@@ -123,11 +130,11 @@ class LossFunction:
         self.raise_ConvergenceOccurred = raise_ConvergenceOccurred
         self.log_losses = log_losses
         self.d = d
-        self._model = None
-        self._images = None
-        self._log = None
+        self._model: Any = None
+        self._images: Any = None
+        self._log: Logger | None = None
         self._n_batches = 1
-        self._workers = None
+        self._workers: Any = None
         #: Live progress line (amp.progress): None when stderr is a
         #: terminal, True/False forced; Amp sets it from its ``verbose``.
         self.verbose = None
@@ -137,23 +144,25 @@ class LossFunction:
     # Set-up --------------------------------------------------------------
 
     @property
-    def train_forces(self):
+    def train_forces(self) -> bool:
         """Whether the loss has a force term (fingerprint derivatives are
         then needed): ``force_coefficient`` is not None."""
         return self.parameters.force_coefficient is not None
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the step count, the best parameters and the batches
         (and stop using workers)."""
         self.close()
         self._step = 0
-        self._batches = None
+        self._batches: Any = None
         self._initialized = False
-        self._best = (np.inf, None)
+        self._best: tuple[float, Any] = (np.inf, None)
         self._start = time.time()
 
-    def attach_model(self, model, log=None, images=None, fingerprints=None,
-                     fingerprintprimes=None):
+    def attach_model(self, model: Any, log: Logger | None = None,
+                     images: dict[str, Any] | None = None,
+                     fingerprints: Any = None,
+                     fingerprintprimes: Any = None) -> None:
         """Attach the model whose parameters are trained.
 
         Parameters
@@ -175,14 +184,14 @@ class LossFunction:
             self._images = images
         self.reset()
 
-    def split_images(self, n_batches):
+    def split_images(self, n_batches: int) -> None:
         """Evaluate the images in ``n_batches`` subsets (the results do not
         depend on it; the parallel path sends each subset to a worker)."""
         self._n_batches = int(n_batches)
         self._batches = None
 
     @property
-    def log(self):
+    def log(self) -> Logger:
         """The logger used for the convergence table."""
         if self._log is not None:
             return self._log
@@ -201,7 +210,7 @@ class LossFunction:
         metadata = getattr(images, "metadata", None) or {}
         return dict(metadata.get("duplicates", {}))
 
-    def batches(self):
+    def batches(self) -> list[Any]:
         """The :class:`TrainingBatch` objects, built on first use."""
         if self._batches is None:
             images = self._training_images()
@@ -288,7 +297,7 @@ class LossFunction:
     # Evaluation ----------------------------------------------------------
 
     @contextlib.contextmanager
-    def evaluator(self, parallel=None):
+    def evaluator(self, parallel: Any = None) -> Iterator[LossFunction]:
         """Evaluate the loss in workers for the duration of a ``with`` block.
 
         With a pool of workers (or Amp's ``{'cores': ...}`` dict asking
@@ -351,7 +360,7 @@ class LossFunction:
                               force_coefficient, raveler)
                 for batch in self.batches()]
 
-    def close(self):
+    def close(self) -> None:
         """Stop using workers (as leaving :meth:`evaluator` does): they drop
         their shares, and a pool started for this loss function is
         stopped. Evaluation is serial after."""
@@ -389,7 +398,8 @@ class LossFunction:
         total["loss"] = loss
         return total
 
-    def calculate_loss(self, parametervector, lossprime=True):
+    def calculate_loss(self, parametervector: Any,
+                       lossprime: bool = True) -> dict[str, Any]:
         """Loss, gradient and residuals, with no logging or convergence
         check.
 
@@ -422,7 +432,8 @@ class LossFunction:
                 "energy_rmse": float(np.sqrt(total["energy_loss"] / n)),
                 "force_rmse": float(np.sqrt(total["force_loss"] / n))}
 
-    def get_loss(self, parametervector, lossprime=True):
+    def get_loss(self, parametervector: Any,
+                 lossprime: bool = True) -> dict[str, Any]:
         """Evaluate the loss for a parameter vector (one optimiser step).
 
         Logs a line of the convergence table and, when
@@ -466,7 +477,7 @@ class LossFunction:
                 ("loss", "dloss_dparameters", "energy_loss", "force_loss",
                  "energy_maxresid", "force_maxresid")}
 
-    def check_convergence(self, result):
+    def check_convergence(self, result: dict[str, Any]) -> bool:
         """Whether every criterion that is not None is met; logs the
         table line.
 
@@ -505,6 +516,6 @@ class LossFunction:
         return all(flags.values())
 
     @property
-    def best_vector(self):
+    def best_vector(self) -> np.ndarray | None:
         """The parameters of the lowest loss evaluated so far (or None)."""
         return self._best[1]
