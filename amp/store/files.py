@@ -16,8 +16,11 @@ someone else controls cannot make a reader hang, read outside its folder
 or allocate without bound. Every reader of outside data uses it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
+from typing import IO, Any, Iterator
 import os
 import secrets
 import stat
@@ -25,13 +28,13 @@ import stat
 TEMPORARY_PREFIX = ".tmp-"
 
 
-def temporary_name(folder, name):
+def temporary_name(folder: str, name: str) -> str:
     """Return a fresh temporary path in ``folder`` for writing ``name``."""
     return os.path.join(folder, "%s%s-%d-%s" % (
         TEMPORARY_PREFIX, name[:40], os.getpid(), secrets.token_hex(6)))
 
 
-def fsync_folder(folder):
+def fsync_folder(folder: str) -> None:
     """Flush ``folder``'s directory entries to disk (best effort)."""
     with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
@@ -42,7 +45,9 @@ def fsync_folder(folder):
 
 
 @contextlib.contextmanager
-def atomic_file(path, fsync=False, overwrite=True, replace=True):
+def atomic_file(path: str | os.PathLike, fsync: bool = False,
+                overwrite: bool = True,
+                replace: bool = True) -> Iterator[IO[bytes]]:
     """Open a binary file that becomes ``path`` when the block succeeds.
 
     Parameters
@@ -94,7 +99,8 @@ def atomic_file(path, fsync=False, overwrite=True, replace=True):
         fsync_folder(folder)
 
 
-def write_atomically(folder, name, data, fsync=False):
+def write_atomically(folder: str, name: str, data: bytes,
+                     fsync: bool = False) -> None:
     """Write the bytes ``data`` to ``folder/name`` with :func:`atomic_file`."""
     with atomic_file(os.path.join(folder, name), fsync=fsync) as handle:
         handle.write(data)
@@ -124,8 +130,10 @@ _READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                | getattr(os, "O_BINARY", 0))
 
 
-def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
-                 dir_fd=None, follow_links=False):
+def open_regular(path: str | os.PathLike, max_bytes: int | None,
+                 what: str = "file", flags: int = _READ_FLAGS,
+                 mode: int = 0o666, dir_fd: int | None = None,
+                 follow_links: bool = False) -> tuple[int, int]:
     """Open ``path`` only if it is a regular file of at most ``max_bytes``.
 
     Parameters
@@ -187,7 +195,8 @@ def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
     return fd, status.st_size
 
 
-def read_file(path, max_bytes=None, what=None, dir_fd=None):
+def read_file(path: str | os.PathLike, max_bytes: int | None = None,
+              what: str | None = None, dir_fd: int | None = None) -> bytes:
     """Return the bytes of the regular file ``path`` (see
     :func:`open_regular`), refusing more than ``max_bytes``.
 
@@ -201,7 +210,8 @@ def read_file(path, max_bytes=None, what=None, dir_fd=None):
         return read_capped(handle, max_bytes, what, size)
 
 
-def read_capped(handle, max_bytes, what, expected=0):
+def read_capped(handle: Any, max_bytes: int, what: str | None,
+                expected: int = 0) -> bytes:
     """Read ``handle`` to its end, refusing more than ``max_bytes``.
 
     ``read(n)`` reserves ``n`` bytes before reading, so the cap is never
@@ -218,7 +228,7 @@ def read_capped(handle, max_bytes, what, expected=0):
     return chunks[0][:0].join(chunks)
 
 
-def folder_bytes(path):
+def folder_bytes(path: str) -> int:
     """Total size of the files below ``path`` (links not followed)."""
     total = 0
     for root, _, names in os.walk(path):

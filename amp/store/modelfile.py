@@ -18,8 +18,11 @@ number finite, and a neural network's weights, scalings and fingerprint
 ranges of consistent shapes. Any failure is a :class:`ModelFileError`.
 """
 
+from __future__ import annotations
+
 import json
 import math
+from typing import IO, Any
 import os
 import re
 
@@ -37,14 +40,15 @@ class ModelFileError(ValueError):
     """A model file is truncated, corrupt, unsafe or of an unknown version."""
 
 
-def dumps(descriptor_dict, model_dict):
+def dumps(descriptor_dict: dict[str, Any], model_dict: dict[str, Any]) -> str:
     """The text of a model file."""
     return json.dumps({"format": FORMAT, "version": VERSION,
                        "descriptor": descriptor_dict, "model": model_dict},
                       indent=1, sort_keys=True)
 
 
-def write(filename, text, overwrite=False):
+def write(filename: str | os.PathLike, text: str,
+          overwrite: bool = False) -> None:
     """Write ``text`` atomically; refuse to replace a file unless asked.
 
     Raises
@@ -203,7 +207,8 @@ def _legacy(text, name):
     return parts["descriptor"], parts["model"]
 
 
-def read(source):
+def read(source: str | os.PathLike | IO[bytes] | IO[str]
+         ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a model file.
 
     Parameters
