@@ -11,9 +11,12 @@ Exit status: 0 on success, 1 when a command cannot run as asked (the
 message on standard error says why), 2 for bad arguments.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -37,7 +40,7 @@ def _positive_int(text):
     return value
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``amp-gdml``.
 
     Returns
@@ -202,8 +205,10 @@ def _flatten(sigs):
     return None if not sigs else sorted({s for group in sigs for s in group})
 
 
-def create_dataset(step, path, output=None, name=None, theory="unknown",
-                   energy_unit="eV", length_unit="Ang", overwrite=False):
+def create_dataset(step: Any, path: str, output: str | None = None,
+                   name: str | None = None, theory: str = "unknown",
+                   energy_unit: str = "eV", length_unit: str = "Ang",
+                   overwrite: bool = False) -> str:
     """Write an sgdml dataset made from a trajectory file (create-dataset).
 
     Parameters
@@ -308,7 +313,7 @@ def _run(args):
             length_unit=args.length_unit, overwrite=args.overwrite)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Run ``amp-gdml`` with `argv` (default: the command line).
 
     Parameters
