@@ -35,7 +35,7 @@ commands:
 'python -m amp COMMAND --help' describes a command."""
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run ``python -m amp COMMAND ARGS...``; return the exit code.
 
     Parameters

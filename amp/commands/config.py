@@ -35,14 +35,18 @@ package reads from others. A key that is not a keyword of its table is an
 error naming the keywords there are.
 """
 
+from __future__ import annotations
+
 import inspect
 import os
+import sys
+from typing import Any, Iterable
 
 from ..store.files import read_file
 
-try:  # Python 3.11 and later
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = ["ConfigError", "TOP_LEVEL", "TABLES", "read_config",
@@ -92,7 +96,7 @@ def _target(table):
     return Regressor.__init__
 
 
-def table_keywords(table: str) -> list:
+def table_keywords(table: str) -> list[str]:
     """The keywords a table of the configuration may hold.
 
     Parameters
@@ -111,7 +115,8 @@ def table_keywords(table: str) -> list:
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def check_config(config: dict, where: str = "the configuration") -> dict:
+def check_config(config: dict[str, Any],
+                 where: str = "the configuration") -> dict[str, Any]:
     """Raise :class:`ConfigError` for an unknown table or key.
 
     Parameters
@@ -127,8 +132,7 @@ def check_config(config: dict, where: str = "the configuration") -> dict:
         ``config`` with every table present (empty when not given) and
         the top-level defaults filled in.
     """
-    out = {name: dict(TOP_LEVEL[name]) if isinstance(TOP_LEVEL[name], dict)
-           else TOP_LEVEL[name] for name in TOP_LEVEL}
+    out: dict[str, Any] = dict(TOP_LEVEL)
     for name in TABLES:
         out[name] = {}
     for key, value in config.items():
@@ -153,7 +157,7 @@ def check_config(config: dict, where: str = "the configuration") -> dict:
     return out
 
 
-def read_config(path: "str | os.PathLike | None") -> dict:
+def read_config(path: str | os.PathLike | None) -> dict[str, Any]:
     """Read and check a TOML configuration file (None: the defaults).
 
     Parameters
@@ -193,7 +197,7 @@ def read_config(path: "str | os.PathLike | None") -> dict:
     return check_config(config, path)
 
 
-def parse_override(text: str) -> tuple:
+def parse_override(text: str) -> tuple[str | None, str, Any]:
     """Split a ``TABLE.KEY=VALUE`` (or top-level ``KEY=VALUE``) override.
 
     ``VALUE`` is read as a TOML value (``[10, 10]``, ``0.02``, ``true``,
@@ -228,7 +232,8 @@ def parse_override(text: str) -> tuple:
     return table, key.strip(), value
 
 
-def apply_overrides(config: dict, overrides) -> dict:
+def apply_overrides(config: dict[str, Any],
+                    overrides: Iterable[str]) -> dict[str, Any]:
     """``config`` with the ``TABLE.KEY=VALUE`` overrides applied (checked
     as the file's keys are).
 

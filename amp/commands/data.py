@@ -6,9 +6,15 @@ ASE ``.db``, ...); each frame keeps the energy, forces and stress stored
 with it. Every error names the file.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = ["DataFileError", "read_images", "split_validation",
            "reference"]
@@ -19,7 +25,7 @@ class DataFileError(ValueError):
     message names the file."""
 
 
-def read_images(path: "str | os.PathLike", index: str = ":") -> list:
+def read_images(path: str | os.PathLike, index: str = ":") -> list[Atoms]:
     """Every frame of ``path`` selected by ``index``.
 
     Parameters
@@ -60,8 +66,9 @@ def read_images(path: "str | os.PathLike", index: str = ":") -> list:
     return images
 
 
-def split_validation(images: list, validation, seed: "int | None" = 0
-                     ) -> tuple:
+def split_validation(images: list[Atoms], validation: Any,
+                     seed: int | None = 0
+                     ) -> tuple[list[Atoms], list[Atoms]]:
     """Split off the validation images at random.
 
     Parameters
@@ -106,7 +113,7 @@ def split_validation(images: list, validation, seed: "int | None" = 0
             [a for i, a in enumerate(images) if i in held])
 
 
-def reference(atoms, name: str) -> "object | None":
+def reference(atoms: Atoms, name: str) -> Any:
     """The reference value ``name`` (``'energy'``, ``'forces'`` or
     ``'stress'``) stored with a frame, or None when it has none."""
     calc = atoms.calc

@@ -10,20 +10,29 @@ all atoms and for the atoms of each element, stress components (Voigt)
 over the periodic frames.
 """
 
+from __future__ import annotations
+
 import argparse
 import io
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .data import DataFileError, read_images, reference
 
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from .. import Amp
+
 __all__ = ["predict", "error_table", "format_table", "write_predictions",
            "main"]
 
 
-def predict(calc, images, progress: "bool | None" = None) -> list:
+def predict(calc: Amp, images: list[Atoms],
+            progress: bool | None = None) -> list[dict[str, Any]]:
     """The model's results for each image.
 
     Parameters
@@ -59,7 +68,8 @@ def _stats(deviations):
             "rmse": float(np.sqrt(np.mean(deviations ** 2)))}
 
 
-def error_table(images: list, predictions: list) -> dict:
+def error_table(images: list[Atoms], predictions: list[dict[str, Any]]
+                ) -> dict[str, dict[str, Any]]:
     """Errors of ``predictions`` against the references stored with
     ``images``.
 
@@ -81,7 +91,7 @@ def error_table(images: list, predictions: list) -> dict:
         reference is absent.
     """
     energy, energy_total, stress = [], [], []
-    forces = {}
+    forces: dict[str, list[np.ndarray]] = {}
     for atoms, result in zip(images, predictions):
         e_ref = reference(atoms, "energy")
         if e_ref is not None:
@@ -114,7 +124,7 @@ def error_table(images: list, predictions: list) -> dict:
     return table
 
 
-def format_table(table: dict) -> str:
+def format_table(table: dict[str, dict[str, Any]]) -> str:
     """The error table as aligned text lines (what ``amp-eval`` prints)."""
     lines = ["%-16s %-8s %8s %12s %12s" % ("quantity", "unit", "count",
                                            "MAE", "RMSE")]
@@ -127,7 +137,8 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
-def write_predictions(path: str, images: list, predictions: list,
+def write_predictions(path: str, images: list[Atoms],
+                      predictions: list[dict[str, Any]],
                       overwrite: bool = False) -> None:
     """Write the frames with the model's results to extended XYZ.
 
@@ -198,7 +209,7 @@ def _parser():
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run ``amp-eval``; return the exit code (0 on success, 1 when the
     model or data cannot be used, 2 for bad arguments).
 

@@ -8,19 +8,25 @@ validation frames and writes ``<label>.amp``, ``<label>-log.txt`` and the
 plots ``<label>-convergence.png`` and ``<label>-parity.png``.
 """
 
+from __future__ import annotations
+
 import argparse
 import contextlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .config import ConfigError, apply_overrides, read_config
 from .data import DataFileError, read_images, split_validation
 
+if TYPE_CHECKING:
+    from .. import Amp
+
 __all__ = ["build_calculator", "train", "main"]
 
 
-def build_calculator(config: dict):
+def build_calculator(config: dict[str, Any]) -> Amp:
     """The :class:`amp.Amp` calculator a configuration describes.
 
     Parameters
@@ -75,7 +81,8 @@ def _label_file(calc, suffix):
     return make_filename(calc.label, suffix)
 
 
-def train(config: dict, out=print) -> dict:
+def train(config: dict[str, Any], out: Callable[[str], Any] = print
+          ) -> dict[str, Any]:
     """Train as ``amp-train`` does and return what it made.
 
     Parameters
@@ -259,7 +266,7 @@ def _with_shortcuts(config, shortcuts):
 
 
 @contextlib.contextmanager
-def stderr_logging(verbose: bool = False):
+def stderr_logging(verbose: bool = False) -> Iterator[logging.Handler]:
     """Show the ``amp`` loggers' records on standard error for the
     duration of a command: warnings always, every line with ``verbose``.
     The handler is removed afterwards."""
@@ -279,7 +286,7 @@ def stderr_logging(verbose: bool = False):
         logger.setLevel(level)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run ``amp-train``; return the exit code (0 trained and converged, 1
     not converged or the configuration or data cannot be used, 2 bad
     arguments).
