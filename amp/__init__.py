@@ -9,6 +9,7 @@ per-atom energies, forces and stress for MD and relaxations.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -27,6 +28,7 @@ from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
 
 from . import potential  # noqa: E402
 from .store import modelfile  # noqa: E402
+from .store.locks import owner_lock  # noqa: E402
 from .utilities import Logger, hash_images, make_filename, now  # noqa: E402
 from .importing import importhelper  # noqa: E402,F401  (Amp's name)
 
@@ -71,6 +73,19 @@ def _check_training_images(images, forces):
                     "force_coefficient=None" % (name, error)) from error
             if not np.all(np.isfinite(f)):
                 raise ValueError("%s has NaN or infinite forces" % name)
+
+
+def _named_class(parameters, default):
+    """The class a model file's ``importname`` names, through the
+    allow-list (the ``default`` importname when there is none)."""
+    from .importing import IMPORTNAMES, importhelper
+
+    name = parameters.get("importname", default)
+    if name not in IMPORTNAMES:
+        raise modelfile.ModelFileError(
+            "the model file names %r, which this library does not provide "
+            "(known: %s)" % (name, ", ".join(sorted(IMPORTNAMES))))
+    return importhelper(name)
 
 
 class Amp(Calculator):
@@ -130,6 +145,7 @@ class Amp(Calculator):
         self.model = model
         self.dblabel = dblabel
         self._fingerprint_store = None
+        self._archive = None
         self.cores = cores
         self.envcommand = envcommand
         self.logging = logging
@@ -170,7 +186,7 @@ class Amp(Calculator):
         if self.dblabel is not None:
             store = self._store(self.dblabel)
         self.results = potential.evaluate(self.descriptor, self.model,
-                                          self.atoms, store)
+                                          self.atoms, store, properties)
 
     def _store(self, dblabel, images=None):
         """The fingerprint store of ``dblabel``, opened once and kept."""
@@ -183,15 +199,19 @@ class Amp(Calculator):
 
     # Training ------------------------------------------------------------
 
-    def _open_log(self):
+    def _make_label_folder(self):
         filename = make_filename(self.label, "-log.txt")
         if filename is not None and os.path.dirname(filename):
             # Like ASE's file calculators: the label's folder is created.
             os.makedirs(os.path.dirname(filename), exist_ok=True)
+
+    def _open_log(self):
+        filename = make_filename(self.label, "-log.txt")
+        self._make_label_folder()
         if self.logging and filename is not None:
-            self._log = Logger(filename, name="amp.training")
+            self._log = Logger(filename, name="amp.trainlog")
         else:
-            self._log = Logger(None, name="amp.training")
+            self._log = Logger(None, name="amp.trainlog")
         return self._log
 
     def _log_header(self, log):
@@ -229,10 +249,11 @@ class Amp(Calculator):
             loose.
         memory_limit : int, float or str, optional
             Memory (bytes, or e.g. ``'8 GB'``) that force training may use
-            for fingerprint derivatives on this machine; by default the
+            for fingerprint derivatives on this machine (and a
+            ``KernelRidge`` model for its kernel matrices); by default the
             memory available when training starts. Their size is estimated
-            from the neighbour lists and logged before anything is
-            computed.
+            from the neighbour lists (and atom counts) and logged before
+            anything is computed.
 
         Raises
         ------
@@ -242,12 +263,13 @@ class Amp(Calculator):
             ``<label>-untrained-parameters.amp``.
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
+        amp.store.locks.InUseError
+            Another running training uses this label (the message names
+            its pid); raised before anything is written.
         amp.descriptor.budget.TrainingMemoryError
-            The fingerprint derivatives would need more than
-            ``memory_limit``; raised before anything is computed.
+            The fingerprint derivatives (or kernel matrices) would need more
+            than ``memory_limit``; raised before anything is computed.
         """
-        from .model import TrainingConvergenceError
-
         _refuse_no_images(images)
         if self.label is None:
             raise ValueError("train() needs a label: it writes <label>.amp "
@@ -257,6 +279,23 @@ class Amp(Calculator):
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
                                   "replace it" % filename)
+        self._make_label_folder()
+        # One training per label: a second is refused here, not after it
+        # has trained into the first one's log and files.
+        lock = make_filename(self.label, ".lock")
+        with owner_lock(lock, "label %r" % self.label) if lock else \
+                contextlib.nullcontext():
+            try:
+                return self._train(images, filename, overwrite,
+                                   compress_databases, memory_limit)
+            finally:
+                self._finish_archive()
+
+    def _train(self, images, filename, overwrite, compress_databases,
+               memory_limit):
+        """The body of :meth:`train`, under the label's lock."""
+        from .model import TrainingConvergenceError
+
         log = self._open_log()
         self._log_header(log)
         images = hash_images(images, log=log)
@@ -270,6 +309,8 @@ class Amp(Calculator):
             check_energy_force_units(images)
         from .parallel import pool_for
 
+        if hasattr(self.model, "check_memory"):  # a kernel model's matrices
+            self.model.check_memory(images, memory_limit, log)
         # One pool (or None) for the fingerprints and the whole fit; its
         # workers start when first needed and stop when training ends,
         # however it ends.
@@ -285,7 +326,7 @@ class Amp(Calculator):
                                   compress_databases)
         if not converged:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
-            self.save(untrained, overwrite=True)
+            self._save_result(untrained, True, log)
             log("Not converged; parameters saved to %s." % untrained)
             reason = getattr(getattr(self.model, "regressor", None),
                              "stop_reason", None) or \
@@ -293,7 +334,7 @@ class Amp(Calculator):
             raise TrainingConvergenceError(
                 "training did not converge: %s; the parameters reached are "
                 "in %s" % (reason.rstrip("."), untrained))
-        self.save(filename, overwrite=overwrite)
+        self._save_result(filename, overwrite, log)
         log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
         if os.path.exists(checkpoint):
@@ -338,7 +379,11 @@ class Amp(Calculator):
                 # Amp's wording: its log readers skip this line.
                 log("Saving checkpoint data. Step %i, %s." % (step,
                                                               checkpoint))
-                self.save(checkpoint, overwrite=True)
+                try:
+                    self.save(checkpoint, overwrite=True)
+                except OSError as error:  # optional: training goes on
+                    log("Could not save the checkpoint (%s); training goes "
+                        "on." % error)
 
         try:
             return self.model.regress(log, pool, on_step)
@@ -347,8 +392,50 @@ class Amp(Calculator):
             log("Interrupted; parameters saved to %s." % checkpoint)
             raise
         finally:
-            if archive is not None:
-                archive.finish()
+            # Optional clean-up: train() waits for it after writing the
+            # model, and a failure is only logged.
+            self._archive = archive
+
+    def _finish_archive(self):
+        """Wait for the background compression of the databases, if one
+        ran; its failure (e.g. a full disk) is logged, never raised."""
+        archive, self._archive = getattr(self, "_archive", None), None
+        if archive is not None:
+            archive.finish()
+
+    def _save_result(self, filename, overwrite, log):
+        """Write what training reached to ``filename``, before any clean-up.
+
+        When the disk is full while the databases are being compressed,
+        the compression is waited for (it gives its room back) and the
+        file written again. If it still cannot be written the parameters
+        stay in this calculator, and the error says so.
+        """
+        try:
+            self.save(filename, overwrite=overwrite)
+            return
+        except FileExistsError:
+            raise
+        except OSError as error:
+            if getattr(self, "_archive", None) is None:
+                raise self._unsaved(filename, error) from error
+            log("Could not write %s while the databases were being "
+                "compressed (%s); waiting for the compression, then writing "
+                "it again." % (filename, error))
+        self._finish_archive()
+        try:
+            self.save(filename, overwrite=overwrite)
+        except FileExistsError:
+            raise
+        except OSError as error:
+            raise self._unsaved(filename, error) from error
+
+    @staticmethod
+    def _unsaved(filename, error):
+        return type(error)(error.errno, "cannot write %s (%s); the trained "
+                           "parameters are still in this calculator: make "
+                           "room and call its save()" % (filename,
+                                                         error.strerror))
 
     def _resume_from_checkpoint(self, log):
         """Continue from ``<label>-checkpoint.amp`` when it matches."""
@@ -372,6 +459,27 @@ class Amp(Calculator):
         self.model.vector = type(self.model).fromdict(model).vector
         log("Resuming from checkpoint %s." % path)
 
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
+        """What ASE records as the calculator's parameters (an ``ase.db``
+        row's ``calculator_parameters``, each trajectory frame): the
+        descriptor's and the model's settings and a SHA-256 digest of
+        everything the ``.amp`` file holds, which tells two models apart.
+        The trained parameters themselves stay in the ``.amp`` file.
+        """
+        import hashlib
+        import json
+
+        descriptor, model = self.descriptor.todict(), self.model.todict()
+        digest = hashlib.sha256(json.dumps(
+            [descriptor, model], sort_keys=True).encode()).hexdigest()
+        return {"descriptor": {k: descriptor[k] for k in
+                               ("importname", "cutoff", "elements")
+                               if k in descriptor},
+                "model": {k: model[k] for k in
+                          ("importname", "hiddenlayers", "activation")
+                          if k in model},
+                "sha256": digest}
+
     # Files ---------------------------------------------------------------
 
     def save(self, filename: str | os.PathLike, overwrite: bool = False,
@@ -382,19 +490,25 @@ class Amp(Calculator):
         ----------
         filename : str
         overwrite : bool
-        format : {'json', 'amp1'}
-            This library's JSON file, or Amp 1.x's Python-literal text
-            (:mod:`amp.store.amp1`) for colleagues still on Amp 1.x; this
-            library reads both.
+        format : {'json', 'amp1', 'n2p2'}
+            This library's JSON file, Amp 1.x's Python-literal text
+            (:mod:`amp.store.amp1`) for colleagues still on Amp 1.x (this
+            library reads both), or an n2p2 potential folder named
+            ``filename`` for n2p2 and LAMMPS's ``pair_style hdnnp``
+            (:func:`amp.n2p2.save`).
 
         Raises
         ------
         FileExistsError
             The file exists and ``overwrite`` is False (it is untouched).
         """
+        if format == "n2p2":
+            from .n2p2 import save
+
+            return save(self, filename, overwrite=overwrite)
         if format not in ("json", "amp1"):
-            raise ValueError("unknown model file format %r; 'json' or "
-                             "'amp1'" % (format,))
+            raise ValueError("unknown model file format %r; 'json', 'amp1' "
+                             "or 'n2p2'" % (format,))
         if format == "amp1":
             from .store import amp1
 
@@ -406,9 +520,8 @@ class Amp(Calculator):
                         overwrite=overwrite)
 
     @classmethod
-    def load(cls, file: str | os.PathLike | IO[bytes],
-             Descriptor: Any = None, Model: Any = None,
-             **kwargs: Any) -> Amp:
+    def load(cls, file: Any, Descriptor: Any = None, Model: Any = None,
+             format: str | None = None, **kwargs: Any) -> Amp:
         """Build a calculator from a ``.amp`` file (a path or file object).
 
         Parameters
@@ -417,16 +530,27 @@ class Amp(Calculator):
             This library's JSON files and Amp 1.x files are both read;
             neither is executed.
         Descriptor, Model : class, optional
-            Override the classes (default Gaussian and NeuralNetwork).
+            Override the classes (default: those the file names, through
+            the allow-list; Gaussian and NeuralNetwork when it names none).
+        format : {None, 'n2p2'}
+            ``'n2p2'``: ``file`` is an n2p2 potential folder, loaded by
+            :func:`amp.n2p2.load` (``cflength``, ``cfenergy`` and
+            ``ignore`` go with ``kwargs``).
         **kwargs
             Passed to :class:`Amp` (``label``, ``dblabel``, ``cores``, ...).
         """
-        from .descriptor.gaussian import Gaussian
-        from .model.neuralnetwork import NeuralNetwork
+        if format == "n2p2":
+            from .n2p2 import load
 
+            return load(file, **kwargs)
+        if format is not None:
+            raise ValueError("unknown model file format %r; None (a .amp "
+                             "file) or 'n2p2'" % (format,))
         descriptor_dict, model_dict = modelfile.read(file)
-        Descriptor = Descriptor or Gaussian
-        Model = Model or NeuralNetwork
+        Descriptor = Descriptor or _named_class(
+            descriptor_dict, ".descriptor.gaussian.Gaussian")
+        Model = Model or _named_class(
+            model_dict, ".model.neuralnetwork.NeuralNetwork")
         try:
             descriptor = Descriptor.fromdict(descriptor_dict)
             model = Model.fromdict(model_dict)

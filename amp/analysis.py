@@ -277,6 +277,12 @@ class _AttachedLoss:
                  dblabel=None):
         from .model import LossFunction
 
+        if getattr(type(calc.model), "separate_forces", False):
+            raise ValueError(
+                "calc_rmse and plot_sensitivity evaluate a neural network's "
+                "loss function over its parameters; a %s model has none. "
+                "Its errors on images: plot_parity_and_error(calc, images, "
+                "returndata=True)" % type(calc.model).__name__)
         self.calc = calc
         self.images = images
         self.dblabel = dblabel

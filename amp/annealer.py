@@ -259,6 +259,27 @@ class Annealer:
         """Metropolis: always downhill, uphill with ``exp(-dL / T)``."""
         return dL <= 0.0 or math.exp(-dL / T) >= self.rng.random()
 
+    def _trial(self, T, kept_state, kept_loss):
+        """One Metropolis trial at temperature ``T``: a move from the
+        current state (``kept_state``, of loss ``kept_loss``), kept or
+        undone by :meth:`_accept`.
+
+        Returns
+        -------
+        kept_state, kept_loss : ndarray, float
+            The state and loss after the trial (a copy of the new state
+            when the move is accepted).
+        accepted, improved : bool
+            Whether the move was accepted, and whether it lowered the loss.
+        """
+        self.move()
+        L = self.energy()
+        dL = L - kept_loss
+        if not self._accept(dL, T):
+            self.state = self.copy_state(kept_state)
+            return kept_state, kept_loss, False, False
+        return self.copy_state(self.state), L, True, dL < 0.0
+
     def anneal(self) -> tuple[Any, float]:
         """Anneal from :attr:`Tmax` to :attr:`Tmin` over :attr:`steps`
         moves.
@@ -286,20 +307,15 @@ class Annealer:
         while self.step < self.steps - 1 and not self.user_exit:
             self.step += 1
             T = self.Tmax * math.exp(cooling * self.step / self.steps)
-            self.move()
-            L = self.energy()
-            dL = L - previous_loss
+            previous_state, L, accepted, improved = self._trial(
+                T, previous_state, previous_loss)
+            previous_loss = L
             trials += 1
-            if not self._accept(dL, T):
-                self.state = self.copy_state(previous_state)
-                L = previous_loss
-            else:
-                accepts += 1
-                improves += dL < 0.0
-                previous_state, previous_loss = self.copy_state(self.state), L
-                if L < self.best_loss:
-                    self.best_state = self.copy_state(self.state)
-                    self.best_loss = L
+            accepts += accepted
+            improves += improved
+            if accepted and L < self.best_loss:
+                self.best_state = self.copy_state(self.state)
+                self.best_loss = L
             if wavelength and self.step // wavelength > \
                     (self.step - 1) // wavelength:
                 self.update(self.step, T, L, accepts / trials,
@@ -333,20 +349,13 @@ class Annealer:
         """
         def run(T, n):
             L = self.energy()
-            previous_state, previous_loss = self.copy_state(self.state), L
+            previous_state = self.copy_state(self.state)
             accepts = improves = 0
             for _ in range(n):
-                self.move()
-                L = self.energy()
-                dL = L - previous_loss
-                if not self._accept(dL, T):
-                    self.state = self.copy_state(previous_state)
-                    L = previous_loss
-                else:
-                    accepts += 1
-                    improves += dL < 0.0
-                    previous_state = self.copy_state(self.state)
-                    previous_loss = L
+                previous_state, L, accepted, improved = self._trial(
+                    T, previous_state, L)
+                accepts += accepted
+                improves += improved
             return L, accepts / n, improves / n
 
         self.start = time.time()

@@ -23,6 +23,7 @@ LIBRARY_NAMES = {
     "Cosine": "amp.descriptor.cutoffs:Cosine",
     "Polynomial": "amp.descriptor.cutoffs:Polynomial",
     "NeuralNetwork": "amp.model.neuralnetwork:NeuralNetwork",
+    "KernelRidge": "amp.model.kernelridge:KernelRidge",
     "LossFunction": "amp.model:LossFunction",
     "Regressor": "amp.regression:Regressor",
     "BootStrap": "amp.stats.bootstrap:BootStrap",
@@ -34,6 +35,7 @@ IMPORTNAMES = {
     ".descriptor.cutoffs.Cosine": "Cosine",
     ".descriptor.cutoffs.Polynomial": "Polynomial",
     ".model.neuralnetwork.NeuralNetwork": "NeuralNetwork",
+    ".model.kernelridge.KernelRidge": "KernelRidge",
     ".model.LossFunction": "LossFunction",
     ".regression.Regressor": "Regressor",
 }

@@ -16,11 +16,21 @@ vectors ``r_e`` (from atom ``i[e]`` to an image of atom ``j[e]``):
   (:func:`amp.descriptor.fingerprints.entry_virial`), for cells periodic
   in all three directions.
 
+An image without atoms gets what ASE's own calculators (EMT, LJ) give:
+energy 0, forces of shape ``(0, 3)`` and, in a 3-D periodic cell, zero
+stress (:func:`results_without_atoms`); the neighbour search is never
+asked about it.
+
 Two paths give the same numbers (to round-off): the *fused* one, when the
 descriptor declares ``contracted_forces`` and the model
 ``block_evaluation``, contracts the derivatives with ``dE/dG`` while they
 are made and stores nothing; the *stored* one computes the fingerprints
 and their derivatives (or reads them from a fingerprint store) first.
+
+A model that declares ``separate_forces`` (Amp's ``KernelRidge``) predicts
+forces with a model of their own rather than as ``-dE/dr``: it is given
+the fingerprints (with derivatives when it has a force model) and returns
+atomic energies and forces itself; it gives no stress.
 """
 
 from __future__ import annotations
@@ -42,9 +52,15 @@ def fused_path(descriptor: Any, model: Any) -> bool:
                 and getattr(type(model), "block_evaluation", False))
 
 
-def image_fingerprints(descriptor: Any, atoms: Atoms,
-                       store: Any = None) -> Any:
-    """Fingerprints and derivatives of ``atoms``, through ``store`` if given.
+def separate_forces(model: Any) -> bool:
+    """Whether ``model`` declares forces of their own (not ``-dE/dr``)."""
+    return bool(getattr(type(model), "separate_forces", False))
+
+
+def image_fingerprints(descriptor: Any, atoms: Atoms, store: Any = None,
+                       derivatives: bool = True) -> Any:
+    """Fingerprints (and derivatives) of ``atoms``, through ``store`` if
+    given.
 
     Parameters
     ----------
@@ -53,19 +69,69 @@ def image_fingerprints(descriptor: Any, atoms: Atoms,
     store : FingerprintStore, optional
         From ``descriptor.open_store(dblabel)``: the fingerprints are read
         from it, or computed and kept there.
+    derivatives : bool
+        Also the fingerprint derivatives.
     """
     if store is None:
-        return descriptor.compute(atoms, True)
+        return descriptor.compute(atoms, derivatives)
     from .utilities import get_hash
 
     key = get_hash(atoms)
     descriptor.calculate_fingerprints({key: atoms}, store=store,
-                                      calculate_derivatives=True)
+                                      calculate_derivatives=derivatives)
     return store[key]
 
 
-def evaluate(descriptor: Any, model: Any, atoms: Atoms,
-             store: Any = None) -> dict[str, Any]:
+def results_without_atoms(atoms: Atoms, members: int | None = None
+                          ) -> dict[str, Any]:
+    """ASE's results for an image with no atoms, as ASE's EMT gives them.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Without atoms; its cell decides whether there is a stress.
+    members : int, optional
+        For a committee: every value gets a leading axis of this length
+        (and ``stress`` is None outside a 3-D periodic cell).
+
+    Returns
+    -------
+    dict
+        ``energy`` 0, ``energies`` and ``forces`` of no atoms and, for a
+        cell periodic in three directions, a zero ``stress``.
+    """
+    lead = () if members is None else (members,)
+    periodic = atoms.cell.rank == 3 and all(atoms.pbc)
+    results: dict[str, Any] = {"energies": np.zeros(lead + (0,)),
+                               "forces": np.zeros(lead + (0, 3))}
+    if members is None:
+        results["energy"] = results["free_energy"] = 0.0
+        if periodic:
+            results["stress"] = np.zeros(6)
+    else:
+        results["energy"] = np.zeros(members)
+        results["stress"] = np.zeros((members, 6)) if periodic else None
+    return results
+
+
+def _separate_forces_results(descriptor, model, atoms, store, properties):
+    """Results of a model with forces of their own (see the module
+    docstring); it raises for a property it cannot give."""
+    model.check_properties(properties)
+    model.prepare(descriptor)
+    forces = model.has_force_model
+    fingerprints = image_fingerprints(descriptor, atoms, store, forces)
+    atomic, predicted = model.predict(fingerprints, forces)
+    energy = float(np.sum(atomic))
+    results = {"energy": energy, "free_energy": energy,
+               "energies": np.asarray(atomic, dtype=float)}
+    if predicted is not None:
+        results["forces"] = predicted
+    return results
+
+
+def evaluate(descriptor: Any, model: Any, atoms: Atoms, store: Any = None,
+             properties: list[str] | None = None) -> dict[str, Any]:
     """Energy, per-atom energies, forces and stress of one image.
 
     Parameters
@@ -78,14 +144,24 @@ def evaluate(descriptor: Any, model: Any, atoms: Atoms,
     store : FingerprintStore, optional
         Keep the fingerprints there (a database with a ``dblabel``);
         without one nothing is stored or written.
+    properties : list of str, optional
+        What the caller asked for; a model with ``separate_forces`` raises
+        a clear error for one it cannot give (the others compute
+        everything whatever is asked).
 
     Returns
     -------
     dict
         ASE's results: ``energy``, ``free_energy``, ``energies``,
         ``forces`` and, for a cell periodic in three directions, ``stress``
-        (Voigt order, eV/A^3).
+        (Voigt order, eV/A^3); a model with ``separate_forces`` gives no
+        stress, and no forces when it has no force model.
     """
+    if len(atoms) == 0:
+        return results_without_atoms(atoms)
+    if separate_forces(model):
+        return _separate_forces_results(descriptor, model, atoms, store,
+                                        properties)
     if store is None and fused_path(descriptor, model):
         atomic = np.empty(len(atoms))
         evaluate_block = model.block_evaluator()

@@ -8,6 +8,7 @@ at the end.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -107,7 +108,7 @@ class Logger:
         A path (opened for appending), an open file, or ``None`` to write
         no file (the records are still made).
     name : str
-        The ``logging`` logger of the records (``'amp.training'`` for
+        The ``logging`` logger of the records (``'amp.trainlog'`` for
         :meth:`amp.Amp.train`).
 
     Examples
@@ -156,8 +157,17 @@ class Logger:
             if label in self._tics:
                 message += " %.1f sec." % self.toc(label)
         if self.file is not None:
-            self.file.write(message + "\n")
-            self.file.flush()
+            try:
+                self.file.write(message + "\n")
+                self.file.flush()
+            except OSError as error:
+                # A full disk must not end a training over its log.
+                logging.getLogger("amp").warning(
+                    "cannot write the log %s (%s); its later lines are "
+                    "dropped", getattr(self.file, "name", "file"), error)
+                with contextlib.suppress(OSError):
+                    self.close()
+                self.file = None
         logger = logging.getLogger(self.name)
         level = (logging.WARNING if message.lstrip()[:7].lower() == "warning"
                  else logging.INFO)

@@ -63,8 +63,7 @@ def main():
     for repeat, tries in ((3, 20), (5, 5), (8, 3)):
         atoms = cell(repeat)
         n = len(atoms)
-        descriptor = Gaussian(cutoff=6.5, elements=["Cu"])
-        descriptor._ensure_parameters({"x": atoms})
+        descriptor = Gaussian(cutoff=6.5, elements=["Cu"]).resolve([atoms])
         nl_time, _ = best_of(lambda: atoms_neighbor_list(atoms, 6.5), tries)
         fp_time, _ = best_of(lambda: descriptor.compute(atoms), tries)
         fpp_time, fp = best_of(lambda: descriptor.compute(atoms, True), tries)

@@ -83,8 +83,8 @@ def bench_worker_start(repeats=3):
 
 def bench_fingerprints(pool, repeats=2):
     images = copper_images()
-    descriptor = Gaussian(cutoff=6.5, elements=["Cu"])
-    descriptor._ensure_parameters(images)  # fixes the default Gs
+    # the default Gs fixed
+    descriptor = Gaussian(cutoff=6.5, elements=["Cu"]).resolve(images)
     job, setup = fingerprint_job(descriptor, derivatives=True)
     serial, parallel = [], []
     for _ in range(repeats):
@@ -149,7 +149,6 @@ def bench_loss_gradient(pool, images, name, repeats=200, floor=None):
     the serial time of one half of the images and the speed-up bound
     ``serial / (half share + floor)``."""
     from amp.model import LossFunction
-    from amp.model._shares import WorkerBatches
     from amp.model.neuralnetwork import NeuralNetwork
     from amp.utilities import Logger
 
@@ -157,38 +156,35 @@ def bench_loss_gradient(pool, images, name, repeats=200, floor=None):
     descriptor = Gaussian()
     descriptor.calculate_fingerprints(images, calculate_derivatives=True)
 
-    def loss():
+    def loss(use_workers=None):
         model = NeuralNetwork(hiddenlayers=(5, 5), randomseed=0)
         model.lossfunction = LossFunction(
             convergence={"energy_rmse": 0.02, "force_rmse": 0.3},
-            raise_ConvergenceOccurred=False, log_losses=False)
+            raise_ConvergenceOccurred=False, log_losses=False,
+            use_workers=use_workers)
         model.fit(images, descriptor, Logger(None), {"cores": 1},
                   only_setup=True)
         return model.vector, model.lossfunction
 
     vector, serial = loss()
     _, checked = loss()
-    _, forced = loss()
+    _, forced = loss(use_workers=True)
     reference = serial.calculate_loss(vector, True)
     times = {"serial": [], "2_cores": [], "2_workers_forced": []}
     with checked.evaluator(pool):
         decision = "workers" if checked._workers.job is not None \
             else "serial"
-        WorkerBatches.payoff_check = False
-        try:
-            with forced.evaluator(pool):
-                result = forced.calculate_loss(vector, True)
-                assert abs(result["loss"] - reference["loss"]) <= \
-                    1e-12 * reference["loss"]
-                for _ in range(repeats):
-                    for how, lossfunction in (("serial", serial),
-                                              ("2_cores", checked),
-                                              ("2_workers_forced", forced)):
-                        start = time.perf_counter()
-                        lossfunction.calculate_loss(vector, True)
-                        times[how].append(time.perf_counter() - start)
-        finally:
-            WorkerBatches.payoff_check = True
+        with forced.evaluator(pool):
+            result = forced.calculate_loss(vector, True)
+            assert abs(result["loss"] - reference["loss"]) <= \
+                1e-12 * reference["loss"]
+            for _ in range(repeats):
+                for how, lossfunction in (("serial", serial),
+                                          ("2_cores", checked),
+                                          ("2_workers_forced", forced)):
+                    start = time.perf_counter()
+                    lossfunction.calculate_loss(vector, True)
+                    times[how].append(time.perf_counter() - start)
     medians = {how: np.median(values) for how, values in times.items()}
     for how, median in medians.items():
         print("loss_and_gradient_forces_%s_%s %.2f ms"

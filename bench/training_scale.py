@@ -214,10 +214,11 @@ def train_child(cores, optimizer):
 
         setattr(owner, name, wrapper)
 
-    from amp.descriptor.fingerprint_store import BackgroundArchive
+    from amp.descriptor.fingerprint_store import (BackgroundArchive,
+                                                  DatabaseStore)
 
     timed(Gaussian, "calculate_fingerprints", "fingerprints")
-    timed(Gaussian, "archive_databases", "archive_work")
+    timed(DatabaseStore, "archive", "archive_work")
     timed(BackgroundArchive, "finish", "compression")
     timed(NeuralNetwork, "get_loss", "evaluations")
     timed(Regressor, "regress", "regress")
@@ -232,15 +233,15 @@ def train_child(cores, optimizer):
     from amp.model._shares import WorkerBatches
 
     checks = []
-    start_shares = WorkerBatches._start
+    start_shares = WorkerBatches.__init__
 
-    def checked(self, *args):
+    def checked(self, *args, **kwargs):
         try:
-            return start_shares(self, *args)
+            return start_shares(self, *args, **kwargs)
         finally:
             checks.append(dict(self.timings))
 
-    WorkerBatches._start = checked
+    WorkerBatches.__init__ = checked
     if optimizer == "scipy":
         from scipy.optimize import minimize
 

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT
@@ -474,3 +475,35 @@ def test_inference_takes_the_fused_path_and_agrees_with_the_stored(
     assert fused["energy"] == pytest.approx(stored["energy"], abs=1e-12)
     np.testing.assert_allclose(fused["forces"], stored["forces"], rtol=0,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", [None, [5.0, 5.0, 5.0]])
+def test_an_image_without_atoms_gives_what_ase_calculators_give(
+        trained, tmp_path, cell):
+    """Energy 0, forces of shape (0, 3) and, in a 3-D periodic cell, zero
+    stress -- the answer of ASE's own EMT -- from the calculator, with a
+    fingerprint database, and from an ensemble."""
+    from amp.stats.ensemble import Ensemble, EnsembleCalculator
+
+    first, second = Amp.load(trained), Amp.load(trained)
+    second.model.vector = second.model.vector * 1.01
+    calculators = [Amp.load(trained),
+                   Amp.load(trained, dblabel=str(tmp_path / "db")),
+                   EnsembleCalculator(Ensemble(first.descriptor,
+                                               [first.model, second.model]))]
+    empty = Atoms(cell=cell, pbc=cell is not None)
+    reference = empty.copy()
+    reference.calc = EMT()
+    for calc in calculators:
+        atoms = empty.copy()
+        atoms.calc = calc
+        assert atoms.get_potential_energy() == 0.0
+        assert atoms.get_forces().shape == (0, 3)
+        assert calc.results["energies"].shape == (0,)
+        if cell is None:
+            with pytest.raises(PropertyNotImplementedError):
+                atoms.get_stress()
+        else:
+            np.testing.assert_array_equal(atoms.get_stress(),
+                                          reference.get_stress())
+    assert reference.get_potential_energy() == 0.0

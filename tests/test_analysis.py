@@ -370,7 +370,26 @@ def test_fingerprint_plot(tmp_path, trained):
          overwrite=True)
     assert not_blank(png)
     with pytest.raises(FileExistsError):
-        plot(images, png)
+        plot(images, png, overwrite=False)
+
+
+def test_fingerprint_plot_rewrites_its_file_as_amps(tmp_path, monkeypatch,
+                                                   trained):
+    # The calls of Amp 1.x's misc_test/fpplot_test.py: the default file
+    # name three times, a whole image as the overlay, then two atoms.
+    label, images = trained
+    calc = Amp.load(label + ".amp")
+    monkeypatch.chdir(tmp_path)
+    fpplot = FingerprintPlot(calc)
+    fpplot(images)
+    first = os.path.getsize("fingerprints.pdf")
+    fpplot(images, overlay=images[0])
+    assert os.path.getsize("fingerprints.pdf") != first  # a second set drawn
+    assert sorted(os.listdir(tmp_path)) == ["fingerprints.pdf"]
+    fpplot(images, overlay=[images[1][2], images[0][-1]])
+    assert os.path.getsize("fingerprints.pdf") > 0
+    np.testing.assert_array_equal(
+        fpplot.data["Cu"][:7], calc.descriptor.compute(images[0]).values["Cu"])
 
 
 def test_node_plot_output_layer_gives_atomic_energies(tmp_path, trained):

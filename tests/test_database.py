@@ -498,6 +498,60 @@ def test_truncated_archive_keeps_its_readable_members(tmp_path):
     assert FileDatabase(db.path).keys() == []
 
 
+@pytest.mark.parametrize("shape", ["one gzip member", "three members",
+                                   "truncated"])
+def test_archive_is_read_without_a_copy_when_there_is_no_room(
+        tmp_path, monkeypatch, shape):
+    """When the inflated copy cannot be written, the archive is read from
+    the compressed file (zlib checkpoints, bounded memory): every member
+    gives the same bytes as through the copy, read in any order."""
+    import random
+    import zlib
+
+    from amp.store import archive, gzipseek
+
+    db = FileDatabase(str(tmp_path / "db"))
+    rng = np.random.default_rng(3)
+    db.update({"k%03d" % n: rng.integers(0, 50, size=rng.integers(1, 3000))
+               for n in range(120)})
+    db.archive()
+    tar = gzip.decompress(open(db.tarpath, "rb").read())
+    if shape == "three members":
+        cuts = [0, 12345, len(tar) // 2 + 7, len(tar)]
+        parts = []
+        for a, b in zip(cuts, cuts[1:]):
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+            parts.append(packer.compress(tar[a:b]) + packer.flush())
+        open(db.tarpath, "wb").write(b"".join(parts))
+    elif shape == "truncated":
+        data = open(db.tarpath, "rb").read()
+        open(db.tarpath, "wb").write(data[:len(data) * 2 // 3])
+    expected = FileDatabase(db.path)
+    keys = expected.keys()
+    assert len(keys) > 30
+    values = {key: expected[key] for key in keys}
+
+    def no_room(self, data):
+        raise archive._NoRoom(OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(archive._Spool, "write", no_room)
+    monkeypatch.setattr(gzipseek.InflatedView, "SPACING", 4096)
+    monkeypatch.setattr(gzipseek.InflatedView, "TAIL_BYTES", 8192)
+    monkeypatch.setattr(gzipseek.InflatedView, "MAX_CHECKPOINTS", 2)
+    log = Messages()
+    reader = FileDatabase(db.path, log=log)
+    assert reader.keys() == keys
+    assert any("no room for its inflated copy" in m for m in log)
+    order = list(keys) * 2
+    random.Random(5).shuffle(order)
+    for key in order:
+        reader._memdict.clear()
+        assert_same(values[key], reader[key])
+    view = reader._archive_index()._spool
+    assert isinstance(view, gzipseek.InflatedView)
+    assert len(view._checkpoints) <= 2 and view.spacing > 4096
+
+
 def test_archive_recovers_what_a_crashed_archiver_left(tmp_path):
     db = FileDatabase(str(tmp_path / "db"))
     db["a"] = 1

@@ -3,6 +3,7 @@ inside functions): nothing imports upwards, and importing the package
 changes nothing in the host process."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,7 @@ FLOORS = {
     "amp.analysis": 6,
     "amp.stats": 6,
     "amp": 6,            # the calculator, amp/__init__.py
+    "amp.engines": 6,    # LAMMPS and i-PI couplings of the calculators
     "amp.cli": 7,
     "amp.commands": 7,
     "amp.__main__": 7,   # python -m amp
@@ -149,6 +151,20 @@ def test_contributing_gives_these_floors():
         for name in cells[1].split(","):
             documented[name.strip().strip("`")] = int(cells[0])
     assert documented == FLOORS
+
+
+def test_every_package_says_what_it_must_not_import():
+    import importlib
+
+    silent = []
+    for dotted, path in modules():
+        if not path.endswith("__init__.py") or dotted == "amp":
+            continue
+        doc = importlib.import_module(dotted).__doc__ or ""
+        if not re.search(r"must not import|imports nothing", " ".join(
+                doc.split())):
+            silent.append(dotted)
+    assert silent == []
 
 
 def test_store_and_descriptor_know_nothing_above_them():

@@ -152,7 +152,7 @@ def test_plotconvergence_names_a_file_that_is_not_a_log(tmp_path, capsys):
 def test_logger_makes_records_and_keeps_the_file_format(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="amp")
     path = tmp_path / "log.txt"
-    log = Logger(str(path), name="amp.training")
+    log = Logger(str(path), name="amp.trainlog")
     log(" Step 1", tic="t")
     log("Warning: duplicate image (identical hash x).")
     log("done", toc="t")
@@ -163,8 +163,8 @@ def test_logger_makes_records_and_keeps_the_file_format(tmp_path, caplog):
     assert lines[2].startswith("done ") and lines[2].endswith(" sec.")
     records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert records[:2] == [
-        ("amp.training", logging.INFO, "Step 1"),
-        ("amp.training", logging.WARNING,
+        ("amp.trainlog", logging.INFO, "Step 1"),
+        ("amp.trainlog", logging.WARNING,
          "Warning: duplicate image (identical hash x).")]
     assert records[2][2] == lines[2]
 
@@ -177,7 +177,7 @@ def test_training_is_logged_and_prints_nothing(tmp_path, caplog, capfd):
         convergence={"energy_rmse": 10.0, "force_rmse": None})
     calc.train(_path(4))
     training = [r.getMessage() for r in caplog.records
-                if r.name == "amp.training"]
+                if r.name == "amp.trainlog"]
     assert "Amp training started." in training[1]
     assert "...optimization successful." in " ".join(training)
     log_lines = [line.strip() for line in

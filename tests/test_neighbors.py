@@ -116,3 +116,23 @@ def test_available_memory_is_a_positive_number():
 
     available = available_memory()
     assert available is None or available > 0
+
+
+@pytest.mark.parametrize("pbc", [True, False])
+def test_image_without_atoms_has_no_entries(pbc):
+    nl = atoms_neighbor_list(Atoms(cell=np.eye(3) * 5.0, pbc=pbc), 3.0)
+    assert (len(nl.i), len(nl.j), nl.n_atoms) == (0, 0, 0)
+    assert nl.offsets.shape == nl.vectors.shape == (0, 3)
+    assert nl.first_entry.tolist() == [0]
+
+
+def test_image_name_is_computed_only_for_an_error():
+    def never():
+        raise AssertionError("the name was computed without an error")
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    nl = neighbor_list(cu.positions, cu.cell, cu.pbc, 3.0, image=never)
+    assert len(nl.i) == 4 * 12
+    with pytest.raises(ValueError, match="^the named one has atoms 0 and 1"):
+        neighbor_list([[0, 0, 0], [0, 0, 0]], np.zeros((3, 3)), [False] * 3,
+                      3.0, image=lambda: "the named one")

@@ -84,6 +84,53 @@ def test_sge_pbs_lsf(monkeypatch, tmp_path):
     assert assign_cores(None) == {"x": 8, "y": 4}
 
 
+@pytest.mark.parametrize("host", [
+    "-oProxyCommand=touch${IFS}MARK 127.1", "-oProxyCommand=touch MARK",
+    "-x", "a b", "a;b", "a`b`", "$(touch MARK)", "host\n", "", "a..b",
+    ".a", "a" * 64, "x" * 254, "h\u00e9te", "user@host"])
+def test_host_names_that_are_not_host_names_are_refused(tmp_path,
+                                                         monkeypatch, host):
+    """A host name reaches ssh and a remote shell: anything that is not a
+    host name (an option, a command) is refused before ssh runs."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="not a host name"):
+        WorkerPool(cores={host: 1}, start_timeout=10).start()
+    with pytest.raises(ValueError, match="not a host name"):
+        assign_cores({host: 1})
+    monkeypatch.setenv("PBS_NODEFILE", str(tmp_path / "nodes"))
+    (tmp_path / "nodes").write_text(host + "\n")
+    for name in ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "PE_HOSTFILE"):
+        monkeypatch.delenv(name, raising=False)
+    if host and host.split() == [host]:  # a node file has one per line
+        with pytest.raises(ValueError, match="not a host name"):
+            assign_cores(None)
+    assert os.listdir(tmp_path) == ["nodes"]  # no MARK: nothing ran
+
+
+def test_host_names_pass_and_go_to_ssh_after_double_dash(monkeypatch):
+    from pexpect import pxssh
+
+    from amp.parallel.launch import login
+
+    for host in ("localhost", "node01", "node-1.cluster.example.org.",
+                 "10.0.0.1", "::1", "fe80::1%eth0", "amp-ssh-test",
+                 "my_alias", "N" * 63):
+        assert assign_cores({host: 1}) == {host: 1}
+    calls = []
+
+    def recording(self, server, *args, **kwargs):
+        calls.append(server)
+        raise pxssh.ExceptionPxssh("recorded")
+
+    monkeypatch.setattr(pxssh.pxssh, "login", recording)
+    with pytest.raises(WorkerError):
+        login("node-1.example.org", 5)
+    assert calls == ["-- node-1.example.org"]
+    with pytest.raises(ValueError, match="not a host name"):
+        login("-oProxyCommand=x", 5)
+    assert len(calls) == 1
+
+
 def test_make_sublists_and_message_dictionary():
     master = list(range(11))
     sublists = make_sublists(master, 3)
@@ -230,48 +277,113 @@ def test_worker_error_is_reported(pool):
 
 
 def test_rogue_client_is_dropped_and_logged(pool, caplog):
+    """A peer without the run's secret is refused at its connection: with
+    no credentials (another ZMQ mechanism) silently, with guessed ones
+    logged. A peer admitted to the socket must still answer the challenge
+    and speak the protocol, or it is dropped (logged) and never served."""
+    from amp.parallel import gate
     from amp.parallel.master import _Peer
 
-    # A slot for a worker that has not connected yet, which the rogue
-    # tries to take without knowing the secret.
+    # A slot for a worker that has not connected yet, which the rogues
+    # try to take.
     pool.peers.append(_Peer(len(pool.peers), "localhost"))
     pool.peers[-1].alive = False
+    endpoint = pool.server.last_endpoint.decode()
     context = zmq.Context()
-    rogue = context.socket(zmq.DEALER)
-    rogue.linger = 0
-    rogue.connect(pool.server.last_endpoint.decode())
+
+    def socket(username=None, password=None, admitted=False):
+        made = context.socket(zmq.DEALER)
+        made.linger = 0
+        if admitted:
+            gate.secure_worker_socket(made, pool.secret)
+        elif username is not None:
+            made.plain_username, made.plain_password = username, password
+        made.connect(endpoint)
+        return made
+
+    hello = _wire.encode({"subject": "hello", "id": len(pool.peers) - 1})
+    stranger = socket()
+    guesser = socket(b"amp:" + b"0" * 32, b"0" * 64)
+    insider = socket(admitted=True)
+    garbage = socket(admitted=True)
     try:
-        rogue.send_multipart(_wire.encode({"subject": "hello",
-                                           "id": len(pool.peers) - 1}))
+        for rogue in (stranger, guesser, insider):
+            rogue.send_multipart(hello)
         deadline = time.monotonic() + 10
-        while not rogue.poll(0) and time.monotonic() < deadline:
+        while not insider.poll(0) and time.monotonic() < deadline:
             pool._poll(0.1)
-        assert rogue.poll(0)
-        head, _ = _wire.decode(rogue.recv_multipart())
+        assert insider.poll(0)
+        head, _ = _wire.decode(insider.recv_multipart())
         assert head["subject"] == "challenge"
-        rogue.send_multipart(_wire.encode({"subject": "auth",
-                                           "proof": "0" * 64}))
-        rogue.send_multipart(_wire.encode({"subject": "map", "job": "x"}))
-        garbage = context.socket(zmq.DEALER)
-        garbage.linger = 0
-        garbage.connect(pool.server.last_endpoint.decode())
+        insider.send_multipart(_wire.encode({"subject": "auth",
+                                             "proof": "0" * 64}))
+        insider.send_multipart(_wire.encode({"subject": "map", "job": "x"}))
         garbage.send(b"\x80\x04\x95 not json")
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(
+        while time.monotonic() < deadline and (sum(
                 "Dropped unauthenticated" in r.message
-                for r in caplog.records) < 2:
+                for r in caplog.records) < 2 or "wrong credentials"
+                not in caplog.text):
             pool._poll(0.1)
         pool._poll(0.3)
-        assert not rogue.poll(300)  # nothing served
-        garbage.close()
+        for rogue in (stranger, guesser, insider, garbage):
+            assert not rogue.poll(300)  # nothing served
         assert sum("Dropped unauthenticated" in r.message
                    for r in caplog.records) == 2
         assert "wrong secret" in caplog.text
+        assert "Refused a connection from 127.0.0.1: wrong credentials" \
+            in caplog.text
     finally:
         pool.peers.pop()
-        rogue.close()
+        for rogue in (stranger, guesser, insider, garbage):
+            rogue.close()
         context.term()
     assert sorted(pool.map(Echo, {"a": 1}))[0][1]["item"] == 1
+
+
+def test_connection_credentials_are_single_use_and_frames_capped():
+    """Admission credentials are proofs of the secret over a nonce, good
+    once; every socket of a pool caps its frames, and arrays larger than
+    a frame travel split and come back equal."""
+    from amp.parallel.gate import Gate, credentials
+
+    context = zmq.Context()
+    try:
+        checker = Gate(context, "s" * 64)
+        user, password = credentials("s" * 64)
+        assert checker._check(b"amp", b"PLAIN", [user, password]) is None
+        assert "replay" in checker._check(b"amp", b"PLAIN", [user, password])
+        assert "wrong credentials" in checker._check(
+            b"amp", b"PLAIN", [user, password[:-1] + b"0"])
+        assert "not a worker" in checker._check(b"amp", b"NULL", [])
+        checker.close()
+    finally:
+        context.term()
+    big = np.arange(3 * _wire.MAX_FRAME_BYTES // 8 + 5, dtype=np.float64)
+    frames = _wire.encode({"subject": "t"}, {"big": big, "small": big[:3]})
+    assert len(frames) == 1 + 4 + 1
+    assert max(len(f) for f in frames) <= _wire.MAX_FRAME_BYTES
+    head, back = _wire.decode([bytes(f) for f in frames])
+    assert np.array_equal(back["big"], big) and back["small"].size == 3
+    with pytest.raises(_wire.ProtocolError):  # one frame short
+        _wire.decode([bytes(f) for f in frames[:-2]] + [bytes(frames[-1])])
+    with pytest.raises(_wire.ProtocolError, match="header"):
+        _wire.encode({"subject": "t"}, ["x" * _wire.MAX_FRAME_BYTES])
+
+
+def test_messages_above_the_pools_cap_are_refused_by_name():
+    """After authentication the cap is the pool's max_message_bytes: a
+    worker whose result would be larger answers with an error naming the
+    cap (no such message is sent), and its pool goes on."""
+    with WorkerPool(1, timeout=20, max_message_bytes=4096) as pool:
+        assert dict(pool.map(Echo, {"a": np.zeros(10)}))["a"]["item"].size \
+            == 10
+        with pytest.raises(WorkerError, match="result is [0-9]+ bytes, more "
+                           "than the master takes \\(max_message_bytes="
+                           "4096\\)"):
+            list(pool.map(Echo, {"a": np.zeros(1000)}))
+        assert len(pool.alive()) == 1
+        assert dict(pool.map(Echo, {"b": 1}))["b"]["item"] == 1
 
 
 # ------------------------------------------------------------------ faults
@@ -281,6 +393,63 @@ def within(seconds, function, *args):
     a generous ``seconds`` (a hang, not a slow machine)."""
     with concurrent.futures.ThreadPoolExecutor(1) as executor:
         return executor.submit(function, *args).result(timeout=seconds)
+
+
+KILLED_AT_START = """
+import os, signal, sys
+dead, arguments = sys.argv[1].split(","), sys.argv[2:]
+if arguments[2] in dead:  # worker ARGUMENTS: worker ADDRESS ID HOST
+    os.kill(os.getpid(), signal.SIGKILL)
+from amp.parallel.worker import main
+main(arguments)
+"""
+
+
+def test_worker_killed_while_the_pool_starts(tmp_path):
+    """A worker killed while the pool starts is logged and left out; the
+    others do the work. With reassign=False, or when none is left, the
+    start fails with a WorkerError naming the workers and how they
+    ended, and leaves no worker behind."""
+    script = tmp_path / "killed_at_start.py"
+    script.write_text(KILLED_AT_START)
+    lines = []
+    with WorkerPool(3, log=lines.append, timeout=20, workercommand=[
+            sys.executable, str(script), "1"]) as pool:
+        assert [peer.id for peer in pool.alive()] == [0, 2]
+        assert len(pool.failures) == 1
+        assert "worker 1 on localhost" in pool.failures[0]
+        assert "SIGKILL" in pool.failures[0]
+        assert any(pool.failures[0] in line for line in lines)
+        values = dict(pool.map(Echo, {"k%d" % i: i for i in range(8)}))
+        assert {key: value["item"] for key, value in values.items()} == \
+            {"k%d" % i: i for i in range(8)}
+        assert {value["pid"] for value in values.values()} <= \
+            {pool.peers[0].pid, pool.peers[2].pid}
+        started = alive_pids(pool)
+    assert all(gone(pid) for pid in started if pid is not None)
+    for dead, kwargs in (("1", {"reassign": False}), ("0,1", {})):
+        with pytest.raises(WorkerError, match="worker 1 on localhost.*"
+                           "SIGKILL"):
+            WorkerPool(2, timeout=20, workercommand=[
+                sys.executable, str(script), dead], **kwargs)
+    assert children_running(str(script)) == []
+
+
+def children_running(marker):
+    """Pids of this process's live children with ``marker`` in argv."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % name, "rb") as handle:
+                stat = handle.read().rpartition(b")")[2].split()
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != b"Z" and \
+                marker.encode() in argv:
+            found.append(int(name))
+    return found
 
 
 def test_killed_worker_in_map_is_reassigned():

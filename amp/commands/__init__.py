@@ -9,7 +9,10 @@ Gaussian`, :class:`~amp.model.neuralnetwork.NeuralNetwork`,
 writes its predictions to extended XYZ. :func:`main` is ``python -m amp``.
 
 On the top floor beside :mod:`amp.cli` (the other entry points); nothing
-below imports this package.
+below imports this package. It must not import the package's private
+modules: the commands are built from the public API (:class:`amp.Amp`,
+the descriptor, model, loss-function and regressor classes,
+:mod:`amp.analysis`, :func:`amp.potential.evaluate`).
 """
 
 import sys

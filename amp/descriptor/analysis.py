@@ -102,7 +102,7 @@ class FingerprintPlot:
         return self.data
 
     def __call__(self, images: Any, name: str = "fingerprints.pdf",
-                 overlay: Any = None, overwrite: bool = False) -> None:
+                 overlay: Any = None, overwrite: bool = True) -> None:
         """Draw the distribution of each fingerprint, per element.
 
         For each element, two panels: the raw values and, when the model
@@ -119,12 +119,14 @@ class FingerprintPlot:
             or, as in Amp, atoms (``ase.Atom`` objects belonging to
             ``Atoms``) whose own fingerprints are marked as points.
         overwrite : bool
-            Replace an existing plot file.
+            Replace an existing plot file (the default, as Amp's
+            ``FingerprintPlot`` does: calling it twice with the default
+            name rewrites ``fingerprints.pdf``); False refuses to.
 
         Raises
         ------
         FileExistsError
-            ``name`` exists and ``overwrite`` is False.
+            ``name`` exists and ``overwrite`` is False (it is untouched).
         ImportError
             matplotlib is missing.
         """
@@ -205,7 +207,9 @@ class FingerprintPlot:
             fingerprints = store[get_hash(atom.atoms)]
             element = atom.symbol
             index = fingerprints.atom_index[element]
-            row = int(np.flatnonzero(index == atom.index)[0])
+            # images[0][-1] is an Atom whose index is -1
+            position = atom.index % len(atom.atoms)
+            row = int(np.flatnonzero(index == position)[0])
             points.setdefault(element, []).append(
                 np.asarray(fingerprints.values[element][row]))
         return points

@@ -19,11 +19,11 @@ and raises :class:`TrainingMemoryError` when it exceeds the memory
 available or a limit the user gave.
 """
 
-import os
 import re
 
 import numpy as np
 
+from ..store.memory import available_memory
 from .neighbors import atoms_neighbor_list
 
 __all__ = ["derivative_memory", "available_memory", "parse_bytes",
@@ -105,22 +105,6 @@ def derivative_memory(descriptor, images):
     return values * _VALUE_BYTES + (rows + 1) * _ROW_BYTES
 
 
-def available_memory():
-    """Bytes of memory available now (``MemAvailable`` on Linux), or None
-    when the system does not say."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6,
           "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12, "kib": 2 ** 10,
           "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
@@ -181,7 +165,9 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
     images : dict
         ``{hash: ase.Atoms}``, all the training images.
     memory_limit : int, float or str, optional
-        Bytes (or ``'4 GB'``); by default the memory available now.
+        Bytes (or ``'4 GB'``); by default the memory available now
+        (:func:`amp.store.memory.available_memory`: the system's, under
+        ``RLIMIT_AS`` and under the process's cgroup limits).
     log : callable, optional
     cores : int or dict, optional
         Amp's ``cores``: with workers on other hosts this machine holds

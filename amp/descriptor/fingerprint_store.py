@@ -279,13 +279,24 @@ class BackgroundArchive:
             self._thread.start()
 
     def finish(self):
-        """Wait for the thread (or archive now if it never started), log
-        its lines and raise its error, if any."""
+        """Wait for the thread (or archive now if it never started) and log
+        its lines.
+
+        Compressing is optional, so a failure (a full disk, a damaged
+        entry) is logged, not raised: the databases stay as they were,
+        loose entries and all, and are used as they are. Only an
+        interruption (KeyboardInterrupt, SystemExit) propagates.
+        """
         if self._thread is None:
             self._run()
         else:
             self._thread.join()
         for line in self._lines:
             self.log(line)
-        if self._error is not None:
-            raise self._error
+        error = self._error
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        if error is not None:
+            self.log("Compressing the databases failed (%s: %s); they stay "
+                     "as they were, uncompressed, and are used as they are."
+                     % (type(error).__name__, error))

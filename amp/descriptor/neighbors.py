@@ -15,17 +15,28 @@ Two atoms closer than :data:`COINCIDENT` (a zero distance would make every
 descriptor divide by zero) and a cutoff whose search would not fit in
 memory are refused with a ``ValueError`` that names the image, before any
 number is computed from them.
+
+:func:`neighbor_list` runs its phases in order: check the input, wrap the
+atoms into the cell, measure the cutoff in cell units and refuse a
+hopeless one, make the periodic copies, compare blocks of atoms with the
+copies near them, and sort the pairs found into entries. Array names carry
+their axes as suffixes (as in :mod:`amp.descriptor.symmetry`): ``_a``
+atom, ``_c`` periodic copy of an atom, ``_e`` neighbour entry, ``_h`` cell
+shift (a translation by whole cell vectors), ``_k`` cell axis (fractional
+coordinates, offsets) and ``_x`` Cartesian component.
 """
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from ase.geometry import complete_cell
 
-# Centre atoms per block of the dense search. Small blocks compare each atom
+from ..store.memory import available_memory
+
+# Centre atoms per block of the dense search (on average: the blocks are
+# cubes sized to hold this many atoms). Small blocks compare each atom
 # with fewer far-away copies and keep temporaries below the size at which
 # freed memory goes back to the kernel and each new temporary is page-faulted
 # in again (a block of 32 atoms against the 27 copies of a 108-atom cell is
@@ -40,6 +51,12 @@ COINCIDENT = 1e-6
 # temporaries), measured roughly; used only to refuse hopeless cutoffs.
 _BYTES_PER_COPY = 64
 _BYTES_PER_ENTRY = 160
+
+# A search estimated below this many bytes runs without asking how much
+# memory is free: asking reads /proc and the cgroup files (about 0.1 ms,
+# as long as the whole search of a 10-atom image), and no machine this runs
+# on lacks 64 MiB.
+_SURELY_AFFORDABLE = 2 ** 26
 
 
 @dataclass
@@ -94,42 +111,12 @@ def amp_view(i, j, offsets, n_atoms):
 
 @functools.lru_cache(maxsize=32)
 def _shifts(n_images):
-    """Read-only array of every cell shift with ``|shift_k| <= n_images[k]``."""
+    """Read-only array of every cell shift with ``|shift_k| <=
+    n_images[k]``."""
     axes = [np.arange(-n, n + 1) for n in n_images]
     shifts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     shifts.flags.writeable = False
     return shifts
-
-
-def available_memory():
-    """Bytes this process may still allocate: the smaller of the system's
-    available memory and the room left under ``RLIMIT_AS`` (None when
-    neither is known)."""
-    candidates = []
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError, IndexError):
-        try:
-            candidates.append(os.sysconf("SC_AVPHYS_PAGES")
-                              * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            pass
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            with open("/proc/self/statm") as handle:
-                used = int(handle.read().split()[0]) * os.sysconf(
-                    "SC_PAGE_SIZE")
-            candidates.append(max(soft - used, 0))
-    except (ImportError, OSError, ValueError, IndexError):
-        pass
-    return min(candidates) if candidates else None
 
 
 def _search_bytes(positions, inverse, pbc, cutoff, n_images):
@@ -151,7 +138,11 @@ def _search_bytes(positions, inverse, pbc, cutoff, n_images):
 
 
 def _describe(image, n_atoms):
-    return image if image is not None else "the image (%d atoms)" % n_atoms
+    """The image's name in error messages: ``image``, or what the function
+    ``image`` returns (computed only for the message), or its size."""
+    if image is None:
+        return "the image (%d atoms)" % n_atoms
+    return image() if callable(image) else image
 
 
 def neighbor_list(positions, cell, pbc, cutoff, image=None):
@@ -166,8 +157,9 @@ def neighbor_list(positions, cell, pbc, cutoff, image=None):
     pbc : array_like of bool, shape (3,)
     cutoff : float
         Neighbours are strictly closer than this.
-    image : str, optional
-        Names the image in error messages.
+    image : str or callable, optional
+        Names the image in error messages; a callable returning the name
+        is called only when there is an error to report.
 
     Returns
     -------
@@ -180,32 +172,85 @@ def neighbor_list(positions, cell, pbc, cutoff, image=None):
         that are not finite, or a cutoff whose search would need more memory
         than is available (estimated before anything is allocated).
     """
-    positions = np.ascontiguousarray(positions, dtype=float)
-    cell = np.asarray(cell, dtype=float).reshape(3, 3)
-    pbc = np.asarray(pbc, dtype=bool).reshape(3)
-    n_atoms = len(positions)
+    positions_ax = np.ascontiguousarray(positions, dtype=float)
+    cell_kx = np.asarray(cell, dtype=float).reshape(3, 3)
+    pbc_k = np.asarray(pbc, dtype=bool).reshape(3)
     cutoff = float(cutoff)
-    if not np.all(np.isfinite(positions)):
+    n_atoms = len(positions_ax)
+    _check_geometry(positions_ax, cell_kx, pbc_k)
+    frame = _wrap(positions_ax, cell_kx, pbc_k)
+    reach_k = _reach(frame, cutoff)
+    n_shifts_k = np.where(pbc_k, np.ceil(reach_k), 0)
+    _check_memory(frame, cutoff, n_shifts_k, image)
+    copies = _periodic_copies(frame, reach_k, n_shifts_k.astype(np.int64))
+    i_e, copy_e = _close_pairs(frame.wrapped_ax, copies, cutoff)
+    nl = _entries(frame, copies, i_e, copy_e)
+    close_e = np.flatnonzero(nl.distances < COINCIDENT)
+    if len(close_e):
+        _refuse_coincident(close_e[0], nl, _describe(image, n_atoms))
+    return nl
+
+
+def _check_geometry(positions_ax, cell_kx, pbc_k):
+    """Refuse positions that are not finite and a periodic axis without a
+    cell vector."""
+    if not np.all(np.isfinite(positions_ax)):
         raise ValueError("positions contain NaN or infinite values")
-    for k in np.flatnonzero(pbc):
-        if not np.linalg.norm(cell[k]) > 0.0:
+    for k in np.flatnonzero(pbc_k):
+        if not np.linalg.norm(cell_kx[k]) > 0.0:
             raise ValueError("the cell is periodic along axis %d but its "
                              "cell vector is zero" % k)
 
-    full_cell = complete_cell(cell)
-    inverse = np.linalg.inv(full_cell)
-    fractional = positions @ inverse
-    wrap = np.where(pbc, np.floor(fractional), 0.0).astype(np.int64)
-    wrapped = positions - wrap @ full_cell
-    fractional = fractional - wrap
 
-    # Periodic copies that can lie within the cutoff of the wrapped cell.
-    reach = cutoff * np.linalg.norm(inverse, axis=0)  # Rc / plane spacing
-    if not np.all(np.isfinite(reach)) or not cutoff > 0.0:
+@dataclass
+class _Frame:
+    """The atoms wrapped into the cell along its periodic axes.
+
+    ``full_cell_kx`` is the cell completed along non-periodic axes with no
+    vector (:func:`ase.geometry.complete_cell`), ``inverse_xk`` its
+    inverse; ``wrap_ak`` is the whole number of cell vectors each atom was
+    moved by, ``wrapped_ax`` and ``fractional_ak`` its position after.
+    """
+
+    positions_ax: np.ndarray
+    cell_kx: np.ndarray
+    pbc_k: np.ndarray
+    full_cell_kx: np.ndarray
+    inverse_xk: np.ndarray
+    fractional_ak: np.ndarray
+    wrap_ak: np.ndarray
+    wrapped_ax: np.ndarray
+
+
+def _wrap(positions_ax, cell_kx, pbc_k):
+    """The :class:`_Frame` of the atoms."""
+    full_cell_kx = complete_cell(cell_kx)
+    inverse_xk = np.linalg.inv(full_cell_kx)
+    fractional_ak = positions_ax @ inverse_xk
+    wrap_ak = np.where(pbc_k, np.floor(fractional_ak), 0.0).astype(np.int64)
+    wrapped_ax = positions_ax - wrap_ak @ full_cell_kx
+    return _Frame(positions_ax, cell_kx, pbc_k, full_cell_kx, inverse_xk,
+                  fractional_ak - wrap_ak, wrap_ak, wrapped_ax)
+
+
+def _reach(frame, cutoff):
+    """The cutoff in fractional units along each cell axis (``Rc`` over
+    the spacing of the cell's planes); refuses a cutoff that is not a
+    positive finite distance."""
+    reach_k = cutoff * np.linalg.norm(frame.inverse_xk, axis=0)
+    if not np.all(np.isfinite(reach_k)) or not cutoff > 0.0:
         raise ValueError("the cutoff %r is not a positive finite distance"
                          % (cutoff,))
-    n_images = np.where(pbc, np.ceil(reach), 0)
-    needed = _search_bytes(positions, inverse, pbc, cutoff, n_images)
+    return reach_k
+
+
+def _check_memory(frame, cutoff, n_shifts_k, image):
+    """Refuse a search that would need more memory than is available,
+    before anything is allocated; a small one runs without asking."""
+    needed = _search_bytes(frame.positions_ax, frame.inverse_xk,
+                           frame.pbc_k, cutoff, n_shifts_k)
+    if needed < _SURELY_AFFORDABLE:
+        return
     available = available_memory()
     if available is not None and needed > available:
         raise ValueError(
@@ -213,94 +258,145 @@ def neighbor_list(positions, cell, pbc, cutoff, image=None):
             "search would need about %.3g GB of memory (%d periodic copies "
             "of the cell), more than the %.3g GB available. Use a smaller "
             "cutoff (Amp's default is 6.5 Angstrom)."
-            % (cutoff, _describe(image, n_atoms), needed / 1e9,
-               math.prod(2 * int(n) + 1 for n in n_images), available / 1e9))
-    n_images = n_images.astype(np.int64)
-    shifts = _shifts(tuple(int(n) for n in n_images))
-    shifted = fractional[None, :, :] + shifts[:, None, :]
-    inside = np.all((shifted >= -reach) & (shifted < 1.0 + reach)
-                    | ~pbc, axis=2)
-    shift_index, copy_atom = np.nonzero(inside)
-    copy_shift = np.take(shifts, shift_index, axis=0)
-    copy_position = np.take(wrapped, copy_atom, axis=0) + copy_shift @ full_cell
-    # Offset of each copy relative to the unwrapped atom, and as a vector.
-    copy_offset = copy_shift - np.take(wrap, copy_atom, axis=0)
-    wrapped_any = bool(wrap.any())
+            % (cutoff, _describe(image, len(frame.positions_ax)),
+               needed / 1e9, math.prod(2 * int(n) + 1 for n in n_shifts_k),
+               available / 1e9))
 
-    # Centre atoms are grouped into spatial blocks of a few hundred atoms;
-    # each block is compared densely with the copies inside its box grown by
-    # the cutoff. Small systems are one block; the number of blocks, and so
-    # the cost, grows linearly with the number of atoms.
-    low = wrapped.min(axis=0)
-    extent = wrapped.max(axis=0) - low
-    volume = np.prod(np.maximum(extent, cutoff))
-    side = (_ATOMS_PER_BLOCK * volume / n_atoms) ** (1.0 / 3.0)
-    n_blocks = np.maximum(1, np.ceil(extent / side)).astype(np.int64)
-    block = np.minimum((wrapped - low) // side, n_blocks - 1).astype(np.int64)
-    block_id = block @ np.array([1, n_blocks[0], n_blocks[0] * n_blocks[1]])
-    order = np.argsort(block_id, kind="stable")
-    bounds = np.flatnonzero(np.diff(block_id[order])) + 1
-    cx, cy, cz = (np.ascontiguousarray(copy_position[:, k]) for k in range(3))
-    # The copy that is atom i itself (zero shift) is not its own neighbour.
-    copy_self = np.where(np.any(copy_shift, axis=1), -1, copy_atom)
-    cutoff2 = cutoff * cutoff
-    pieces = []
-    for centres in np.split(order, bounds):
-        centre_position = np.take(wrapped, centres, axis=0)
-        lo = centre_position.min(axis=0) - cutoff
-        hi = centre_position.max(axis=0) + cutoff
-        near = np.flatnonzero((cx >= lo[0]) & (cx <= hi[0])
-                              & (cy >= lo[1]) & (cy <= hi[1])
-                              & (cz >= lo[2]) & (cz <= hi[2]))
-        d2 = np.square(centre_position[:, 0, None] - cx[near])
-        d2 += np.square(centre_position[:, 1, None] - cy[near])
-        d2 += np.square(centre_position[:, 2, None] - cz[near])
-        flat = np.flatnonzero(d2 < cutoff2)
-        row = flat // len(near)
-        column = flat - row * len(near)
-        centre, candidate = centres[row], near[column]
-        not_self = copy_self[candidate] != centre
-        pieces.append((centre[not_self], candidate[not_self]))
 
-    if pieces:
-        i = np.concatenate([p[0] for p in pieces])
-        copy = np.concatenate([p[1] for p in pieces])
-    else:
-        i = copy = np.zeros(0, dtype=np.int64)
+@dataclass
+class _Copies:
+    """The periodic copies of the atoms that can lie within the cutoff of
+    the wrapped cell (the atoms themselves included, at shift zero).
+
+    ``atom_c`` is the atom each copy is of, ``position_cx`` where it is,
+    ``offset_ck`` its cell offset relative to the atom as given (not
+    wrapped), and ``self_c`` the atom for the copy at shift zero (which is
+    not its own neighbour), -1 for the others.
+    """
+
+    atom_c: np.ndarray
+    position_cx: np.ndarray
+    offset_ck: np.ndarray
+    self_c: np.ndarray
+
+
+def _periodic_copies(frame, reach_k, n_shifts_k):
+    """The :class:`_Copies` within ``reach_k`` of the cell, from the
+    shifts of up to ``n_shifts_k`` cells along each axis."""
+    shifts_hk = _shifts(tuple(int(n) for n in n_shifts_k))
+    shifted_hak = frame.fractional_ak[None, :, :] + shifts_hk[:, None, :]
+    inside_ha = np.all((shifted_hak >= -reach_k)
+                       & (shifted_hak < 1.0 + reach_k) | ~frame.pbc_k, axis=2)
+    shift_c, atom_c = np.nonzero(inside_ha)
+    shift_ck = np.take(shifts_hk, shift_c, axis=0)
+    position_cx = (np.take(frame.wrapped_ax, atom_c, axis=0)
+                   + shift_ck @ frame.full_cell_kx)
+    offset_ck = shift_ck - np.take(frame.wrap_ak, atom_c, axis=0)
+    self_c = np.where(np.any(shift_ck, axis=1), -1, atom_c)
+    return _Copies(atom_c, position_cx, offset_ck, self_c)
+
+
+def _spatial_blocks(wrapped_ax, cutoff):
+    """The atoms in blocks of about :data:`_ATOMS_PER_BLOCK`: the pieces
+    of ``np.split(order_a, bounds)`` are the atoms of one block, the
+    blocks cubes of equal side over the atoms' box (at least the cutoff
+    wide), so their number grows linearly with the number of atoms."""
+    low_x = wrapped_ax.min(axis=0)
+    extent_x = wrapped_ax.max(axis=0) - low_x
+    volume = np.prod(np.maximum(extent_x, cutoff))
+    side = (_ATOMS_PER_BLOCK * volume / len(wrapped_ax)) ** (1.0 / 3.0)
+    n_blocks_x = np.maximum(1, np.ceil(extent_x / side)).astype(np.int64)
+    block_ax = np.minimum((wrapped_ax - low_x) // side,
+                          n_blocks_x - 1).astype(np.int64)
+    block_a = block_ax @ np.array([1, n_blocks_x[0],
+                                   n_blocks_x[0] * n_blocks_x[1]])
+    order_a = np.argsort(block_a, kind="stable")
+    bounds = np.flatnonzero(np.diff(block_a[order_a])) + 1
+    return order_a, bounds
+
+
+def _close_pairs(wrapped_ax, copies, cutoff):
+    """Every (atom, copy) closer than the cutoff, the atom's own copy at
+    shift zero excluded: ``i_e`` and ``copy_e``, grouped by block.
+
+    Each block of atoms is compared densely with the copies inside its
+    box grown by the cutoff.
+    """
+    if len(wrapped_ax) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order_a, bounds = _spatial_blocks(wrapped_ax, cutoff)
+    # Separate x, y, z arrays: gathering from them beats an (n, 3) array.
+    copy_xc = [np.ascontiguousarray(copies.position_cx[:, k])
+               for k in range(3)]
+    pieces = [_block_pairs(centres_a, wrapped_ax, copy_xc, copies.self_c,
+                           cutoff)
+              for centres_a in np.split(order_a, bounds)]
+    return (np.concatenate([i_e for i_e, _ in pieces]),
+            np.concatenate([copy_e for _, copy_e in pieces]))
+
+
+def _block_pairs(centres_a, wrapped_ax, copy_xc, self_c, cutoff):
+    """The (atom, copy) pairs of one block of atoms ``centres_a``."""
+    cx, cy, cz = copy_xc
+    centre_ax = np.take(wrapped_ax, centres_a, axis=0)
+    lo_x = centre_ax.min(axis=0) - cutoff
+    hi_x = centre_ax.max(axis=0) + cutoff
+    near_c = np.flatnonzero((cx >= lo_x[0]) & (cx <= hi_x[0])
+                            & (cy >= lo_x[1]) & (cy <= hi_x[1])
+                            & (cz >= lo_x[2]) & (cz <= hi_x[2]))
+    d2_ac = np.square(centre_ax[:, 0, None] - cx[near_c])
+    d2_ac += np.square(centre_ax[:, 1, None] - cy[near_c])
+    d2_ac += np.square(centre_ax[:, 2, None] - cz[near_c])
+    flat = np.flatnonzero(d2_ac < cutoff * cutoff)
+    row = flat // len(near_c)
+    centre_e = centres_a[row]
+    candidate_e = near_c[flat - row * len(near_c)]
+    not_self_e = self_c[candidate_e] != centre_e
+    return centre_e[not_self_e], candidate_e[not_self_e]
+
+
+def _entries(frame, copies, i_e, copy_e):
+    """The neighbour list of the pairs ``(i_e, copy_e)``, sorted by
+    centre, with vectors from the positions as given."""
     # Blocks come out grouped by centre, so a stable sort on i is cheap.
-    entry_order = np.argsort(i, kind="stable")
-    i, copy = i[entry_order], copy[entry_order]
-    j = copy_atom[copy]
-    offsets = np.take(copy_offset, copy, axis=0)
-    if wrapped_any:
-        offsets += np.take(wrap, i, axis=0)
-        shift = offsets @ cell
+    order_e = np.argsort(i_e, kind="stable")
+    i_e, copy_e = i_e[order_e], copy_e[order_e]
+    j_e = copies.atom_c[copy_e]
+    offsets_ek = np.take(copies.offset_ck, copy_e, axis=0)
+    if frame.wrap_ak.any():
+        offsets_ek += np.take(frame.wrap_ak, i_e, axis=0)
+        shift_ex = offsets_ek @ frame.cell_kx
     else:  # the same numbers, one product per copy instead of per entry
-        shift = np.take(copy_offset @ cell, copy, axis=0)
+        shift_ex = np.take(copies.offset_ck @ frame.cell_kx, copy_e, axis=0)
     # Vectors from the positions as given, so they match the caller's
     # coordinates to the last bit (finite differences rely on it).
-    vectors = np.take(positions, j, axis=0)
-    vectors += shift
-    vectors -= np.take(positions, i, axis=0)
-    distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    close = np.flatnonzero(distances < COINCIDENT)
-    if len(close):
-        _refuse_coincident(close[0], i, j, offsets, distances, image,
-                           n_atoms)
-    return NeighborList(i=i, j=j, offsets=offsets, vectors=vectors,
-                        distances=distances, n_atoms=n_atoms)
+    vectors_ex = np.take(frame.positions_ax, j_e, axis=0)
+    vectors_ex += shift_ex
+    vectors_ex -= np.take(frame.positions_ax, i_e, axis=0)
+    distances_e = np.sqrt(np.einsum("ij,ij->i", vectors_ex, vectors_ex))
+    return NeighborList(i=i_e, j=j_e, offsets=offsets_ek, vectors=vectors_ex,
+                        distances=distances_e,
+                        n_atoms=len(frame.positions_ax))
 
 
-def _refuse_coincident(entry, i, j, offsets, distances, image, n_atoms):
-    first, second = sorted((int(i[entry]), int(j[entry])))
-    where = "" if not np.any(offsets[entry]) else \
+def _refuse_coincident(entry, nl, name):
+    first, second = sorted((int(nl.i[entry]), int(nl.j[entry])))
+    offset_k = nl.offsets[entry]
+    where = "" if not np.any(offset_k) else \
         " (one of them in the periodic copy at cell offset %s)" \
-        % offsets[entry].tolist()
+        % offset_k.tolist()
     raise ValueError(
         "%s has atoms %d and %d at the same position (%.3g Angstrom apart, "
         "closer than %g Angstrom)%s; its descriptor would divide by zero. "
-        "Remove one of them." % (_describe(image, n_atoms), first, second,
-                      distances[entry], COINCIDENT, where))
+        "Remove one of them." % (name, first, second, nl.distances[entry],
+                                 COINCIDENT, where))
+
+
+def _formula_and_hash(atoms):
+    from ..utilities import get_hash
+
+    return "the image %s (hash %s)" % (atoms.get_chemical_formula(),
+                                       get_hash(atoms))
 
 
 def atoms_neighbor_list(atoms, cutoff, image=None):
@@ -309,15 +405,7 @@ def atoms_neighbor_list(atoms, cutoff, image=None):
     Errors name the image by ``image`` or, without it, by its chemical
     formula and Amp's hash (computed only then).
     """
-    try:
-        return neighbor_list(atoms.positions, atoms.cell, atoms.pbc, cutoff,
-                             image)
-    except ValueError as error:
-        if image is not None or "the image (" not in str(error):
-            raise
-        from ..utilities import get_hash
-
-        named = "the image %s (hash %s)" % (atoms.get_chemical_formula(),
-                                            get_hash(atoms))
-        raise ValueError(str(error).replace(
-            "the image (%d atoms)" % len(atoms), named, 1)) from None
+    if image is None:
+        image = functools.partial(_formula_and_hash, atoms)
+    return neighbor_list(atoms.positions, atoms.cell, atoms.pbc, cutoff,
+                         image)

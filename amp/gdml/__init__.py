@@ -6,6 +6,11 @@
 general unpickling, and :class:`amp.gdml.calculator.GDMLCalculator` runs
 them in ASE (also as ``SGDMLCalculator``), and ``amp-gdml`` (or
 ``python -m amp.gdml``) is the command line. See ``docs/gdml.md``.
+
+GDML is a subsystem of its own beside the Amp stack: it may use
+:mod:`amp.store` (safe files), :mod:`amp.progress` and :mod:`amp.utilities`,
+and must not import the descriptor, the models, the calculator or
+:mod:`amp.parallel` (its own worker processes are :mod:`amp.gdml.workers`).
 """
 
 __all__ = ["GDMLTrain", "GDMLPredict", "GDMLCalculator", "SGDMLCalculator"]

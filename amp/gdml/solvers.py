@@ -18,6 +18,11 @@ import scipy.linalg
 
 from .kernel import assemble, descriptor_matvec
 
+# Stands in for a norm or scale of zero (no data, an all-zero diagonal)
+# when dividing by it or scaling by it: the relative residual of a zero
+# right-hand side is its residual, and the jitter stays positive.
+TINY_SCALE = 1e-300
+
 __all__ = ["analytic_solve", "KernelOperator", "cg_solve",
            "analytic_bytes"]
 
@@ -189,7 +194,7 @@ def nystroem_preconditioner(X, J, T, sig, lam, idxs, use_E_cstr=False):
     inner += lam * K_mm
     inner = 0.5 * (inner + inner.T)
     jitter = 0.0
-    scale = max(np.abs(np.diag(inner)).max(), 1e-300)
+    scale = max(np.abs(np.diag(inner)).max(), TINY_SCALE)
     for _ in range(12):
         try:
             L = scipy.linalg.cholesky(inner + jitter * np.eye(len(inner)),
@@ -279,11 +284,11 @@ def cg_solve(op, y, precon=None, x0=None, tol=1e-4, maxiter=None,
             iter_callback(x, it, resid)
         if callback is not None and time.perf_counter() - t_last > 1.0:
             t_last = time.perf_counter()
-            done = np.log(resid0 / max(resid, 1e-300)) / span \
+            done = np.log(resid0 / max(resid, TINY_SCALE)) / span \
                 if np.isfinite(span) and span > 0 else 0.0
             callback(min(max(done, 0.0), 1.0), 1.0,
                      "CG: residual {:.3e}, iteration {}".format(
-                         resid / max(y_norm, 1e-300), it))
+                         resid / max(y_norm, TINY_SCALE), it))
         if resid <= target:
             return x, it, resid, True
         z = precon(r) if precon is not None else r

@@ -33,8 +33,8 @@ from .sampling import draw_strat_sample
 from .task import (check_perms, check_sig_lam, create_task,
                    create_task_from_model)
 from .predict import GDMLPredict, require_torch
-from .solvers import (KernelOperator, analytic_bytes, analytic_solve,
-                      cg_solve, nystroem_preconditioner)
+from .solvers import (TINY_SCALE, KernelOperator, analytic_bytes,
+                      analytic_solve, cg_solve, nystroem_preconditioner)
 from .workers import _assemble_kernel_mat_wkr, glob, share_array
 
 __all__ = ["GDMLTrain", "_assemble_kernel_mat_wkr", "glob", "share_array"]
@@ -384,7 +384,7 @@ class GDMLTrain:
                 "(relative residual {:.2e}); the training geometries may be "
                 "highly correlated: try a larger sig, or resume with "
                 "create_task_from_model".format(
-                    iters0 + it, resid / max(np.linalg.norm(b), 1e-300)),
+                    iters0 + it, resid / max(np.linalg.norm(b), TINY_SCALE)),
                 RuntimeWarning)
         keys = {"solver_converged": conv,
                 "solver_tol": tol, "solver_iters": iters0 + it,

@@ -12,6 +12,11 @@ network maths it calls is in :mod:`amp.model._network`.
 import numpy as np
 import scipy.sparse
 
+# The largest int32. While every column index and row pointer of a force
+# matrix stays below it, they are stored as int32 (as scipy.sparse itself
+# does): half the bytes of int64 in the largest array training holds.
+_INT32_INDEX_LIMIT = 2 ** 31 - 1
+
 
 def _grown(array, used, capacity, dtype):
     """A new uninitialised array of ``capacity`` holding ``array[:used]``."""
@@ -94,7 +99,7 @@ class TrainingBatch:
         # Each image's force matrix (duplicates already summed) with its
         # columns mapped to the batch's element-major layout. The mapping
         # is increasing, so column order within a row is kept.
-        index_type = np.int32 if n_columns < 2 ** 31 - 1 else np.int64
+        index_type = np.int32 if n_columns < _INT32_INDEX_LIMIT else np.int64
         n_rows = 3 * int(self.n_atoms.sum())
         row_counts = np.empty(n_rows, dtype=np.int64)
         data = indices = None
@@ -135,7 +140,7 @@ class TrainingBatch:
             row_counts[row:row + matrix.shape[0]] = np.diff(matrix.indptr)
             at += matrix.nnz
             row += matrix.shape[0]
-        if at >= 2 ** 31 - 1:
+        if at >= _INT32_INDEX_LIMIT:
             index_type = np.int64
         indptr = np.zeros(n_rows + 1, dtype=index_type)
         np.cumsum(row_counts, out=indptr[1:])
@@ -192,7 +197,8 @@ class TrainingBatch:
             start += out.fingerprints[e].size
         nnz = sum(batch.force_matrix.nnz for batch in batches)
         n_rows = sum(batch.force_matrix.shape[0] for batch in batches)
-        index_type = np.int32 if max(start, nnz) < 2 ** 31 - 1 else np.int64
+        index_type = (np.int32 if max(start, nnz) < _INT32_INDEX_LIMIT
+                      else np.int64)
         data = np.empty(nnz)
         indices = np.empty(nnz, dtype=index_type)
         indptr = np.zeros(n_rows + 1, dtype=index_type)

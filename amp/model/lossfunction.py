@@ -20,6 +20,10 @@ from ase.calculators.calculator import Parameters
 from ..utilities import (ConvergenceOccurred, Logger,
                          MaxIterationsReached, now)
 
+# Stands in for an image count of zero when the losses are divided by it:
+# the RMSEs of no images are then 0 (a sum of nothing over it), not NaN.
+_NO_IMAGES = 1e-300
+
 
 def _table_time():
     """Local time as one token (``2016-12-01T05:23:05``), as Amp's table
@@ -421,7 +425,7 @@ class LossFunction:
                 gradient[k] = (plus - minus) / (2 * self.d)
             self._model.vector = vector
             total["gradient"] = gradient
-        n = max(total["n_images"], 1e-300)
+        n = max(total["n_images"], _NO_IMAGES)
         return {"loss": total["loss"],
                 "dloss_dparameters": (total["gradient"] if lossprime
                                       else np.zeros(len(vector))),

@@ -26,6 +26,9 @@ from .nodeplot import NodePlot  # noqa: F401  (Amp's import path)
 
 VERSIONS = ("2015.12",)
 
+#: Amp's default network: two hidden layers of five nodes for every element.
+DEFAULT_HIDDENLAYERS = (5, 5)
+
 
 def _plain_layers(hiddenlayers):
     """A tuple of ints from a tuple/list/int of layer sizes."""
@@ -134,7 +137,7 @@ class NeuralNetwork(InitialParameters, Model):
     #: (see :func:`amp.potential.evaluate`).
     block_evaluation = True
 
-    def __init__(self, hiddenlayers: Any = (5, 5), activation: str = "tanh",
+    def __init__(self, hiddenlayers: Any = DEFAULT_HIDDENLAYERS, activation: str = "tanh",
                  weights: Any = None, scalings: Any = None, fprange: Any = None,
                  mode: str | None = None, version: str | None = None,
                  regressor: Any = None, lossfunction: LossFunction | None = None,
@@ -542,7 +545,7 @@ class NeuralNetwork(InitialParameters, Model):
         hiddenlayers = d.get("hiddenlayers")
         if hiddenlayers is None:
             # Derive it from the weights when only those were stored.
-            hiddenlayers = (5, 5) if not d.get("weights") else {
+            hiddenlayers = DEFAULT_HIDDENLAYERS if not d.get("weights") else {
                 e: tuple(np.shape(w[k])[1] for k in sorted(w, key=int))[:-1]
                 for e, w in d["weights"].items()}
         return cls(hiddenlayers=hiddenlayers,

@@ -5,14 +5,16 @@ Owns the master side (:mod:`amp.parallel.master`: the worker pool;
 ``cores`` become a pool or None, :func:`pool_for`, Amp's
 ``setup_parallel`` and the other ways the library asks for workers), the worker process
 (:mod:`amp.parallel.worker`, run as ``python -m amp.parallel worker ...``),
-the wire format and handshake (:mod:`amp.parallel.wire`), host discovery
+the wire format and handshake (:mod:`amp.parallel.wire`), the admission of
+connections to the master (:mod:`amp.parallel.gate`), host discovery
 (:mod:`amp.parallel.hosts`: ``assign_cores`` and the batch-system
 parsers), launching on this host or over SSH (:mod:`amp.parallel.launch`)
 and the shares workers keep for a whole fit
 (:mod:`amp.parallel.persistent`).
 
 Workers run registered jobs, never the calculator: this package may import
-:mod:`amp.store` (array (de)serialisation) but not :mod:`amp.descriptor`,
+:mod:`amp.store` (array (de)serialisation) and :mod:`amp.importing`, and
+must not import :mod:`amp.descriptor`,
 :mod:`amp.model` or :class:`amp.Amp` at import time; a job names the class
 it builds and the worker resolves it through the allow-list of
 :mod:`amp.importing`. Amp's names

@@ -60,6 +60,36 @@ def expand_tasks(tasks: str) -> list[int]:
     return counts
 
 
+# RFC 1123 labels (letters, digits, inner hyphens; underscores too, as in
+# ssh aliases), dot-separated, 253 characters at most; or an IPv6 literal.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(r"(?:%s)(?:\.%s)*\.?" % (_LABEL, _LABEL))
+_IPV6 = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*"
+                   r"(?:%[A-Za-z0-9_.-]{1,64})?")
+
+
+def check_host_name(host: str) -> str:
+    """Return ``host`` if it is a host name or address, else raise.
+
+    A host name reaches ``ssh`` and a remote shell, so only what the
+    host-name grammar allows passes: dot-separated labels of letters,
+    digits, hyphens and underscores that neither start nor end with a
+    hyphen (so never an ssh option), or an IPv4 or IPv6 address.
+
+    Raises
+    ------
+    ValueError
+        Naming the host and why.
+    """
+    if not isinstance(host, str) or len(host) > 253 or not (
+            _HOST_NAME.fullmatch(host) or _IPV6.fullmatch(host)):
+        raise ValueError(
+            "%r is not a host name: give a name (letters, digits, '-', '_', "
+            "'.', starting with a letter or digit) or an IP address"
+            % (host,))
+    return host
+
+
 def _count_lines(path, field=None):
     cores = {}
     with open(path) as handle:
@@ -134,7 +164,8 @@ def assign_cores(cores: int | dict[str, int] | None,
         else:
             found, source = {"localhost": _local_cpus()}, "this machine"
     for host, count in found.items():
-        if not isinstance(host, str) or isinstance(count, bool) or \
+        check_host_name(host)
+        if isinstance(count, bool) or \
                 int(count) != count or count < 1:
             raise ValueError("cores must be positive integers per host, "
                              "got %r: %r" % (host, count))

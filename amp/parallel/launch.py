@@ -10,12 +10,16 @@ launcher that starts that host's workers (:func:`amp.parallel.worker.launcher_ma
 
 import getpass
 import os
+import re
 import socket
 import subprocess
 import sys
 
+from .hosts import check_host_name
+
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?")
 
 
 class WorkerError(RuntimeError):
@@ -32,19 +36,32 @@ def is_local(host):
 
 
 def login(host, timeout):
-    """Open a pxssh session to ``host`` as the current user (keys only)."""
+    """Open a pxssh session to ``host`` as the current user (keys only).
+
+    The host name is checked (:func:`amp.parallel.hosts.check_host_name`)
+    and given to ssh after ``--``, so it can never be read as an option.
+    """
     from pexpect import pxssh
 
+    check_host_name(host)
+    user = getpass.getuser()
+    if not _USER_NAME.fullmatch(user):
+        raise WorkerError("the user name %r cannot be given to ssh" % user)
     session = pxssh.pxssh(timeout=timeout, options={
         "BatchMode": "yes", "ConnectTimeout": str(int(max(1, timeout)))})
     try:
-        session.login(host, getpass.getuser(), login_timeout=timeout,
+        # pxssh appends the server to "ssh <options> -l user": "--" ends
+        # the options there.
+        session.login("-- " + host, user, login_timeout=timeout,
                       sync_original_prompt=False)
     except Exception as error:
-        session.close(force=True)
+        try:
+            session.close(force=True)
+        except Exception:  # failed before ssh was started
+            pass
         raise WorkerError("cannot open an SSH session to %s as %s (key "
                           "authentication; see docs/parallel.md): %s"
-                          % (host, getpass.getuser(), error)) from None
+                          % (host, user, error)) from None
     return session
 
 
@@ -82,6 +99,7 @@ def start_workers(process_ids, workerhostname, workercommand, log,
     -------
     list of subprocess.Popen, or pxssh session
     """
+    check_host_name(workerhostname)  # it goes into a remote command line
     if is_local(workerhostname):
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                    MKL_NUM_THREADS="1")

@@ -13,19 +13,21 @@ Entry points
 * :class:`WorkerPool` (``with WorkerPool(cores=4) as pool:``) -- starts,
   supervises and stops the workers.
 * :meth:`WorkerPool.map` -- stateless jobs over many items (fingerprints),
-  load-balanced; :func:`compute_in_workers` does the same from Amp's
-  ``parallel`` dict and is what :meth:`amp.store.database.Data.calculate_items`
-  uses.
+  load-balanced.
 * :meth:`WorkerPool.persistent` -- a :class:`PersistentJob`: each worker
   keeps its shares (e.g. images and fingerprints) for a whole fit and
   answers repeated calls (e.g. parameter vector -> partial loss sums).
-* Amp's names: :func:`assign_cores`, :func:`setup_parallel`,
-  :func:`start_workers`, :func:`make_sublists`, :class:`MessageDictionary`
-  (also importable from :mod:`amp.utilities`).
 
-Worker processes run ``python -m amp.parallel`` (:mod:`amp.parallel.worker`); they
-are started by :mod:`amp.parallel.launch`, and :class:`PersistentJob` lives in
-:mod:`amp.parallel.persistent`. Every name above is importable from here.
+How the library asks for a pool (:func:`~amp.parallel.api.parallel_settings`,
+:func:`~amp.parallel.api.pool_for`, :func:`~amp.parallel.api.compute_in_workers`)
+and Amp's names (:func:`~amp.parallel.hosts.assign_cores`,
+:func:`~amp.parallel.api.setup_parallel`, :func:`~amp.parallel.launch.start_workers`,
+:func:`~amp.parallel.hosts.make_sublists`, :class:`~amp.parallel.api.MessageDictionary`)
+live in their own modules and are importable from :mod:`amp.parallel` (and
+Amp's from :mod:`amp.utilities`). Worker processes run ``python -m
+amp.parallel`` (:mod:`amp.parallel.worker`); they are started by
+:mod:`amp.parallel.launch`, and :class:`PersistentJob` lives in
+:mod:`amp.parallel.persistent`.
 """
 
 import atexit
@@ -41,6 +43,7 @@ import time
 import weakref
 
 from . import wire as _wire
+from .gate import Gate, secure_master_socket
 from .hosts import assign_cores, make_sublists  # noqa: F401 (public)
 from .launch import (WorkerError, is_local, login, remote_run,  # noqa: F401
                       start_workers)
@@ -108,7 +111,10 @@ class WorkerPool:
         Also fail a worker whose one request takes longer than this.
     reassign : bool
         Give a failed worker's work to the others (True), or stop the run
-        with :class:`WorkerError` at the first failure (False).
+        with :class:`WorkerError` at the first failure (False). A worker
+        that dies while the pool starts is likewise left out (logged in
+        :attr:`failures`) or fails the start; when none starts, the start
+        fails with :class:`WorkerError`.
     workercommand : str or list, optional
         How to run ``python -m amp.parallel`` (remote: a shell string run
         after ``envcommand``; default ``python3 -m amp.parallel``).
@@ -119,6 +125,14 @@ class WorkerPool:
         the workers.
     start_timeout : float
         Seconds to wait for every worker to connect and authenticate.
+    max_message_bytes : int, optional
+        The largest message a worker may send once authenticated (default
+        :data:`amp.store.limits.MAX_MESSAGE_BYTES`); a worker whose result
+        would be larger reports an error instead, and a worker that sends
+        one anyway is failed. Before authentication nothing is taken: the
+        socket admits only connections that prove they know the run's
+        secret (:mod:`amp.parallel.gate`), and no frame may exceed
+        :data:`amp.parallel.wire.MAX_FRAME_BYTES`.
     lazy : bool
         Start the workers only when they are first needed (:meth:`alive`,
         :meth:`map`, :meth:`persistent`, ...), so that a run that finds
@@ -139,10 +153,16 @@ class WorkerPool:
 
     def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
                  task_timeout=None, reassign=True, workercommand=None,
-                 bind=None, start_timeout=60.0, lazy=False):
+                 bind=None, start_timeout=60.0, lazy=False,
+                 max_message_bytes=None):
         import zmq
 
+        from ..store import limits
+
         self.log = log if log is not None else _noop_log
+        self.max_message_bytes = int(limits.MAX_MESSAGE_BYTES
+                                     if max_message_bytes is None
+                                     else max_message_bytes)
         self.timeout, self.task_timeout = float(timeout), task_timeout
         self.reassign = reassign
         self.heartbeat = min(2.0, max(0.05, self.timeout / 4))
@@ -156,9 +176,13 @@ class WorkerPool:
         self.n_pids = sum(self.hosts.values())
         self.secret = secrets.token_hex(32)
         self.context = zmq.Context()
+        # Admission (ZAP) before the socket exists, so no connection is
+        # ever taken unchecked.
+        self.gate = Gate(self.context, self.secret)
         self.server = self.context.socket(zmq.ROUTER)
         self.server.linger = 0
         self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        secure_master_socket(self.server)
         _POOLS.add(self)
         self.started = False
         self._start_arguments = (envcommand, workercommand, bind,
@@ -226,18 +250,25 @@ class WorkerPool:
                 else:
                     peer.session = connection
         deadline = started + start_timeout
-        while any(peer.identity is None for peer in self.peers):
+        while any(peer.identity is None and peer.alive
+                  for peer in self.peers):
             self._poll(0.05)
             for peer in self.peers:
-                reason = peer.identity is None and self._dead_reason(peer)
-                if reason:
+                reason = peer.identity is None and peer.alive and \
+                    self._dead_reason(peer)
+                if reason and not self.reassign:
                     raise WorkerError("%r did not start: %s" % (peer, reason))
+                if reason:  # the others go on without it
+                    self._fail(peer, "did not start: " + reason)
+            if not any(peer.alive for peer in self.peers):
+                raise WorkerError("no worker started: %s"
+                                  % "; ".join(self.failures))
             if time.monotonic() > deadline:
                 missing = [repr(p) for p in self.peers if p.identity is None]
                 raise WorkerError("workers did not connect within %.0f s: %s"
                                   % (start_timeout, ", ".join(missing)))
         self.start_time = time.monotonic() - started
-        self.log(" %d workers ready in %.2f s." % (self.n_pids,
+        self.log(" %d workers ready in %.2f s." % (len(self.alive()),
                                                    self.start_time))
 
     # Messages ------------------------------------------------------------
@@ -269,6 +300,7 @@ class WorkerPool:
             self._identities[identity] = peer
             self._send(peer, _wire.encode({
                 "subject": "welcome", "heartbeat": self.heartbeat,
+                "max_message_bytes": self.max_message_bytes,
                 "proof": _wire.proof(self.secret, "master", nonce)}))
             return
         peer_id = head.get("id")
@@ -288,6 +320,8 @@ class WorkerPool:
         import zmq
 
         replies = []
+        while self.gate.refused:
+            self.log(" " + self.gate.refused.popleft())
         if not self.server.poll(seconds * 1000):
             return replies
         # Read what is queued; EVENTS says when it is all read (cheaper
@@ -302,6 +336,12 @@ class WorkerPool:
             if not peer.alive:
                 continue  # already failed and reassigned: ignore late words
             peer.last_seen = time.monotonic()
+            size = _wire.message_bytes(frames[1:])
+            if size > self.max_message_bytes:
+                self._fail(peer, "sent a message of %d bytes, more than "
+                           "max_message_bytes=%d" % (size,
+                                                     self.max_message_bytes))
+                continue
             try:
                 head, data = _wire.decode(frames[1:])
             except _wire.ProtocolError as error:
@@ -528,6 +568,7 @@ class WorkerPool:
                     pass
                 connection.close(force=True)
         self.server.close(0)
+        self.gate.close()
         self.context.term()
 
     def __enter__(self):

@@ -20,6 +20,7 @@ master.
 import hashlib
 import hmac
 import json
+import math
 
 import numpy as np
 
@@ -28,6 +29,11 @@ from ..store.arrays import (from_bytes, from_tree, is_shape, plain_dtype,
 
 #: Header frames of peers that have not authenticated may not exceed this.
 MAX_HANDSHAKE_BYTES = 4096
+
+#: No frame on any socket of a pool may exceed this (ZMQ's ``MAXMSGSIZE``:
+#: a peer announcing a larger frame is disconnected before it is taken);
+#: arrays larger than this travel in several frames.
+MAX_FRAME_BYTES = 16 * 2 ** 20
 _SAFE_KINDS = "biufcSV"  # no objects, no structured-with-object dtypes
 
 
@@ -110,9 +116,27 @@ def encode(header, data=None):
     head = dict(header)
     head["data"] = _to_tree(data, arrays)
     arrays = [np.ascontiguousarray(a) for a in arrays]
-    head["arrays"] = [[a.dtype.str, list(a.shape)] for a in arrays]
-    return [json.dumps(head, allow_nan=True).encode()] + \
-        [memoryview(a).cast("B") if a.size else b"" for a in arrays]
+    frames = []
+    head["arrays"] = []
+    for a in arrays:
+        data = memoryview(a).cast("B") if a.size else b""
+        parts = [data[i:i + MAX_FRAME_BYTES]
+                 for i in range(0, len(data), MAX_FRAME_BYTES)] or [b""]
+        head["arrays"].append([a.dtype.str, list(a.shape), len(parts)])
+        frames.extend(parts)
+    text = json.dumps(head, allow_nan=True).encode()
+    if len(text) > MAX_FRAME_BYTES:
+        raise ProtocolError(
+            "a message header of %d bytes is more than a frame may hold "
+            "(%d bytes): send large data as numpy arrays"
+            % (len(text), MAX_FRAME_BYTES))
+    return [text] + frames
+
+
+def message_bytes(frames):
+    """The size of a message: the bytes of all its frames."""
+    return sum(len(frame.buffer if hasattr(frame, "buffer") else frame)
+               for frame in frames)
 
 
 def decode_header(frame, limit=None):
@@ -156,14 +180,21 @@ def _decode(frames, head):
     if head is None:
         head = decode_header(frames[0])
     described = head.get("arrays", [])
-    if not isinstance(described, list) or len(described) != len(frames) - 1:
-        raise ProtocolError("array descriptions do not match the frames")
-    arrays = []
-    for description, frame in zip(described, frames[1:]):
-        if not isinstance(description, list) or len(description) != 2:
+    if not isinstance(described, list):
+        raise ProtocolError("bad array descriptions %.80r" % (described,))
+    for description in described:
+        if not isinstance(description, list) or len(description) not in (2,
+                                                                          3):
             raise ProtocolError("bad array description %.80r"
                                 % (description,))
-        dtype, shape = description
+    counts = [d[2] if len(d) == 3 else 1 for d in described]
+    if not all(type(n) is int and n >= 1 for n in counts) or \
+            sum(counts) != len(frames) - 1:
+        raise ProtocolError("array descriptions do not match the frames")
+    arrays, start = [], 1
+    for description, count in zip(described, counts):
+        dtype, shape = description[:2]
+        parts, start = frames[start:start + count], start + count
         try:
             dtype = np.dtype(dtype)
         except (TypeError, ValueError, SyntaxError):
@@ -173,10 +204,26 @@ def _decode(frames, head):
                 dtype.subdtype is not None or dtype.names is not None:
             raise ProtocolError("bad array description %r %r"
                                 % (dtype, shape))
-        buffer = frame.buffer if hasattr(frame, "buffer") else frame
         try:  # a copy: the frame's memory is read-only and owned by ZMQ
-            arrays.append(from_bytes(buffer, dtype, shape))
+            arrays.append(_joined(parts, dtype, shape))
         except ValueError:
             raise ProtocolError("array frame length does not match %s %r"
                                 % (dtype, shape)) from None
     return head, _from_tree(head.get("data"), arrays)
+
+
+def _joined(parts, dtype, shape):
+    """The array held by the frames ``parts``, checked before allocating."""
+    buffers = [part.buffer if hasattr(part, "buffer") else part
+               for part in parts]
+    if len(buffers) == 1:
+        return from_bytes(buffers[0], dtype, shape)
+    sizes = [len(memoryview(b).cast("B")) for b in buffers]
+    if not is_shape(shape) or sum(sizes) != math.prod(shape) * dtype.itemsize:
+        raise ValueError("array data does not match its description")
+    array = np.empty(shape, dtype)
+    flat, position = memoryview(array.reshape(-1)).cast("B"), 0
+    for buffer, size in zip(buffers, sizes):
+        flat[position:position + size] = memoryview(buffer).cast("B")
+        position += size
+    return array

@@ -31,6 +31,7 @@ import traceback
 
 from ..importing import from_importname
 from . import wire as _wire
+from .gate import secure_worker_socket
 
 _JOBS = {}
 
@@ -130,6 +131,7 @@ def _connect(context, address, process_id, host, secret):
 
     dealer = context.socket(zmq.DEALER)
     dealer.linger = 1000
+    secure_worker_socket(dealer, secret)
     dealer.connect(address)
     dealer.send_multipart(_wire.encode({
         "subject": "hello", "id": process_id, "host": host,
@@ -149,7 +151,8 @@ def _connect(context, address, process_id, host, secret):
             secret, "master", nonce, head.get("proof")):
         raise RuntimeError("the peer at %s is not this run's master"
                            % address)
-    return dealer, float(head.get("heartbeat", 1.0))
+    return dealer, float(head.get("heartbeat", 1.0)), \
+        int(head.get("max_message_bytes", 0)) or None
 
 
 class _Channel:
@@ -163,8 +166,9 @@ class _Channel:
     the master can tell busy from dead. Idle, the main thread sends them.
     """
 
-    def __init__(self, dealer, heartbeat):
+    def __init__(self, dealer, heartbeat, max_message_bytes=None):
         self.dealer, self.heartbeat = dealer, heartbeat
+        self.max_message_bytes = max_message_bytes
         self.lock = threading.Lock()
         self.busy = threading.Event()
         self.beat = _wire.encode({"subject": "heartbeat"})
@@ -243,7 +247,7 @@ def worker_main(address, process_id, host):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Every job (fingerprints, loss shares) makes large temporaries: keep
-    # freed memory for reuse, as the serial descriptor does (_memory.py).
+    # freed memory for reuse (amp.parallel.memory.tune_malloc).
     from .memory import tune_malloc
     tune_malloc()
     secret = _read_secret()
@@ -264,6 +268,14 @@ def worker_main(address, process_id, host):
             value = worker.handle(head, data)
             reply = _wire.encode({"subject": "result",
                                   "token": head.get("token")}, value)
+            size = _wire.message_bytes(reply)
+            if channel.max_message_bytes and \
+                    size > channel.max_message_bytes:
+                raise ValueError(
+                    "the result is %d bytes, more than the master takes "
+                    "(max_message_bytes=%d); raise it with WorkerPool("
+                    "max_message_bytes=...) or amp.store.limits."
+                    "MAX_MESSAGE_BYTES" % (size, channel.max_message_bytes))
         except Exception:
             reply = _wire.encode({"subject": "error",
                                   "token": head.get("token"),

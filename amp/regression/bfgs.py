@@ -29,6 +29,13 @@ first step (``H = I`` and the previous-loss guess that makes the first
 step about 1 long), the same stopping rules (``gtol`` on the gradient's
 ``norm``, ``maxiter``, ``xrtol``, a failed line search, a non-finite
 loss) and the same messages. Iterates agree with scipy's to rounding.
+
+The loop (:func:`_iterate`) searches along the direction, steps
+(:meth:`_Walk.step`), applies the stopping rules, then makes the O(n^2)
+update (:func:`_update_inverse_hessian`) and the next direction
+(:func:`_next_direction`). Array names carry their axes as suffixes:
+``_p`` a parameter (``x_p``, ``g_p``, ``s_p``, ``y_p``), ``_pp`` the
+inverse Hessian ``H_pp``.
 """
 
 import inspect
@@ -138,6 +145,18 @@ def _callback(callback):
     return lambda result: callback(np.copy(result.x))
 
 
+#: BFGS's ``rho = 1 / (y . s)`` when ``y . s`` is exactly zero: scipy's
+#: value, which keeps the update finite.
+_RHO_WITHOUT_CURVATURE = 1000.0
+
+# The direction carried over from the update is used while its rounding
+# error bound stays below this fraction of its length; past it (after
+# cancellation near a minimum) -H g is computed again with dsymv.
+_DRIFT_TOLERANCE = 1e-12
+
+_EPS = np.finfo(float).eps
+
+
 def minimize_bfgs(fun, x0, args=(), jac=True, callback=None, gtol=1e-5,
                   norm=np.inf, maxiter=None, xrtol=0.0, c1=1e-4, c2=0.9,
                   hess_inv0=None, disp=False, return_all=False,
@@ -195,108 +214,175 @@ def minimize_bfgs(fun, x0, args=(), jac=True, callback=None, gtol=1e-5,
         warnings.warn("Unknown solver options: %s"
                       % ", ".join(sorted(unknown_options)), RuntimeWarning,
                       stacklevel=2)
+    objective = _Objective(*_bound(fun, jac, args))
+    x_p = np.asarray(x0, dtype=float).flatten()
+    if maxiter is None:
+        maxiter = 200 * len(x_p)
+    notify = _callback(callback)
+    walk = _Walk(objective, x_p, hess_inv0, return_all)
+    status, gnorm = _iterate(walk, objective, notify, gtol, norm, maxiter,
+                             xrtol, c1, c2)
+    status = _final_status(status, walk, gnorm, maxiter)
+    if disp:
+        _print_outcome(status, walk, objective)
+    return _result(status, walk, objective)
+
+
+def _bound(fun, jac, args):
+    """``fun`` and ``jac`` of ``x`` alone (``args`` bound); refuses a
+    missing gradient."""
     if jac is not True and not callable(jac):
         raise ValueError("minimize_bfgs needs the gradient (jac=True or a "
                          "callable); use scipy's BFGS for finite differences")
-    if args:
-        plain_fun, plain_jac = fun, jac
-        fun = lambda x: plain_fun(x, *args)  # noqa: E731
-        if callable(plain_jac):
-            jac = lambda x: plain_jac(x, *args)  # noqa: E731
-    xk = np.asarray(x0, dtype=float).flatten()
-    n = len(xk)
-    if maxiter is None:
-        maxiter = 200 * n
-    objective = _Objective(fun, jac)
-    notify = _callback(callback)
+    if not args:
+        return fun, jac
+    bound_jac = (lambda x: jac(x, *args)) if callable(jac) else jac
+    return (lambda x: fun(x, *args)), bound_jac
 
-    old_fval = objective.f(xk)
-    gfk = objective.g(xk)
-    # Fortran order: BLAS updates one triangle of it in place.
-    if hess_inv0 is None:
-        H = np.eye(n, order="F")
-    else:
-        H = np.array(hess_inv0, dtype=float, order="F")
-    # scipy's guess of the previous loss: makes the first step ~1 long.
-    old_old_fval = old_fval + np.linalg.norm(gfk) / 2
-    allvecs = [xk] if return_all else None
-    k, status = 0, 0
-    gnorm = _vecnorm(gfk, norm)
-    next_pk, drift = None, 0.0
-    eps = np.finfo(float).eps
-    while gnorm > gtol and k < maxiter:
-        if next_pk is None:
-            pk, drift = blas.dsymv(-1.0, H, gfk), 0.0
+
+class _Walk:
+    """The state of the minimisation: the iterate ``x_p``, its loss and
+    gradient ``g_p``, the loss before, the inverse Hessian ``H_pp`` and
+    the next search direction when the update carried it over."""
+
+    def __init__(self, objective, x_p, hess_inv0, return_all):
+        self.x_p = x_p
+        self.loss = objective.f(x_p)
+        self.g_p = objective.g(x_p)
+        # Fortran order: BLAS updates one triangle of it in place.
+        if hess_inv0 is None:
+            self.H_pp = np.eye(len(x_p), order="F")
         else:
-            pk = next_pk
-        found = _line_search(objective, xk, pk, gfk, old_fval,
-                             old_old_fval, c1, c2)
+            self.H_pp = np.array(hess_inv0, dtype=float, order="F")
+        # scipy's guess of the previous loss: makes the first step ~1 long.
+        self.previous_loss = self.loss + np.linalg.norm(self.g_p) / 2
+        self.allvecs = [x_p] if return_all else None
+        self.k = 0
+        self.next_p, self.drift = None, 0.0
+
+    def direction(self):
+        """The search direction ``-H g``: carried over from the last
+        update, or computed (one ``dsymv``)."""
+        if self.next_p is not None:
+            return self.next_p
+        self.drift = 0.0
+        return blas.dsymv(-1.0, self.H_pp, self.g_p)
+
+    def step(self, objective, p_p, found):
+        """Move to the point the line search ``found`` along ``p_p``;
+        return the step length factor, the step and the change of the
+        gradient."""
+        alpha, _, _, self.loss, self.previous_loss, g_new_p = found
+        s_p = alpha * p_p
+        self.x_p = self.x_p + s_p
+        if self.allvecs is not None:
+            self.allvecs.append(self.x_p)
+        if g_new_p is None:
+            g_new_p = objective.g(self.x_p)
+        y_p = g_new_p - self.g_p
+        self.g_p = g_new_p
+        self.k += 1
+        return alpha, s_p, y_p
+
+    def update(self, s_p, y_p, p_p):
+        """The O(n^2) part: ``H`` updated in place, and the next direction
+        from vectors when its rounding error allows."""
+        rho, scale, u_p = _update_inverse_hessian(self.H_pp, s_p, y_p)
+        self.next_p, self.drift = _next_direction(
+            u_p, p_p, s_p, self.g_p, rho, scale, self.drift)
+
+
+def _iterate(walk, objective, notify, gtol, norm, maxiter, xrtol, c1, c2):
+    """Search and step until a stopping rule holds; the status (0, or 2
+    and 99 for the failures that end the loop) and the gradient norm."""
+    gnorm = _vecnorm(walk.g_p, norm)
+    while gnorm > gtol and walk.k < maxiter:
+        p_p = walk.direction()
+        found = _line_search(objective, walk.x_p, p_p, walk.g_p, walk.loss,
+                             walk.previous_loss, c1, c2)
         if found is None:
-            status = 2
-            break
-        alpha_k, _, _, old_fval, old_old_fval, gfkp1 = found
-        sk = alpha_k * pk
-        xk = xk + sk
-        if return_all:
-            allvecs.append(xk)
-        if gfkp1 is None:
-            gfkp1 = objective.g(xk)
-        yk = gfkp1 - gfk
-        gfk = gfkp1
-        k += 1
+            return 2, gnorm
+        alpha, s_p, y_p = walk.step(objective, p_p, found)
         if notify is not None:
             try:
-                notify(OptimizeResult(x=xk, fun=old_fval))
+                notify(OptimizeResult(x=walk.x_p, fun=walk.loss))
             except StopIteration:
-                status = 99
-                break
-        gnorm = _vecnorm(gfk, norm)
+                return 99, gnorm
+        gnorm = _vecnorm(walk.g_p, norm)
         if gnorm <= gtol:
             break
-        if alpha_k * _vecnorm(pk, 2) <= xrtol * (xrtol + _vecnorm(xk, 2)):
+        step_length = alpha * _vecnorm(p_p, 2)
+        if step_length <= xrtol * (xrtol + _vecnorm(walk.x_p, 2)):
             break
-        if not np.isfinite(old_fval):
-            status = 2
-            break
-        rhok_inv = float(np.dot(yk, sk))
-        rhok = 1000.0 if rhok_inv == 0.0 else 1.0 / rhok_inv
-        u = blas.dsymv(1.0, H, yk)
-        scale = rhok + rhok * rhok * float(np.dot(yk, u))
-        v = (0.5 * scale) * sk - rhok * u
-        blas.dsyr2(1.0, sk, v, a=H, overwrite_a=1)
-        # H_{k+1} g_{k+1} from H_k g_{k+1} = u - p_k, with a bound on the
-        # rounding error carried along (relative to |p|).
-        sg, ug = float(np.dot(sk, gfk)), float(np.dot(u, gfk))
-        along_s = scale * sg - rhok * ug
-        q = (u - pk) + along_s * sk - (rhok * sg) * u
-        size = np.linalg.norm(q)
-        u_norm, p_norm = np.linalg.norm(u), np.linalg.norm(pk)
-        drift = (drift * p_norm + 4 * eps * (
-            u_norm + p_norm + abs(along_s) * np.linalg.norm(sk)
-            + abs(rhok * sg) * u_norm))
-        if np.isfinite(size) and drift <= 1e-12 * size:
-            next_pk, drift = -q, drift / size
-        else:
-            next_pk = None
+        if not np.isfinite(walk.loss):
+            return 2, gnorm
+        walk.update(s_p, y_p, p_p)
+    return 0, gnorm
 
-    if status not in (2, 99):
-        if k >= maxiter:
-            status = 1
-        elif np.isnan(gnorm) or np.isnan(old_fval) or np.isnan(xk).any():
-            status = 3
-    message = MESSAGES[status]
-    if disp:
-        print(message)
-        print("         Current function value: %f" % old_fval)
-        print("         Iterations: %d" % k)
-        print("         Function evaluations: %d" % objective.nfev)
-        print("         Gradient evaluations: %d" % objective.ngev)
+
+def _update_inverse_hessian(H_pp, s_p, y_p):
+    """``H <- H - rho (s u^T + u s^T) + scale s s^T`` with ``u = H y`` and
+    ``scale = rho + rho^2 y^T u``, in place on the upper triangle of the
+    Fortran-ordered ``H_pp`` (one ``dsymv``, one ``dsyr2``). Returns
+    ``rho``, ``scale`` and ``u``."""
+    rho_inv = float(np.dot(y_p, s_p))
+    rho = _RHO_WITHOUT_CURVATURE if rho_inv == 0.0 else 1.0 / rho_inv
+    u_p = blas.dsymv(1.0, H_pp, y_p)
+    scale = rho + rho * rho * float(np.dot(y_p, u_p))
+    # s v^T + v s^T with v = scale / 2 s - rho u is the whole correction.
+    v_p = (0.5 * scale) * s_p - rho * u_p
+    blas.dsyr2(1.0, s_p, v_p, a=H_pp, overwrite_a=1)
+    return rho, scale, u_p
+
+
+def _next_direction(u_p, p_p, s_p, g_p, rho, scale, drift):
+    """The next direction ``-H_{k+1} g_{k+1}`` without touching ``H``,
+    from ``H_k g_{k+1} = H_k (g_k + y) = u - p_k`` and the expansion of the
+    update, with a bound on its rounding error (relative to its length)
+    carried along from the last direction's. Returns ``(direction,
+    drift)``, or ``(None, drift)`` when the bound is too large for it to
+    be used."""
+    sg, ug = float(np.dot(s_p, g_p)), float(np.dot(u_p, g_p))
+    along_s = scale * sg - rho * ug
+    q_p = (u_p - p_p) + along_s * s_p - (rho * sg) * u_p
+    size = np.linalg.norm(q_p)
+    u_norm, p_norm = np.linalg.norm(u_p), np.linalg.norm(p_p)
+    drift = (drift * p_norm + 4 * _EPS * (
+        u_norm + p_norm + abs(along_s) * np.linalg.norm(s_p)
+        + abs(rho * sg) * u_norm))
+    if np.isfinite(size) and drift <= _DRIFT_TOLERANCE * size:
+        return -q_p, drift / size
+    return None, drift
+
+
+def _final_status(status, walk, gnorm, maxiter):
+    """scipy's status once the loop has ended."""
+    if status in (2, 99):
+        return status
+    if walk.k >= maxiter:
+        return 1
+    if np.isnan(gnorm) or np.isnan(walk.loss) or np.isnan(walk.x_p).any():
+        return 3
+    return status
+
+
+def _print_outcome(status, walk, objective):
+    """scipy's ``disp=True`` lines."""
+    print(MESSAGES[status])
+    print("         Current function value: %f" % walk.loss)
+    print("         Iterations: %d" % walk.k)
+    print("         Function evaluations: %d" % objective.nfev)
+    print("         Gradient evaluations: %d" % objective.ngev)
+
+
+def _result(status, walk, objective):
+    """scipy's ``OptimizeResult`` of the walk."""
     # The upper triangle is the matrix; mirror it for the caller.
-    H = np.triu(H) + np.triu(H, 1).T
-    result = OptimizeResult(fun=old_fval, jac=gfk, hess_inv=H,
+    H_pp = np.triu(walk.H_pp) + np.triu(walk.H_pp, 1).T
+    result = OptimizeResult(fun=walk.loss, jac=walk.g_p, hess_inv=H_pp,
                             nfev=objective.nfev, njev=objective.ngev,
                             status=status, success=status == 0,
-                            message=message, x=xk, nit=k)
-    if return_all:
-        result["allvecs"] = allvecs
+                            message=MESSAGES[status], x=walk.x_p, nit=walk.k)
+    if walk.allvecs is not None:
+        result["allvecs"] = walk.allvecs
     return result

@@ -7,4 +7,8 @@ calculator view with the committee spread, the ensemble file) and
 :mod:`amp.stats.calctext` (the safe reader of Amp 1.x ``calc_text``
 templates). Nothing is imported here: ``from amp.stats.bootstrap import
 BootStrap`` as in Amp.
+
+Ensembles sit with the calculator, on the top floor: they may use
+everything below, and must not import :mod:`amp.analysis` or
+:mod:`amp.cli`.
 """

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from ..potential import image_fingerprints
+from ..potential import image_fingerprints, results_without_atoms
 from ..store import modelfile
 from ..store.files import atomic_file
 from ..utilities import get_hash
@@ -90,6 +90,8 @@ class Ensemble:
         """
         if self._last is not None and self._last[0] == atoms:
             return self._last[1]
+        if len(atoms) == 0:
+            return results_without_atoms(atoms, len(self.models))
         fp = self._fingerprints(atoms)
         m, n = len(self.models), len(atoms)
         nl = fp.neighbors

@@ -74,8 +74,13 @@ def dumps(descriptor: dict[str, Any], model: dict[str, Any]) -> str:
     ------
     ValueError
         The descriptor or model is not one Amp 1.x can rebuild (no
-        symmetry functions or weights yet).
+        symmetry functions or weights yet, or not a neural network).
     """
+    importname = model.get("importname", ".model.neuralnetwork.NeuralNetwork")
+    if importname != ".model.neuralnetwork.NeuralNetwork":
+        raise ValueError("format='amp1' writes neural-network models only; "
+                         "this model (%s) is saved in this library's JSON "
+                         "format" % importname)
     if descriptor.get("Gs") is None or not isinstance(descriptor["Gs"],
                                                       dict):
         raise ValueError("the descriptor has no per-element symmetry "

@@ -20,7 +20,9 @@ import zlib
 
 from . import limits
 from .files import (TEMPORARY_PREFIX, UnsafeFileError, atomic_file,
-                    folder_bytes, open_regular, read_file)
+                    folder_bytes, open_regular, read_file,
+                    remove_dead_temporaries)
+from .gzipseek import InflatedView, unconsumed_input
 from .entry import (CorruptEntryError, UnsupportedEntryError, decode_entry,
                      is_key)
 
@@ -37,12 +39,40 @@ _STALE_SECONDS = 3600  # a writer's temporary file older than this is debris
 
 # ------------------------------------------------------------ archive index
 
+class _NoRoom(Exception):
+    """The inflated copy of an archive could not be written."""
+
+
+class _Spool:
+    """A spooled temporary file whose write failures are :class:`_NoRoom`
+    (and which ignores the checkpoints an :class:`InflatedView` keeps)."""
+
+    def __init__(self, spool):
+        self._file = spool
+
+    def write(self, data):
+        try:
+            return self._file.write(data)
+        except OSError as error:
+            raise _NoRoom(error) from None
+
+    def checkpoint(self, compressed, inflater):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
 class ArchiveIndex:
     """The members of one ``archive.tar.gz``, decompressed once.
 
     gzip cannot seek, so the archive is decompressed in a single pass into
     a spooled temporary file (memory up to ``SPOOL_BYTES``, then an unnamed
-    file) and the tar headers are indexed; a read is then one seek.
+    file) and the tar headers are indexed; a read is then one seek. When
+    that file cannot be written (a full disk, a file-size limit) the
+    archive is indexed again without a copy
+    (:class:`amp.store.gzipseek.InflatedView`: bounded memory, no disk), so
+    reading never needs room on a disk.
     Inflating stops at the tar end-of-archive block, so a gzip stream that
     goes on beyond the last member costs nothing, and at
     :data:`amp.store.limits.MAX_ARCHIVE_BYTES`; a member larger than
@@ -73,13 +103,24 @@ class ArchiveIndex:
         self.pid = os.getpid()  # a forked child must not share the offset
         fd, _ = open_regular(path, limits.MAX_ARCHIVE_BYTES,
                              "archive %s" % path)
-        self._spool = tempfile.SpooledTemporaryFile(self.SPOOL_BYTES,
-                                                    dir=spill_folder)
         with open(fd, "rb") as handle:
             status = os.fstat(handle.fileno())
             self.signature = (status.st_dev, status.st_ino,
                               status.st_mtime_ns, status.st_size)
-            problem = self._decompress(handle)
+            self._spool = _Spool(tempfile.SpooledTemporaryFile(
+                self.SPOOL_BYTES, dir=spill_folder))
+            try:
+                problem = self._decompress(handle)
+            except _NoRoom as error:
+                # Reading must not need room on a disk: no copy, then.
+                self._spool.close()
+                report("archive %s: no room for its inflated copy (%s); it "
+                       "is read from the compressed file instead, which is "
+                       "slower" % (path, error))
+                self.capped = None
+                handle.seek(0)
+                self._spool = InflatedView(handle.fileno())
+                problem = self._decompress(handle)
             if self.capped:
                 report("archive %s: %s; the members before it are used and "
                        "archive() will not rewrite it until the cap is "
@@ -158,7 +199,7 @@ class ArchiveIndex:
         """
         step = 2 ** 20
         inflater, fed = zlib.decompressobj(wbits=31), False
-        header, written = 0, 0
+        header, written, offset = 0, 0, 0
         try:
             while True:
                 chunk = handle.read(2 ** 16)
@@ -169,6 +210,11 @@ class ArchiveIndex:
                     out = inflater.decompress(chunk, step)
                     self._spool.write(out)
                     written += len(out)
+                    # The compressed offset of the first byte zlib has not
+                    # consumed: inflating may start again there.
+                    offset += len(chunk) - len(unconsumed_input(inflater))
+                    self._spool.checkpoint(offset, None if inflater.eof
+                                           else inflater)
                     header, done = self._tar_ends(header, written)
                     if (header if done else written) > \
                             limits.MAX_ARCHIVE_BYTES:
@@ -286,7 +332,11 @@ class Archiving:
             os.close(descriptor)  # releases the lock
 
     def _recover(self):
-        """Clear what a crashed writer or archiver left (lock held)."""
+        """Clear what a crashed writer or archiver left (lock held):
+        temporary files of dead writers of this host at once, anybody's
+        after an hour."""
+        remove_dead_temporaries(self.path)
+        remove_dead_temporaries(self.loosepath)
         for name in os.listdir(self.path):
             if name.startswith(_ARCHIVE_TEMPORARIES) or (
                     name.startswith(TEMPORARY_PREFIX) and self._stale(self.path, name)):

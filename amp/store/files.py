@@ -3,11 +3,15 @@
 Writing:
 
 :func:`atomic_file` writes into a temporary file in the target's folder
-(``.tmp-<name>-<pid>-<random>``) and publishes it with one ``os.replace``
-(or, with ``replace=False``, one ``os.link`` that fails if the target
-exists), so a reader sees the old file or the whole new one, never half of
-one, and concurrent writers cannot interleave. On any failure the
-temporary file is removed and the target is untouched.
+(``.tmp-<name>-<host>-<pid>-<random>``), flushes it to disk, and publishes
+it with one ``os.replace`` (or, when it must not replace a file, one
+``os.link`` that fails if the target exists), then flushes the folder
+entry. So a reader sees the old file or the whole new one, never half of
+one; concurrent writers cannot interleave, and of writers racing for a new
+name with ``overwrite=False`` exactly one wins; a power loss leaves the old
+file or the new one. On any failure the temporary file is removed and the
+target is untouched; the temporary files of a writer that was killed are
+removed by the next writer in that folder (:func:`remove_dead_temporaries`).
 
 Reading: :func:`read_file` opens only regular files, without following a
 symbolic link and without blocking on a FIFO, checks the size with
@@ -20,18 +24,80 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from typing import IO, Any, Iterator
+import hashlib
 import os
 import secrets
+import socket
 import stat
+from typing import IO, Any, Iterator
 
 TEMPORARY_PREFIX = ".tmp-"
 
 
+def _host_tag() -> str:
+    """Eight hex digits naming this host in temporary names, so that a
+    writer on a shared folder only ever judges its own host's pids."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def temporary_name(folder: str, name: str) -> str:
-    """Return a fresh temporary path in ``folder`` for writing ``name``."""
-    return os.path.join(folder, "%s%s-%d-%s" % (
-        TEMPORARY_PREFIX, name[:40], os.getpid(), secrets.token_hex(6)))
+    """Return a fresh temporary path in ``folder`` for writing ``name``:
+    ``.tmp-<name>-<host>-<pid>-<random>``."""
+    return os.path.join(folder, "%s%s-%s-%d-%s" % (
+        TEMPORARY_PREFIX, name[:40], _host_tag(), os.getpid(),
+        secrets.token_hex(6)))
+
+
+def _writer_is_dead(name: str, host: str) -> bool:
+    """True when ``name`` is a temporary file of a writer on this host
+    whose process no longer exists."""
+    parts = name[len(TEMPORARY_PREFIX):].rsplit("-", 3)
+    if len(parts) != 4 or parts[1] != host or not parts[2].isdigit() or \
+            len(parts[3]) != 12:
+        return False
+    pid = int(parts[2])
+    return pid != os.getpid() and process_is_gone(pid)
+
+
+def process_is_gone(pid: int) -> bool:
+    """True when no process ``pid`` runs on this host (a process of
+    another user still counts as running)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+def remove_dead_temporaries(folder: str) -> list[str]:
+    """Remove the temporary files that writers on this host left in
+    ``folder`` when they died (killed, or the machine stopped).
+
+    Only regular files named by :func:`temporary_name` whose pid is not a
+    running process of this host are removed; a live writer's file,
+    another host's and anything else stay. Best effort: errors are
+    ignored.
+
+    Returns
+    -------
+    list of str
+        The names removed.
+    """
+    removed, host = [], _host_tag()
+    with contextlib.suppress(OSError):
+        with os.scandir(folder) as listing:
+            for item in listing:
+                if item.name.startswith(TEMPORARY_PREFIX) and \
+                        item.is_file(follow_symlinks=False) and \
+                        _writer_is_dead(item.name, host):
+                    with contextlib.suppress(OSError):
+                        os.unlink(item.path)
+                        removed.append(item.name)
+    return removed
 
 
 def fsync_folder(folder: str) -> None:
@@ -44,25 +110,65 @@ def fsync_folder(folder: str) -> None:
             os.close(descriptor)
 
 
+def _publish_new(temporary, path):
+    """Give ``temporary`` the name ``path`` only if nothing has it yet.
+
+    ``os.link`` fails atomically when ``path`` exists, so of writers
+    racing for a new name exactly one wins. Where the file system has no
+    hard links the name is claimed with ``O_EXCL`` first (a reader may
+    then see it empty for a moment, never another writer's file lost).
+    """
+    try:
+        os.link(temporary, path)
+        return
+    except FileExistsError:
+        raise FileExistsError("%s exists (another writer created it "
+                              "meanwhile); pass overwrite=True to replace "
+                              "it" % path) from None
+    except OSError:  # no hard links on this file system
+        pass
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        raise FileExistsError("%s exists (another writer created it "
+                              "meanwhile); pass overwrite=True to replace "
+                              "it" % path) from None
+    os.replace(temporary, path)
+
+
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, fsync: bool = False,
-                overwrite: bool = True,
-                replace: bool = True) -> Iterator[IO[bytes]]:
+def atomic_file(path: str | os.PathLike, fsync: bool = True,
+                overwrite: bool = True, replace: bool = True,
+                tidy: bool = True) -> Iterator[IO[bytes]]:
     """Open a binary file that becomes ``path`` when the block succeeds.
+
+    Guarantees: a reader sees the old file or the whole new one, never
+    half of one; on any failure (an exception, a full disk) the temporary
+    file is removed and ``path`` is untouched; with ``overwrite=False``
+    an existing file is never replaced, even by writers racing for the
+    same new name (exactly one wins); with ``fsync`` the data and then
+    the folder entry are on disk when the block returns, so a power loss
+    leaves the old file or the new one, not an empty one.
 
     Parameters
     ----------
     path : str or path-like
         The target.
     fsync : bool, optional
-        Flush the data and the folder entry to disk before returning.
+        Flush the data to disk before the file is published, and the
+        folder entry after (the default; off for caches that can be
+        recomputed, such as loose database entries).
     overwrite : bool, optional
-        When False and ``path`` exists, raise ``FileExistsError`` before
-        anything is written.
+        When False, raise ``FileExistsError`` if ``path`` exists, before
+        anything is written or, if another writer created it meanwhile,
+        at publication (``os.link``, which never replaces).
     replace : bool, optional
-        When False, publish with ``os.link``, which fails with
-        ``FileExistsError`` if another writer created ``path`` meanwhile
-        (the first writer wins); when True, ``os.replace`` (the last wins).
+        When False, publish with ``os.link`` as for ``overwrite=False``
+        (the first writer wins); when True (and ``overwrite``),
+        ``os.replace`` (the last wins).
+    tidy : bool, optional
+        First remove the temporary files that dead writers of this host
+        left in the folder (:func:`remove_dead_temporaries`).
 
     Yields
     ------
@@ -74,6 +180,8 @@ def atomic_file(path: str | os.PathLike, fsync: bool = False,
         raise FileExistsError("%s exists; pass overwrite=True to replace it"
                               % path)
     folder = os.path.dirname(os.path.abspath(path))
+    if tidy:
+        remove_dead_temporaries(folder)
     temporary = temporary_name(folder, os.path.basename(path))
     try:
         with open(temporary, "xb") as handle:
@@ -81,17 +189,10 @@ def atomic_file(path: str | os.PathLike, fsync: bool = False,
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        if replace:
+        if replace and overwrite:
             os.replace(temporary, path)
         else:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                raise
-            except OSError:  # no hard links on this file system
-                if os.path.lexists(path):
-                    raise FileExistsError(path) from None
-                os.replace(temporary, path)
+            _publish_new(temporary, path)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -101,8 +202,11 @@ def atomic_file(path: str | os.PathLike, fsync: bool = False,
 
 def write_atomically(folder: str, name: str, data: bytes,
                      fsync: bool = False) -> None:
-    """Write the bytes ``data`` to ``folder/name`` with :func:`atomic_file`."""
-    with atomic_file(os.path.join(folder, name), fsync=fsync) as handle:
+    """Write the bytes ``data`` to ``folder/name`` with :func:`atomic_file`
+    (by default without flushing to disk and without tidying the folder:
+    for database entries, whose folder the archiver tidies)."""
+    with atomic_file(os.path.join(folder, name), fsync=fsync,
+                     tidy=False) as handle:
         handle.write(data)
 
 

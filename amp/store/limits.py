@@ -25,3 +25,9 @@ MAX_STRING_CHARS = 2 ** 28
 
 #: Bytes of one array a model file asks for (element count x item size).
 MAX_ARRAY_BYTES = 2 ** 30
+
+#: Bytes of one message between a master and its workers once they have
+#: authenticated (``WorkerPool(max_message_bytes=...)`` overrides it per
+#: pool). Before authentication no message is taken at all, and no frame
+#: may exceed :data:`amp.parallel.wire.MAX_FRAME_BYTES`.
+MAX_MESSAGE_BYTES = 4 * 2 ** 30

@@ -34,6 +34,7 @@ from .literal import UnsafeLiteralError, literal_eval
 
 FORMAT = "amp-mlip-model"
 VERSION = 1
+NETWORK = ".model.neuralnetwork.NeuralNetwork"
 
 
 class ModelFileError(ValueError):
@@ -49,12 +50,19 @@ def dumps(descriptor_dict: dict[str, Any], model_dict: dict[str, Any]) -> str:
 
 def write(filename: str | os.PathLike, text: str,
           overwrite: bool = False) -> None:
-    """Write ``text`` atomically; refuse to replace a file unless asked.
+    """Write ``text`` atomically and durably; refuse to replace a file
+    unless asked.
+
+    Through :func:`amp.store.files.atomic_file`: the data are flushed to
+    disk before the file is renamed into place; without ``overwrite`` the
+    file is published with ``os.link``, so of processes racing for one new
+    name exactly one succeeds.
 
     Raises
     ------
     FileExistsError
-        ``filename`` exists and ``overwrite`` is False (it is untouched).
+        ``filename`` exists, or another writer created it meanwhile, and
+        ``overwrite`` is False (it is untouched).
     """
     with atomic_file(filename, overwrite=overwrite) as handle:
         handle.write(text.encode())
@@ -117,7 +125,11 @@ def _matrix(value, name, where):
 
 def _check_network(model, name):
     """Weights, scalings and fingerprint ranges of a neural network: of the
-    shapes that fit together, as far as the file gives them."""
+    shapes that fit together, as far as the file gives them. (Another
+    model's parameters, e.g. a KernelRidge's, are its ``fromdict``'s to
+    check.)"""
+    if model.get("importname", NETWORK) != NETWORK:
+        return
     weights = model.get("weights")
     inputs = {}
     if weights is not None:

@@ -1,7 +1,9 @@
 r"""Behler–Parrinello symmetry functions and their derivatives, vectorised.
 
 The kernels turn one image's neighbour list (:mod:`amp.descriptor.neighbors`)
-into fingerprints, one element at a time, with Amp 1.x's definitions.
+into fingerprints, one element at a time, with Amp 1.x's definitions. They
+are pure array code: this package must not import anything of ``amp``
+outside :mod:`amp.descriptor` (no stores, workers or models).
 
 Definitions
 -----------

@@ -19,6 +19,13 @@ from .chunk import row_sums
 from .terms import PairTerms
 
 
+# Squared distance given to a chunk's padding slots when triplets are
+# selected: a triplet with a padding slot then needs r_ij . r_ik above about
+# half of it, which no real pair reaches, so it is never selected. Finite, so
+# that the bound of two padding slots (their sum) stays finite.
+_PADDING_D2 = 1e300
+
+
 @functools.lru_cache(maxsize=64)
 def _strict_upper(width):
     """Read-only ``(width, width)`` mask of the slot pairs j < k."""
@@ -31,16 +38,40 @@ def three_body(plan, chunk, g_af, dg_exf=None, deferred=None):
     """Add the G4/G5 terms of one chunk to its fingerprints ``g_af``
     (and their derivatives to ``dg_exf``, or to ``deferred`` a function
     adding ``dE / d r_e`` once ``dE/dG`` is known; see
-    :func:`.pairs.two_body`)."""
+    :func:`.pairs.two_body`).
+
+    Three routes: with one element, each group of functions takes every
+    triplet (:func:`_one_element`); with several, the values and the fused
+    force path take all element pairs in one pass (:func:`_all_pairs`),
+    and stored derivatives go pair by pair (:func:`_pair_by_pair`).
+    """
+    gram_ass, flat_t = _usable_triplets(plan, chunk)
+    if len(flat_t) == 0:
+        return
+    selection = _Selection(plan, chunk, gram_ass, flat_t,
+                           dg_exf is not None or deferred is not None)
+    if plan.n_elements == 1:
+        _one_element(plan, selection, g_af, dg_exf, deferred)
+        return
+    pair_t = _pair_codes(plan, chunk, selection.slot_j_t, selection.slot_k_t)
+    if dg_exf is None:
+        t, centre_t = selection.triplets()
+        _all_pairs(plan, t, chunk, centre_t, pair_t, g_af, deferred)
+    else:
+        _pair_by_pair(plan, selection, pair_t, g_af, dg_exf, deferred)
+
+
+def _usable_triplets(plan, chunk):
+    """The chunk's Gram matrix ``r_ij . r_ik``, shape ``(centre, slot,
+    slot)``, and the flat indices into it of the triplets that can
+    contribute, in row-major order: sorted by centre, then by slot j."""
     ws = chunk.workspace
-    Rc2 = chunk.Rc ** 2
     c, w = chunk.n_centres, chunk.width
     r_asx = chunk.r_asx
     gram_ass = np.matmul(r_asx, r_asx.transpose(0, 2, 1),
                          out=ws.empty((c, w, w)))
-    d2_s = chunk.padded(chunk.d_e * chunk.d_e)
     usable_ass = ws.empty((c, w, w), dtype=bool)
-    if plan.needs_all_triplets:
+    if plan.needs_all_triplets:  # a G5: every pair of real slots
         valid_as = chunk.padded(np.ones(len(chunk.d_e), dtype=bool), False)
         valid_as = valid_as.reshape(c, w)
         np.logical_and(valid_as[:, :, None], valid_as[:, None, :],
@@ -48,80 +79,132 @@ def three_body(plan, chunk, g_af, dg_exf=None, deferred=None):
     else:
         # R_jk^2 = d_j^2 + d_k^2 - 2 r_j.r_k < Rc^2, as one comparison.
         half_as = 0.5 * chunk.padded(chunk.d_e * chunk.d_e,
-                                     fill=1e300).reshape(c, w)
-        half_as -= 0.25 * Rc2
+                                     fill=_PADDING_D2).reshape(c, w)
+        half_as -= 0.25 * chunk.Rc ** 2
         bound_ass = np.add(half_as[:, :, None], half_as[:, None, :],
                            out=ws.empty((c, w, w)))
         np.greater(gram_ass, bound_ass, out=usable_ass)
     usable_ass &= _strict_upper(w)
-    # Row-major order: triplets come sorted by centre, then by slot j.
-    flat_t = np.flatnonzero(usable_ass)
-    n_t = len(flat_t)
-    if n_t == 0:
-        return
-    gram_s = gram_ass.reshape(-1)
-    slot_j_t = np.floor_divide(flat_t, w, out=ws.empty(n_t, np.int64))
-    centre_t = np.floor_divide(slot_j_t, w, out=ws.empty(n_t, np.int64))
-    # slot_k = flat - (slot_j - centre) * w
-    slot_k_t = np.subtract(slot_j_t, centre_t, out=ws.empty(n_t, np.int64))
-    slot_k_t *= w
-    np.subtract(flat_t, slot_k_t, out=slot_k_t)
-    gradients = dg_exf is not None or deferred is not None
-    inside = not plan.needs_all_triplets  # every triplet has R_jk < Rc
-    inv_d_s = chunk.padded(1.0 / chunk.d_e)
-    if plan.n_elements == 1:
-        groups = [(functions, None) for functions in plan.pair_groups.values()]
-    else:
-        code_s = chunk.padded(chunk.code_e, fill=-1)
-        code_j_t = ws.gather(code_s, slot_j_t)
-        code_k_t = ws.gather(code_s, slot_k_t)
-        # pair = min * n_elements + max
-        pair_t = np.minimum(code_j_t, code_k_t, out=ws.empty(n_t, np.int64))
-        pair_t *= plan.n_elements
-        pair_t += np.maximum(code_j_t, code_k_t, out=code_j_t)
-        if dg_exf is None:
-            t = Triplets(chunk, ws.gather(gram_s, flat_t), d2_s, inv_d_s,
-                         slot_j_t, slot_k_t, flat_t, gradients, inside)
-            _all_pairs(plan, t, chunk, centre_t, pair_t, g_af, deferred)
-            return
-        groups = [(functions, np.flatnonzero(pair_t == pair_code))
-                  for pair_code, functions in plan.pair_groups.items()]
-    for functions, pick in groups:
+    return gram_ass, np.flatnonzero(usable_ass)
+
+
+class _Selection:
+    """The usable triplets of a chunk: their slots and centres, and what
+    the :class:`Triplets` of all of them, or of some, are made from.
+
+    Attributes
+    ----------
+    flat_t : ndarray of int
+        Index of each triplet in the ``(centre, slot, slot)`` block.
+    slot_j_t, slot_k_t : ndarray of int
+        Its two slots (flat, ``centre * width + slot``).
+    centre_t : ndarray of int
+        Its centre (row of the chunk).
+    """
+
+    def __init__(self, plan, chunk, gram_ass, flat_t, gradients):
+        ws, w, n_t = chunk.workspace, chunk.width, len(flat_t)
+        self.chunk, self.gram_ass, self.flat_t = chunk, gram_ass, flat_t
+        self.gradients = gradients
+        self.inside = not plan.needs_all_triplets  # every R_jk < Rc
+        self.slot_j_t = np.floor_divide(flat_t, w,
+                                        out=ws.empty(n_t, np.int64))
+        self.centre_t = np.floor_divide(self.slot_j_t, w,
+                                        out=ws.empty(n_t, np.int64))
+        # slot_k = flat - (slot_j - centre) * w
+        slot_k_t = np.subtract(self.slot_j_t, self.centre_t,
+                               out=ws.empty(n_t, np.int64))
+        slot_k_t *= w
+        self.slot_k_t = np.subtract(flat_t, slot_k_t, out=slot_k_t)
+        self.d2_s = chunk.padded(chunk.d_e * chunk.d_e)
+        self.inv_d_s = chunk.padded(1.0 / chunk.d_e)
+
+    def triplets(self, pick=None):
+        """:class:`Triplets` of every triplet, or of those at ``pick``,
+        and their centres."""
+        ws, gram = self.chunk.workspace, self.gram_ass.reshape(-1)
+        if pick is None:
+            return Triplets(self.chunk, ws.gather(gram, self.flat_t),
+                            self.d2_s, self.inv_d_s, self.slot_j_t,
+                            self.slot_k_t, self.flat_t, self.gradients,
+                            self.inside), self.centre_t
+        flat_t = ws.gather(self.flat_t, pick)
+        t = Triplets(self.chunk, ws.gather(gram, flat_t), self.d2_s,
+                     self.inv_d_s, ws.gather(self.slot_j_t, pick),
+                     ws.gather(self.slot_k_t, pick), flat_t, self.gradients,
+                     self.inside)
+        return t, ws.gather(self.centre_t, pick)
+
+
+def _pair_codes(plan, chunk, slot_j_t, slot_k_t):
+    """Element pair of each triplet, as ``min * n_elements + max`` of its
+    two neighbours' element codes (the keys of ``plan.pair_groups``)."""
+    ws = chunk.workspace
+    code_s = chunk.padded(chunk.code_e, fill=-1)
+    code_j_t = ws.gather(code_s, slot_j_t)
+    code_k_t = ws.gather(code_s, slot_k_t)
+    pair_t = np.minimum(code_j_t, code_k_t,
+                        out=ws.empty(len(slot_j_t), np.int64))
+    pair_t *= plan.n_elements
+    pair_t += np.maximum(code_j_t, code_k_t, out=code_j_t)
+    return pair_t
+
+
+def _one_element(plan, selection, g_af, dg_exf, deferred):
+    """The route of an image of one element: every triplet is of the one
+    element pair, so each group of functions takes them all."""
+    chunk = selection.chunk
+    ws = chunk.workspace
+    for functions in plan.pair_groups.values():
         # A group's temporaries are dead once its sums are scattered,
         # unless a deferred gradient still needs them.
         mark = ws.mark()
-        if pick is None:
-            t = Triplets(chunk, ws.gather(gram_s, flat_t), d2_s, inv_d_s,
-                         slot_j_t, slot_k_t, flat_t, gradients, inside)
-            group_centre_t = centre_t
-        elif len(pick) == 0:
-            continue
-        else:
-            flat_pick = ws.gather(flat_t, pick)
-            t = Triplets(chunk, ws.gather(gram_s, flat_pick), d2_s, inv_d_s,
-                         ws.gather(slot_j_t, pick), ws.gather(slot_k_t, pick),
-                         flat_pick, gradients, inside)
-            group_centre_t = ws.gather(centre_t, pick)
-        terms = PairTerms(functions, t, chunk, gradients)
-        counts_a = np.bincount(group_centre_t, minlength=c)
-        if pick is None:
-            g_af[:, terms.columns] += row_sums(terms.terms_ft, counts_a)
-        else:  # summed in the order _all_pairs sums them: same bits
-            g_af[:, terms.columns] += np.stack([
-                np.bincount(group_centre_t, term_t, minlength=c)
-                for term_t in terms.terms_ft]).T
-        if dg_exf is not None:
-            grad_fasx = terms.slot_gradients(terms.coefficients())
-            # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
-            grad_fex = np.take(grad_fasx.reshape(len(terms.columns), c * w,
-                                                 3), chunk.slot_e, axis=1)
-            dg_exf[:, :, terms.columns] += grad_fex.transpose(1, 2, 0)
-        if deferred is not None:
-            deferred.append(functools.partial(
-                _add_pair_gradient, terms, functools.partial(
-                    _repeated_weights, terms.columns, group_centre_t, ws)))
-        else:
+        t, centre_t = selection.triplets()
+        terms = PairTerms(functions, t, chunk, selection.gradients)
+        counts_a = np.bincount(centre_t, minlength=chunk.n_centres)
+        g_af[:, terms.columns] += row_sums(terms.terms_ft, counts_a)
+        _add_group_gradients(terms, centre_t, dg_exf, deferred)
+        if deferred is None:
             ws.release(mark)
+
+
+def _pair_by_pair(plan, selection, pair_t, g_af, dg_exf, deferred):
+    """The route of several elements with stored derivatives: each
+    element pair's functions take that pair's triplets."""
+    chunk = selection.chunk
+    ws = chunk.workspace
+    for pair_code, functions in plan.pair_groups.items():
+        pick = np.flatnonzero(pair_t == pair_code)
+        if len(pick) == 0:
+            continue
+        mark = ws.mark()
+        t, centre_t = selection.triplets(pick)
+        terms = PairTerms(functions, t, chunk, selection.gradients)
+        # Summed in the order _all_pairs sums them: the same bits.
+        g_af[:, terms.columns] += np.stack([
+            np.bincount(centre_t, term_t, minlength=chunk.n_centres)
+            for term_t in terms.terms_ft]).T
+        _add_group_gradients(terms, centre_t, dg_exf, deferred)
+        if deferred is None:
+            ws.release(mark)
+
+
+def _add_group_gradients(terms, centre_t, dg_exf, deferred):
+    """Add a group's derivatives to ``dg_exf``, or defer its
+    ``dE / d r_e`` until ``dE/dG`` is known."""
+    chunk = terms.chunk
+    if dg_exf is not None:
+        grad_fasx = terms.slot_gradients(terms.coefficients())
+        # (n_functions, c * w, 3) -> per entry (n, 3, n_functions).
+        grad_fex = np.take(grad_fasx.reshape(
+            len(terms.columns), chunk.n_centres * chunk.width, 3),
+            chunk.slot_e, axis=1)
+        dg_exf[:, :, terms.columns] += grad_fex.transpose(1, 2, 0)
+    if deferred is not None:
+        deferred.append(functools.partial(
+            _add_pair_gradient, terms, functools.partial(
+                _repeated_weights, terms.columns, centre_t,
+                chunk.workspace)))
 
 
 class Triplets:

@@ -21,7 +21,9 @@ Modules, one per format:
 - :mod:`~amp.gdml.io.names`: element symbols, XYZ files and the file names
   of sgdml runs.
 
-Every public name is available here, as ``amp.gdml.io.<name>``.
+Every public name is available here, as ``amp.gdml.io.<name>``. The
+formats know no training or prediction: this package must not import the
+rest of :mod:`amp.gdml`; it uses :mod:`amp.store` for safe files.
 """
 
 from .datasets import (SGDML_FORMAT_VERSION, dataset_from_atoms,

@@ -129,11 +129,14 @@ def save_npz(path: Any, data: dict[str, Any], overwrite: bool = True) -> None:
     Parameters
     ----------
     path : str
-        Destination; written to a temporary name then renamed.
+        Destination; written to a temporary name, flushed to disk, then
+        renamed (:func:`amp.store.files.atomic_file`), so a kill or a
+        power loss leaves the old file or the new one.
     data : dict
         Arrays and plain values; dicts and None become object arrays.
     overwrite : bool, optional
-        Refuse to replace an existing file when False.
+        Refuse to replace an existing file when False (also one another
+        process creates meanwhile: ``FileExistsError``).
     """
     with atomic_file(path, overwrite=overwrite) as handle:
         np.savez_compressed(handle, **data)
