@@ -31,7 +31,8 @@ def _path(count):
     atoms = cu_bulk(3.6, repeat=(2, 2, 1), cubic=True, pt=[0])
     atoms.rattle(0.05, seed=1)
     atoms.calc = EMT()
-    dynamics = Langevin(atoms, 2.0 * units.fs, temperature_K=600, friction=0.02, fixcm=False,
+    dynamics = Langevin(atoms, 2.0 * units.fs, temperature_K=600,
+                        friction=0.02, fixcm=False,
                         rng=np.random.default_rng(0))
     frames = []
     for _ in range(count):

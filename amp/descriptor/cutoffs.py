@@ -167,7 +167,8 @@ class Cosine:
         """
         return self._in_squares(("cutoff", None), R2, inside, out)
 
-    def gaussian_squared(self, R2: np.ndarray, eta: float, inside: bool = False,
+    def gaussian_squared(self, R2: np.ndarray, eta: float,
+                         inside: bool = False,
                          out: np.ndarray | None = None) -> np.ndarray | None:
         """``exp(-eta R^2 / Rc^2)`` times the value, from ``R2``, as one
         polynomial (no exponential, no cosine); None when ``eta`` is too
@@ -244,7 +245,8 @@ class Polynomial:
         there)."""
         return _written(self(np.sqrt(R2)), out)
 
-    def gaussian_squared(self, R2: np.ndarray, eta: float, inside: bool = False,
+    def gaussian_squared(self, R2: np.ndarray, eta: float,
+                         inside: bool = False,
                          out: np.ndarray | None = None) -> np.ndarray | None:
         """Not available in closed polynomial form: None (the caller
         multiplies the Gaussian and :meth:`squared` itself)."""

@@ -135,8 +135,9 @@ class GDMLCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces"]
 
     def __init__(self, model: Any, E_to_eV: float | None = None,
-                 Ang_to_R: float | None = None, F_to_eV_Ang: float | None = None,
-                 use_torch: bool = False, **kwargs: Any) -> None:
+                 Ang_to_R: float | None = None,
+                 F_to_eV_Ang: float | None = None, use_torch: bool = False,
+                 **kwargs: Any) -> None:
         Calculator.__init__(self, **kwargs)
         path = None
         if isinstance(model, (str, os.PathLike)):

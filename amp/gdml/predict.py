@@ -160,7 +160,8 @@ class GDMLPredict:
     """
 
     def __init__(self, model: Any, batch_size: int | None = None,
-                 num_workers: int | None = None, max_memory: float | None = None,
+                 num_workers: int | None = None,
+                 max_memory: float | None = None,
                  max_processes: int | None = None, use_torch: bool = False,
                  log_level: int | None = None) -> None:
         self.log = logging.getLogger(__name__)

@@ -72,7 +72,8 @@ class GDMLTrain:
 
     def __init__(self, max_memory: float | None = None,
                  max_processes: int | None = None, use_torch: bool = False,
-                 solver: str | None = None, label_checks: str = "raise") -> None:
+                 solver: str | None = None,
+                 label_checks: str = "raise") -> None:
         if solver not in (None, "analytic", "cg"):
             raise ValueError("solver must be None, 'analytic' or 'cg'")
         if label_checks not in ("raise", "warn"):
@@ -106,8 +107,9 @@ class GDMLTrain:
 
     def create_task(self, train_dataset: dict[str, Any], n_train: int,
                     valid_dataset: dict[str, Any], n_valid: int, sig: float,
-                    lam: float = 1e-10, perms: Any = None, use_sym: bool = True,
-                    use_E: bool = True, use_E_cstr: bool = False,
+                    lam: float = 1e-10, perms: Any = None,
+                    use_sym: bool = True, use_E: bool = True,
+                    use_E_cstr: bool = False,
                     callback: Callable[..., Any] | None = None
                     ) -> dict[str, Any]:
         """Create a training task; see :func:`amp.gdml.task.create_task`.
@@ -234,7 +236,8 @@ class GDMLTrain:
                                  .format(R.shape[0]))
 
     def train(self, task: dict[str, Any],
-              save_progr_callback: Callable[[dict[str, Any]], Any] | None = None,
+              save_progr_callback: Callable[[dict[str, Any]], Any]
+              | None = None,
               callback: Callable[..., Any] | None = None) -> dict[str, Any]:
         """Train a model for a task.
 

@@ -137,12 +137,15 @@ class NeuralNetwork(InitialParameters, Model):
     #: (see :func:`amp.potential.evaluate`).
     block_evaluation = True
 
-    def __init__(self, hiddenlayers: Any = DEFAULT_HIDDENLAYERS, activation: str = "tanh",
-                 weights: Any = None, scalings: Any = None, fprange: Any = None,
+    def __init__(self, hiddenlayers: Any = DEFAULT_HIDDENLAYERS,
+                 activation: str = "tanh", weights: Any = None,
+                 scalings: Any = None, fprange: Any = None,
                  mode: str | None = None, version: str | None = None,
-                 regressor: Any = None, lossfunction: LossFunction | None = None,
+                 regressor: Any = None,
+                 lossfunction: LossFunction | None = None,
                  fortran: bool = True, checkpoints: int | None = 100,
-                 randomseed: int | None = None, prescale: bool = False) -> None:
+                 randomseed: int | None = None,
+                 prescale: bool = False) -> None:
         if version is not None and version not in VERSIONS:
             raise ValueError("NeuralNetwork version %r is not supported "
                              "(supported: %s)"
