@@ -25,54 +25,26 @@ check_installation()
 
 import numpy as np  # noqa: E402
 from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
+from ase.outputs import Properties, all_outputs  # noqa: E402
 
 from . import potential  # noqa: E402
+from .extrapolation import (ExtrapolationError,  # noqa: E402
+                            ExtrapolationWarning, Reporter, check_tolerance)
 from .store import modelfile  # noqa: E402
 from .store.locks import owner_lock  # noqa: E402
 from .utilities import Logger, hash_images, make_filename, now  # noqa: E402
 from .importing import importhelper  # noqa: E402,F401  (Amp's name)
+from ._fitting import (check_stress, check_training_images,  # noqa: E402
+                       every_image, held_out_set, refuse_no_images,
+                       training_record)
 
 if TYPE_CHECKING:
     from ase import Atoms
 
 __version__ = "0.1.0"
 
-__all__ = ["Amp", "__version__"]
-
-
-def _refuse_no_images(images):
-    """Raise ValueError when there is nothing to train on (before any file
-    is written; a file that holds no images is caught after reading)."""
-    if isinstance(images, (list, tuple, dict)) and not images:
-        raise ValueError("train() was given no images: pass a list of "
-                         "ase.Atoms with energies (or a .traj or ASE .db "
-                         "path holding some)")
-
-
-def _check_training_images(images, forces):
-    """Raise a ValueError naming the first image unfit for training."""
-    _refuse_no_images(images)
-    for index, (key, atoms) in enumerate(images.items()):
-        name = "training image %d (hash %s)" % (index, key)
-        if atoms.calc is None:
-            raise ValueError("%s has no energy: attach a calculator or a "
-                             "SinglePointCalculator with its energy" % name)
-        try:
-            energy = atoms.get_potential_energy(apply_constraint=False)
-        except Exception as error:
-            raise ValueError("%s has no energy (%s)" % (name, error)) \
-                from error
-        if not np.isfinite(energy):
-            raise ValueError("%s has a NaN or infinite energy" % name)
-        if forces:
-            try:
-                f = atoms.get_forces(apply_constraint=False)
-            except Exception as error:
-                raise ValueError(
-                    "%s has no forces (%s); supply forces or train with "
-                    "force_coefficient=None" % (name, error)) from error
-            if not np.all(np.isfinite(f)):
-                raise ValueError("%s has NaN or infinite forces" % name)
+__all__ = ["Amp", "ExtrapolationError", "ExtrapolationWarning",
+           "__version__"]
 
 
 def _named_class(parameters, default):
@@ -116,6 +88,21 @@ class Amp(Calculator):
         A live progress line on standard error while fingerprinting and
         training (:mod:`amp.progress`): None (default) shows it only when
         standard error is a terminal, True always, False never.
+    on_extrapolation : {'warn', 'raise', 'ignore'}
+        What a calculation does when atoms have fingerprints outside the
+        model's training range (:class:`amp.potential.FingerprintRange`):
+        every calculation records it in ``results['extrapolation']``;
+        ``'warn'`` (default) also issues one
+        :class:`~amp.extrapolation.ExtrapolationWarning` per calculator,
+        ``'raise'`` raises :class:`~amp.extrapolation.ExtrapolationError`
+        instead of giving results.
+    extrapolation_tolerance : float
+        How far beyond the training range (in units of its half-width,
+        the network's scaled input) a fingerprint component may go before
+        its atom counts (default 0.1).
+    extrapolation_per_atom : bool
+        Also give each atom's largest scaled value and its flag
+        (``results['extrapolation']['scaled']``, ``['atoms']``).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces",
@@ -126,8 +113,10 @@ class Amp(Calculator):
                  label: str | None = "amp", dblabel: str | None = None,
                  cores: int | dict[str, int] | None = None,
                  envcommand: str | None = None, logging: bool = True,
-                 atoms: Atoms | None = None,
-                 verbose: bool | None = None) -> None:
+                 atoms: Atoms | None = None, verbose: bool | None = None,
+                 on_extrapolation: str = "warn",
+                 extrapolation_tolerance: float = 0.1,
+                 extrapolation_per_atom: bool = False) -> None:
         if cores is not None:
             from .parallel import assign_cores
 
@@ -140,6 +129,11 @@ class Amp(Calculator):
                                  "the machine or batch system offers"
                                  % cores)
             assign_cores(cores)
+        self._report = Reporter(on_extrapolation)
+        self.extrapolation_tolerance = check_tolerance(
+            extrapolation_tolerance)
+        self.extrapolation_per_atom = bool(extrapolation_per_atom)
+        self._range = (None, None)
         Calculator.__init__(self, label=label, atoms=atoms)
         self.descriptor = descriptor
         self.model = model
@@ -150,6 +144,10 @@ class Amp(Calculator):
         self.envcommand = envcommand
         self.logging = logging
         self.verbose = verbose
+        #: What training recorded (image counts, how the validation set
+        #: was chosen and its errors); saved in and loaded from ``.amp``
+        #: files.
+        self.metadata: dict[str, Any] = {}
         self._log = Logger(None)
         self._check_compatible()
 
@@ -179,14 +177,73 @@ class Amp(Calculator):
         Everything is computed in one pass by :func:`amp.potential.evaluate`,
         whichever properties are asked for. Fingerprints go to the
         databases only when a ``dblabel`` was given; otherwise nothing is
-        stored or written.
+        stored or written. ``results['extrapolation']`` says how many atoms
+        have fingerprints outside the training range, and how far (see
+        :class:`amp.potential.FingerprintRange`); ASE's own properties
+        (:meth:`export_properties`) leave it out.
+
+        Raises
+        ------
+        ExtrapolationError
+            With ``on_extrapolation='raise'``, when an atom is outside the
+            training range (no results are kept).
         """
         Calculator.calculate(self, atoms, properties, system_changes)
         store = None
         if self.dblabel is not None:
             store = self._store(self.dblabel)
-        self.results = potential.evaluate(self.descriptor, self.model,
-                                          self.atoms, store, properties)
+        results = potential.evaluate(self.descriptor, self.model,
+                                     self.atoms, store, properties,
+                                     self._extrapolation_check())
+        found = results.get("extrapolation")
+        if found is not None and found["count"]:
+            self._report_extrapolation(found)
+        self.results = results
+
+    def _extrapolation_check(self):
+        """The model's :class:`~amp.potential.FingerprintRange` check (made
+        again when the model's range changes), or None without a range."""
+        fprange = getattr(getattr(self.model, "parameters", None), "fprange",
+                          None)
+        if not fprange:
+            return None
+        source, checker = self._range
+        if source is not fprange or \
+                checker.tolerance != self.extrapolation_tolerance:
+            checker = potential.FingerprintRange(
+                fprange, self.extrapolation_tolerance)
+            self._range = (fprange, checker)
+        if self.extrapolation_per_atom:
+            return lambda fingerprints: checker.check(fingerprints, True)
+        return checker.check
+
+    @property
+    def on_extrapolation(self) -> str:
+        """``'warn'``, ``'raise'`` or ``'ignore'`` (see the class)."""
+        return self._report.action
+
+    def _report_extrapolation(self, found):
+        """Warn once, or raise, about atoms outside the training range."""
+        where = "" if found["atom"] is None else \
+            " at atom %d (%s), feature %d" % (found["atom"],
+                                              found["element"],
+                                              found["feature"])
+        message = (
+            "%d of %d atoms have fingerprints outside the model's training "
+            "range (largest scaled value %.3g%s, where training spans "
+            "[-1, 1]; tolerance %g): the model is extrapolating and its "
+            "energies and forces there cannot be trusted"
+            % (found["count"], len(self.atoms), found["worst"], where,
+               found["tolerance"]))
+        self.results = {}  # kept only when the reporter lets them through
+        self._report(message)
+
+    def export_properties(self) -> Properties:
+        """ASE's properties of the last calculation (what
+        ``atoms.get_properties`` gives): the results without
+        ``extrapolation``, which ASE's property table does not know."""
+        return Properties({name: value for name, value in
+                           self.results.items() if name in all_outputs})
 
     def _store(self, dblabel, images=None):
         """The fingerprint store of ``dblabel``, opened once and kept."""
@@ -233,7 +290,9 @@ class Amp(Calculator):
 
     def train(self, images: list[Atoms] | dict[str, Atoms] | str,
               overwrite: bool = False, compress_databases: bool = True,
-              memory_limit: int | float | str | None = None) -> bool:
+              memory_limit: int | float | str | None = None,
+              validation: Any = None, patience: int | None = None,
+              validation_seed: int | None = 0) -> bool:
         """Fit the model to the images' energies (and forces).
 
         Parameters
@@ -254,6 +313,27 @@ class Amp(Calculator):
             memory available when training starts. Their size is estimated
             from the neighbour lists (and atom counts) and logged before
             anything is computed.
+        validation : float, list of ase.Atoms, str or dict, optional
+            Held-out images, scored at every loss evaluation and never
+            trained on: a fraction of ``images`` drawn with
+            ``validation_seed`` (e.g. ``0.1``), or images (a list, a
+            ``.traj``/``.db`` path, hashed images) with the same data as
+            the training images. Their errors go to the log (read by
+            :func:`amp.analysis.read_trainlog`, drawn by
+            :func:`amp.analysis.plot_convergence`); how they were chosen
+            goes to the log and to ``<label>.amp`` (:attr:`metadata`).
+        patience : int, optional
+            Early stopping: end the fit once the held-out images' loss has
+            not improved for this many loss evaluations, and keep the
+            parameters of its lowest value. The fit then counts as trained
+            (``<label>.amp`` is written, the log says so).
+        validation_seed : int
+            Seed of the draw of a ``validation`` fraction.
+
+        Returns
+        -------
+        bool
+            True: converged, or stopped early with ``patience``.
 
         Raises
         ------
@@ -270,7 +350,7 @@ class Amp(Calculator):
             The fingerprint derivatives (or kernel matrices) would need more
             than ``memory_limit``; raised before anything is computed.
         """
-        _refuse_no_images(images)
+        refuse_no_images(images)
         if self.label is None:
             raise ValueError("train() needs a label: it writes <label>.amp "
                              "and <label>-log.txt; give Amp(..., label="
@@ -287,26 +367,40 @@ class Amp(Calculator):
                 contextlib.nullcontext():
             try:
                 return self._train(images, filename, overwrite,
-                                   compress_databases, memory_limit)
+                                   compress_databases, memory_limit,
+                                   validation, patience, validation_seed)
             finally:
                 self._finish_archive()
 
     def _train(self, images, filename, overwrite, compress_databases,
-               memory_limit):
+               memory_limit, validation, patience, validation_seed):
         """The body of :meth:`train`, under the label's lock."""
         from .model import TrainingConvergenceError
 
         log = self._open_log()
         self._log_header(log)
+        self.metadata = {}  # this fit's, once it ends
         images = hash_images(images, log=log)
-        log(" %d unique images after hashing (%d duplicates)."
-            % (len(images), len(images.metadata["duplicates"])))
+        held_out = held_out_set(images, validation, validation_seed,
+                                patience, log)
+        if held_out is not None:
+            images = held_out.training
+        # Amp 1.x's exact line: its read_trainlog takes the image count
+        # (of the loss) from the line holding "unique images after
+        # hashing.".
+        log(" %d unique images after hashing." % len(images))
+        log(" %d duplicate images dropped." % sum(
+            count - 1 for count in images.metadata["duplicates"].values()))
         force_training = self.model.forcetraining
-        _check_training_images(images, force_training)
+        check_training_images(images, force_training)
+        if held_out is not None:
+            check_training_images(held_out.images, force_training,
+                                  "held-out image")
         if force_training:
             from .images import check_energy_force_units
 
             check_energy_force_units(images)
+        check_stress(self.model, images, log)
         from .parallel import pool_for
 
         if hasattr(self.model, "check_memory"):  # a kernel model's matrices
@@ -320,11 +414,16 @@ class Amp(Calculator):
                                           "derivative_memory"):
                 from .descriptor.budget import check_memory
 
-                check_memory(self.descriptor, images, memory_limit, log,
+                check_memory(self.descriptor, every_image(images, held_out),
+                             memory_limit, log,
                              None if pool is None else pool.hosts)
             converged = self._fit(images, pool, log, force_training,
-                                  compress_databases)
-        if not converged:
+                                  compress_databases, held_out)
+        stopped_early = bool(getattr(self.model.lossfunction,
+                                     "stopped_early", False))
+        self.metadata = training_record(images, held_out, converged,
+                                        stopped_early)
+        if not converged and not stopped_early:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self._save_result(untrained, True, log)
             log("Not converged; parameters saved to %s." % untrained)
@@ -335,7 +434,11 @@ class Amp(Calculator):
                 "training did not converge: %s; the parameters reached are "
                 "in %s" % (reason.rstrip("."), untrained))
         self._save_result(filename, overwrite, log)
-        log("Trained parameters saved to %s." % filename)
+        if stopped_early:
+            log("Stopped early: the parameters of step %d (lowest held-out "
+                "loss) saved to %s." % (held_out.best_step, filename))
+        else:
+            log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
         if os.path.exists(checkpoint):
             # Superseded: a later train() under this label starts afresh.
@@ -343,20 +446,25 @@ class Amp(Calculator):
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
-    def _fit(self, images, pool, log, force_training, compress_databases):
+    def _fit(self, images, pool, log, force_training, compress_databases,
+             held_out=None):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
         workers or None); True when converged."""
         from .model import check_mode
 
         check_mode(self.descriptor)
         own_database = self.dblabel is None
+        every = every_image(images, held_out)
         store = self._store(self.label if own_database else self.dblabel,
-                            images)
+                            every)
         self.descriptor.calculate_fingerprints(
-            images, parallel=pool, log=log,
+            every, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
             verbose=self.verbose)
-        self.model.setup(images, store, log)
+        if held_out is None:
+            self.model.setup(images, store, log)
+        else:
+            self.model.setup(images, store, log, validation=held_out)
         if getattr(self.model, "lossfunction", None) is not None:
             self.model.lossfunction.verbose = self.verbose
         self._check_compatible()
@@ -509,15 +617,14 @@ class Amp(Calculator):
         if format not in ("json", "amp1"):
             raise ValueError("unknown model file format %r; 'json', 'amp1' "
                              "or 'n2p2'" % (format,))
-        if format == "amp1":
+        if format == "amp1":  # Amp 1.x's layout has no metadata
             from .store import amp1
 
-            dumps = amp1.dumps
+            text = amp1.dumps(self.descriptor.todict(), self.model.todict())
         else:
-            dumps = modelfile.dumps
-        modelfile.write(filename, dumps(self.descriptor.todict(),
-                                        self.model.todict()),
-                        overwrite=overwrite)
+            text = modelfile.dumps(self.descriptor.todict(),
+                                   self.model.todict(), self.metadata)
+        modelfile.write(filename, text, overwrite=overwrite)
 
     @classmethod
     def load(cls, file: Any, Descriptor: Any = None, Model: Any = None,
@@ -546,7 +653,8 @@ class Amp(Calculator):
         if format is not None:
             raise ValueError("unknown model file format %r; None (a .amp "
                              "file) or 'n2p2'" % (format,))
-        descriptor_dict, model_dict = modelfile.read(file)
+        descriptor_dict, model_dict, metadata = modelfile.read(
+            file, metadata=True)
         Descriptor = Descriptor or _named_class(
             descriptor_dict, ".descriptor.gaussian.Gaussian")
         Model = Model or _named_class(
@@ -562,4 +670,6 @@ class Amp(Calculator):
             raise modelfile.ModelFileError(
                 "model file is missing or has malformed parameters: %r"
                 % (error,)) from error
-        return cls(descriptor=descriptor, model=model, **kwargs)
+        calc = cls(descriptor=descriptor, model=model, **kwargs)
+        calc.metadata = metadata
+        return calc

@@ -66,15 +66,18 @@ def plot_parity_and_error(calc: Any, images: Any, label: str = "parity_error",
                           plotfile: str | None = None, color: str = "b.",
                           overwrite: bool = False, returndata: bool = False,
                           energy_coefficient: float = 1.0,
-                          force_coefficient: float | None = 0.04) -> Any:
+                          force_coefficient: float | None = 0.04,
+                          validation: Any = None) -> Any:
     """Parity and error plots of the model's energies and forces against
     the reference ones.
 
-    Four panels: energy parity (model against reference), energy error per
-    atom against the reference energy per atom, force parity (every
-    component) and force error; the RMSEs are in the titles (energy per
-    atom as :func:`calc_rmse` and the training log define it, force over
-    components).
+    Four panels: energy parity (model against reference, eV), energy error
+    per atom against the reference energy per atom (eV/atom), force parity
+    (every component, eV/Å) and force error. RMSE and MAE are given for
+    each set (energy per atom as :func:`calc_rmse` and the training log
+    define it, force over components) and, for forces, for each element
+    (one marker per element). With ``validation``, the held-out images are
+    drawn in a second colour (orange) beside the training images.
 
     Parameters
     ----------
@@ -82,7 +85,7 @@ def plot_parity_and_error(calc: Any, images: Any, label: str = "parity_error",
         A calculator, or the path of a ``.amp`` file.
     images : list of ase.Atoms, str or dict
         Images with reference energies (and forces), a ``.traj``/``.db``
-        path or hashed images.
+        path or hashed images (the training images).
     label : str
         Prefix of the default plot file, ``<label>-plot.pdf``.
     dblabel : str, optional
@@ -92,13 +95,16 @@ def plot_parity_and_error(calc: Any, images: Any, label: str = "parity_error",
     plotfile : str, optional
         The plot file; its extension gives the format.
     color : str
-        matplotlib format of the points.
+        matplotlib format of the training points (colour and marker of
+        the first element).
     overwrite : bool
         Replace an existing plot file.
     returndata : bool
         Return the plotted data.
     energy_coefficient, force_coefficient : float
         Accepted for Amp's signature; the plot does not depend on them.
+    validation : list of ase.Atoms, str or dict, optional
+        Held-out images, drawn in orange.
 
     Returns
     -------
@@ -107,7 +113,8 @@ def plot_parity_and_error(calc: Any, images: Any, label: str = "parity_error",
         energy per atom, |error| per atom]`` and, with ``plot_forces``,
         ``force_data[hash] = [reference forces, model forces, |error|]``
         (arrays of shape (n_atoms, 3)); ``(energy_data, force_data)`` or
-        ``energy_data`` alone.
+        ``energy_data`` alone, as Amp returns them, for ``images``; with
+        ``validation``, the same again for the held-out images, appended.
     """
     if plotfile is None:
         plotfile = make_filename(label, "-plot.pdf")
@@ -117,64 +124,121 @@ def plot_parity_and_error(calc: Any, images: Any, label: str = "parity_error",
     saved_dblabel = calc.dblabel
     if dblabel is not None:
         calc.dblabel = dblabel
+    sets = [("training", images, color)]
+    if validation is not None:
+        sets.append(("validation", validation, "C1."))
     try:
-        images = _hashed(images)
-        energies, forces = _predictions(calc, images, plot_forces)
+        data = [(name, _parity_data(calc, _hashed(given), plot_forces),
+                 style) for name, given, style in sets]
     finally:
         calc.dblabel = saved_dblabel
-    energy_data, force_data = {}, {}
+    rows = 2 if plot_forces else 1
+    panels = [figure.add_subplot(rows, 2, k + 1) for k in range(2 * rows)]
+    _draw_energies(panels[:2], data)
+    if plot_forces:
+        _draw_forces(panels[2:], data)
+    figure.tight_layout()
+    save_figure(figure, plotfile)
+    if returndata:
+        out = ()
+        for _, (energy_data, force_data, _), _ in data:
+            out += (energy_data, force_data) if plot_forces else \
+                (energy_data,)
+        return out[0] if len(out) == 1 else out
+
+
+def _parity_data(calc, images, forces):
+    """Amp's energy and force data of ``images``, and each force
+    component's element."""
+    energies, predicted_forces = _predictions(calc, images, forces)
+    energy_data, force_data, elements = {}, {}, []
     for key, image in images.items():
         n_atoms = len(image)
         reference = float(image.get_potential_energy(apply_constraint=False))
         energy_data[key] = [reference, energies[key], reference / n_atoms,
                             abs(energies[key] - reference) / n_atoms]
-        if plot_forces:
+        if forces:
             reference_forces = np.array(
                 image.get_forces(apply_constraint=False))
-            force_data[key] = [reference_forces, forces[key],
-                               np.abs(forces[key] - reference_forces)]
+            force_data[key] = [reference_forces, predicted_forces[key],
+                               np.abs(predicted_forces[key]
+                                      - reference_forces)]
+            elements += [s for s in image.get_chemical_symbols()
+                         for _ in range(3)]
+    return energy_data, force_data, np.array(elements)
 
-    table = np.array(list(energy_data.values()))
-    energy_rmse = float(np.sqrt(np.mean(table[:, 3] ** 2)))
-    rows = 2 if plot_forces else 1
-    ax = figure.add_subplot(rows, 2, 1)
-    _parity(ax, table[:, 0], table[:, 1], color)
-    ax.set_xlabel("reference energy, eV")
-    ax.set_ylabel("Amp energy, eV")
-    ax.set_title("Energies")
-    ax = figure.add_subplot(rows, 2, 2)
-    ax.plot(table[:, 2], table[:, 3], color)
-    ax.axhline(energy_rmse, color="k", linestyle="--", lw=1)
-    ax.set_xlabel("reference energy per atom, eV")
-    ax.set_ylabel("|reference - Amp| energy per atom, eV")
-    ax.set_title("Energy error (RMSE %.4g eV/atom)" % energy_rmse)
-    if plot_forces:
+
+def _errors_text(errors, unit):
+    return "RMSE %.3g, MAE %.3g %s" % (float(np.sqrt(np.mean(errors ** 2))),
+                                       float(np.mean(np.abs(errors))), unit)
+
+
+def _draw_energies(panels, data):
+    parity, error = panels
+    for name, (energy_data, _, _), style in data:
+        table = np.array(list(energy_data.values()))
+        text = "%s: %s" % (name, _errors_text(table[:, 3], "eV/atom"))
+        _parity(parity, table[:, 0], table[:, 1], style, label=text)
+        error.plot(table[:, 2], table[:, 3], style, label=text)
+        error.axhline(float(np.sqrt(np.mean(table[:, 3] ** 2))),
+                      color=style[:-1] or "k", linestyle="--", lw=1)
+    parity.set_xlabel("reference energy, eV")
+    parity.set_ylabel("Amp energy, eV")
+    parity.set_title("Energies")
+    parity.legend(loc="best", fontsize=8.0)
+    error.set_xlabel("reference energy per atom, eV/atom")
+    error.set_ylabel("|reference - Amp| energy per atom, eV/atom")
+    error.set_title("Energy error per atom (dashed: RMSE)")
+    error.legend(loc="best", fontsize=8.0)
+
+
+_MARKERS = ".^sDv<>p*h"
+
+
+def _draw_forces(panels, data):
+    parity, error = panels
+    every = sorted({e for _, (_, _, elements), _ in data for e in elements})
+    lows, highs = [], []
+    for name, (_, force_data, elements), style in data:
+        colour = style[:-1] or "b"
         reference = np.concatenate([d[0].ravel() for d in
                                     force_data.values()])
         model = np.concatenate([d[1].ravel() for d in force_data.values()])
-        force_rmse = float(np.sqrt(np.mean((model - reference) ** 2)))
-        ax = figure.add_subplot(rows, 2, 3)
-        _parity(ax, reference, model, color)
-        ax.set_xlabel("reference force, eV/Å")
-        ax.set_ylabel("Amp force, eV/Å")
-        ax.set_title("Forces")
-        ax = figure.add_subplot(rows, 2, 4)
-        ax.plot(reference, np.abs(model - reference), color)
-        ax.axhline(force_rmse, color="k", linestyle="--", lw=1)
-        ax.set_xlabel("reference force, eV/Å")
-        ax.set_ylabel("|reference - Amp| force, eV/Å")
-        ax.set_title("Force error (RMSE %.4g eV/Å)" % force_rmse)
-    figure.tight_layout()
-    save_figure(figure, plotfile)
-    if returndata:
-        return (energy_data, force_data) if plot_forces else energy_data
+        lows.append(min(reference.min(), model.min()))
+        highs.append(max(reference.max(), model.max()))
+        for number, element in enumerate(every):
+            mask = elements == element
+            if not mask.any():
+                continue
+            marker = style[-1] if number == 0 else \
+                _MARKERS[number % len(_MARKERS)]
+            text = "%s %s: %s" % (element, name, _errors_text(
+                model[mask] - reference[mask], "eV/Å"))
+            parity.plot(reference[mask], model[mask], linestyle="none",
+                        color=colour, marker=marker, markersize=3,
+                        label=text)
+            error.plot(reference[mask], np.abs(model[mask] - reference[mask]),
+                       linestyle="none", color=colour, marker=marker,
+                       markersize=3, label=text)
+        error.axhline(float(np.sqrt(np.mean((model - reference) ** 2))),
+                      color=colour, linestyle="--", lw=1)
+    parity.plot([min(lows), max(highs)], [min(lows), max(highs)], "r-",
+                lw=0.5)
+    parity.set_xlabel("reference force, eV/Å")
+    parity.set_ylabel("Amp force, eV/Å")
+    parity.set_title("Forces, by element")
+    parity.legend(loc="best", fontsize=7.0)
+    error.set_xlabel("reference force, eV/Å")
+    error.set_ylabel("|reference - Amp| force, eV/Å")
+    error.set_title("Force error (dashed: RMSE)")
+    error.legend(loc="best", fontsize=7.0)
 
 
-def _parity(ax, reference, model, color):
+def _parity(ax, reference, model, color, label=None):
     low = min(np.min(reference), np.min(model))
     high = max(np.max(reference), np.max(model))
     ax.plot([low, high], [low, high], "r-", lw=0.5)
-    ax.plot(reference, model, color)
+    ax.plot(reference, model, color, label=label)
 
 
 # Training logs ---------------------------------------------------------------
@@ -188,6 +252,10 @@ def plot_convergence(logfile: Any, plotfile: str | None = "convergence.pdf"
     evaluation, on log axes, with the criteria as faint lines; below, the
     shares of the energy and force terms in the loss. Every training run
     of the log is plotted, one after the other, separated by dashed lines.
+    When stress was trained, its RMSE and maximum residual (eV/A^3, in
+    magenta); when images were held out, their energy, force (and stress)
+    RMSEs as a second set of curves (dashed, ``validation ...``) and the
+    step of their lowest loss (a dotted vertical line).
 
     Parameters
     ----------
@@ -215,6 +283,8 @@ def plot_convergence(logfile: Any, plotfile: str | None = "convergence.pdf"
     else:
         runs = read_trainlog(logfile, verbose=False, multiple=True)
         name = logfile
+    held_out = [r.get("validation") for r in runs
+                if r.get("convergence", {}).get("steps")]
     runs = [r["convergence"] for r in runs
             if r.get("convergence", {}).get("steps")]
     if not runs:
@@ -227,25 +297,46 @@ def plot_convergence(logfile: Any, plotfile: str | None = "convergence.pdf"
              ("emrs", "b", ":", "energy maxresid", "energy_maxresid"),
              ("fs", "g", "-", "force rmse", "force_rmse"),
              ("fmrs", "g", ":", "force maxresid", "force_maxresid"),
+             ("ss", "m", "-", "stress rmse", "stress_rmse"),
+             ("smrs", "m", ":", "stress maxresid", "stress_maxresid"),
              ("costfxns", "0.5", "-", "loss function", None))
+    labelled = set()
+
+    def draw(x, values, color, style, text, **kwargs):
+        ax.semilogy(x, values, color=color, linestyle=style, lw=2,
+                    label=None if text in labelled else text, **kwargs)
+        labelled.add(text)
+
     offset, breaks = 0, []
-    for number, run in enumerate(runs):
+    for run, validation in zip(runs, held_out):
         x = offset + np.arange(len(run["steps"]))
         for key, color, style, text, criterion in lines:
-            if not run[key]:
+            if not run.get(key):
                 continue
-            ax.semilogy(x, run[key], color=color, linestyle=style, lw=2,
-                        label=text if number == 0 or
-                        not runs[0][key] else None)
+            draw(x, run[key], color, style, text)
             goal = run.get(criterion) if criterion else None
             if goal is not None and np.isfinite(goal) and goal > 0:
                 ax.semilogy([x[0], x[-1]], [goal, goal], color=color,
                             linestyle=style, alpha=0.5)
+        if validation:
+            # Rows by step: the block and the table have the same steps.
+            where = {step: k for k, step in enumerate(run["steps"])}
+            vx = np.array([offset + where.get(step, np.nan)
+                           for step in validation["steps"]])
+            for key, color, text in (("es", "b", "energy"),
+                                     ("fs", "g", "force"),
+                                     ("ss", "m", "stress")):
+                if validation.get(key):
+                    draw(vx, validation[key], color, "--",
+                         "validation %s rmse" % text, alpha=0.8)
+            if validation.get("best_step") in where:
+                ax.axvline(offset + where[validation["best_step"]],
+                           color="0.3", linestyle=":", lw=1)
         offset += len(run["steps"])
         breaks.append(offset - 0.5)
     for position in breaks[:-1]:
         ax.axvline(position, color="k", linestyle="--")
-    ax.set_ylabel("error (eV, eV/Å) and loss")
+    ax.set_ylabel("error (eV/atom, eV/Å, eV/Å³) and loss")
     ax.set_xlim(-0.5, offset - 0.5)
     ax.legend(loc="best", fontsize=9.0)
     axf = figure.add_axes((0.12, 0.07, 0.83, 0.18), sharex=ax)

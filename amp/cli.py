@@ -25,6 +25,11 @@ def _compress_parser():
                         "several may be given")
     parser.add_argument("-r", "--recursive", action="store_true",
                         help="compress every .ampdb folder in or below PATH")
+    parser.add_argument("-d", "--delete", action="store_true",
+                        help="with -r: delete every .ampdb folder in or "
+                        "below PATH instead of compressing it, after "
+                        "listing them and reading 'yes' from the terminal "
+                        "(Amp 1.x's option)")
     return parser
 
 
@@ -58,6 +63,10 @@ def compress_main(argv: list[str] | None = None) -> int:
     from amp.store.database import FileDatabase
 
     args = _compress_parser().parse_args(argv)
+    if args.delete and not args.recursive:
+        print("amp-compress: error: -d/--delete works only with -r "
+              "(as in Amp 1.x); nothing was changed", file=sys.stderr)
+        return 1
     databases = []
     # Every path is checked before any database is touched.
     for given in args.paths:
@@ -81,6 +90,8 @@ def compress_main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         databases += [d for d in found if d not in databases]
+    if args.delete:
+        return _delete_databases(databases)
     status, moved, before, after = 0, 0, 0, 0
     for database in databases:
         try:
@@ -105,6 +116,37 @@ def compress_main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _delete_databases(databases: list[str]) -> int:
+    """``amp-compress -r -d``: list the databases, ask, delete them.
+
+    Only what was listed is deleted, and only on the answer ``yes``; a
+    database that became a link since is left alone (a link is never
+    followed)."""
+    print("This will permanently delete these %d .ampdb folders:"
+          % len(databases))
+    for database in databases:
+        print("  %s" % database)
+    try:
+        answer = input('Type "yes" to delete them: ')
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        print("Nothing was deleted.")
+        return 1
+    import shutil
+
+    status = 0
+    for database in databases:
+        if os.path.islink(database) or not os.path.isdir(database):
+            print("amp-compress: error: %s is no longer an .ampdb folder; "
+                  "left alone" % database, file=sys.stderr)
+            status = 1
+            continue
+        shutil.rmtree(database)
+        print("Deleted %s." % database)
+    return status
+
+
 def plotconvergence_main(argv: list[str] | None = None) -> int:
     """Run ``amp-plotconvergence``; return the exit code (0 on success).
 
@@ -123,19 +165,24 @@ def plotconvergence_main(argv: list[str] | None = None) -> int:
         "Amp training log (<label>-log.txt).")
     parser.add_argument("logfile", metavar="LOGFILE",
                         help="the training log")
-    parser.add_argument("--plotfile", default="convergence.pdf",
-                        help="the plot file; its extension gives the format "
-                        "(default: convergence.pdf)")
+    parser.add_argument("plotfile", metavar="PLOTFILE", nargs="?",
+                        default=None,
+                        help="the plot file, as in Amp 1.x; its extension "
+                        "gives the format (default: convergence.pdf)")
+    parser.add_argument("--plotfile", dest="plotfile_option", default=None,
+                        metavar="PLOTFILE", help="the same, as an option")
     args = parser.parse_args(argv)
+    if args.plotfile is not None and args.plotfile_option is not None:
+        parser.error("give the plot file once: PLOTFILE or --plotfile")
+    plotfile = args.plotfile or args.plotfile_option or "convergence.pdf"
     try:
         from amp.analysis import plot_convergence
 
-        plot_convergence(args.logfile, plotfile=args.plotfile)
+        plot_convergence(args.logfile, plotfile=plotfile)
     except (OSError, ValueError, ImportError) as error:
         print("amp-plotconvergence: error: %s" % error, file=sys.stderr)
         return 1
-    print("%s: convergence plot written to %s" % (args.logfile,
-                                                 args.plotfile))
+    print("%s: convergence plot written to %s" % (args.logfile, plotfile))
     return 0
 
 

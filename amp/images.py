@@ -8,7 +8,7 @@ energies and forces in different units (:class:`EnergyForceUnitsError`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -108,6 +108,81 @@ def check_images(images: dict[str, Atoms] | list[Atoms],
         hint = "; supply forces or train with force_coefficient=None" \
             if missing["forces"] else ""
         raise MissingDataError("; ".join(problems) + hint)
+
+
+def hold_out(images: dict, validation: Any,
+             seed: int = 0) -> tuple[dict, dict, dict]:
+    """Split held-out images from hashed training images.
+
+    Parameters
+    ----------
+    images : dict
+        Hashed training images (``{hash: atoms}``, as from
+        :func:`amp.utilities.hash_images`).
+    validation : float, list of ase.Atoms, str or dict
+        A fraction (0 < f < 1) of ``images`` to hold out, drawn with
+        ``seed``; or the held-out images themselves (a list, a ``.traj``/
+        ASE ``.db`` path, or hashed images), which must not be among the
+        training images.
+    seed : int
+        Seed of the draw of a fraction (``numpy.random.default_rng``).
+
+    Returns
+    -------
+    training, held_out : dict
+        Hashed images, each in the given order (``training`` keeps the
+        ``metadata`` of ``images``).
+    description : dict
+        How they were chosen, for the log and the model file: ``source``
+        (``'fraction'``, ``'path'`` or ``'images'``), ``fraction`` and
+        ``seed`` (a fraction), ``path`` (a path), ``n_images`` and
+        ``hashes`` of the held-out images.
+    """
+    from .utilities import MetaDict, hash_images
+
+    if isinstance(validation, (float, np.floating)) and \
+            not isinstance(validation, bool):
+        fraction = float(validation)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError("validation=%r: a fraction of the images to "
+                             "hold out is between 0 and 1" % (validation,))
+        keys = list(images)
+        count = int(round(fraction * len(keys)))
+        if count < 1 or count >= len(keys):
+            raise ValueError(
+                "validation=%r holds out %d of %d images; at least one must "
+                "be held out and one kept for training" % (
+                    validation, count, len(keys)))
+        chosen = set(np.random.default_rng(seed).choice(
+            len(keys), size=count, replace=False).tolist())
+        description: dict[str, Any] = {
+            "source": "fraction", "fraction": fraction, "seed": int(seed)}
+        held: Any = MetaDict((k, images[k]) for n, k in enumerate(keys)
+                             if n in chosen)
+        training: Any = MetaDict((k, images[k]) for n, k in enumerate(keys)
+                                 if n not in chosen)
+        training.metadata = dict(getattr(images, "metadata", None) or {})
+        held.metadata["duplicates"] = {}
+    else:
+        description = {"source": "images"}
+        if isinstance(validation, (str, bytes)) or \
+                hasattr(validation, "__fspath__"):
+            import os
+
+            description = {"source": "path",
+                           "path": os.fspath(validation)}
+        held = hash_images(validation)
+        if not len(held):
+            raise ValueError("the validation images are empty")
+        shared = [key for key in held if key in images]
+        if shared:
+            raise ValueError(
+                "%d of the %d validation images are also training images "
+                "(first: hash %s); held-out images must not be trained on"
+                % (len(shared), len(held), shared[0]))
+        training = images
+    description.update(n_images=len(held), hashes=list(held))
+    return training, held, description
 
 
 class EnergyForceUnitsError(ValueError):

@@ -31,16 +31,99 @@ A model that declares ``separate_forces`` (Amp's ``KernelRidge``) predicts
 forces with a model of their own rather than as ``-dE/dr``: it is given
 the fingerprints (with derivatives when it has a force model) and returns
 atomic energies and forces itself; it gives no stress.
+
+Either way the fingerprints can be compared with the range the model was
+trained on (:class:`FingerprintRange`): a network fed inputs beyond it
+extrapolates, and nothing in its energies or forces says so.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .descriptor.fingerprints import entry_forces, entry_virial
+from .extrapolation import RangeScale, check_tolerance
+
+__all__ = ["evaluate", "fused_path", "image_fingerprints",
+           "FingerprintRange"]
+
+
+class FingerprintRange:
+    """How far fingerprints lie outside a model's training range.
+
+    Each fingerprint component of an atom of element ``s`` is put on the
+    scale the network sees (:class:`amp.extrapolation.RangeScale` of
+    ``fprange[s]``: ``|x'|`` of the input scaling ``x' = -1 + 2 (x - min)
+    / (max - min)``, ``<= 1`` inside the training range). An atom
+    extrapolates when any of its components is beyond ``1 + tolerance``.
+
+    Parameters
+    ----------
+    fprange : dict
+        ``{element: [[min, max], ...]}`` (the model's ``fprange``).
+    tolerance : float
+        How far beyond the range, in units of the half-range, a component
+        may go before its atom counts (default 0.1).
+    """
+
+    def __init__(self, fprange: dict, tolerance: float = 0.1) -> None:
+        self.tolerance = check_tolerance(tolerance)
+        self._scales = {element: RangeScale(pairs)
+                        for element, pairs in fprange.items()}
+
+    def check(self, fingerprints: Any,
+              per_atom: bool = False) -> dict[str, Any]:
+        """Count the atoms of an image outside the range.
+
+        Parameters
+        ----------
+        fingerprints : ImageFingerprints
+            Its ``values`` (per element) and ``atom_index``.
+        per_atom : bool
+            Also return each atom's largest scaled value.
+
+        Returns
+        -------
+        dict
+            ``count`` (atoms with a component beyond ``1 + tolerance``),
+            ``worst`` (the largest scaled value of any component; <= 1
+            inside the range), ``atom`` and ``element`` and ``feature``
+            (where it is), ``tolerance``; with ``per_atom``, ``scaled``
+            (each atom's largest value, shape (n_atoms,)) and ``atoms``
+            (the flags, ``scaled > 1 + tolerance``). Elements the range
+            does not know count as extrapolating (``worst`` inf).
+        """
+        scaled_a = np.zeros(fingerprints.n_atoms)
+        worst: tuple[float, Any, Any] = (0.0, None, None)
+        for element, block_af in fingerprints.values.items():
+            index = fingerprints.atom_index[element]
+            if len(index) == 0:
+                continue
+            scale = self._scales.get(element)
+            if scale is None or scale.n_features != np.shape(block_af)[1]:
+                scaled_a[index] = np.inf
+                worst = max(worst, (np.inf, element, None),
+                            key=lambda w: w[0])
+                continue
+            magnitude_af = scale.scaled(block_af)
+            row, feature = np.unravel_index(np.argmax(magnitude_af),
+                                            magnitude_af.shape)
+            if magnitude_af[row, feature] > worst[0]:
+                worst = (float(magnitude_af[row, feature]), element,
+                         (int(index[row]), int(feature)))
+            scaled_a[index] = magnitude_af.max(axis=1)
+        flags_a = scaled_a > 1.0 + self.tolerance
+        where = worst[2] or (None, None)
+        result: dict[str, Any] = {
+            "count": int(np.count_nonzero(flags_a)), "worst": worst[0],
+            "atom": where[0], "element": worst[1], "feature": where[1],
+            "tolerance": self.tolerance}
+        if per_atom:
+            result.update(scaled=scaled_a, atoms=flags_a)
+        return result
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -114,7 +197,8 @@ def results_without_atoms(atoms: Atoms, members: int | None = None
     return results
 
 
-def _separate_forces_results(descriptor, model, atoms, store, properties):
+def _separate_forces_results(descriptor, model, atoms, store, properties,
+                             extrapolation=None):
     """Results of a model with forces of their own (see the module
     docstring); it raises for a property it cannot give."""
     model.check_properties(properties)
@@ -127,11 +211,15 @@ def _separate_forces_results(descriptor, model, atoms, store, properties):
                "energies": np.asarray(atomic, dtype=float)}
     if predicted is not None:
         results["forces"] = predicted
+    if extrapolation is not None:
+        results["extrapolation"] = extrapolation(fingerprints)
     return results
 
 
 def evaluate(descriptor: Any, model: Any, atoms: Atoms, store: Any = None,
-             properties: list[str] | None = None) -> dict[str, Any]:
+             properties: Optional[list] = None,
+             extrapolation: Optional[Callable[[Any], dict]] = None
+             ) -> dict[str, Any]:
     """Energy, per-atom energies, forces and stress of one image.
 
     Parameters
@@ -148,6 +236,10 @@ def evaluate(descriptor: Any, model: Any, atoms: Atoms, store: Any = None,
         What the caller asked for; a model with ``separate_forces`` raises
         a clear error for one it cannot give (the others compute
         everything whatever is asked).
+    extrapolation : callable, optional
+        ``extrapolation(fingerprints)`` (e.g. a
+        :class:`FingerprintRange`'s ``check``); its answer goes to
+        ``results['extrapolation']``.
 
     Returns
     -------
@@ -155,13 +247,14 @@ def evaluate(descriptor: Any, model: Any, atoms: Atoms, store: Any = None,
         ASE's results: ``energy``, ``free_energy``, ``energies``,
         ``forces`` and, for a cell periodic in three directions, ``stress``
         (Voigt order, eV/A^3); a model with ``separate_forces`` gives no
-        stress, and no forces when it has no force model.
+        stress, and no forces when it has no force model; with
+        ``extrapolation``, its answer too.
     """
     if len(atoms) == 0:
         return results_without_atoms(atoms)
     if separate_forces(model):
         return _separate_forces_results(descriptor, model, atoms, store,
-                                        properties)
+                                        properties, extrapolation)
     if store is None and fused_path(descriptor, model):
         atomic = np.empty(len(atoms))
         evaluate_block = model.block_evaluator()
@@ -184,4 +277,6 @@ def evaluate(descriptor: Any, model: Any, atoms: Atoms, store: Any = None,
         virial = entry_virial(fingerprints.neighbors, gradient)
         results["stress"] = full_3x3_to_voigt_6_stress(
             virial / atoms.get_volume())
+    if extrapolation is not None:
+        results["extrapolation"] = extrapolation(fingerprints)
     return results

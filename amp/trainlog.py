@@ -6,7 +6,10 @@ what Amp's function returns. The training code writes its log in the line
 structure Amp's reader parses (``Amp training started.``, ``N unique
 images after hashing.``, the criteria and coefficients, the step table
 with one-token times, ``...optimization successful.``/``unsuccessful.``),
-so Amp's tools read this library's logs too. Nothing here needs
+so Amp's tools read this library's logs too. What Amp's table has no
+columns for (the training stress errors, the held-out images' errors) is
+one block after the optimiser's last line, where Amp's reader has stopped
+(:mod:`amp.model.validation`); it is read here. Nothing here needs
 matplotlib.
 """
 
@@ -16,7 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from .model.validation import (SUPPLEMENT_TITLE, TRAINING_COLUMNS,
+                               VALIDATION_COLUMNS)
+
 __all__ = ["read_trainlog"]
+
+# Optional criteria and coefficients (present when stress is trained).
+_STRESS_KEYS = ("stress_rmse", "stress_maxresid", "stress_coefficient")
+# Short names of the per-step lists, as Amp's es/emrs/fs/fmrs.
+_SHORT = {"loss": "costfxns", "energy_rmse": "es", "energy_maxresid": "emrs",
+          "force_rmse": "fs", "force_maxresid": "fmrs",
+          "stress_rmse": "ss", "stress_maxresid": "smrs"}
 
 _CRITERIA = ("energy_rmse", "energy_maxresid", "force_rmse",
              "force_maxresid", "energy_coefficient", "force_coefficient")
@@ -71,6 +84,13 @@ def read_trainlog(logfile: str, verbose: bool = True,
         (energy and force RMSEs), ``emrs`` and ``fmrs`` (maximum
         residuals), ``costfxns`` (the loss), ``costfxnEs`` and
         ``costfxnFs`` (the energy and force terms' shares of it).
+        When stress was trained, ``convergence`` also has
+        ``stress_rmse``, ``stress_maxresid``, ``stress_coefficient`` and
+        per step ``ss`` and ``smrs`` (eV/A^3). When images were held out,
+        ``validation``: ``no_images``, per step ``steps``, ``costfxns``
+        (their loss per image), ``es``, ``emrs``, ``fs``, ``fmrs`` (and
+        ``ss``, ``smrs``), ``best_step`` and ``stopped_early``. Logs
+        without either give exactly what Amp's function gives.
 
     Raises
     ------
@@ -141,7 +161,7 @@ def _read_run(lines, first, logfile, verbose):
             break
         key, _, value = line.partition(":")
         key = key.strip()
-        if key in _CRITERIA and key not in d:
+        if key in _CRITERIA + _STRESS_KEYS and key not in d:
             d[key] = _number(value, where(index))
     missing = [k for k in _CRITERIA if k not in d]
     if table is None or missing:
@@ -155,7 +175,8 @@ def _read_run(lines, first, logfile, verbose):
     trainforces = d["force_rmse"] is not None
     say("train forces: %s" % trainforces)
     for key, value in d.items():
-        say("%s: %s" % (key, value))
+        if key not in _STRESS_KEYS:
+            say("%s: %s" % (key, value))
     E = d["energy_rmse"] ** 2 * no_images if d["energy_rmse"] else 0.
     F = d["force_rmse"] ** 2 * no_images if trainforces else 0.
     d["costfxngoal"] = d["energy_coefficient"] * E + \
@@ -164,11 +185,13 @@ def _read_run(lines, first, logfile, verbose):
     columns = {name: [] for name in ("steps", "es", "fs", "emrs", "fmrs",
                                      "costfxns", "costfxnEs", "costfxnFs")}
     n_tokens = 11 if trainforces else 7
+    end = len(lines)
     for index in range(table, len(lines)):
         line = lines[index]
         ending = [value for text, value in _ENDINGS if text in line]
         if ending:
             d["converged"] = ending[0]
+            end = index
             break
         if not line.strip():
             break  # the run stopped without a word (killed, timed out)
@@ -202,4 +225,59 @@ def _read_run(lines, first, logfile, verbose):
             columns["costfxnFs"].append(
                 d["force_coefficient"] * F / costfxn if costfxn else np.nan)
     d.update(columns)
+    _read_supplement(lines, end, data, where)
     return data
+
+
+def _read_supplement(lines, end, data, where):
+    """The per-step block after the table (training stress, held-out
+    images) into ``data``; nothing when the run has none."""
+    held = [line for line in lines if "Held out for validation:" in line]
+    try:
+        start = lines.index(SUPPLEMENT_TITLE, end)
+    except ValueError:
+        return
+    if start + 1 == len(lines):
+        return  # cut after the title
+    names = lines[start + 1].split()[1:]
+    known = {name: ("convergence", key) for key, name in TRAINING_COLUMNS}
+    known.update({name: ("validation", key)
+                  for key, name in VALIDATION_COLUMNS})
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError("%s: unknown columns %s in the per-step block"
+                         % (where(start + 1), ", ".join(unknown)))
+    columns = {name: [] for name in names}
+    steps = []
+    index = start + 2
+    for index in range(start + 2, len(lines)):
+        tokens = lines[index].split()
+        if not tokens or not tokens[0].isdigit():
+            break
+        if len(tokens) != len(names) + 1:
+            if index == len(lines) - 1:
+                break  # a row being written
+            raise ValueError("%s: %d values in a row of the per-step block, "
+                             "expected %d" % (where(index), len(tokens) - 1,
+                                              len(names)))
+        steps.append(int(tokens[0]))
+        for name, token in zip(names, tokens[1:]):
+            columns[name].append(_number(token, where(index)))
+    validation = {}
+    for name, values in columns.items():
+        part, key = known[name]
+        if part == "convergence":
+            data["convergence"][_SHORT[key]] = values
+        else:
+            validation[_SHORT[key]] = values
+    if not validation:
+        return
+    summary = next((line for line in lines[index:]
+                    if line.startswith("Validation: lowest loss")), "")
+    best = summary.partition(" at step ")[2].split(" ")[0]
+    validation.update(
+        steps=steps,
+        no_images=int(held[0].split(":")[1].split()[0]) if held else None,
+        best_step=int(best) if best.isdigit() else None,
+        stopped_early="stopped early" in summary)
+    data["validation"] = validation

@@ -42,6 +42,13 @@ class MaxIterationsReached(Exception):
     as ``amp.model.MaxIterationsReached`` (the same class)."""
 
 
+class EarlyStoppingOccurred(Exception):
+    """Raised by the loss function when the validation loss has not
+    improved for ``patience`` loss evaluations; stops the optimiser, which
+    then keeps the parameters of the lowest validation loss. Also
+    importable as ``amp.model.EarlyStoppingOccurred``."""
+
+
 class MetaDict(dict):
     """A dictionary with a ``metadata`` attribute (Amp's ``MetaDict``).
 

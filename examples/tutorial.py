@@ -3,10 +3,13 @@
 1. Makes a training set with ASE's EMT: an fcc(110) Pt slab with two Cu
    adsorbates, snapshots of a Langevin MD run.
 2. Trains a Gaussian + neural-network potential on energies and forces.
-3. Prints train and held-out RMSEs.
-4. Reloads the model with ``Amp.load`` and runs a short NVE MD with it.
-5. Draws the parity and error plot of the held-out images and the
-   convergence of the training log (``parity.png``, ``convergence.png``).
+3. Prints train and held-out RMSEs (the held-out images are scored at
+   every training step too, ``train(..., validation=...)``).
+4. Reloads the model with ``Amp.load`` and runs a short NVE MD with it,
+   counting the steps with atoms outside the training range.
+5. Draws the parity and error plot of the training and held-out images
+   and the convergence of the training log (``parity.png``,
+   ``convergence.png``).
 
 Everything it writes goes to one folder (default ``out/tutorial``).
 Run ``make demo`` or ``python examples/tutorial.py [folder]``.
@@ -61,7 +64,7 @@ def main(folder="out/tutorial"):
         convergence={"energy_rmse": 0.02, "force_rmse": 0.3},
         force_coefficient=0.04)
     start = time.time()
-    calc.train(images=train, overwrite=True)
+    calc.train(images=train, overwrite=True, validation=test)
     print("trained in %.1f s -> %s.amp" % (time.time() - start, label))
 
     loaded = Amp.load(label + ".amp")
@@ -69,6 +72,11 @@ def main(folder="out/tutorial"):
         e, f = rmse(loaded, subset)
         print("%-8s energy RMSE %.4f eV/atom, force RMSE %.4f eV/A"
               % (name, e, f))
+    held = loaded.metadata["validation"]
+    print("held-out, as scored in training at step %d: energy RMSE %.4f "
+          "eV/atom, force RMSE %.4f eV/A" % (held["step"],
+                                             held["energy_rmse"],
+                                             held["force_rmse"]))
 
     atoms = make_slab()
     atoms.set_positions(test[0].positions)
@@ -76,15 +84,21 @@ def main(folder="out/tutorial"):
     thermalize_momenta(atoms, 300, rng=np.random.default_rng(7))
     dynamics = VelocityVerlet(atoms, 1 * units.fs,
                               trajectory=os.path.join(folder, "md.traj"))
-    energies = []
+    energies, outside = [], []
     dynamics.attach(lambda: energies.append(atoms.get_total_energy()), 10)
+    dynamics.attach(lambda: outside.append(
+        loaded.results["extrapolation"]["count"] > 0), 1)
     start = time.time()
     dynamics.run(500)
     print("NVE MD with the loaded model: 500 steps in %.1f s, total-energy "
-          "drift %.2e eV" % (time.time() - start, energies[-1] - energies[0]))
+          "drift %.2e eV; %d steps with atoms outside the training range"
+          % (time.time() - start, energies[-1] - energies[0],
+             sum(outside)))
     parity = os.path.join(folder, "parity.png")
-    plot_parity_and_error(loaded, test, plotfile=parity, overwrite=True)
-    print("parity and error plot of the held-out images: %s" % parity)
+    plot_parity_and_error(loaded, train, validation=test, plotfile=parity,
+                          overwrite=True)
+    print("parity and error plot of the training and held-out images: %s"
+          % parity)
     convergence = os.path.join(folder, "convergence.png")
     # The log keeps every run under this label; plot this one (the last).
     plot_convergence(read_trainlog(label + "-log.txt", verbose=False,

@@ -96,6 +96,29 @@ def molecule_images(count, symbols="CH4", stdev=0.05):
                             seeds=range(count))
 
 
+def strained_cell(seed, stress=True):
+    """A rattled, sheared Cu3Pt cubic cell (4 atoms) from
+    ``default_rng(seed)``, with its EMT energy, forces and (when
+    ``stress``) stress as fixed results: a stress-training image."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.symbols[[1]] = "Pt"
+    atoms.set_cell(atoms.cell * (1 + 0.03 * rng.normal(size=(3, 3))),
+                   scale_atoms=True)
+    atoms.rattle(0.1, rng=rng)
+    atoms.calc = EMT()
+    results = {"energy": atoms.get_potential_energy(),
+               "forces": atoms.get_forces()}
+    if stress:
+        results["stress"] = atoms.get_stress()
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
 @pytest.fixture
 def amp_reference():
     """Folder of the Amp 1.0.1 reference data."""

@@ -70,8 +70,11 @@ def test_ase_protocol(trained):
     assert isinstance(results["energy"], float)
     assert results["free_energy"] == results["energy"]
     assert results["energies"].sum() == pytest.approx(results["energy"])
+    # ASE's properties, and the extrapolation record beside them (which
+    # get_properties, above, leaves out).
     assert set(calc.results) == {"energy", "free_energy", "energies",
-                                 "forces"}
+                                 "forces", "extrapolation"}
+    assert "extrapolation" not in results
     # Slab (pbc T,T,F): no stress, as ASE expects.
     with pytest.raises(PropertyNotImplementedError):
         atoms.get_stress()

@@ -56,97 +56,29 @@ def train(label, images, convergence, force_coefficient=0.04, maxiter=None,
     return calc
 
 
-# Amp 1.0.1's read_trainlog logic, restated: what Amp itself would make of
-# a log. It is checked against the fixture below before it judges ours.
+# Amp 1.0.1's own read_trainlog, verbatim (GPL-3.0-or-later, as this
+# library), loaded from the reference data: what Amp itself makes of a log.
+AMP101_PARSER = os.path.join(AMP_REFERENCE, "amp101_read_trainlog.py")
+AMP101_PARSER_SHA256 = \
+    "180a3223753f8fe2ecc606dc05e3d7ea9bf4f86b4a63ef9cbdadc2f5d9512267"
+
+
+def _load_amp101_parser():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("amp101_read_trainlog",
+                                                  AMP101_PARSER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read_trainlog
+
+
+_amp101_read_trainlog = _load_amp101_parser()
+
+
 def amp1_read_trainlog(logfile, multiple=0):
-    with open(logfile) as f:
-        lines = f.read().splitlines()
-    starts = [i for i, line in enumerate(lines)
-              if line.startswith("Amp training started.")]
-    lines = lines[starts[multiple]:]
-    data = {}
-    for line in lines:
-        if "unique images after hashing" in line:
-            no_images = int(line.split()[0])
-            break
-    data["no_images"] = no_images
-    for index, line in enumerate(lines):
-        if "Loss function convergence criteria:" in line:
-            startline = index
-            d = data["convergence"] = {}
-            break
-    else:
-        return data
-    ready = [False] * 7
-    for index, line in enumerate(lines[startline:]):
-        value = line.split(":")[-1].strip()
-        if "energy_rmse:" in line:
-            ready[0] = True
-            d["energy_rmse"] = float(value)
-        elif "force_rmse:" in line:
-            ready[1] = True
-            trainforces = value != "None"
-            d["force_rmse"] = float(value) if trainforces else None
-        elif "force_coefficient:" in line:
-            ready[2] = True
-            d["force_coefficient"] = 0. if value == "None" else float(value)
-        elif "energy_coefficient:" in line:
-            ready[3] = True
-            d["energy_coefficient"] = float(value)
-        elif "energy_maxresid:" in line:
-            ready[5] = True
-            d["energy_maxresid"] = None if value == "None" else float(value)
-        elif "force_maxresid:" in line:
-            ready[6] = True
-            d["force_maxresid"] = None if value == "None" else float(value)
-        elif "Step" in line and "Time" in line:
-            ready[4] = True
-            startline += index + 2
-        if ready == [True] * 7:
-            break
-    E = d["energy_rmse"] ** 2 * no_images
-    F = d["force_rmse"] ** 2 * no_images if trainforces else 0.
-    d["costfxngoal"] = d["energy_coefficient"] * E + \
-        d["force_coefficient"] * F
-    names = ("steps", "es", "fs", "emrs", "fmrs", "costfxns", "costfxnEs",
-             "costfxnFs")
-    c = {name: [] for name in names}
-    index = startline
-    d["converged"] = None
-    while index < len(lines):
-        line = lines[index]
-        if "Saving checkpoint data." in line or "Overwriting file" in line:
-            index += 1
-            continue
-        elif "optimization completed successfully." in line:
-            d["converged"] = True
-            break
-        elif "...optimization successful." in line:
-            d["converged"] = True
-            break
-        elif "could not find parameters for the" in line:
-            break
-        elif "...optimization unsuccessful." in line:
-            d["converged"] = False
-            break
-        if trainforces:
-            step, time, costfxn, e, _, emr, _, f, _, fmr, _ = line.split()
-            c["fs"].append(float(f))
-            c["fmrs"].append(float(fmr))
-            F = float(f) ** 2 * no_images
-            c["costfxnFs"].append(d["force_coefficient"] * F /
-                                  float(costfxn))
-        else:
-            step, time, costfxn, e, _, emr, _ = line.split()
-        c["steps"].append(int(step))
-        c["es"].append(float(e))
-        c["emrs"].append(float(emr))
-        c["costfxns"].append(float(costfxn))
-        E = float(e) ** 2 * no_images
-        c["costfxnEs"].append(d["energy_coefficient"] * E / float(costfxn))
-        index += 1
-    d.update(c)
-    return data
+    """What Amp 1.0.1's ``read_trainlog`` returns for ``logfile``."""
+    return _amp101_read_trainlog(logfile, verbose=False, multiple=multiple)
 
 
 def not_blank(path):
@@ -175,7 +107,15 @@ def trained(tmp_path_factory):
 
 # Training logs ------------------------------------------------------------
 
-def test_amp1_parser_restatement_reproduces_amp():
+def test_amp1_parser_is_amps_text_and_reproduces_amp():
+    import hashlib
+
+    # The 167 lines after the license header are Amp 1.0.1's, unedited.
+    with open(AMP101_PARSER, "rb") as handle:
+        text = handle.read().splitlines(True)
+    assert hashlib.sha256(b"".join(text[-167:])).hexdigest() == \
+        AMP101_PARSER_SHA256
+    assert text[-167].startswith(b"def read_trainlog(logfile, verbose=True")
     for multiple in (0, 1):
         assert amp1_read_trainlog(AMP1_LOG, multiple) == \
             AMP1_DATA["multiple=%d" % multiple]
@@ -329,6 +269,49 @@ def test_parity_and_error_returns_the_calculators_numbers(tmp_path, trained):
     assert open(prefix + "-plot.pdf", "rb").read(5) == b"%PDF-"
 
 
+def test_parity_with_validation_by_set_and_element(tmp_path, trained,
+                                                   monkeypatch):
+    import amp.analysis
+
+    label, images = trained
+    calc = Amp.load(label + ".amp")
+    held_out = slab_images(2, seed=5)
+    figures = []
+    monkeypatch.setattr(amp.analysis, "save_figure",
+                        lambda figure, path: figures.append(figure))
+    result = plot_parity_and_error(calc, images, validation=held_out,
+                                   plotfile=str(tmp_path / "p.png"),
+                                   returndata=True)
+    energy_data, force_data, held_energy, held_forces = result
+    assert len(energy_data) == 6 and len(held_energy) == 2
+    for image, key in zip(held_out, held_energy):
+        atoms = image.copy()
+        atoms.calc = calc
+        assert held_energy[key][1] == atoms.get_potential_energy()
+        np.testing.assert_array_equal(held_forces[key][1],
+                                      atoms.get_forces())
+    (figure,) = figures
+    energy_parity, energy_error, force_parity, force_error = figure.axes
+    assert "eV/atom" in energy_error.get_xlabel() + energy_error.get_ylabel()
+    labels = force_parity.get_legend_handles_labels()[1]
+    assert [text.split(":")[0] for text in labels] == [
+        "Cu training", "Pt training", "Cu validation", "Pt validation"]
+    # The numbers beside each label: RMSE and MAE of that element's
+    # components in that set.
+    residual = np.concatenate([d[1] - d[0] for d in held_forces.values()])
+    pt = residual[[0, 8]]  # atom 0 (Pt) of each 8-atom slab
+    assert labels[3] == "Pt validation: RMSE %.3g, MAE %.3g eV/Å" % (
+        np.sqrt(np.mean(pt ** 2)), np.mean(np.abs(pt)))
+    colours = {line.get_label().split(":")[0]: line.get_color()
+               for line in force_parity.get_lines()}
+    assert colours["Cu training"] == colours["Pt training"] != \
+        colours["Cu validation"]
+    per_atom = np.array([d[3] for d in held_energy.values()])
+    assert energy_parity.get_legend_handles_labels()[1][1] == \
+        "validation: RMSE %.3g, MAE %.3g eV/atom" % (
+            np.sqrt(np.mean(per_atom ** 2)), np.mean(per_atom))
+
+
 def test_sensitivity_and_calc_rmse(tmp_path, trained):
     label, images = trained
     calc = Amp.load(label + ".amp")
@@ -439,6 +422,12 @@ def test_plotconvergence_command(tmp_path, capsys):
     assert plotconvergence_main([AMP1_LOG, "--plotfile", png]) == 0
     assert not_blank(png)
     assert png in capsys.readouterr().out
+    # Amp 1.x's form: the plot file as the second argument.
+    positional = str(tmp_path / "positional.png")
+    assert plotconvergence_main([AMP1_LOG, positional]) == 0
+    assert not_blank(positional)
+    with pytest.raises(SystemExit):
+        plotconvergence_main([AMP1_LOG, positional, "--plotfile", png])
     missing = str(tmp_path / "gone-log.txt")
     assert plotconvergence_main([missing]) == 1
     assert "gone-log.txt" in capsys.readouterr().err

@@ -124,12 +124,36 @@ def test_help_and_usage(capsys):
         compress_main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: amp-compress [-h] [-r] PATH")
+    assert out.startswith("usage: amp-compress [-h] [-r] [-d] PATH")
     assert "--recursive" in out
     with pytest.raises(SystemExit) as info:
         compress_main([])
     assert info.value.code == 2
     assert main(["nonsense"]) == 2
+
+
+def test_delete_needs_recursive_and_a_typed_yes(tmp_path, capsys,
+                                                monkeypatch):
+    paths = [str(tmp_path / "a" / "x.ampdb"), str(tmp_path / "y.ampdb")]
+    for path in paths:
+        make_database(path, 2)
+    (tmp_path / "keep.txt").write_text("not a database")
+    state = snapshot(str(tmp_path))
+    # Amp 1.x's rule: -d only with -r.
+    assert compress_main(["-d", paths[0]]) == 1
+    assert "only with -r" in capsys.readouterr().err
+    answers = iter(["no", "yes"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    assert compress_main(["-r", "-d", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "delete these 2 .ampdb folders" in out and paths[0] in out
+    assert "Nothing was deleted." in out
+    assert snapshot(str(tmp_path)) == state
+    assert compress_main(["-r", "--delete", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all("Deleted %s." % path in out for path in paths)
+    assert sorted(os.listdir(tmp_path)) == ["a", "keep.txt"]
+    assert os.listdir(tmp_path / "a") == []
 
 
 def test_damaged_and_legacy_databases_report(tmp_path, capsys):

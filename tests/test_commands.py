@@ -263,8 +263,14 @@ def test_amp_train_writes_the_model_log_and_plots(trained):
     assert "...optimization successful." in log
     assert "amp-train: errors on the 2 validation frames:" in log
     from amp.analysis import read_trainlog
-    assert read_trainlog(str(folder / "run" / "calc-log.txt"),
-                         verbose=False)["convergence"]["converged"] is True
+    data = read_trainlog(str(folder / "run" / "calc-log.txt"),
+                         verbose=False)
+    assert data["convergence"]["converged"] is True
+    # the held-out frames went to Amp.train, which scored them every step
+    assert len(data["validation"]["es"]) == len(
+        data["convergence"]["steps"])
+    metadata = Amp.load(str(folder / "run" / "calc.amp")).metadata
+    assert metadata["validation"]["n_images"] == 2
 
 
 def test_the_same_seed_gives_the_same_model(trained, tmp_path):
@@ -387,3 +393,25 @@ def test_python_m_amp_and_the_console_scripts(trained, tmp_path):
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "TABLE.KEY=VALUE" in result.stdout
     assert amp_main(["nonsense"]) == 2
+
+
+def test_amp_eval_says_which_frames_extrapolate(trained, tmp_path, capsys):
+    """Frames far outside the training data (cells compressed by 10 %) are
+    counted as extrapolating, and each frame of the predictions file
+    carries its count."""
+    model = str(trained[0] / "run" / "calc.amp")
+    inside, outside = frames(2, seed=30), frames(2, seed=31)
+    for atoms in outside:
+        atoms.set_cell(atoms.cell * 0.9, scale_atoms=True)
+    data = str(tmp_path / "mixed.xyz")
+    write(data, inside + outside)
+    assert eval_main([model, data, "-o", str(tmp_path / "p.xyz")]) == 0
+    out = capsys.readouterr().out
+    calc = Amp.load(model)
+    predictions = predict(calc, read(data, ":"), False)
+    counts = [p["extrapolation"]["count"] for p in predictions]
+    assert counts[0] == counts[1] == 0 and counts[2] > 0 and counts[3] > 0
+    assert "extrapolating: 2 of 4 frames have atoms outside the model's " \
+        "training range (%d atoms;" % sum(counts) in out
+    back = read(str(tmp_path / "p.xyz"), ":")
+    assert [a.info["amp_extrapolating_atoms"] for a in back] == counts

@@ -30,7 +30,10 @@ def test_energy_forces_match_reference(ds):
         assert e == pytest.approx(pred["E"][k], rel=1e-10)
         np.testing.assert_allclose(atoms.get_forces(), pred["F"][k],
                                    atol=1e-9)
-        assert set(calc.results) == {"energy", "free_energy", "forces"}
+        assert set(calc.results) == {"energy", "free_energy", "forces",
+                                     "extrapolation"}
+        assert set(atoms.get_properties(["energy", "forces"])) == \
+            {"energy", "free_energy", "forces", "natoms"}
         assert calc.results["free_energy"] == calc.results["energy"]
     json.dumps(calc.parameters)
 
@@ -176,3 +179,56 @@ def test_calculator_from_np_load(ds):
     e = atoms.get_potential_energy()
     assert e == pytest.approx(GDMLCalculator(MODEL).get_potential_energy(
         atoms), rel=1e-12)
+
+
+def test_extrapolation_of_inverse_distances_outside_the_training_range():
+    import warnings
+
+    from amp import ExtrapolationError, ExtrapolationWarning
+
+    model, held_out = _periodic_model()
+    train_dm = np.asarray(model["R_desc"]).T  # no symmetries: one each
+    low, high = train_dm.min(axis=0), train_dm.max(axis=0)
+    a, b = np.tril_indices(4, -1)
+
+    def expected(structure, tolerance=0.1):
+        inverse = 1.0 / structure.get_all_distances(mic=True)[a, b]
+        scaled = np.abs(inverse - (low + high) / 2) / ((high - low) / 2)
+        out = scaled > 1 + tolerance
+        return len(set(a[out]) | set(b[out])), scaled.max()
+
+    frames = rattled_with_emt(lambda k: cu_bulk(3.6, cubic=True), 24, 0.1,
+                              seeds=range(24))
+    training = frames[int(np.asarray(model["idxs_train"])[0])]
+    calc = GDMLCalculator(model)
+    for structure in (training, held_out, cu_bulk(3.9, cubic=True)):
+        structure = structure.copy()
+        structure.calc = calc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            structure.get_forces()
+        found = calc.results["extrapolation"]
+        count, worst = expected(structure)
+        assert found["count"] == count
+        assert found["worst"] == pytest.approx(worst, rel=1e-12)
+    # Inside: a training geometry, at distance 0 from the training set.
+    training = training.copy()
+    training.calc = calc
+    training.get_potential_energy()
+    assert calc.results["extrapolation"]["count"] == 0
+    assert calc.results["extrapolation"]["nearest"] < 1e-6
+    # Outside: an expanded cell; the first calculator warned once only.
+    assert calc._report.warned
+    expanded = cu_bulk(4.0, cubic=True)
+    expanded.calc = GDMLCalculator(model)
+    with pytest.warns(ExtrapolationWarning, match="4 of 4 atoms"):
+        expanded.get_potential_energy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expanded.rattle(0.01, seed=1)
+        expanded.get_potential_energy()
+    assert expanded.calc.results["extrapolation"]["count"] == 4
+    assert expanded.calc.results["extrapolation"]["nearest"] > 0.05
+    expanded.calc = GDMLCalculator(model, on_extrapolation="raise")
+    with pytest.raises(ExtrapolationError):
+        expanded.get_potential_energy()

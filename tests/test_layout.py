@@ -23,6 +23,7 @@ FLOORS = {
     "amp.importing": 1,
     "amp.utilities": 2,
     "amp.images": 2,
+    "amp.extrapolation": 2,
     "amp.plotting": 2,
     "amp.descriptor": 3,
     "amp.regression": 3,

@@ -67,7 +67,9 @@ TABLES = {"Amp": ("self", "descriptor", "model", "atoms"),
                             "scalings", "fprange"),
           "LossFunction": ("self", "parallel"),
           "Regressor": ("self",),
-          "train": ("self", "images")}
+          # validation is amp-train's own key (the held-out frames it
+          # draws are passed on to Amp.train)
+          "train": ("self", "images", "validation", "validation_seed")}
 
 
 class ConfigError(ValueError):

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
     from .. import Amp
 
-__all__ = ["predict", "error_table", "format_table", "write_predictions",
-           "main"]
+__all__ = ["predict", "error_table", "format_table", "extrapolation_summary",
+           "write_predictions", "main"]
 
 
 def predict(calc: Amp, images: list[Atoms],
@@ -46,17 +46,25 @@ def predict(calc: Amp, images: list[Atoms],
     Returns
     -------
     list of dict
-        ASE's results per image: ``energy``, ``energies``, ``forces`` and,
-        for 3-D periodic cells, ``stress``.
+        ASE's results per image: ``energy``, ``energies``, ``forces``,
+        for 3-D periodic cells ``stress``, and, when the model has a
+        fingerprint range, ``extrapolation`` (the atoms outside it; see
+        :class:`amp.potential.FingerprintRange`, with the calculator's
+        ``extrapolation_tolerance``).
     """
-    from ..potential import evaluate
+    from ..potential import FingerprintRange, evaluate
     from ..progress import Progress
 
+    fprange = getattr(getattr(calc.model, "parameters", None), "fprange",
+                      None)
+    check = FingerprintRange(fprange, calc.extrapolation_tolerance).check \
+        if fprange else None
     results = []
     with Progress(len(images), "evaluating", enabled=progress,
                   unit="frames") as line:
         for done, atoms in enumerate(images, 1):
-            results.append(evaluate(calc.descriptor, calc.model, atoms))
+            results.append(evaluate(calc.descriptor, calc.model, atoms,
+                                    extrapolation=check))
             line.update(done)
     return results
 
@@ -124,6 +132,23 @@ def error_table(images: list[Atoms], predictions: list[dict[str, Any]]
     return table
 
 
+def extrapolation_summary(predictions: list[dict[str, Any]]) -> str:
+    """A line saying how many frames have atoms outside the model's
+    training range (empty when none has, or the model has no range)."""
+    found = [r["extrapolation"] for r in predictions
+             if r.get("extrapolation") is not None]
+    frames = [f for f in found if f["count"]]
+    if not frames:
+        return ""
+    worst = max(frames, key=lambda f: f["worst"])
+    return ("extrapolating: %d of %d frames have atoms outside the "
+            "model's training range (%d atoms; largest scaled "
+            "fingerprint %.3g, where training spans [-1, 1]): their errors "
+            "are not those of the model's domain" % (
+                len(frames), len(found), sum(f["count"] for f in frames),
+                worst["worst"]))
+
+
 def format_table(table: dict[str, dict[str, Any]]) -> str:
     """The error table as aligned text lines (what ``amp-eval`` prints)."""
     lines = ["%-16s %-8s %8s %12s %12s" % ("quantity", "unit", "count",
@@ -173,6 +198,9 @@ def write_predictions(path: str, images: list[Atoms],
         frame.arrays["amp_energies"] = np.array(result["energies"])
         if "stress" in result:
             frame.info["amp_stress"] = np.array(result["stress"])
+        if result.get("extrapolation") is not None:
+            frame.info["amp_extrapolating_atoms"] = int(
+                result["extrapolation"]["count"])
         frames.append(frame)
     text = io.StringIO()
     ase.io.write(text, frames, format="extxyz")
@@ -244,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     print("%s on %s: %d frames, %d atoms" % (args.model, args.data,
                                              len(images), n_atoms))
     print(format_table(table))
+    extrapolating = extrapolation_summary(predictions)
+    if extrapolating:
+        print(extrapolating)
     if output is not None:
         write_predictions(output, images, predictions,
                           overwrite=args.overwrite)

@@ -122,7 +122,11 @@ def train(config: dict[str, Any], out: Callable[[str], Any] = print
            config["seed"]))
     converged = True
     try:
-        calc.train(images=training, **config["train"])
+        # The held-out frames go to Amp.train, which scores them at every
+        # step (the log's validation block; early stopping with
+        # [train] patience).
+        calc.train(images=training, validation=validation or None,
+                   **config["train"])
     except TrainingConvergenceError as error:
         converged = False
         out("not converged: %s" % error)
@@ -152,14 +156,14 @@ def train(config: dict[str, Any], out: Callable[[str], Any] = print
     finally:
         log.close()
     if config["plots"]:
-        files += _plots(calc, logfile, validation or training)
+        files += _plots(calc, logfile, training, validation)
     out("\nwrote " + ", ".join(files))
     return result
 
 
-def _plots(calc, logfile, images):
-    """The convergence plot of this run and the parity plot of ``images``
-    (the validation frames, or the training frames without them)."""
+def _plots(calc, logfile, training, validation):
+    """The convergence plot of this run and the parity plot of the
+    training frames, with the validation frames in a second colour."""
     from ..analysis import (plot_convergence, plot_parity_and_error,
                             read_trainlog)
 
@@ -171,8 +175,9 @@ def _plots(calc, logfile, images):
             plot_convergence(data, plotfile=convergence)
             written.append(convergence)
     parity = _label_file(calc, "-parity.png")
-    plot_parity_and_error(calc, images, plotfile=parity, overwrite=True,
-                          plot_forces=calc.model.forcetraining)
+    plot_parity_and_error(calc, training, plotfile=parity, overwrite=True,
+                          plot_forces=calc.model.forcetraining,
+                          validation=validation or None)
     written.append(parity)
     return written
 

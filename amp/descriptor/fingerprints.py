@@ -15,6 +15,8 @@ from .neighbors import NeighborList
 
 # Version of the flat storage form written by :meth:`ImageFingerprints.todict`.
 STORAGE_VERSION = 1
+# ASE's Voigt order of a symmetric 3x3 tensor: xx, yy, zz, yz, xz, xy.
+_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 def entry_forces(neighbors, entry_gradient):
@@ -175,6 +177,51 @@ class ImageFingerprints:
     def virial(self, dE_dG):
         """The stress times the volume, 3x3 (see :func:`entry_virial`)."""
         return entry_virial(self.neighbors, self.entry_gradients(dE_dG))
+
+    def virial_matrix(self) -> np.ndarray:
+        """The linear map from ``dE/dG`` to the virial, in Voigt order.
+
+        ``V @ g`` is :meth:`virial` as ASE's Voigt vector (``xx, yy, zz,
+        yz, xz, xy``), with ``g`` laid out as for :meth:`force_matrix`;
+        divided by the cell volume it is the stress. Component ``ab``
+        gathers ``(r_e,a dG/dr_e,b + r_e,b dG/dr_e,a) / 2`` over the
+        entries ``e`` of each centre atom: the same derivatives as the
+        forces, weighted by the entry vectors (stress training needs no
+        other descriptor work).
+
+        Returns
+        -------
+        ndarray, shape (6, n_columns)
+        """
+        if not self.has_derivatives:
+            raise ValueError("these fingerprints were computed without "
+                             "derivatives")
+        import scipy.sparse
+
+        blocks = []
+        for element in sorted(self.values):
+            n_rows, n_features = np.shape(self.values[element])
+            block_exf = np.asarray(self.derivatives[element])
+            entries_e = np.asarray(self.entries[element])
+            if len(entries_e) == 0:
+                blocks.append(np.zeros((6, n_rows * n_features)))
+                continue
+            vector_ex = self.neighbors.vectors[entries_e]
+            # (r_a D_b + r_b D_a) / 2 per entry, Voigt component and feature.
+            term_evf = np.empty((len(entries_e), 6, n_features))
+            for v, (a, b) in enumerate(_VOIGT):
+                term_evf[:, v] = 0.5 * (
+                    vector_ex[:, a, None] * block_exf[:, b]
+                    + vector_ex[:, b, None] * block_exf[:, a])
+            # Summed over each centre atom's entries by one sparse product.
+            gather = scipy.sparse.csr_matrix(
+                (np.ones(len(entries_e)),
+                 (self._entry_rows(element), np.arange(len(entries_e)))),
+                shape=(n_rows, len(entries_e)))
+            summed_avf = (gather @ term_evf.reshape(len(entries_e), -1)) \
+                .reshape(n_rows, 6, n_features)
+            blocks.append(summed_avf.transpose(1, 0, 2).reshape(6, -1))
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((6, 0))
 
     # Amp's views ---------------------------------------------------------
 

@@ -19,7 +19,9 @@ from ase import units
 from ase.calculators.calculator import (Calculator,
                                          PropertyNotImplementedError,
                                          all_changes)
+from ase.outputs import Properties, all_outputs
 
+from ..extrapolation import RangeScale, Reporter, check_tolerance
 from . import io as gdml_io
 from .predict import GDMLPredict
 
@@ -118,6 +120,17 @@ class GDMLCalculator(Calculator):
     use_torch : bool, optional
         Accepted for compatibility with sgdml's calculator (see
         :class:`~amp.gdml.predict.GDMLPredict`).
+    on_extrapolation : {'warn', 'raise', 'ignore'}
+        What a calculation does when the structure's descriptor (its
+        inverse distances) lies outside the range of the training
+        descriptors: every calculation records it in
+        ``results['extrapolation']``; ``'warn'`` (default) also issues one
+        :class:`~amp.extrapolation.ExtrapolationWarning` per calculator,
+        ``'raise'`` raises :class:`~amp.extrapolation.ExtrapolationError`.
+    extrapolation_tolerance : float
+        How far beyond a component's training range, in units of its
+        half-width, it may go before its pair of atoms counts (default
+        0.1).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -130,6 +143,16 @@ class GDMLCalculator(Calculator):
     calculator also provides ``stress``: the derivative of the energy with
     respect to strain, from the pairwise terms of the descriptor, divided
     by the volume.
+
+    ``results['extrapolation']`` holds, after every calculation: ``count``
+    (atoms in a pair whose inverse distance is outside the training range
+    by more than the tolerance), ``worst`` (the largest component on the
+    scale of its training range, :class:`amp.extrapolation.RangeScale`;
+    <= 1 inside it), ``pair`` (where), ``tolerance``, and ``nearest``: the
+    distance from the descriptor to the nearest training descriptor (any
+    of its permutations) in units of the kernel length scale ``sig`` (0 on
+    a training geometry; the kernel value there is
+    ``(1 + sqrt(5) d + 5 d^2 / 3) exp(-sqrt(5) d)``).
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -137,7 +160,12 @@ class GDMLCalculator(Calculator):
     def __init__(self, model: Any, E_to_eV: float | None = None,
                  Ang_to_R: float | None = None,
                  F_to_eV_Ang: float | None = None, use_torch: bool = False,
+                 on_extrapolation: str = "warn",
+                 extrapolation_tolerance: float = 0.1,
                  **kwargs: Any) -> None:
+        self._report = Reporter(on_extrapolation)
+        self.extrapolation_tolerance = check_tolerance(
+            extrapolation_tolerance)
         Calculator.__init__(self, **kwargs)
         path = None
         if isinstance(model, (str, os.PathLike)):
@@ -148,6 +176,11 @@ class GDMLCalculator(Calculator):
         self.model = model
         self.predictor = GDMLPredict(model, num_workers=0,
                                      use_torch=use_torch)
+        # The range of every inverse distance over the training
+        # descriptors and their permutations.
+        train_kd = self.predictor._Xp
+        self._range = RangeScale(np.column_stack([train_kd.min(axis=0),
+                                                  train_kd.max(axis=0)]))
         self.periodic = self.predictor.lat_and_inv is not None
         if self.periodic:
             self.implemented_properties = (
@@ -234,17 +267,62 @@ class GDMLCalculator(Calculator):
                     "Atoms are not periodic in three directions; set "
                     "atoms.cell and atoms.pbc = True")
             lattice = np.array(self.atoms.cell[:]).T * self.Ang_to_R
-            E, F, W = self.predictor.predict(R[None, :], return_virial=True,
-                                             lattice=lattice)
+            E, F, W, X = self.predictor.predict(
+                R[None, :], return_virial=True, lattice=lattice,
+                return_descriptor=True)
         else:
-            E, F = self.predictor.predict(R[None, :])
+            E, F, X = self.predictor.predict(R[None, :],
+                                             return_descriptor=True)
         energy = float(E[0]) * self.E_to_eV
         forces = F[0].reshape(-1, 3) * self.F_to_eV_Ang
-        self.results = {"energy": energy, "free_energy": energy,
-                        "forces": forces}
+        results = {"energy": energy, "free_energy": energy,
+                   "forces": forces, "extrapolation": self._extrapolation(
+                       X[0])}
         if self.periodic:
             sigma = -W[0] * self.E_to_eV / self.atoms.get_volume()
-            self.results["stress"] = sigma.ravel()[[0, 4, 8, 5, 2, 1]]
+            results["stress"] = sigma.ravel()[[0, 4, 8, 5, 2, 1]]
+        self.results = {}
+        found = results["extrapolation"]
+        if found["count"]:
+            a, b = found["pair"]
+            self._report(
+                "%d of %d atoms are in pairs whose inverse distance lies "
+                "outside the training descriptors' range (largest scaled "
+                "value %.3g at atoms %d-%d, where training spans [-1, 1]; "
+                "tolerance %g; nearest training point %.3g sig away): the "
+                "model is extrapolating and its energies and forces there "
+                "cannot be trusted" % (found["count"], len(self.atoms),
+                                       found["worst"], a, b,
+                                       found["tolerance"], found["nearest"]))
+        self.results = results
+
+    def _extrapolation(self, x_d):
+        """``results['extrapolation']`` of the descriptor ``x_d``."""
+        scaled_d = self._range.scaled(x_d[None, :])[0]
+        a_d, b_d = self.predictor.desc.tril_indices
+        out_d = scaled_d > 1.0 + self.extrapolation_tolerance
+        worst = int(np.argmax(scaled_d))
+        predictor = self.predictor
+        distance2 = (x_d @ x_d + predictor._xx
+                     - 2.0 * (predictor._Xp @ x_d))
+        return {"count": int(len(np.union1d(a_d[out_d], b_d[out_d]))),
+                "worst": float(scaled_d[worst]),
+                "pair": (int(a_d[worst]), int(b_d[worst])),
+                "tolerance": self.extrapolation_tolerance,
+                "nearest": float(np.sqrt(max(distance2.min(), 0.0))
+                                 / predictor.sig)}
+
+    @property
+    def on_extrapolation(self) -> str:
+        """``'warn'``, ``'raise'`` or ``'ignore'`` (see the class)."""
+        return self._report.action
+
+    def export_properties(self) -> Properties:
+        """ASE's properties of the last calculation (what
+        ``atoms.get_properties`` gives): the results without
+        ``extrapolation``, which ASE's property table does not know."""
+        return Properties({name: value for name, value in
+                           self.results.items() if name in all_outputs})
 
 
 class SGDMLCalculator(GDMLCalculator):

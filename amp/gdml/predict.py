@@ -515,7 +515,8 @@ class GDMLPredict:
         return E, Fd
 
     def predict(self, R: Any = None, return_E: bool = True,
-                return_virial: bool = False, lattice: Any = None) -> Any:
+                return_virial: bool = False, lattice: Any = None,
+                return_descriptor: bool = False) -> Any:
         """Predict energies and forces (and, for periodic models, the virial).
 
         Parameters
@@ -534,6 +535,9 @@ class GDMLPredict:
             ``(3, 3)`` lattice vectors as columns, in the model's length
             unit, used instead of the model's lattice for this call
             (periodic models only; e.g. a strained cell).
+        return_descriptor : bool, optional
+            Also return the descriptors of the geometries, ``(M, D)``
+            (appended last; an addition to sgdml's API).
 
         Returns
         -------
@@ -581,6 +585,8 @@ class GDMLPredict:
             out = (E * self.std + self.c, F)
         if return_virial:
             out += (self._virial(X, J, Fd),)
+        if return_descriptor:
+            out += (X,)
         return out
 
     def _virial(self, X, J, Fd):

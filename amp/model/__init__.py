@@ -24,13 +24,15 @@ import numpy as np
 # TrainingConvergenceError is defined in amp.utilities (as in Amp 1.x) and
 # exported here too: both import paths give the same class.
 from ..utilities import (ConvergenceOccurred, Logger,  # noqa: F401
-                         TrainingConvergenceError, now)
+                         EarlyStoppingOccurred, TrainingConvergenceError,
+                         now)
 from ._network import Raveler  # noqa: F401  (Amp's name, exported here)
 
 __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
            "fingerprint_range", "check_mode",
            "ConvergenceOccurred", "TrainingConvergenceError",
-           "MaxIterationsReached", "Raveler", "combine_partials"]
+           "MaxIterationsReached", "EarlyStoppingOccurred", "Raveler",
+           "combine_partials"]
 
 
 def check_mode(descriptor: Any) -> None:

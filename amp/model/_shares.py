@@ -38,7 +38,8 @@ class LossShare:
     """Persistent job: one share of the training images.
 
     ``setup``: ``{'model': model.todict(), 'energy_coefficient': float,
-    'force_coefficient': float or None}``; ``share``:
+    'force_coefficient': float or None}`` and, when stress is trained,
+    ``'stress_coefficient': float``; ``share``:
     :meth:`TrainingBatch.todict` (or, in the master, the batch itself).
     ``partial({'vector': array, 'lossprime': bool})`` returns
     :meth:`TrainingBatch.partial`'s dict.
@@ -51,6 +52,9 @@ class LossShare:
         self.energy_coefficient = float(setup["energy_coefficient"])
         force = setup["force_coefficient"]
         self.force_coefficient = None if force is None else float(force)
+        stress = setup.get("stress_coefficient")
+        self.stress = {} if stress is None else \
+            {"stress_coefficient": float(stress)}
         self.batch = share if isinstance(share, TrainingBatch) else \
             TrainingBatch.fromdict(share)
 
@@ -59,7 +63,7 @@ class LossShare:
         return self.batch.partial(
             self.model.element_networks(), bool(args["lossprime"]),
             self.energy_coefficient, self.force_coefficient,
-            self.model.raveler)
+            self.model.raveler, **self.stress)
 
 
 #: Workers not running yet are started only for a loss whose serial

@@ -9,6 +9,8 @@ loss function adds over batches (or over workers) in a fixed order. The
 network maths it calls is in :mod:`amp.model._network`.
 """
 
+from typing import Any, Optional
+
 import numpy as np
 import scipy.sparse
 
@@ -16,6 +18,23 @@ import scipy.sparse
 # matrix stays below it, they are stored as int32 (as scipy.sparse itself
 # does): half the bytes of int64 in the largest array training holds.
 _INT32_INDEX_LIMIT = 2 ** 31 - 1
+
+
+def reference_stress(atoms: Any) -> Optional[np.ndarray]:
+    """The stress ``atoms`` carries for training (ASE's Voigt order,
+    eV/A^3), or None: a cell periodic in three directions whose
+    calculator gives a finite stress."""
+    if atoms.calc is None or atoms.cell.rank != 3 or not all(atoms.pbc):
+        return None
+    try:
+        stress = np.asarray(atoms.get_stress(voigt=True,
+                                             apply_constraint=False),
+                            dtype=float)
+    except Exception:  # no stress there: PropertyNotImplementedError, ...
+        return None
+    if stress.shape != (6,) or not np.all(np.isfinite(stress)):
+        return None
+    return stress
 
 
 def _grown(array, used, capacity, dtype):
@@ -45,13 +64,20 @@ class TrainingBatch:
     weights : dict, optional
         ``{hash: weight}`` of each image in the loss (duplicates); 1 if
         missing.
+    train_stress : bool
+        Also build the stress part (with ``train_forces``): the images
+        that carry a stress (:func:`reference_stress`) get six rows of
+        the virial map of their fingerprint derivatives, divided by
+        their volume; the others have no stress term.
     """
 
-    def __init__(self, images, arrays, train_forces, weights=None):
+    def __init__(self, images, arrays, train_forces, weights=None,
+                 train_stress=False):
         keys = list(images)
         weights = weights or {}
         self.n_images = len(keys)
         self.train_forces = train_forces
+        self.train_stress = bool(train_stress and train_forces)
         self.image_weight = np.array([float(weights.get(k, 1.0))
                                       for k in keys])
         self.n_atoms = np.array([len(images[k]) for k in keys], dtype=float)
@@ -84,6 +110,21 @@ class TrainingBatch:
         if train_forces:
             self._build_forces(keys, images, arrays)
 
+    def _build_stress(self, stress_rows, n_columns):
+        """The stress part from each stress image's ``(image, weight,
+        reference, (6, n_columns) map)``."""
+        count = len(stress_rows)
+        self.stress_matrix = scipy.sparse.vstack(
+            [rows[3] for rows in stress_rows], format="csr") if count \
+            else scipy.sparse.csr_matrix((0, n_columns))
+        self.reference_stress = np.concatenate(
+            [rows[2] for rows in stress_rows]) if count else np.zeros(0)
+        # d(stress_loss)/d(stress_row) = 2 * weight / 6 * residual.
+        self.stress_row_weight = np.repeat(
+            [rows[1] / 6.0 for rows in stress_rows], 6) if count \
+            else np.zeros(0)
+        self.n_stress_images = float(sum(rows[1] for rows in stress_rows))
+
     def _build_forces(self, keys, images, arrays):
         """Stack the force matrices and reference forces of the images."""
         # Element-major column layout of g: offset of each element's block.
@@ -104,6 +145,7 @@ class TrainingBatch:
         row_counts = np.empty(n_rows, dtype=np.int64)
         data = indices = None
         reference, at, row = [], 0, 0
+        stress_rows = []
         for n, key in enumerate(keys):
             fp = arrays[key]
             atoms = images[key]
@@ -125,6 +167,15 @@ class TrainingBatch:
                     column_start[e] + row_start[e][n] * n_features
                     + np.arange(size))
                 local += size
+            stress = reference_stress(atoms) if self.train_stress else None
+            if stress is not None:
+                local_map = scipy.sparse.csr_matrix(
+                    fp.virial_matrix() / atoms.get_volume())
+                stress_map = scipy.sparse.csr_matrix(
+                    (local_map.data, mapping[local_map.indices],
+                     local_map.indptr), shape=(6, n_columns))
+                stress_rows.append((n, self.image_weight[n], stress,
+                                    stress_map))
             # Each image goes straight into the batch's arrays, so only one
             # copy of the force data is ever held. They are sized from the
             # first image (1.5x per image, grown if a later image needs
@@ -154,10 +205,13 @@ class TrainingBatch:
                                    3 * self.n_atoms.astype(int))
         # d(force_loss)/dF_row = 2 * row_weight * residual.
         self.force_row_weight = weight_per_row / (3.0 * atoms_per_row)
+        if self.train_stress:
+            self._build_stress(stress_rows, n_columns)
 
     # Arrays that define a batch, for sending it to a worker.
     _ARRAYS = ("image_weight", "n_atoms", "reference_energies")
     _FORCE_ARRAYS = ("reference_forces", "force_row_weight")
+    _STRESS_ARRAYS = ("reference_stress", "stress_row_weight")
 
     @classmethod
     def concatenate(cls, batches):
@@ -172,6 +226,8 @@ class TrainingBatch:
         out = cls.__new__(cls)
         out.n_images = sum(batch.n_images for batch in batches)
         out.train_forces = all(batch.train_forces for batch in batches)
+        out.train_stress = out.train_forces and all(
+            getattr(batch, "train_stress", False) for batch in batches)
         for name in cls._ARRAYS:
             setattr(out, name, np.concatenate([getattr(batch, name)
                                                for batch in batches]))
@@ -204,6 +260,7 @@ class TrainingBatch:
         indptr = np.zeros(n_rows + 1, dtype=index_type)
         rows_before = dict.fromkeys(out.elements, 0)
         at = row = 0
+        mappings = []
         for batch in batches:
             matrix = batch.force_matrix
             mapping = np.empty(matrix.shape[1], dtype=index_type)
@@ -215,6 +272,7 @@ class TrainingBatch:
                     out.column_start[e] + rows_before[e] * width
                     + np.arange(size))
                 rows_before[e] += batch.fingerprints[e].shape[0]
+            mappings.append(mapping)
             data[at:at + matrix.nnz] = matrix.data
             np.take(mapping, matrix.indices, out=indices[at:at + matrix.nnz])
             indptr[row + 1:row + 1 + matrix.shape[0]] = \
@@ -223,6 +281,17 @@ class TrainingBatch:
             row += matrix.shape[0]
         out.force_matrix = scipy.sparse.csr_matrix(
             (data, indices, indptr), shape=(n_rows, start))
+        if out.train_stress:
+            for name in cls._STRESS_ARRAYS:
+                setattr(out, name, np.concatenate([getattr(batch, name)
+                                                   for batch in batches]))
+            out.n_stress_images = sum(b.n_stress_images for b in batches)
+            out.stress_matrix = scipy.sparse.vstack([
+                scipy.sparse.csr_matrix(
+                    (b.stress_matrix.data, mapping[b.stress_matrix.indices],
+                     b.stress_matrix.indptr),
+                    shape=(b.stress_matrix.shape[0], start))
+                for b, mapping in zip(batches, mappings)], format="csr")
         return out
 
     def todict(self):
@@ -241,6 +310,16 @@ class TrainingBatch:
                        force_indptr=matrix.indptr,
                        force_shape=list(matrix.shape),
                        column_start=dict(self.column_start))
+        if getattr(self, "train_stress", False):
+            matrix = self.stress_matrix
+            out.update({name: getattr(self, name)
+                        for name in self._STRESS_ARRAYS})
+            out.update(train_stress=True,
+                       n_stress_images=self.n_stress_images,
+                       stress_data=matrix.data,
+                       stress_indices=matrix.indices,
+                       stress_indptr=matrix.indptr,
+                       stress_shape=list(matrix.shape))
         return out
 
     @classmethod
@@ -264,10 +343,19 @@ class TrainingBatch:
                 shape=tuple(d["force_shape"]))
             batch.column_start = {e: int(v)
                                   for e, v in d["column_start"].items()}
+        batch.train_stress = bool(d.get("train_stress", False))
+        if batch.train_stress:
+            for name in cls._STRESS_ARRAYS:
+                setattr(batch, name, np.asarray(d[name], dtype=float))
+            batch.n_stress_images = float(d["n_stress_images"])
+            batch.stress_matrix = scipy.sparse.csr_matrix(
+                (d["stress_data"], d["stress_indices"], d["stress_indptr"]),
+                shape=tuple(d["stress_shape"]))
         return batch
 
     def partial(self, networks, lossprime=True, energy_coefficient=1.0,
-                force_coefficient=None, raveler=None):
+                force_coefficient=None, raveler=None,
+                stress_coefficient=None):
         """Partial sums of the loss over this batch's images.
 
         Parameters
@@ -280,16 +368,24 @@ class TrainingBatch:
             Coefficients of the loss (force None or 0 → no force term).
         raveler : Raveler
             Layout of the gradient vector (needed when ``lossprime``).
+        stress_coefficient : float, optional
+            Coefficient of the stress term (batches built with
+            ``train_stress``; None: no stress term).
 
         Returns
         -------
         dict
             ``energy_loss``, ``force_loss`` (weighted sums), ``gradient``
             (of ``energy_coefficient * energy_loss + force_coefficient *
-            force_loss``; None without ``lossprime``), ``energy_maxresid``,
-            ``force_maxresid``, ``n_images`` (sum of the image weights).
+            force_loss [+ stress_coefficient * stress_loss]``; None without
+            ``lossprime``), ``energy_maxresid``, ``force_maxresid``,
+            ``n_images`` (sum of the image weights) and, with a stress
+            term, ``stress_loss`` (``sum_images weight * sum_Voigt
+            dsigma^2 / 6``), ``stress_maxresid`` and ``n_stress_images``.
         """
         train_forces = self.train_forces and force_coefficient is not None
+        train_stress = train_forces and stress_coefficient is not None \
+            and getattr(self, "train_stress", False)
         outputs, predicted = {}, np.zeros(self.n_images)
         for e in self.elements:
             if e not in networks:
@@ -321,11 +417,24 @@ class TrainingBatch:
                 self.force_row_weight @ residual ** 2)
             result["force_maxresid"] = float(np.max(np.abs(residual),
                                                     initial=0.0))
+            if train_stress:
+                stress_residual = self.stress_matrix @ g - \
+                    self.reference_stress
+                result.update(
+                    stress_loss=float(self.stress_row_weight
+                                      @ stress_residual ** 2),
+                    stress_maxresid=float(np.max(np.abs(stress_residual),
+                                                 initial=0.0)),
+                    n_stress_images=self.n_stress_images)
             if lossprime:
                 # The transpose is a CSC view of the same arrays (no copy).
                 back = self.force_matrix.T @ (
                     (2.0 * force_coefficient) * self.force_row_weight
                     * residual)
+                if train_stress:  # the same fingerprint-space direction
+                    back += self.stress_matrix.T @ (
+                        (2.0 * stress_coefficient) * self.stress_row_weight
+                        * stress_residual)
                 for e in self.elements:
                     start = self.column_start[e]
                     directions[e] = back[

@@ -1,28 +1,27 @@
-"""Amp's loss function: energy and force residuals of the training images.
+"""Amp's loss function: energy, force (and stress) residuals of the
+training images.
 
 :class:`LossFunction` (importable from :mod:`amp.model` as in Amp 1.x)
 evaluates the loss and its gradient on
 :class:`~amp.model.batch.TrainingBatch` objects, serially or on workers
-(:meth:`LossFunction.evaluator`), logs Amp's convergence table and stops
-the optimizer when the criteria are met. The formulas are in
-``docs/model.md``.
+(:meth:`LossFunction.evaluator`), logs Amp's convergence table, scores
+held-out images at every step (:mod:`amp.model.validation`) and stops the
+optimizer when the criteria are met (or the held-out loss stopped
+improving). The formulas are in ``docs/model.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from ase.calculators.calculator import Parameters
 
-from ..utilities import (ConvergenceOccurred, Logger,
-                         MaxIterationsReached, now)
-
-# Stands in for an image count of zero when the losses are divided by it:
-# the RMSEs of no images are then 0 (a sum of nothing over it), not NaN.
-_NO_IMAGES = 1e-300
+from ..utilities import (ConvergenceOccurred, EarlyStoppingOccurred,
+                         Logger, MaxIterationsReached, now)
+from .validation import HeldOut, errors, supplement_lines
 
 
 def _table_time():
@@ -35,15 +34,20 @@ def combine_partials(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Add the partial sums of several batches (see
     :meth:`~amp.model.batch.TrainingBatch.partial`).
 
-    Sums of losses, gradients and image counts; maxima of the residuals.
+    Sums of losses, gradients and image counts; maxima of the residuals
+    (every ``*_maxresid`` key); the other numbers (``*_loss``, ``n_*``)
+    are summed, so terms a batch adds (the stress's) combine too.
     """
     total = {"energy_loss": 0.0, "force_loss": 0.0, "energy_maxresid": 0.0,
              "force_maxresid": 0.0, "n_images": 0.0, "gradient": None}
     for part in partials:
-        for key in ("energy_loss", "force_loss", "n_images"):
-            total[key] += part[key]
-        for key in ("energy_maxresid", "force_maxresid"):
-            total[key] = max(total[key], part[key])
+        for key, value in part.items():
+            if key == "gradient":
+                continue
+            if key.endswith("maxresid"):
+                total[key] = max(total.get(key, 0.0), value)
+            else:
+                total[key] = total.get(key, 0.0) + value
         if part["gradient"] is not None:
             total["gradient"] = (part["gradient"].copy()
                                  if total["gradient"] is None
@@ -97,6 +101,11 @@ class LossFunction:
         they pay off (:func:`amp.model._shares.decide`) and evaluates
         serially when they do not; True always gives them their shares;
         False never does.
+    stress_coefficient : float, optional
+        Adds ``stress_coefficient * sum_images sum_Voigt dsigma^2 / 6``
+        (eV/A^3) over the images that carry a stress, from the forces'
+        fingerprint derivatives (``force_coefficient`` must not be None);
+        criteria ``stress_rmse``, ``stress_maxresid``. None: no term.
     """
 
     #: Amp's defaults of the parameters given as None (the convergence
@@ -113,8 +122,15 @@ class LossFunction:
                  raise_ConvergenceOccurred: bool = True,
                  log_losses: bool = True, d: float | None = None,
                  weight_duplicates: bool = False, maxiter: int | None = 100000,
-                 use_workers: bool | None = None) -> None:
+                 use_workers: bool | None = None,
+                 stress_coefficient: float | None = None) -> None:
         criteria = dict(self.default_parameters["convergence"])
+        criteria.update(stress_rmse=None, stress_maxresid=None)
+        if stress_coefficient is not None and force_coefficient is None:
+            raise ValueError(
+                "stress_coefficient needs the fingerprint derivatives that "
+                "force training computes: give a force_coefficient too "
+                "(0.0 trains no forces)")
         if convergence is not None:
             unknown = set(convergence) - set(criteria) - {"max_steps"}
             if unknown:
@@ -129,6 +145,8 @@ class LossFunction:
             force_coefficient=force_coefficient, convergence=criteria,
             overfit=overfit, weight_duplicates=weight_duplicates,
             maxiter=maxiter)
+        if stress_coefficient is not None:
+            self.parameters.stress_coefficient = float(stress_coefficient)
         self._parallel = parallel
         self.use_workers = use_workers
         self.raise_ConvergenceOccurred = raise_ConvergenceOccurred
@@ -143,6 +161,8 @@ class LossFunction:
         #: terminal, True/False forced; Amp sets it from its ``verbose``.
         self.verbose = None
         self._progress = None
+        #: Held-out images (amp.model.validation.HeldOut) or None.
+        self.validation: Any = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
@@ -153,12 +173,26 @@ class LossFunction:
         then needed): ``force_coefficient`` is not None."""
         return self.parameters.force_coefficient is not None
 
+    @property
+    def train_stress(self) -> bool:
+        """Whether the loss has a stress term."""
+        return self.parameters.get("stress_coefficient") is not None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the last fit stopped because the validation loss had
+        not improved for ``patience`` evaluations."""
+        return self.validation is not None and self.validation.stopped_early
+
     def reset(self) -> None:
         """Forget the step count, the best parameters and the batches
         (and stop using workers)."""
         self.close()
         self._step = 0
         self._batches: Any = None
+        self._stress_history: list[Any] = []
+        if self.validation is not None:
+            self.validation.reset()
         self._initialized = False
         self._best: tuple[float, Any] = (np.inf, None)
         self._start = time.time()
@@ -166,7 +200,8 @@ class LossFunction:
     def attach_model(self, model: Any, log: Logger | None = None,
                      images: dict[str, Any] | None = None,
                      fingerprints: Any = None,
-                     fingerprintprimes: Any = None) -> None:
+                     fingerprintprimes: Any = None, validation: Any = None,
+                     patience: int | None = None) -> None:
         """Attach the model whose parameters are trained.
 
         Parameters
@@ -180,12 +215,24 @@ class LossFunction:
         fingerprints, fingerprintprimes : optional
             Accepted for Amp's signature; the fingerprints are read from the
             descriptor's arrays.
+        validation : HeldOut or dict, optional
+            Held-out images (fingerprints in the model's store) scored at
+            every evaluation; a dict is made a
+            :class:`~amp.model.validation.HeldOut` with ``patience``.
+        patience : int, optional
+            Early stopping (see :class:`~amp.model.validation.HeldOut`).
         """
         self._model = model
         if log is not None:
             self._log = log
         if images is not None:
             self._images = images
+        if validation is None and patience is not None:
+            raise ValueError("patience (early stopping) needs held-out "
+                             "images: give validation too")
+        if validation is not None and not isinstance(validation, HeldOut):
+            validation = HeldOut(validation, patience)
+        self.validation = validation
         self.reset()
 
     def split_images(self, n_batches: int) -> None:
@@ -227,14 +274,21 @@ class LossFunction:
             groups = [g for g in np.array_split(np.arange(len(keys)),
                                                 self._n_batches) if len(g)]
             try:
-                self._batches = [
-                    self._model.make_batch({keys[i]: images[keys[i]]
-                                            for i in group},
-                                           self.train_forces, weights)
-                    for group in groups]
+                self._batches = self._make_batches(images, groups, weights)
             finally:
                 line.close()
         return self._batches
+
+    def _make_batches(self, images, groups, weights):
+        """A batch of ``images`` per group of their positions."""
+        keys = list(images)
+        # Only asked of models when stress is trained (other models'
+        # make_batch need not know the keyword).
+        stress = {"train_stress": True} if self.train_stress else {}
+        return [self._model.make_batch({keys[i]: images[keys[i]]
+                                        for i in group},
+                                       self.train_forces, weights, **stress)
+                for group in groups]
 
     def _new_progress_line(self, heartbeat=False):
         """A live training line (:mod:`amp.progress`): step n/maxiter, the
@@ -244,17 +298,22 @@ class LossFunction:
         return Progress(None, "training", enabled=self.verbose, unit="step",
                         heartbeat=heartbeat, limit=self.parameters.maxiter)
 
-    def _progress_fields(self, result):
+    def _progress_fields(self, result, held_out=None):
         c = self.parameters.convergence
         fields = {"loss": result["loss"]}
         rows = [("energy RMSE", "energy_rmse", "eV/atom")]
         if self.train_forces:
             rows.append(("force RMSE", "force_rmse", "eV/Å"))
+        if self.train_stress:
+            rows.append(("stress RMSE", "stress_rmse", "eV/Å³"))
         for name, key, unit in rows:
-            target = c[key]
+            target = c.get(key)
             fields[name] = ("%.4g/%.4g %s" % (result[key], target, unit)
                             if target is not None else
                             "%.4g %s" % (result[key], unit))
+        if held_out is not None:
+            fields["validation energy RMSE"] = "%.4g eV/atom" % (
+                held_out["energy_rmse"])
         return fields
 
     def _initialize(self):
@@ -267,8 +326,10 @@ class LossFunction:
             return
         p, c, log = self.parameters, self.parameters.convergence, self.log
         log(" Loss function convergence criteria:")
+        stress = ("stress_rmse", "stress_maxresid") if self.train_stress \
+            else ()
         for key in ("energy_rmse", "energy_maxresid", "force_rmse",
-                    "force_maxresid"):
+                    "force_maxresid") + stress:
             value = c[key]
             if key.startswith("force") and not self.train_forces:
                 value = None  # forces not trained: no force criterion
@@ -281,8 +342,16 @@ class LossFunction:
         log(" Loss function set-up:")
         log("  energy_coefficient: %s" % p.energy_coefficient)
         log("  force_coefficient: %s" % p.force_coefficient)
+        if self.train_stress:
+            log("  stress_coefficient: %s" % p.stress_coefficient)
         log("  overfit: %s" % p.overfit)
         log("  weight_duplicates: %s" % p.weight_duplicates)
+        if self.validation is not None:
+            # No criterion names here: Amp's reader reads any line with
+            # e.g. "energy_rmse:" as the criterion.
+            log("  held-out images: %d, scored at every step (after the "
+                "table); patience: %s" % (len(self.validation.images),
+                                          self.validation.patience))
         log("")
         if self.train_forces:
             header = "%5s %19s %12s %12s %12s %12s %12s"
@@ -337,6 +406,8 @@ class LossFunction:
                      "energy_coefficient": p.energy_coefficient,
                      "force_coefficient": p.force_coefficient
                      if self.train_forces else None}
+            if self.train_stress:
+                setup["stress_coefficient"] = p.stress_coefficient
             # The shares' batches are built here, before the workers are
             # asked for; the master keeps only its own after.
             self.split_images(share_count(pool))
@@ -348,6 +419,13 @@ class LossFunction:
                          "workers (one by the master)."
                          % (len(self._training_images()),
                             self._workers.n_shares))
+            if self.validation is not None:
+                # Spread as the training images are: on the workers when
+                # they hold training shares, else in the master.
+                self.validation.workers = WorkerBatches(
+                    pool, self.validation.make_batches(
+                        self, share_count(pool)),
+                    setup, use_workers=self._workers.job is not None)
             try:
                 yield self
             finally:
@@ -358,17 +436,34 @@ class LossFunction:
         :meth:`evaluator`."""
         if self._workers is not None:
             return self._workers.partials(vector, lossprime)
+        return self._serial_partials(self.batches(), lossprime,
+                                     force_coefficient)
+
+    def _serial_partials(self, batches, lossprime, force_coefficient):
         model, p = self._model, self.parameters
         networks, raveler = model.element_networks(), model.raveler
+        stress = {"stress_coefficient": p.stress_coefficient} \
+            if self.train_stress else {}
         return [batch.partial(networks, lossprime, p.energy_coefficient,
-                              force_coefficient, raveler)
-                for batch in self.batches()]
+                              force_coefficient, raveler, **stress)
+                for batch in batches]
+
+    def validation_errors(self, parametervector: np.ndarray
+                          ) -> Optional[dict]:
+        """The held-out images' errors for a parameter vector (see
+        :meth:`amp.model.validation.HeldOut.evaluate`); None without
+        held-out images."""
+        if self.validation is None:
+            return None
+        return self.validation.evaluate(self, parametervector)
 
     def close(self) -> None:
         """Stop using workers (as leaving :meth:`evaluator` does): they drop
         their shares, and a pool started for this loss function is
         stopped. Evaluation is serial after."""
         self._close_progress()
+        if self.validation is not None:
+            self.validation.close()
         if self._workers is not None:
             workers, self._workers = self._workers, None
             workers.close()
@@ -392,6 +487,8 @@ class LossFunction:
         loss = p.energy_coefficient * total["energy_loss"]
         if force_coefficient is not None:
             loss += force_coefficient * total["force_loss"]
+        if self.train_stress:
+            loss += p.stress_coefficient * total.get("stress_loss", 0.0)
         if p.overfit:
             mask = raveler.weight_mask()
             vector = np.asarray(vector, dtype=float)
@@ -410,7 +507,9 @@ class LossFunction:
         Returns
         -------
         dict
-            As :meth:`get_loss`, plus ``energy_rmse``, ``force_rmse``.
+            As :meth:`get_loss`, plus ``energy_rmse``, ``force_rmse`` and,
+            with a stress term, ``stress_loss``, ``stress_rmse`` and
+            ``stress_maxresid``.
         """
         vector = np.array(parametervector, dtype=float)
         total = self._totals(vector, lossprime and self.d is None)
@@ -425,16 +524,20 @@ class LossFunction:
                 gradient[k] = (plus - minus) / (2 * self.d)
             self._model.vector = vector
             total["gradient"] = gradient
-        n = max(total["n_images"], _NO_IMAGES)
-        return {"loss": total["loss"],
-                "dloss_dparameters": (total["gradient"] if lossprime
-                                      else np.zeros(len(vector))),
-                "energy_loss": total["energy_loss"],
-                "force_loss": total["force_loss"],
-                "energy_maxresid": total["energy_maxresid"],
-                "force_maxresid": total["force_maxresid"],
-                "energy_rmse": float(np.sqrt(total["energy_loss"] / n)),
-                "force_rmse": float(np.sqrt(total["force_loss"] / n))}
+        result = {key: total[key] for key in (
+            "loss", "energy_loss", "force_loss", "energy_maxresid",
+            "force_maxresid")}
+        result["dloss_dparameters"] = total["gradient"] if lossprime \
+            else np.zeros(len(vector))
+        found = errors(total, stress_coefficient=self.parameters.get(
+            "stress_coefficient"))
+        result.update(energy_rmse=found["energy_rmse"],
+                      force_rmse=found["force_rmse"])
+        if self.train_stress:
+            result.update(stress_loss=total.get("stress_loss", 0.0),
+                          stress_rmse=found["stress_rmse"],
+                          stress_maxresid=found["stress_maxresid"])
+        return result
 
     def get_loss(self, parametervector: Any,
                  lossprime: bool = True) -> dict[str, Any]:
@@ -464,22 +567,42 @@ class LossFunction:
             self._best = (result["loss"],
                           np.array(parametervector, dtype=float))
         converged = self.check_convergence(result)
+        if self.train_stress:
+            self._stress_history.append((self._step, result))
+        held_out = self.validation_errors(parametervector)
         if self._progress is not None:
-            self._progress.update(self._step,
-                                  **self._progress_fields(result))
-        if self.raise_ConvergenceOccurred:
+            self._progress.update(
+                self._step, **self._progress_fields(result, held_out))
+        maxiter = self.parameters.maxiter
+        ending = self.raise_ConvergenceOccurred and (
+            converged or maxiter is not None and self._step >= maxiter)
+        if held_out is not None:  # may end the fit (patience)
+            try:
+                self.validation.record(
+                    self._step, parametervector, held_out,
+                    may_stop=self.raise_ConvergenceOccurred and not ending)
+            except EarlyStoppingOccurred:
+                self._close_progress()
+                raise
+        if ending:
             if converged:
                 self._model.vector = parametervector
                 self._close_progress()
                 raise ConvergenceOccurred()
-            maxiter = self.parameters.maxiter
-            if maxiter is not None and self._step >= maxiter:
-                self._close_progress()
-                raise MaxIterationsReached(
-                    "no convergence after %i loss evaluations" % self._step)
+            self._close_progress()
+            raise MaxIterationsReached(
+                "no convergence after %i loss evaluations" % self._step)
         return {key: result[key] for key in
                 ("loss", "dloss_dparameters", "energy_loss", "force_loss",
                  "energy_maxresid", "force_maxresid")}
+
+    def write_supplement(self, log: Optional[Callable] = None) -> None:
+        """Write the per-step errors Amp's table has no columns for
+        (:func:`amp.model.validation.supplement_lines`); called when the
+        fit ends, after the optimiser's last line."""
+        for line in supplement_lines(self._stress_history or None,
+                                     self.validation):
+            (self.log if log is None else log)(line)
 
     def check_convergence(self, result: dict[str, Any]) -> bool:
         """Whether every criterion that is not None is met; logs the
@@ -495,8 +618,12 @@ class LossFunction:
         for key, value in (("energy_rmse", result["energy_rmse"]),
                            ("energy_maxresid", result["energy_maxresid"]),
                            ("force_rmse", result["force_rmse"]),
-                           ("force_maxresid", result["force_maxresid"])):
-            if key.startswith("force") and not self.train_forces:
+                           ("force_maxresid", result["force_maxresid"]),
+                           ("stress_rmse", result.get("stress_rmse")),
+                           ("stress_maxresid",
+                            result.get("stress_maxresid"))):
+            if key.startswith("force") and not self.train_forces or \
+                    key.startswith("stress") and not self.train_stress:
                 flags[key] = True
             else:
                 flags[key] = c[key] is None or value <= c[key]
@@ -521,5 +648,10 @@ class LossFunction:
 
     @property
     def best_vector(self) -> np.ndarray | None:
-        """The parameters of the lowest loss evaluated so far (or None)."""
+        """The parameters of the lowest loss evaluated so far (or None);
+        with early stopping (held-out images and a ``patience``), those of
+        the lowest validation loss."""
+        if getattr(self.validation, "patience", None) is not None and \
+                self.validation.best_vector is not None:
+            return self.validation.best_vector
         return self._best[1]

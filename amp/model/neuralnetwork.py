@@ -387,11 +387,13 @@ class NeuralNetwork(InitialParameters, Model):
     # Training ------------------------------------------------------------
 
     def make_batch(self, images: dict[str, Any], train_forces: bool,
-                   weights: dict[str, float] | None = None) -> TrainingBatch:
+                   weights: dict[str, float] | None = None,
+                   train_stress: bool = False) -> TrainingBatch:
         """A :class:`TrainingBatch` of ``images`` (fingerprints from the
         fingerprint store the model was set up with)."""
         store = self.trainingparameters["store"]
-        return TrainingBatch(images, store, train_forces, weights)
+        return TrainingBatch(images, store, train_forces, weights,
+                             train_stress=train_stress)
 
     def fit(self, trainingimages: dict[str, Any], descriptor: Any,
             log: Logger | None = None, parallel: Any = None,
@@ -434,7 +436,8 @@ class NeuralNetwork(InitialParameters, Model):
         return self.regress(log, parallel, on_step)
 
     def setup(self, trainingimages: Any, store: Any,
-              log: Logger | None = None) -> None:
+              log: Logger | None = None, validation: Any = None,
+              patience: int | None = None) -> None:
         """Prepare training: fingerprint range, hidden layers, weights and
         scalings where missing, checked against the fingerprints, and the
         loss function attached to the images.
@@ -448,6 +451,13 @@ class NeuralNetwork(InitialParameters, Model):
             forces), e.g. from ``descriptor.open_store(...)`` filled by
             ``descriptor.calculate_fingerprints(images, store=store)``.
         log : Logger, optional
+        validation : dict or HeldOut, optional
+            Held-out images (their fingerprints in ``store`` too), scored
+            at every loss evaluation; they take no part in the
+            fingerprint range or the initial scalings.
+        patience : int, optional
+            Early stopping on the held-out images' loss (see
+            :class:`amp.model.validation.HeldOut`).
         """
         from ..regression import Regressor
 
@@ -460,7 +470,12 @@ class NeuralNetwork(InitialParameters, Model):
         log("Regression in atom-centered mode.")
         self._setup(images, store, log)
         self._check_fingerprints(images, store)
-        self.lossfunction.attach_model(self, log=log, images=images)
+        held_out = getattr(validation, "images", validation)
+        if held_out is not None:
+            self._check_fingerprints(held_out, store, "held-out image %s")
+        self.lossfunction.attach_model(self, log=log, images=images,
+                                       validation=validation,
+                                       patience=patience)
 
     def regress(self, log: Logger | None = None, parallel: Any = None,
                 on_step: Callable[[int], Any] | None = None) -> bool:
@@ -490,13 +505,17 @@ class NeuralNetwork(InitialParameters, Model):
                 return self.regressor.regress(model=self, log=log)
         finally:
             self._on_step = None
+            # After the optimiser's last line, where Amp's readers stop.
+            write = getattr(self.lossfunction, "write_supplement", None)
+            if write is not None:
+                write(log)
 
-    def _check_fingerprints(self, images, store):
+    def _check_fingerprints(self, images, store, name="image %s"):
         """Every element of the images has a network of the right size."""
         for key in images:
             blocks = store[key].values
             self.check_features({e: b.shape[1] for e, b in blocks.items()},
-                                "image %s" % key, every_network=False)
+                                name % key, every_network=False)
 
     def get_loss(self, vector: Any, lossprime: bool = True) -> Any:
         """The optimiser's objective: ``(loss, gradient)`` when

@@ -6,7 +6,10 @@ O(n^2) inverse-Hessian update; every other method is
 ``scipy.optimize.minimize``'s. The loss function raises
 :class:`~amp.model.ConvergenceOccurred` the moment the convergence criteria
 are met, which stops the optimiser wherever it is (inside a line search
-too); :class:`~amp.model.MaxIterationsReached` stops it unconverged.
+too); :class:`~amp.model.MaxIterationsReached` stops it unconverged, and
+:class:`~amp.model.EarlyStoppingOccurred` when the held-out images' loss
+stopped improving (the model then keeps the parameters that were best on
+them).
 
 The regressor knows a model only by ``model.vector`` and
 ``model.get_loss``: this package imports nothing above
@@ -22,7 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..utilities import ConvergenceOccurred, MaxIterationsReached
+from ..utilities import (ConvergenceOccurred, EarlyStoppingOccurred,
+                         MaxIterationsReached)
 from .bfgs import minimize_bfgs
 
 __all__ = ["Regressor", "PRESETS", "SCIPY_METHODS", "minimize_bfgs"]
@@ -146,8 +150,10 @@ class Regressor:
         bool
             True when the convergence criteria were met (the model then
             holds the converged parameters); False when ``maxiter`` was
-            reached or the optimiser stopped unconverged (the model then
-            holds the lowest-loss parameters evaluated).
+            reached, the optimiser stopped unconverged or the fit stopped
+            early (the model then holds the loss function's
+            ``best_vector``: the lowest-loss parameters evaluated, or with
+            early stopping the lowest validation loss's).
         """
         lossprime = self.lossprime
 
@@ -175,6 +181,12 @@ class Regressor:
             # "...optimization unsuccessful." is what log readers look for.
             log("...optimization unsuccessful.", toc="opt")
             log(" Reason: %s." % stop)
+        except EarlyStoppingOccurred as stop:
+            # The criteria were not met (Amp's readers see an unsuccessful
+            # run); the loss function's best_vector is the validation's.
+            self.stop_reason = "stopped early: %s" % stop
+            log("...optimization unsuccessful.", toc="opt")
+            log(" Reason: %s." % self.stop_reason)
         else:
             self.stop_reason = _optimizer_stop(result)
             log("...optimization unsuccessful.", toc="opt")

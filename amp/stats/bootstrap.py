@@ -89,6 +89,8 @@ def _template_spec(calc):
     loss = model.lossfunction.parameters
     regressor = model.regressor if model.regressor is not None \
         else Regressor()
+    stress = {} if loss.get("stress_coefficient") is None else \
+        {"stress_coefficient": loss["stress_coefficient"]}
     return {
         "descriptor": calc.descriptor.todict(),
         "model": {"hiddenlayers": settings["hiddenlayers"],
@@ -100,7 +102,7 @@ def _template_spec(calc):
                  "convergence": dict(loss["convergence"]),
                  "overfit": loss["overfit"],
                  "weight_duplicates": loss["weight_duplicates"],
-                 "maxiter": loss["maxiter"]},
+                 "maxiter": loss["maxiter"], **stress},
         "regressor": {"optimizer": regressor.optimizer,
                       "optimizer_kwargs": regressor.optimizer_kwargs,
                       "lossprime": regressor.lossprime}}

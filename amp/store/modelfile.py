@@ -4,7 +4,8 @@ The format is JSON::
 
     {"format": "amp-mlip-model", "version": 1,
      "descriptor": {... Gaussian.todict() ...},
-     "model": {... NeuralNetwork.todict() ...}}
+     "model": {... NeuralNetwork.todict() ...},
+     "metadata": {... what training recorded, optional ...}}
 
 Floats are written with Python's ``repr``, so parameters round-trip
 exactly. Amp 1.x files (Python-literal text that Amp read with ``eval``)
@@ -41,11 +42,15 @@ class ModelFileError(ValueError):
     """A model file is truncated, corrupt, unsafe or of an unknown version."""
 
 
-def dumps(descriptor_dict: dict[str, Any], model_dict: dict[str, Any]) -> str:
-    """The text of a model file."""
-    return json.dumps({"format": FORMAT, "version": VERSION,
-                       "descriptor": descriptor_dict, "model": model_dict},
-                      indent=1, sort_keys=True)
+def dumps(descriptor_dict: dict[str, Any], model_dict: dict[str, Any],
+          metadata: dict[str, Any] | None = None) -> str:
+    """The text of a model file (``metadata``: plain data about how the
+    model was made, e.g. its validation set; left out when empty)."""
+    content = {"format": FORMAT, "version": VERSION,
+               "descriptor": descriptor_dict, "model": model_dict}
+    if metadata:
+        content["metadata"] = metadata
+    return json.dumps(content, indent=1, sort_keys=True)
 
 
 def write(filename: str | os.PathLike, text: str,
@@ -192,10 +197,12 @@ def _check_network(model, name):
                     "takes %d" % (name, element, len(matrix), inputs[element]))
 
 
-def _checked(descriptor, model, name):
+def _checked(descriptor, model, name, metadata=None):
     _check_finite({"descriptor": descriptor, "model": model}, name)
     _check_network(model, name)
-    return descriptor, model
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ModelFileError("%s: its metadata is not a dict" % name)
+    return descriptor, model, metadata or {}
 
 
 def _legacy(text, name):
@@ -219,13 +226,15 @@ def _legacy(text, name):
     return parts["descriptor"], parts["model"]
 
 
-def read(source: str | os.PathLike | IO[bytes] | IO[str]
-         ) -> tuple[dict[str, Any], dict[str, Any]]:
+def read(source: str | os.PathLike | IO[bytes] | IO[str],
+         metadata: bool = False) -> Any:
     """Read a model file.
 
     Parameters
     ----------
     source : str, path or file object
+    metadata : bool
+        Also return the file's metadata.
 
     Returns
     -------
@@ -233,6 +242,9 @@ def read(source: str | os.PathLike | IO[bytes] | IO[str]
     model : dict
         Plain data, to be given to ``Descriptor.fromdict`` and
         ``Model.fromdict``.
+    metadata : dict
+        Only when asked for: what training recorded (empty for files
+        without, e.g. Amp 1.x's).
 
     Raises
     ------
@@ -244,7 +256,8 @@ def read(source: str | os.PathLike | IO[bytes] | IO[str]
     """
     name = _name(source)  # a wrong type is the caller's TypeError
     try:
-        return _read(source, name)
+        parts = _read(source, name)
+        return parts if metadata else parts[:2]
     except ModelFileError:
         raise
     except (RecursionError, MemoryError, ValueError, TypeError,
@@ -301,5 +314,6 @@ def _read(source, name):
         if not isinstance(content.get("descriptor"), dict) or \
                 not isinstance(content.get("model"), dict):
             raise ModelFileError("%s misses its descriptor or model" % name)
-        return _checked(content["descriptor"], content["model"], name)
+        return _checked(content["descriptor"], content["model"], name,
+                        content.get("metadata"))
     return _checked(*_legacy(text, name), name)
