@@ -162,10 +162,16 @@ class Amp(Calculator):
     def _check_compatible(self: Any) -> None:
         """Descriptor and model must agree on elements and feature counts
         (the model's :meth:`check_features`, when it has one)."""
-        Gs = getattr(self.descriptor, "Gs", None)
         check = getattr(self.model, "check_features", None)
-        if Gs and check is not None:
-            check({element: len(G) for element, G in Gs.items()})
+        lengths = getattr(self.descriptor, "fingerprint_lengths", None)
+        if check is None or lengths is None:
+            return
+        try:
+            counts = lengths()
+        except ValueError:  # elements not known before the first images
+            return
+        if counts:
+            check(counts)
 
     # Inference -----------------------------------------------------------
 

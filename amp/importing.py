@@ -18,6 +18,8 @@ from typing import Any
 LIBRARY_NAMES = {
     "Amp": "amp:Amp",
     "Gaussian": "amp.descriptor.gaussian:Gaussian",
+    "Zernike": "amp.descriptor.zernike:Zernike",
+    "Bispectrum": "amp.descriptor.bispectrum:Bispectrum",
     "make_symmetry_functions":
         "amp.descriptor.gaussian:make_symmetry_functions",
     "Cosine": "amp.descriptor.cutoffs:Cosine",
@@ -32,6 +34,8 @@ LIBRARY_NAMES = {
 # Amp's importnames (relative to the package) -> public name.
 IMPORTNAMES = {
     ".descriptor.gaussian.Gaussian": "Gaussian",
+    ".descriptor.zernike.Zernike": "Zernike",
+    ".descriptor.bispectrum.Bispectrum": "Bispectrum",
     ".descriptor.cutoffs.Cosine": "Cosine",
     ".descriptor.cutoffs.Polynomial": "Polynomial",
     ".model.neuralnetwork.NeuralNetwork": "NeuralNetwork",

@@ -67,8 +67,9 @@ def copper_images(count, seed=0):
 
 def run_original(python, *arguments):
     """Run ``bench/original_amp.py ARGUMENTS`` under ``python`` (an
-    interpreter with Amp 1.0.1) and pass its ``name value unit`` lines on;
-    a failure prints an ``original_failed`` line with its last error."""
+    interpreter with Amp 1.0.1) and pass its ``name value unit`` lines on
+    (and return them); a failure prints an ``original_failed`` line with
+    its last error."""
     import subprocess
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -82,3 +83,4 @@ def run_original(python, *arguments):
     if result.returncode:
         report("original_failed", result.returncode, "exit_code",
                " ".join(result.stderr.strip().splitlines()[-1:]))
+    return result.stdout

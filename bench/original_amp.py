@@ -49,6 +49,15 @@ Prints ``name value unit`` lines, one core, BLAS threads set to 1:
   snapshots; random weights), saved and loaded with ``Amp.load``; the
   loaded calculator writes its log and databases into a temporary folder.
 
+* ``descriptors`` (``bench/descriptors.py --original PYTHON``): Amp's
+  ``Zernike()`` (its Fortran path when its compiled modules were built,
+  which needs gfortran at install time) and ``Bispectrum()`` on one
+  108-atom Cu cell, CPU seconds for fingerprints and (Zernike) fingerprints
+  with derivatives; a call still running after ``--time-limit`` seconds is
+  reported as ``..._lower_bound``. Amp 1.0.1's Zernike imports
+  ``scipy.special.sph_harm``, removed in scipy 1.17: install
+  ``scipy<1.15`` in that environment (1.11.4 made the reference data).
+
 Under another ``amp`` (this project's) it prints a note and exits.
 """
 import os
@@ -83,8 +92,13 @@ warnings.filterwarnings("ignore", message=".*fortran")
 def is_original():
     """Amp 1.0.1 has ``amp/VERSION`` and no ``amp.store.modelfile``."""
     spec = importlib.util.find_spec("amp")
-    if spec is None or importlib.util.find_spec("amp.store.modelfile") is not None:
+    if spec is None:
         return False
+    try:
+        if importlib.util.find_spec("amp.store.modelfile") is not None:
+            return False
+    except ModuleNotFoundError:  # no amp.store package: Amp 1.0.1's amp
+        pass
     version = os.path.join(os.path.dirname(spec.origin), "VERSION")
     return os.path.exists(version)
 
@@ -219,9 +233,55 @@ def inference(slab, limit):
            % (len(times), 1e3 * np.min(times)))
 
 
+def descriptors(limit):
+    """Amp's Zernike and Bispectrum with their defaults (nmax 5, jmax 5) on
+    one 108-atom Cu cell (the cell of ``bench/descriptors.py``): CPU seconds
+    for the fingerprints, and for fingerprints with derivatives (Zernike;
+    Amp's Bispectrum has none). Zernike runs its Fortran path when Amp's
+    compiled modules are there, its Python path otherwise."""
+    import warnings
+
+    from amp.descriptor.bispectrum import Bispectrum
+    from amp.descriptor.zernike import Zernike
+    from amp.utilities import hash_images
+
+    try:
+        from amp import fmodules
+    except ImportError:
+        fmodules = None
+    fortran = fmodules is not None
+    path = "fortran=True" if fortran else "fortran=False (no compiled modules)"
+    atoms = benchdata.copper_cell(np.random.default_rng(100))
+    calls = (("zernike_fingerprints", Zernike, {"fortran": fortran}, False),
+             ("zernike_fingerprints_with_derivatives", Zernike,
+              {"fortran": fortran}, True),
+             ("bispectrum_fingerprints", Bispectrum, {}, False))
+    for count, (name, cls, keywords, derivatives) in enumerate(calls):
+        name = "original_%s_108_atoms" % name
+        descriptor = cls(dblabel="descriptor%d" % count, **keywords)
+        images = hash_images([atoms.copy()])
+        start = time.process_time()
+        try:
+            with time_limit(limit), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                descriptor.calculate_fingerprints(
+                    images, parallel={"cores": 1},
+                    calculate_derivatives=derivatives)
+        except _TimeLimit:
+            report(name + "_lower_bound",
+                   "%.0f" % (time.process_time() - start), "s",
+                   "Amp 1.0.1 %s, CPU time until stopped unfinished after "
+                   "%.0f s (--time-limit)" % (cls.__name__, limit))
+            continue
+        report(name, "%.2f" % (time.process_time() - start), "s",
+               "Amp 1.0.1 %s%s, CPU time" % (
+                   cls.__name__, ", " + path if cls is Zernike else ""))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", nargs="?", choices=("training", "inference"))
+    parser.add_argument("what", nargs="?",
+                        choices=("training", "inference", "descriptors"))
     parser.add_argument("--slab", help="the tutorial snapshots (.traj)")
     parser.add_argument("--time-limit", type=float, default=600.0,
                         help="seconds allowed for each 108-atom call "
@@ -232,16 +292,18 @@ def main():
               "1.0.1; run it with the original's python (see its docstring)")
         return
     if args.what is None:
-        parser.error("say training or inference")
+        parser.error("say training, inference or descriptors")
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:
         slab = args.slab
-        if slab is None:
+        if slab is None and args.what != "descriptors":
             slab = os.path.join(folder, "slab.traj")
             benchdata.slab_images(slab, 50)
-        slab = os.path.abspath(slab)
+        slab = os.path.abspath(slab) if slab else None
         os.chdir(folder)  # the original writes logs and databases here
         if args.what == "training":
             training(slab)
+        elif args.what == "descriptors":
+            descriptors(args.time_limit)
         else:
             inference(slab, args.time_limit)
 

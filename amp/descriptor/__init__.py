@@ -4,7 +4,10 @@ Owns what every descriptor shares (:mod:`amp.descriptor.base`: filling a
 fingerprint store it is given, by itself or with workers, and Amp 1.x's
 views), the Gaussian (Behler–Parrinello) descriptor
 (:mod:`amp.descriptor.gaussian`), its symmetry-function kernels
-(:mod:`amp.descriptor.symmetry`), the cutoff functions
+(:mod:`amp.descriptor.symmetry`), the Zernike and bispectrum descriptors
+(:mod:`amp.descriptor.zernike`, :mod:`amp.descriptor.bispectrum`, their
+common part :mod:`amp.descriptor.density` and their kernels
+:mod:`amp.descriptor.spherical`), the cutoff functions
 (:mod:`amp.descriptor.cutoffs`), the one neighbour search every descriptor
 uses (:mod:`amp.descriptor.neighbors`), the array form of one image's
 fingerprints and derivatives (:mod:`amp.descriptor.fingerprints`), where

@@ -318,6 +318,13 @@ class Gaussian(Descriptor):
         return json.loads(json.dumps({"cutoff": self.cutoff.todict(),
                                       "Gs": self.Gs}))
 
+    def fingerprint_lengths(self) -> dict[str, int]:
+        """``{element: number of features}``; ValueError before the
+        symmetry functions are known (see :meth:`resolve`)."""
+        if self.Gs is None:
+            raise ValueError("the descriptor has no symmetry functions yet")
+        return {element: len(G) for element, G in self.Gs.items()}
+
     def todict(self) -> dict[str, Any]:
         """Plain-data form, for model files (see :meth:`fromdict`)."""
         return json.loads(json.dumps(self.parameters))

@@ -252,13 +252,13 @@ class BootStrap:
     def _set_members(self, members, where):
         """Build the member calculators and the shared-descriptor
         committee from ``[(descriptor dict, model dict), ...]``."""
-        from ..descriptor.gaussian import Gaussian
+        from ..importing import from_importname
 
         first = members[0][0]
         try:
-            compared = [Gaussian.fromdict(d).fingerprint_parameters()
+            compared = [from_importname(d).fingerprint_parameters()
                         for d, _ in members]
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, ImportError) as error:
             raise EnsembleFileError("%s: a member's descriptor is malformed: "
                                     "%r" % (where, error)) from error
         for index, parameters in enumerate(compared):
@@ -276,7 +276,7 @@ class BootStrap:
                 calcs.append(calc)
         except modelfile.ModelFileError as error:
             raise EnsembleFileError("%s: %s" % (where, error)) from error
-        shared = Gaussian.fromdict(first)
+        shared = from_importname(first)
         self.ensemble = calcs
         self._committee = Ensemble(shared, [c.model for c in calcs],
                                    dblabel=self.dblabel)

@@ -62,7 +62,9 @@ def dumps(descriptor: dict[str, Any], model: dict[str, Any]) -> str:
     Parameters
     ----------
     descriptor : dict
-        ``Gaussian.todict()`` (with its symmetry functions set).
+        ``Gaussian.todict()`` (with its symmetry functions set), or the
+        ``todict()`` of another descriptor whose parameters are Amp 1.x's
+        (``Zernike``, ``Bispectrum``: written as they are).
     model : dict
         ``NeuralNetwork.todict()`` of a trained network.
 
@@ -88,14 +90,19 @@ def dumps(descriptor: dict[str, Any], model: dict[str, Any]) -> str:
     if not model.get("weights") or not model.get("scalings"):
         raise ValueError("the model has no weights and scalings yet; Amp "
                          "1.x needs a trained model")
-    descriptor_values = {
-        "Gs": {e: [dict(g) for g in G] for e, G in descriptor["Gs"].items()},
-        "cutoff": descriptor["cutoff"],
-        "elements": list(descriptor.get("elements") or
-                         sorted(descriptor["Gs"])),
-        "importname": ".descriptor.gaussian.Gaussian",
-        "mode": descriptor.get("mode", "atom-centered"),
-        "version": descriptor.get("version", "2015.12")}
+    gaussian = ".descriptor.gaussian.Gaussian"
+    if descriptor.get("importname", gaussian) != gaussian:
+        descriptor_values = dict(descriptor)
+    else:
+        descriptor_values = {
+            "Gs": {e: [dict(g) for g in G]
+                   for e, G in descriptor["Gs"].items()},
+            "cutoff": descriptor["cutoff"],
+            "elements": list(descriptor.get("elements") or
+                             sorted(descriptor["Gs"])),
+            "importname": gaussian,
+            "mode": descriptor.get("mode", "atom-centered"),
+            "version": descriptor.get("version", "2015.12")}
     model_values = {
         "activation": model["activation"],
         "fprange": {e: [[float(lo), float(hi)] for lo, hi in r]
