@@ -7,26 +7,39 @@ forces, saves to and loads from ``.amp`` files, and gives energies,
 per-atom energies, forces and stress for MD and relaxations.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import platform
 import socket
 import sys
 import types
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
-from ase.outputs import Properties, all_outputs
+from .installation import check_installation
 
-from . import potential
-from .extrapolation import (ExtrapolationError, ExtrapolationWarning,
-                            Reporter, check_tolerance)
-from .store import modelfile
-from .store.locks import owner_lock
-from .utilities import Logger, hash_images, make_filename, now
-from .importing import importhelper  # noqa: F401  (Amp's name)
-from ._fitting import (check_stress, check_training_images, every_image,
-                       held_out_set, refuse_no_images, training_record)
+# First of all: Amp 1.x's files mixed into this folder would make the
+# imports below fail in confusing ways.
+check_installation()
+
+import numpy as np  # noqa: E402
+from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
+from ase.outputs import Properties, all_outputs  # noqa: E402
+
+from . import potential  # noqa: E402
+from .extrapolation import (ExtrapolationError,  # noqa: E402
+                            ExtrapolationWarning, Reporter, check_tolerance)
+from .store import modelfile  # noqa: E402
+from .store.locks import owner_lock  # noqa: E402
+from .utilities import Logger, hash_images, make_filename, now  # noqa: E402
+from .importing import importhelper  # noqa: E402,F401  (Amp's name)
+from ._fitting import (check_stress, check_training_images,  # noqa: E402
+                       every_image, held_out_set, refuse_no_images,
+                       training_record)
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __version__ = "0.1.0"
 
@@ -96,10 +109,26 @@ class Amp(Calculator):
                               "stress"]
     ignored_changes = {"initial_charges", "initial_magmoms"}
 
-    def __init__(self, descriptor, model, label="amp", dblabel=None,
-                 cores=None, envcommand=None, logging=True, atoms=None,
-                 verbose=None, on_extrapolation="warn",
-                 extrapolation_tolerance=0.1, extrapolation_per_atom=False):
+    def __init__(self, descriptor: Any, model: Any,
+                 label: str | None = "amp", dblabel: str | None = None,
+                 cores: int | dict[str, int] | None = None,
+                 envcommand: str | None = None, logging: bool = True,
+                 atoms: Atoms | None = None, verbose: bool | None = None,
+                 on_extrapolation: str = "warn",
+                 extrapolation_tolerance: float = 0.1,
+                 extrapolation_per_atom: bool = False) -> None:
+        if cores is not None:
+            from .parallel import assign_cores
+
+            # A mistake in cores is reported now, not when training starts.
+            if isinstance(cores, int) and not isinstance(cores, bool) and \
+                    cores < 1:
+                raise ValueError("cores=%d: give a positive number of "
+                                 "workers (1 trains in this process), a "
+                                 "dict {host: count}, or None to use what "
+                                 "the machine or batch system offers"
+                                 % cores)
+            assign_cores(cores)
         self._report = Reporter(on_extrapolation)
         self.extrapolation_tolerance = check_tolerance(
             extrapolation_tolerance)
@@ -118,19 +147,19 @@ class Amp(Calculator):
         #: What training recorded (image counts, how the validation set
         #: was chosen and its errors); saved in and loaded from ``.amp``
         #: files.
-        self.metadata = {}
+        self.metadata: dict[str, Any] = {}
         self._log = Logger(None)
         self._check_compatible()
 
     # Properties kept as in Amp -------------------------------------------
 
     @property
-    def log(self):
+    def log(self) -> Logger:
         """The training log (a :class:`Logger`; logs nothing until
         training)."""
         return self._log
 
-    def _check_compatible(self):
+    def _check_compatible(self: Any) -> None:
         """Descriptor and model must agree on elements and feature counts
         (the model's :meth:`check_features`, when it has one)."""
         check = getattr(self.model, "check_features", None)
@@ -146,8 +175,9 @@ class Amp(Calculator):
 
     # Inference -----------------------------------------------------------
 
-    def calculate(self, atoms=None, properties=None,
-                  system_changes=all_changes):
+    def calculate(self, atoms: Atoms | None = None,
+                  properties: list[str] | None = None,
+                  system_changes: list[str] = all_changes) -> None:
         """Energy, per-atom energies, forces and (3-D periodic) stress.
 
         Everything is computed in one pass by :func:`amp.potential.evaluate`,
@@ -242,9 +272,9 @@ class Amp(Calculator):
         filename = make_filename(self.label, "-log.txt")
         self._make_label_folder()
         if self.logging and filename is not None:
-            self._log = Logger(filename)
+            self._log = Logger(filename, name="amp.trainlog")
         else:
-            self._log = Logger(None)
+            self._log = Logger(None, name="amp.trainlog")
         return self._log
 
     def _log_header(self, log):
@@ -264,9 +294,11 @@ class Amp(Calculator):
         log("Descriptor: %s" % self.descriptor.tostring())
         log("Model: %s" % self.model.tostring())
 
-    def train(self, images, overwrite=False, compress_databases=True,
-              memory_limit=None, validation=None, patience=None,
-              validation_seed=0):
+    def train(self, images: list[Atoms] | dict[str, Atoms] | str,
+              overwrite: bool = False, compress_databases: bool = True,
+              memory_limit: int | float | str | None = None,
+              validation: Any = None, patience: int | None = None,
+              validation_seed: int | None = 0) -> bool:
         """Fit the model to the images' energies (and forces).
 
         Parameters
@@ -325,6 +357,10 @@ class Amp(Calculator):
             than ``memory_limit``; raised before anything is computed.
         """
         refuse_no_images(images)
+        if self.label is None:
+            raise ValueError("train() needs a label: it writes <label>.amp "
+                             "and <label>-log.txt; give Amp(..., label="
+                             "'name') or set calc.label")
         filename = make_filename(self.label, ".amp")
         if os.path.exists(filename) and not overwrite:
             raise FileExistsError("%s exists; train with overwrite=True to "
@@ -366,6 +402,10 @@ class Amp(Calculator):
         if held_out is not None:
             check_training_images(held_out.images, force_training,
                                   "held-out image")
+        if force_training:
+            from .images import check_energy_force_units
+
+            check_energy_force_units(images)
         check_stress(self.model, images, log)
         from .parallel import pool_for
 
@@ -533,7 +573,7 @@ class Amp(Calculator):
         self.model.vector = type(self.model).fromdict(model).vector
         log("Resuming from checkpoint %s." % path)
 
-    def todict(self, skip_default=True):
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
         """What ASE records as the calculator's parameters (an ``ase.db``
         row's ``calculator_parameters``, each trajectory frame): the
         descriptor's and the model's settings and a SHA-256 digest of
@@ -556,7 +596,8 @@ class Amp(Calculator):
 
     # Files ---------------------------------------------------------------
 
-    def save(self, filename, overwrite=False, format="json"):
+    def save(self, filename: str | os.PathLike, overwrite: bool = False,
+             format: str = "json") -> None:
         """Write the descriptor and model parameters to a ``.amp`` file.
 
         Parameters
@@ -592,7 +633,8 @@ class Amp(Calculator):
         modelfile.write(filename, text, overwrite=overwrite)
 
     @classmethod
-    def load(cls, file, Descriptor=None, Model=None, format=None, **kwargs):
+    def load(cls, file: Any, Descriptor: Any = None, Model: Any = None,
+             format: str | None = None, **kwargs: Any) -> Amp:
         """Build a calculator from a ``.amp`` file (a path or file object).
 
         Parameters

@@ -7,14 +7,17 @@ Amp 1.x's :mod:`amp.analysis` names, keywords and return values:
 :func:`read_trainlog` (from :mod:`amp.trainlog`) reads the logs this
 library writes and those written by Amp 1.x alike.
 
-Plots need matplotlib (``pip install amp-mlip[plot]``), imported only when
-a plot is made. Figures are drawn on matplotlib's Agg canvas directly
+Plots need matplotlib (installed with ASE), imported only when a plot is
+made. Figures are drawn on matplotlib's Agg canvas directly
 (:class:`matplotlib.figure.Figure`), so the user's backend and pyplot's
 state are never touched. The file format follows the file name: PDF by
 default, as in Amp; ``.png``, ``.svg``, ... as named.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import numpy as np
 
@@ -58,11 +61,13 @@ def _predictions(calc, images, forces):
     return energies, predicted_forces
 
 
-def plot_parity_and_error(calc, images, label="parity_error", dblabel=None,
-                          plot_forces=True, plotfile=None, color="b.",
-                          overwrite=False, returndata=False,
-                          energy_coefficient=1.0, force_coefficient=0.04,
-                          validation=None):
+def plot_parity_and_error(calc: Any, images: Any, label: str = "parity_error",
+                          dblabel: str | None = None, plot_forces: bool = True,
+                          plotfile: str | None = None, color: str = "b.",
+                          overwrite: bool = False, returndata: bool = False,
+                          energy_coefficient: float = 1.0,
+                          force_coefficient: float | None = 0.04,
+                          validation: Any = None) -> Any:
     """Parity and error plots of the model's energies and forces against
     the reference ones.
 
@@ -238,7 +243,8 @@ def _parity(ax, reference, model, color, label=None):
 
 # Training logs ---------------------------------------------------------------
 
-def plot_convergence(logfile, plotfile="convergence.pdf"):
+def plot_convergence(logfile: Any, plotfile: str | None = "convergence.pdf"
+                     ) -> Any:
     """Plot the convergence of a training log.
 
     The loss, the energy RMSE and maximum residual and, when forces are
@@ -398,9 +404,12 @@ class _AttachedLoss:
         return False
 
 
-def plot_sensitivity(calc, images, d=0.0001, label="sensitivity",
-                     dblabel=None, plotfile=None, overwrite=False,
-                     energy_coefficient=1.0, force_coefficient=0.04):
+def plot_sensitivity(calc: Any, images: Any, d: float = 0.0001,
+                     label: str = "sensitivity", dblabel: str | None = None,
+                     plotfile: str | None = None, overwrite: bool = False,
+                     energy_coefficient: float = 1.0,
+                     force_coefficient: float | None = 0.04
+                     ) -> dict[str, Any]:
     """Plot the change of the loss when each parameter is moved by ``+-d``.
 
     A flat curve means the parameter hardly matters on these images; a
@@ -469,8 +478,10 @@ def plot_sensitivity(calc, images, d=0.0001, label="sensitivity",
     return {"loss": original, "parameters": parameters, "losses": losses}
 
 
-def calc_rmse(calc_paths, images, cores=None, dblabel=None,
-              energy_coefficient=1.0, force_coefficient=0.04):
+def calc_rmse(calc_paths: str | list[str], images: Any,
+              cores: int | dict[str, int] | None = None,
+              dblabel: str | None = None, energy_coefficient: float = 1.0,
+              force_coefficient: float | None = 0.04) -> dict[str, Any]:
     """Energy and force RMSEs of one or several saved calculators.
 
     The RMSEs are the training log's: energy per atom, force per
@@ -507,7 +518,7 @@ def calc_rmse(calc_paths, images, cores=None, dblabel=None,
     images = _hashed(images)
     keys = ("loss", "energy_loss", "force_loss", "energy_maxresid",
             "force_maxresid", "energy_rmse", "force_rmse")
-    data = {key: [] for key in ("steps",) + keys}
+    data: dict[str, list[Any]] = {key: [] for key in ("steps",) + keys}
     first = Amp.load(os.fspath(calc_paths[0]))
     with _AttachedLoss(first, images, energy_coefficient,
                        force_coefficient, dblabel) as lossfunction:

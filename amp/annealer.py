@@ -11,8 +11,11 @@ calculator, so ``calc.train(images)`` starts its gradient-based fit from
 them. The schedule follows perrygeo's ``simanneal``, as Amp's did.
 """
 
+from __future__ import annotations
+
 import json
 import math
+from typing import Any
 import signal
 import threading
 import time
@@ -75,9 +78,10 @@ class Annealer:
     user_exit = False
     save_state_on_exit = False
 
-    def __init__(self, calc, images, Tmax=None, Tmin=None, steps=None,
-                 updates=None, train_forces=True, seed=None,
-                 step_size=0.0005):
+    def __init__(self, calc: Any, images: Any, Tmax: float | None = None,
+                 Tmin: float | None = None, steps: int | None = None,
+                 updates: int | None = None, train_forces: bool = True,
+                 seed: int | None = None, step_size: float = 0.0005) -> None:
         for name, value in (("Tmax", Tmax), ("Tmin", Tmin),
                             ("steps", steps), ("updates", updates)):
             if value is not None:
@@ -134,7 +138,7 @@ class Annealer:
         return opener() if callable(opener) else self.calc.log
 
     @property
-    def log(self):
+    def log(self) -> Any:
         """The calculator's log."""
         return self.calc.log
 
@@ -151,7 +155,8 @@ class Annealer:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
 
-    def set_user_exit(self, signum=None, frame=None):
+    def set_user_exit(self, signum: int | None = None,
+                      frame: Any = None) -> None:
         """Stop after the current move, keeping the best state (Ctrl-C
         calls this while annealing)."""
         self.user_exit = True
@@ -159,21 +164,21 @@ class Annealer:
     # Amp's / simanneal's methods -----------------------------------------
 
     @staticmethod
-    def round_figures(x, n):
+    def round_figures(x: float, n: int) -> float:
         """``x`` rounded to ``n`` significant figures."""
         if x == 0:
             return 0.0
         return round(x, int(n - math.ceil(math.log10(abs(x)))))
 
     @staticmethod
-    def time_string(seconds):
+    def time_string(seconds: float) -> str:
         """Seconds as ``HHHH:MM:SS``."""
         s = int(round(seconds))
         h, s = divmod(s, 3600)
         m, s = divmod(s, 60)
         return "%4i:%02i:%02i" % (h, m, s)
 
-    def copy_state(self, state):
+    def copy_state(self, state: Any) -> Any:
         """A copy of ``state`` by :attr:`copy_strategy` (``'copy'``,
         ``'slice'`` or ``'deepcopy'``)."""
         if self.copy_strategy == "slice":
@@ -184,7 +189,7 @@ class Annealer:
             return copy.deepcopy(state)
         return state.copy()
 
-    def move(self, state=None):
+    def move(self, state: Any = None) -> Any:
         """A random move: every parameter scaled by ``1 + step_size * u``,
         ``u`` uniform in [-1, 1]. Changes and returns the state."""
         state = self.state if state is None else state
@@ -192,7 +197,7 @@ class Annealer:
                                                          len(state))
         return state
 
-    def energy(self, state=None):
+    def energy(self, state: Any = None) -> float:
         """The loss of ``state`` (default the current one); the
         annealer's "energy"."""
         state = self.state if state is None else state
@@ -202,14 +207,14 @@ class Annealer:
 
     get_loss = energy  # Amp's name
 
-    def set_schedule(self, schedule):
+    def set_schedule(self, schedule: dict[str, Any]) -> None:
         """Use the schedule :meth:`auto` returns (``tmax``, ``tmin``,
         ``steps``)."""
         self.Tmax = schedule["tmax"]
         self.Tmin = schedule["tmin"]
         self.steps = int(schedule["steps"])
 
-    def save_state(self, fname=None):
+    def save_state(self, fname: str | None = None) -> str:
         """Write the current state and its loss as JSON (never a pickle).
 
         Parameters
@@ -229,7 +234,8 @@ class Annealer:
         self.log("Saved the annealer state to %s." % fname)
         return fname
 
-    def update(self, step, T, L, acceptance, improvement):
+    def update(self, step: int, T: float, L: float, acceptance: Any,
+               improvement: Any) -> None:
         """Write a progress line: temperature, loss, acceptance and
         improvement rates since the last line, elapsed and remaining
         time."""
@@ -274,7 +280,7 @@ class Annealer:
             return kept_state, kept_loss, False, False
         return self.copy_state(self.state), L, True, dL < 0.0
 
-    def anneal(self):
+    def anneal(self) -> tuple[Any, float]:
         """Anneal from :attr:`Tmax` to :attr:`Tmin` over :attr:`steps`
         moves.
 
@@ -323,7 +329,7 @@ class Annealer:
             self.save_state()
         return self.best_state, self.best_loss
 
-    def auto(self, minutes, steps=2000):
+    def auto(self, minutes: float, steps: int = 2000) -> dict[str, Any]:
         """Estimate a schedule: ``Tmax`` where 98 % of moves are accepted,
         ``Tmin`` where none improves, and the number of steps that fits in
         ``minutes``.

@@ -6,6 +6,8 @@ script of the same name in ``tools/``. ``python -m amp.cli COMMAND ...``
 runs one by name (``compress``, ``plotconvergence``).
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
@@ -50,7 +52,7 @@ def _find_databases(path):
     return sorted(found)
 
 
-def compress_main(argv=None):
+def compress_main(argv: list[str] | None = None) -> int:
     """Run ``amp-compress``; return the exit code (0 on success).
 
     Parameters
@@ -114,7 +116,7 @@ def compress_main(argv=None):
     return status
 
 
-def _delete_databases(databases):
+def _delete_databases(databases: list[str]) -> int:
     """``amp-compress -r -d``: list the databases, ask, delete them.
 
     Only what was listed is deleted, and only on the answer ``yes``; a
@@ -145,7 +147,7 @@ def _delete_databases(databases):
     return status
 
 
-def plotconvergence_main(argv=None):
+def plotconvergence_main(argv: list[str] | None = None) -> int:
     """Run ``amp-plotconvergence``; return the exit code (0 on success).
 
     Plots the convergence of every training run in an Amp training log
@@ -188,7 +190,7 @@ _COMMANDS = {"compress": compress_main,
              "plotconvergence": plotconvergence_main}
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Run ``python -m amp.cli COMMAND ARGS...``; return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in _COMMANDS:

@@ -9,7 +9,10 @@ is not listed here is refused, whatever module it points to. Modules are
 imported only when a name is resolved.
 """
 
+from __future__ import annotations
+
 import importlib
+from typing import Any
 
 # Public class (or data-building function) name -> "module:attribute".
 LIBRARY_NAMES = {
@@ -42,7 +45,7 @@ IMPORTNAMES = {
 }
 
 
-def library_name(name):
+def library_name(name: str) -> Any:
     """Return this library's class (or function) called ``name``.
 
     Parameters
@@ -63,7 +66,7 @@ def library_name(name):
     return getattr(importlib.import_module(module), attribute)
 
 
-def importhelper(importname):
+def importhelper(importname: str) -> Any:
     """Return the class an Amp ``importname`` stands for (Amp's function).
 
     Parameters
@@ -89,7 +92,7 @@ def importhelper(importname):
     return library_name(IMPORTNAMES[key])
 
 
-def importer(name):
+def importer(name: str) -> Any:
     """Return the object Amp's ``importer(name)`` returned.
 
     ``'pxssh'`` (pexpect's SSH session module) and ``'NeighborList'``
@@ -112,7 +115,7 @@ def importer(name):
     return library_name(name)
 
 
-def from_importname(parameters):
+def from_importname(parameters: dict[str, Any]) -> Any:
     """Rebuild one of this library's objects from its ``todict()`` form.
 
     ``parameters['importname']`` (e.g. ``'.descriptor.gaussian.Gaussian'``)

@@ -43,8 +43,11 @@ expression. All elements must have the same number of hidden layers (n2p2
 cannot build others).
 """
 
+from __future__ import annotations
+
 import math
 import os
+from typing import Any
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -145,7 +148,8 @@ class N2P2Calculator(Amp):
     cflength, cfenergy : float
     """
 
-    def __init__(self, potential, cflength=1.0, cfenergy=1.0, **kwargs):
+    def __init__(self, potential: Any, cflength: float = 1.0,
+                 cfenergy: float = 1.0, **kwargs: Any) -> None:
         if kwargs.get("dblabel") is not None:
             raise ValueError("an n2p2 calculator computes fingerprints as it "
                              "goes and keeps no database; drop dblabel")
@@ -163,7 +167,8 @@ class N2P2Calculator(Amp):
     def _check_compatible(self):
         return None
 
-    def train(self, *args, **kwargs) -> None:
+    def train(self, *args: Any,  # type: ignore[override]
+              **kwargs: Any) -> None:
         """Not available: n2p2 potentials are trained with n2p2."""
         raise NotImplementedError(
             "an n2p2 potential is trained with n2p2's nnp-train; this "
@@ -220,7 +225,7 @@ def _build(potential, cflength, cfenergy):
 
 def load(folder: str | os.PathLike, cflength: float = 1.0,
          cfenergy: float = 1.0, ignore: Iterable[str] = (),
-         **kwargs) -> "N2P2Calculator":
+         **kwargs: Any) -> "N2P2Calculator":
     """Load an n2p2 potential folder as an ASE calculator.
 
     Parameters

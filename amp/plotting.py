@@ -1,17 +1,17 @@
 """Figures on matplotlib's Agg canvas, shared by every plot of the library.
 
-matplotlib is optional (``pip install amp-mlip[plot]``) and imported only
-when a figure is made; figures are :class:`matplotlib.figure.Figure`
-objects on their own Agg canvas, so the user's backend and pyplot's state
-are never touched.
+matplotlib (which ASE requires) is imported only when a figure is made;
+figures are :class:`matplotlib.figure.Figure` objects on their own Agg
+canvas, so the user's backend and pyplot's state are never touched.
 """
 
 import os
 
 import numpy as np
 
-_INSTALL = ("plotting needs matplotlib, which is not installed: "
-            "pip install 'amp-mlip[plot]' (or pip install matplotlib)")
+_INSTALL = ("plotting needs matplotlib, which is not installed (ASE "
+            "requires it; an environment installed with --no-deps lacks "
+            "it): pip install matplotlib")
 
 
 def new_figure(**kwargs):

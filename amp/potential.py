@@ -37,7 +37,9 @@ trained on (:class:`FingerprintRange`): a network fed inputs beyond it
 extrapolates, and nothing in its energies or forces says so.
 """
 
-from typing import Any, Callable, Optional
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -123,19 +125,23 @@ class FingerprintRange:
             result.update(scaled=scaled_a, atoms=flags_a)
         return result
 
+if TYPE_CHECKING:
+    from ase import Atoms
 
-def fused_path(descriptor, model):
+
+def fused_path(descriptor: Any, model: Any) -> bool:
     """Whether ``descriptor`` and ``model`` declare the fused force path."""
     return bool(getattr(type(descriptor), "contracted_forces", False)
                 and getattr(type(model), "block_evaluation", False))
 
 
-def separate_forces(model) -> bool:
+def separate_forces(model: Any) -> bool:
     """Whether ``model`` declares forces of their own (not ``-dE/dr``)."""
     return bool(getattr(type(model), "separate_forces", False))
 
 
-def image_fingerprints(descriptor, atoms, store=None, derivatives=True):
+def image_fingerprints(descriptor: Any, atoms: Atoms, store: Any = None,
+                       derivatives: bool = True) -> Any:
     """Fingerprints (and derivatives) of ``atoms``, through ``store`` if
     given.
 
@@ -159,7 +165,8 @@ def image_fingerprints(descriptor, atoms, store=None, derivatives=True):
     return store[key]
 
 
-def results_without_atoms(atoms, members=None):
+def results_without_atoms(atoms: Atoms, members: int | None = None
+                          ) -> dict[str, Any]:
     """ASE's results for an image with no atoms, as ASE's EMT gives them.
 
     Parameters
@@ -178,8 +185,8 @@ def results_without_atoms(atoms, members=None):
     """
     lead = () if members is None else (members,)
     periodic = atoms.cell.rank == 3 and all(atoms.pbc)
-    results = {"energies": np.zeros(lead + (0,)),
-               "forces": np.zeros(lead + (0, 3))}
+    results: dict[str, Any] = {"energies": np.zeros(lead + (0,)),
+                               "forces": np.zeros(lead + (0, 3))}
     if members is None:
         results["energy"] = results["free_energy"] = 0.0
         if periodic:
@@ -209,7 +216,7 @@ def _separate_forces_results(descriptor, model, atoms, store, properties,
     return results
 
 
-def evaluate(descriptor: Any, model: Any, atoms: Any, store: Any = None,
+def evaluate(descriptor: Any, model: Any, atoms: Atoms, store: Any = None,
              properties: Optional[list] = None,
              extrapolation: Optional[Callable[[Any], dict]] = None
              ) -> dict[str, Any]:

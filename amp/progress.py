@@ -21,10 +21,14 @@ Examples
 >>> progress.close()
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import sys
+import threading
 import time
+from typing import IO, Any
 
 __all__ = ["Progress", "INTERVAL", "wants_progress"]
 
@@ -32,7 +36,8 @@ __all__ = ["Progress", "INTERVAL", "wants_progress"]
 INTERVAL = 1.0
 
 
-def wants_progress(enabled=None, stream=None):
+def wants_progress(enabled: bool | None = None,
+                   stream: IO[str] | None = None) -> bool:
     """Whether a progress line should be drawn on ``stream``.
 
     Parameters
@@ -88,6 +93,15 @@ class Progress:
         Default ``sys.stderr``.
     interval : float, optional
         Seconds between redraws; default :data:`INTERVAL`.
+    limit : int, optional
+        With ``total`` None, an upper bound shown as ``step n/limit``
+        (e.g. an optimiser's ``maxiter``) without a fraction or time left.
+    heartbeat : bool
+        Redraw every ``interval`` from a background thread while the line
+        is shown, so the elapsed time moves during one long call (a
+        preconditioner, building batches) that reports nothing. The
+        thread runs only when the line is enabled and stops at
+        :meth:`close`.
 
     Notes
     -----
@@ -104,8 +118,11 @@ class Progress:
     of a single unit, prints nothing.
     """
 
-    def __init__(self, total=None, label="", enabled=None, unit="",
-                 stream=None, interval=None):
+    def __init__(self, total: "int | None" = None, label: str = "",
+                 enabled: "bool | None" = None, unit: str = "",
+                 stream: "IO[str] | None" = None,
+                 interval: "float | None" = None, limit: "int | None" = None,
+                 heartbeat: bool = False) -> None:
         self.stream = sys.stderr if stream is None else stream
         # One unit (an inference call's single image) is no progress.
         self.enabled = wants_progress(enabled, self.stream) and (
@@ -115,41 +132,59 @@ class Progress:
         self.unit = unit
         self.interval = INTERVAL if interval is None else float(interval)
         self.done = 0
-        self.fields = {}
-        self._phase = None
-        self._fraction = None
+        self.fields: dict[str, Any] = {}
+        self._phase: str | None = None
+        self._fraction: float | None = None
         self._start = time.monotonic()
         self._last_draw = self._start
         self._drawn = False
         self._width = 0
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._beating = None
+        if heartbeat and self.enabled:
+            self._beating = threading.Event()
+            threading.Thread(target=self._beat, args=(self._beating,),
+                             name="amp-progress", daemon=True).start()
 
     # Reporting -----------------------------------------------------------
 
-    def update(self, done, **fields):
+    def update(self, done: int, **fields: Any) -> None:
         """Record ``done`` units completed (a count, not an increment) and
         redraw when ``interval`` has passed."""
         self.done = done
         self.fields = fields
         self._maybe_draw()
 
-    def phase(self, name, fraction=None, **fields):
+    def phase(self, name: "str | None", fraction: "float | None" = None,
+              **fields: Any) -> None:
         """Record the current phase and the fraction of it done (0..1, or
-        None when unknown); redraw when ``interval`` has passed."""
+        None when unknown); redraw when ``interval`` has passed. A phase
+        of None returns to the counted form."""
         self._phase = name
         self._fraction = fraction
         self.fields = fields
         self._maybe_draw()
 
-    def close(self, **fields):
+    def close(self, **fields: Any) -> None:
         """Draw the final state (when anything was drawn) and end the
         line."""
-        if fields:
-            self.fields = fields
-        if self.enabled and self._drawn:
-            self._draw()
-            self._write("\n")
-        self._drawn = False
-        self.enabled = False
+        if self._beating is not None:
+            self._beating.set()
+            self._beating = None
+        with self._lock:
+            if fields:
+                self.fields = fields
+            if self.enabled and self._drawn:
+                self._draw()
+                self._write("\n")
+            self._drawn = False
+            self.enabled = False
+
+    def _beat(self, stop):
+        # Never faster than 10 times a second, whatever the interval.
+        while not stop.wait(max(self.interval, 0.1)):
+            self._maybe_draw()
 
     def __enter__(self):
         return self
@@ -163,12 +198,13 @@ class Progress:
     def _maybe_draw(self):
         if not self.enabled:
             return
-        now = time.monotonic()
-        if now - self._last_draw >= self.interval:
-            self._last_draw = now
-            self._draw()
+        with self._lock:
+            now = time.monotonic()
+            if self.enabled and now - self._last_draw >= self.interval:
+                self._last_draw = now
+                self._draw()
 
-    def text(self):
+    def text(self) -> str:
         """The line as it would be drawn now."""
         elapsed = time.monotonic() - self._start
         parts = [self.label] if self.label else []
@@ -184,6 +220,9 @@ class Progress:
                 parts.append("%.3g %s/s" % (rate, self.unit or "it"))
                 parts.append("%s left" % _duration(
                     (self.total - self.done) / rate))
+        elif self.done and self.limit:
+            parts.append("%s %d/%d" % (self.unit or "step", self.done,
+                                       self.limit))
         elif self.done:
             parts.append("%s %d" % (self.unit or "step", self.done))
         parts.extend(_field(k, v) for k, v in self.fields.items())

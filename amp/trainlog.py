@@ -13,6 +13,10 @@ one block after the optimiser's last line, where Amp's reader has stopped
 matplotlib.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from .model.validation import (SUPPLEMENT_TITLE, TRAINING_COLUMNS,
@@ -43,9 +47,14 @@ def _read_lines(logfile):
     except FileNotFoundError:
         raise FileNotFoundError("training log %s does not exist"
                                 % logfile) from None
+    except UnicodeDecodeError as error:
+        raise ValueError("%s is not an Amp training log: it is not text "
+                         "(%s at byte %d); give <label>-log.txt"
+                         % (logfile, error.reason, error.start)) from None
 
 
-def read_trainlog(logfile, verbose=True, multiple=0):
+def read_trainlog(logfile: str, verbose: bool = True,
+                  multiple: int | bool = 0) -> Any:
     """Read the convergence data of a training log.
 
     Reads this library's ``<label>-log.txt`` and logs written by Amp 1.x,

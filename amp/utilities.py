@@ -6,14 +6,20 @@ the names implemented elsewhere (databases, parallel processing, the
 at the end.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import logging
 import os
 import time
 from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 
 class TrainingConvergenceError(Exception):
@@ -50,14 +56,14 @@ class MetaDict(dict):
     hash of each repeated image to the number of times it was given.
     """
 
-    metadata = None
+    metadata: dict[str, Any] = None  # type: ignore[assignment]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.metadata = {}
+        self.metadata: dict[str, Any] = {}
 
 
-def now(with_utc=False):
+def now(with_utc: bool = False) -> str:
     """Return the current local time as a readable string.
 
     Parameters
@@ -72,7 +78,14 @@ def now(with_utc=False):
     return text
 
 
-def make_filename(label, base_filename):
+@overload
+def make_filename(label: str, base_filename: str | None) -> str: ...
+@overload
+def make_filename(label: None, base_filename: str | None) -> None: ...
+
+
+def make_filename(label: str | None,
+                  base_filename: str | None) -> str | None:
     """Build a file name from a label, as Amp 1.x does.
 
     Returns ``label + base_filename`` (callers pass ``'-log.txt'``,
@@ -87,13 +100,23 @@ def make_filename(label, base_filename):
 
 
 class Logger:
-    """Append messages to a file, with tic/toc timing like Amp's ``Logger``.
+    """Append messages to a file, with tic/toc timing like Amp's ``Logger``;
+    every message is also a :mod:`logging` record.
+
+    The file keeps Amp's exact lines (its readers parse them); the record
+    goes to the ``logging`` logger ``name`` at level INFO, or WARNING for a
+    message that starts with "Warning", so
+    ``logging.basicConfig(level=logging.INFO)`` shows a training run as it
+    goes, and nothing is printed unless the application asks for it.
 
     Parameters
     ----------
     file : str, file-like or None
-        A path (opened for appending), an open file, or ``None`` to log
-        nothing.
+        A path (opened for appending), an open file, or ``None`` to write
+        no file (the records are still made).
+    name : str
+        The ``logging`` logger of the records (``'amp.trainlog'`` for
+        :meth:`amp.Amp.train`).
 
     Examples
     --------
@@ -102,25 +125,29 @@ class Logger:
     >>> log('...done.', toc='fp')
     """
 
-    def __init__(self, file):
-        self._tics = {}
+    def __init__(self, file: str | os.PathLike | IO[str] | None,
+                 name: str = "amp") -> None:
+        self._tics: dict[Any, float] = {}
         self._owns_file = False
-        if file is None or hasattr(file, "write"):
+        self.name = name
+        self.file: IO[str] | None
+        if file is None or not isinstance(file, (str, os.PathLike)):
             self.file = file
         else:
             self.file = open(file, "a")
             self._owns_file = True
 
-    def tic(self, label=None):
+    def tic(self, label: str | None = None) -> None:
         """Start a timer under ``label``."""
         self._tics[label] = time.time()
 
-    def toc(self, label=None):
+    def toc(self, label: str | None = None) -> float:
         """Return the seconds since ``tic(label)`` and forget that timer."""
         return time.time() - self._tics.pop(label)
 
-    def __call__(self, message, toc=None, tic=None):
-        """Write ``message``.
+    def __call__(self, message: str, toc: str | bool | None = None,
+                 tic: str | bool | None = None) -> None:
+        """Write ``message`` (and make its ``logging`` record).
 
         Parameters
         ----------
@@ -148,17 +175,22 @@ class Logger:
                 with contextlib.suppress(OSError):
                     self.close()
                 self.file = None
+        logger = logging.getLogger(self.name)
+        level = (logging.WARNING if message.lstrip()[:7].lower() == "warning"
+                 else logging.INFO)
+        if logger.isEnabledFor(level) and message.strip():
+            logger.log(level, message.strip())
         if tic is not None and tic is not False:
             self.tic(None if tic is True else tic)
 
-    def close(self):
+    def close(self) -> None:
         """Close the file if this logger opened it."""
         if self._owns_file and self.file is not None:
             self.file.close()
             self.file = None
 
 
-def get_hash(atoms):
+def get_hash(atoms: Atoms) -> str:
     """Return Amp's md5 hash of an image.
 
     The hash covers the periodic boundary conditions, the cell, the atomic
@@ -191,7 +223,7 @@ def _read_images(path):
             from error
 
 
-def check_image(atoms, index=None):
+def check_image(atoms: Atoms, index: int | str | None = None) -> None:
     """Raise a ValueError when an image cannot be fingerprinted.
 
     Parameters
@@ -212,7 +244,8 @@ def check_image(atoms, index=None):
         raise ValueError("%s has a NaN or infinite cell" % name)
 
 
-def hash_images(images, log=None, ordered=False):
+def hash_images(images: Atoms | list[Atoms] | dict[str, Atoms] | str,
+                log: Logger | None = None, ordered: bool = False) -> MetaDict:
     """Return a dictionary of images keyed by their hash.
 
     Parameters
@@ -234,7 +267,7 @@ def hash_images(images, log=None, ordered=False):
     if isinstance(images, (str, os.PathLike)):
         images = _read_images(os.fspath(images))
     elif hasattr(images, "get_positions"):
-        images = [images]
+        images = [images]  # type: ignore[list-item]
     elif isinstance(images, dict):
         # Already hashed (Amp passes dictionaries around): keep the keys.
         if isinstance(images, MetaDict):

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 from ase import units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 
 from amp import Amp
@@ -30,7 +29,7 @@ from amp.analysis import (plot_convergence, plot_parity_and_error,
 from amp.descriptor.gaussian import Gaussian
 from amp.model import LossFunction
 from amp.model.neuralnetwork import NeuralNetwork
-from tutorial_data import generate_data, make_slab
+from tutorial_data import generate_data, make_slab, thermalize_momenta
 
 
 def rmse(calc, images):
@@ -82,8 +81,7 @@ def main(folder="out/tutorial"):
     atoms = make_slab()
     atoms.set_positions(test[0].positions)
     atoms.calc = loaded
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300,
-                                 rng=np.random.default_rng(7))
+    thermalize_momenta(atoms, 300, rng=np.random.default_rng(7))
     dynamics = VelocityVerlet(atoms, 1 * units.fs,
                               trajectory=os.path.join(folder, "md.traj"))
     energies, outside = [], []

@@ -13,7 +13,15 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
 from ase.io import Trajectory, read
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+try:  # ASE 3.29 and later
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # older ASE: the same function under its old name
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    def thermalize_momenta(atoms, temperature_K, rng=None):
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K,
+                                     rng=rng)
 
 
 def make_slab():
@@ -30,10 +38,12 @@ def generate_data(path, count, seed=0):
     """Langevin MD snapshots with EMT energies and forces."""
     atoms = make_slab()
     atoms.calc = EMT()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300,
-                                 rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, 300, rng=np.random.default_rng(seed))
+    # fixcm=False: ASE 3.28 deprecates removing the centre-of-mass motion
+    # inside Langevin (four fixed Pt atoms anchor the slab anyway).
     dynamics = Langevin(atoms, 5 * units.fs, temperature_K=300,
-                        friction=0.02, rng=np.random.default_rng(seed + 1))
+                        friction=0.02, fixcm=False,
+                        rng=np.random.default_rng(seed + 1))
     with Trajectory(path, "w") as trajectory:
         for _ in range(count):
             dynamics.run(5)

@@ -3,7 +3,15 @@
 The snippets of one page run in order in one namespace (a later snippet
 may use what an earlier one defined), in a fresh folder, in a separate
 process, so a page's files and imports cannot leak into other tests.
-Blocks fenced as ``text``, ``console`` or ``bash`` are not run.
+Blocks fenced as ``text`` or ``bash`` are not run, nor ``console`` blocks,
+except on the pages of :data:`RUN_CONSOLE`, whose ``$`` lines run in a
+shell in their place among the snippets (the console commands of this
+package on the PATH), and whose ``toml`` blocks that begin with a comment
+naming a file (``# config.toml``) are written to that file.
+
+Warnings are shown, not hidden: a DeprecationWarning or FutureWarning
+while a page runs fails the test (the page, or this package, calls
+something its dependencies have deprecated).
 """
 import os
 import re
@@ -16,27 +24,67 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted(
     [os.path.join("docs", name) for name in os.listdir(os.path.join(
         ROOT, "docs")) if name.endswith(".md")] + ["README.md"])
-FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$",
+FENCE = re.compile(r"^```(python|console|toml)[ \t]*\n(.*?)^```[ \t]*$",
                    re.MULTILINE | re.DOTALL)
+
+#: Pages whose console blocks are run (their ``$`` lines are commands of
+#: this package that run quickly).
+RUN_CONSOLE = {os.path.join("docs", "cli.md")}
+
+
+def blocks(page):
+    """``(first line, kind, text)`` of the fenced Python, console and TOML
+    blocks of ``page``, in order."""
+    with open(os.path.join(ROOT, page)) as handle:
+        text = handle.read()
+    return [(text.count("\n", 0, match.start()) + 2, match.group(1),
+             match.group(2)) for match in FENCE.finditer(text)]
 
 
 def snippets(page):
     """The fenced Python blocks of ``page``, with their first line."""
-    with open(os.path.join(ROOT, page)) as handle:
-        text = handle.read()
-    return [(text.count("\n", 0, match.start()) + 2, match.group(1))
-            for match in FENCE.finditer(text)]
+    return [(line, code) for line, kind, code in blocks(page)
+            if kind == "python"]
+
+
+def commands(text):
+    """The ``$`` lines of a console block (continuation lines joined)."""
+    found, current = [], None
+    for line in text.splitlines():
+        if current is not None:
+            current += " " + line.strip()
+        elif line.startswith("$ "):
+            current = line[2:].strip()
+        else:
+            continue
+        if current.endswith("\\"):
+            current = current[:-1].rstrip()
+        else:
+            found.append(current)
+            current = None
+    return found
 
 
 def program(page):
-    """One script running the page's snippets, each labelled by line."""
-    parts = ["import warnings",
-             "warnings.simplefilter('ignore', DeprecationWarning)",
-             "warnings.simplefilter('ignore', FutureWarning)",
+    """One script running the page's snippets (and, on the pages of
+    RUN_CONSOLE, its commands), each labelled by line."""
+    parts = ["import subprocess, warnings",
+             "warnings.simplefilter('always', DeprecationWarning)",
+             "warnings.simplefilter('always', FutureWarning)",
              "namespace = {'__name__': '__main__'}"]
-    for line, code in snippets(page):
-        parts.append("exec(compile(%r, %r, 'exec'), namespace)"
-                     % (code, "%s:%d" % (page, line)))
+    for line, kind, code in blocks(page):
+        if kind == "python":
+            parts.append("exec(compile(%r, %r, 'exec'), namespace)"
+                         % (code, "%s:%d" % (page, line)))
+        elif page in RUN_CONSOLE and kind == "toml":
+            name = re.match(r"# *([\w.-]+\.toml)\s*\n", code)
+            if name:
+                parts.append("open(%r, 'w').write(%r)" % (name.group(1),
+                                                          code))
+        elif page in RUN_CONSOLE:
+            for command in commands(code):
+                parts.append("subprocess.run(%r, shell=True, check=True)"
+                             % command)
     return "\n".join(parts) + "\n"
 
 
@@ -48,16 +96,31 @@ def test_snippet_extraction_finds_fenced_blocks_only(tmp_path):
     assert found == ["x = 1\n", "y = x + 1\n"]
 
 
+def test_console_commands_are_the_dollar_lines():
+    text = ("$ amp-train a.toml\nsome output\n$ amp-eval m.amp d.xyz \\\n"
+            "    -o p.xyz\n")
+    assert commands(text) == ["amp-train a.toml",
+                              "amp-eval m.amp d.xyz -o p.xyz"]
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if snippets(p)])
 def test_page_snippets_run(page, tmp_path):
+    # The console commands of the environment running the tests first.
+    path = os.pathsep.join([os.path.dirname(sys.executable),
+                            os.environ.get("PATH", "")])
     environment = dict(os.environ, OMP_NUM_THREADS="1",
-                       OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+                       OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg",
+                       PATH=path)
     result = subprocess.run([sys.executable, "-c", program(page)],
                             cwd=tmp_path, env=environment,
                             capture_output=True, text=True, timeout=600,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, (
         "a snippet of %s failed:\n%s" % (page, result.stderr[-4000:]))
+    deprecated = [line for line in result.stderr.splitlines()
+                  if "DeprecationWarning" in line or "FutureWarning" in line]
+    assert deprecated == [], (
+        "%s runs with deprecated calls:\n%s" % (page, "\n".join(deprecated)))
 
 
 # ------------------------------------------------ documented names exist

@@ -8,6 +8,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.io import read
 
+from amp.descriptor.base import ElementNotCoveredError
 from amp.descriptor.cutoffs import Polynomial
 from amp.descriptor.gaussian import (Gaussian, make_default_symmetry_functions,
                                      make_symmetry_functions)
@@ -279,7 +280,9 @@ def test_bad_input_leaves_nothing_stored(tmp_path):
     descriptor = Gaussian(cutoff=6.5, Gs={"Cu": make_symmetry_functions(
         ["Cu"], "G2", etas=[1.0])})
     good = bulk("Cu", "fcc", a=3.6)
-    with pytest.raises(ValueError, match="contains O"):
+    with pytest.raises(ElementNotCoveredError,
+                       match=r"image 1 \(hash [0-9a-f]{32}\) has O, but the "
+                       "descriptor covers Cu only"):
         descriptor.calculate_fingerprints([good, molecule("H2O")[:1]])
     assert len(descriptor.arrays) == 0
     with pytest.raises(ValueError, match="no atoms"):

@@ -340,3 +340,138 @@ def test_all_resumes_after_a_kill_in_its_test_step(tmp_path, monkeypatch,
     # and once more: finished
     status, out, err = _run(capsys, *args)
     assert status == 0 and "This run is finished already: 'm.npz'" in out
+
+
+# The output a user reads ----------------------------------------------------
+
+def test_forces_only_run_output(tmp_path, monkeypatch, capsys):
+    """--no_E: no nan/nan energy column; the boundary warning goes to
+    standard error, the results to standard output."""
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "all", DATASET, 30, 30, "-s", 5, 10,
+                            "--no_E", "--seed", 1, "--model_file", "f")
+    assert status == 0, err
+    assert "nan" not in out
+    assert "Cross-validation errors (MAE/RMSE; forces [eV/Ang]; no " \
+        "energies)" in out
+    assert "warning: the best sigma lies on the boundary" in err
+    assert "warning" not in out
+
+
+def test_one_sigma_is_validated_and_test_seeds_its_points(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "all", DATASET, 30, 30, "-s", 10,
+                            "--gdml", "--seed", 1, "--model_file", "one")
+    assert status == 0, err
+    assert "(30 training points, 1 symmetry)" in out
+    assert "Validation errors (MAE/RMSE) of 'model-train30-sym1-sig0010.npz'" \
+        " on 30 points" in out
+    assert "Skipping" not in out
+    tests = []
+    for seed in (5, 5, 6):
+        status, out, err = _run(capsys, "test", "one.npz", DATASET, 20,
+                                "--seed", seed, "-o")
+        assert status == 0, err
+        tests.append([line for line in out.splitlines() if "/" in line])
+    assert tests[0] == tests[1] and tests[0] != tests[2]
+
+
+def test_skipping_is_said_only_when_tasks_remain(tmp_path, monkeypatch,
+                                                 capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["create", DATASET, "20", "20", "-s", "5", "10", "20",
+                 "--gdml", "--task_dir", "cv", "--seed", "3"]) == 0
+    errors = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(workflow, "test", lambda *a, **k: [next(errors)])
+    step = workflow.Step(write=print)
+    workflow.train(step, "cv", DATASET)
+    out = capsys.readouterr().out
+    assert "Skipping the remaining 1 task(s): the validation error rises " \
+        "again" in out
+    assert "Task 3 of 3" not in out
+    for name in os.listdir("cv"):
+        if name.startswith("model-"):
+            os.remove(os.path.join("cv", name))
+    errors = iter([1.0, 0.5, 0.7])      # rises at the last task: nothing
+    workflow.train(step, "cv", DATASET)  # is left to skip
+    out = capsys.readouterr().out
+    assert "Task 3 of 3" in out and "Skipping" not in out
+
+
+def test_every_positional_argument_has_help():
+    import argparse
+
+    from amp.gdml.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    missing = ["%s %s" % (name, action.metavar)
+               for name, sub in commands.items() for action in sub._actions
+               if not action.option_strings and not action.help]
+    assert missing == []
+    assert "--seed" in commands["test"].format_help()
+
+
+def test_trajectories_point_to_create_dataset(tmp_path, monkeypatch, capsys):
+    import ase.io
+    monkeypatch.chdir(tmp_path)
+    ase.io.write("ethanol.traj", molecule_images(3))
+    status, out, err = _run(capsys, "all", "ethanol.traj", 1, 1)
+    assert status == 1
+    assert err.strip() == (
+        "amp-gdml all: error: 'ethanol.traj' is a trajectory, not an sgdml "
+        "dataset (.npz); make one first: amp-gdml create-dataset "
+        "ethanol.traj")
+
+
+def test_create_dataset_refuses_periodic_and_molecular_frames(
+        tmp_path, monkeypatch, capsys):
+    import ase.io
+    monkeypatch.chdir(tmp_path)
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    def with_results(atoms, cell, pbc):
+        copy = atoms.copy()
+        copy.cell, copy.pbc = cell, pbc
+        copy.calc = SinglePointCalculator(
+            copy, energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces())
+        return copy
+
+    frames = molecule_images(3)
+    periodic = with_results(frames[1], [10.0, 10.0, 10.0], True)
+    ase.io.write("mixed.traj", [frames[0], periodic, frames[2]])
+    status, _, err = _run(capsys, "create-dataset", "mixed.traj")
+    assert status == 1
+    assert "frame 1 is periodic but frame 0 is a molecule (not periodic); " \
+        "a GDML dataset is either molecules or periodic cells" in err
+    assert not os.path.exists("mixed.npz")
+    slab = with_results(frames[1], [10.0, 10.0, 10.0], [True, True, False])
+    ase.io.write("slab.traj", [frames[0], slab])
+    status, _, err = _run(capsys, "create-dataset", "slab.traj")
+    assert status == 1 and "frame 1 is periodic along xy only" in err
+
+
+def test_cg_progress_is_the_way_to_the_target():
+    """The fraction reported moves from the first residual towards the
+    target (log scale) and is reported from the first iteration on."""
+    from amp.gdml.solvers import cg_solve
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(60, 60))
+    matrix = a @ a.T + 0.05 * np.eye(60)
+
+    class Operator:
+        def matvec(self, x):
+            return matrix @ x
+
+    reports = []
+    x, iterations, _, converged = cg_solve(
+        Operator(), rng.normal(size=60), tol=1e-8,
+        callback=lambda done, total, text: reports.append((done, text)))
+    assert converged and iterations > 5
+    assert reports and reports[0][1].endswith("iteration 1")
+    assert 0.0 <= reports[0][0] < 0.5
+    np.testing.assert_allclose(matrix @ x, Operator().matvec(x))

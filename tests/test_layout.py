@@ -17,6 +17,7 @@ PACKAGE = os.path.dirname(os.path.abspath(amp.__file__))
 # table (test_contributing_gives_these_floors).
 FLOORS = {
     "amp.store": 0,
+    "amp.installation": 0,
     "amp.parallel": 1,
     "amp.progress": 1,
     "amp.importing": 1,
@@ -35,6 +36,8 @@ FLOORS = {
     "amp": 6,            # the calculator, amp/__init__.py
     "amp.engines": 6,    # LAMMPS and i-PI couplings of the calculators
     "amp.cli": 7,
+    "amp.commands": 7,
+    "amp.__main__": 7,   # python -m amp
 }
 
 

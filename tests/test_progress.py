@@ -3,8 +3,10 @@ terminal, or Amp(verbose=True)) and not (pipes, files, verbose=False)."""
 import io
 import os
 import pty
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -64,6 +66,38 @@ def test_rate_limited_and_silent_when_short_or_off():
     assert off.getvalue() == ""
 
 
+def test_limit_and_clearing_a_phase():
+    stream = io.StringIO()
+    progress = Progress(None, "training", enabled=True, unit="step",
+                        stream=stream, interval=0, limit=200)
+    progress.phase("building")
+    assert stream.getvalue().split("\r")[-1].startswith("training, building")
+    progress.phase(None)
+    progress.update(7, loss="1.5 eV")
+    assert stream.getvalue().split("\r")[-1].startswith(
+        "training, step 7/200, loss 1.5 eV, 0:00")
+
+
+def test_heartbeat_redraws_during_a_long_call():
+    """A call that reports nothing still shows a moving clock; the thread
+    stops at close (nothing is drawn after it)."""
+    stream = io.StringIO()
+    progress = Progress(None, "x", enabled=True, stream=stream,
+                        interval=0.05, heartbeat=True)
+    progress.phase("preconditioner")
+    deadline = time.monotonic() + 60
+    while stream.getvalue().count("\r") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)        # the caller is busy; it reports nothing
+    assert stream.getvalue().count("\rx, preconditioner") >= 3
+    progress.close()
+    closed = stream.getvalue()
+    assert closed.endswith("\n")
+    time.sleep(0.2)
+    assert stream.getvalue() == closed
+    quiet = Progress(None, "x", enabled=False, heartbeat=True)
+    assert quiet._beating is None        # no thread when nothing is shown
+
+
 def test_auto_means_a_terminal():
     assert wants_progress(None, io.StringIO()) is False
     assert wants_progress(None, Terminal()) is True
@@ -78,6 +112,7 @@ def test_auto_means_a_terminal():
 # every update (INTERVAL 0) so that a short run shows it.
 SCRIPT = """
 import sys
+import time
 import amp.progress
 amp.progress.INTERVAL = 0
 from amp import Amp
@@ -102,7 +137,7 @@ print("done")
 
 def run_training(tmp_path, verbose, terminal):
     """stderr of the training script, on a pseudo-terminal or a pipe."""
-    env = dict(os.environ, TERM="xterm",
+    env = dict(os.environ, TERM="xterm", COLUMNS="200",
                PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
     command = [sys.executable, "-c", SCRIPT, str(tmp_path / verbose),
                verbose]
@@ -136,8 +171,12 @@ def run_training(tmp_path, verbose, terminal):
 def test_line_on_a_terminal_and_not_in_a_pipe(tmp_path):
     shown = run_training(tmp_path, "auto", terminal=True)
     assert "\rfingerprints, 4/4 images (100%)" in shown
-    assert "\rtraining, step 5, loss" in shown and "energy rmse" in shown
-    assert "force rmse" in shown
+    # step n/maxiter, each RMSE against its criterion, with units
+    assert "\rtraining, step 5/5, loss" in shown
+    assert re.search(r"energy RMSE [0-9.e+-]+/1e-09 eV/atom, force RMSE "
+                     r"[0-9.e+-]+ eV/Å, \d:\d\d", shown)
+    # the batches are built under a line of their own
+    assert "\rtraining, building batches of 4 images" in shown
     piped = run_training(tmp_path, "auto", terminal=False)
     assert "\r" not in piped and "fingerprints," not in piped
     assert "training," not in piped
@@ -147,4 +186,4 @@ def test_line_on_a_terminal_and_not_in_a_pipe(tmp_path):
                                                ("off", True)])
 def test_verbose_forces_the_line_on_or_off(tmp_path, verbose, terminal):
     text = run_training(tmp_path, verbose, terminal)
-    assert ("\rtraining, step 5" in text) == (verbose == "on")
+    assert ("\rtraining, step 5/5" in text) == (verbose == "on")

@@ -8,12 +8,16 @@ beyond -1..1; given a second image set, both distributions are drawn side
 by side.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 __all__ = ["FingerprintPlot", "element_fingerprints"]
 
 
-def element_fingerprints(calc, images):
+def element_fingerprints(calc: Any, images: Any) -> dict[str, np.ndarray]:
     """Fingerprints of every atom of the images, grouped by element.
 
     Parameters
@@ -35,7 +39,7 @@ def element_fingerprints(calc, images):
 
     images = hash_images(images)
     store = fingerprints_of(calc, images)
-    blocks = {}
+    blocks: dict[str, list[np.ndarray]] = {}
     for key in images:
         for element, block in store[key].values.items():
             blocks.setdefault(element, []).append(np.asarray(block))
@@ -43,7 +47,7 @@ def element_fingerprints(calc, images):
             for element, parts in sorted(blocks.items())}
 
 
-def scaled_fingerprints(block, fprange):
+def scaled_fingerprints(block: np.ndarray, fprange: Any) -> Any:
     """Fingerprints as the network sees them: ``-1 + 2 (G - min) / (max -
     min)`` per component, unscaled where the range is below 1e-8 (Amp's
     rule)."""
@@ -86,19 +90,19 @@ class FingerprintPlot:
     >>> FingerprintPlot(calc)(images, 'fingerprints.png')  # doctest: +SKIP
     """
 
-    def __init__(self, calc):
+    def __init__(self, calc: Any) -> None:
         self._calc = calc
-        self.data = None
+        self.data: Any = None
         self.figure = None
 
-    def compile_fingerprints(self, images):
+    def compile_fingerprints(self, images: Any) -> dict[str, np.ndarray]:
         """Compute (or look up) the images' fingerprints, grouped by
         element; also kept as :attr:`data`."""
         self.data = element_fingerprints(self._calc, images)
         return self.data
 
-    def __call__(self, images, name="fingerprints.pdf", overlay=None,
-                 overwrite=True):
+    def __call__(self, images: Any, name: str = "fingerprints.pdf",
+                 overlay: Any = None, overwrite: bool = True) -> None:
         """Draw the distribution of each fingerprint, per element.
 
         For each element, two panels: the raw values and, when the model
@@ -142,8 +146,9 @@ class FingerprintPlot:
         elements = sorted(set(data) | set(second))
         figure = new_figure(figsize=(11.0, 4.0 * len(elements) + 0.5))
         for row, element in enumerate(elements):
-            sets = [(data.get(element), "tab:blue", "images"),
-                    (second.get(element), "tab:orange", "second set")]
+            sets: list[Any] = [
+                (data.get(element), "tab:blue", "images"),
+                (second.get(element), "tab:orange", "second set")]
             sets = [s for s in sets if s[0] is not None]
             n_features = sets[0][0].shape[1]
             panels = [("raw value", None)]
@@ -210,7 +215,8 @@ class FingerprintPlot:
         return points
 
 
-def fingerprints_of(calc, images, derivatives=False, dblabel=None):
+def fingerprints_of(calc: Any, images: Any, derivatives: bool = False,
+                    dblabel: str | None = None) -> Any:
     """A fingerprint store holding the fingerprints of the hashed
     ``images`` by ``calc``'s descriptor: in memory, or in (and from) the
     databases of ``dblabel``. ``calc`` is untouched (a copy of its

@@ -25,13 +25,48 @@ the store of the descriptor's own ``dblabel`` (:attr:`Descriptor.arrays`,
 read by ``fingerprints``, ``fingerprintprimes`` and ``neighborlist``).
 """
 
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING, Any
 
 from ..utilities import Logger, hash_images
 from .fingerprint_store import archive_store, open_store
 from .fingerprints import ImageFingerprints
 
-__all__ = ["Descriptor"]
+if TYPE_CHECKING:
+    from ase import Atoms
+
+__all__ = ["Descriptor", "ElementNotCoveredError"]
+
+
+class ElementNotCoveredError(ValueError):
+    """An image holds an element the descriptor has no features for (so a
+    model trained with it cannot describe that image).
+
+    Parameters
+    ----------
+    image : str or None
+        How to name the image (None: the one image being calculated).
+    found : list of str
+        The image's elements that are not covered.
+    covered : list of str
+        The elements the descriptor covers.
+    """
+
+    def __init__(self, image: str | None, found: list[str],
+                 covered: list[str]) -> None:
+        self.image, self.found, self.covered = image, found, covered
+        new, known = ", ".join(found), ", ".join(covered)
+        if image is None:
+            text = ("this model was trained for %s only; the image has %s "
+                    "(the descriptor has no features for it)"
+                    % (known, new))
+        else:
+            text = ("%s has %s, but the descriptor covers %s only: add %s "
+                    "to the descriptor's elements, or leave such images "
+                    "out" % (image, new, known, new))
+        ValueError.__init__(self, text)
 
 
 class Descriptor:
@@ -57,7 +92,7 @@ class Descriptor:
         the latest image.
     """
 
-    importname = None
+    importname: str | None = None
     mode = "atom-centered"
 
     #: Declared capability: ``compute_contracted`` gives forces without
@@ -69,10 +104,10 @@ class Descriptor:
     #: millisecond; starting to use the pool, a few more).
     WORKERS_FROM_SECONDS = 0.2
 
-    def __init__(self, dblabel=None):
+    def __init__(self, dblabel: str | None = None) -> None:
         self.dblabel = dblabel
         self.ephemeral = False
-        self._view_store = None
+        self._view_store: Any = None
         self.fingerprints = _View(self, "fingerprints")
         self.fingerprintprimes = _View(self, "primes")
         self.neighborlist = _View(self, "neighbors")
@@ -80,7 +115,7 @@ class Descriptor:
     # Amp 1.x's view ------------------------------------------------------
 
     @property
-    def arrays(self):
+    def arrays(self) -> Any:
         """Amp 1.x's view: ``arrays[hash]`` is the
         :class:`ImageFingerprints` of an image in the store of
         :attr:`dblabel` (memory when None; only the latest image when
@@ -91,15 +126,29 @@ class Descriptor:
             self._view_store = store
         return store[1]
 
-    def archive_databases(self, log=None):
+    def archive_databases(self, log: Logger | None = None) -> Any:
         """Compress the databases of :attr:`arrays` (Amp 1.x's view; a
         no-op in memory); see :func:`.fingerprint_store.archive_store`."""
         return archive_store(self.arrays, log)
 
+    # What each descriptor class provides (see the module) ---------------
+
+    def resolve(self, images: Any) -> Any:
+        """This descriptor with the parameters the images decide."""
+        raise NotImplementedError
+
+    def fingerprint_parameters(self) -> dict[str, Any]:
+        """The parameters the fingerprints depend on, as plain data."""
+        raise NotImplementedError
+
+    def _adopt(self, resolved: Any) -> None:
+        raise NotImplementedError
+
     # Stores --------------------------------------------------------------
 
-    def open_store(self, dblabel=None, ephemeral=False, log=None,
-                   images=None):
+    def open_store(self, dblabel: str | None = None, ephemeral: bool = False,
+                   log: Logger | None = None,
+                   images: dict[str, Atoms] | None = None) -> Any:
         """A fingerprint store for this descriptor's parameters.
 
         Parameters
@@ -126,9 +175,11 @@ class Descriptor:
 
     # Fingerprinting ------------------------------------------------------
 
-    def calculate_fingerprints(self, images, parallel=None, log=None,
-                               calculate_derivatives=False, store=None,
-                               verbose=None):
+    def calculate_fingerprints(self, images: Any, parallel: Any = None,
+                               log: Logger | None = None,
+                               calculate_derivatives: bool = False,
+                               store: Any = None,
+                               verbose: bool | None = None) -> Any:
         """Compute the fingerprints of every image not yet in the store.
 
         Parameters

@@ -5,10 +5,14 @@ Their serialised form, ``{'name': 'Cosine', 'kwargs': {'Rc': 6.5}}``, is
 Amp's.
 """
 
+from __future__ import annotations
+
 import functools
+from typing import Any
 
 import numpy as np
 from numpy.polynomial import chebyshev
+from numpy.typing import ArrayLike
 
 
 def _power_series(function, degree):
@@ -121,16 +125,16 @@ class Cosine:
         Cutoff radius in Angstrom.
     """
 
-    def __init__(self, Rc):
+    def __init__(self, Rc: float) -> None:
         self.Rc = _check_radius(Rc)
 
-    def __call__(self, R):
+    def __call__(self, R: ArrayLike) -> np.ndarray:
         """Value of the cutoff function at distance(s) ``R``."""
         R = np.asarray(R, dtype=float)
         value = 0.5 * (np.cos(np.pi * R / self.Rc) + 1.0)
         return np.where(R <= self.Rc, value, 0.0)
 
-    def prime(self, R):
+    def prime(self, R: ArrayLike) -> np.ndarray:
         """Derivative with respect to ``R``."""
         R = np.asarray(R, dtype=float)
         value = -0.5 * np.pi / self.Rc * np.sin(np.pi * R / self.Rc)
@@ -151,7 +155,8 @@ class Cosine:
         np.copyto(out, 0.0, where=~(np.asarray(R2) <= self.Rc * self.Rc))
         return out
 
-    def squared(self, R2, inside=False, out=None):
+    def squared(self, R2: np.ndarray, inside: bool = False,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Value at the distance(s) whose squares are ``R2``.
 
         ``inside=True`` promises ``R2 <= Rc^2`` (up to rounding) and skips
@@ -162,22 +167,28 @@ class Cosine:
         """
         return self._in_squares(("cutoff", None), R2, inside, out)
 
-    def gaussian_squared(self, R2, eta, inside=False, out=None):
+    def gaussian_squared(self, R2: np.ndarray, eta: float,
+                         inside: bool = False,
+                         out: np.ndarray | None = None) -> np.ndarray | None:
         """``exp(-eta R^2 / Rc^2)`` times the value, from ``R2``, as one
         polynomial (no exponential, no cosine); None when ``eta`` is too
         large for a short series."""
         return self._in_squares(("cutoff", float(eta)), R2, inside, out)
 
-    def gaussian_prime_over_r_squared(self, R2, eta, inside=False, out=None):
+    def gaussian_prime_over_r_squared(self, R2: np.ndarray, eta: float,
+                                      inside: bool = False,
+                                      out: np.ndarray | None = None
+                                      ) -> np.ndarray | None:
         """``exp(-eta R^2 / Rc^2) prime(R) / R`` from ``R2`` as one
         polynomial; None when ``eta`` is too large for a short series."""
         return self._in_squares(("sinc", float(eta)), R2, inside, out)
 
-    def prime_over_r_squared(self, R2, inside=False, out=None):
+    def prime_over_r_squared(self, R2: np.ndarray, inside: bool = False,
+                             out: np.ndarray | None = None) -> np.ndarray:
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``."""
         return self._in_squares(("sinc", None), R2, inside, out)
 
-    def todict(self):
+    def todict(self) -> dict[str, Any]:
         """Amp's serialised form."""
         return {"name": "Cosine", "kwargs": {"Rc": self.Rc}}
 
@@ -202,7 +213,7 @@ class Polynomial:
         Exponent; larger values make the function steeper near ``Rc``.
     """
 
-    def __init__(self, Rc, gamma=4):
+    def __init__(self, Rc: float, gamma: float = 4) -> None:
         self.Rc = _check_radius(Rc)
         try:
             self.gamma = float(gamma)
@@ -213,36 +224,43 @@ class Polynomial:
             raise ValueError("Polynomial gamma must be positive, got %r"
                              % gamma)
 
-    def __call__(self, R):
+    def __call__(self, R: ArrayLike) -> np.ndarray:
         """Value of the cutoff function at distance(s) ``R``."""
         x = np.asarray(R, dtype=float) / self.Rc
         g = self.gamma
         value = 1.0 + g * x ** (g + 1.0) - (g + 1.0) * x ** g
         return np.where(x <= 1.0, value, 0.0)
 
-    def prime(self, R):
+    def prime(self, R: ArrayLike) -> np.ndarray:
         """Derivative with respect to ``R``."""
         x = np.asarray(R, dtype=float) / self.Rc
         g = self.gamma
         value = g * (g + 1.0) / self.Rc * (x ** g - x ** (g - 1.0))
         return np.where(x <= 1.0, value, 0.0)
 
-    def squared(self, R2, inside=False, out=None):
+    def squared(self, R2: np.ndarray, inside: bool = False,
+                out: np.ndarray | None = None) -> np.ndarray:
         """Value at the distance(s) whose squares are ``R2`` (``inside``
         as for :meth:`Cosine.squared`, accepted and unused; ``out`` as
         there)."""
         return _written(self(np.sqrt(R2)), out)
 
-    def gaussian_squared(self, R2, eta, inside=False, out=None):
+    def gaussian_squared(self, R2: np.ndarray, eta: float,
+                         inside: bool = False,
+                         out: np.ndarray | None = None) -> np.ndarray | None:
         """Not available in closed polynomial form: None (the caller
         multiplies the Gaussian and :meth:`squared` itself)."""
         return None
 
-    def gaussian_prime_over_r_squared(self, R2, eta, inside=False, out=None):
+    def gaussian_prime_over_r_squared(self, R2: np.ndarray, eta: float,
+                                      inside: bool = False,
+                                      out: np.ndarray | None = None
+                                      ) -> np.ndarray | None:
         """None, as :meth:`gaussian_squared`."""
         return None
 
-    def prime_over_r_squared(self, R2, inside=False, out=None):
+    def prime_over_r_squared(self, R2: np.ndarray, inside: bool = False,
+                             out: np.ndarray | None = None) -> np.ndarray:
         """``prime(R) / R`` at the distance(s) whose squares are ``R2``.
 
         Finite at ``R = 0`` only for ``gamma >= 2``.
@@ -258,7 +276,7 @@ class Polynomial:
                 x2 ** ((g - 1.0) / 2.0) - x2 ** ((g - 2.0) / 2.0))
         return np.where(x2 <= 1.0, value, 0.0)
 
-    def todict(self):
+    def todict(self) -> dict[str, Any]:
         """Amp's serialised form."""
         return {"name": "Polynomial",
                 "kwargs": {"Rc": self.Rc, "gamma": self.gamma}}
@@ -275,7 +293,8 @@ class Polynomial:
 _CUTOFFS = {"Cosine": Cosine, "Polynomial": Polynomial}
 
 
-def dict2cutoff(dct):
+def dict2cutoff(dct: Cosine | Polynomial | dict[str, Any] | float
+                ) -> Cosine | Polynomial:
     """Build a cutoff object from its dict form (or pass one through).
 
     Parameters

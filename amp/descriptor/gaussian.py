@@ -9,18 +9,24 @@ work is vectorised (:mod:`.symmetry`) on a fast neighbour list
 built on demand.
 """
 
+from __future__ import annotations
+
 import functools
 import json
 import numbers
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ._rows import put_rows
-from .base import Descriptor
+from .base import Descriptor, ElementNotCoveredError
 from .cutoffs import Cosine, dict2cutoff
 from .fingerprints import ImageFingerprints
 from .neighbors import atoms_neighbor_list
 from .symmetry import ElementPlan, compute_element
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 # Amp's default G2 etas, np.logspace(log10(0.05), log10(5), 4) as numpy 1.x
 # computed it; numpy 2 rounds the first one differently (0.049999999999999996),
@@ -33,8 +39,12 @@ _REQUIRED = {"G2": ("element", "eta"),
              "G5": ("elements", "eta", "zeta", "gamma")}
 
 
-def make_symmetry_functions(elements, type, etas, offsets=None, zetas=None,
-                            gammas=None):
+def make_symmetry_functions(elements: list[str], type: str,
+                            etas: list[float],
+                            offsets: list[float] | None = None,
+                            zetas: list[float] | None = None,
+                            gammas: list[float] | None = None
+                            ) -> list[dict[str, Any]]:
     """Make a list of symmetry-function dicts, in Amp's order.
 
     Parameters
@@ -79,7 +89,8 @@ def make_symmetry_functions(elements, type, etas, offsets=None, zetas=None,
                      % (type,))
 
 
-def make_default_symmetry_functions(elements):
+def make_default_symmetry_functions(elements: list[str]
+                                    ) -> dict[str, list[dict[str, Any]]]:
     """Amp's default set: the same functions for every element.
 
     Four G2 (etas log-spaced from 0.05 to 5) per element, then G4 with
@@ -106,7 +117,31 @@ def _check_number(G, key, element):
     return float(value)
 
 
-def normalize_Gs(Gs, elements=None):
+def check_element(symbol: Any, where: str = "the descriptor") -> str:
+    """Return ``symbol`` as a ``str`` when it is a chemical symbol.
+
+    Raises
+    ------
+    ValueError
+        Not one of the periodic table's symbols (case matters: ``'Cu'``,
+        not ``'cu'``); the message names where it was given.
+    """
+    from ase.data import atomic_numbers
+
+    if not isinstance(symbol, str) or symbol not in atomic_numbers or \
+            symbol == "X":
+        hint = ""
+        if isinstance(symbol, str) and symbol != symbol.capitalize() and \
+                symbol.capitalize() in atomic_numbers:
+            hint = "; did you mean %r?" % symbol.capitalize()
+        raise ValueError("%r is not a chemical symbol (in %s)%s" % (
+            symbol, where, hint))
+    return symbol
+
+
+def normalize_Gs(Gs: dict[str, list[dict[str, Any]]] | list[dict[str, Any]],
+                 elements: list[str] | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
     """Validate symmetry functions and return them as a dict per element.
 
     Parameters
@@ -138,6 +173,8 @@ def normalize_Gs(Gs, elements=None):
                         "got %s" % type(Gs).__name__)
     out = {}
     for element, functions in Gs.items():
+        if element != "*":
+            check_element(element, "the keys of Gs")
         if not functions:
             raise ValueError("element %s has no symmetry functions" % element)
         clean = []
@@ -151,6 +188,8 @@ def normalize_Gs(Gs, elements=None):
                 raise ValueError("symmetry function %r of element %s misses "
                                  "%s" % (G, element, ", ".join(missing)))
             if G["type"] == "G2":
+                check_element(G["element"], "symmetry function %r of "
+                              "element %s" % (G, element))
                 g = {"type": "G2", "element": str(G["element"]),
                      "eta": _check_number(G, "eta", element),
                      "offset": (_check_number(G, "offset", element)
@@ -160,6 +199,9 @@ def normalize_Gs(Gs, elements=None):
                 if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                     raise ValueError("symmetry function %r of element %s: "
                                      "elements must be a pair" % (G, element))
+                for other in pair:
+                    check_element(other, "symmetry function %r of "
+                                  "element %s" % (G, element))
                 g = {"type": G["type"],
                      "elements": sorted(str(e) for e in pair),
                      "eta": _check_number(G, "eta", element),
@@ -208,9 +250,12 @@ class Gaussian(Descriptor):
     #: without storing derivatives (see :func:`amp.potential.evaluate`).
     contracted_forces = True
 
-    def __init__(self, cutoff=Cosine(6.5), Gs=None, dblabel=None,
-                 elements=None, version=None, fortran=True,
-                 mode="atom-centered"):
+    def __init__(self, cutoff: Any = Cosine(6.5),
+                 Gs: dict[str, list[dict[str, Any]]] | list[dict[str, Any]]
+                 | None = None,
+                 dblabel: str | None = None, elements: list[str] | None = None,
+                 version: str | None = None, fortran: bool = True,
+                 mode: str = "atom-centered") -> None:
         if mode != "atom-centered":
             raise ValueError("Gaussian supports only mode='atom-centered', "
                              "got %r" % (mode,))
@@ -219,7 +264,12 @@ class Gaussian(Descriptor):
                              % (version,))
         Descriptor.__init__(self, dblabel)
         self.cutoff = dict2cutoff(cutoff)
-        self.elements = sorted(elements) if elements is not None else None
+        if isinstance(elements, str):
+            raise TypeError("elements must be a list of chemical symbols, "
+                            "e.g. [%r], not a string" % elements)
+        self.elements = (sorted(check_element(e, "Gaussian's elements")
+                                for e in elements)
+                         if elements is not None else None)
         self._Gs_for_every_element = None
         if isinstance(Gs, (list, tuple)) and self.elements is None:
             # Amp 1.x: one list for every element, the elements taken from
@@ -230,7 +280,7 @@ class Gaussian(Descriptor):
             if self.elements is None and isinstance(Gs, dict):
                 self.elements = sorted(Gs)
             Gs = normalize_Gs(Gs, self.elements)
-            missing = set(self.elements) - set(Gs)
+            missing = set(self.elements or ()) - set(Gs)
             if missing:
                 raise ValueError("element %s has no symmetry functions"
                                  % ", ".join(sorted(missing)))
@@ -243,7 +293,7 @@ class Gaussian(Descriptor):
     # Parameters ----------------------------------------------------------
 
     @property
-    def parameters(self):
+    def parameters(self) -> dict[str, Any]:
         """The descriptor's parameters as a plain dict (Amp's keys)."""
         return {"importname": self.importname, "mode": self.mode,
                 "version": self.version, "cutoff": self.cutoff.todict(),
@@ -251,7 +301,7 @@ class Gaussian(Descriptor):
                        else self._Gs_for_every_element),
                 "elements": self.elements}
 
-    def fingerprint_parameters(self):
+    def fingerprint_parameters(self) -> dict[str, Any]:
         """What the fingerprints depend on: ``{'cutoff': ..., 'Gs': ...}``
         as plain data. The databases record it; a checkpoint, an ensemble
         member and a database are compared by it.
@@ -268,26 +318,26 @@ class Gaussian(Descriptor):
         return json.loads(json.dumps({"cutoff": self.cutoff.todict(),
                                       "Gs": self.Gs}))
 
-    def fingerprint_lengths(self):
+    def fingerprint_lengths(self) -> dict[str, int]:
         """``{element: number of features}``; ValueError before the
         symmetry functions are known (see :meth:`resolve`)."""
         if self.Gs is None:
             raise ValueError("the descriptor has no symmetry functions yet")
         return {element: len(G) for element, G in self.Gs.items()}
 
-    def todict(self):
+    def todict(self) -> dict[str, Any]:
         """Plain-data form, for model files (see :meth:`fromdict`)."""
         return json.loads(json.dumps(self.parameters))
 
     @classmethod
-    def fromdict(cls, parameters):
+    def fromdict(cls, parameters: dict[str, Any]) -> Gaussian:
         """Rebuild from :meth:`todict`'s form (extra keys are ignored)."""
         return cls(cutoff=parameters["cutoff"], Gs=parameters.get("Gs"),
                    elements=parameters.get("elements"),
                    version=parameters.get("version"),
                    mode=parameters.get("mode", "atom-centered"))
 
-    def tostring(self):
+    def tostring(self) -> str:
         """The parameters as a JSON string."""
         return json.dumps(self.parameters, sort_keys=True)
 
@@ -296,7 +346,7 @@ class Gaussian(Descriptor):
         return "Gaussian(cutoff=%r, features per element=%s)" % (
             self.cutoff, n or "default")
 
-    def resolve(self, images):
+    def resolve(self, images: dict[str, Atoms] | list[Atoms]) -> Gaussian:
         """This descriptor with the parameters the images decide.
 
         Elements not given are those of the images; symmetry functions not
@@ -315,12 +365,14 @@ class Gaussian(Descriptor):
 
         Raises
         ------
-        ValueError
-            An image holds an element that the descriptor does not cover.
+        ElementNotCoveredError
+            An image holds an element that the descriptor does not cover
+            (a ValueError).
         """
         names = list(images) if isinstance(images, dict) else None
-        images = images.values() if isinstance(images, dict) else images
-        symbols = [set(atoms.get_chemical_symbols()) for atoms in images]
+        frames = list(images.values()) if isinstance(images, dict) \
+            else images
+        symbols = [set(atoms.get_chemical_symbols()) for atoms in frames]
         found = sorted(set().union(*symbols))
         resolved = self
         if self.Gs is None:
@@ -331,19 +383,14 @@ class Gaussian(Descriptor):
             resolved = type(self)(cutoff=self.cutoff, Gs=Gs,
                                   dblabel=self.dblabel, elements=elements,
                                   fortran=self.fortran)
-        covered = set(resolved.Gs)
+        covered = set(resolved.Gs or ())
         for index, image in enumerate(symbols):
             if image - covered:
-                raise ValueError(
-                    "the image%s contains %s, which this descriptor does not "
-                    "cover: it has symmetry functions for %s only (a model "
-                    "trained for %s cannot describe %s)" % (
-                        "" if len(symbols) == 1 else " %s" % (
-                            names[index] if names else index),
-                        ", ".join(sorted(image - covered)),
-                        ", ".join(sorted(covered)),
-                        ", ".join(sorted(covered)),
-                        ", ".join(sorted(image - covered))))
+                raise ElementNotCoveredError(
+                    None if len(symbols) == 1 and names is None else
+                    "image %d" % index if names is None else
+                    "image %d (hash %s)" % (index, names[index]),
+                    sorted(image - covered), sorted(covered))
         return resolved
 
     def _adopt(self, resolved):
@@ -362,7 +409,8 @@ class Gaussian(Descriptor):
 
     # Fingerprinting ------------------------------------------------------
 
-    def compute(self, atoms, derivatives=False):
+    def compute(self, atoms: Atoms,
+                derivatives: bool = False) -> ImageFingerprints:
         """Fingerprints of one image as :class:`ImageFingerprints`.
 
         Nothing is stored; :meth:`calculate_fingerprints` fills a store.
@@ -370,7 +418,10 @@ class Gaussian(Descriptor):
         fingerprints, _ = self._compute(atoms, derivatives, None)
         return fingerprints
 
-    def compute_contracted(self, atoms, evaluate):
+    def compute_contracted(self, atoms: Atoms,
+                           evaluate: Callable[[str, np.ndarray, np.ndarray],
+                                              np.ndarray]
+                           ) -> tuple[ImageFingerprints, np.ndarray]:
         """Fingerprints of one image and ``dE / d r_e`` of every neighbour
         entry, the derivatives contracted with ``dE/dG`` as they are made.
 
@@ -419,7 +470,7 @@ class Gaussian(Descriptor):
                                      blocks), gradient
         return ImageFingerprints(symbols, values, nl), gradient
 
-    def derivative_memory(self, images):
+    def derivative_memory(self, images: dict[str, Atoms]) -> int:
         """Bytes that force training will hold for the derivatives of the
         hashed ``images`` (estimated from their neighbour lists; see
         :mod:`amp.descriptor.budget`). The calculator checks it against

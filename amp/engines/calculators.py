@@ -8,7 +8,7 @@ below they read from the calculators of this library when present
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -16,11 +16,11 @@ from ase.data import chemical_symbols
 __all__ = ["check_elements", "cutoff_radius", "known_elements"]
 
 
-def cutoff_radius(calc) -> Optional[float]:
+def cutoff_radius(calc: Any) -> Optional[float]:
     """The calculator's cutoff radius (Angstrom), or None if it declares
     none (``calc.descriptor.cutoff``, a number or an object with ``Rc``)."""
     cutoff = getattr(getattr(calc, "descriptor", None), "cutoff", None)
-    radius = getattr(cutoff, "Rc", cutoff)
+    radius: Any = getattr(cutoff, "Rc", cutoff)
     try:
         radius = float(radius)
     except (TypeError, ValueError):
@@ -28,7 +28,7 @@ def cutoff_radius(calc) -> Optional[float]:
     return radius if np.isfinite(radius) and radius > 0 else None
 
 
-def known_elements(calc) -> Optional[list]:
+def known_elements(calc: Any) -> Optional[list]:
     """The chemical symbols the calculator's model knows (sorted), or None
     when the calculator does not say."""
     elements = getattr(getattr(calc, "descriptor", None), "elements", None)
@@ -40,7 +40,7 @@ def known_elements(calc) -> Optional[list]:
     return None
 
 
-def check_elements(calc, symbols: Iterable[str], where: str) -> None:
+def check_elements(calc: Any, symbols: Iterable[str], where: str) -> None:
     """Raise ValueError if an element of ``symbols`` is unknown to the model.
 
     Parameters

@@ -16,7 +16,7 @@ directions; otherwise zero (the calculators give no stress then).
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from ase import Atoms
@@ -42,10 +42,10 @@ def _connect(host, port, unixsocket, timeout, log, wait):
             time.sleep(0.1)
 
 
-def run_client(calc, atoms: Atoms, unixsocket: Optional[str] = None,
+def run_client(calc: Any, atoms: Atoms, unixsocket: Optional[str] = None,
                host: str = "localhost", port: Optional[int] = None,
                timeout: Optional[float] = None, wait: float = 60.0,
-               log=None) -> int:
+               log: Any = None) -> int:
     """Serve ``calc``'s energy and forces to an i-PI server until it ends.
 
     Parameters

@@ -81,7 +81,7 @@ def _wheel_mpi_library() -> Optional[str]:
         return None
     for file in files:
         if file.name == MPI_LIBRARY:
-            return str(file.locate().resolve())
+            return str(file.locate().resolve())  # type: ignore[attr-defined]
     return None
 
 
@@ -125,7 +125,7 @@ def load_mpi() -> Optional[str]:
     return path
 
 
-def new_lammps(cmdargs: Optional[Sequence[str]] = None, **kwargs: Any):
+def new_lammps(cmdargs: Optional[Sequence[str]] = None, **kwargs: Any) -> Any:
     """A new ``lammps.lammps`` instance, with MPI loaded first.
 
     Parameters
@@ -203,7 +203,7 @@ def _evaluate(calc, atoms: Atoms, reach: Optional[float]):
     if periodic.all() or not periodic.any():
         model_atoms = atoms
     else:
-        model_atoms = _padded(atoms, reach)
+        model_atoms = _padded(atoms, reach)  # type: ignore[arg-type]
     # ASE's protocol: the first call compares the atoms with the last ones
     # and calculates; the others (atoms=None) read the same calculation.
     energy = calc.get_property("energy", model_atoms)
@@ -274,8 +274,8 @@ class LammpsCoupling:
         <fix_id>_failed``); None after a call that succeeds.
     """
 
-    def __init__(self, lmp, calc, fix_id: str, numbers_of_type: np.ndarray,
-                 reach: Optional[float]):
+    def __init__(self, lmp: Any, calc: Any, fix_id: str,
+                 numbers_of_type: np.ndarray, reach: Optional[float]) -> None:
         self.lmp = lmp
         self.calc = calc
         self.fix_id = fix_id
@@ -388,7 +388,7 @@ def _check_periodicity(calc, periodicity: np.ndarray,
             "periodic in all directions or in none" % type(calc).__name__)
 
 
-def attach(lmp, calc, type_to_symbol: TypeMap, fix_id: str = "amp"
+def attach(lmp: Any, calc: Any, type_to_symbol: TypeMap, fix_id: str = "amp"
            ) -> LammpsCoupling:
     """Make ``calc`` the potential of the LAMMPS instance ``lmp``.
 

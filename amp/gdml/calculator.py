@@ -8,8 +8,11 @@ like the sgdml package's own calculator, unless `E_to_eV` / `Ang_to_R` /
 the name sgdml users import.
 """
 
+from __future__ import annotations
+
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 from ase import units
@@ -59,7 +62,7 @@ def _unit_factor(label, table, kind, keyword):
     return float(table[key])
 
 
-def energy_unit_to_eV(label):
+def energy_unit_to_eV(label: Any) -> float:
     """eV per one unit of an energy label.
 
     Parameters
@@ -79,7 +82,7 @@ def energy_unit_to_eV(label):
     return _unit_factor(label, _ENERGY, "energy", "E_to_eV")
 
 
-def length_unit_to_Ang(label):
+def length_unit_to_Ang(label: Any) -> float:
     """Å per one unit of a length label.
 
     Parameters
@@ -154,9 +157,12 @@ class GDMLCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, model, E_to_eV=None, Ang_to_R=None, F_to_eV_Ang=None,
-                 use_torch=False, on_extrapolation="warn",
-                 extrapolation_tolerance=0.1, **kwargs):
+    def __init__(self, model: Any, E_to_eV: float | None = None,
+                 Ang_to_R: float | None = None,
+                 F_to_eV_Ang: float | None = None, use_torch: bool = False,
+                 on_extrapolation: str = "warn",
+                 extrapolation_tolerance: float = 0.1,
+                 **kwargs: Any) -> None:
         self._report = Reporter(on_extrapolation)
         self.extrapolation_tolerance = check_tolerance(
             extrapolation_tolerance)
@@ -204,7 +210,7 @@ class GDMLCalculator(Calculator):
         self.parameters["Ang_to_R"] = self.Ang_to_R
         self.parameters["F_to_eV_Ang"] = self.F_to_eV_Ang
 
-    def check_atoms(self, atoms):
+    def check_atoms(self, atoms: Any) -> None:
         """Raise unless the Atoms hold the model's species in its order.
 
         Parameters
@@ -234,8 +240,8 @@ class GDMLCalculator(Calculator):
                 "the Atoms ({}) hold other species than the model ({})"
                 .format(_formula(numbers), _formula(self.z)))
 
-    def calculate(self, atoms=None, properties=("energy",),
-                  system_changes=all_changes):
+    def calculate(self, atoms: Any = None, properties: Any = ("energy",),
+                  system_changes: Any = all_changes) -> None:
         """Compute energy, forces and, for periodic models, stress.
 
         Parameters

@@ -11,9 +11,12 @@ Exit status: 0 on success, 1 when a command cannot run as asked (the
 message on standard error says why), 2 for bad arguments.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -37,7 +40,7 @@ def _positive_int(text):
     return value
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``amp-gdml``.
 
     Returns
@@ -109,6 +112,9 @@ def build_parser():
         p.add_argument("--seed", type=int, metavar="<seed>",
                        help="seed of the sampling of points (default: "
                             "random)")
+    p_test.add_argument("--seed", type=int, metavar="<seed>",
+                        help="seed of the sampling of test points (default: "
+                             "random; the same seed tests the same points)")
     for p in (p_all, p_select):
         p.add_argument("--model_file", metavar="<model_file>",
                        help="name of the selected model file")
@@ -118,18 +124,28 @@ def build_parser():
     for p in (p_valid, p_test):
         p.add_argument("model", metavar="<model_dir_or_file>",
                        help="model file or folder of models")
-    p_valid.add_argument("valid_dataset", metavar="<valid_dataset_file>")
-    p_test.add_argument("test_dataset", metavar="<test_dataset_file>")
+    p_valid.add_argument("valid_dataset", metavar="<valid_dataset_file>",
+                         help="dataset the models were validated on when "
+                              "their tasks were made (its md5 must match)")
+    p_test.add_argument("test_dataset", metavar="<test_dataset_file>",
+                        help="dataset to test on (points used for training "
+                             "or validation are left out)")
     for p in (p_all, p_test):
         p.add_argument("n_test", metavar="<n_test>", type=_positive_int,
                        nargs="?", default=None,
                        help="test sample size (default: all unused points)")
-    p_resume.add_argument("model", metavar="<model_file>")
-    p_resume.add_argument("dataset", metavar="<train_dataset_file>")
-    p_train.add_argument("task", metavar="<task_dir_or_file>")
+    p_resume.add_argument("model", metavar="<model_file>",
+                          help="unconverged model file to continue")
+    p_resume.add_argument("dataset", metavar="<train_dataset_file>",
+                          help="dataset the model was trained on")
+    p_train.add_argument("task", metavar="<task_dir_or_file>",
+                         help="task file or folder of tasks (from 'create')")
     for p in (p_train, p_resume):
-        p.add_argument("valid_dataset", metavar="<valid_dataset_file>")
-    p_select.add_argument("model", metavar="<model_dir>")
+        p.add_argument("valid_dataset", metavar="<valid_dataset_file>",
+                       help="dataset holding the validation points named "
+                            "in the task")
+    p_select.add_argument("model", metavar="<model_dir>",
+                          help="folder of validated models (from 'train')")
     p_show.add_argument("file", metavar="<file>",
                         help="dataset, task or model file")
     for p in (p_all, p_train, p_resume, p_valid, p_test):
@@ -167,9 +183,10 @@ def build_parser():
 
 
 def _progress(label):
-    """A ``callback(current, total, text)`` drawing one terminal line."""
+    """A ``callback(current, total, text)`` drawing one terminal line
+    (whose clock moves during a long step that reports nothing)."""
     from ..progress import Progress
-    line = Progress(label=label)
+    line = Progress(label=label, heartbeat=True)
 
     def callback(current, total=1, text="", *args, **kwargs):
         line.phase(text or label, None if not total else
@@ -178,12 +195,20 @@ def _progress(label):
     return callback
 
 
+def _warn(line):
+    """Warnings go to standard error (after the output printed so far)."""
+    sys.stdout.flush()
+    print(line.strip(), file=sys.stderr)
+
+
 def _flatten(sigs):
     return None if not sigs else sorted({s for group in sigs for s in group})
 
 
-def create_dataset(step, path, output=None, name=None, theory="unknown",
-                   energy_unit="eV", length_unit="Ang", overwrite=False):
+def create_dataset(step: Any, path: str, output: str | None = None,
+                   name: str | None = None, theory: str = "unknown",
+                   energy_unit: str = "eV", length_unit: str = "Ang",
+                   overwrite: bool = False) -> str:
     """Write an sgdml dataset made from a trajectory file (create-dataset).
 
     Parameters
@@ -231,7 +256,7 @@ def _run(args):
     from .show import print_file
 
     step = workflow.Step(
-        write=print, progress=_progress,
+        write=print, warn=_warn, progress=_progress,
         max_memory=getattr(args, "max_memory", None),
         max_processes=getattr(args, "max_processes", None),
         solver=getattr(args, "solver", None))
@@ -288,7 +313,7 @@ def _run(args):
             length_unit=args.length_unit, overwrite=args.overwrite)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Run ``amp-gdml`` with `argv` (default: the command line).
 
     Parameters

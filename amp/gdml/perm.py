@@ -245,5 +245,6 @@ def find_perms(R, z, lat_and_inv=None, callback=None, max_processes=None,
                 RuntimeWarning)
             group = np.arange(N)[None, :]
     if callback is not None:
-        callback(3, 3, "found {:d} symmetries".format(len(group)))
+        callback(3, 3, "found {:d} {}".format(
+            len(group), "symmetry" if len(group) == 1 else "symmetries"))
     return group

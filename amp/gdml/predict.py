@@ -17,9 +17,12 @@ results are bitwise independent of the worker count; without it the
 training points are, and results differ at most by the summation order.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import time
+from typing import Any
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,7 +42,7 @@ __all__ = ["GDMLPredict", "require_torch", "geometries_as_rows",
 _BYTES_PER_PAIR = 8 * 5
 
 
-def require_torch():
+def require_torch() -> None:
     """Raise a clear error: the PyTorch path needs torch and a GPU.
 
     Raises
@@ -82,7 +85,7 @@ def _as_model(model):
     return model
 
 
-def geometries_as_rows(R, n_atoms):
+def geometries_as_rows(R: Any, n_atoms: int) -> np.ndarray:
     """Geometries in any layout sgdml accepts as an ``(M, 3N)`` array.
 
     Parameters
@@ -156,9 +159,11 @@ class GDMLPredict:
         If `model` is not a valid model.
     """
 
-    def __init__(self, model, batch_size=None, num_workers=None,
-                 max_memory=None, max_processes=None, use_torch=False,
-                 log_level=None):
+    def __init__(self, model: Any, batch_size: int | None = None,
+                 num_workers: int | None = None,
+                 max_memory: float | None = None,
+                 max_processes: int | None = None, use_torch: bool = False,
+                 log_level: int | None = None) -> None:
         self.log = logging.getLogger(__name__)
         if log_level is not None:
             self.log.setLevel(log_level)
@@ -184,9 +189,10 @@ class GDMLPredict:
         self.tril_perms_lin = np.asarray(model["tril_perms_lin"], dtype=int)
         self.perms = desc_perms_from_lin(self.tril_perms_lin, self.desc.dim)
         self.n_perms = self.perms.shape[0]
-        self.R_desc = None   # cache for training-set predictions
-        self.R_d_desc = None
-        self._glob_id = None  # index into globs once the workers ask
+        self.R_desc: Any = None   # cache for training-set predictions
+        self.R_d_desc: Any = None
+        # index into globs once the workers ask
+        self._glob_id: int | None = None
         self._Xp = self._permute(self.R_desc_train)
         self._xx = np.einsum("kd,kd->k", self._Xp, self._Xp)
         self._aE = None
@@ -237,7 +243,7 @@ class GDMLPredict:
         return self._glob_id
 
     # -- sgdml API: caches for iterative training --------------------------
-    def set_R_desc(self, R_desc):
+    def set_R_desc(self, R_desc: np.ndarray) -> None:
         """Store descriptors of geometries to predict with ``predict()``.
 
         Parameters
@@ -247,7 +253,7 @@ class GDMLPredict:
         """
         self.R_desc = None if R_desc is None else np.asarray(R_desc)
 
-    def set_R_d_desc(self, R_d_desc):
+    def set_R_d_desc(self, R_d_desc: np.ndarray) -> None:
         """Store compact descriptor Jacobians, needed by :meth:`set_alphas`.
 
         Parameters
@@ -257,7 +263,8 @@ class GDMLPredict:
         """
         self.R_d_desc = None if R_d_desc is None else np.asarray(R_d_desc)
 
-    def set_alphas(self, alphas_F, alphas_E=None):
+    def set_alphas(self, alphas_F: np.ndarray,
+                   alphas_E: np.ndarray | None = None) -> None:
         """Replace the model coefficients (iterative training).
 
         Parameters
@@ -341,7 +348,8 @@ class GDMLPredict:
         """
         self.bulk_mp = bool(bulk_mp)
 
-    def set_opt_num_workers_and_batch_size_fast(self, n_bulk=1, n_reps=1):
+    def set_opt_num_workers_and_batch_size_fast(self, n_bulk: int = 1,
+                                                n_reps: int = 1) -> Any:
         """Deprecated alias of :meth:`prepare_parallel`.
 
         Parameters
@@ -361,9 +369,10 @@ class GDMLPredict:
                       stacklevel=2)
         return self.prepare_parallel(n_bulk, n_reps)
 
-    _bmark_cache = {}
+    _bmark_cache: dict[Any, Any] = {}
 
-    def prepare_parallel(self, n_bulk=1, n_reps=1, return_is_from_cache=False):
+    def prepare_parallel(self, n_bulk: int = 1, n_reps: int = 1,
+                         return_is_from_cache: bool = False) -> Any:
         """Benchmark worker count, chunk size and bulk mode; keep the best.
 
         The choice is cached per (atoms, training points, permutations,
@@ -402,7 +411,7 @@ class GDMLPredict:
                          max(1, self.n_train // 4)}, reverse=True)
         workers_rng = list(range(0, self.max_processes))
         bulk_rng = [False, True] if n_bulk > 1 else [False]
-        best = None
+        best: Any = None
         for workers in workers_rng:
             for bulk in (bulk_rng if workers > 0 else [False]):
                 for chunk in chunks:
@@ -424,7 +433,7 @@ class GDMLPredict:
         self._set_bulk_mp(bulk)
         return (gps, False) if return_is_from_cache else gps
 
-    def get_GPU_batch(self):
+    def get_GPU_batch(self) -> int:
         """Batch size of the GPU implementation.
 
         Raises
@@ -505,8 +514,9 @@ class GDMLPredict:
             Fd[q0:q0 + qb] = f
         return E, Fd
 
-    def predict(self, R=None, return_E=True, return_virial=False,
-                lattice=None, return_descriptor=False):
+    def predict(self, R: Any = None, return_E: bool = True,
+                return_virial: bool = False, lattice: Any = None,
+                return_descriptor: bool = False) -> Any:
         """Predict energies and forces (and, for periodic models, the virial).
 
         Parameters

@@ -231,7 +231,10 @@ def cg_solve(op, y, precon=None, x0=None, tol=1e-4, maxiter=None,
     maxiter : int, optional
         Iteration limit (default ``10 n``).
     callback : callable, optional
-        ``callback(iteration, maxiter, done_str)`` progress function.
+        ``callback(done, 1.0, text)`` progress function: ``done`` is the
+        fraction (0..1) of the way from the first residual to the target
+        on a log scale; ``text`` gives the relative residual and the
+        iteration.
     iter_callback : callable, optional
         ``iter_callback(x, iteration, residual_norm)`` after each step
         (e.g. to save progress).
@@ -260,7 +263,13 @@ def cg_solve(op, y, precon=None, x0=None, tol=1e-4, maxiter=None,
     p = z.copy()
     rz = r @ z
     it = 0
-    t_last = time.perf_counter()
+    # Progress is the fraction of the way, on a log scale, from the first
+    # residual to the target (the iteration count against maxiter says
+    # nothing: CG stops long before); reported at the first iteration,
+    # then every second.
+    resid0 = resid
+    span = np.log(resid0 / target) if target > 0 else np.inf
+    t_last = -np.inf
     while it < maxiter:
         Ap = op.matvec(p)
         pAp = p @ Ap
@@ -275,8 +284,11 @@ def cg_solve(op, y, precon=None, x0=None, tol=1e-4, maxiter=None,
             iter_callback(x, it, resid)
         if callback is not None and time.perf_counter() - t_last > 1.0:
             t_last = time.perf_counter()
-            callback(it, maxiter, "CG: residual {:.3e}".format(
-                resid / max(y_norm, TINY_SCALE)))
+            done = np.log(resid0 / max(resid, TINY_SCALE)) / span \
+                if np.isfinite(span) and span > 0 else 0.0
+            callback(min(max(done, 0.0), 1.0), 1.0,
+                     "CG: residual {:.3e}, iteration {}".format(
+                         resid / max(y_norm, TINY_SCALE), it))
         if resid <= target:
             return x, it, resid, True
         z = precon(r) if precon is not None else r

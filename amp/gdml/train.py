@@ -14,9 +14,12 @@ descriptor is invariant to rigid motions, so the other six directions are an
 exact null space of K whose coefficients never reach a prediction.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import warnings
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,8 +70,10 @@ class GDMLTrain:
         as sgdml does, warn and keep the model.
     """
 
-    def __init__(self, max_memory=None, max_processes=None, use_torch=False,
-                 solver=None, label_checks="raise"):
+    def __init__(self, max_memory: float | None = None,
+                 max_processes: int | None = None, use_torch: bool = False,
+                 solver: str | None = None,
+                 label_checks: str = "raise") -> None:
         if solver not in (None, "analytic", "cg"):
             raise ValueError("solver must be None, 'analytic' or 'cg'")
         if label_checks not in ("raise", "warn"):
@@ -91,7 +96,8 @@ class GDMLTrain:
         self._use_torch = bool(use_torch)
 
     # -- sampling and tasks --------------------------------------------------
-    def draw_strat_sample(self, T, n, excl_idxs=None):
+    def draw_strat_sample(self, T: np.ndarray, n: int,
+                          excl_idxs: Any = None) -> np.ndarray:
         """Stratified sample of n indices preserving the distribution of T.
 
         See :func:`amp.gdml.sampling.draw_strat_sample`, which this calls
@@ -99,9 +105,13 @@ class GDMLTrain:
         """
         return draw_strat_sample(T, n, excl_idxs=excl_idxs)
 
-    def create_task(self, train_dataset, n_train, valid_dataset, n_valid, sig,
-                    lam=1e-10, perms=None, use_sym=True, use_E=True,
-                    use_E_cstr=False, callback=None):
+    def create_task(self, train_dataset: dict[str, Any], n_train: int,
+                    valid_dataset: dict[str, Any], n_valid: int, sig: float,
+                    lam: float = 1e-10, perms: Any = None,
+                    use_sym: bool = True, use_E: bool = True,
+                    use_E_cstr: bool = False,
+                    callback: Callable[..., Any] | None = None
+                    ) -> dict[str, Any]:
         """Create a training task; see :func:`amp.gdml.task.create_task`.
 
         Returns
@@ -118,7 +128,8 @@ class GDMLTrain:
     def _check_perms(perms, z):
         return check_perms(perms, z)
 
-    def create_task_from_model(self, model, dataset):
+    def create_task_from_model(self, model: dict[str, Any],
+                               dataset: dict[str, Any]) -> dict[str, Any]:
         """Task that resumes training of a model; see
         :func:`amp.gdml.task.create_task_from_model`.
 
@@ -130,8 +141,10 @@ class GDMLTrain:
         return create_task_from_model(model, dataset)
 
     # -- models --------------------------------------------------------------
-    def create_model(self, task, solver, R_desc, R_d_desc, tril_perms_lin,
-                     std, alphas_F, alphas_E=None):
+    def create_model(self, task: dict[str, Any], solver: str, R_desc: Any,
+                     R_d_desc: Any, tril_perms_lin: Any, std: float,
+                     alphas_F: np.ndarray, alphas_E: np.ndarray | None = None
+                     ) -> dict[str, Any]:
         """Assemble a model dict from a task and trained coefficients.
 
         Parameters
@@ -222,7 +235,10 @@ class GDMLTrain:
                 raise ValueError("task: E_train must hold {} finite values"
                                  .format(R.shape[0]))
 
-    def train(self, task, save_progr_callback=None, callback=None):
+    def train(self, task: dict[str, Any],
+              save_progr_callback: Callable[[dict[str, Any]], Any]
+              | None = None,
+              callback: Callable[..., Any] | None = None) -> dict[str, Any]:
         """Train a model for a task.
 
         The dense Cholesky solver is used when its ``n x n`` matrix

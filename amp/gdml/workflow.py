@@ -56,7 +56,7 @@ class Step:
     Parameters
     ----------
     write : callable
-        Line printer (``print``).
+        Line printer of the program's output (``print``).
     progress : callable
         ``progress(label)`` returning a ``callback(current, total, text)``
         with a ``close()`` method.
@@ -64,11 +64,15 @@ class Step:
         Resource limits.
     solver : str or None
         ``'analytic'``, ``'cg'`` or None (by memory).
+    warn : callable, optional
+        Printer of warnings (the command line writes them to standard
+        error); default `write`.
     """
 
     def __init__(self, write=print, progress=None, max_memory=None,
-                 max_processes=None, solver=None):
+                 max_processes=None, solver=None, warn=None):
         self.write = write
+        self.warn = write if warn is None else warn
         self.progress = progress or (lambda label: _Silent())
         self.max_memory = max_memory
         self.max_processes = max_processes
@@ -91,7 +95,7 @@ class Step:
         finally:
             callback.close()
         for w in caught:
-            self.write("  warning: {}".format(w.message))
+            self.warn("  warning: {}".format(w.message))
         return result
 
 
@@ -103,14 +107,26 @@ class _Silent:
         pass
 
 
+#: Extensions of files ASE reads that are trajectories, not datasets.
+TRAJECTORY_EXTENSIONS = (".traj", ".xyz", ".extxyz", ".db", ".json",
+                         ".pdb", ".cif", ".xsf", ".vasp", ".out", ".log")
+
+
 def load_dataset(path, what="dataset"):
-    """Load a dataset file or raise CommandError naming it."""
+    """Load a dataset file or raise CommandError naming it (and, for a
+    trajectory, the command that makes a dataset of it)."""
     try:
         return gdml_io.load_dataset(path)
     except FileNotFoundError:
         raise CommandError("{} '{}' does not exist".format(what, path)) \
             from None
     except ValueError as err:
+        if str(path).lower().endswith(TRAJECTORY_EXTENSIONS) or \
+                os.path.basename(str(path)) in ("OUTCAR", "vasprun.xml"):
+            raise CommandError(
+                "'{}' is a trajectory, not an sgdml dataset (.npz); make "
+                "one first: amp-gdml create-dataset {}".format(path, path)) \
+                from None
         raise CommandError("cannot use '{}' as the {}: {}".format(
             path, what, err)) from None
 
@@ -345,9 +361,10 @@ def create(step, dataset_path, n_train, n_valid, sigs=None, gdml=False,
             record_file(task_dir, name)
             gdml_io.save_task(path, template)
             written += 1
-    step.write("Wrote {} of {} task(s) ({} training points, {} symmetries) "
-               "in '{}'".format(written, len(sigs), n_train,
-                                np.atleast_2d(template["perms"]).shape[0],
+    n_perms = np.atleast_2d(template["perms"]).shape[0]
+    step.write("Wrote {} of {} task(s) ({} training points, {} {}) "
+               "in '{}'".format(written, len(sigs), n_train, n_perms,
+                                "symmetry" if n_perms == 1 else "symmetries",
                                 task_dir))
     return task_dir
 
@@ -363,20 +380,21 @@ def _perms_from(path):
     return data["perms"]
 
 
-def _checkpoint_task(task, checkpoint_path, write):
+def _checkpoint_task(task, checkpoint_path, step):
     """The task, continued from an unconverged checkpoint when one fits."""
     if not os.path.exists(checkpoint_path):
         return task
     try:
         model = gdml_io.load_model(checkpoint_path)
     except ValueError as err:
-        write("  ignoring the unreadable checkpoint '{}': {}".format(
+        step.warn("  ignoring the unreadable checkpoint '{}': {}".format(
             checkpoint_path, err))
         return task
     if (np.array_equal(model["idxs_train"], task["idxs_train"])
             and float(scalar(model["sig"])) == float(scalar(task["sig"]))):
-        write("  continuing from the checkpoint '{}' ({} iterations)".format(
-            checkpoint_path, int(scalar(model.get("solver_iters", 0)))))
+        step.write("  continuing from the checkpoint '{}' ({} iterations)"
+                   .format(checkpoint_path,
+                           int(scalar(model.get("solver_iters", 0)))))
         task = dict(task, alphas0_F=model["alphas_F"])
         if "alphas_E" in model:
             task["alphas0_E"] = model["alphas_E"]
@@ -418,7 +436,7 @@ def train(step, task_path, valid_dataset_path, overwrite=False, lazy=False):
             gdml_io.save_task(task_file, dict(task, tried_training=True))
             record_file(task_dir, model_name)
             checkpoint = os.path.join(task_dir, "_unconv_" + model_name)
-            task = _checkpoint_task(task, checkpoint, step.write)
+            task = _checkpoint_task(task, checkpoint, step)
             model = step.run(
                 "Training", step.trainer().train, task,
                 save_progr_callback=lambda m, p=checkpoint:
@@ -427,13 +445,13 @@ def train(step, task_path, valid_dataset_path, overwrite=False, lazy=False):
             if os.path.exists(checkpoint):
                 os.remove(checkpoint)
             step.write("  wrote '{}'".format(model_path))
-        if len(names) == 1:
-            break
         err = test(step, model_path, valid_dataset_path, n_test=-1,
                    overwrite=False, dataset=valid, quiet=True)[0]
         if previous is not None and err > previous:
-            step.write("Skipping the remaining tasks: the validation error "
-                       "rises again")
+            if i + 1 < len(names):
+                step.write("Skipping the remaining {} task(s): the "
+                           "validation error rises again".format(
+                               len(names) - i - 1))
             break
         previous = err
     return model_path if len(names) == 1 else task_dir
@@ -614,20 +632,29 @@ def select(step, model_dir, overwrite=False, model_file=None,
     best = int(np.argmin([r[4] for r in rows])) if len(rows) > 1 else 0
     if len(rows) > 1:
         e_unit, _, f_unit = units(models[0])
-        step.write("Cross-validation errors (MAE/RMSE; energy [{}], forces "
-                   "[{}])".format(e_unit, f_unit))
-        step.write("  {:>6}  {:>17}  {:>17}".format("sigma", "energy",
-                                                     "forces"))
+        # Models trained on forces alone (--no_E) have no energy errors:
+        # their column is left out rather than filled with nan.
+        energies = not all(np.isnan(r[1]) for r in rows)
+        if energies:
+            step.write("Cross-validation errors (MAE/RMSE; energy [{}], "
+                       "forces [{}])".format(e_unit, f_unit))
+            step.write("  {:>6}  {:>17}  {:>17}".format("sigma", "energy",
+                                                         "forces"))
+        else:
+            step.write("Cross-validation errors (MAE/RMSE; forces [{}]; "
+                       "no energies)".format(f_unit))
+            step.write("  {:>6}  {:>17}".format("sigma", "forces"))
         for i in np.argsort([r[0] for r in rows]):
             sig, emae, ermse, fmae, frmse = rows[i]
-            step.write("{} {:>6g}  {:>8.4f}/{:<8.4f}  {:>8.4f}/{:<8.4f}"
-                       .format("*" if i == best else " ", sig, emae, ermse,
-                               fmae, frmse))
+            energy = ("  {:>8.4f}/{:<8.4f}".format(emae, ermse)
+                      if energies else "")
+            step.write("{} {:>6g}{}  {:>8.4f}/{:<8.4f}".format(
+                "*" if i == best else " ", sig, energy, fmae, frmse))
         sigs = [r[0] for r in rows]
         if rows[best][0] in (min(sigs), max(sigs)):
-            step.write("  warning: the best sigma lies on the boundary of the "
-                       "grid; extending the grid beyond {:g} may help".format(
-                           rows[best][0]))
+            step.warn("  warning: the best sigma lies on the boundary of the "
+                      "grid; extending the grid beyond {:g} may help".format(
+                          rows[best][0]))
     if model_file is None:
         model_file = gdml_io.model_file_name(models[best], is_extended=True)
     if os.path.exists(model_file) and not overwrite and _same_model(

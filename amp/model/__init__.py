@@ -15,6 +15,10 @@ or :mod:`amp.stats`; the optimizer (:mod:`amp.regression`, a floor below)
 is imported where a fit starts.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 # TrainingConvergenceError is defined in amp.utilities (as in Amp 1.x) and
@@ -31,7 +35,7 @@ __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
            "combine_partials"]
 
 
-def check_mode(descriptor):
+def check_mode(descriptor: Any) -> None:
     """Raise ValueError unless ``descriptor`` is atom-centred (the only
     mode the models here train on)."""
     mode = getattr(descriptor, "mode", "atom-centered")
@@ -40,7 +44,8 @@ def check_mode(descriptor):
                          "mode %r" % (mode,))
 
 
-def fingerprint_range(store, images):
+def fingerprint_range(store: Any, images: dict[str, Any]
+                      ) -> dict[str, list[list[float]]]:
     """Per-element ``[[min, max], ...]`` of every fingerprint component.
 
     Parameters
@@ -59,7 +64,8 @@ def fingerprint_range(store, images):
     return _range(store[key].values.items() for key in images)
 
 
-def calculate_fingerprints_range(fp, images):
+def calculate_fingerprints_range(fp: Any, images: dict[str, Any]
+                                 ) -> dict[str, list[list[float]]]:
     """Amp's name: :func:`fingerprint_range` over a descriptor's
     fingerprints (Amp 1.x's view: its ``arrays``, or failing that its
     ``fingerprints[hash]`` lists).
@@ -114,7 +120,7 @@ class Model:
     """
 
     @property
-    def log(self):
+    def log(self) -> Logger:
         """The logger given to :meth:`fit` (an
         :class:`amp.utilities.Logger`; a silent one before)."""
         if getattr(self, "_log", None) is not None:
@@ -122,8 +128,14 @@ class Model:
         return Logger(None)
 
     @log.setter
-    def log(self, log):
+    def log(self, log: Logger) -> None:
         self._log = log
+
+    def _evaluate_block(self, symbol: Any, block: np.ndarray,
+                        gradient: bool) -> Any:
+        """Energies (and ``dE/dG``) of a block of atoms of one element
+        (provided by each model)."""
+        raise NotImplementedError
 
     @staticmethod
     def _group(fingerprints):
@@ -135,7 +147,7 @@ class Model:
                                            dtype=float))
                 for s, i in index.items()}
 
-    def calculate_energy(self, fingerprints):
+    def calculate_energy(self, fingerprints: list[Any]) -> float:
         """Energy of an image from Amp's fingerprint list.
 
         Also sets ``self.atomic_energies`` (a list, atom order).
@@ -155,22 +167,25 @@ class Model:
         self.atomic_energies = atomic.tolist()
         return float(atomic.sum())
 
-    def calculate_atomic_energy(self, afp, index, symbol):
+    def calculate_atomic_energy(self, afp: Any, index: int,
+                                symbol: str) -> float:
         """Energy of one atom from its fingerprint ``afp`` (``index`` is
         unused, kept for Amp's signature)."""
         energy, _ = self._evaluate_block(
             symbol, np.asarray(afp, dtype=float)[None, :], False)
         return float(energy[0])
 
-    def calculate_force(self, afp, derafp, direction, nindex=None,
-                        nsymbol=None):
+    def calculate_force(self, afp: Any, derafp: Any, direction: int,
+                        nindex: int | None = None,
+                        nsymbol: str | None = None) -> float:
         """Amp's force contribution ``-dE_n/dG_n . derafp`` of one
         fingerprint-prime entry (``direction`` and ``nindex`` unused)."""
         _, grad = self._evaluate_block(
             nsymbol, np.asarray(afp, dtype=float)[None, :], True)
         return -float(grad[0] @ np.asarray(derafp, dtype=float))
 
-    def calculate_forces(self, fingerprints, fingerprintprimes):
+    def calculate_forces(self, fingerprints: list[Any],
+                         fingerprintprimes: dict[Any, Any]) -> np.ndarray:
         """Forces of an image from Amp's dictionary views.
 
         Parameters
@@ -191,7 +206,7 @@ class Model:
             for row, atom in enumerate(atoms):
                 gradient[atom] = grad[row]
         # One contraction per neighbour element (feature counts differ).
-        by_symbol = {}
+        by_symbol: dict[str, list[Any]] = {}
         for key, prime in fingerprintprimes.items():
             by_symbol.setdefault(key[3], []).append((key, prime))
         forces = np.zeros((n_atoms, 3))

@@ -20,8 +20,11 @@ files hold only the weights and the name of the training-image file
 features are computed from that file at the first prediction.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any, Callable
 
 import numpy as np
 from ase.calculators.calculator import Parameters, PropertyNotImplementedError
@@ -118,12 +121,15 @@ class KernelRidge(AmpViews, Model):
     #: dE/dG (see :func:`amp.potential.evaluate`).
     separate_forces = True
 
-    def __init__(self, sigma=1.0, kernel="rbf", lamda=1e-5, weights=None,
-                 regressor=None, mode=None, trainingimages=None,
-                 version=None, fortran=False, checkpoints=None,
-                 lossfunction=None, cholesky=True, weights_independent=True,
-                 randomize_weights=False, forcetraining=False,
-                 preprocessing=False, nnpartition=None, sum_rule=True):
+    def __init__(self, sigma: Any = 1.0, kernel: str = "rbf",
+                 lamda: Any = 1e-5, weights: Any = None, regressor: Any = None,
+                 mode: str | None = None, trainingimages: Any = None,
+                 version: str | None = None, fortran: bool = False,
+                 checkpoints: int | None = None, lossfunction: Any = None,
+                 cholesky: bool = True, weights_independent: bool = True,
+                 randomize_weights: bool = False, forcetraining: bool = False,
+                 preprocessing: bool = False, nnpartition: Any = None,
+                 sum_rule: bool = True) -> None:
         if version is not None and version not in VERSIONS:
             raise ValueError("KernelRidge version %r is not supported "
                              "(supported: %s)" % (version,
@@ -167,9 +173,9 @@ class KernelRidge(AmpViews, Model):
         self.checkpoints = checkpoints
         self.randomize_weights = randomize_weights
         self._forcetraining = bool(forcetraining)
-        self._references = None
-        self._training = None
-        self._memory_limit = None
+        self._references: Any = None
+        self._training: Any = None
+        self._memory_limit: Any = None
 
     # Amp's attribute names -------------------------------------------------
 
@@ -184,13 +190,13 @@ class KernelRidge(AmpViews, Model):
         lambda self: self.parameters.weights_independent)
 
     @property
-    def forcetraining(self):
+    def forcetraining(self) -> bool:
         """Whether training fits the force model (and so needs fingerprint
         derivatives)."""
         return self._forcetraining
 
     @property
-    def has_force_model(self):
+    def has_force_model(self) -> bool:
         """Whether the model predicts forces (it has force weights)."""
         weights = self.parameters.weights
         return bool(weights) and weights.get("forces") is not None
@@ -227,7 +233,7 @@ class KernelRidge(AmpViews, Model):
 
     def check_memory(self, images: dict | list,
                      memory_limit: int | float | str | None = None,
-                     log=None) -> int:
+                     log: Logger | None = None) -> int:
         """Log the bytes the fit's kernel matrices need (returned); raise
         :class:`amp.descriptor.budget.TrainingMemoryError` when more than
         ``memory_limit`` (bytes or ``'4 GB'``; default the memory available
@@ -239,9 +245,10 @@ class KernelRidge(AmpViews, Model):
 
     # Training ----------------------------------------------------------------
 
-    def fit(self, trainingimages: dict | list, descriptor, log=None,
-            parallel=None, only_setup: bool = False,
-            on_step=None) -> bool | None:
+    def fit(self, trainingimages: dict | list, descriptor: Any,
+            log: Logger | None = None, parallel: Any = None,
+            only_setup: bool = False,
+            on_step: Callable[[int], Any] | None = None) -> bool | None:
         """:meth:`setup` then :meth:`regress` (Amp 1.x's entry point, on
         Amp 1.x's view of the descriptor, ``descriptor.arrays``): True when
         fitted, None with ``only_setup``."""
@@ -251,8 +258,8 @@ class KernelRidge(AmpViews, Model):
             return None
         return self.regress(log, parallel, on_step)
 
-    def setup(self, trainingimages: dict | list, store,
-              log=None) -> None:
+    def setup(self, trainingimages: dict | list, store: Any,
+              log: Logger | None = None) -> None:
         """Collect the training atoms' features and targets.
 
         Parameters
@@ -297,7 +304,8 @@ class KernelRidge(AmpViews, Model):
         return sigma_table(self._sigma, sorted(n_features), n_features,
                            "forces" in references)
 
-    def regress(self, log=None, parallel=None, on_step=None) -> bool:
+    def regress(self, log: Logger | None = None, parallel: Any = None,
+                on_step: Callable[[int], Any] | None = None) -> bool:
         """Solve for the weights (after :meth:`setup`).
 
         Parameters
@@ -381,7 +389,7 @@ class KernelRidge(AmpViews, Model):
 
     # Prediction --------------------------------------------------------------
 
-    def prepare(self, descriptor) -> None:
+    def prepare(self, descriptor: Any) -> None:
         """Make the training features if the model has none yet (a model
         from an Amp 1.x file): read ``trainingimages`` and fingerprint
         them with ``descriptor``. A no-op afterwards.
@@ -444,7 +452,7 @@ class KernelRidge(AmpViews, Model):
             block[:, x], references[:, x], weights[x], p.kernel,
             p.sigma["forces"][element][x]) for x in range(3)], axis=1)
 
-    def predict(self, fingerprints, forces: bool = True) -> tuple:
+    def predict(self, fingerprints: Any, forces: bool = True) -> tuple:
         """Atomic energies and (when the model has them) forces of one
         image.
 
@@ -526,7 +534,7 @@ class KernelRidge(AmpViews, Model):
         """Plain JSON-serialisable form, training features included (see
         :meth:`fromdict`)."""
         p = self.parameters
-        weights = None
+        weights: Any = None
         if p.weights is not None:
             energy = p.weights["energy"]
             weights = {"energy": {e: w.tolist() for e, w in energy.items()}

@@ -10,9 +10,11 @@ optimizer when the criteria are met (or the held-out loss stopped
 improving). The formulas are in ``docs/model.md``.
 """
 
+from __future__ import annotations
+
 import contextlib
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from ase.calculators.calculator import Parameters
@@ -28,7 +30,7 @@ def _table_time():
     return now().replace(" ", "T")
 
 
-def combine_partials(partials):
+def combine_partials(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Add the partial sums of several batches (see
     :meth:`~amp.model.batch.TrainingBatch.partial`).
 
@@ -113,11 +115,15 @@ class LossFunction:
                                           "force_rmse": None,
                                           "force_maxresid": None}}
 
-    def __init__(self, energy_coefficient=1.0, force_coefficient=0.04,
-                 convergence=None, parallel=None, overfit=0.,
-                 raise_ConvergenceOccurred=True, log_losses=True, d=None,
-                 weight_duplicates=False, maxiter=100000, use_workers=None,
-                 stress_coefficient=None):
+    def __init__(self, energy_coefficient: float = 1.0,
+                 force_coefficient: float | None = 0.04,
+                 convergence: dict[str, float | None] | None = None,
+                 parallel: Any = None, overfit: float = 0.,
+                 raise_ConvergenceOccurred: bool = True,
+                 log_losses: bool = True, d: float | None = None,
+                 weight_duplicates: bool = False, maxiter: int | None = 100000,
+                 use_workers: bool | None = None,
+                 stress_coefficient: float | None = None) -> None:
         criteria = dict(self.default_parameters["convergence"])
         criteria.update(stress_rmse=None, stress_maxresid=None)
         if stress_coefficient is not None and force_coefficient is None:
@@ -146,23 +152,23 @@ class LossFunction:
         self.raise_ConvergenceOccurred = raise_ConvergenceOccurred
         self.log_losses = log_losses
         self.d = d
-        self._model = None
-        self._images = None
-        self._log = None
+        self._model: Any = None
+        self._images: Any = None
+        self._log: Logger | None = None
         self._n_batches = 1
-        self._workers = None
+        self._workers: Any = None
         #: Live progress line (amp.progress): None when stderr is a
         #: terminal, True/False forced; Amp sets it from its ``verbose``.
         self.verbose = None
         self._progress = None
         #: Held-out images (amp.model.validation.HeldOut) or None.
-        self.validation = None
+        self.validation: Any = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
 
     @property
-    def train_forces(self):
+    def train_forces(self) -> bool:
         """Whether the loss has a force term (fingerprint derivatives are
         then needed): ``force_coefficient`` is not None."""
         return self.parameters.force_coefficient is not None
@@ -178,21 +184,24 @@ class LossFunction:
         not improved for ``patience`` evaluations."""
         return self.validation is not None and self.validation.stopped_early
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the step count, the best parameters and the batches
         (and stop using workers)."""
         self.close()
         self._step = 0
-        self._batches = None
-        self._stress_history = []
+        self._batches: Any = None
+        self._stress_history: list[Any] = []
         if self.validation is not None:
             self.validation.reset()
         self._initialized = False
-        self._best = (np.inf, None)
+        self._best: tuple[float, Any] = (np.inf, None)
         self._start = time.time()
 
-    def attach_model(self, model, log=None, images=None, fingerprints=None,
-                     fingerprintprimes=None, validation=None, patience=None):
+    def attach_model(self, model: Any, log: Logger | None = None,
+                     images: dict[str, Any] | None = None,
+                     fingerprints: Any = None,
+                     fingerprintprimes: Any = None, validation: Any = None,
+                     patience: int | None = None) -> None:
         """Attach the model whose parameters are trained.
 
         Parameters
@@ -226,14 +235,14 @@ class LossFunction:
         self.validation = validation
         self.reset()
 
-    def split_images(self, n_batches):
+    def split_images(self, n_batches: int) -> None:
         """Evaluate the images in ``n_batches`` subsets (the results do not
         depend on it; the parallel path sends each subset to a worker)."""
         self._n_batches = int(n_batches)
         self._batches = None
 
     @property
-    def log(self):
+    def log(self) -> Logger:
         """The logger used for the convergence table."""
         if self._log is not None:
             return self._log
@@ -252,15 +261,22 @@ class LossFunction:
         metadata = getattr(images, "metadata", None) or {}
         return dict(metadata.get("duplicates", {}))
 
-    def batches(self):
+    def batches(self) -> list[Any]:
         """The :class:`TrainingBatch` objects, built on first use."""
         if self._batches is None:
             images = self._training_images()
+            # Building takes seconds for thousands of images: say so, on
+            # a line of its own whose clock moves meanwhile.
+            line = self._new_progress_line(heartbeat=True)
+            line.phase("building batches of %d images" % len(images))
             keys = list(images)
             weights = self._image_weights(images)
             groups = [g for g in np.array_split(np.arange(len(keys)),
                                                 self._n_batches) if len(g)]
-            self._batches = self._make_batches(images, groups, weights)
+            try:
+                self._batches = self._make_batches(images, groups, weights)
+            finally:
+                line.close()
         return self._batches
 
     def _make_batches(self, images, groups, weights):
@@ -274,15 +290,38 @@ class LossFunction:
                                        self.train_forces, weights, **stress)
                 for group in groups]
 
+    def _new_progress_line(self, heartbeat=False):
+        """A live training line (:mod:`amp.progress`): step n/maxiter, the
+        loss, and each RMSE against its criterion with its unit."""
+        from ..progress import Progress
+
+        return Progress(None, "training", enabled=self.verbose, unit="step",
+                        heartbeat=heartbeat, limit=self.parameters.maxiter)
+
+    def _progress_fields(self, result, held_out=None):
+        c = self.parameters.convergence
+        fields = {"loss": result["loss"]}
+        rows = [("energy RMSE", "energy_rmse", "eV/atom")]
+        if self.train_forces:
+            rows.append(("force RMSE", "force_rmse", "eV/Å"))
+        if self.train_stress:
+            rows.append(("stress RMSE", "stress_rmse", "eV/Å³"))
+        for name, key, unit in rows:
+            target = c.get(key)
+            fields[name] = ("%.4g/%.4g %s" % (result[key], target, unit)
+                            if target is not None else
+                            "%.4g %s" % (result[key], unit))
+        if held_out is not None:
+            fields["validation energy RMSE"] = "%.4g eV/atom" % (
+                held_out["energy_rmse"])
+        return fields
+
     def _initialize(self):
         if self._initialized:
             return
         self._initialized = True
         self._start = time.time()
-        from ..progress import Progress
-
-        self._progress = Progress(None, "training", enabled=self.verbose,
-                                  unit="step")
+        self._progress = self._new_progress_line()
         if not self.log_losses:
             return
         p, c, log = self.parameters, self.parameters.convergence, self.log
@@ -331,7 +370,7 @@ class LossFunction:
     # Evaluation ----------------------------------------------------------
 
     @contextlib.contextmanager
-    def evaluator(self, parallel=None):
+    def evaluator(self, parallel: Any = None) -> Iterator[LossFunction]:
         """Evaluate the loss in workers for the duration of a ``with`` block.
 
         With a pool of workers (or Amp's ``{'cores': ...}`` dict asking
@@ -418,7 +457,7 @@ class LossFunction:
             return None
         return self.validation.evaluate(self, parametervector)
 
-    def close(self):
+    def close(self) -> None:
         """Stop using workers (as leaving :meth:`evaluator` does): they drop
         their shares, and a pool started for this loss function is
         stopped. Evaluation is serial after."""
@@ -460,7 +499,8 @@ class LossFunction:
         total["loss"] = loss
         return total
 
-    def calculate_loss(self, parametervector, lossprime=True):
+    def calculate_loss(self, parametervector: Any,
+                       lossprime: bool = True) -> dict[str, Any]:
         """Loss, gradient and residuals, with no logging or convergence
         check.
 
@@ -499,7 +539,8 @@ class LossFunction:
                           stress_maxresid=found["stress_maxresid"])
         return result
 
-    def get_loss(self, parametervector, lossprime=True):
+    def get_loss(self, parametervector: Any,
+                 lossprime: bool = True) -> dict[str, Any]:
         """Evaluate the loss for a parameter vector (one optimiser step).
 
         Logs a line of the convergence table and, when
@@ -530,15 +571,8 @@ class LossFunction:
             self._stress_history.append((self._step, result))
         held_out = self.validation_errors(parametervector)
         if self._progress is not None:
-            fields = {"force_rmse": result["force_rmse"]} \
-                if self.train_forces else {}
-            if self.train_stress:
-                fields["stress_rmse"] = result["stress_rmse"]
-            if held_out is not None:
-                fields["validation_energy_rmse"] = held_out["energy_rmse"]
-            self._progress.update(self._step, loss=result["loss"],
-                                  energy_rmse=result["energy_rmse"],
-                                  **fields)
+            self._progress.update(
+                self._step, **self._progress_fields(result, held_out))
         maxiter = self.parameters.maxiter
         ending = self.raise_ConvergenceOccurred and (
             converged or maxiter is not None and self._step >= maxiter)
@@ -570,7 +604,7 @@ class LossFunction:
                                      self.validation):
             (self.log if log is None else log)(line)
 
-    def check_convergence(self, result):
+    def check_convergence(self, result: dict[str, Any]) -> bool:
         """Whether every criterion that is not None is met; logs the
         table line.
 
@@ -613,7 +647,7 @@ class LossFunction:
         return all(flags.values())
 
     @property
-    def best_vector(self):
+    def best_vector(self) -> np.ndarray | None:
         """The parameters of the lowest loss evaluated so far (or None);
         with early stopping (held-out images and a ``patience``), those of
         the lowest validation loss."""

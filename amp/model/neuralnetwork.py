@@ -8,8 +8,11 @@ atomic energies. The maths (all atoms of an element in one matrix product)
 lives in :mod:`amp.model._network`.
 """
 
+from __future__ import annotations
+
 import json
 import numbers
+from typing import Any, Callable
 
 import numpy as np
 from ase.calculators.calculator import Parameters
@@ -134,11 +137,15 @@ class NeuralNetwork(InitialParameters, Model):
     #: (see :func:`amp.potential.evaluate`).
     block_evaluation = True
 
-    def __init__(self, hiddenlayers=DEFAULT_HIDDENLAYERS, activation="tanh",
-                 weights=None, scalings=None, fprange=None, mode=None,
-                 version=None, regressor=None, lossfunction=None,
-                 fortran=True, checkpoints=100, randomseed=None,
-                 prescale=False):
+    def __init__(self, hiddenlayers: Any = DEFAULT_HIDDENLAYERS,
+                 activation: str = "tanh", weights: Any = None,
+                 scalings: Any = None, fprange: Any = None,
+                 mode: str | None = None, version: str | None = None,
+                 regressor: Any = None,
+                 lossfunction: LossFunction | None = None,
+                 fortran: bool = True, checkpoints: int | None = 100,
+                 randomseed: int | None = None,
+                 prescale: bool = False) -> None:
         if version is not None and version not in VERSIONS:
             raise ValueError("NeuralNetwork version %r is not supported "
                              "(supported: %s)"
@@ -169,10 +176,10 @@ class NeuralNetwork(InitialParameters, Model):
             else LossFunction()
         self.fortran = fortran
         self.checkpoints = checkpoints
-        self._on_step = None
+        self._on_step: Callable[[int], Any] | None = None
         self.randomseed = randomseed
         self.prescale = prescale
-        self.trainingparameters = None
+        self.trainingparameters: Any = None
 
     def _check_shapes(self):
         """Raise ValueError when hiddenlayers, weights and fprange
@@ -195,14 +202,15 @@ class NeuralNetwork(InitialParameters, Model):
                     "element %s: fprange has %i features but the network "
                     "takes %i" % (element, len(p.fprange[element]), inputs))
 
-    def feature_counts(self):
+    def feature_counts(self) -> dict[str, int]:
         """``{element: number of features its network takes}`` (empty
         before the weights exist)."""
         return {element: n_inputs(layers[min(layers, key=int)])
                 for element, layers in (self.parameters.weights or {}).items()}
 
-    def check_features(self, features, source="the descriptor",
-                       every_network=True):
+    def check_features(self, features: dict[str, int],
+                       source: str = "the descriptor",
+                       every_network: bool = True) -> None:
         """Raise ValueError unless ``features`` fit the networks.
 
         The one compatibility check between a descriptor and this model
@@ -245,18 +253,18 @@ class NeuralNetwork(InitialParameters, Model):
 
     # The lossfunction keeps a reference back to its model (Amp's way).
     @property
-    def lossfunction(self):
+    def lossfunction(self) -> LossFunction:
         """The :class:`LossFunction` used by :meth:`fit`."""
         return self._lossfunction
 
     @lossfunction.setter
-    def lossfunction(self, lossfunction):
+    def lossfunction(self, lossfunction: LossFunction) -> None:
         if hasattr(lossfunction, "attach_model"):
             lossfunction.attach_model(self)
         self._lossfunction = lossfunction
 
     @property
-    def forcetraining(self):
+    def forcetraining(self) -> bool:
         """Whether training uses forces (and so fingerprint
         derivatives)."""
         return bool(self.lossfunction.train_forces)
@@ -264,7 +272,7 @@ class NeuralNetwork(InitialParameters, Model):
     # Parameter vector ----------------------------------------------------
 
     @property
-    def raveler(self):
+    def raveler(self) -> Raveler:
         """The :class:`Raveler` of the current weights and scalings."""
         p = self.parameters
         if p.weights is None or p.scalings is None:
@@ -273,7 +281,7 @@ class NeuralNetwork(InitialParameters, Model):
         return Raveler(p.weights, p.scalings)
 
     @property
-    def vector(self):
+    def vector(self) -> np.ndarray | None:
         """All parameters as one flat float64 vector (None before they
         exist). Order: every element's weight matrices (elements sorted,
         layers ascending, row-major), then every element's intercept and
@@ -284,12 +292,12 @@ class NeuralNetwork(InitialParameters, Model):
         return self.raveler.to_vector(p.weights, p.scalings)
 
     @vector.setter
-    def vector(self, vector):
+    def vector(self, vector: Any) -> None:
         weights, scalings = self.raveler.to_dicts(vector)
         self.parameters.weights = weights
         self.parameters.scalings = scalings
 
-    def element_networks(self):
+    def element_networks(self) -> dict[str, ElementNetwork]:
         """``{element: ElementNetwork}`` of the current parameters."""
         p = self.parameters
         if p.weights is None or p.scalings is None:
@@ -304,7 +312,8 @@ class NeuralNetwork(InitialParameters, Model):
 
     # Evaluation ----------------------------------------------------------
 
-    def evaluate(self, image_fingerprints, forces=True):
+    def evaluate(self, image_fingerprints: Any, forces: bool = True
+                 ) -> tuple[np.ndarray, Any]:
         """Atomic energies and ``dE/dG`` of one image, vectorised.
 
         Parameters
@@ -327,16 +336,17 @@ class NeuralNetwork(InitialParameters, Model):
         """
         evaluate = self.block_evaluator(forces)
         atomic = np.empty(image_fingerprints.n_atoms)
-        dE_dG = {} if forces else None
+        dE_dG: dict[str, Any] | None = {} if forces else None
         for element, block in image_fingerprints.values.items():
             energies, gradient = evaluate(element, block)
             atomic[image_fingerprints.atom_index[element]] = energies
-            if forces:
+            if dE_dG is not None:
                 dE_dG[element] = gradient
         self.atomic_energies = atomic
         return atomic, dE_dG
 
-    def block_evaluator(self, gradient=True):
+    def block_evaluator(self, gradient: bool = True
+                        ) -> Callable[[str, np.ndarray], Any]:
         """A function of blocks of atoms, with the networks built once.
 
         Returns
@@ -376,16 +386,19 @@ class NeuralNetwork(InitialParameters, Model):
 
     # Training ------------------------------------------------------------
 
-    def make_batch(self, images, train_forces, weights=None,
-                   train_stress=False):
+    def make_batch(self, images: dict[str, Any], train_forces: bool,
+                   weights: dict[str, float] | None = None,
+                   train_stress: bool = False) -> TrainingBatch:
         """A :class:`TrainingBatch` of ``images`` (fingerprints from the
         fingerprint store the model was set up with)."""
         store = self.trainingparameters["store"]
         return TrainingBatch(images, store, train_forces, weights,
                              train_stress=train_stress)
 
-    def fit(self, trainingimages, descriptor, log=None, parallel=None,
-            only_setup=False, on_step=None):
+    def fit(self, trainingimages: dict[str, Any], descriptor: Any,
+            log: Logger | None = None, parallel: Any = None,
+            only_setup: bool = False,
+            on_step: Callable[[int], Any] | None = None) -> bool | None:
         """Fit the parameters to the training images (Amp 1.x's entry
         point, reading the fingerprints from Amp 1.x's view of the
         descriptor, ``descriptor.arrays``).
@@ -422,8 +435,9 @@ class NeuralNetwork(InitialParameters, Model):
             return None
         return self.regress(log, parallel, on_step)
 
-    def setup(self, trainingimages, store, log=None, validation=None,
-              patience=None):
+    def setup(self, trainingimages: Any, store: Any,
+              log: Logger | None = None, validation: Any = None,
+              patience: int | None = None) -> None:
         """Prepare training: fingerprint range, hidden layers, weights and
         scalings where missing, checked against the fingerprints, and the
         loss function attached to the images.
@@ -463,7 +477,8 @@ class NeuralNetwork(InitialParameters, Model):
                                        validation=validation,
                                        patience=patience)
 
-    def regress(self, log=None, parallel=None, on_step=None):
+    def regress(self, log: Logger | None = None, parallel: Any = None,
+                on_step: Callable[[int], Any] | None = None) -> bool:
         """Minimise the loss from the current parameters (after
         :meth:`setup`).
 
@@ -502,20 +517,21 @@ class NeuralNetwork(InitialParameters, Model):
             self.check_features({e: b.shape[1] for e, b in blocks.items()},
                                 name % key, every_network=False)
 
-    def get_loss(self, vector, lossprime=True):
+    def get_loss(self, vector: Any, lossprime: bool = True) -> Any:
         """The optimiser's objective: ``(loss, gradient)`` when
         ``lossprime`` else the loss; then the ``on_step`` callback of
         :meth:`regress`."""
         result = self.lossfunction.get_loss(vector, lossprime=lossprime)
-        if getattr(self, "_on_step", None) is not None:
-            self._on_step(self.lossfunction._step)
+        on_step = getattr(self, "_on_step", None)
+        if on_step is not None:
+            on_step(self.lossfunction._step)
         if lossprime:
             return result["loss"], result["dloss_dparameters"]
         return result["loss"]
 
     # Serialisation -------------------------------------------------------
 
-    def todict(self):
+    def todict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form of everything that defines the
         model (see :meth:`fromdict`)."""
         p = self.parameters
@@ -538,7 +554,7 @@ class NeuralNetwork(InitialParameters, Model):
             "prescale": self.prescale}
 
     @classmethod
-    def fromdict(cls, d):
+    def fromdict(cls, d: dict[str, Any]) -> NeuralNetwork:
         """Rebuild from :meth:`todict`'s form or Amp's parameter layout
         (integer or string layer keys, nested lists or arrays).
 
@@ -563,7 +579,7 @@ class NeuralNetwork(InitialParameters, Model):
                    randomseed=d.get("randomseed"),
                    prescale=d.get("prescale", False))
 
-    def tostring(self):
+    def tostring(self) -> str:
         """The :meth:`todict` form as a JSON string."""
         return json.dumps(self.todict(), sort_keys=True)
 

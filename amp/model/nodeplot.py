@@ -7,12 +7,16 @@ stuck at the ends of tanh's range (+-1) for every atom, or never moving,
 are capacity the fit does not use.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 __all__ = ["NodePlot", "node_outputs"]
 
 
-def node_outputs(calc, images):
+def node_outputs(calc: Any, images: Any) -> dict[str, Any]:
     """Every layer's outputs for every atom of the images.
 
     Parameters
@@ -60,11 +64,12 @@ class NodePlot:
     >>> NodePlot(calc).plot(images, 'nodeplot.png')  # doctest: +SKIP
     """
 
-    def __init__(self, calc):
+    def __init__(self, calc: Any) -> None:
         self._calc = calc
-        self.data = None
+        self.data: Any = None
 
-    def plot(self, images, filename="nodeplot.pdf", overwrite=False):
+    def plot(self, images: Any, filename: str = "nodeplot.pdf",
+             overwrite: bool = False) -> None:
         """Draw one panel per element and layer: the distribution of each
         node's output over the atoms of ``images``.
 

@@ -9,7 +9,10 @@ that also accepts Amp's ``parallel`` dict; :func:`compute_in_workers`,
 :class:`MessageDictionary` and :func:`setup_parallel` are kept.
 """
 
+from __future__ import annotations
+
 import contextlib
+from typing import Any, Callable, Iterable, Iterator
 
 from .hosts import assign_cores
 from .launch import is_local
@@ -24,10 +27,10 @@ class MessageDictionary:
     ``{'id': process_id, 'subject': subject, 'data': data}``.
     """
 
-    def __init__(self, process_id):
+    def __init__(self, process_id: Any) -> None:
         self.process_id = process_id
 
-    def __call__(self, subject, data=None):
+    def __call__(self, subject: str, data: Any = None) -> dict[str, Any]:
         return {"id": self.process_id, "subject": subject, "data": data}
 
 
@@ -37,7 +40,10 @@ def _asks_for_workers(hosts):
     return sum(hosts.values()) > 1 or not all(map(is_local, hosts))
 
 
-def parallel_settings(cores=None, envcommand=None, log=None, **options):
+def parallel_settings(cores: int | dict[str, int] | None = None,
+                      envcommand: str | None = None,
+                      log: Callable[..., Any] | None = None,
+                      **options: Any) -> WorkerPool | None:
     """Amp's ``cores`` and ``envcommand`` as a pool of workers, or None.
 
     The one place they are resolved (:func:`assign_cores`: None reads the
@@ -67,7 +73,7 @@ def parallel_settings(cores=None, envcommand=None, log=None, **options):
                       **options)
 
 
-def wants_parallel(parallel):
+def wants_parallel(parallel: Any) -> bool:
     """True when ``parallel`` asks for workers (a pool, or Amp's dict with
     more than one core or another host)."""
     if isinstance(parallel, WorkerPool):
@@ -77,7 +83,10 @@ def wants_parallel(parallel):
     return _asks_for_workers(assign_cores(parallel.get("cores", 1)))
 
 
-def setup_parallel(parallel, workercommand=None, log=None, **options):
+def setup_parallel(parallel: dict[str, Any] | None,
+                   workercommand: str | None = None,
+                   log: Callable[..., Any] | None = None,
+                   **options: Any) -> WorkerPool:
     """Start the workers Amp's ``parallel`` dict asks for (Amp's function).
 
     Parameters
@@ -104,7 +113,8 @@ def setup_parallel(parallel, workercommand=None, log=None, **options):
 
 
 @contextlib.contextmanager
-def pool_for(parallel, log=None):
+def pool_for(parallel: Any, log: Callable[..., Any] | None = None
+             ) -> Iterator[WorkerPool | None]:
     """Context: a pool of workers for ``parallel``, or None.
 
     Parameters
@@ -128,7 +138,10 @@ def pool_for(parallel, log=None):
             pool.close()
 
 
-def compute_in_workers(parallel, job, items, setup=None, log=None):
+def compute_in_workers(parallel: Any, job: Any, items: Iterable[Any],
+                       setup: Any = None,
+                       log: Callable[..., Any] | None = None
+                       ) -> Iterator[Any]:
     """Yield ``(key, value)`` for every item, computed by workers.
 
     Parameters
@@ -148,8 +161,9 @@ def compute_in_workers(parallel, job, items, setup=None, log=None):
         yield from pool.map(job, items, setup)
 
 
-def fingerprint_job(descriptor, derivatives=False,
-                    parts=("values", "derivatives"), dblabel=None):
+def fingerprint_job(descriptor: Any, derivatives: bool = False,
+                    parts: tuple[str, ...] = ("values", "derivatives"),
+                    dblabel: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Return ``(job, setup)`` computing ``descriptor``'s fingerprints.
 
     Each worker rebuilds the descriptor from ``descriptor.todict()`` and
@@ -164,7 +178,7 @@ def fingerprint_job(descriptor, derivatives=False,
                           "parts": list(parts), "dblabel": dblabel}
 
 
-def local_only(parallel):
+def local_only(parallel: Any) -> bool:
     """True when every worker ``parallel`` has (or would start) runs on
     this machine (so it shares the master's files)."""
     if isinstance(parallel, WorkerPool):

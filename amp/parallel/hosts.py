@@ -4,8 +4,11 @@ Batch-system variables are parsed here without calling any batch command
 (no ``scontrol``), so this works on login and compute nodes alike.
 """
 
+from __future__ import annotations
+
 import os
 import re
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,7 +25,7 @@ def _split_top(text):
     return [part.strip() for part in parts if part.strip()]
 
 
-def expand_nodelist(nodelist):
+def expand_nodelist(nodelist: str) -> list[str]:
     """Expand a SLURM host list: ``'node[01-03,07],gpu1'`` -> names.
 
     Zero padding is kept (``01-03`` -> ``01``, ``02``, ``03``); several
@@ -46,7 +49,7 @@ def expand_nodelist(nodelist):
     return hosts
 
 
-def expand_tasks(tasks):
+def expand_tasks(tasks: str) -> list[int]:
     """Expand ``SLURM_TASKS_PER_NODE``: ``'16(x2),8'`` -> ``[16, 16, 8]``."""
     counts = []
     for part in tasks.split(","):
@@ -65,7 +68,7 @@ _IPV6 = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*"
                    r"(?:%[A-Za-z0-9_.-]{1,64})?")
 
 
-def check_host_name(host):
+def check_host_name(host: str) -> str:
     """Return ``host`` if it is a host name or address, else raise.
 
     A host name reaches ``ssh`` and a remote shell, so only what the
@@ -106,7 +109,8 @@ def _local_cpus():
         return os.cpu_count() or 1
 
 
-def assign_cores(cores, log=None):
+def assign_cores(cores: int | dict[str, int] | None,
+                 log: Callable[..., Any] | None = None) -> dict[str, int]:
     """Return ``{hostname: number of workers}`` (Amp's ``assign_cores``).
 
     Parameters
@@ -128,6 +132,7 @@ def assign_cores(cores, log=None):
         variables contradict each other.
     """
     log = log if log is not None else (lambda *a, **k: None)
+    found: dict[Any, Any]
     if isinstance(cores, dict):
         found, source = dict(cores), "given"
     elif cores is not None:
@@ -170,7 +175,7 @@ def assign_cores(cores, log=None):
     return found
 
 
-def make_sublists(masterlist, n):
+def make_sublists(masterlist: list[Any], n: int) -> list[list[Any]]:
     """Randomly divide ``masterlist`` into ``n`` lists of nearly equal size.
 
     As Amp's: meant to split keys among workers; the items are shuffled

@@ -17,8 +17,11 @@ The regressor knows a model only by ``model.vector`` and
 it for their default regressor.
 """
 
+from __future__ import annotations
+
 import copy
 import warnings
+from typing import Any, Callable
 
 import numpy as np
 
@@ -81,9 +84,10 @@ class Regressor:
         error not necessarily achieved due to precision loss.'``).
     """
 
-    def __init__(self, optimizer="BFGS", optimizer_kwargs=None,
-                 lossprime=True):
-        kwargs = {}
+    def __init__(self, optimizer: str | Callable[..., Any] = "BFGS",
+                 optimizer_kwargs: dict[str, Any] | None = None,
+                 lossprime: bool = True) -> None:
+        kwargs: dict[str, Any] = {}
         if isinstance(optimizer, str):
             names = {m.lower(): m for m in SCIPY_METHODS}
             if optimizer not in PRESETS and optimizer.lower() not in names:
@@ -107,7 +111,7 @@ class Regressor:
         self.optimizer = optimizer
         self.optimizer_kwargs = kwargs
         self.lossprime = lossprime
-        self.stop_reason = None
+        self.stop_reason: str | None = None
 
     def _minimize(self, function, x0):
         """``scipy.optimize.minimize``, with BFGS as :func:`minimize_bfgs`
@@ -131,7 +135,7 @@ class Regressor:
 
         return minimize(function, x0, jac=self.lossprime, **kwargs)
 
-    def regress(self, model, log):
+    def regress(self, model: Any, log: Any) -> bool:
         """Minimise ``model``'s loss starting from ``model.vector``.
 
         Parameters

@@ -16,10 +16,12 @@ member's ``.amp`` text and the training record; ``BootStrap(load=path)`` or
 and evaluates every member's network on it (:class:`.ensemble.Ensemble`).
 """
 
+from __future__ import annotations
+
 import io
 import json
 import os
-import sys
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +43,9 @@ AMP1_JOB_OPTIONS = ("headerlines", "start_command", "sleep", "expired",
                     "train_line")
 
 
-def bootstrap(vector, size=None, return_missing=False, rng=None):
+def bootstrap(vector: Any, size: int | None = None,
+              return_missing: bool = False,
+              rng: np.random.Generator | int | None = None) -> Any:
     """A resample of ``vector`` drawn with replacement (Amp's function).
 
     Parameters
@@ -163,10 +167,10 @@ class TrainMember:
     :func:`_train_member`'s dict.
     """
 
-    def __init__(self, setup):
+    def __init__(self, setup: dict[str, Any]) -> None:
         self.spec = setup["spec"]
 
-    def __call__(self, key, item):
+    def __call__(self, key: Any, item: dict[str, Any]) -> dict[str, Any]:
         return _train_member(self.spec, item["images"], item["label"],
                              item["dblabel"], [int(s) for s in item["seeds"]],
                              Logger(None))
@@ -201,7 +205,10 @@ class BootStrap:
         An ensemble file to load (``<label>.ensemble``, this library's or
         Amp 1.x's).
     log : Logger or None
-        Where progress goes; Amp's default, standard output, when None.
+        Where progress goes. None (default) writes no file: the messages
+        are ``logging`` records of the logger ``amp.stats.bootstrap``
+        only (Amp 1.x printed them to standard output; nothing is printed
+        here unless the application configures ``logging``).
     label : str
         Label given to the loaded member calculators.
     dblabel : str, optional
@@ -217,20 +224,21 @@ class BootStrap:
         images), seeds, attempts.
     """
 
-    def __init__(self, load=None, log=None, label="amp", dblabel=None):
-        self.log = Logger(sys.stdout) if log is None else log
+    def __init__(self, load: str | None = None, log: Logger | None = None,
+                 label: str = "amp", dblabel: str | None = None) -> None:
+        self.log = Logger(None, name=__name__) if log is None else log
         self.label = label
         self.dblabel = dblabel
-        self.ensemble = []
-        self.training = {}
-        self._committee = None
+        self.ensemble: list[Amp] = []
+        self.training: dict[str, Any] = {}
+        self._committee: Any = None
         self.log("=" * 70)
         self.log("Amp bootstrap initiated. %s" % now(with_utc=True))
         if load is not None:
             self._load(load)
 
     @classmethod
-    def load(cls, filename, **kwargs):
+    def load(cls, filename: str, **kwargs: Any) -> BootStrap:
         """Load an ensemble file: ``BootStrap.load(path)`` is
         ``BootStrap(load=path)`` (keywords as the constructor's)."""
         return cls(load=filename, **kwargs)
@@ -275,9 +283,11 @@ class BootStrap:
 
     # Training ------------------------------------------------------------
 
-    def train(self, images, n=50, calc=None, calc_text=None,
-              label="bootstrap", cores=1, seed=None, retries=2,
-              dblabel=None, overwrite=False, **job_options):
+    def train(self, images: Any, n: int = 50, calc: Amp | None = None,
+              calc_text: str | None = None, label: str = "bootstrap",
+              cores: int | dict[str, int] = 1, seed: int | None = None,
+              retries: int = 2, dblabel: str | None = None,
+              overwrite: bool = False, **job_options: Any) -> dict[str, Any]:
         """Train ``n`` members, each on a bootstrap resample of ``images``.
 
         Parameters
@@ -519,7 +529,8 @@ class BootStrap:
         return {key: None if value is None else value[:k]
                 for key, value in predictions.items()}
 
-    def get_potential_energy(self, atoms, output=(.5,), k=None, mean=True):
+    def get_potential_energy(self, atoms: Any, output: Any = (.5,),
+                             k: int | None = None, mean: bool = True) -> Any:
         """The ensemble's potential energy of ``atoms``.
 
         Parameters
@@ -544,21 +555,23 @@ class BootStrap:
         return apply_output(self._predict(atoms, k)["energy"], output, mean,
                             "mquantiles")
 
-    def get_forces(self, atoms, output=(.5,), k=None, mean=True):
+    def get_forces(self, atoms: Any, output: Any = (.5,), k: int | None = None,
+                   mean: bool = True) -> Any:
         """The ensemble's forces, shape (n_atoms, 3) per requested value;
         ``output``, ``k`` and ``mean`` as :meth:`get_potential_energy`
         (quantiles as numpy's linear percentiles, as in Amp)."""
         return apply_output(self._predict(atoms, k)["forces"], output, mean,
                             "linear")
 
-    def get_atomic_energies(self, atoms, output=(.5,), k=None, mean=True):
+    def get_atomic_energies(self, atoms: Any, output: Any = (.5,),
+                            k: int | None = None, mean: bool = True) -> Any:
         """The ensemble's per-atom energies, shape (n_atoms,) per requested
         value; ``output``, ``k`` and ``mean`` as
         :meth:`get_potential_energy`."""
         return apply_output(self._predict(atoms, k)["energies"], output,
                             mean, "mquantiles")
 
-    def calculator(self, k=None):
+    def calculator(self, k: int | None = None) -> EnsembleCalculator:
         """An ASE calculator of the ensemble mean with the committee
         spread in ``results['energy_std']`` and ``results['forces_std']``
         (see :class:`amp.stats.ensemble.EnsembleCalculator`)."""

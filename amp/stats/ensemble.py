@@ -16,8 +16,11 @@ committee spread in ``results['energy_std']`` and
 Amp 1.x model texts) are read too, through the restricted literal reader.
 """
 
+from __future__ import annotations
+
 import io
 import json
+from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -50,14 +53,15 @@ class Ensemble:
         written.
     """
 
-    def __init__(self, descriptor, models, dblabel=None):
+    def __init__(self, descriptor: Any, models: list[Any],
+                 dblabel: str | None = None) -> None:
         if len(models) == 0:
             raise ValueError("an ensemble needs at least one member")
         self.descriptor = descriptor
         self.models = list(models)
         self.dblabel = dblabel
         self._evaluators = [model.block_evaluator() for model in self.models]
-        self._last = None  # (atoms copy, predictions)
+        self._last: Any = None  # (atoms copy, predictions)
         self._store = None  # the fingerprint store of dblabel, once opened
 
     def __len__(self):
@@ -72,7 +76,7 @@ class Ensemble:
             store = self._store
         return image_fingerprints(self.descriptor, atoms, store)
 
-    def predict(self, atoms):
+    def predict(self, atoms: Any) -> dict[str, Any]:
         """Every member's energy, atomic energies, forces and stress.
 
         Repeated calls on an unchanged image return the stored arrays.
@@ -140,7 +144,8 @@ def _entry_forces(nl, flat):
     return np.asarray(incidence @ flat)
 
 
-def apply_output(values, output, mean, method):
+def apply_output(values: np.ndarray, output: Any, mean: bool,
+                 method: str) -> Any:
     """Amp's ``output`` codes applied to the members' predictions.
 
     Parameters
@@ -217,13 +222,14 @@ class EnsembleCalculator(Calculator):
                               "stress"]
     ignored_changes = {"initial_charges", "initial_magmoms"}
 
-    def __init__(self, ensemble, k=None, **kwargs):
+    def __init__(self, ensemble: Ensemble, k: int | None = None,
+                 **kwargs: Any) -> None:
         Calculator.__init__(self, **kwargs)
         self.ensemble = ensemble
         self.k = k
 
-    def calculate(self, atoms=None, properties=None,
-                  system_changes=all_changes):
+    def calculate(self, atoms: Any = None, properties: Any = None,
+                  system_changes: Any = all_changes) -> None:
         """Fill :attr:`results` for ``atoms`` (one fingerprinting, every
         member evaluated)."""
         Calculator.calculate(self, atoms, properties, system_changes)
@@ -248,7 +254,9 @@ class EnsembleCalculator(Calculator):
 
 # Files ---------------------------------------------------------------------
 
-def write_ensemble(filename, member_texts, training=None, overwrite=True):
+def write_ensemble(filename: str, member_texts: list[str],
+                   training: dict[str, Any] | None = None,
+                   overwrite: bool = True) -> None:
     """Write an ensemble file (JSON; each member's ``.amp`` text inside).
 
     Parameters
@@ -267,7 +275,7 @@ def write_ensemble(filename, member_texts, training=None, overwrite=True):
         handle.write(text.encode())
 
 
-def read_ensemble(filename):
+def read_ensemble(filename: str) -> tuple[list[Any], dict[str, Any]]:
     """Read an ensemble file.
 
     Returns
@@ -294,6 +302,7 @@ def read_ensemble(filename):
         raise EnsembleFileError("%s is not an ensemble file (truncated or "
                                 "corrupt JSON: %s)" % (filename, error)) \
             from error
+    training: Any
     if isinstance(content, list):  # Amp 1.x: a list of model texts
         texts, training = content, {}
     elif isinstance(content, dict) and content.get("format") == FORMAT:

@@ -14,7 +14,10 @@ this library reads it back through the restricted reader
 :func:`string2dict` is Amp's name for reading such text, without ``eval``.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import Any
 
 from .literal import UnsafeLiteralError, literal_eval
 
@@ -53,7 +56,7 @@ def _hidden(layers):
     return tuple(int(n) for n in layers)
 
 
-def dumps(descriptor, model):
+def dumps(descriptor: dict[str, Any], model: dict[str, Any]) -> str:
     """The Amp 1.x text of a model file.
 
     Parameters
@@ -121,7 +124,7 @@ def dumps(descriptor, model):
                              "model": _parameters_text(model_values)})
 
 
-def string2dict(text):
+def string2dict(text: str) -> dict[str, Any]:
     """Read the Python-literal dict text that Amp 1.x writes (Amp's name).
 
     Accepts ``dict(...)``, ``{...}``, ``OrderedDict([...])``,

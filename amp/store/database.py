@@ -16,10 +16,13 @@ Problems with stored entries are reported to the ``logging`` logger
 (any callable taking one string, such as :class:`amp.utilities.Logger`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import logging
 import os
+from typing import Any, Callable, Iterable
 from collections import OrderedDict
 
 import numpy as np
@@ -94,7 +97,8 @@ class FileDatabase(Archiving):
         The archive and the parameter record are always fsynced.
     """
 
-    def __init__(self, filename, log=None, fsync=False):
+    def __init__(self, filename: str, log: Callable[..., Any] | None = None,
+                 fsync: bool = False) -> None:
         filename = os.fspath(filename)
         if not filename.endswith(".ampdb"):
             filename += ".ampdb"
@@ -107,16 +111,16 @@ class FileDatabase(Archiving):
         self.parameterspath = os.path.join(filename, "parameters.json")
         self.log = log
         self.fsync = fsync
-        self._memdict = {}
-        self._bad = set()
+        self._memdict: dict[str, Any] = {}
+        self._bad: set[str] = set()
         self._index = None
 
     @classmethod
-    def open(cls, filename, flag=None):
+    def open(cls, filename: str, flag: str | None = None) -> FileDatabase:
         """Return ``cls(filename)``; ``flag`` is accepted for Amp's sake."""
         return cls(filename)
 
-    def close(self):
+    def close(self) -> None:
         """Forget the items kept in memory and the archive index."""
         self._memdict.clear()
         if self._index is not None:
@@ -196,7 +200,7 @@ class FileDatabase(Archiving):
             return False
         return True
 
-    def keys(self):
+    def keys(self) -> list[str]:
         """Return the keys in memory, in ``loose/`` and in the archive.
 
         Keys of entries found damaged, and names in ``loose/`` that are not
@@ -224,11 +228,11 @@ class FileDatabase(Archiving):
     def __len__(self):
         return len(self.keys())
 
-    def values(self):
+    def values(self) -> list[Any]:
         """Return every readable value (each kept in memory)."""
         return [value for _, value in self.items()]
 
-    def items(self):
+    def items(self) -> list[tuple[str, Any]]:
         """Return ``(key, value)`` for every readable entry."""
         pairs = []
         for key in self.keys():
@@ -253,13 +257,13 @@ class FileDatabase(Archiving):
         os.makedirs(self.loosepath, exist_ok=True)
         write_atomically(self.loosepath, key, data, self.fsync)
 
-    def update(self, newitems):
+    def update(self, newitems: Any) -> None:
         """Set every item of a mapping or an iterable of ``(key, value)``."""
         items = newitems.items() if hasattr(newitems, "items") else newitems
         for key, value in items:
             self[key] = value
 
-    def read_parameters(self):
+    def read_parameters(self) -> dict[str, Any] | None:
         """Return the parameter record (a dict), or None without one.
 
         Raises
@@ -282,7 +286,7 @@ class FileDatabase(Archiving):
                 from None
         return record["parameters"]
 
-    def check_parameters(self, parameters):
+    def check_parameters(self, parameters: dict[str, Any]) -> Any:
         """Record ``parameters`` on first use; afterwards refuse others.
 
         The first caller writes ``parameters.json`` atomically (a hard link
@@ -341,25 +345,27 @@ class MemoryDatabase:
         (``max_entries=1``: each new image evicts the previous one).
     """
 
-    def __init__(self, filename=None, max_entries=None):
+    def __init__(self, filename: str | None = None,
+                 max_entries: int | None = None) -> None:
         if max_entries is not None and max_entries < 1:
             raise ValueError("max_entries must be at least 1, not %r"
                              % (max_entries,))
         self.filename = filename
         self.max_entries = max_entries
         self.log = None
-        self.parameters = None
-        self._memdict = OrderedDict()
+        self.parameters: Any = None
+        self._memdict: OrderedDict[str, Any] = OrderedDict()
 
     @classmethod
-    def open(cls, filename=None, flag=None):
+    def open(cls, filename: str | None = None,
+             flag: str | None = None) -> MemoryDatabase:
         """Return a new, empty ``cls()``."""
         return cls(filename)
 
-    def close(self):
+    def close(self) -> None:
         """Do nothing: the entries stay until :meth:`clear` or eviction."""
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget every entry."""
         self._memdict.clear()
 
@@ -379,7 +385,7 @@ class MemoryDatabase:
         check_key(key)
         return key in self._memdict
 
-    def keys(self):
+    def keys(self) -> list[str]:
         """Return the keys, oldest first."""
         return list(self._memdict)
 
@@ -389,26 +395,26 @@ class MemoryDatabase:
     def __len__(self):
         return len(self._memdict)
 
-    def values(self):
+    def values(self) -> list[Any]:
         """Return the values, oldest first."""
         return list(self._memdict.values())
 
-    def items(self):
+    def items(self) -> list[tuple[str, Any]]:
         """Return the ``(key, value)`` pairs, oldest first."""
         return list(self._memdict.items())
 
-    def update(self, newitems):
+    def update(self, newitems: Any) -> None:
         """Set every item of a mapping or an iterable of ``(key, value)``."""
         items = newitems.items() if hasattr(newitems, "items") else newitems
         for key, value in items:
             self[key] = value
 
-    def archive(self):
+    def archive(self) -> dict[str, int]:
         """Do nothing (no disk); return zero counts as ``FileDatabase``."""
         return {"moved": 0, "dropped": 0, "entries": 0, "bytes_before": 0,
                 "bytes_after": 0}
 
-    def check_parameters(self, parameters):
+    def check_parameters(self, parameters: dict[str, Any]) -> Any:
         """As :meth:`FileDatabase.check_parameters`, kept in memory."""
         requested = _normalise_parameters(parameters)
         if self.parameters is None:
@@ -440,11 +446,13 @@ class Data:
         The open database.
     """
 
-    def __init__(self, filename, db=FileDatabase, calculator=None):
+    def __init__(self, filename: str, db: Any = FileDatabase,
+                 calculator: Any = None) -> None:
         self.filename = filename
         self.calc = calculator
-        self.d = None
-        self._images = {}
+        self.d: Any = None
+        self._images: dict[str, Any] = {}
+        self.db: Any
         if isinstance(db, type):
             if filename is None and not issubclass(db, MemoryDatabase):
                 db = MemoryDatabase
@@ -456,20 +464,21 @@ class Data:
             self.db = type(db)
             self._store = db
 
-    def open(self, mode="r"):
+    def open(self, mode: str = "r") -> Any:
         """Open the database (if not open) and return it."""
         if self.d is None:
             self.d = self._store if self._store is not None \
                 else self.db.open(self.filename, mode)
         return self.d
 
-    def close(self):
+    def close(self) -> None:
         """Close the database; a store given or kept in memory is kept."""
         if self.d is not None and self.d is not self._store:
             self.d.close()
         self.d = None
 
-    def calculate_items(self, images, parallel=None, log=None):
+    def calculate_items(self, images: dict[str, Any], parallel: Any = None,
+                        log: Callable[..., Any] | None = None) -> list[str]:
         """Compute and store the value of each image not yet in the database.
 
         Parameters

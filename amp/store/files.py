@@ -20,6 +20,8 @@ someone else controls cannot make a reader hang, read outside its folder
 or allocate without bound. Every reader of outside data uses it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import hashlib
@@ -27,17 +29,18 @@ import os
 import secrets
 import socket
 import stat
+from typing import IO, Any, Iterator
 
 TEMPORARY_PREFIX = ".tmp-"
 
 
-def _host_tag():
+def _host_tag() -> str:
     """Eight hex digits naming this host in temporary names, so that a
     writer on a shared folder only ever judges its own host's pids."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def temporary_name(folder, name):
+def temporary_name(folder: str, name: str) -> str:
     """Return a fresh temporary path in ``folder`` for writing ``name``:
     ``.tmp-<name>-<host>-<pid>-<random>``."""
     return os.path.join(folder, "%s%s-%s-%d-%s" % (
@@ -45,7 +48,7 @@ def temporary_name(folder, name):
         secrets.token_hex(6)))
 
 
-def _writer_is_dead(name, host):
+def _writer_is_dead(name: str, host: str) -> bool:
     """True when ``name`` is a temporary file of a writer on this host
     whose process no longer exists."""
     parts = name[len(TEMPORARY_PREFIX):].rsplit("-", 3)
@@ -56,7 +59,7 @@ def _writer_is_dead(name, host):
     return pid != os.getpid() and process_is_gone(pid)
 
 
-def process_is_gone(pid):
+def process_is_gone(pid: int) -> bool:
     """True when no process ``pid`` runs on this host (a process of
     another user still counts as running)."""
     if pid <= 0:
@@ -70,7 +73,7 @@ def process_is_gone(pid):
     return False
 
 
-def remove_dead_temporaries(folder):
+def remove_dead_temporaries(folder: str) -> list[str]:
     """Remove the temporary files that writers on this host left in
     ``folder`` when they died (killed, or the machine stopped).
 
@@ -97,7 +100,7 @@ def remove_dead_temporaries(folder):
     return removed
 
 
-def fsync_folder(folder):
+def fsync_folder(folder: str) -> None:
     """Flush ``folder``'s directory entries to disk (best effort)."""
     with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
@@ -134,7 +137,9 @@ def _publish_new(temporary, path):
 
 
 @contextlib.contextmanager
-def atomic_file(path, fsync=True, overwrite=True, replace=True, tidy=True):
+def atomic_file(path: str | os.PathLike, fsync: bool = True,
+                overwrite: bool = True, replace: bool = True,
+                tidy: bool = True) -> Iterator[IO[bytes]]:
     """Open a binary file that becomes ``path`` when the block succeeds.
 
     Guarantees: a reader sees the old file or the whole new one, never
@@ -195,7 +200,8 @@ def atomic_file(path, fsync=True, overwrite=True, replace=True, tidy=True):
         fsync_folder(folder)
 
 
-def write_atomically(folder, name, data, fsync=False):
+def write_atomically(folder: str, name: str, data: bytes,
+                     fsync: bool = False) -> None:
     """Write the bytes ``data`` to ``folder/name`` with :func:`atomic_file`
     (by default without flushing to disk and without tidying the folder:
     for database entries, whose folder the archiver tidies)."""
@@ -228,8 +234,10 @@ _READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                | getattr(os, "O_BINARY", 0))
 
 
-def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
-                 dir_fd=None, follow_links=False):
+def open_regular(path: str | os.PathLike, max_bytes: int | None,
+                 what: str = "file", flags: int = _READ_FLAGS,
+                 mode: int = 0o666, dir_fd: int | None = None,
+                 follow_links: bool = False) -> tuple[int, int]:
     """Open ``path`` only if it is a regular file of at most ``max_bytes``.
 
     Parameters
@@ -291,7 +299,8 @@ def open_regular(path, max_bytes, what="file", flags=_READ_FLAGS, mode=0o666,
     return fd, status.st_size
 
 
-def read_file(path, max_bytes=None, what=None, dir_fd=None):
+def read_file(path: str | os.PathLike, max_bytes: int | None = None,
+              what: str | None = None, dir_fd: int | None = None) -> bytes:
     """Return the bytes of the regular file ``path`` (see
     :func:`open_regular`), refusing more than ``max_bytes``.
 
@@ -305,7 +314,8 @@ def read_file(path, max_bytes=None, what=None, dir_fd=None):
         return read_capped(handle, max_bytes, what, size)
 
 
-def read_capped(handle, max_bytes, what, expected=0):
+def read_capped(handle: Any, max_bytes: int, what: str | None,
+                expected: int = 0) -> bytes:
     """Read ``handle`` to its end, refusing more than ``max_bytes``.
 
     ``read(n)`` reserves ``n`` bytes before reading, so the cap is never
@@ -322,7 +332,7 @@ def read_capped(handle, max_bytes, what, expected=0):
     return chunks[0][:0].join(chunks)
 
 
-def folder_bytes(path):
+def folder_bytes(path: str) -> int:
     """Total size of the files below ``path`` (links not followed)."""
     total = 0
     for root, _, names in os.walk(path):

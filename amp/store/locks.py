@@ -9,8 +9,11 @@ where ``flock`` is not available the recorded pid is checked instead (a
 dead pid on this host: taken over).
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
+from typing import Iterator
 import json
 import os
 import socket
@@ -21,7 +24,7 @@ from .files import UnsafeFileError, process_is_gone, read_file
 try:
     import fcntl
 except ImportError:  # not POSIX: the recorded pid decides
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 _OWNER_BYTES = 4096
 
@@ -100,7 +103,7 @@ def _take(path, refuse):
 
 
 @contextlib.contextmanager
-def owner_lock(path, what="this lock"):
+def owner_lock(path: str, what: str = "this lock") -> Iterator[None]:
     """Hold ``path`` as a lock while the block runs; refuse if it is held.
 
     Parameters

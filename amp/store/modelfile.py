@@ -19,8 +19,11 @@ number finite, and a neural network's weights, scalings and fingerprint
 ranges of consistent shapes. Any failure is a :class:`ModelFileError`.
 """
 
+from __future__ import annotations
+
 import json
 import math
+from typing import IO, Any
 import os
 import re
 
@@ -39,7 +42,8 @@ class ModelFileError(ValueError):
     """A model file is truncated, corrupt, unsafe or of an unknown version."""
 
 
-def dumps(descriptor_dict, model_dict, metadata=None):
+def dumps(descriptor_dict: dict[str, Any], model_dict: dict[str, Any],
+          metadata: dict[str, Any] | None = None) -> str:
     """The text of a model file (``metadata``: plain data about how the
     model was made, e.g. its validation set; left out when empty)."""
     content = {"format": FORMAT, "version": VERSION,
@@ -49,7 +53,8 @@ def dumps(descriptor_dict, model_dict, metadata=None):
     return json.dumps(content, indent=1, sort_keys=True)
 
 
-def write(filename, text, overwrite=False):
+def write(filename: str | os.PathLike, text: str,
+          overwrite: bool = False) -> None:
     """Write ``text`` atomically and durably; refuse to replace a file
     unless asked.
 
@@ -221,7 +226,8 @@ def _legacy(text, name):
     return parts["descriptor"], parts["model"]
 
 
-def read(source, metadata=False):
+def read(source: str | os.PathLike | IO[bytes] | IO[str],
+         metadata: bool = False) -> Any:
     """Read a model file.
 
     Parameters

@@ -7,8 +7,11 @@ labels ``name``, ``theory``, ``r_unit``, ``e_unit``, ``md5`` and optionally
 one from anything :func:`ase.io.read` reads.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -30,7 +33,7 @@ __all__ = [
 SGDML_FORMAT_VERSION = "1.0.3"
 
 
-def dataset_md5(dataset):
+def dataset_md5(dataset: dict[str, Any]) -> bytes:
     """Fingerprint of a dataset, as sgdml computes it.
 
     MD5 of the concatenated binary MD5 digests of the raw bytes of ``z``,
@@ -50,11 +53,12 @@ def dataset_md5(dataset):
     keys = ["z", "R"] + (["E"] if "E" in dataset else []) + ["F"]
     for key in keys:
         arr = np.ascontiguousarray(dataset[key])
-        outer.update(hashlib.md5(arr.ravel().view(np.uint8)).digest())
+        outer.update(hashlib.md5(
+            arr.ravel().view(np.uint8)).digest())  # type: ignore[arg-type]
     return outer.hexdigest().encode("ascii")
 
 
-def require_keys(d, keys, what):
+def require_keys(d: dict[str, Any], keys: Iterable[str], what: str) -> None:
     """Raise ValueError naming the keys of `keys` missing from `d`."""
     missing = [k for k in keys if k not in d]
     if missing:
@@ -62,7 +66,7 @@ def require_keys(d, keys, what):
             what, ", ".join("'{}'".format(k) for k in missing)))
 
 
-def require_finite(arr, key, what):
+def require_finite(arr: Any, key: str, what: str) -> None:
     """Raise ValueError naming the first non-finite entry of `arr`."""
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(np.asarray(arr)))
@@ -70,7 +74,7 @@ def require_finite(arr, key, what):
                          "index {})".format(what, key, tuple(bad[0])))
 
 
-def validate_dataset(dataset, what="dataset"):
+def validate_dataset(dataset: dict[str, Any], what: str = "dataset") -> None:
     """Check keys, shapes and values of a dataset.
 
     Parameters
@@ -119,7 +123,7 @@ def validate_dataset(dataset, what="dataset"):
         lattice_and_inverse(dataset["lattice"])
 
 
-def save_npz(path, data, overwrite=True):
+def save_npz(path: Any, data: dict[str, Any], overwrite: bool = True) -> None:
     """Write a dict with ``np.savez_compressed`` (as the sgdml CLI does).
 
     Parameters
@@ -151,7 +155,7 @@ _UNICODE_FIELDS = {
 }
 
 
-def normalise(data, kind):
+def normalise(data: dict[str, Any], kind: str) -> dict[str, Any]:
     """Text fields as sgdml stores them (bytes or unicode), ``type`` set."""
     out = {}
     for key, value in data.items():
@@ -167,7 +171,8 @@ def normalise(data, kind):
     return out
 
 
-def save_dataset(path, dataset, overwrite=True):
+def save_dataset(path: Any, dataset: dict[str, Any],
+                 overwrite: bool = True) -> None:
     """Write an sgdml dataset, filling ``md5`` and the statistics.
 
     Parameters
@@ -226,8 +231,9 @@ def _frame_results(atoms, index, where):
     return float(energy), np.asarray(forces, dtype=float)
 
 
-def dataset_from_atoms(images, name="dataset", theory="unknown",
-                       r_unit="Ang", e_unit="eV", where=""):
+def dataset_from_atoms(images: Iterable[Any], name: str = "dataset",
+                       theory: str = "unknown", r_unit: str = "Ang",
+                       e_unit: str = "eV", where: str = "") -> dict[str, Any]:
     """Build an sgdml dataset dict from ASE Atoms with results.
 
     Parameters
@@ -284,6 +290,21 @@ def dataset_from_atoms(images, name="dataset", theory="unknown",
     data = {"name": name, "theory": theory, "r_unit": r_unit,
             "e_unit": e_unit, "z": z, "R": R, "E": E, "F": F}
     periodic = [bool(a.pbc.all()) for a in images]
+    for i, atoms in enumerate(images):
+        if atoms.pbc.any() and not atoms.pbc.all():
+            raise ValueError(
+                "{}frame {} is periodic along {} only; a GDML dataset holds "
+                "molecules (no periodicity) or cells periodic in all three "
+                "directions".format(where, i, "".join(
+                    "xyz"[k] for k in range(3) if atoms.pbc[k])))
+        if periodic[i] != periodic[0]:
+            raise ValueError(
+                "{}frame {} is {} but frame 0 is {}; a GDML dataset is "
+                "either molecules or periodic cells, not both: split the "
+                "file (ASE's index syntax selects frames)".format(
+                    where, i, *("periodic", "a molecule (not periodic)")
+                    if periodic[i] else ("a molecule (not periodic)",
+                                         "periodic")))
     if all(periodic):
         cell = np.array(images[0].cell[:])
         for i, atoms in enumerate(images):
@@ -297,8 +318,10 @@ def dataset_from_atoms(images, name="dataset", theory="unknown",
     return normalise(data, "d")
 
 
-def dataset_from_traj(path_or_atoms_list, name=None, theory="unknown",
-                      energy_unit="eV", length_unit="Ang", index=":"):
+def dataset_from_traj(path_or_atoms_list: Any, name: str | None = None,
+                      theory: str = "unknown", energy_unit: str = "eV",
+                      length_unit: str = "Ang",
+                      index: str | int = ":") -> dict[str, Any]:
     """Build an sgdml dataset from a trajectory file or a list of Atoms.
 
     Parameters

@@ -6,6 +6,10 @@ are bytes; ``type`` and ``code_version`` are unicode. A model's ``f_err``,
 ``e_err`` (dicts) and ``md5_test`` (None or bytes) are 0-d object arrays.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from .datasets import normalise, require_finite, require_keys, save_npz
@@ -28,7 +32,7 @@ def _numeric(model, key, what):
     return arr
 
 
-def validate_model(model, what="model"):
+def validate_model(model: dict[str, Any], what: str = "model") -> None:
     """Check keys and shapes of a model.
 
     Parameters
@@ -99,7 +103,7 @@ def validate_model(model, what="model"):
         lattice_and_inverse(model["lattice"])
 
 
-def validate_task(task, what="task"):
+def validate_task(task: dict[str, Any], what: str = "task") -> None:
     """Check the keys and shapes of a task.
 
     Parameters
@@ -125,7 +129,7 @@ def validate_task(task, what="task"):
         _numeric(task, key, what)
 
 
-def save_task(path, task, overwrite=True):
+def save_task(path: Any, task: dict[str, Any], overwrite: bool = True) -> None:
     """Write an sgdml task file.
 
     Parameters
@@ -140,7 +144,8 @@ def save_task(path, task, overwrite=True):
     save_npz(path, normalise(task, "t"), overwrite=overwrite)
 
 
-def save_model(path, model, overwrite=True):
+def save_model(path: Any, model: dict[str, Any],
+               overwrite: bool = True) -> None:
     """Write an sgdml model file.
 
     ``f_err``/``e_err`` (dicts) and an untested model's ``md5_test`` (None)

@@ -8,7 +8,10 @@ where they expect them: a cross-validation folder
 ``<name>-<theory>-train<M>-sym<P>.npz``.
 """
 
+from __future__ import annotations
+
 import re
+from typing import Any
 
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
@@ -24,7 +27,7 @@ __all__ = ["z_to_z_str", "z_str_to_z", "read_xyz", "write_geometry",
 MAX_XYZ_BYTES = 2 * 2 ** 30
 
 
-def z_to_z_str(z):
+def z_to_z_str(z: Any) -> list[str]:
     """Element symbols of atomic numbers.
 
     Parameters
@@ -47,7 +50,7 @@ def z_to_z_str(z):
     return [chemical_symbols[int(n)] for n in z]
 
 
-def z_str_to_z(z_str):
+def z_str_to_z(z_str: Any) -> np.ndarray:
     """Atomic numbers of element symbols.
 
     Parameters
@@ -72,7 +75,7 @@ def z_str_to_z(z_str):
     return np.array(out, dtype=np.int64)
 
 
-def read_xyz(file_path):
+def read_xyz(file_path: str) -> tuple[np.ndarray, np.ndarray]:
     """Geometries of a plain XYZ file (all frames, same atoms).
 
     Parameters
@@ -130,7 +133,8 @@ def read_xyz(file_path):
     return R.reshape(n_frames, -1), z_str_to_z(symbols)
 
 
-def generate_xyz_str(r, z, e=None, f=None, lattice=None):
+def generate_xyz_str(r: Any, z: Any, e: Any = None, f: Any = None,
+                     lattice: Any = None) -> str:
     """One geometry as extended-XYZ text.
 
     Parameters
@@ -170,7 +174,8 @@ def generate_xyz_str(r, z, e=None, f=None, lattice=None):
     return "\n".join(lines)
 
 
-def write_geometry(filename, r, z, comment_str=""):
+def write_geometry(filename: str, r: Any, z: Any,
+                   comment_str: str = "") -> None:
     """Write one geometry as a plain XYZ file.
 
     Parameters
@@ -201,7 +206,8 @@ def _label(text):
     return re.sub(r"\.\.", ".", text)
 
 
-def train_dir_name(dataset, n_train, use_sym, use_E, use_E_cstr):
+def train_dir_name(dataset: dict[str, Any], n_train: int, use_sym: bool,
+                   use_E: bool, use_E_cstr: bool) -> str:
     """Folder name of a cross-validation run, as sgdml names it.
 
     Parameters
@@ -230,7 +236,7 @@ def _n_perms_and_sig(task_or_model):
     return n_train, n_perms, sig
 
 
-def task_file_name(task):
+def task_file_name(task: dict[str, Any]) -> str:
     """File name of a task, as sgdml names it.
 
     Parameters
@@ -247,7 +253,8 @@ def task_file_name(task):
                                                          int(sig))
 
 
-def model_file_name(task_or_model, is_extended=False):
+def model_file_name(task_or_model: dict[str, Any],
+                    is_extended: bool = False) -> str:
     """File name of a model, as sgdml names it.
 
     Parameters
@@ -270,7 +277,7 @@ def model_file_name(task_or_model, is_extended=False):
                                                           int(sig))
 
 
-def parse_list_or_range(arg):
+def parse_list_or_range(arg: str) -> list[int]:
     """An integer, or a range ``start:stop`` / ``start:step:stop`` (stop
     included), as the ``-s/--sig`` option takes them.
 

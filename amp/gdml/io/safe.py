@@ -20,8 +20,11 @@ The limits are module attributes (:data:`MAX_FILE_BYTES`,
 :data:`MAX_MEMBER_BYTES`) so that a caller with larger files can raise them.
 """
 
+from __future__ import annotations
+
 import io as _io
 import numbers
+from typing import IO, Any
 import os
 import pickle
 import zipfile
@@ -76,7 +79,7 @@ class SafeUnpickler(pickle.Unpickler):
     :class:`UnsafeFileError` before anything is called.
     """
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         """Resolve an allowed global or refuse.
 
         Parameters
@@ -100,7 +103,8 @@ class SafeUnpickler(pickle.Unpickler):
                 try:
                     from numpy._core import multiarray as ma
                 except ImportError:  # NumPy < 2
-                    from numpy.core import multiarray as ma
+                    from numpy.core import (  # type: ignore[no-redef]
+                        multiarray as ma)
                 return getattr(ma, name)
             return getattr(np, name)
         raise UnsafeFileError(
@@ -108,7 +112,7 @@ class SafeUnpickler(pickle.Unpickler):
             "(dicts, lists, numbers, strings, NumPy arrays) is accepted"
             .format(module, name))
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: Any) -> Any:
         """Refuse persistent ids.
 
         Parameters
@@ -153,7 +157,8 @@ def _check_plain(obj, depth=0):
         type(obj).__name__))
 
 
-def open_regular_file(path, max_bytes=None):
+def open_regular_file(path: Any, max_bytes: int | None = None
+                      ) -> IO[bytes]:
     """Open a regular file for binary reading, refusing anything else.
 
     The file is opened non-blocking (so a FIFO cannot hang the caller),
@@ -264,7 +269,7 @@ def _read_archive(zf, where):
     return out
 
 
-def load_npz(path):
+def load_npz(path: Any) -> dict[str, Any]:
     """Load an ``.npz`` archive without general unpickling, within bounds.
 
     Parameters
@@ -312,7 +317,7 @@ def load_npz(path):
             handle.close()
 
 
-def npz_to_dict(npz):
+def npz_to_dict(npz: Any) -> dict[str, Any]:
     """Read an open :class:`numpy.lib.npyio.NpzFile` like :func:`load_npz`.
 
     ``np.load('model.npz')`` opens sgdml models without unpickling, and
@@ -337,7 +342,7 @@ def npz_to_dict(npz):
     return _read_archive(zf, "the NpzFile")
 
 
-def to_str(value):
+def to_str(value: Any) -> str:
     """Text field (bytes or unicode scalar/array) as a Python ``str``.
 
     Parameters
@@ -356,7 +361,7 @@ def to_str(value):
     return str(value)
 
 
-def to_bytes(value):
+def to_bytes(value: Any) -> np.ndarray:
     """Text field as a NumPy bytes scalar array (sgdml's byte fields).
 
     Parameters
