@@ -543,10 +543,14 @@ def test_training_killed_at_a_random_moment_then_rerun(tmp_path):
     while time.monotonic() < deadline and owner not in _text(label +
                                                               ".lock"):
         time.sleep(0.01)  # until the run holds its label
-    time.sleep(rng.uniform(0.0, 1.2))
+    # The training takes about 0.75 s on a quiet machine (longer on a busy
+    # one): the kill lands inside it.
+    time.sleep(rng.uniform(0.0, 0.6))
+    killed_while_running = process.poll() is None
     process.kill()
     process.wait()
-    assert owner in _text(label + ".lock")  # the dead run's lock is there
+    if killed_while_running:
+        assert owner in _text(label + ".lock")  # the dead run's lock
     rerun = small_calc(label)
     assert rerun.train(emt_images(12), overwrite=True) is True
     Amp.load(label + ".amp")
