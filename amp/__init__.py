@@ -217,7 +217,9 @@ class Amp(Calculator):
             ``KernelRidge`` model for its kernel matrices); by default the
             memory available when training starts. Their size is estimated
             from the neighbour lists (and atom counts) and logged before
-            anything is computed.
+            anything is computed. When they do not fit, a neural network
+            trains from chunk files on disk instead (streamed training,
+            logged; see ``docs/model.md``).
 
         Raises
         ------
@@ -228,8 +230,12 @@ class Amp(Calculator):
         FileExistsError
             ``<label>.amp`` exists and ``overwrite`` is False.
         amp.descriptor.budget.TrainingMemoryError
-            The fingerprint derivatives (or kernel matrices) would need more
-            than ``memory_limit``; raised before anything is computed.
+            Not even streamed would the fingerprint derivatives (or kernel
+            matrices) fit ``memory_limit``; raised before anything is
+            computed.
+        amp.store.chunks.DiskSpaceError
+            Streamed training's chunk files would not fit the free disk
+            space; raised before anything is computed or written.
         """
         from .model import TrainingConvergenceError
 
@@ -254,14 +260,24 @@ class Amp(Calculator):
         # however it ends.
         with pool_for({"cores": self.cores, "envcommand": self.envcommand},
                       log) as pool:
+            plan = None
             if force_training and hasattr(self.descriptor,
                                           "derivative_memory"):
-                from .descriptor.budget import check_memory
+                from .descriptor.budget import plan_training
+                from .model.streaming import chunk_root
 
-                check_memory(self.descriptor, images, memory_limit, log,
-                             None if pool is None else pool.hosts)
+                # Streamed when the force data do not fit (and the model's
+                # loss function can stream); refused only when neither way
+                # fits, before anything is computed or written.
+                can_stream = hasattr(getattr(self.model, "lossfunction",
+                                             None), "streaming")
+                plan = plan_training(
+                    self.descriptor, images, memory_limit, log,
+                    None if pool is None else pool.hosts,
+                    folder=chunk_root(self.dblabel or self.label)
+                    if can_stream else None)
             converged = self._fit(images, pool, log, force_training,
-                                  compress_databases)
+                                  compress_databases, plan)
         if not converged:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
@@ -281,20 +297,35 @@ class Amp(Calculator):
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
         return True
 
-    def _fit(self, images, pool, log, force_training, compress_databases):
+    def _fit(self, images, pool, log, force_training, compress_databases,
+             plan=None):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
-        workers or None); True when converged."""
+        workers or None, and the memory plan); True when converged."""
         from .model import check_mode
 
         check_mode(self.descriptor)
         own_database = self.dblabel is None
         store = self._store(self.label if own_database else self.dblabel,
                             images)
+        lossfunction = getattr(self.model, "lossfunction", None)
+        streamed = (plan is not None and plan.streamed) or \
+            getattr(lossfunction, "streaming", None) is not None
+        if hasattr(store, "keep_in_memory"):
+            # Streamed: nothing read from the databases stays in memory.
+            store.keep_in_memory = not streamed
+            if streamed:
+                store.clear_memory()
         self.descriptor.calculate_fingerprints(
             images, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
             verbose=self.verbose)
         self.model.setup(images, store, log)
+        if plan is not None and plan.streamed:
+            from .model.streaming import Streaming
+
+            lossfunction.streaming = Streaming(
+                plan.folder, plan.chunk_bytes, image_bytes=plan.image_bytes,
+                log=log)
         if getattr(self.model, "lossfunction", None) is not None:
             self.model.lossfunction.verbose = self.verbose
         self._check_compatible()

@@ -99,7 +99,7 @@ class Descriptor:
     # Stores --------------------------------------------------------------
 
     def open_store(self, dblabel=None, ephemeral=False, log=None,
-                   images=None):
+                   images=None, keep_in_memory=True):
         """A fingerprint store for this descriptor's parameters.
 
         Parameters
@@ -114,6 +114,10 @@ class Descriptor:
         images : dict, optional
             Hashed images: parameters not set yet are those
             :meth:`resolve` gives for them (nothing is changed here).
+        keep_in_memory : bool
+            Databases only: keep what is read or written in memory
+            (False: memory stays flat however many images pass; see
+            :class:`~.fingerprint_store.DatabaseStore`).
 
         Returns
         -------
@@ -122,7 +126,8 @@ class Descriptor:
         """
         described = self if images is None else self.resolve(images)
         return open_store(dblabel, described.fingerprint_parameters(),
-                          ephemeral=ephemeral and dblabel is None, log=log)
+                          ephemeral=ephemeral and dblabel is None, log=log,
+                          keep_in_memory=keep_in_memory)
 
     # Fingerprinting ------------------------------------------------------
 

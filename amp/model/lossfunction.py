@@ -90,6 +90,14 @@ class LossFunction:
         they pay off (:func:`amp.model._shares.decide`) and evaluates
         serially when they do not; True always gives them their shares;
         False never does.
+
+    Attributes
+    ----------
+    streaming : amp.model.streaming.Streaming or None
+        When set, the batches are chunk files walked at every evaluation
+        (memory flat in the number of images; :class:`amp.Amp` sets it
+        when the force data do not fit ``memory_limit``); None keeps them
+        in memory.
     """
 
     #: Amp's defaults of the parameters given as None (the convergence
@@ -132,6 +140,8 @@ class LossFunction:
         #: terminal, True/False forced; Amp sets it from its ``verbose``.
         self.verbose = None
         self._progress = None
+        self.streaming = None
+        self._batches = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
@@ -147,7 +157,7 @@ class LossFunction:
         (and stop using workers)."""
         self.close()
         self._step = 0
-        self._batches = None
+        self.drop_batches()
         self._initialized = False
         self._best = (np.inf, None)
         self._start = time.time()
@@ -179,7 +189,7 @@ class LossFunction:
         """Evaluate the images in ``n_batches`` subsets (the results do not
         depend on it; the parallel path sends each subset to a worker)."""
         self._n_batches = int(n_batches)
-        self._batches = None
+        self.drop_batches()
 
     @property
     def log(self):
@@ -201,12 +211,26 @@ class LossFunction:
         metadata = getattr(images, "metadata", None) or {}
         return dict(metadata.get("duplicates", {}))
 
+    def drop_batches(self):
+        """Forget the batches (streamed ones: their chunk files are removed
+        unless kept); the next evaluation builds them again."""
+        batches, self._batches = self._batches, None
+        if hasattr(batches, "close"):
+            batches.close()
+
     def batches(self):
-        """The :class:`TrainingBatch` objects, built on first use."""
+        """The :class:`TrainingBatch` objects, built on first use (with
+        :attr:`streaming`, a :class:`~amp.model.streaming.StreamedBatches`
+        giving them one chunk at a time)."""
         if self._batches is None:
             images = self._training_images()
             keys = list(images)
             weights = self._image_weights(images)
+            if self.streaming is not None:
+                self._batches = self.streaming.batches(
+                    images, self._model.trainingparameters["store"],
+                    self.train_forces, weights, self.log)
+                return self._batches
             groups = [g for g in np.array_split(np.arange(len(keys)),
                                                 self._n_batches) if len(g)]
             self._batches = [
@@ -287,8 +311,11 @@ class LossFunction:
 
         parallel = self._parallel if parallel is None else parallel
         with pool_for(parallel, self.log) as pool:
+            if pool is not None and self.streaming is not None:
+                self.log("Loss function: streamed chunks are evaluated in "
+                         "this process (workers not used).")
             if self._workers is not None or pool is None or \
-                    self.use_workers is False:
+                    self.use_workers is False or self.streaming is not None:
                 try:
                     yield self
                 finally:
@@ -325,6 +352,43 @@ class LossFunction:
         return [batch.partial(networks, lossprime, p.energy_coefficient,
                               force_coefficient, raveler)
                 for batch in self.batches()]
+
+    @property
+    def n_training_images(self):
+        """Number of (unique) training images."""
+        return len(self._training_images())
+
+    def minibatch_loss(self, parametervector, image_ids, lossprime=True):
+        """Loss and gradient of a mini-batch (for mini-batch optimizers).
+
+        The terms of the images ``image_ids`` (indices into the training
+        images, in any order) scaled to the whole set, plus the penalty
+        (:func:`amp.model.subsets.minibatch_loss`); the images are read
+        from the batches in memory or from the chunk files. Nothing is
+        logged and no convergence is checked.
+
+        Returns
+        -------
+        dict
+            ``loss``, ``dloss_dparameters``, ``energy_rmse``,
+            ``force_rmse`` (over the mini-batch).
+        """
+        from .streaming import select_from_batches
+        from .subsets import minibatch_loss
+
+        if self._workers is not None:
+            raise RuntimeError("mini-batches need every image in this "
+                               "process; leave evaluator() first")
+        ids = np.unique(np.asarray(image_ids, dtype=np.int64))
+        batches = self.batches()
+        batch = batches.select(ids) if hasattr(batches, "select") else \
+            select_from_batches(batches, ids)
+        vector = np.array(parametervector, dtype=float)
+        model = self._model
+        model.vector = vector
+        return minibatch_loss(batch, model.element_networks(),
+                              model.raveler, self.parameters, vector,
+                              self.n_training_images, lossprime)
 
     def close(self):
         """Stop using workers (as leaving :meth:`evaluator` does): they drop

@@ -466,11 +466,21 @@ class NeuralNetwork(InitialParameters, Model):
         """
         log = self.log if log is None else log
         self._on_step = on_step
+        lossfunction = self.lossfunction
         try:
-            with self.lossfunction.evaluator(parallel):
+            if getattr(self.regressor, "minibatch", False):
+                # Every mini-batch step needs its images in this process;
+                # the result is then the same with any number of workers.
+                try:
+                    return self.regressor.regress(model=self, log=log)
+                finally:
+                    lossfunction.close()
+            with lossfunction.evaluator(parallel):
                 return self.regressor.regress(model=self, log=log)
         finally:
             self._on_step = None
+            if getattr(lossfunction, "streaming", None) is not None:
+                lossfunction.drop_batches()  # chunk files removed
 
     def _check_fingerprints(self, images, store):
         """Every element of the images has a network of the right size."""
