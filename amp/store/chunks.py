@@ -281,6 +281,9 @@ class ChunkSet:
         self.nbytes = sum(npy_bytes(a["shape"], a["dtype"])
                           for chunk in self.chunks
                           for a in chunk["arrays"].values())
+        # Data offset of each file whose header was parsed, with the size
+        # it had: a file of another size is parsed (and checked) again.
+        self._offsets = {}
 
     @classmethod
     def open(cls, folder, key=None):
@@ -326,6 +329,9 @@ class ChunkSet:
         expected = npy_bytes(shape, dtype) - 128
         fd, size = open_regular(path, expected + _HEADER_BYTES,
                                 "chunk file %s" % path)
+        known = self._offsets.get((index, name))
+        if known is not None and known[1] == size:
+            return fd, known[0], dtype, shape
         try:
             header = os.pread(fd, min(size, _HEADER_BYTES), 0)
             offset, header_dtype, header_shape, fortran = _parse_header(
@@ -339,6 +345,7 @@ class ChunkSet:
         except BaseException:
             os.close(fd)
             raise
+        self._offsets[(index, name)] = (offset, size)
         return fd, offset, dtype, shape
 
     def arrays(self, index, names=None):
