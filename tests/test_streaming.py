@@ -160,7 +160,8 @@ def test_amp_train_streams_over_the_limit_and_equals_in_memory(tmp_path):
     results = {}
     for limit in ("1 GB", "1.2 MB"):
         label = str(tmp_path / ("big" if limit == "1.2 MB" else "small"))
-        calc = Amp(descriptor=Gaussian(cutoff=4.0), label=label, cores=1,
+        calc = Amp(descriptor=Gaussian(cutoff=4.0), label=label,
+                   cores=2 if limit == "1.2 MB" else 1,
                    model=NeuralNetwork(hiddenlayers=(3,), randomseed=0))
         calc.model.lossfunction = LossFunction(
             convergence={"energy_rmse": 1e-12}, maxiter=15)
@@ -174,6 +175,8 @@ def test_amp_train_streams_over_the_limit_and_equals_in_memory(tmp_path):
     np.testing.assert_allclose(results["1.2 MB"], results["1 GB"], rtol=0,
                                atol=1e-10 * np.abs(results["1 GB"]).max())
     assert "chunk files of about 400 kB" in log
+    # With workers the chunks are still walked by this process.
+    assert "streamed chunks are evaluated in this process" in log
     assert "about 1.2 MB of force data in memory at once" in log
     # The run's chunk set was removed, and its folder with it.
     chunks = tmp_path / "big-fingerprint-primes.ampdb" / "chunks"
@@ -403,3 +406,22 @@ def test_check_free_space_names_the_figures(tmp_path, monkeypatch):
     assert "need about 5.0 MB but only 1.0 MB is free" in str(error.value)
     assert error.value.errno == 28  # ENOSPC
     assert chunks.check_free_space(tmp_path, 10 ** 5) == 10 ** 6
+
+
+def test_sets_left_by_dead_runs_are_removed(training, tmp_path):
+    images, descriptor = training
+    from amp.model.streaming import _host
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    stale = tmp_path / ("run-%s-%d-0000" % (_host(), child.pid))
+    alive = tmp_path / ("run-%s-%d-0000" % (_host(), os.getpid()))
+    for folder in (stale, alive):
+        folder.mkdir()
+        (folder / "c00000-force_data.npy").write_bytes(b"x")
+    lines = []
+    batches = Streaming(tmp_path, chunk_bytes=1).batches(
+        images, descriptor.arrays, True, log=lines.append)
+    assert not stale.exists() and alive.exists()
+    assert any("left by a run that ended" in line for line in lines)
+    batches.close()

@@ -225,6 +225,7 @@ class Streaming:
                                        chunkset.nbytes / 1e6))
                     return StreamedBatches(chunkset, True, self.prefetch)
         else:
+            _remove_stale_runs(self.folder, log)
             folder = os.path.join(self.folder, "run-%s-%d-%s" % (
                 _host(), os.getpid(), secrets.token_hex(4)))
         chunkset = build_chunks(folder, key, images, store, train_forces,
@@ -235,6 +236,30 @@ class Streaming:
                           " (kept for reuse)" if self.keep else
                           " (removed when training ends)"))
         return StreamedBatches(chunkset, self.keep, self.prefetch)
+
+
+def _remove_stale_runs(folder, log):
+    """Remove the private sets of runs on this host whose process is gone
+    (killed before it could remove them)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    prefix = "run-%s-" % _host()
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        try:
+            pid = int(name[len(prefix):].split("-")[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            remove_set(os.path.join(folder, name))
+            log("Streaming: removed %s, left by a run that ended without "
+                "removing it." % os.path.join(folder, name))
+        except OSError:  # another user's live process
+            continue
 
 
 def _host():
