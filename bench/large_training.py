@@ -302,10 +302,11 @@ def ratio(count, repeats):
         streams[False].lossfunction._batches = type(batches)(
             batches.chunkset, keep=True, prefetch=False)
         split = _model(images, store)
-        counts = batches.counts
-        split.lossfunction._batches = [
-            TrainingBatch.fromdict(b.todict()) for b in
-            (batches.batch(i) for i in range(len(counts)))]
+        counts, keys = batches.counts, list(images)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        split.lossfunction._batches = [  # in memory, the chunks' images
+            TrainingBatch({k: images[k] for k in keys[a:b]}, store, True)
+            for a, b in zip(starts[:-1], starts[1:])]
         store.clear_memory()
         resident = []
 
