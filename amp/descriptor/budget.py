@@ -195,6 +195,26 @@ def local_share(cores):
     return here / total if total else 1.0
 
 
+def _log_estimate(total, n_images, memory_limit, log, cores):
+    """Log the estimate line; ``(share, here, limit, source, count)``."""
+    share = local_share(cores)
+    here = int(total * share)
+    if memory_limit is None:
+        limit, source = available_memory(), "memory available now"
+    else:
+        limit, source = parse_bytes(memory_limit), "memory_limit"
+    count = "{:,}".format(n_images)
+    line = "Fingerprint derivatives for %s images: about %s" % (
+        count, format_bytes(total))
+    if share < 1.0:
+        line += " (%s on this machine)" % format_bytes(here)
+    if limit is not None:
+        line += "; limit %s (%s)." % (format_bytes(limit), source)
+    if log is not None:
+        log(line)
+    return share, here, limit, source, count
+
+
 def check_memory(descriptor, images, memory_limit=None, log=None,
                  cores=None):
     """Log the memory force training will need; refuse it when too much.
@@ -224,21 +244,8 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
         The estimate exceeds the limit; nothing has been computed.
     """
     total = descriptor.derivative_memory(images)
-    share = local_share(cores)
-    here = int(total * share)
-    if memory_limit is None:
-        limit, source = available_memory(), "memory available now"
-    else:
-        limit, source = parse_bytes(memory_limit), "memory_limit"
-    count = "{:,}".format(len(images))
-    line = "Fingerprint derivatives for %s images: about %s" % (
-        count, format_bytes(total))
-    if share < 1.0:
-        line += " (%s on this machine)" % format_bytes(here)
-    if limit is not None:
-        line += "; limit %s (%s)." % (format_bytes(limit), source)
-    if log is not None:
-        log(line)
+    share, here, limit, source, count = _log_estimate(
+        total, len(images), memory_limit, log, cores)
     if limit is not None and here > limit:
         raise TrainingMemoryError(
             "force training needs about %s for the fingerprint derivatives "
@@ -362,21 +369,8 @@ def plan_training(descriptor, images, memory_limit=None, log=None,
     if folder is None:
         here = check_memory(descriptor, images, memory_limit, log, cores)
         return TrainingPlan(False, here, None, image_bytes)
-    share = local_share(cores)
-    here = int(total * share)
-    if memory_limit is None:
-        limit, source = available_memory(), "memory available now"
-    else:
-        limit, source = parse_bytes(memory_limit), "memory_limit"
-    count = "{:,}".format(len(images))
-    line = "Fingerprint derivatives for %s images: about %s" % (
-        count, format_bytes(total))
-    if share < 1.0:
-        line += " (%s on this machine)" % format_bytes(here)
-    if limit is not None:
-        line += "; limit %s (%s)." % (format_bytes(limit), source)
-    if log is not None:
-        log(line)
+    _, here, limit, source, count = _log_estimate(
+        total, len(images), memory_limit, log, cores)
     if limit is None or here <= limit:
         return TrainingPlan(False, total, limit, image_bytes)
     largest = int(sizes.max()) if len(sizes) else 0
