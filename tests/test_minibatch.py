@@ -32,8 +32,8 @@ def training():
 def _model(training, options=None, optimizer="Adam", maxiter=4,
            streaming=None, overfit=0.0):
     images, descriptor = training
-    options = dict({"batch_size": 2, "learning_rate": 0.01}, **(options or
-                                                                 {}))
+    options = dict({"batch_size": 2, "learning_rate": 0.01},
+                   **(options or {}))
     model = NeuralNetwork(hiddenlayers=(3, 2), randomseed=1,
                           regressor=Regressor(optimizer, options))
     model.lossfunction = LossFunction(

@@ -25,6 +25,7 @@ before anything is written); it refuses only what neither way can do.
 
 import os
 import re
+from typing import Any, Callable
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def derivative_memory(descriptor, images):
         _ROW_BYTES
 
 
-def image_derivative_bytes(descriptor, images):
+def image_derivative_bytes(descriptor: "Any", images: dict) -> np.ndarray:
     """Bytes of each image's force matrix (values, column indices and row
     pointers), counted from its neighbour list (see the module).
 
@@ -293,9 +294,11 @@ class TrainingPlan:
         Where the chunk files go.
     """
 
-    def __init__(self, streamed, estimate, limit, image_bytes,
-                 chunk_bytes=None, disk_bytes=None, held_bytes=None,
-                 folder=None):
+    def __init__(self, streamed: bool, estimate: int, limit: "int | None",
+                 image_bytes: dict, chunk_bytes: "int | None" = None,
+                 disk_bytes: "int | None" = None,
+                 held_bytes: "int | None" = None,
+                 folder: "str | None" = None) -> None:
         self.streamed, self.estimate, self.limit = streamed, estimate, limit
         self.image_bytes, self.chunk_bytes = image_bytes, chunk_bytes
         self.disk_bytes, self.held_bytes = disk_bytes, held_bytes
@@ -325,8 +328,11 @@ def _chunk_file_bytes(descriptor, images, sizes):
     return out
 
 
-def plan_training(descriptor, images, memory_limit=None, log=None,
-                  cores=None, folder=None):
+def plan_training(descriptor: "Any", images: dict,
+                  memory_limit: "int | float | str | None" = None,
+                  log: "Callable[[str], Any] | None" = None,
+                  cores: "int | dict | None" = None,
+                  folder: "str | None" = None) -> TrainingPlan:
     """Choose how force training holds its data, before anything is
     computed; log the figures.
 

@@ -211,7 +211,7 @@ class LossFunction:
         metadata = getattr(images, "metadata", None) or {}
         return dict(metadata.get("duplicates", {}))
 
-    def drop_batches(self):
+    def drop_batches(self) -> None:
         """Forget the batches (streamed ones: their chunk files are removed
         unless kept); the next evaluation builds them again."""
         batches, self._batches = self._batches, None
@@ -354,11 +354,13 @@ class LossFunction:
                 for batch in self.batches()]
 
     @property
-    def n_training_images(self):
+    def n_training_images(self) -> int:
         """Number of (unique) training images."""
         return len(self._training_images())
 
-    def minibatch_loss(self, parametervector, image_ids, lossprime=True):
+    def minibatch_loss(self, parametervector: "np.ndarray",
+                       image_ids: "np.ndarray | list[int] | range",
+                       lossprime: bool = True) -> dict:
         """Loss and gradient of a mini-batch (for mini-batch optimizers).
 
         The terms of the images ``image_ids`` (indices into the training

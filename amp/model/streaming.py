@@ -36,6 +36,8 @@ current one is evaluated (``prefetch``), so reading overlaps computing;
 ``bench/large_training.py`` measures both ways.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import json
@@ -44,6 +46,7 @@ import queue
 import secrets
 import socket
 import threading
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,20 +71,22 @@ LAYOUT_VERSION = 1
 CHUNK_BYTES = 64 * 10 ** 6
 
 
-def chunk_root(dblabel):
+def chunk_root(dblabel: str) -> str:
     """Where the chunk sets of a training's databases go:
     ``<dblabel>-fingerprint-primes.ampdb/chunks``."""
     return os.path.join("%s-fingerprint-primes.ampdb" % dblabel, "chunks")
 
 
-def group_images(image_bytes, chunk_bytes):
+def group_images(image_bytes: Sequence[float],
+                 chunk_bytes: float) -> list[int]:
     """Counts of consecutive images per chunk: as many as fit in
     ``chunk_bytes`` (at least one)."""
-    counts, size, count = [], 0, 0
+    counts: list[int] = []
+    size, count = 0.0, 0
     for nbytes in image_bytes:
         if count and size + nbytes > chunk_bytes:
             counts.append(count)
-            size, count = 0, 0
+            size, count = 0.0, 0
         size += nbytes
         count += 1
     if count:
@@ -89,8 +94,9 @@ def group_images(image_bytes, chunk_bytes):
     return counts
 
 
-def chunk_key(parameters, images, train_forces, weights, counts,
-              dtype="float64"):
+def chunk_key(parameters: Any, images: Mapping[str, Any],
+              train_forces: bool, weights: Mapping[str, float] | None,
+              counts: Sequence[int], dtype: str = "float64") -> str:
     """The SHA-256 digest that names a chunk set (see the module).
 
     Parameters
@@ -163,8 +169,11 @@ class Streaming:
     ...     'train-fingerprint-primes.ampdb/chunks', chunk_bytes=32e6)
     """
 
-    def __init__(self, folder, chunk_bytes=CHUNK_BYTES, keep=False,
-                 prefetch=True, image_bytes=None, log=None):
+    def __init__(self, folder: str | os.PathLike,
+                 chunk_bytes: float = CHUNK_BYTES, keep: bool = False,
+                 prefetch: bool = True,
+                 image_bytes: Mapping[str, float] | None = None,
+                 log: Callable[[str], Any] | None = None) -> None:
         self.folder = os.fspath(folder)
         self.chunk_bytes = int(chunk_bytes)
         if self.chunk_bytes <= 0:
@@ -184,7 +193,11 @@ class Streaming:
             sizes = [per_atom * len(atoms) for atoms in images.values()]
         return group_images(sizes, self.chunk_bytes)
 
-    def batches(self, images, store, train_forces, weights=None, log=None):
+    def batches(self, images: Mapping[str, Any], store: Any,
+                train_forces: bool,
+                weights: Mapping[str, float] | None = None,
+                log: Callable[[str], Any] | None = None
+                ) -> StreamedBatches:
         """The :class:`StreamedBatches` of ``images``: a kept set of the
         same key reopened, otherwise a new set built from ``store``.
 
@@ -197,7 +210,7 @@ class Streaming:
         weights : dict, optional
         log : callable, optional
         """
-        log = log or self.log or (lambda *a, **k: None)
+        say: Callable[[str], Any] = log or self.log or (lambda line: None)
         counts = self._counts(images, store, train_forces, weights)
         key = chunk_key(getattr(store, "parameters", None), images,
                         train_forces, weights, counts)
@@ -208,7 +221,7 @@ class Streaming:
             except FileNotFoundError:
                 chunkset = None
             except (ChunkSetError, OSError) as error:
-                log("Chunk set %s not reused (%s); rebuilding it."
+                say("Chunk set %s not reused (%s); rebuilding it."
                     % (folder, error))
                 remove_set(folder)
                 chunkset = None
@@ -216,21 +229,21 @@ class Streaming:
                 try:
                     _check_set(chunkset)
                 except (ChunkSetError, ValueError, OSError) as error:
-                    log("Chunk set %s not reused (%s); rebuilding it."
+                    say("Chunk set %s not reused (%s); rebuilding it."
                         % (folder, error))
                     remove_set(folder)
                 else:
-                    log("Streaming: reusing the chunk set %s (%i chunks, "
+                    say("Streaming: reusing the chunk set %s (%i chunks, "
                         "%.0f MB)." % (folder, len(chunkset),
                                        chunkset.nbytes / 1e6))
                     return StreamedBatches(chunkset, True, self.prefetch)
         else:
-            _remove_stale_runs(self.folder, log)
+            _remove_stale_runs(self.folder, say)
             folder = os.path.join(self.folder, "run-%s-%d-%s" % (
                 _host(), os.getpid(), secrets.token_hex(4)))
         chunkset = build_chunks(folder, key, images, store, train_forces,
                                 weights, counts)
-        log("Streaming: %i images in %i chunks of up to %i images, %.0f MB "
+        say("Streaming: %i images in %i chunks of up to %i images, %.0f MB "
             "in %s%s." % (len(images), len(counts), max(counts),
                           chunkset.nbytes / 1e6, folder,
                           " (kept for reuse)" if self.keep else
@@ -274,7 +287,10 @@ def _batch_bytes(batch):
     return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
 
 
-def build_chunks(folder, key, images, store, train_forces, weights, counts):
+def build_chunks(folder: str, key: str, images: Mapping[str, Any],
+                 store: Any, train_forces: bool,
+                 weights: Mapping[str, float] | None,
+                 counts: Sequence[int]) -> ChunkSet:
     """Write the chunk set of ``images`` (``counts`` per chunk) to
     ``folder``; returns the :class:`~amp.store.chunks.ChunkSet`. One
     chunk's batch is in memory at a time; on any failure nothing is
@@ -377,7 +393,8 @@ class StreamedBatches:
         in use.
     """
 
-    def __init__(self, chunkset, keep=False, prefetch=True):
+    def __init__(self, chunkset: ChunkSet, keep: bool = False,
+                 prefetch: bool = True) -> None:
         self.chunkset, self.keep, self.prefetch = chunkset, keep, prefetch
         self.counts = [int(c["info"]["n_images"]) for c in chunkset.chunks]
         self.first_image = np.concatenate([[0], np.cumsum(self.counts)]
@@ -385,10 +402,10 @@ class StreamedBatches:
         self.n_images = int(self.first_image[-1])
         self.closed = False
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.counts)
 
-    def batch(self, index):
+    def batch(self, index: int) -> TrainingBatch:
         """Chunk ``index``'s batch, memory-mapped."""
         self._check_open()
         return batch_from_arrays(self.chunkset.arrays(index),
@@ -400,7 +417,7 @@ class StreamedBatches:
                                "chunk files removed); the loss function "
                                "builds new ones when evaluated again")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[TrainingBatch]:
         if not self.prefetch or len(self) < 2:
             for index in range(len(self)):
                 yield self.batch(index)
@@ -410,7 +427,7 @@ class StreamedBatches:
     def _prefetched(self):
         """Chunks mapped and paged in by a reader thread, one ahead."""
         self._check_open()
-        ready = queue.Queue(maxsize=1)
+        ready: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
 
         def reader():
@@ -447,7 +464,7 @@ class StreamedBatches:
                     pass
             thread.join()
 
-    def select(self, ids):
+    def select(self, ids: Sequence[int] | np.ndarray) -> TrainingBatch:
         """The batch of the images ``ids`` (global indices, increasing),
         read from their chunks with ``pread``."""
         self._check_open()
@@ -461,11 +478,11 @@ class StreamedBatches:
         return TrainingBatch.concatenate(parts)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         """Bytes of the chunk files."""
         return self.chunkset.nbytes
 
-    def close(self):
+    def close(self) -> None:
         """Remove the chunk files unless kept."""
         if not self.closed:
             self.closed = True
@@ -488,7 +505,8 @@ def _touch(batch):
             flat[::4096].max()
 
 
-def select_from_batches(batches, ids):
+def select_from_batches(batches: Sequence[TrainingBatch],
+                        ids: Sequence[int] | np.ndarray) -> TrainingBatch:
     """The batch of images ``ids`` (global, increasing) of in-memory
     ``batches`` of consecutive images (as the loss function splits
     them)."""

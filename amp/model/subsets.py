@@ -16,6 +16,10 @@ come from memory or from chunk files.
 :func:`minibatch_loss` is the loss a mini-batch optimizer steps on.
 """
 
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
 import numpy as np
 import scipy.sparse
 
@@ -25,7 +29,8 @@ __all__ = ["BatchSource", "ChunkSource", "select_images", "minibatch_loss",
            "batch_arrays"]
 
 
-def batch_arrays(batch):
+def batch_arrays(batch: TrainingBatch) -> tuple[dict[str, np.ndarray],
+                                                dict[str, Any]]:
     """A batch's arrays by the flat names chunk files use
     (``fingerprints.<element>``, ``image_of_atom.<element>``,
     ``force_data``, ...) and the rest of its definition as JSON data
@@ -50,7 +55,8 @@ def batch_arrays(batch):
     return arrays, info
 
 
-def batch_from_arrays(arrays, info):
+def batch_from_arrays(arrays: dict[str, np.ndarray],
+                      info: dict[str, Any]) -> TrainingBatch:
     """The :class:`TrainingBatch` of :func:`batch_arrays`' form (the arrays
     are used as they are: memory-mapped ones stay mapped)."""
     d = dict(info)
@@ -72,7 +78,7 @@ class BatchSource:
     """Rows of a batch held in memory, as :func:`select_images` reads
     them."""
 
-    def __init__(self, batch):
+    def __init__(self, batch: TrainingBatch) -> None:
         self.batch = batch
         self.elements = list(batch.elements)
         self.train_forces = batch.train_forces
@@ -81,7 +87,7 @@ class BatchSource:
             self.column_start = dict(batch.column_start)
             self.n_columns = batch.force_matrix.shape[1]
 
-    def whole(self, name):
+    def whole(self, name: str) -> np.ndarray:
         """A small array in full."""
         b = self.batch
         if name.startswith("image_of_atom."):
@@ -90,7 +96,7 @@ class BatchSource:
             return b.force_matrix.indptr
         return getattr(b, name)
 
-    def rows(self, name, start, stop):
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of a large array."""
         b = self.batch
         if name.startswith("fingerprints."):
@@ -106,7 +112,7 @@ class ChunkSource:
     """Rows of one chunk of a :class:`~amp.store.chunks.ChunkSet`, read
     with ``pread`` (nothing stays mapped)."""
 
-    def __init__(self, chunkset, index):
+    def __init__(self, chunkset: Any, index: int) -> None:
         self.chunkset, self.index = chunkset, index
         info = chunkset.chunks[index]["info"]
         self.elements = list(info["elements"])
@@ -115,16 +121,18 @@ class ChunkSource:
         if self.train_forces:
             self.column_start = dict(info["column_start"])
             self.n_columns = int(info["force_shape"][1])
-        self._small = {}
+        self._small: dict[str, np.ndarray] = {}
 
-    def whole(self, name):
+    def whole(self, name: str) -> np.ndarray:
+        """A small array in full (read once)."""
         if name not in self._small:
             spec = self.chunkset.chunks[self.index]["arrays"][name]
             self._small[name] = self.chunkset.read_rows(
                 self.index, name, 0, spec["shape"][0])
         return self._small[name]
 
-    def rows(self, name, start, stop):
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of a large array, read with ``pread``."""
         return self.chunkset.read_rows(self.index, name, start, stop)
 
 
@@ -149,7 +157,11 @@ def _gather(source, name, starts, stops, dtype):
     return np.concatenate(parts)
 
 
-def select_images(source, ids):
+Source = Union[BatchSource, ChunkSource]
+
+
+def select_images(source: Source,
+                  ids: Sequence[int] | np.ndarray) -> TrainingBatch:
     """The batch of some images of ``source``.
 
     Parameters
@@ -239,8 +251,9 @@ def _select_forces(source, ids, n_atoms, out, element_rows):
          new_indptr), shape=(len(counts), start))
 
 
-def minibatch_loss(batch, networks, raveler, parameters, vector, n_images,
-                   lossprime=True):
+def minibatch_loss(batch: TrainingBatch, networks: dict, raveler: Any,
+                   parameters: Any, vector: np.ndarray, n_images: int,
+                   lossprime: bool = True) -> dict[str, Any]:
     """The loss a mini-batch optimizer steps on, from one mini-batch.
 
     The image terms of the batch scaled by ``n_images / batch.n_images``

@@ -37,6 +37,10 @@ The regression package knows a model only by ``vector``, ``get_loss`` and
 the loss function's ``minibatch_loss`` and ``n_training_images``.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import numpy as np
 from scipy.optimize import OptimizeResult
 
@@ -48,18 +52,20 @@ OPTIMIZERS = ("Adam", "SGD")
 
 #: Default settings (``optimizer_kwargs`` of :class:`Regressor` update
 #: them); ``batch_size`` is in images, ``seed`` seeds the shuffling.
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "Adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
              "epsilon": 1e-8},
     "SGD": {"learning_rate": 1e-3, "momentum": 0.9},
 }
-_COMMON = {"batch_size": 32, "seed": 0, "schedule": "constant",
-           "decay": 0.95, "factor": 0.5, "patience": 10,
-           "threshold": 1e-4, "min_learning_rate": 0.0}
+_COMMON: dict[str, Any] = {
+    "batch_size": 32, "seed": 0, "schedule": "constant", "decay": 0.95,
+    "factor": 0.5, "patience": 10, "threshold": 1e-4,
+    "min_learning_rate": 0.0}
 SCHEDULES = ("constant", "exponential", "plateau")
 
 
-def minibatch_options(name, options=None):
+def minibatch_options(name: str, options: dict | None = None
+                      ) -> dict[str, Any]:
     """The settings of optimizer ``name`` (``'Adam'`` or ``'SGD'``):
     defaults updated by ``options``, checked.
 
@@ -68,7 +74,7 @@ def minibatch_options(name, options=None):
     ValueError
         An unknown setting or schedule, or a value out of range.
     """
-    settings = dict(_COMMON, **DEFAULTS[name])
+    settings: dict[str, Any] = dict(_COMMON, **DEFAULTS[name])
     unknown = set(options or {}) - set(settings)
     if unknown:
         raise ValueError("unknown %s settings %s; known: %s"
@@ -97,9 +103,10 @@ class LearningRate:
         As in the module.
     """
 
-    def __init__(self, learning_rate, schedule="constant", decay=0.95,
-                 factor=0.5, patience=10, threshold=1e-4,
-                 min_learning_rate=0.0):
+    def __init__(self, learning_rate: float, schedule: str = "constant",
+                 decay: float = 0.95, factor: float = 0.5,
+                 patience: int = 10, threshold: float = 1e-4,
+                 min_learning_rate: float = 0.0) -> None:
         self.value = float(learning_rate)
         self.schedule = schedule
         self.decay, self.factor = float(decay), float(factor)
@@ -107,7 +114,7 @@ class LearningRate:
         self.minimum = float(min_learning_rate)
         self.best, self.waited = np.inf, 0
 
-    def epoch_end(self, loss):
+    def epoch_end(self, loss: float) -> float:
         """Update after an epoch whose whole-set loss was ``loss``;
         returns the new rate."""
         if self.schedule == "exponential":
@@ -124,8 +131,15 @@ class LearningRate:
         return self.value
 
 
-def minimize_minibatch(step_loss, epoch_loss, x0, n_images, method="Adam",
-                       options=None, callback=None):
+StepLoss = Callable[[np.ndarray, np.ndarray], "tuple[float, np.ndarray]"]
+
+
+def minimize_minibatch(step_loss: StepLoss,
+                       epoch_loss: Callable[[np.ndarray], float],
+                       x0: Any, n_images: int, method: str = "Adam",
+                       options: dict | None = None,
+                       callback: Callable[..., Any] | None = None
+                       ) -> OptimizeResult:
     """Minimise by mini-batch steps until ``epoch_loss`` stops it.
 
     Parameters

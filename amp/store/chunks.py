@@ -26,6 +26,8 @@ This module knows arrays and files only; what the arrays mean is the
 caller's (:mod:`amp.model.streaming`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import json
@@ -33,6 +35,7 @@ import mmap
 import os
 import secrets
 import shutil
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -78,17 +81,17 @@ class DiskSpaceError(OSError):
     """The files to be written would not fit on their file system (or
     exceed the process's file-size limit); raised before writing."""
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(errno.ENOSPC, message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.args[1]
 
 
-def npy_bytes(shape, dtype):
+def npy_bytes(shape: Iterable[int], dtype: Any) -> int:
     """Bytes of an ``.npy`` file of an array of ``shape`` and ``dtype``
     (header included)."""
-    count = int(np.prod(shape, dtype=np.int64))
+    count = int(np.prod(list(shape), dtype=np.int64))
     return 128 + count * np.dtype(dtype).itemsize
 
 
@@ -102,15 +105,16 @@ def _existing_ancestor(path):
     return path
 
 
-def free_space(path):
+def free_space(path: str | os.PathLike) -> int:
     """Bytes free for an unprivileged writer on the file system that holds
     ``path`` (or, when it does not exist yet, its nearest existing
     ancestor)."""
     return shutil.disk_usage(_existing_ancestor(path)).free
 
 
-def check_free_space(path, needed, largest_file=0, what="chunk files",
-                     log=None):
+def check_free_space(path: str | os.PathLike, needed: int,
+                     largest_file: int = 0, what: str = "chunk files",
+                     log: Callable[[str], Any] | None = None) -> int:
     """Refuse to write ``needed`` bytes below ``path`` when they do not fit.
 
     Parameters
@@ -204,19 +208,22 @@ class ChunkSetWriter:
         JSON data kept in the manifest.
     """
 
-    def __init__(self, folder, key, meta=None):
+    def __init__(self, folder: str | os.PathLike, key: str,
+                 meta: dict | None = None) -> None:
         self.folder = os.path.abspath(os.fspath(folder))
         self.key, self.meta = str(key), dict(meta or {})
         parent = os.path.dirname(self.folder)
         os.makedirs(parent, exist_ok=True)
-        self.temporary = os.path.join(parent, "%s%s-%d-%s" % (
+        temporary = os.path.join(parent, "%s%s-%d-%s" % (
             TEMPORARY_PREFIX, os.path.basename(self.folder)[:40],
             os.getpid(), secrets.token_hex(6)))
-        os.mkdir(self.temporary)
-        self.chunks = []
+        os.mkdir(temporary)
+        self.temporary: str | None = temporary
+        self.chunks: list[dict] = []
         self.nbytes = 0
 
-    def add(self, arrays, info=None):
+    def add(self, arrays: dict[str, np.ndarray],
+            info: dict | None = None) -> None:
         """Write one chunk: ``arrays`` ``{name: ndarray}`` (one ``.npy``
         each, C order) and ``info``, JSON data kept in the manifest."""
         index = len(self.chunks)
@@ -230,14 +237,15 @@ class ChunkSetWriter:
             if dtype.str not in DTYPES:
                 raise TypeError("chunk array %s has dtype %s; allowed: %s"
                                 % (name, dtype.str, ", ".join(DTYPES)))
-            path = os.path.join(self.temporary, _file_name(index, name))
+            path = os.path.join(str(self.temporary), _file_name(index,
+                                                                name))
             with open(path, "xb") as handle:
                 np.lib.format.write_array(handle, array, allow_pickle=False)
                 self.nbytes += handle.tell()
             spec[name] = {"dtype": dtype.str, "shape": list(array.shape)}
         self.chunks.append({"arrays": spec, "info": dict(info or {})})
 
-    def commit(self):
+    def commit(self) -> ChunkSet:
         """Write the manifest and publish the set; returns it opened.
 
         If a set of the same key was published meanwhile (another process
@@ -245,10 +253,11 @@ class ChunkSetWriter:
         """
         manifest = {"format": FORMAT, "version": VERSION, "key": self.key,
                     "meta": self.meta, "chunks": self.chunks}
-        with atomic_file(os.path.join(self.temporary, MANIFEST)) as handle:
+        temporary = str(self.temporary)
+        with atomic_file(os.path.join(temporary, MANIFEST)) as handle:
             handle.write(json.dumps(manifest, sort_keys=True).encode())
         try:
-            os.rename(self.temporary, self.folder)
+            os.rename(temporary, self.folder)
         except OSError as error:
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
@@ -262,16 +271,16 @@ class ChunkSetWriter:
         self.temporary = None
         return ChunkSet.open(self.folder, self.key)
 
-    def abort(self):
+    def abort(self) -> None:
         """Remove the temporary folder (nothing was published)."""
         if self.temporary is not None:
             shutil.rmtree(self.temporary, ignore_errors=True)
             self.temporary = None
 
-    def __enter__(self):
+    def __enter__(self) -> ChunkSetWriter:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: Any) -> None:
         self.abort()
 
 
@@ -291,7 +300,7 @@ class ChunkSet:
         Bytes of the array files.
     """
 
-    def __init__(self, folder, manifest):
+    def __init__(self, folder: str, manifest: dict) -> None:
         self.folder = folder
         self.key = manifest["key"]
         self.meta = manifest["meta"]
@@ -301,10 +310,11 @@ class ChunkSet:
                           for a in chunk["arrays"].values())
         # Data offset of each file whose header was parsed, with the size
         # it had: a file of another size is parsed (and checked) again.
-        self._offsets = {}
+        self._offsets: dict[tuple[int, str], tuple[int, int]] = {}
 
     @classmethod
-    def open(cls, folder, key=None):
+    def open(cls, folder: str | os.PathLike,
+             key: str | None = None) -> ChunkSet:
         """Open the set in ``folder``, checking its manifest.
 
         Parameters
@@ -335,7 +345,7 @@ class ChunkSet:
                                 "not %s)" % (folder, manifest["key"], key))
         return cls(folder, manifest)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.chunks)
 
     def _open(self, index, name):
@@ -366,7 +376,8 @@ class ChunkSet:
         self._offsets[(index, name)] = (offset, size)
         return fd, offset, dtype, shape
 
-    def arrays(self, index, names=None):
+    def arrays(self, index: int, names: Iterable[str] | None = None
+               ) -> dict[str, np.ndarray]:
         """The arrays of chunk ``index``, memory-mapped read-only.
 
         Parameters
@@ -400,7 +411,8 @@ class ChunkSet:
                                    offset=offset)
         return out
 
-    def read_rows(self, index, name, start, stop):
+    def read_rows(self, index: int, name: str, start: int,
+                  stop: int) -> np.ndarray:
         """Rows ``start:stop`` (first axis) of one array, copied with
         ``pread`` (nothing stays mapped)."""
         fd, offset, dtype, shape = self._open(index, name)
@@ -415,17 +427,17 @@ class ChunkSet:
         return np.frombuffer(bytearray(data), dtype=dtype).reshape(
             (stop - start,) + tuple(shape[1:]))
 
-    def paths(self, index):
+    def paths(self, index: int) -> list[str]:
         """The array files of chunk ``index``."""
         return [os.path.join(self.folder, _file_name(index, name))
                 for name in self.chunks[index]["arrays"]]
 
-    def remove(self):
+    def remove(self) -> None:
         """Delete the set's folder."""
         remove_set(self.folder)
 
 
-def remove_set(folder):
+def remove_set(folder: str | os.PathLike) -> None:
     """Delete a chunk set's folder (its manifest first, so a reader that
     opens it meanwhile finds no set rather than half of one)."""
     with contextlib.suppress(FileNotFoundError):

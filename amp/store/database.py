@@ -188,7 +188,7 @@ class FileDatabase(Archiving):
         value = self._memdict[key] = self._load(key)
         return value
 
-    def forget(self, key):
+    def forget(self, key: str) -> None:
         """Drop ``key``'s value from memory (the entry on disk stays): a
         reader walking more entries than fit in memory calls this after
         each."""
