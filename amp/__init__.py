@@ -318,7 +318,9 @@ class Amp(Calculator):
             ``KernelRidge`` model for its kernel matrices); by default the
             memory available when training starts. Their size is estimated
             from the neighbour lists (and atom counts) and logged before
-            anything is computed.
+            anything is computed. When they do not fit, a neural network
+            trains from chunk files on disk instead (streamed training,
+            logged; see ``docs/model.md``).
         validation : float, list of ase.Atoms, str or dict, optional
             Held-out images, scored at every loss evaluation and never
             trained on: a fraction of ``images`` drawn with
@@ -353,8 +355,12 @@ class Amp(Calculator):
             Another running training uses this label (the message names
             its pid); raised before anything is written.
         amp.descriptor.budget.TrainingMemoryError
-            The fingerprint derivatives (or kernel matrices) would need more
-            than ``memory_limit``; raised before anything is computed.
+            Not even streamed would the fingerprint derivatives (or kernel
+            matrices) fit ``memory_limit``; raised before anything is
+            computed.
+        amp.store.chunks.DiskSpaceError
+            Streamed training's chunk files would not fit the free disk
+            space; raised before anything is computed or written.
         """
         refuse_no_images(images)
         if self.label is None:
@@ -416,15 +422,24 @@ class Amp(Calculator):
         # however it ends.
         with pool_for({"cores": self.cores, "envcommand": self.envcommand},
                       log) as pool:
+            plan = None
             if force_training and hasattr(self.descriptor,
                                           "derivative_memory"):
-                from .descriptor.budget import check_memory
+                from .descriptor.budget import plan_training
+                from .model.streaming import chunk_root
 
-                check_memory(self.descriptor, every_image(images, held_out),
-                             memory_limit, log,
-                             None if pool is None else pool.hosts)
+                # Streamed when the force data do not fit (and the model's
+                # loss function can stream); refused only when neither way
+                # fits, before anything is computed or written.
+                can_stream = hasattr(getattr(self.model, "lossfunction",
+                                             None), "streaming")
+                plan = plan_training(
+                    self.descriptor, every_image(images, held_out),
+                    memory_limit, log, None if pool is None else pool.hosts,
+                    folder=chunk_root(self.dblabel or self.label)
+                    if can_stream else None)
             converged = self._fit(images, pool, log, force_training,
-                                  compress_databases, held_out)
+                                  compress_databases, held_out, plan)
         stopped_early = bool(getattr(self.model.lossfunction,
                                      "stopped_early", False))
         self.metadata = training_record(images, held_out, converged,
@@ -453,9 +468,9 @@ class Amp(Calculator):
         return True
 
     def _fit(self, images, pool, log, force_training, compress_databases,
-             held_out=None):
+             held_out=None, plan=None):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
-        workers or None); True when converged."""
+        workers or None, and the memory plan); True when converged."""
         from .model import check_mode
 
         check_mode(self.descriptor)
@@ -463,6 +478,14 @@ class Amp(Calculator):
         every = every_image(images, held_out)
         store = self._store(self.label if own_database else self.dblabel,
                             every)
+        lossfunction = getattr(self.model, "lossfunction", None)
+        streamed = (plan is not None and plan.streamed) or \
+            getattr(lossfunction, "streaming", None) is not None
+        if hasattr(store, "keep_in_memory"):
+            # Streamed: nothing read from the databases stays in memory.
+            store.keep_in_memory = not streamed
+            if streamed:
+                store.clear_memory()
         self.descriptor.calculate_fingerprints(
             every, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
@@ -471,6 +494,12 @@ class Amp(Calculator):
             self.model.setup(images, store, log)
         else:
             self.model.setup(images, store, log, validation=held_out)
+        if plan is not None and plan.streamed:
+            from .model.streaming import Streaming
+
+            lossfunction.streaming = Streaming(
+                plan.folder, plan.chunk_bytes, image_bytes=plan.image_bytes,
+                log=log)
         if getattr(self.model, "lossfunction", None) is not None:
             self.model.lossfunction.verbose = self.verbose
         self._check_compatible()

@@ -138,7 +138,7 @@ def test_callable_optimizer_and_unconverged_finish(training):
 
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown optimizer"):
-        Regressor("SGD")
+        Regressor("NoSuchOptimizer")
 
 
 def test_checkpoints_every_n_steps(training, tmp_path, monkeypatch):

@@ -148,7 +148,8 @@ class Descriptor:
 
     def open_store(self, dblabel: str | None = None, ephemeral: bool = False,
                    log: Logger | None = None,
-                   images: dict[str, Atoms] | None = None) -> Any:
+                   images: dict[str, Atoms] | None = None,
+                   keep_in_memory: bool = True) -> Any:
         """A fingerprint store for this descriptor's parameters.
 
         Parameters
@@ -163,6 +164,10 @@ class Descriptor:
         images : dict, optional
             Hashed images: parameters not set yet are those
             :meth:`resolve` gives for them (nothing is changed here).
+        keep_in_memory : bool
+            Databases only: keep what is read or written in memory
+            (False: memory stays flat however many images pass; see
+            :class:`~.fingerprint_store.DatabaseStore`).
 
         Returns
         -------
@@ -171,7 +176,8 @@ class Descriptor:
         """
         described = self if images is None else self.resolve(images)
         return open_store(dblabel, described.fingerprint_parameters(),
-                          ephemeral=ephemeral and dblabel is None, log=log)
+                          ephemeral=ephemeral and dblabel is None, log=log,
+                          keep_in_memory=keep_in_memory)
 
     # Fingerprinting ------------------------------------------------------
 

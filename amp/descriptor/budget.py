@@ -16,18 +16,24 @@ bytes and a 4-byte column index.
 
 :func:`derivative_memory` gives the estimate; :func:`check_memory` logs it
 and raises :class:`TrainingMemoryError` when it exceeds the memory
-available or a limit the user gave.
+available or a limit the user gave. :func:`plan_training` chooses instead:
+in memory when the estimate fits, otherwise streamed from chunk files
+(:mod:`amp.model.streaming`), with the chunk size, the memory the chunks
+take at once and the disk they need (checked against the free space
+before anything is written); it refuses only what neither way can do.
 """
 
 import re
+from typing import Any, Callable
 
 import numpy as np
 
 from ..store.memory import available_memory
 from .neighbors import atoms_neighbor_list
 
-__all__ = ["derivative_memory", "available_memory", "parse_bytes",
-           "check_memory", "local_share", "TrainingMemoryError",
+__all__ = ["derivative_memory", "image_derivative_bytes", "available_memory",
+           "parse_bytes", "check_memory", "plan_training", "TrainingPlan",
+           "local_share", "TrainingMemoryError",
            "format_bytes"]
 
 _VALUE_BYTES = 8 + 4  # float64 value and int32 column index
@@ -53,6 +59,8 @@ def _needs(Gs, elements):
 def derivative_memory(descriptor, images):
     """Bytes that force training will hold for the images' derivatives.
 
+    The sum of :func:`image_derivative_bytes` and one row pointer.
+
     Parameters
     ----------
     descriptor : Gaussian
@@ -68,6 +76,25 @@ def derivative_memory(descriptor, images):
         Estimated bytes of the force matrices of all images (within a few
         per cent of the arrays built).
     """
+    return int(image_derivative_bytes(descriptor, images).sum()) + \
+        _ROW_BYTES
+
+
+def image_derivative_bytes(descriptor: "Any", images: dict) -> np.ndarray:
+    """Bytes of each image's force matrix (values, column indices and row
+    pointers), counted from its neighbour list (see the module).
+
+    Parameters
+    ----------
+    descriptor : Gaussian
+    images : dict
+        ``{hash: ase.Atoms}``.
+
+    Returns
+    -------
+    ndarray of int64
+        One value per image, in the images' order.
+    """
     descriptor = descriptor.resolve(images)
     elements = sorted(set(descriptor.Gs) | {s for atoms in images.values()
                                              for s in atoms.symbols})
@@ -75,8 +102,8 @@ def derivative_memory(descriptor, images):
     needs = {element: _needs(Gs, elements)
              for element, Gs in descriptor.Gs.items()}
     cutoff = descriptor.cutoff.Rc
-    values, rows = 0, 0
-    for atoms in images.values():
+    sizes = np.empty(len(images), dtype=np.int64)
+    for index, atoms in enumerate(images.values()):
         n = len(atoms)
         symbols = atoms.get_chemical_symbols()
         code = np.array([code_of[s] for s in symbols], dtype=np.int64)
@@ -98,11 +125,11 @@ def derivative_memory(descriptor, images):
         pairs = np.unique(nl.i * n + nl.j)
         centre, other = pairs // n, pairs % n
         distinct = centre != other  # an atom's own periodic images: own row
-        values += 3 * int(involved[centre[distinct],
-                                   code[other[distinct]]].sum())
+        values = 3 * int(involved[centre[distinct],
+                                  code[other[distinct]]].sum())
         values += 3 * int(own.sum())
-        rows += 3 * n
-    return values * _VALUE_BYTES + (rows + 1) * _ROW_BYTES
+        sizes[index] = values * _VALUE_BYTES + 3 * n * _ROW_BYTES
+    return sizes
 
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6,
@@ -153,6 +180,26 @@ def local_share(cores):
     return here / total if total else 1.0
 
 
+def _log_estimate(total, n_images, memory_limit, log, cores):
+    """Log the estimate line; ``(share, here, limit, source, count)``."""
+    share = local_share(cores)
+    here = int(total * share)
+    if memory_limit is None:
+        limit, source = available_memory(), "memory available now"
+    else:
+        limit, source = parse_bytes(memory_limit), "memory_limit"
+    count = "{:,}".format(n_images)
+    line = "Fingerprint derivatives for %s images: about %s" % (
+        count, format_bytes(total))
+    if share < 1.0:
+        line += " (%s on this machine)" % format_bytes(here)
+    if limit is not None:
+        line += "; limit %s (%s)." % (format_bytes(limit), source)
+    if log is not None:
+        log(line)
+    return share, here, limit, source, count
+
+
 def check_memory(descriptor, images, memory_limit=None, log=None,
                  cores=None):
     """Log the memory force training will need; refuse it when too much.
@@ -184,21 +231,8 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
         The estimate exceeds the limit; nothing has been computed.
     """
     total = descriptor.derivative_memory(images)
-    share = local_share(cores)
-    here = int(total * share)
-    if memory_limit is None:
-        limit, source = available_memory(), "memory available now"
-    else:
-        limit, source = parse_bytes(memory_limit), "memory_limit"
-    count = "{:,}".format(len(images))
-    line = "Fingerprint derivatives for %s images: about %s" % (
-        count, format_bytes(total))
-    if share < 1.0:
-        line += " (%s on this machine)" % format_bytes(here)
-    if limit is not None:
-        line += "; limit %s (%s)." % (format_bytes(limit), source)
-    if log is not None:
-        log(line)
+    share, here, limit, source, count = _log_estimate(
+        total, len(images), memory_limit, log, cores)
     if limit is not None and here > limit:
         raise TrainingMemoryError(
             "force training needs about %s for the fingerprint derivatives "
@@ -211,3 +245,156 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
             % (format_bytes(here), count, "" if share >= 1.0 else
                " on this machine", format_bytes(limit), source))
     return here
+
+
+#: Streamed training holds about this many chunks at once: the one being
+#: evaluated, the next one mapped by the reader thread, and the
+#: evaluation's temporaries (or, at set-up, the one being built).
+CHUNKS_HELD = 3
+#: Largest chunk of force data chosen for streaming, in bytes (larger
+#: chunks do not evaluate faster; see :mod:`amp.model.streaming`).
+MAX_CHUNK_BYTES = 64 * 10 ** 6
+_NPY_HEADER = 128
+
+
+class TrainingPlan:
+    """How force training will hold its data (see :func:`plan_training`).
+
+    Attributes
+    ----------
+    streamed : bool
+        False: in memory; True: streamed from chunk files.
+    estimate : int
+        Bytes of force data of all images (:func:`derivative_memory`).
+    limit : int or None
+        The memory limit, in bytes.
+    chunk_bytes : int or None
+        Bytes of force data per chunk (streamed).
+    image_bytes : dict
+        ``{hash: bytes}`` of each image's force data.
+    disk_bytes : int or None
+        Bytes of the chunk files (streamed).
+    held_bytes : int or None
+        Force data in memory at once when streamed.
+    folder : str or None
+        Where the chunk files go.
+    """
+
+    def __init__(self, streamed: bool, estimate: int, limit: "int | None",
+                 image_bytes: dict, chunk_bytes: "int | None" = None,
+                 disk_bytes: "int | None" = None,
+                 held_bytes: "int | None" = None,
+                 folder: "str | None" = None) -> None:
+        self.streamed, self.estimate, self.limit = streamed, estimate, limit
+        self.image_bytes, self.chunk_bytes = image_bytes, chunk_bytes
+        self.disk_bytes, self.held_bytes = disk_bytes, held_bytes
+        self.folder = folder
+
+
+def _per_image(descriptor, images):
+    """Each image's force-data bytes: counted for descriptors this module
+    knows (Gaussian), otherwise the descriptor's total shared by atom
+    count."""
+    if hasattr(descriptor, "Gs") and hasattr(descriptor, "cutoff"):
+        return image_derivative_bytes(descriptor, images)
+    atoms = np.array([len(a) for a in images.values()], dtype=float)
+    total = descriptor.derivative_memory(images)
+    return np.round(total * atoms / atoms.sum()).astype(np.int64)
+
+
+def _chunk_file_bytes(descriptor, images, sizes):
+    """Bytes of each image's share of the chunk files: its force matrix,
+    fingerprint rows, reference forces and row weights, per-image
+    numbers."""
+    Gs = getattr(descriptor.resolve(images), "Gs", None) or {}
+    out = np.array(sizes, dtype=np.int64)
+    for index, atoms in enumerate(images.values()):
+        features = sum(len(Gs.get(s, ())) for s in atoms.symbols)
+        out[index] += 8 * features + 8 * len(atoms) + 48 * len(atoms) + 24
+    return out
+
+
+def plan_training(descriptor: "Any", images: dict,
+                  memory_limit: "int | float | str | None" = None,
+                  log: "Callable[[str], Any] | None" = None,
+                  cores: "int | dict | None" = None,
+                  folder: "str | None" = None) -> TrainingPlan:
+    """Choose how force training holds its data, before anything is
+    computed; log the figures.
+
+    In memory when the force data fit the limit (as :func:`check_memory`);
+    otherwise streamed from chunk files in ``folder``: chunks of at most
+    :data:`MAX_CHUNK_BYTES` such that :data:`CHUNKS_HELD` of them fit the
+    limit, after checking that the chunk files fit the free disk space.
+
+    Parameters
+    ----------
+    descriptor : descriptor
+        With ``derivative_memory(images)`` (e.g. Gaussian).
+    images : dict
+        ``{hash: ase.Atoms}``, all the training images.
+    memory_limit : int, float or str, optional
+        Bytes (or ``'4 GB'``) of force data in memory; by default the
+        memory available now.
+    log : callable, optional
+    cores : int or dict, optional
+        Amp's ``cores`` (see :func:`check_memory`).
+    folder : str, optional
+        Where chunk files would go; None: streaming is not possible and
+        too large a set is refused as by :func:`check_memory`.
+
+    Returns
+    -------
+    TrainingPlan
+
+    Raises
+    ------
+    TrainingMemoryError
+        Not even :data:`CHUNKS_HELD` chunks of one image each fit the
+        limit (or no ``folder`` was given and the data do not fit).
+    amp.store.chunks.DiskSpaceError
+        The chunk files would not fit on the disk; nothing was written.
+    """
+    sizes = _per_image(descriptor, images)
+    image_bytes = dict(zip(images, sizes.tolist()))
+    total = int(sizes.sum()) + _ROW_BYTES
+    if folder is None:
+        here = check_memory(descriptor, images, memory_limit, log, cores)
+        return TrainingPlan(False, here, None, image_bytes)
+    _, here, limit, source, count = _log_estimate(
+        total, len(images), memory_limit, log, cores)
+    if limit is None or here <= limit:
+        return TrainingPlan(False, total, limit, image_bytes)
+    largest = int(sizes.max()) if len(sizes) else 0
+    if CHUNKS_HELD * largest > limit:
+        raise TrainingMemoryError(
+            "force training needs about %s for the fingerprint derivatives "
+            "of %s images, more than the limit of %s (%s), and even "
+            "streamed from chunk files it would hold %d images of up to %s "
+            "at once; nothing has been computed. Options: train on fewer "
+            "images (or smaller ones); train energies only "
+            "(LossFunction(force_coefficient=None) needs no derivatives); "
+            "spread the images over workers on more hosts "
+            "(cores={'host1': n, 'host2': m}); or give a larger "
+            "memory_limit= to Amp.train."
+            % (format_bytes(here), count, format_bytes(limit), source,
+               CHUNKS_HELD, format_bytes(largest)))
+    chunk_bytes = max(largest, min(MAX_CHUNK_BYTES, limit // CHUNKS_HELD))
+    files = _chunk_file_bytes(descriptor, images, sizes)
+    n_chunks = max(1, int(np.ceil(total / chunk_bytes)))
+    disk = int(files.sum()) + n_chunks * 12 * _NPY_HEADER
+    held = CHUNKS_HELD * chunk_bytes
+    from ..store.chunks import check_free_space
+
+    # The largest file: a chunk's force values (8 of every 12 bytes).
+    check_free_space(folder, disk, largest_file=chunk_bytes * 2 // 3,
+                     what="chunk files of streamed training", log=log)
+    if log is not None:
+        log("Streaming: the force data do not fit the limit, so the "
+            "training batches go to chunk files of about %s (about %d "
+            "chunks) in %s, read at every evaluation; about %s of force "
+            "data in memory at once." % (format_bytes(chunk_bytes),
+                                         n_chunks, folder,
+                                         format_bytes(held)))
+    return TrainingPlan(True, total, limit, image_bytes, chunk_bytes, disk,
+                        held, folder)

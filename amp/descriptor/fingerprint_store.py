@@ -150,12 +150,18 @@ class DatabaseStore(FingerprintStore):
         record of existing databases.
     log : callable, optional
         Receives reports about damaged entries.
+    keep_in_memory : bool
+        Keep what is read or written in memory (the default: training
+        reads every image more than once); False reads from disk every
+        time, so memory stays flat however many images pass (streamed
+        training, workers that only write).
     """
 
     on_disk = True
 
-    def __init__(self, dblabel, parameters, log=None):
+    def __init__(self, dblabel, parameters, log=None, keep_in_memory=True):
         self.dblabel, self.parameters = dblabel, parameters
+        self.keep_in_memory = keep_in_memory
         record = dict(parameters or {}, storage_version=STORAGE_VERSION)
         self.databases = {
             part: FileDatabase("%s-%s" % (dblabel, name), log=log)
@@ -163,29 +169,51 @@ class DatabaseStore(FingerprintStore):
         for database in self.databases.values():
             database.check_parameters(record)
 
+    def _forget(self, key):
+        if not self.keep_in_memory:
+            for database in self.databases.values():
+                database.forget(key)
+
     def __contains__(self, key):
-        return key in self.databases["fingerprints"]
+        try:
+            return key in self.databases["fingerprints"]
+        finally:
+            self._forget(key)
 
     def has_derivatives(self, key):
-        return (key in self.databases["primes"]
-                and key in self.databases["neighbors"])
+        try:
+            return (key in self.databases["primes"]
+                    and key in self.databases["neighbors"])
+        finally:
+            self._forget(key)
 
     def keys(self):
         return self.databases["fingerprints"].keys()
 
     def __getitem__(self, key):
-        values = self.databases["fingerprints"][key]
-        if not self.has_derivatives(key):
-            return entries.decode(values)
-        return entries.decode(values, self.databases["neighbors"][key],
-                              self.databases["primes"][key])
+        try:
+            values = self.databases["fingerprints"][key]
+            if not (key in self.databases["primes"]
+                    and key in self.databases["neighbors"]):
+                return entries.decode(values)
+            return entries.decode(values, self.databases["neighbors"][key],
+                                  self.databases["primes"][key])
+        finally:
+            self._forget(key)
 
     def put(self, key, fingerprints):
         # The values last: an image counts as stored once they are there.
         parts = entries.encode(fingerprints)
-        for part in ("neighbors", "primes", "fingerprints"):
-            if part in parts:
-                self.databases[part][key] = parts[part]
+        try:
+            for part in ("neighbors", "primes", "fingerprints"):
+                if part in parts:
+                    self.databases[part][key] = parts[part]
+        finally:
+            self._forget(key)
+
+    def clear_memory(self):
+        for database in self.databases.values():
+            database.close()
 
     def neighbor_list(self, key):
         n_atoms = len(self.databases["fingerprints"][key]["symbols"])
@@ -211,7 +239,8 @@ class DatabaseStore(FingerprintStore):
                 for name, database in self.databases.items()}
 
 
-def open_store(dblabel=None, parameters=None, ephemeral=False, log=None):
+def open_store(dblabel=None, parameters=None, ephemeral=False, log=None,
+               keep_in_memory=True):
     """The store a ``dblabel`` asks for.
 
     Parameters
@@ -223,6 +252,8 @@ def open_store(dblabel=None, parameters=None, ephemeral=False, log=None):
     ephemeral : bool
         In memory, keep only the latest image.
     log : callable, optional
+    keep_in_memory : bool
+        Databases only: see :class:`DatabaseStore`.
 
     Returns
     -------
@@ -230,7 +261,8 @@ def open_store(dblabel=None, parameters=None, ephemeral=False, log=None):
     """
     if dblabel is None:
         return MemoryStore(ephemeral=ephemeral, parameters=parameters)
-    return DatabaseStore(dblabel, parameters, log=log)
+    return DatabaseStore(dblabel, parameters, log=log,
+                         keep_in_memory=keep_in_memory)
 
 
 def archive_store(store, log=None):

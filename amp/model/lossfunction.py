@@ -106,6 +106,14 @@ class LossFunction:
         (eV/A^3) over the images that carry a stress, from the forces'
         fingerprint derivatives (``force_coefficient`` must not be None);
         criteria ``stress_rmse``, ``stress_maxresid``. None: no term.
+
+    Attributes
+    ----------
+    streaming : amp.model.streaming.Streaming or None
+        When set, the batches are chunk files walked at every evaluation
+        (memory flat in the number of images; :class:`amp.Amp` sets it
+        when the force data do not fit ``memory_limit``); None keeps them
+        in memory.
     """
 
     #: Amp's defaults of the parameters given as None (the convergence
@@ -163,6 +171,8 @@ class LossFunction:
         self._progress = None
         #: Held-out images (amp.model.validation.HeldOut) or None.
         self.validation: Any = None
+        self.streaming = None
+        self._batches = None
         self.reset()
 
     # Set-up --------------------------------------------------------------
@@ -189,7 +199,7 @@ class LossFunction:
         (and stop using workers)."""
         self.close()
         self._step = 0
-        self._batches: Any = None
+        self.drop_batches()
         self._stress_history: list[Any] = []
         if self.validation is not None:
             self.validation.reset()
@@ -239,7 +249,7 @@ class LossFunction:
         """Evaluate the images in ``n_batches`` subsets (the results do not
         depend on it; the parallel path sends each subset to a worker)."""
         self._n_batches = int(n_batches)
-        self._batches = None
+        self.drop_batches()
 
     @property
     def log(self) -> Logger:
@@ -261,8 +271,18 @@ class LossFunction:
         metadata = getattr(images, "metadata", None) or {}
         return dict(metadata.get("duplicates", {}))
 
-    def batches(self) -> list[Any]:
-        """The :class:`TrainingBatch` objects, built on first use."""
+    def drop_batches(self) -> None:
+        """Forget the batches (streamed ones: their chunk files are removed
+        unless kept); the next evaluation builds them again."""
+        batches: Any = self._batches
+        self._batches = None
+        if hasattr(batches, "close"):
+            batches.close()
+
+    def batches(self) -> Any:
+        """The :class:`TrainingBatch` objects, built on first use (with
+        :attr:`streaming`, a :class:`~amp.model.streaming.StreamedBatches`
+        giving them one chunk at a time)."""
         if self._batches is None:
             images = self._training_images()
             # Building takes seconds for thousands of images: say so, on
@@ -274,7 +294,13 @@ class LossFunction:
             groups = [g for g in np.array_split(np.arange(len(keys)),
                                                 self._n_batches) if len(g)]
             try:
-                self._batches = self._make_batches(images, groups, weights)
+                if self.streaming is not None:
+                    self._batches = self.streaming.batches(
+                        images, self._model.trainingparameters["store"],
+                        self.train_forces, weights, self.log)
+                else:
+                    self._batches = self._make_batches(images, groups,
+                                                       weights)
             finally:
                 line.close()
         return self._batches
@@ -394,8 +420,11 @@ class LossFunction:
 
         parallel = self._parallel if parallel is None else parallel
         with pool_for(parallel, self.log) as pool:
+            if pool is not None and self.streaming is not None:
+                self.log("Loss function: streamed chunks are evaluated in "
+                         "this process (workers not used).")
             if self._workers is not None or pool is None or \
-                    self.use_workers is False:
+                    self.use_workers is False or self.streaming is not None:
                 try:
                     yield self
                 finally:
@@ -456,6 +485,45 @@ class LossFunction:
         if self.validation is None:
             return None
         return self.validation.evaluate(self, parametervector)
+
+    @property
+    def n_training_images(self) -> int:
+        """Number of (unique) training images."""
+        return len(self._training_images())
+
+    def minibatch_loss(self, parametervector: "np.ndarray",
+                       image_ids: "np.ndarray | list[int] | range",
+                       lossprime: bool = True) -> dict:
+        """Loss and gradient of a mini-batch (for mini-batch optimizers).
+
+        The terms of the images ``image_ids`` (indices into the training
+        images, in any order) scaled to the whole set, plus the penalty
+        (:func:`amp.model.subsets.minibatch_loss`); the images are read
+        from the batches in memory or from the chunk files. Nothing is
+        logged and no convergence is checked.
+
+        Returns
+        -------
+        dict
+            ``loss``, ``dloss_dparameters``, ``energy_rmse``,
+            ``force_rmse`` (over the mini-batch).
+        """
+        from .streaming import select_from_batches
+        from .subsets import minibatch_loss
+
+        if self._workers is not None:
+            raise RuntimeError("mini-batches need every image in this "
+                               "process; leave evaluator() first")
+        ids = np.unique(np.asarray(image_ids, dtype=np.int64))
+        batches = self.batches()
+        batch = batches.select(ids) if hasattr(batches, "select") else \
+            select_from_batches(batches, ids)
+        vector = np.array(parametervector, dtype=float)
+        model = self._model
+        model.vector = vector
+        return minibatch_loss(batch, model.element_networks(),
+                              model.raveler, self.parameters, vector,
+                              self.n_training_images, lossprime)
 
     def close(self) -> None:
         """Stop using workers (as leaving :meth:`evaluator` does): they drop

@@ -500,8 +500,16 @@ class NeuralNetwork(InitialParameters, Model):
         """
         log = self.log if log is None else log
         self._on_step = on_step
+        lossfunction = self.lossfunction
         try:
-            with self.lossfunction.evaluator(parallel):
+            if getattr(self.regressor, "minibatch", False):
+                # Every mini-batch step needs its images in this process;
+                # the result is then the same with any number of workers.
+                try:
+                    return self.regressor.regress(model=self, log=log)
+                finally:
+                    lossfunction.close()
+            with lossfunction.evaluator(parallel):
                 return self.regressor.regress(model=self, log=log)
         finally:
             self._on_step = None
@@ -509,6 +517,8 @@ class NeuralNetwork(InitialParameters, Model):
             write = getattr(self.lossfunction, "write_supplement", None)
             if write is not None:
                 write(log)
+            if getattr(lossfunction, "streaming", None) is not None:
+                lossfunction.drop_batches()  # chunk files removed
 
     def _check_fingerprints(self, images, store, name="image %s"):
         """Every element of the images has a network of the right size."""

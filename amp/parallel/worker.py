@@ -87,8 +87,9 @@ class Fingerprints:
         self.derivatives = bool(setup.get("derivatives", False))
         self.parts = tuple(setup.get("parts", ("values", "derivatives")))
         dblabel = setup.get("dblabel")
+        # The worker only writes: nothing is kept in its memory.
         self.store = None if dblabel is None else \
-            self.descriptor.open_store(dblabel)
+            self.descriptor.open_store(dblabel, keep_in_memory=False)
 
     def __call__(self, key, atoms):
         fingerprints = self.descriptor.compute(atoms, self.derivatives)

@@ -2,7 +2,8 @@
 
 Amp's :class:`Regressor`. ``'BFGS'`` (the default) is
 :func:`amp.regression.bfgs.minimize_bfgs`, scipy's BFGS algorithm with an
-O(n^2) inverse-Hessian update; every other method is
+O(n^2) inverse-Hessian update; ``'Adam'`` and ``'SGD'`` are the mini-batch
+optimizers of :mod:`amp.regression.minibatch`; every other method is
 ``scipy.optimize.minimize``'s. The loss function raises
 :class:`~amp.model.ConvergenceOccurred` the moment the convergence criteria
 are met, which stops the optimiser wherever it is (inside a line search
@@ -28,6 +29,8 @@ import numpy as np
 from ..utilities import (ConvergenceOccurred, EarlyStoppingOccurred,
                          MaxIterationsReached)
 from .bfgs import minimize_bfgs
+from .minibatch import OPTIMIZERS as MINIBATCH_OPTIMIZERS
+from .minibatch import minibatch_options, minimize_minibatch
 
 __all__ = ["Regressor", "PRESETS", "SCIPY_METHODS", "minimize_bfgs"]
 
@@ -62,14 +65,20 @@ class Regressor:
         :func:`~amp.regression.bfgs.minimize_bfgs`, with Amp's options),
         'L-BFGS-B' (the choice for large networks: memory and time per
         step grow linearly with the number of parameters), 'TNC' or
-        'Newton-CG' (``scipy.optimize.minimize`` with Amp's options), any
+        'Newton-CG' (``scipy.optimize.minimize`` with Amp's options),
+        'Adam' or 'SGD' (mini-batch optimizers, see
+        :mod:`amp.regression.minibatch`: ``optimizer_kwargs`` such as
+        ``{'batch_size': 32, 'learning_rate': 1e-3, 'seed': 0,
+        'schedule': 'plateau'}``; the loss function's ``maxiter`` and the
+        model's ``checkpoints`` count epochs), any
         other ``scipy.optimize.minimize`` method name (scipy's defaults),
         or any callable ``optimizer(function, x0, jac=...,
         **optimizer_kwargs)`` that behaves like
         ``scipy.optimize.minimize``.
     optimizer_kwargs : dict, optional
         Extra keywords for the optimiser; an ``options`` dict is merged into
-        the preset's options.
+        the preset's options. For 'Adam' and 'SGD', their settings
+        (:func:`~amp.regression.minibatch.minibatch_options`).
     lossprime : bool
         Give the optimiser the analytic gradient (``jac=True``); otherwise
         it sees the loss only (and BFGS is scipy's, with finite
@@ -88,14 +97,29 @@ class Regressor:
                  optimizer_kwargs: dict[str, Any] | None = None,
                  lossprime: bool = True) -> None:
         kwargs: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.minibatch = isinstance(optimizer, str) and \
+            optimizer in MINIBATCH_OPTIMIZERS
+        if self.minibatch:
+            assert isinstance(optimizer, str)
+            if not lossprime:
+                raise ValueError("%s needs the gradient (lossprime=True)"
+                                 % optimizer)
+            minibatch_options(optimizer, optimizer_kwargs)  # checked now
+            self.name = optimizer
+            self.optimizer: str | Callable[..., Any] = optimizer
+            self.optimizer_kwargs = dict(optimizer_kwargs or {})
+            self.lossprime = True
+            return
         if isinstance(optimizer, str):
             names = {m.lower(): m for m in SCIPY_METHODS}
             if optimizer not in PRESETS and optimizer.lower() not in names:
                 raise ValueError(
-                    "unknown optimizer %r; presets: %s; or any "
-                    "scipy.optimize.minimize method (%s), or a callable"
-                    % (optimizer, ", ".join(PRESETS),
-                       ", ".join(SCIPY_METHODS)))
+                    "unknown optimizer %r; presets: %s; mini-batch: %s; "
+                    "or any scipy.optimize.minimize method (%s), or a "
+                    "callable" % (optimizer, ", ".join(PRESETS),
+                                  ", ".join(MINIBATCH_OPTIMIZERS),
+                                  ", ".join(SCIPY_METHODS)))
             kwargs = copy.deepcopy(PRESETS.get(
                 optimizer, {"method": names.get(optimizer.lower())}))
             self.name = optimizer
@@ -111,7 +135,6 @@ class Regressor:
         self.optimizer = optimizer
         self.optimizer_kwargs = kwargs
         self.lossprime = lossprime
-        self.stop_reason: str | None = None
 
     def _minimize(self, function, x0):
         """``scipy.optimize.minimize``, with BFGS as :func:`minimize_bfgs`
@@ -134,6 +157,22 @@ class Regressor:
         from scipy.optimize import minimize
 
         return minimize(function, x0, jac=self.lossprime, **kwargs)
+
+    def _minimize_minibatch(self, model: Any, x0: Any) -> Any:
+        """Epochs of mini-batch steps (:mod:`amp.regression.minibatch`);
+        the model's ``get_loss`` ends each epoch."""
+        lossfunction = model.lossfunction
+
+        def step_loss(vector, ids):
+            result = lossfunction.minibatch_loss(vector, ids)
+            return result["loss"], result["dloss_dparameters"]
+
+        def epoch_loss(vector):
+            return model.get_loss(vector, lossprime=False)
+
+        return minimize_minibatch(step_loss, epoch_loss, x0,
+                                  lossfunction.n_training_images,
+                                  str(self.optimizer), self.optimizer_kwargs)
 
     def regress(self, model: Any, log: Any) -> bool:
         """Minimise ``model``'s loss starting from ``model.vector``.
@@ -167,7 +206,9 @@ class Regressor:
         log(" Parameters: %i" % len(x0))
         self.stop_reason = None
         try:
-            if isinstance(self.optimizer, str):
+            if self.minibatch:
+                result = self._minimize_minibatch(model, x0)
+            elif isinstance(self.optimizer, str):
                 result = self._minimize(function, x0)
             else:
                 result = self.optimizer(function, x0, jac=lossprime,

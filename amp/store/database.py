@@ -192,6 +192,12 @@ class FileDatabase(Archiving):
         value = self._memdict[key] = self._load(key)
         return value
 
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s value from memory (the entry on disk stays): a
+        reader walking more entries than fit in memory calls this after
+        each."""
+        self._memdict.pop(key, None)
+
     def __contains__(self, key):
         # True only when the entry can be read: a damaged one is missing.
         try:
