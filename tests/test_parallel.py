@@ -358,7 +358,9 @@ def test_connection_credentials_are_single_use_and_frames_capped():
         assert "not a worker" in checker._check(b"amp", b"NULL", [])
         checker.close()
     finally:
-        context.term()
+        # destroy: closes whatever this context still has, then ends it
+        # (term() alone hung once in a full run).
+        context.destroy(linger=0)
     big = np.arange(3 * _wire.MAX_FRAME_BYTES // 8 + 5, dtype=np.float64)
     frames = _wire.encode({"subject": "t"}, {"big": big, "small": big[:3]})
     assert len(frames) == 1 + 4 + 1

@@ -569,7 +569,9 @@ class WorkerPool:
                 connection.close(force=True)
         self.server.close(0)
         self.gate.close()
-        self.context.term()
+        # Whatever socket of this pool is still open goes with it (term()
+        # alone would wait for it).
+        self.context.destroy(linger=0)
 
     def __enter__(self):
         return self
