@@ -90,9 +90,11 @@ class Amp(Calculator):
         Prefix of the fingerprint databases. In training it defaults to
         ``label``; at inference, without it, fingerprints live only in
         memory and nothing is written.
-    cores : int, dict or None
+    cores : int, dict, 'mpi' or None
         Workers for training (see ``docs/parallel.md``); None reads the
-        environment.
+        environment; ``'mpi'`` trains across the ranks of an MPI job
+        (``mpiexec -n N python train.py`` or ``srun``; serial when run as
+        one process), where rank 0 alone writes files.
     envcommand : str, optional
         Run in each remote session before workers start.
     logging : bool
@@ -168,8 +170,17 @@ class Amp(Calculator):
 
     # Training ------------------------------------------------------------
 
+    def _writes_files(self):
+        """False on the ranks other than 0 of an MPI job (``cores='mpi'``),
+        which write nothing."""
+        from .parallel.mpi import rank_of
+
+        return rank_of(self.cores) == 0
+
     def _open_log(self):
         filename = make_filename(self.label, "-log.txt")
+        if not self._writes_files():
+            filename = None
         if filename is not None and os.path.dirname(filename):
             # Like ASE's file calculators: the label's folder is created.
             os.makedirs(os.path.dirname(filename), exist_ok=True)
@@ -259,13 +270,16 @@ class Amp(Calculator):
                 from .descriptor.budget import check_memory
 
                 check_memory(self.descriptor, images, memory_limit, log,
-                             None if pool is None else pool.hosts)
+                             pool)
             converged = self._fit(images, pool, log, force_training,
                                   compress_databases)
+        from .parallel.mpi import synchronize
+
         if not converged:
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self.save(untrained, overwrite=True)
             log("Not converged; parameters saved to %s." % untrained)
+            synchronize(self.cores)  # the file is there for every rank
             reason = getattr(getattr(self.model, "regressor", None),
                              "stop_reason", None) or \
                 "the optimizer stopped before the criteria were met"
@@ -275,10 +289,11 @@ class Amp(Calculator):
         self.save(filename, overwrite=overwrite)
         log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
-        if os.path.exists(checkpoint):
+        if os.path.exists(checkpoint) and self._writes_files():
             # Superseded: a later train() under this label starts afresh.
             os.remove(checkpoint)
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
+        synchronize(self.cores)  # the model file is there for every rank
         return True
 
     def _fit(self, images, pool, log, force_training, compress_databases):
@@ -290,20 +305,22 @@ class Amp(Calculator):
         own_database = self.dblabel is None
         store = self._store(self.label if own_database else self.dblabel,
                             images)
+        writes = self._writes_files()
+        verbose = self.verbose if writes else False
         self.descriptor.calculate_fingerprints(
             images, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
-            verbose=self.verbose)
+            verbose=verbose)
         self.model.setup(images, store, log)
         if getattr(self.model, "lossfunction", None) is not None:
-            self.model.lossfunction.verbose = self.verbose
+            self.model.lossfunction.verbose = verbose
         self._check_compatible()
         self._resume_from_checkpoint(log)
         self.save(make_filename(self.label, "-initial-parameters.amp"),
                   overwrite=True)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
         archive = None
-        if own_database and compress_databases:
+        if own_database and compress_databases and writes:
             from .descriptor.fingerprint_store import BackgroundArchive
 
             archive = BackgroundArchive(store, log)
@@ -369,10 +386,17 @@ class Amp(Calculator):
         ------
         FileExistsError
             The file exists and ``overwrite`` is False (it is untouched).
+
+        Notes
+        -----
+        With ``cores='mpi'`` only rank 0 writes; the other ranks return
+        without writing.
         """
         if format not in ("json", "amp1"):
             raise ValueError("unknown model file format %r; 'json' or "
                              "'amp1'" % (format,))
+        if not self._writes_files():
+            return
         if format == "amp1":
             from .store import amp1
 

@@ -136,10 +136,12 @@ class Descriptor:
         images : dict, list of ase.Atoms, ase.Atoms or str
             Images keyed by hash (as :func:`amp.utilities.hash_images`
             returns them), or anything ``hash_images`` accepts.
-        parallel : WorkerPool, dict or None
-            A pool of workers (used, left running), Amp's ``{'cores':
-            ..., 'envcommand': ...}`` (a pool for this call) or None
-            (serial).
+        parallel : WorkerPool, MPIContext, dict or None
+            A pool of workers (used, left running), the ranks of an MPI
+            job (each computes its share, see :mod:`.ranks`; afterwards
+            every rank's store has every image's values and its own
+            share's derivatives), Amp's ``{'cores': ..., 'envcommand':
+            ...}`` (a pool for this call) or None (serial).
         log : Logger, optional
         calculate_derivatives : bool
             Also compute the fingerprint derivatives (for forces).
@@ -155,7 +157,7 @@ class Descriptor:
         list of str
             The hashes that were computed (the others were already stored).
         """
-        from ..parallel import pool_for
+        from ..parallel import is_mpi, pool_for
         from ..progress import Progress
 
         log = Logger(None) if log is None else log
@@ -163,22 +165,28 @@ class Descriptor:
         self._adopt(self.resolve(images))
         store = self.arrays if store is None else store
         self._check_store(store)
-        needed = {key: atoms for key, atoms in images.items()
-                  if key not in store or (calculate_derivatives
-                                          and not store.has_derivatives(key))}
-        log("Fingerprints%s: %i of %i images to calculate (%s)."
-            % (" and derivatives" if calculate_derivatives else "",
-               len(needed), len(images),
-               "%s-*.ampdb" % store.dblabel if store.on_disk else "memory"),
-            tic="fp")
-        with pool_for(parallel, log) as pool, \
-                Progress(len(needed), "fingerprints", enabled=verbose,
-                         unit="images") as progress:
-            for key, fingerprints in self._compute_many(
-                    needed, calculate_derivatives, pool, store, log):
-                if fingerprints is not None:  # None: a worker stored it
-                    store.put(key, fingerprints)
-                progress.update(progress.done + 1)
+        with pool_for(parallel, log) as pool:
+            if is_mpi(pool):  # the ranks of an MPI job: .ranks
+                from .ranks import fingerprints_on_ranks
+
+                return fingerprints_on_ranks(self, images, pool, store,
+                                             calculate_derivatives, log,
+                                             verbose)
+            needed = {key: atoms for key, atoms in images.items()
+                      if key not in store or (
+                          calculate_derivatives
+                          and not store.has_derivatives(key))}
+            log("Fingerprints%s: %i of %i images to calculate (%s)."
+                % (" and derivatives" if calculate_derivatives else "",
+                   len(needed), len(images), "%s-*.ampdb" % store.dblabel
+                   if store.on_disk else "memory"), tic="fp")
+            with Progress(len(needed), "fingerprints", enabled=verbose,
+                          unit="images") as progress:
+                for key, fingerprints in self._compute_many(
+                        needed, calculate_derivatives, pool, store, log):
+                    if fingerprints is not None:  # None: a worker stored it
+                        store.put(key, fingerprints)
+                    progress.update(progress.done + 1)
         log("...fingerprints ready.", toc="fp")
         return list(needed)
 

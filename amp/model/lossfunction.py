@@ -282,7 +282,7 @@ class LossFunction:
         >>> with model.lossfunction.evaluator({'cores': 2}):  # doctest: +SKIP
         ...     model.regressor.regress(model=model, log=log)
         """
-        from ..parallel import pool_for
+        from ..parallel import is_mpi, pool_for
         from ._shares import WorkerBatches, share_count
 
         parallel = self._parallel if parallel is None else parallel
@@ -294,11 +294,14 @@ class LossFunction:
                 finally:
                     self._close_progress()
                 return
-            p = self.parameters
-            setup = {"model": self._model.todict(),
-                     "energy_coefficient": p.energy_coefficient,
-                     "force_coefficient": p.force_coefficient
-                     if self.train_forces else None}
+            if is_mpi(pool):  # the ranks of an MPI job: amp.model._ranks
+                self._workers = self._rank_batches(pool)
+                try:
+                    yield self
+                finally:
+                    self.close()
+                return
+            setup = self._share_setup()
             # The shares' batches are built here, before the workers are
             # asked for; the master keeps only its own after.
             self.split_images(share_count(pool))
@@ -314,6 +317,34 @@ class LossFunction:
                 yield self
             finally:
                 self.close()
+
+    def _share_setup(self):
+        """What a share's :class:`~amp.model._shares.LossShare` is built
+        from (besides its batch)."""
+        p = self.parameters
+        return {"model": self._model.todict(),
+                "energy_coefficient": p.energy_coefficient,
+                "force_coefficient": p.force_coefficient
+                if self.train_forces else None}
+
+    def _rank_batches(self, context):
+        """This MPI rank's share (:class:`amp.model._ranks.RankBatches`);
+        every rank starts from rank 0's parameters."""
+        from ._ranks import RankBatches
+
+        images = self._training_images()
+        keys = context.share(images)
+        self._model.vector = context.broadcast_array(self._model.vector)
+        batch = self._model.make_batch(
+            {key: images[key] for key in keys}, self.train_forces,
+            self._image_weights(images)) if keys else None
+        atoms = [sum(len(images[k]) for k in share)
+                 for share in context.shares(images)]
+        self.log("Loss function: %i images in %i shares held by MPI ranks "
+                 "(%i to %i atoms per rank)." % (len(images), context.size,
+                                                  min(atoms), max(atoms)))
+        return RankBatches(context, batch, self._share_setup(),
+                           len(self._model.vector))
 
     def _partials(self, vector, lossprime, force_coefficient):
         """Partial sums of every batch, from the workers inside
