@@ -18,7 +18,9 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import potential
 from .store import modelfile
-from .utilities import Logger, hash_images, make_filename, now
+from .parallel.mpi import guarded
+from .utilities import (Logger, TrainingConvergenceError, hash_images,
+                        make_filename, now)
 from .importing import importhelper  # noqa: F401  (Amp's name)
 
 __version__ = "0.1.0"
@@ -207,6 +209,7 @@ class Amp(Calculator):
         log("Descriptor: %s" % self.descriptor.tostring())
         log("Model: %s" % self.model.tostring())
 
+    @guarded(TrainingConvergenceError)
     def train(self, images, overwrite=False, compress_databases=True,
               memory_limit=None):
         """Fit the model to the images' energies (and forces).

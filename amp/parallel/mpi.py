@@ -34,6 +34,7 @@ ends the others.
 """
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -46,7 +47,7 @@ from . import wire as _wire
 
 __all__ = ["MPIContext", "RanksDisagree", "parallel_context", "is_mpi",
            "launched_ranks", "rank_of", "synchronize", "import_mpi",
-           "share_bounds", "image_digests"]
+           "share_bounds", "image_digests", "guarded"]
 
 #: Environment variables through which MPI launchers tell each process how
 #: many were started: Open MPI, MPICH/Intel MPI (and Slurm's PMI-2),
@@ -396,26 +397,45 @@ class MPIContext:
     # Faults --------------------------------------------------------------
 
     @contextlib.contextmanager
-    def guard(self, log=None):
+    def guard(self, log=None, passing=()):
         """Context: an exception on this rank ends the whole job (after
         printing it once, see the module docstring), since the other
-        ranks would otherwise wait for it forever."""
+        ranks would otherwise wait for it forever.
+
+        Parameters
+        ----------
+        log : callable, optional
+            Also receives the report (rank 0's log file).
+        passing : tuple of exception classes
+            Raised as usual: exceptions every rank raises at the same
+            point (e.g. a training that did not converge), which the
+            script may catch.
+        """
         try:
             yield self
+        except passing:
+            raise
         except BaseException as error:  # noqa: B036 (KeyboardInterrupt too)
             self.fail(error, log)
 
     def fail(self, error, log=None):
-        """Print ``error`` (with its traceback) once and end the job with
-        ``MPI_Abort``; does not return."""
+        """Print ``error`` once and end the job with ``MPI_Abort``; does
+        not return.
+
+        A failed MPI call (another rank has ended) is reported in one
+        line, anything else with its traceback.
+        """
         if self.rank:
             time.sleep(REPORT_DELAY + 0.1 * min(self.rank, 20))
         if isinstance(error, KeyboardInterrupt):
             text = "interrupted (KeyboardInterrupt)"
+        elif type(error).__module__.startswith("mpi4py"):
+            text = "an MPI call failed (has another rank ended?): %s" \
+                % str(error).strip().splitlines()[0]
         else:
             text = "".join(traceback.format_exception(
                 type(error), error, error.__traceback__)).rstrip()
-        message = ("amp: MPI rank %d of %d stopped the job:\n%s"
+        message = ("amp: MPI rank %d of %d stopped the job: %s"
                    % (self.rank, self.size, text))
         try:
             if log is not None:
@@ -423,4 +443,27 @@ class MPIContext:
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
         finally:
-            self.world.Abort(1)
+            try:
+                self.world.Abort(1)
+            finally:  # MPI_Abort may return once the job is ending
+                os._exit(1)
+
+
+def guarded(*passing):
+    """Decorator of a method of an object with ``cores``: with
+    ``cores='mpi'`` and several ranks, the whole call runs inside
+    :meth:`MPIContext.guard` (exceptions of the classes ``passing``
+    excepted), so an error on any rank, also one met before the ranks
+    first communicate, ends the job instead of leaving the others
+    waiting."""
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            context = parallel_context(getattr(self, "cores", None)) \
+                if getattr(self, "cores", None) == "mpi" else None
+            if context is None:
+                return method(self, *args, **kwargs)
+            with context.guard(passing=passing):
+                return method(self, *args, **kwargs)
+        return wrapper
+    return decorate
