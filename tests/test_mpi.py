@@ -293,7 +293,13 @@ def test_outside_a_launcher_mpi_is_serial(monkeypatch):
     assert said == ["cores='mpi' without mpi4py and without an MPI "
                     "launcher: training serially."]
     assert parallel_context(2) is None
-    assert launched_ranks({"SLURM_STEP_NUM_TASKS": "4"}) == 4
+    # srun's tasks, not the batch script (no step id, or a special one).
+    assert launched_ranks({"SLURM_STEP_NUM_TASKS": "4",
+                           "SLURM_STEP_ID": "0"}) == 4
+    assert launched_ranks({"SLURM_STEP_NUM_TASKS": "4"}) == 1
+    assert launched_ranks({"SLURM_STEP_NUM_TASKS": "4",
+                           "SLURM_STEP_ID": "4294967291"}) == 1
+    assert launched_ranks({"OMPI_COMM_WORLD_SIZE": "8"}) == 8
     monkeypatch.setenv("PMI_SIZE", "3")
     with pytest.raises(ValueError, match="cores='mpi'"):
         parallel_context(None)

@@ -51,10 +51,14 @@ __all__ = ["MPIContext", "RanksDisagree", "parallel_context", "is_mpi",
 
 #: Environment variables through which MPI launchers tell each process how
 #: many were started: Open MPI, MPICH/Intel MPI (and Slurm's PMI-2),
-#: MVAPICH, and Slurm's ``srun`` (set for the tasks of a job step, not in
-#: the batch script itself).
+#: MVAPICH, and Slurm's ``srun`` (``SLURM_STEP_NUM_TASKS``, counted only
+#: with the numeric ``SLURM_STEP_ID`` of a job step started by ``srun``,
+#: so that a batch script itself, which runs Amp's ZMQ workers with
+#: ``cores=None``, is not taken for one).
 LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
                       "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+#: Slurm's step ids from this one up are its batch and extern steps.
+_SLURM_SPECIAL_STEPS = 0xFFFFFFF0
 
 #: Seconds a failing rank other than 0 waits before printing its error and
 #: ending the job: an error that every rank meets at once (the same input,
@@ -80,8 +84,12 @@ def launched_ranks(environ=None) -> int:
     (:data:`LAUNCHER_VARIABLES`); imports nothing."""
     environ = os.environ if environ is None else environ
     for name in LAUNCHER_VARIABLES:
-        value = environ.get(name, "")
-        if value.strip().isdigit():
+        value = environ.get(name, "").strip()
+        if name.startswith("SLURM"):
+            step = environ.get("SLURM_STEP_ID", "").strip()
+            if not step.isdigit() or int(step) >= _SLURM_SPECIAL_STEPS:
+                continue
+        if value.isdigit():
             return max(1, int(value))
     return 1
 
