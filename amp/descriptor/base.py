@@ -64,10 +64,17 @@ class Descriptor:
     #: storing derivatives (see :func:`amp.potential.evaluate`).
     contracted_forces = False
 
-    #: Serial seconds of fingerprint work from which workers compute them
-    #: (a message and the copies of one image's derivatives cost about a
-    #: millisecond; starting to use the pool, a few more).
+    #: Serial seconds of fingerprint work from which running workers
+    #: compute them (a message and the copies of one image's derivatives
+    #: cost about a millisecond; starting to use the pool, a few more).
     WORKERS_FROM_SECONDS = 0.2
+    #: Serial seconds of fingerprint work from which workers not running
+    #: yet are started for it: starting 2 local workers takes 0.26 s on an
+    #: idle 2-core machine and up to 0.7 s on a loaded one, so for about a
+    #: second of work they gain nothing or lose (measured: 20 Cu cells of
+    #: 108 atoms, 1.2 s serially, 2.4 s with 2 workers on a loaded
+    #: machine).
+    START_WORKERS_FROM_SECONDS = 2.0
 
     def __init__(self, dblabel=None):
         self.dblabel = dblabel
@@ -206,12 +213,14 @@ class Descriptor:
         Each image is computed whole before it is yielded, so a failure
         leaves nothing half-stored. With a pool and more than one image,
         the first image is computed here and timed; when the others would
-        take at least :attr:`WORKERS_FROM_SECONDS` here, workers compute
-        them (:func:`amp.parallel.fingerprint_job`), otherwise they are
-        computed here too, which is logged (messages and copies would cost
-        more than they save). Workers on this machine store the
-        fingerprints in the store's databases themselves (nothing large
-        crosses to the master).
+        take at least :attr:`WORKERS_FROM_SECONDS` here (workers running)
+        or :attr:`START_WORKERS_FROM_SECONDS` (workers to be started),
+        workers compute them (:func:`amp.parallel.fingerprint_job`) and
+        their speed is recorded in the pool's ``efficiency``; otherwise
+        they are computed here too, which is logged (starting workers,
+        messages and copies would cost more than they save). Workers on
+        this machine store the fingerprints in the store's databases
+        themselves (nothing large crosses to the master).
         """
         from ..parallel import fingerprint_job, local_only
 
@@ -220,21 +229,31 @@ class Descriptor:
             start = time.perf_counter()
             yield keys[0], self.compute(images[keys[0]], derivatives)
             rest = (time.perf_counter() - start) * (len(keys) - 1)
-            if rest >= self.WORKERS_FROM_SECONDS:
+            threshold = self.WORKERS_FROM_SECONDS if pool.started else \
+                self.START_WORKERS_FROM_SECONDS
+            if rest >= threshold:
                 dblabel = store.dblabel if store.on_disk and \
                     local_only(pool) else None
                 job, setup = fingerprint_job(
                     self, derivatives, parts=("values", "neighbors",
                                               "derivatives"),
                     dblabel=dblabel)
+                workers = len(pool.alive())  # started here if need be
+                start = time.perf_counter()
                 for key, value in pool.map(
                         job, {k: images[k] for k in keys[1:]}, setup):
                     yield key, (None if dblabel is not None else
                                 ImageFingerprints.fromdict(value, value))
+                elapsed = time.perf_counter() - start
+                pool.efficiency = min(1.0, rest / (workers * elapsed))
+                log("Fingerprints: %i images by %i workers in %.2f s, each "
+                    "at %.2f of this process's speed."
+                    % (len(keys) - 1, workers, elapsed, pool.efficiency))
                 return
             log("Fingerprints: about %.2f s of work left; computed here "
-                "(workers pay off from about %.1f s)."
-                % (rest, self.WORKERS_FROM_SECONDS))
+                "(workers pay off from about %.1f s%s)."
+                % (rest, threshold, "" if pool.started else
+                   ", counting their start"))
             keys = keys[1:]
         for key in keys:
             yield key, self.compute(images[key], derivatives)

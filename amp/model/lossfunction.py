@@ -306,8 +306,10 @@ class LossFunction:
             # asked for; the master keeps only its own after.
             self.split_images(share_count(pool))
             batches, self._batches = self.batches(), None
-            self._workers = WorkerBatches(pool, batches, setup, log=self.log,
-                                          use_workers=self.use_workers)
+            self._workers = WorkerBatches(
+                pool, batches, setup, log=self.log,
+                use_workers=self.use_workers,
+                evaluations=self.parameters.maxiter)
             if self._workers.job is not None:  # else serial, logged there
                 self.log("Loss function: %i images in %i shares held by "
                          "workers (one by the master)."

@@ -137,6 +137,12 @@ class WorkerPool:
         Number of workers started.
     failures : list of str
         One line per worker that failed.
+    efficiency : float or None
+        How fast the workers turned out on the work they were last given
+        as a map job (fingerprints), per worker and relative to the
+        master's own speed on the same work (1: as fast, counting the
+        messages); None until measured. The loss function predicts its
+        shares' time from it (:func:`amp.model._shares.decide`).
     """
 
     def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
@@ -149,6 +155,7 @@ class WorkerPool:
         self.reassign = reassign
         self.heartbeat = min(2.0, max(0.05, self.timeout / 4))
         self.failures, self.connections, self.peers = [], {}, []
+        self.efficiency = None
         self._closed = False
         self._identities, self._pending_auth, self._banned = {}, {}, set()
         self._tokens = itertools.count()
