@@ -200,7 +200,7 @@ class WorkerBatches:
         Left running by :meth:`close`.
     batches : list of TrainingBatch
         One per share (:func:`share_count` of them); the first is the
-        master's.
+        master's. With ``share_batches``, the serial batch alone.
     setup : dict
         :class:`LossShare`'s setup.
     log : callable, optional
@@ -209,6 +209,9 @@ class WorkerBatches:
         compute their shares whatever the measurement; False: serial.
     evaluations : int, optional
         The most evaluations the fit will make (see :func:`decide`).
+    share_batches : callable, optional
+        Builds the batches of the shares when the workers are to get them
+        (``batches`` then holds the serial batch); see :meth:`build`.
 
     Attributes
     ----------
@@ -222,16 +225,21 @@ class WorkerBatches:
     """
 
     def __init__(self, pool, batches, setup, log=None, use_workers=None,
-                 evaluations=None):
+                 evaluations=None, share_batches=None):
         self.pool, self.job, self.timings = pool, None, {}
         self.evaluations = evaluations
         self.log = log if log is not None else (lambda *a, **k: None)
-        self.n_shares = len(batches)
+        self.n_shares = len(batches) if share_batches is None else \
+            share_count(pool)
         self.local = [LossShare(setup, batch) for batch in batches]
         try:
-            peers = _share_peers(pool) if self._choose_workers(
-                use_workers) else []
+            wanted = self._choose_workers(use_workers)
+            if wanted and share_batches is not None:
+                self.local = [LossShare(setup, batch)
+                              for batch in share_batches()]
+            peers = _share_peers(pool) if wanted else []
             if peers:
+                batches = [share.batch for share in self.local]
                 self.job = pool.persistent(
                     LossShare, [batch.todict() for batch in batches[1:]],
                     setup, peers=peers)
@@ -245,6 +253,22 @@ class WorkerBatches:
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def build(cls, pool, batches_of, setup, log=None, use_workers=None,
+              evaluations=None):
+        """The shares of ``pool``'s workers and the master, from
+        ``batches_of(n)`` (the batches of ``n`` consecutive shares of the
+        images). With workers not running yet, the serial batch alone is
+        built and timed first, and the shares only when the workers are to
+        start: a fit that stays serial costs no more than with one core
+        (besides the few timed evaluations)."""
+        n_shares = share_count(pool)
+        if pool.started or use_workers is not None or n_shares < 2:
+            return cls(pool, batches_of(n_shares), setup, log, use_workers,
+                       evaluations)
+        return cls(pool, batches_of(1), setup, log, use_workers, evaluations,
+                   share_batches=lambda: batches_of(n_shares))
 
     def _choose_workers(self, use_workers):
         """Whether to give the workers their shares (starting them if

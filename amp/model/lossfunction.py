@@ -283,7 +283,7 @@ class LossFunction:
         ...     model.regressor.regress(model=model, log=log)
         """
         from ..parallel import is_mpi, pool_for
-        from ._shares import WorkerBatches, share_count
+        from ._shares import WorkerBatches
 
         parallel = self._parallel if parallel is None else parallel
         with pool_for(parallel, self.log) as pool:
@@ -301,13 +301,15 @@ class LossFunction:
                 finally:
                     self.close()
                 return
-            setup = self._share_setup()
-            # The shares' batches are built here, before the workers are
-            # asked for; the master keeps only its own after.
-            self.split_images(share_count(pool))
-            batches, self._batches = self.batches(), None
-            self._workers = WorkerBatches(
-                pool, batches, setup, log=self.log,
+            def batches_of(n_shares):
+                # Built here, before the workers are asked for; the
+                # master keeps only its own share after.
+                self.split_images(n_shares)
+                batches, self._batches = self.batches(), None
+                return batches
+
+            self._workers = WorkerBatches.build(
+                pool, batches_of, self._share_setup(), log=self.log,
                 use_workers=self.use_workers,
                 evaluations=self.parameters.maxiter)
             if self._workers.job is not None:  # else serial, logged there
