@@ -459,9 +459,10 @@ def test_concatenated_shares_are_the_serial_batch(fingerprinted):
 
 
 def test_local_workers_store_fingerprints_themselves(tmp_path, monkeypatch):
-    """Workers on this machine write the database entries; the master
-    stores only the image it timed, and the entries read back as the
-    serial ones."""
+    """Workers on this machine (running already) write the database
+    entries; the master stores only the image it timed, and the entries
+    read back as the serial ones. Workers started for the job: the master
+    computes images itself until they have connected."""
     from amp.descriptor.fingerprint_store import DatabaseStore
 
     puts = []
@@ -470,10 +471,17 @@ def test_local_workers_store_fingerprints_themselves(tmp_path, monkeypatch):
                         puts.append(key) or original(self, key, fp))
     images = hash_images(emt_images(5))
     stored = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))
-    computed = stored.calculate_fingerprints(
-        images, parallel={"cores": 2}, calculate_derivatives=True)
+    with WorkerPool(2) as pool:
+        computed = stored.calculate_fingerprints(
+            images, parallel=pool, calculate_derivatives=True)
     assert sorted(computed) == sorted(images)
     assert puts == [next(iter(images))]  # in this process: the first only
+    puts.clear()
+    again = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "lazy"))
+    assert sorted(again.calculate_fingerprints(
+        images, parallel={"cores": 2}, calculate_derivatives=True)) == \
+        sorted(images)
+    assert puts == list(images)[:len(puts)] and len(puts) >= 1
     serial = Gaussian(cutoff=4.5)
     serial.calculate_fingerprints(images, calculate_derivatives=True)
     reread = Gaussian.fromdict(stored.todict())

@@ -216,7 +216,9 @@ class Descriptor:
         take at least :attr:`WORKERS_FROM_SECONDS` here (workers running)
         or :attr:`START_WORKERS_FROM_SECONDS` (workers to be started),
         workers compute them (:func:`amp.parallel.fingerprint_job`) and
-        their speed is recorded in the pool's ``efficiency``; otherwise
+        their speed is recorded in the pool's ``efficiency`` (while the
+        workers start, this process computes the next images itself, so
+        their start costs it no waiting); otherwise
         they are computed here too, which is logged (starting workers,
         messages and copies would cost more than they save). Workers on
         this machine store the fingerprints in the store's databases
@@ -232,23 +234,32 @@ class Descriptor:
             threshold = self.WORKERS_FROM_SECONDS if pool.started else \
                 self.START_WORKERS_FROM_SECONDS
             if rest >= threshold:
+                # While the workers start, this process goes on alone.
+                pool.launch()
+                first, todo = rest / (len(keys) - 1), keys[1:]
+                while todo and not pool.ready():
+                    key = todo.pop(0)
+                    yield key, self.compute(images[key], derivatives)
+                if not todo:
+                    return
                 dblabel = store.dblabel if store.on_disk and \
                     local_only(pool) else None
                 job, setup = fingerprint_job(
                     self, derivatives, parts=("values", "neighbors",
                                               "derivatives"),
                     dblabel=dblabel)
-                workers = len(pool.alive())  # started here if need be
+                workers = len(pool.alive())
                 start = time.perf_counter()
                 for key, value in pool.map(
-                        job, {k: images[k] for k in keys[1:]}, setup):
+                        job, {k: images[k] for k in todo}, setup):
                     yield key, (None if dblabel is not None else
                                 ImageFingerprints.fromdict(value, value))
                 elapsed = time.perf_counter() - start
-                pool.efficiency = min(1.0, rest / (workers * elapsed))
+                pool.efficiency = min(1.0, first * len(todo)
+                                      / (workers * elapsed))
                 log("Fingerprints: %i images by %i workers in %.2f s, each "
                     "at %.2f of this process's speed."
-                    % (len(keys) - 1, workers, elapsed, pool.efficiency))
+                    % (len(todo), workers, elapsed, pool.efficiency))
                 return
             log("Fingerprints: about %.2f s of work left; computed here "
                 "(workers pay off from about %.1f s%s)."

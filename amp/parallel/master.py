@@ -125,7 +125,8 @@ class WorkerPool:
         Start the workers only when they are first needed (:meth:`alive`,
         :meth:`map`, :meth:`persistent`, ...), so that a run that finds
         its work too small for workers never pays for starting them;
-        :attr:`started` tells whether they were.
+        :attr:`started` tells whether they were. :meth:`launch` starts
+        them without waiting, for the caller to work meanwhile.
 
     Attributes
     ----------
@@ -170,14 +171,28 @@ class WorkerPool:
         self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
         _POOLS.add(self)
         self.started = False
+        self._connecting = None  # (start time, deadline) until connected
         self._start_arguments = (envcommand, workercommand, bind,
                                  start_timeout)
         if not lazy:
             self.start()
 
     def start(self):
-        """Start the workers (once; :meth:`alive` and the work methods call
-        it)."""
+        """Start the workers and wait until every one has connected (once;
+        :meth:`alive` and the work methods call it)."""
+        self.launch()
+        if self._connecting is not None:
+            try:
+                while not self.ready(0.05):
+                    pass
+            except BaseException:
+                self.close()
+                raise
+
+    def launch(self):
+        """Start the workers' processes (once) without waiting for them to
+        connect: the caller may work meanwhile and ask :meth:`ready`
+        (processes on other hosts are started over SSH, which waits)."""
         if self.started:
             return
         if self._closed:
@@ -188,6 +203,32 @@ class WorkerPool:
         except BaseException:
             self.close()
             raise
+
+    def ready(self, seconds=0.0):
+        """Whether every worker has connected, after handling what arrives
+        within ``seconds``; raises :class:`WorkerError` when one died
+        before connecting or the start timeout passed."""
+        if not self.started:
+            return False
+        if self._connecting is None:
+            return True
+        started, deadline = self._connecting
+        self._poll(seconds)
+        for peer in self.peers:
+            reason = peer.identity is None and self._dead_reason(peer)
+            if reason:
+                raise WorkerError("%r did not start: %s" % (peer, reason))
+        if any(peer.identity is None for peer in self.peers):
+            if time.monotonic() > deadline:
+                missing = [repr(p) for p in self.peers if p.identity is None]
+                raise WorkerError("workers did not connect within %.0f s: %s"
+                                  % (deadline - started, ", ".join(missing)))
+            return False
+        self._connecting = None
+        self.start_time = time.monotonic() - started
+        self.log(" %d workers ready in %.2f s." % (self.n_pids,
+                                                   self.start_time))
+        return True
 
     # Starting ------------------------------------------------------------
 
@@ -234,20 +275,8 @@ class WorkerPool:
                     peer.process = connection[index]
                 else:
                     peer.session = connection
-        deadline = started + start_timeout
-        while any(peer.identity is None for peer in self.peers):
-            self._poll(0.05)
-            for peer in self.peers:
-                reason = peer.identity is None and self._dead_reason(peer)
-                if reason:
-                    raise WorkerError("%r did not start: %s" % (peer, reason))
-            if time.monotonic() > deadline:
-                missing = [repr(p) for p in self.peers if p.identity is None]
-                raise WorkerError("workers did not connect within %.0f s: %s"
-                                  % (start_timeout, ", ".join(missing)))
-        self.start_time = time.monotonic() - started
-        self.log(" %d workers ready in %.2f s." % (self.n_pids,
-                                                   self.start_time))
+        # They connect and authenticate while ready() (or start()) polls.
+        self._connecting = (started, started + start_timeout)
 
     # Messages ------------------------------------------------------------
 
