@@ -89,7 +89,7 @@ class LossFunction:
         With a pool of workers: None (default) measures at set-up whether
         they pay off (:func:`amp.model._shares.decide`) and evaluates
         serially when they do not; True always gives them their shares;
-        False never does.
+        False never does. The ranks of an MPI job always share the images.
     """
 
     #: Amp's defaults of the parameters given as None (the convergence
@@ -274,8 +274,11 @@ class LossFunction:
         the parameters; the workers drop their shares (and a pool started
         here for a dict is stopped) when the block ends, however it ends.
         Whether the workers pay off is measured first (see
-        :attr:`use_workers`). Otherwise evaluation is serial. The results
-        do not depend on the number of workers.
+        :attr:`use_workers`). Otherwise evaluation is serial. With the
+        ranks of an MPI job (``cores='mpi'``), each rank holds its own
+        share and every rank gets every rank's partial sums
+        (:mod:`amp.model._ranks`). The results do not depend on the number
+        of workers or ranks.
 
         Examples
         --------
@@ -287,19 +290,21 @@ class LossFunction:
 
         parallel = self._parallel if parallel is None else parallel
         with pool_for(parallel, self.log) as pool:
+            if is_mpi(pool) and self._workers is None:
+                # The ranks of an MPI job: each holds its share, always
+                # (amp.model._ranks).
+                self._workers = self._rank_batches(pool)
+                try:
+                    yield self
+                finally:
+                    self.close()
+                return
             if self._workers is not None or pool is None or \
                     self.use_workers is False:
                 try:
                     yield self
                 finally:
                     self._close_progress()
-                return
-            if is_mpi(pool):  # the ranks of an MPI job: amp.model._ranks
-                self._workers = self._rank_batches(pool)
-                try:
-                    yield self
-                finally:
-                    self.close()
                 return
             def batches_of(n_shares):
                 # Built here, before the workers are asked for; the
