@@ -303,6 +303,7 @@ class Amp(Calculator):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
         workers or None); True when converged."""
         from .model import check_mode
+        from .parallel import is_mpi
 
         check_mode(self.descriptor)
         own_database = self.dblabel is None
@@ -329,8 +330,9 @@ class Amp(Calculator):
             archive = BackgroundArchive(store, log)
 
         def on_step(step):
-            if archive is not None and step == 1:
-                # The training data are in memory now: archive meanwhile.
+            if archive is not None and step == 1 and not is_mpi(pool):
+                # The training data are in memory now: archive meanwhile
+                # (MPI: after the fit; during it every core computes).
                 archive.start()
             every = getattr(self.model, "checkpoints", None)
             if every and step % every == 0:
