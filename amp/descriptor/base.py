@@ -27,6 +27,8 @@ read by ``fingerprints``, ``fingerprintprimes`` and ``neighborlist``).
 
 import time
 
+import numpy as np
+
 from ..utilities import Logger, hash_images
 from .fingerprint_store import archive_store, open_store
 from .fingerprints import ImageFingerprints
@@ -212,7 +214,8 @@ class Descriptor:
 
         Each image is computed whole before it is yielded, so a failure
         leaves nothing half-stored. With a pool and more than one image,
-        the first image is computed here and timed; when the others would
+        the first images are computed here and timed (the first one pays
+        for cold caches too, so a second one is timed); when the others would
         take at least :attr:`WORKERS_FROM_SECONDS` here (workers running)
         or :attr:`START_WORKERS_FROM_SECONDS` (workers to be started),
         workers compute them (:func:`amp.parallel.fingerprint_job`) and
@@ -228,18 +231,28 @@ class Descriptor:
 
         keys = list(images)
         if len(keys) > 1 and pool is not None:
-            start = time.perf_counter()
-            yield keys[0], self.compute(images[keys[0]], derivatives)
-            rest = (time.perf_counter() - start) * (len(keys) - 1)
+            timings = []
+
+            def timed(key):
+                start = time.perf_counter()
+                fingerprints = self.compute(images[key], derivatives)
+                timings.append(time.perf_counter() - start)
+                return fingerprints
+
+            todo = keys[1:]
+            yield keys[0], timed(keys[0])
+            if len(todo) > 1:  # the first image also pays for cold caches
+                key = todo.pop(0)
+                yield key, timed(key)
+            rest = min(timings) * len(todo)
             threshold = self.WORKERS_FROM_SECONDS if pool.started else \
                 self.START_WORKERS_FROM_SECONDS
             if rest >= threshold:
                 # While the workers start, this process goes on alone.
                 pool.launch()
-                first, todo = rest / (len(keys) - 1), keys[1:]
                 while todo and not pool.ready():
                     key = todo.pop(0)
-                    yield key, self.compute(images[key], derivatives)
+                    yield key, timed(key)
                 if not todo:
                     return
                 dblabel = store.dblabel if store.on_disk and \
@@ -255,7 +268,8 @@ class Descriptor:
                     yield key, (None if dblabel is not None else
                                 ImageFingerprints.fromdict(value, value))
                 elapsed = time.perf_counter() - start
-                pool.efficiency = min(1.0, first * len(todo)
+                per_image = float(np.median(timings[1:] or timings))
+                pool.efficiency = min(1.0, per_image * len(todo)
                                       / (workers * elapsed))
                 log("Fingerprints: %i images by %i workers in %.2f s, each "
                     "at %.2f of this process's speed."
@@ -265,7 +279,7 @@ class Descriptor:
                 "(workers pay off from about %.1f s%s)."
                 % (rest, threshold, "" if pool.started else
                    ", counting their start"))
-            keys = keys[1:]
+            keys = todo
         for key in keys:
             yield key, self.compute(images[key], derivatives)
 
