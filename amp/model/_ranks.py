@@ -78,6 +78,11 @@ class RankBatches:
         if self.share is not None:
             part = self.share.partial({"vector": vector,
                                        "lossprime": bool(lossprime)})
+            extra = set(part) - set(_SUMS) - {"gradient"}
+            if extra:  # a term a rank would otherwise drop silently
+                raise RuntimeError("the MPI ranks do not exchange the "
+                                   "partial sums %s; add them to "
+                                   "amp.model._ranks._SUMS" % sorted(extra))
             row[:len(_SUMS)] = [part[name] for name in _SUMS]
             if lossprime:
                 row[_HEAD:] = part["gradient"]

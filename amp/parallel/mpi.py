@@ -169,8 +169,7 @@ def is_mpi(parallel) -> bool:
 
 def rank_of(cores) -> int:
     """This process's rank when ``cores`` asks for MPI (0 otherwise): only
-    rank 0 writes files. Refuses ``cores=None`` in a multi-rank job."""
-    _refuse_unasked(cores)
+    rank 0 writes files."""
     if cores != "mpi":
         return 0
     context = parallel_context(cores)
@@ -458,7 +457,8 @@ class MPIContext:
 
 
 def guarded(*passing):
-    """Decorator of a method of an object with ``cores``: with
+    """Decorator of a method of an object with ``cores``: ``cores=None``
+    in a multi-rank job is refused at once (the clear message); with
     ``cores='mpi'`` and several ranks, the whole call runs inside
     :meth:`MPIContext.guard` (exceptions of the classes ``passing``
     excepted), so an error on any rank, also one met before the ranks
@@ -467,8 +467,9 @@ def guarded(*passing):
     def decorate(method):
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
-            context = parallel_context(getattr(self, "cores", None)) \
-                if getattr(self, "cores", None) == "mpi" else None
+            cores = getattr(self, "cores", None)
+            _refuse_unasked(cores)  # before anything is written
+            context = parallel_context(cores) if cores == "mpi" else None
             if context is None:
                 return method(self, *args, **kwargs)
             with context.guard(passing=passing):
