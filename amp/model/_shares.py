@@ -276,8 +276,10 @@ class WorkerBatches:
         if use_workers is not None or self.n_shares < 2:
             return bool(use_workers) and self.n_shares > 1
         vector = self.local[0].model.vector
+        # Workers not running: a coarse choice (what a start would save),
+        # from fewer evaluations.
         serial = _fastest(lambda: self._serial(vector, True),
-                          TIMED_EVALUATIONS)
+                          TIMED_EVALUATIONS if self.pool.started else 1)
         self.timings["serial"] = serial
         efficiency = getattr(self.pool, "efficiency", None)
         started = self.pool.started

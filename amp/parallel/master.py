@@ -130,8 +130,9 @@ class WorkerPool:
 
     Attributes
     ----------
-    server : zmq.Socket
-        The master's socket (Amp's ``server``).
+    server : zmq.Socket or None
+        The master's socket (Amp's ``server``), made when the workers
+        start.
     connections : dict
         ``{host: pxssh session or list of subprocess.Popen}``.
     n_pids : int
@@ -149,8 +150,6 @@ class WorkerPool:
     def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
                  task_timeout=None, reassign=True, workercommand=None,
                  bind=None, start_timeout=60.0, lazy=False):
-        import zmq
-
         self.log = log if log is not None else _noop_log
         self.timeout, self.task_timeout = float(timeout), task_timeout
         self.reassign = reassign
@@ -165,10 +164,9 @@ class WorkerPool:
             cores, None if isinstance(cores, dict) else self.log)
         self.n_pids = sum(self.hosts.values())
         self.secret = secrets.token_hex(32)
-        self.context = zmq.Context()
-        self.server = self.context.socket(zmq.ROUTER)
-        self.server.linger = 0
-        self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # The socket is made when the workers start: a lazy pool whose
+        # work stays serial costs no ZMQ context (nor its I/O thread).
+        self.context = self.server = None
         _POOLS.add(self)
         self.started = False
         self._connecting = None  # (start time, deadline) until connected
@@ -240,7 +238,13 @@ class WorkerPool:
         return self.server.last_endpoint.decode()
 
     def _start(self, envcommand, workercommand, bind, start_timeout):
+        import zmq
+
         started = time.monotonic()
+        self.context = zmq.Context()
+        self.server = self.context.socket(zmq.ROUTER)
+        self.server.linger = 0
+        self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sessions, addresses = {}, {}
         for host in self.hosts:
             if not is_local(host):
@@ -565,8 +569,9 @@ class WorkerPool:
                 except Exception:
                     pass
                 connection.close(force=True)
-        self.server.close(0)
-        self.context.term()
+        if self.server is not None:
+            self.server.close(0)
+            self.context.term()
 
     def __enter__(self):
         return self
