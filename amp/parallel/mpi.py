@@ -63,8 +63,9 @@ _SLURM_SPECIAL_STEPS = 0xFFFFFFF0
 #: Seconds a failing rank other than 0 waits before printing its error and
 #: ending the job: an error that every rank meets at once (the same input,
 #: a check every rank makes) is then printed by rank 0 alone, whose abort
-#: ends the others while they wait.
-REPORT_DELAY = 1.0
+#: ends the others while they wait (1 s was once too short for the
+#: launcher to end them on a loaded 2-core machine).
+REPORT_DELAY = 3.0
 
 _INSTALL = ("cores='mpi' needs mpi4py and an MPI library: pip install "
             "'amp-mlip[mpi]' (mpi4py and the mpich wheel, which brings its "
