@@ -31,8 +31,10 @@ from . import potential  # noqa: E402
 from .extrapolation import (ExtrapolationError,  # noqa: E402
                             ExtrapolationWarning, Reporter, check_tolerance)
 from .store import modelfile  # noqa: E402
+from .parallel.mpi import guarded  # noqa: E402
 from .store.locks import owner_lock  # noqa: E402
-from .utilities import Logger, hash_images, make_filename, now  # noqa: E402
+from .utilities import (Logger, TrainingConvergenceError,  # noqa: E402
+                        hash_images, make_filename, now)
 from .importing import importhelper  # noqa: E402,F401  (Amp's name)
 from ._fitting import (check_stress, check_training_images,  # noqa: E402
                        every_image, held_out_set, refuse_no_images,
@@ -76,9 +78,11 @@ class Amp(Calculator):
         Prefix of the fingerprint databases. In training it defaults to
         ``label``; at inference, without it, fingerprints live only in
         memory and nothing is written.
-    cores : int, dict or None
+    cores : int, dict, 'mpi' or None
         Workers for training (see ``docs/parallel.md``); None reads the
-        environment.
+        environment; ``'mpi'`` trains across the ranks of an MPI job
+        (``mpiexec -n N python train.py`` or ``srun``; serial when run as
+        one process), where rank 0 alone writes files.
     envcommand : str, optional
         Run in each remote session before workers start.
     logging : bool
@@ -111,13 +115,13 @@ class Amp(Calculator):
 
     def __init__(self, descriptor: Any, model: Any,
                  label: str | None = "amp", dblabel: str | None = None,
-                 cores: int | dict[str, int] | None = None,
+                 cores: int | str | dict[str, int] | None = None,
                  envcommand: str | None = None, logging: bool = True,
                  atoms: Atoms | None = None, verbose: bool | None = None,
                  on_extrapolation: str = "warn",
                  extrapolation_tolerance: float = 0.1,
                  extrapolation_per_atom: bool = False) -> None:
-        if cores is not None:
+        if cores is not None and cores != "mpi":
             from .parallel import assign_cores
 
             # A mistake in cores is reported now, not when training starts.
@@ -262,14 +266,25 @@ class Amp(Calculator):
 
     # Training ------------------------------------------------------------
 
+    def _writes_files(self):
+        """False on the ranks other than 0 of an MPI job (``cores='mpi'``),
+        which write nothing."""
+        from .parallel.mpi import rank_of
+
+        return rank_of(self.cores) == 0
+
     def _make_label_folder(self):
         filename = make_filename(self.label, "-log.txt")
+        if not self._writes_files():
+            filename = None
         if filename is not None and os.path.dirname(filename):
             # Like ASE's file calculators: the label's folder is created.
             os.makedirs(os.path.dirname(filename), exist_ok=True)
 
     def _open_log(self):
         filename = make_filename(self.label, "-log.txt")
+        if not self._writes_files():
+            filename = None
         self._make_label_folder()
         if self.logging and filename is not None:
             self._log = Logger(filename, name="amp.trainlog")
@@ -294,6 +309,7 @@ class Amp(Calculator):
         log("Descriptor: %s" % self.descriptor.tostring())
         log("Model: %s" % self.model.tostring())
 
+    @guarded(TrainingConvergenceError)
     def train(self, images: list[Atoms] | dict[str, Atoms] | str,
               overwrite: bool = False, compress_databases: bool = True,
               memory_limit: int | float | str | None = None,
@@ -374,7 +390,9 @@ class Amp(Calculator):
         self._make_label_folder()
         # One training per label: a second is refused here, not after it
         # has trained into the first one's log and files.
-        lock = make_filename(self.label, ".lock")
+        # (Under MPI rank 0 alone holds it: the other ranks write nothing.)
+        lock = make_filename(self.label, ".lock") if self._writes_files() \
+            else None
         with owner_lock(lock, "label %r" % self.label) if lock else \
                 contextlib.nullcontext():
             try:
@@ -413,7 +431,7 @@ class Amp(Calculator):
 
             check_energy_force_units(images)
         check_stress(self.model, images, log)
-        from .parallel import pool_for
+        from .parallel import is_mpi, pool_for
 
         if hasattr(self.model, "check_memory"):  # a kernel model's matrices
             self.model.check_memory(images, memory_limit, log)
@@ -429,17 +447,20 @@ class Amp(Calculator):
                 from .model.streaming import chunk_root
 
                 # Streamed when the force data do not fit (and the model's
-                # loss function can stream); refused only when neither way
-                # fits, before anything is computed or written.
+                # loss function can stream, outside MPI); refused only when
+                # neither way fits, before anything is computed or written.
                 can_stream = hasattr(getattr(self.model, "lossfunction",
-                                             None), "streaming")
+                                             None), "streaming") and \
+                    not is_mpi(pool)
                 plan = plan_training(
                     self.descriptor, every_image(images, held_out),
-                    memory_limit, log, None if pool is None else pool.hosts,
+                    memory_limit, log, pool,
                     folder=chunk_root(self.dblabel or self.label)
                     if can_stream else None)
             converged = self._fit(images, pool, log, force_training,
                                   compress_databases, held_out, plan)
+        from .parallel.mpi import synchronize
+
         stopped_early = bool(getattr(self.model.lossfunction,
                                      "stopped_early", False))
         self.metadata = training_record(images, held_out, converged,
@@ -448,6 +469,7 @@ class Amp(Calculator):
             untrained = make_filename(self.label, "-untrained-parameters.amp")
             self._save_result(untrained, True, log)
             log("Not converged; parameters saved to %s." % untrained)
+            synchronize(self.cores)  # the file is there for every rank
             reason = getattr(getattr(self.model, "regressor", None),
                              "stop_reason", None) or \
                 "the optimizer stopped before the criteria were met"
@@ -461,10 +483,11 @@ class Amp(Calculator):
         else:
             log("Trained parameters saved to %s." % filename)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
-        if os.path.exists(checkpoint):
+        if os.path.exists(checkpoint) and self._writes_files():
             # Superseded: a later train() under this label starts afresh.
             os.remove(checkpoint)
             log("Removed %s (superseded by %s)." % (checkpoint, filename))
+        synchronize(self.cores)  # the model file is there for every rank
         return True
 
     def _fit(self, images, pool, log, force_training, compress_databases,
@@ -472,6 +495,7 @@ class Amp(Calculator):
         """Fingerprints, set-up and fit of :meth:`train` (with a pool of
         workers or None, and the memory plan); True when converged."""
         from .model import check_mode
+        from .parallel import is_mpi
 
         check_mode(self.descriptor)
         own_database = self.dblabel is None
@@ -486,10 +510,12 @@ class Amp(Calculator):
             store.keep_in_memory = not streamed
             if streamed:
                 store.clear_memory()
+        writes = self._writes_files()
+        verbose = self.verbose if writes else False
         self.descriptor.calculate_fingerprints(
             every, parallel=pool, log=log,
             calculate_derivatives=force_training, store=store,
-            verbose=self.verbose)
+            verbose=verbose)
         if held_out is None:
             self.model.setup(images, store, log)
         else:
@@ -501,21 +527,22 @@ class Amp(Calculator):
                 plan.folder, plan.chunk_bytes, image_bytes=plan.image_bytes,
                 log=log)
         if getattr(self.model, "lossfunction", None) is not None:
-            self.model.lossfunction.verbose = self.verbose
+            self.model.lossfunction.verbose = verbose
         self._check_compatible()
         self._resume_from_checkpoint(log)
         self.save(make_filename(self.label, "-initial-parameters.amp"),
                   overwrite=True)
         checkpoint = make_filename(self.label, "-checkpoint.amp")
         archive = None
-        if own_database and compress_databases:
+        if own_database and compress_databases and writes:
             from .descriptor.fingerprint_store import BackgroundArchive
 
             archive = BackgroundArchive(store, log)
 
         def on_step(step):
-            if archive is not None and step == 1:
-                # The training data are in memory now: archive meanwhile.
+            if archive is not None and step == 1 and not is_mpi(pool):
+                # The training data are in memory now: archive meanwhile
+                # (MPI: after the fit; during it every core computes).
                 archive.start()
             every = getattr(self.model, "checkpoints", None)
             if every and step % every == 0:
@@ -644,6 +671,11 @@ class Amp(Calculator):
         ------
         FileExistsError
             The file exists and ``overwrite`` is False (it is untouched).
+
+        Notes
+        -----
+        With ``cores='mpi'`` only rank 0 writes; the other ranks return
+        without writing.
         """
         if format == "n2p2":
             from .n2p2 import save
@@ -652,6 +684,8 @@ class Amp(Calculator):
         if format not in ("json", "amp1"):
             raise ValueError("unknown model file format %r; 'json', 'amp1' "
                              "or 'n2p2'" % (format,))
+        if not self._writes_files():
+            return
         if format == "amp1":  # Amp 1.x's layout has no metadata
             from .store import amp1
 

@@ -13,6 +13,7 @@ them. The schedule follows perrygeo's ``simanneal``, as Amp's did.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from typing import Any
@@ -22,7 +23,7 @@ import time
 
 import numpy as np
 
-from .parallel import pool_for
+from .parallel import is_mpi, pool_for
 from .utilities import hash_images, now
 
 
@@ -54,7 +55,9 @@ class Annealer:
         derivatives.
     seed : int or numpy.random.Generator, optional
         Random source of the moves and acceptances; the same seed gives
-        the same walk.
+        the same walk. With ``calc.cores='mpi'`` the loss of each move is
+        evaluated over the ranks of the MPI job, which all make the same
+        moves (give an int or None: rank 0's seed is used for None).
     step_size : float
         Relative size of a move (Amp's 0.0005).
 
@@ -89,6 +92,7 @@ class Annealer:
         self.calc = calc
         self.step_size = float(step_size)
         self.rng = np.random.default_rng(seed)
+        self._previous_handler = None
         self.step = 0
         log = self._open_log()
         log("")
@@ -110,25 +114,46 @@ class Annealer:
                 calc.descriptor.calculate_fingerprints(
                     images, parallel=pool, log=log,
                     calculate_derivatives=derivatives, store=store)
-            calc.model.setup(images, store, log)
+                ranks = pool if is_mpi(pool) else None
+                if ranks is not None:  # inside the ranks' guard
+                    self._walk(images, store, log, ranks, seed)
+            if ranks is None:
+                self._walk(images, store, log)
+        finally:
+            lossfunction.parameters["force_coefficient"] = saved
+            lossfunction.close()
+            lossfunction.reset()
+
+    def _walk(self, images, store, log, ranks=None, seed=None):
+        """Set the model up and anneal; with the ranks of an MPI job, each
+        move's loss is evaluated over the ranks (each holds its share of
+        the images) and every rank makes the same moves (the same seed,
+        rank 0's when none was given)."""
+        calc = self.calc
+        calc.model.setup(images, store, log)
+        lossfunction = calc.model.lossfunction
+        with (lossfunction.evaluator(ranks) if ranks is not None
+              else contextlib.nullcontext()):
+            if ranks is not None and seed is None:
+                self.rng = np.random.default_rng(ranks.broadcast(
+                    int(np.random.SeedSequence().entropy % 2 ** 63)))
             self.state = self.copy_state(np.asarray(calc.model.vector,
                                                     dtype=float))
             log("")
             log("Annealing")
             log("=========")
-            self._install_interrupt()
+            # Ctrl-C ends an MPI job (the ranks could stop at different
+            # moves otherwise).
+            if ranks is None:
+                self._install_interrupt()
             try:
                 best_state, best_loss = self.anneal()
             finally:
                 self._restore_interrupt()
-            calc.model.vector = np.array(best_state, dtype=float)
-            log("Best loss %.6e (initial %.6e) after %d moves; parameters "
-                "left in the calculator." % (best_loss, self.initial_loss,
-                                             self.step))
-        finally:
-            lossfunction.parameters["force_coefficient"] = saved
-            lossfunction.close()
-            lossfunction.reset()
+        calc.model.vector = np.array(best_state, dtype=float)
+        log("Best loss %.6e (initial %.6e) after %d moves; parameters "
+            "left in the calculator." % (best_loss, self.initial_loss,
+                                         self.step))
 
     # Logging and interruption -------------------------------------------
 
@@ -221,10 +246,19 @@ class Annealer:
         ----------
         fname : str, optional
             Default ``<date>_loss_<loss>.state``.
+
+        Returns
+        -------
+        str or None
+            The file written (None on the MPI ranks other than 0, which
+            write nothing).
         """
+        from .parallel.mpi import rank_of
         from .store.files import atomic_file
 
         loss = self.energy()
+        if rank_of(getattr(self.calc, "cores", None)):
+            return None
         if not fname:
             fname = "%s_loss_%s.state" % (
                 now().replace(" ", "T").replace(":", "-"), loss)

@@ -26,15 +26,24 @@ Prints ``name value unit`` lines:
   ``..._2_workers_forced`` and the speed-ups ``..._2_cores`` and
   ``..._2_workers_forced``: one loss-and-gradient evaluation with force
   training on n = 50 and n = 500 snapshots of the tutorial Pt/Cu slab and
-  on 40 displaced 108-atom Cu cells (``40x108_cu``), interleaved: serial;
+  on 20 and 40 displaced 108-atom Cu cells (``20x108_cu``,
+  ``40x108_cu``), interleaved: serial;
   with ``cores=2`` as training runs it (the master computes one share and
   one worker the other, after the set-up check that this pays off, serial
   otherwise: the line says what the check chose); and with the workers
   kept whatever the check says. For 50 slabs also ``..._half_share_serial``
   and ``loss_and_gradient_speedup_bound_...`` = serial / (half share + ZMQ
-  floor), the best any ZMQ master/worker design could reach here.
+  floor), the best any ZMQ master/worker design could reach here;
+* ``train_<set>_cores1`` / ``..._cores2`` s and ``train_<set>_cores2_vs_1``
+  (the ratio cores=1 / cores=2: above 1 faster, never below 0.95 is the
+  target): whole ``Amp.train`` calls in fresh processes, alternated
+  (1, 2, 2, 1, ...), best of the repeats, on 20 and on 40 displaced Cu
+  cells of 108 atoms (``hiddenlayers=(5, 5)``, 40 loss evaluations) and on
+  the 200-image Au-Cu-Pt set of ``bench/training_scale.py``
+  (``hiddenlayers=(10, 10)``, 50 evaluations); each line says what the
+  ``cores=2`` run's log chose for the fingerprints and the loss.
 
-Run: ``python bench/parallel.py``.
+Run: ``python bench/parallel.py [--training-only] [--repeats 2]``.
 """
 import os
 import sys
@@ -273,11 +282,112 @@ def bench_zmq_floor(repeats=2000):
     return floor
 
 
+TRAININGS = {"cu20x108": (20, (5, 5), 40), "cu40x108": (40, (5, 5), 40),
+             "alloy200": (200, (10, 10), 50)}
+
+
+def train_child(name, cores):
+    """One whole Amp.train; prints a RESULT line (seconds, and what the
+    log says was chosen)."""
+    import json
+    import shutil
+    import tempfile
+
+    from amp import Amp
+    from amp.model import LossFunction, TrainingConvergenceError
+    from amp.model.neuralnetwork import NeuralNetwork
+
+    count, hidden, steps = TRAININGS[name]
+    if name == "alloy200":
+        from training_scale import alloy_images
+
+        images = alloy_images()
+    else:
+        from benchdata import copper_images as emt_copper_images
+
+        images = emt_copper_images(count)
+    folder = tempfile.mkdtemp(dir="/tmp")
+    try:
+        model = NeuralNetwork(hiddenlayers=hidden, randomseed=7)
+        model.lossfunction = LossFunction(
+            convergence={"energy_rmse": 1e-9, "force_rmse": 1e-9},
+            maxiter=steps)
+        calc = Amp(descriptor=Gaussian(), model=model,
+                   label=os.path.join(folder, "t"), cores=cores)
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            calc.train(images)
+        except TrainingConvergenceError:
+            pass
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
+        log = open(os.path.join(folder, "t-log.txt")).read()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    chose = []
+    if "workers ready" in log:
+        chose.append("fingerprints by workers" if "images by" in log
+                     else "workers started")
+    else:
+        chose.append("no workers started")
+    chose.append("loss with workers" if "shares held by workers" in log
+                 else "loss serial")
+    print("RESULT " + json.dumps({"train": total, "cpu": cpu,
+                                  "chose": ", ".join(chose)}), flush=True)
+
+
+def bench_trainings(repeats):
+    """Whole trainings, cores=1 against cores=2, each in a fresh process,
+    alternated; the best of the repeats."""
+    import json
+    import subprocess
+
+    def run(name, cores):
+        output = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--train-child",
+             name, str(cores)], check=True, stdout=subprocess.PIPE,
+            text=True).stdout
+        line = [x for x in output.splitlines() if x.startswith("RESULT ")]
+        return json.loads(line[-1][len("RESULT "):])
+
+    for name in TRAININGS:
+        runs = {1: [], 2: []}
+        for repeat in range(repeats):
+            for cores in ((1, 2) if repeat % 2 == 0 else (2, 1)):
+                runs[cores].append(run(name, cores))
+        best = {cores: min(r["train"] for r in runs[cores])
+                for cores in runs}
+        print("train_%s_cores1 %.2f s" % (name, best[1]))
+        print("train_%s_cores2 %.2f s  # %s" % (
+            name, best[2], "; ".join(sorted({r["chose"]
+                                             for r in runs[2]}))))
+        print("train_%s_cores2_vs_1 %.2f x  # target >= 0.95" % (
+            name, best[1] / best[2]), flush=True)
+        cpu = {cores: min(r["cpu"] for r in runs[cores]) for cores in runs}
+        print("train_%s_master_cpu_cores2_vs_1 %.2f x  # the training "
+              "process's own CPU time, which other programs' load does not "
+              "change: 1.00 when no worker took part" % (
+                  name, cpu[1] / cpu[2]), flush=True)
+
+
 def main():
+    import argparse
+
     from training_scale import machine_scaling
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--training-only", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.train_child:
+        train_child(args.train_child[0], int(args.train_child[1]))
+        return
     print("machine_2process_scaling %.2f x  # two equal numpy work units"
           % machine_scaling())
+    if args.training_only:
+        bench_trainings(args.repeats)
+        print("machine_2process_scaling_after %.2f x" % machine_scaling())
+        return
     bench_worker_start()
     floor = bench_zmq_floor()
     with WorkerPool(2) as pool:
@@ -287,8 +397,12 @@ def main():
         bench_loss_gradient(pool, tutorial_slabs(500), "500_slabs",
                             repeats=50)
         from benchdata import copper_images as emt_copper_images
+        bench_loss_gradient(pool, emt_copper_images(20), "20x108_cu",
+                            repeats=40)
         bench_loss_gradient(pool, emt_copper_images(40), "40x108_cu",
                             repeats=20)
+    print("machine_2process_scaling_between %.2f x" % machine_scaling())
+    bench_trainings(args.repeats)
     print("machine_2process_scaling_after %.2f x" % machine_scaling())
 
 

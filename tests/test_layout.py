@@ -214,6 +214,7 @@ assert calls == [], calls
 assert {s: signal.getsignal(s) for s in handlers} == handlers
 assert list(warnings.filters) == filters
 assert "matplotlib.pyplot" not in sys.modules
+assert "mpi4py" not in sys.modules  # only for cores='mpi'
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script],

@@ -25,6 +25,7 @@ def always_use_workers(monkeypatch):
     about results with workers: the losses are made with use_workers=True
     (no set-up measurement), and fingerprints go to workers too."""
     monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 0.0)
+    monkeypatch.setattr(Gaussian, "START_WORKERS_FROM_SECONDS", 0.0)
 
 
 def emt_images(count=8, seed=3):
@@ -246,6 +247,62 @@ def test_workers_or_serial_policy(serial, workers, started, expected):
     assert decide(serial, workers, started) is expected
 
 
+@pytest.mark.parametrize("serial, started, evaluations, efficiency, expected",
+                         [(0.0068, False, 40, None, False),  # saves 0.12 s
+                          (0.0068, False, 1000, None, True),  # saves 2.9 s
+                          (0.0068, True, 40, None, True),    # running: tried
+                          (0.0068, True, None, 0.4, False),  # slow workers
+                          (0.0068, True, None, 0.95, True),
+                          (0.0068, False, 1000, 0.4, False)])
+def test_starting_and_sharing_are_predicted(serial, started, evaluations,
+                                            efficiency, expected):
+    """Workers not running are started only when they would save more than
+    starting costs over the fit's evaluations; workers that were slow on
+    the fingerprints get no shares."""
+    from amp.model._shares import (ROUND_TRIP, START_COST, decide,
+                                   predicted_with_workers)
+
+    assert START_COST == 0.5 and ROUND_TRIP == 0.0005
+    assert predicted_with_workers(0.0068, 2) == pytest.approx(0.0039)
+    assert predicted_with_workers(0.0068, 2, 0.5) == pytest.approx(0.0073)
+    assert decide(serial, None, started, 2, evaluations, efficiency) \
+        is expected
+
+
+def test_short_fit_does_not_start_workers(tmp_path, monkeypatch):
+    """A loss worth workers per evaluation, but a fit too short for their
+    start to pay: none is started, and the log says why."""
+    import amp.model._shares as shares
+
+    monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 1e3)
+    monkeypatch.setattr(Gaussian, "START_WORKERS_FROM_SECONDS", 1e3)
+    monkeypatch.setattr(shares, "START_WORKERS_FROM", 0.0)
+    monkeypatch.setattr(shares, "START_COST", 1e3)
+    before = set(worker_pids())
+    label = str(tmp_path / "short")
+    calc = make_calc(label, 2, use_workers=None)
+    calc.model.lossfunction.parameters.maxiter = 30
+    assert calc.train(emt_images()) is True  # converges within 30 steps
+    assert set(worker_pids()) - before == set()
+    log = open(label + "-log.txt").read()
+    assert "at most 30 evaluations would save" in log
+    assert "less than starting workers costs (about 1000.0 s)" in log
+
+
+def test_fingerprint_workers_record_their_speed(tmp_path):
+    import io
+
+    images = hash_images(emt_images(6))
+    text = io.StringIO()
+    with WorkerPool(2) as pool:
+        assert pool.efficiency is None
+        Gaussian(cutoff=4.5).calculate_fingerprints(
+            images, parallel=pool, log=Logger(text),
+            calculate_derivatives=True)
+        assert 0.0 < pool.efficiency <= 1.0
+    assert "Fingerprints: 4 images by 2 workers in" in text.getvalue()
+
+
 def test_workers_kept_only_when_they_pay_off(fingerprinted, serial_losses):
     """The set-up measurement keeps the workers when decide() says they
     pay off, and otherwise evaluates serially and says so; both ways give
@@ -329,6 +386,7 @@ def test_few_images_fingerprinted_here(tmp_path, monkeypatch):
     import amp.parallel as parallel
 
     monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 1e3)
+    monkeypatch.setattr(Gaussian, "START_WORKERS_FROM_SECONDS", 1e3)
     used = []
     monkeypatch.setattr(parallel, "compute_in_workers",
                         lambda *args, **kwargs: used.append(1) or iter(()))
@@ -357,6 +415,7 @@ def test_small_training_never_starts_workers(tmp_path, serial_fit,
     import amp.model._shares as shares
 
     monkeypatch.setattr(Gaussian, "WORKERS_FROM_SECONDS", 1e3)
+    monkeypatch.setattr(Gaussian, "START_WORKERS_FROM_SECONDS", 1e3)
     # Whatever the load on the machine, this loss counts as small.
     monkeypatch.setattr(shares, "START_WORKERS_FROM", 1e3)
     before = set(worker_pids())
@@ -400,9 +459,10 @@ def test_concatenated_shares_are_the_serial_batch(fingerprinted):
 
 
 def test_local_workers_store_fingerprints_themselves(tmp_path, monkeypatch):
-    """Workers on this machine write the database entries; the master
-    stores only the image it timed, and the entries read back as the
-    serial ones."""
+    """Workers on this machine (running already) write the database
+    entries; the master stores only the images it timed, and the entries
+    read back as the serial ones. Workers started for the job: the master
+    computes images itself until they have connected."""
     from amp.descriptor.fingerprint_store import DatabaseStore
 
     puts = []
@@ -411,10 +471,17 @@ def test_local_workers_store_fingerprints_themselves(tmp_path, monkeypatch):
                         puts.append(key) or original(self, key, fp))
     images = hash_images(emt_images(5))
     stored = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "db"))
-    computed = stored.calculate_fingerprints(
-        images, parallel={"cores": 2}, calculate_derivatives=True)
+    with WorkerPool(2) as pool:
+        computed = stored.calculate_fingerprints(
+            images, parallel=pool, calculate_derivatives=True)
     assert sorted(computed) == sorted(images)
-    assert puts == [next(iter(images))]  # in this process: the first only
+    assert puts == list(images)[:2]  # in this process: the timed two only
+    puts.clear()
+    again = Gaussian(cutoff=4.5, dblabel=str(tmp_path / "lazy"))
+    assert sorted(again.calculate_fingerprints(
+        images, parallel={"cores": 2}, calculate_derivatives=True)) == \
+        sorted(images)
+    assert puts == list(images)[:len(puts)] and len(puts) >= 1
     serial = Gaussian(cutoff=4.5)
     serial.calculate_fingerprints(images, calculate_derivatives=True)
     reread = Gaussian.fromdict(stored.todict())

@@ -30,6 +30,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..utilities import Logger, hash_images
 from .fingerprint_store import archive_store, open_store
 from .fingerprints import ImageFingerprints
@@ -99,10 +101,17 @@ class Descriptor:
     #: storing derivatives (see :func:`amp.potential.evaluate`).
     contracted_forces = False
 
-    #: Serial seconds of fingerprint work from which workers compute them
-    #: (a message and the copies of one image's derivatives cost about a
-    #: millisecond; starting to use the pool, a few more).
+    #: Serial seconds of fingerprint work from which running workers
+    #: compute them (a message and the copies of one image's derivatives
+    #: cost about a millisecond; starting to use the pool, a few more).
     WORKERS_FROM_SECONDS = 0.2
+    #: Serial seconds of fingerprint work from which workers not running
+    #: yet are started for it: starting 2 local workers takes 0.26 s on an
+    #: idle 2-core machine and up to 0.7 s on a loaded one, so for about a
+    #: second of work they gain nothing or lose (measured: 20 Cu cells of
+    #: 108 atoms, 1.2 s serially, 2.4 s with 2 workers on a loaded
+    #: machine).
+    START_WORKERS_FROM_SECONDS = 2.0
 
     def __init__(self, dblabel: str | None = None) -> None:
         self.dblabel = dblabel
@@ -193,10 +202,12 @@ class Descriptor:
         images : dict, list of ase.Atoms, ase.Atoms or str
             Images keyed by hash (as :func:`amp.utilities.hash_images`
             returns them), or anything ``hash_images`` accepts.
-        parallel : WorkerPool, dict or None
-            A pool of workers (used, left running), Amp's ``{'cores':
-            ..., 'envcommand': ...}`` (a pool for this call) or None
-            (serial).
+        parallel : WorkerPool, MPIContext, dict or None
+            A pool of workers (used, left running), the ranks of an MPI
+            job (each computes its share, see :mod:`.ranks`; afterwards
+            every rank's store has every image's values and its own
+            share's derivatives), Amp's ``{'cores': ..., 'envcommand':
+            ...}`` (a pool for this call) or None (serial).
         log : Logger, optional
         calculate_derivatives : bool
             Also compute the fingerprint derivatives (for forces).
@@ -212,7 +223,7 @@ class Descriptor:
         list of str
             The hashes that were computed (the others were already stored).
         """
-        from ..parallel import pool_for
+        from ..parallel import is_mpi, pool_for
         from ..progress import Progress
 
         log = Logger(None) if log is None else log
@@ -220,22 +231,28 @@ class Descriptor:
         self._adopt(self.resolve(images))
         store = self.arrays if store is None else store
         self._check_store(store)
-        needed = {key: atoms for key, atoms in images.items()
-                  if key not in store or (calculate_derivatives
-                                          and not store.has_derivatives(key))}
-        log("Fingerprints%s: %i of %i images to calculate (%s)."
-            % (" and derivatives" if calculate_derivatives else "",
-               len(needed), len(images),
-               "%s-*.ampdb" % store.dblabel if store.on_disk else "memory"),
-            tic="fp")
-        with pool_for(parallel, log) as pool, \
-                Progress(len(needed), "fingerprints", enabled=verbose,
-                         unit="images") as progress:
-            for key, fingerprints in self._compute_many(
-                    needed, calculate_derivatives, pool, store, log):
-                if fingerprints is not None:  # None: a worker stored it
-                    store.put(key, fingerprints)
-                progress.update(progress.done + 1)
+        with pool_for(parallel, log) as pool:
+            if is_mpi(pool):  # the ranks of an MPI job: .ranks
+                from .ranks import fingerprints_on_ranks
+
+                return fingerprints_on_ranks(self, images, pool, store,
+                                             calculate_derivatives, log,
+                                             verbose)
+            needed = {key: atoms for key, atoms in images.items()
+                      if key not in store or (
+                          calculate_derivatives
+                          and not store.has_derivatives(key))}
+            log("Fingerprints%s: %i of %i images to calculate (%s)."
+                % (" and derivatives" if calculate_derivatives else "",
+                   len(needed), len(images), "%s-*.ampdb" % store.dblabel
+                   if store.on_disk else "memory"), tic="fp")
+            with Progress(len(needed), "fingerprints", enabled=verbose,
+                          unit="images") as progress:
+                for key, fingerprints in self._compute_many(
+                        needed, calculate_derivatives, pool, store, log):
+                    if fingerprints is not None:  # None: a worker stored it
+                        store.put(key, fingerprints)
+                    progress.update(progress.done + 1)
         log("...fingerprints ready.", toc="fp")
         return list(needed)
 
@@ -254,37 +271,72 @@ class Descriptor:
 
         Each image is computed whole before it is yielded, so a failure
         leaves nothing half-stored. With a pool and more than one image,
-        the first image is computed here and timed; when the others would
-        take at least :attr:`WORKERS_FROM_SECONDS` here, workers compute
-        them (:func:`amp.parallel.fingerprint_job`), otherwise they are
-        computed here too, which is logged (messages and copies would cost
-        more than they save). Workers on this machine store the
-        fingerprints in the store's databases themselves (nothing large
-        crosses to the master).
+        the first images are computed here and timed (the first one pays
+        for cold caches too, so a second one is timed); when the others would
+        take at least :attr:`WORKERS_FROM_SECONDS` here (workers running)
+        or :attr:`START_WORKERS_FROM_SECONDS` (workers to be started),
+        workers compute them (:func:`amp.parallel.fingerprint_job`) and
+        their speed is recorded in the pool's ``efficiency`` (while the
+        workers start, this process computes the next images itself, so
+        their start costs it no waiting); otherwise
+        they are computed here too, which is logged (starting workers,
+        messages and copies would cost more than they save). Workers on
+        this machine store the fingerprints in the store's databases
+        themselves (nothing large crosses to the master).
         """
         from ..parallel import fingerprint_job, local_only
 
         keys = list(images)
         if len(keys) > 1 and pool is not None:
-            start = time.perf_counter()
-            yield keys[0], self.compute(images[keys[0]], derivatives)
-            rest = (time.perf_counter() - start) * (len(keys) - 1)
-            if rest >= self.WORKERS_FROM_SECONDS:
+            timings = []
+
+            def timed(key):
+                start = time.perf_counter()
+                fingerprints = self.compute(images[key], derivatives)
+                timings.append(time.perf_counter() - start)
+                return fingerprints
+
+            todo = keys[1:]
+            yield keys[0], timed(keys[0])
+            if len(todo) > 1:  # the first image also pays for cold caches
+                key = todo.pop(0)
+                yield key, timed(key)
+            rest = min(timings) * len(todo)
+            threshold = self.WORKERS_FROM_SECONDS if pool.started else \
+                self.START_WORKERS_FROM_SECONDS
+            if rest >= threshold:
+                # While the workers start, this process goes on alone.
+                pool.launch()
+                while todo and not pool.ready():
+                    key = todo.pop(0)
+                    yield key, timed(key)
+                if not todo:
+                    return
                 dblabel = store.dblabel if store.on_disk and \
                     local_only(pool) else None
                 job, setup = fingerprint_job(
                     self, derivatives, parts=("values", "neighbors",
                                               "derivatives"),
                     dblabel=dblabel)
+                workers = len(pool.alive())
+                start = time.perf_counter()
                 for key, value in pool.map(
-                        job, {k: images[k] for k in keys[1:]}, setup):
+                        job, {k: images[k] for k in todo}, setup):
                     yield key, (None if dblabel is not None else
                                 ImageFingerprints.fromdict(value, value))
+                elapsed = time.perf_counter() - start
+                per_image = float(np.median(timings[1:] or timings))
+                pool.efficiency = min(1.0, per_image * len(todo)
+                                      / (workers * elapsed))
+                log("Fingerprints: %i images by %i workers in %.2f s, each "
+                    "at %.2f of this process's speed."
+                    % (len(todo), workers, elapsed, pool.efficiency))
                 return
             log("Fingerprints: about %.2f s of work left; computed here "
-                "(workers pay off from about %.1f s)."
-                % (rest, self.WORKERS_FROM_SECONDS))
-            keys = keys[1:]
+                "(workers pay off from about %.1f s%s)."
+                % (rest, threshold, "" if pool.started else
+                   ", counting their start"))
+            keys = todo
         for key in keys:
             yield key, self.compute(images[key], derivatives)
 

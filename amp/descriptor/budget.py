@@ -32,9 +32,9 @@ from ..store.memory import available_memory
 from .neighbors import atoms_neighbor_list
 
 __all__ = ["derivative_memory", "image_derivative_bytes", "available_memory",
-           "parse_bytes", "check_memory", "plan_training", "TrainingPlan",
-           "local_share", "TrainingMemoryError",
-           "format_bytes"]
+           "parse_bytes", "check_memory", "check_rank_memory",
+           "plan_training", "TrainingPlan", "local_share",
+           "TrainingMemoryError", "format_bytes"]
 
 _VALUE_BYTES = 8 + 4  # float64 value and int32 column index
 _ROW_BYTES = 4  # int32 row pointer
@@ -216,20 +216,28 @@ def check_memory(descriptor, images, memory_limit=None, log=None,
         (:func:`amp.store.memory.available_memory`: the system's, under
         ``RLIMIT_AS`` and under the process's cgroup limits).
     log : callable, optional
-    cores : int or dict, optional
-        Amp's ``cores``: with workers on other hosts this machine holds
-        only its workers' share of the derivatives.
+    cores : int, dict, WorkerPool or MPIContext, optional
+        Amp's ``cores`` (or the pool made of them): with workers on other
+        hosts this machine holds only its workers' share of the
+        derivatives; the ranks of an MPI job each hold their own share
+        (:func:`check_rank_memory`).
 
     Returns
     -------
     int
-        The estimate for this machine, in bytes.
+        The estimate for this machine (MPI: this rank), in bytes.
 
     Raises
     ------
     TrainingMemoryError
         The estimate exceeds the limit; nothing has been computed.
     """
+    from ..parallel import is_mpi
+
+    if is_mpi(cores):
+        return check_rank_memory(descriptor, images, cores, memory_limit,
+                                 log)
+    cores = getattr(cores, "hosts", cores)  # a WorkerPool's hosts
     total = descriptor.derivative_memory(images)
     share, here, limit, source, count = _log_estimate(
         total, len(images), memory_limit, log, cores)
@@ -398,3 +406,70 @@ def plan_training(descriptor: "Any", images: dict,
                                          format_bytes(held)))
     return TrainingPlan(True, total, limit, image_bytes, chunk_bytes, disk,
                         held, folder)
+
+
+def check_rank_memory(descriptor, images, context, memory_limit=None,
+                      log=None):
+    """:func:`check_memory` for the ranks of an MPI job: each rank holds
+    the derivatives of its own share only.
+
+    Each rank estimates its share (:meth:`MPIContext.share`, which also
+    checks that every rank has the same images); every rank learns every
+    estimate, and when any rank's exceeds its limit every rank raises the
+    same error, naming that rank and its figures.
+
+    Parameters
+    ----------
+    descriptor : descriptor
+    images : dict
+        All the training images (the same on every rank).
+    context : amp.parallel.mpi.MPIContext
+    memory_limit : int, float or str, optional
+        Per rank; by default the memory available now on the rank's node,
+        divided by the ranks on that node.
+    log : callable, optional
+
+    Returns
+    -------
+    int
+        This rank's estimate, in bytes.
+    """
+    share = context.share(images)
+    resolved = descriptor.resolve(images)  # the elements of all images
+    here = resolved.derivative_memory({key: images[key] for key in share}) \
+        if share else 0
+    if memory_limit is None:
+        available = available_memory()
+        ranks = context.ranks_on_my_node()
+        limit = None if available is None else available // ranks
+        source = "memory available now on the node, shared by its %d " \
+            "ranks" % ranks if ranks > 1 else "memory available now"
+    else:
+        limit, source = parse_bytes(memory_limit), "memory_limit per rank"
+    rows = context.allgather_rows([here, -1.0 if limit is None else limit])
+    total, largest = int(rows[:, 0].sum()), int(rows[:, 0].argmax())
+    count = "{:,}".format(len(images))
+    line = ("Fingerprint derivatives for %s images: about %s on %d MPI "
+            "ranks, at most %s per rank" % (count, format_bytes(total),
+                                            context.size,
+                                            format_bytes(rows[largest, 0])))
+    line += "; limit %s per rank (%s)." % (format_bytes(limit), source) \
+        if limit is not None else "."
+    if log is not None:
+        log(line)
+    over = [rank for rank in range(context.size)
+            if rows[rank, 1] >= 0 and rows[rank, 0] > rows[rank, 1]]
+    if over:
+        rank = over[0]
+        raise TrainingMemoryError(
+            "force training needs about %s per MPI rank for the fingerprint "
+            "derivatives of its share of the %s images (rank %d: %s), more "
+            "than the limit of %s per rank (%s); nothing has been computed. "
+            "Options: more ranks (mpiexec -n / srun -n), or fewer ranks per "
+            "node; train on fewer images; train energies only "
+            "(LossFunction(force_coefficient=None)); or give a larger "
+            "memory_limit= to Amp.train." % (
+                format_bytes(rows[rank, 0]), count, rank,
+                format_bytes(rows[rank, 0]), format_bytes(rows[rank, 1]),
+                source))
+    return here

@@ -20,6 +20,11 @@ one protocol (:class:`FingerprintStore`):
 :func:`open_store` opens the one a ``dblabel`` asks for. A store is made
 by its owner (the calculator, an ensemble, a user) and passed to whatever
 fills or reads it; descriptors and models keep none.
+
+Either store can also *hold* fingerprints that another process computed
+(:meth:`FingerprintStore.hold`: the values of the images of other ranks
+of an MPI job): they are read like the others but kept in memory only,
+never written.
 """
 
 import abc
@@ -58,21 +63,60 @@ class FingerprintStore(abc.ABC):
     parameters = None
     on_disk = False
 
-    @abc.abstractmethod
     def __contains__(self, key):
+        """Whether image ``key``'s fingerprints are stored (or held)."""
+        return key in self.held or self._contains(key)
+
+    def has_derivatives(self, key):
+        """Whether the derivatives of image ``key`` are stored (or
+        held)."""
+        if key in self.held:
+            return self.held[key].has_derivatives
+        return self._has_derivatives(key)
+
+    def keys(self):
+        """Hashes of the images whose fingerprints are stored (or held)."""
+        return list(dict.fromkeys(list(self._keys()) + list(self.held)))
+
+    def __getitem__(self, key):
+        """The :class:`ImageFingerprints` of image ``key``."""
+        if key in self.held:
+            return self.held[key]
+        return self._getitem(key)
+
+    @property
+    def held(self):
+        """``{hash: ImageFingerprints}`` held in memory (see :meth:`hold`)."""
+        if "_held" not in self.__dict__:
+            self._held = {}
+        return self._held
+
+    def hold(self, key, fingerprints):
+        """Keep fingerprints that another process computed, in memory only:
+        read like the stored ones, never written (the values of the images
+        of the other ranks of an MPI job, which this rank's set-up reads)."""
+        self.held[key] = fingerprints
+
+    def fingerprint_values(self, key):
+        """Image ``key``'s fingerprints without the derivatives (cheaper
+        than ``store[key]`` from databases)."""
+        return self[key]
+
+    @abc.abstractmethod
+    def _contains(self, key):
         """Whether image ``key``'s fingerprints are stored."""
 
     @abc.abstractmethod
-    def has_derivatives(self, key):
+    def _has_derivatives(self, key):
         """Whether the derivatives of image ``key`` are stored."""
 
     @abc.abstractmethod
-    def keys(self):
+    def _keys(self):
         """Hashes of the images whose fingerprints are stored."""
 
     @abc.abstractmethod
-    def __getitem__(self, key):
-        """The :class:`ImageFingerprints` of image ``key``."""
+    def _getitem(self, key):
+        """The stored :class:`ImageFingerprints` of image ``key``."""
 
     @abc.abstractmethod
     def put(self, key, fingerprints):
@@ -88,6 +132,7 @@ class FingerprintStore(abc.ABC):
 
     def clear_memory(self):
         """Forget what is held in memory (files on disk stay)."""
+        self.held.clear()
 
     def __len__(self):
         return len(self.keys())
@@ -115,16 +160,16 @@ class MemoryStore(FingerprintStore):
         self.parameters = parameters
         self.memory = MemoryDatabase(max_entries=1 if ephemeral else None)
 
-    def __contains__(self, key):
+    def _contains(self, key):
         return key in self.memory
 
-    def has_derivatives(self, key):
+    def _has_derivatives(self, key):
         return key in self.memory and self.memory[key].has_derivatives
 
-    def keys(self):
+    def _keys(self):
         return self.memory.keys()
 
-    def __getitem__(self, key):
+    def _getitem(self, key):
         return self.memory[key]
 
     def put(self, key, fingerprints):
@@ -135,6 +180,7 @@ class MemoryStore(FingerprintStore):
 
     def clear_memory(self):
         self.memory.clear()
+        self.held.clear()
 
 
 class DatabaseStore(FingerprintStore):
@@ -174,23 +220,23 @@ class DatabaseStore(FingerprintStore):
             for database in self.databases.values():
                 database.forget(key)
 
-    def __contains__(self, key):
+    def _contains(self, key):
         try:
             return key in self.databases["fingerprints"]
         finally:
             self._forget(key)
 
-    def has_derivatives(self, key):
+    def _has_derivatives(self, key):
         try:
             return (key in self.databases["primes"]
                     and key in self.databases["neighbors"])
         finally:
             self._forget(key)
 
-    def keys(self):
+    def _keys(self):
         return self.databases["fingerprints"].keys()
 
-    def __getitem__(self, key):
+    def _getitem(self, key):
         try:
             values = self.databases["fingerprints"][key]
             if not (key in self.databases["primes"]
@@ -198,6 +244,14 @@ class DatabaseStore(FingerprintStore):
                 return entries.decode(values)
             return entries.decode(values, self.databases["neighbors"][key],
                                   self.databases["primes"][key])
+        finally:
+            self._forget(key)
+
+    def fingerprint_values(self, key):
+        if key in self.held:
+            return self.held[key]
+        try:
+            return entries.decode(self.databases["fingerprints"][key])
         finally:
             self._forget(key)
 
@@ -214,6 +268,7 @@ class DatabaseStore(FingerprintStore):
     def clear_memory(self):
         for database in self.databases.values():
             database.close()
+        self.held.clear()
 
     def neighbor_list(self, key):
         n_atoms = len(self.databases["fingerprints"][key]["symbols"])

@@ -29,7 +29,7 @@ from ..utilities import (ConvergenceOccurred, Logger,  # noqa: F401
 from ._network import Raveler  # noqa: F401  (Amp's name, exported here)
 
 __all__ = ["Model", "LossFunction", "calculate_fingerprints_range",
-           "fingerprint_range", "check_mode",
+           "fingerprint_range", "fingerprint_values", "check_mode",
            "ConvergenceOccurred", "TrainingConvergenceError",
            "MaxIterationsReached", "EarlyStoppingOccurred", "Raveler",
            "combine_partials"]
@@ -61,7 +61,16 @@ def fingerprint_range(store: Any, images: dict[str, Any]
     dict
         ``{element: [[min, max], ...]}`` as plain floats.
     """
-    return _range(store[key].values.items() for key in images)
+    return _range(fingerprint_values(store, key).values.items()
+                  for key in images)
+
+
+def fingerprint_values(store, key):
+    """Image ``key``'s fingerprints from ``store`` without decoding its
+    derivatives when the store can (a set-up that reads only values, on an
+    MPI rank, then never loads the other ranks' derivatives)."""
+    values = getattr(store, "fingerprint_values", None)
+    return values(key) if values is not None else store[key]
 
 
 def calculate_fingerprints_range(fp: Any, images: dict[str, Any]

@@ -15,14 +15,19 @@ and waits): on a machine with ``cores`` cores, ``cores`` processes
 compute, the master's share needs no message, and the images are held
 once, not once by the master and again by the workers.
 
-Whether workers pay off is measured at set-up: a few evaluations of every
-share in the master against a few with the workers, interleaved, and
-:func:`decide` chooses from the fastest of each. Workers not started yet
-(a lazy pool, as :class:`amp.Amp` uses) are not started at all for a loss
-that takes under :data:`START_WORKERS_FROM` seconds serially; started
-ones are kept only when they take at most :data:`WORKERS_MARGIN` of the
-serial time. Evaluating serially, the shares become one batch for a loss
-under :data:`MERGE_BELOW` seconds. Each choice is logged.
+Whether workers pay off is decided at set-up (:func:`decide`), from the
+serial time of a few evaluations first. Workers not started yet (a lazy
+pool, as :class:`amp.Amp` uses) are not started for a loss that takes
+under :data:`START_WORKERS_FROM` seconds serially, nor when the time they
+would save over the fit's evaluations (at most ``maxiter``; predicted
+with :func:`predicted_with_workers`) is less than starting them costs
+(:data:`START_COST`). Running workers whose speed on the fingerprints
+(:attr:`amp.parallel.WorkerPool.efficiency`) predicts no gain are not
+given shares. Otherwise the workers get their shares and a few
+evaluations with them are timed against serial ones, interleaved; they
+are kept only when they take at most :data:`WORKERS_MARGIN` of the serial
+time. Evaluating serially, the shares become one batch for a loss under
+:data:`MERGE_BELOW` seconds. Each choice is logged.
 """
 
 import time
@@ -75,6 +80,17 @@ START_WORKERS_FROM = 0.002
 #: fraction of a serial one (below it the gain is within the noise of the
 #: set-up measurement).
 WORKERS_MARGIN = 0.9
+#: Seconds an evaluation with workers costs besides its arithmetic (the
+#: messages both ways and the waits between the processes: 0.3-0.7 ms
+#: measured on an idle 2-core machine, milliseconds when other programs
+#: load it); the overhead of :func:`predicted_with_workers`.
+ROUND_TRIP = 0.0005
+#: Seconds that starting workers for the loss costs: starting 2 local
+#: workers takes 0.26 s on an idle 2-core machine and up to 0.7 s on a
+#: loaded one, then the shares are sent and the set-up check runs. Workers
+#: not running yet are started only when the predicted saving over the
+#: fit's evaluations is at least this.
+START_COST = 0.5
 #: Evaluating serially, shares are merged into one batch for a loss faster
 #: than this, in seconds (a share costs about 0.2 ms per evaluation; for a
 #: slower loss the copy is not worth it: 0.6 s for 120 MB of force data,
@@ -84,7 +100,17 @@ MERGE_BELOW = 0.02
 TIMED_EVALUATIONS = 3
 
 
-def decide(serial_s, workers_s=None, started=False):
+def predicted_with_workers(serial_s, n_shares, efficiency=None):
+    """Seconds per evaluation predicted with the workers: the slowest
+    share, the master's (``serial_s / n_shares``) or a worker's at the
+    speed the workers showed (``efficiency`` times the master's; 1 when
+    not known), plus :data:`ROUND_TRIP`."""
+    speed = 1.0 if efficiency is None else min(1.0, max(efficiency, 1e-3))
+    return serial_s / (n_shares * speed) + ROUND_TRIP
+
+
+def decide(serial_s, workers_s=None, started=False, n_shares=2,
+           evaluations=None, efficiency=None):
     """Whether the loss is evaluated with workers, from measured times.
 
     Parameters
@@ -96,18 +122,39 @@ def decide(serial_s, workers_s=None, started=False):
         been tried.
     started : bool
         Whether the pool's workers are running already.
+    n_shares : int
+        Shares the images are split into (the master's included).
+    evaluations : int, optional
+        The most evaluations the fit will make (its ``maxiter``): workers
+        not running yet are started only when they would save at least
+        :data:`START_COST` over these.
+    efficiency : float, optional
+        The workers' speed relative to the master's, as measured on the
+        fingerprints (:attr:`amp.parallel.WorkerPool.efficiency`).
 
     Returns
     -------
     bool
         Before the workers are tried: whether to try them (they run
-        already, or the loss takes at least :data:`START_WORKERS_FROM`).
-        After: whether to keep them (at most :data:`WORKERS_MARGIN` of the
-        serial time).
+        already, or the loss takes at least :data:`START_WORKERS_FROM` and
+        they would save more than starting them costs), unless the speed
+        they showed predicts more than :data:`WORKERS_MARGIN` of the
+        serial time. After: whether to keep them (at most
+        :data:`WORKERS_MARGIN` of the serial time).
     """
-    if workers_s is None:
-        return started or serial_s >= START_WORKERS_FROM
-    return workers_s <= WORKERS_MARGIN * serial_s
+    if workers_s is not None:
+        return workers_s <= WORKERS_MARGIN * serial_s
+    if efficiency is not None and predicted_with_workers(
+            serial_s, n_shares, efficiency) > WORKERS_MARGIN * serial_s:
+        return False
+    if started:
+        return True
+    if serial_s < START_WORKERS_FROM:
+        return False
+    if evaluations is not None:
+        saving = serial_s - predicted_with_workers(serial_s, n_shares)
+        return evaluations * saving >= START_COST
+    return True
 
 
 def worth_merging(serial_s):
@@ -156,14 +203,20 @@ class WorkerBatches:
     pool : WorkerPool
         Left running by :meth:`close`.
     batches : list of TrainingBatch
-        One per share (:func:`share_count` of them); the first is the
-        master's.
+        One per share (:func:`share_count` of them), the first the
+        master's; or the serial batch alone (then :attr:`wants_shares`
+        says whether the shares are wanted, see :meth:`give_shares`).
     setup : dict
         :class:`LossShare`'s setup.
     log : callable, optional
     use_workers : bool or None
         None: measured at set-up (:func:`decide`); True: the workers
         compute their shares whatever the measurement; False: serial.
+    evaluations : int, optional
+        The most evaluations the fit will make (see :func:`decide`).
+    n_shares : int, optional
+        The number of shares (:func:`share_count`); by default
+        ``len(batches)``.
 
     Attributes
     ----------
@@ -176,28 +229,55 @@ class WorkerBatches:
         set-up (empty when not measured).
     """
 
-    def __init__(self, pool, batches, setup, log=None, use_workers=None):
+    def __init__(self, pool, batches, setup, log=None, use_workers=None,
+                 evaluations=None, n_shares=None):
         self.pool, self.job, self.timings = pool, None, {}
+        self.evaluations = evaluations
         self.log = log if log is not None else (lambda *a, **k: None)
-        self.n_shares = len(batches)
+        self.n_shares = len(batches) if n_shares is None else n_shares
+        self._setup, self._use_workers = setup, use_workers
         self.local = [LossShare(setup, batch) for batch in batches]
+        #: True when the workers are to start but only the serial batch
+        #: was given: the owner builds the shares and calls give_shares.
+        self.wants_shares = False
         try:
-            peers = _share_peers(pool) if self._choose_workers(
-                use_workers) else []
-            if peers:
-                self.job = pool.persistent(
-                    LossShare, [batch.todict() for batch in batches[1:]],
-                    setup, peers=peers)
-                if use_workers is None and not self._keep_workers():
-                    self.job.close()
-                    self.job = None
-            if self.job is None:
-                self._merge()
-            else:  # the workers hold their shares; the master its own
-                del self.local[1:]
+            wanted = self._choose_workers(use_workers)
+            if wanted and len(batches) < self.n_shares:
+                self.wants_shares = True
+                return
+            self._engage(wanted)
         except BaseException:
             self.close()
             raise
+
+    def give_shares(self, batches):
+        """The batches of every share, after :attr:`wants_shares`: the
+        workers get theirs (or, when they do not pay off, the master keeps
+        everything)."""
+        self.wants_shares = False
+        self.local = [LossShare(self._setup, batch) for batch in batches]
+        try:
+            self._engage(True)
+        except BaseException:
+            self.close()
+            raise
+
+    def _engage(self, wanted):
+        """Give the workers their shares when ``wanted`` (and, measured,
+        keep them only when they pay off); otherwise serial."""
+        peers = _share_peers(self.pool) if wanted else []
+        if peers:
+            batches = [share.batch for share in self.local]
+            self.job = self.pool.persistent(
+                LossShare, [batch.todict() for batch in batches[1:]],
+                self._setup, peers=peers)
+            if self._use_workers is None and not self._keep_workers():
+                self.job.close()
+                self.job = None
+        if self.job is None:
+            self._merge()
+        else:  # the workers hold their shares; the master its own
+            del self.local[1:]
 
     def _choose_workers(self, use_workers):
         """Whether to give the workers their shares (starting them if
@@ -205,14 +285,36 @@ class WorkerBatches:
         if use_workers is not None or self.n_shares < 2:
             return bool(use_workers) and self.n_shares > 1
         vector = self.local[0].model.vector
+        # Workers not running: a coarse choice (what a start would save),
+        # from fewer evaluations.
         serial = _fastest(lambda: self._serial(vector, True),
-                          TIMED_EVALUATIONS)
+                          TIMED_EVALUATIONS if self.pool.started else 1)
         self.timings["serial"] = serial
-        if decide(serial, started=self.pool.started):
+        efficiency = getattr(self.pool, "efficiency", None)
+        started = self.pool.started
+        if decide(serial, started=started, n_shares=self.n_shares,
+                  evaluations=self.evaluations, efficiency=efficiency):
             return True
-        self.log("Loss function: %.2f ms per evaluation serially, too "
-                 "little for workers (from %.1f ms); evaluating serially."
-                 % (1e3 * serial, 1e3 * START_WORKERS_FROM))
+        predicted = predicted_with_workers(serial, self.n_shares, efficiency)
+        if efficiency is not None and \
+                predicted > WORKERS_MARGIN * serial:
+            self.log("Loss function: %.2f ms per evaluation serially; the "
+                     "workers computed the fingerprints at %.2f of this "
+                     "process's speed, which predicts %.2f ms with them; "
+                     "evaluating serially." % (1e3 * serial, efficiency,
+                                                1e3 * predicted))
+        elif serial < START_WORKERS_FROM:
+            self.log("Loss function: %.2f ms per evaluation serially, too "
+                     "little for workers (from %.1f ms); evaluating "
+                     "serially." % (1e3 * serial, 1e3 * START_WORKERS_FROM))
+        else:
+            self.log("Loss function: %.2f ms per evaluation serially, about "
+                     "%.2f ms with %d workers: at most %d evaluations would "
+                     "save %.2f s, less than starting workers costs (about "
+                     "%.1f s); evaluating serially." % (
+                         1e3 * serial, 1e3 * predicted, self.n_shares - 1,
+                         self.evaluations, self.evaluations * (
+                             serial - predicted), START_COST))
         return False
 
     def _keep_workers(self):

@@ -100,7 +100,7 @@ class LossFunction:
         With a pool of workers: None (default) measures at set-up whether
         they pay off (:func:`amp.model._shares.decide`) and evaluates
         serially when they do not; True always gives them their shares;
-        False never does.
+        False never does. The ranks of an MPI job always share the images.
     stress_coefficient : float, optional
         Adds ``stress_coefficient * sum_images sum_Voigt dsigma^2 / 6``
         (eV/A^3) over the images that carry a stress, from the forces'
@@ -407,19 +407,31 @@ class LossFunction:
         the parameters; the workers drop their shares (and a pool started
         here for a dict is stopped) when the block ends, however it ends.
         Whether the workers pay off is measured first (see
-        :attr:`use_workers`). Otherwise evaluation is serial. The results
-        do not depend on the number of workers.
+        :attr:`use_workers`). Otherwise evaluation is serial. With the
+        ranks of an MPI job (``cores='mpi'``), each rank holds its own
+        share and every rank gets every rank's partial sums
+        (:mod:`amp.model._ranks`). The results do not depend on the number
+        of workers or ranks.
 
         Examples
         --------
         >>> with model.lossfunction.evaluator({'cores': 2}):  # doctest: +SKIP
         ...     model.regressor.regress(model=model, log=log)
         """
-        from ..parallel import pool_for
+        from ..parallel import is_mpi, pool_for
         from ._shares import WorkerBatches, share_count
 
         parallel = self._parallel if parallel is None else parallel
         with pool_for(parallel, self.log) as pool:
+            if is_mpi(pool) and self._workers is None:
+                # The ranks of an MPI job: each holds its share, always
+                # (amp.model._ranks).
+                self._workers = self._rank_batches(pool)
+                try:
+                    yield self
+                finally:
+                    self.close()
+                return
             if pool is not None and self.streaming is not None:
                 self.log("Loss function: streamed chunks are evaluated in "
                          "this process (workers not used).")
@@ -430,19 +442,24 @@ class LossFunction:
                 finally:
                     self._close_progress()
                 return
-            p = self.parameters
-            setup = {"model": self._model.todict(),
-                     "energy_coefficient": p.energy_coefficient,
-                     "force_coefficient": p.force_coefficient
-                     if self.train_forces else None}
-            if self.train_stress:
-                setup["stress_coefficient"] = p.stress_coefficient
+            setup = self._share_setup()
             # The shares' batches are built here, before the workers are
-            # asked for; the master keeps only its own after.
-            self.split_images(share_count(pool))
+            # asked for; with workers not running yet, the serial batch
+            # alone first, and the shares only if the workers are to start
+            # (a fit that stays serial then costs no split and merge).
+            n_shares = share_count(pool)
+            serial_first = not (pool.started or n_shares < 2
+                                or self.use_workers is not None)
+            self.split_images(1 if serial_first else n_shares)
             batches, self._batches = self.batches(), None
-            self._workers = WorkerBatches(pool, batches, setup, log=self.log,
-                                          use_workers=self.use_workers)
+            self._workers = WorkerBatches(
+                pool, batches, setup, log=self.log,
+                use_workers=self.use_workers,
+                evaluations=self.parameters.maxiter, n_shares=n_shares)
+            if self._workers.wants_shares:
+                self.split_images(n_shares)
+                batches, self._batches = self.batches(), None
+                self._workers.give_shares(batches)
             if self._workers.job is not None:  # else serial, logged there
                 self.log("Loss function: %i images in %i shares held by "
                          "workers (one by the master)."
@@ -459,6 +476,37 @@ class LossFunction:
                 yield self
             finally:
                 self.close()
+
+    def _share_setup(self):
+        """What a share's :class:`~amp.model._shares.LossShare` is built
+        from (besides its batch)."""
+        p = self.parameters
+        setup = {"model": self._model.todict(),
+                 "energy_coefficient": p.energy_coefficient,
+                 "force_coefficient": p.force_coefficient
+                 if self.train_forces else None}
+        if self.train_stress:
+            setup["stress_coefficient"] = p.stress_coefficient
+        return setup
+
+    def _rank_batches(self, context):
+        """This MPI rank's share (:class:`amp.model._ranks.RankBatches`);
+        every rank starts from rank 0's parameters."""
+        from ._ranks import RankBatches
+
+        images = self._training_images()
+        keys = context.share(images)
+        self._model.vector = context.broadcast_array(self._model.vector)
+        batch = self._model.make_batch(
+            {key: images[key] for key in keys}, self.train_forces,
+            self._image_weights(images)) if keys else None
+        atoms = [sum(len(images[k]) for k in share)
+                 for share in context.shares(images)]
+        self.log("Loss function: %i images in %i shares held by MPI ranks "
+                 "(%i to %i atoms per rank)." % (len(images), context.size,
+                                                  min(atoms), max(atoms)))
+        return RankBatches(context, batch, self._share_setup(),
+                           len(self._model.vector))
 
     def _partials(self, vector, lossprime, force_coefficient):
         """Partial sums of every batch, from the workers inside

@@ -18,7 +18,7 @@ import numpy as np
 from ase.calculators.calculator import Parameters
 
 from ..utilities import Logger, hash_images
-from . import LossFunction, Model, check_mode
+from . import LossFunction, Model, check_mode, fingerprint_values
 from ._network import ACTIVATIONS, ElementNetwork, Raveler, n_inputs
 from .batch import TrainingBatch
 from .initialization import InitialParameters
@@ -523,7 +523,7 @@ class NeuralNetwork(InitialParameters, Model):
     def _check_fingerprints(self, images, store, name="image %s"):
         """Every element of the images has a network of the right size."""
         for key in images:
-            blocks = store[key].values
+            blocks = fingerprint_values(store, key).values
             self.check_features({e: b.shape[1] for e, b in blocks.items()},
                                 name % key, every_network=False)
 

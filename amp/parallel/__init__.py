@@ -9,8 +9,10 @@ the wire format and handshake (:mod:`amp.parallel.wire`), the admission of
 connections to the master (:mod:`amp.parallel.gate`), host discovery
 (:mod:`amp.parallel.hosts`: ``assign_cores`` and the batch-system
 parsers), launching on this host or over SSH (:mod:`amp.parallel.launch`)
-and the shares workers keep for a whole fit
-(:mod:`amp.parallel.persistent`).
+the shares workers keep for a whole fit
+(:mod:`amp.parallel.persistent`), and training across the ranks of an MPI
+job (:mod:`amp.parallel.mpi`: :class:`MPIContext`, for ``cores='mpi'``;
+mpi4py is imported only then).
 
 Workers run registered jobs, never the calculator: this package may import
 :mod:`amp.store` (array (de)serialisation) and :mod:`amp.importing`, and
@@ -29,6 +31,7 @@ from .api import (MessageDictionary, compute_in_workers, fingerprint_job,
                   local_only, parallel_settings, pool_for, setup_parallel,
                   wants_parallel)
 from .master import WorkerPool
+from .mpi import MPIContext, is_mpi, parallel_context
 from .persistent import PersistentJob
 from .worker import Fingerprints, get_job, job_name, register_job
 
@@ -36,5 +39,5 @@ __all__ = ["assign_cores", "make_sublists", "WorkerError", "start_workers",
            "MessageDictionary", "WorkerPool", "compute_in_workers",
            "fingerprint_job", "parallel_settings", "pool_for",
            "setup_parallel", "wants_parallel",
-           "PersistentJob", "Fingerprints", "get_job", "job_name",
+           "MPIContext", "is_mpi", "parallel_context", "PersistentJob", "Fingerprints", "get_job", "job_name",
            "register_job", "local_only"]

@@ -2,8 +2,9 @@
 
 :func:`parallel_settings` is the one place where Amp's ``cores`` and
 ``envcommand`` become workers: a :class:`~amp.parallel.master.WorkerPool`
-whose workers start when first needed, or None (serial). From there down
-only that pool (or None) travels. :func:`pool_for` gives the same for code
+whose workers start when first needed, the ranks of an MPI job
+(:class:`~amp.parallel.mpi.MPIContext`, for ``cores='mpi'``), or None
+(serial). From there down only that value travels. :func:`pool_for` gives the same for code
 that also accepts Amp's ``parallel`` dict; :func:`compute_in_workers`,
 :func:`fingerprint_job` and :func:`local_only` use a pool; Amp's names
 :class:`MessageDictionary` and :func:`setup_parallel` are kept.
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 from .hosts import assign_cores
 from .launch import is_local
 from .master import WorkerPool
+from .mpi import is_mpi, parallel_context
 from .worker import Fingerprints
 
 
@@ -40,19 +42,22 @@ def _asks_for_workers(hosts):
     return sum(hosts.values()) > 1 or not all(map(is_local, hosts))
 
 
-def parallel_settings(cores: int | dict[str, int] | None = None,
+def parallel_settings(cores: int | str | dict[str, int] | None = None,
                       envcommand: str | None = None,
                       log: Callable[..., Any] | None = None,
-                      **options: Any) -> WorkerPool | None:
-    """Amp's ``cores`` and ``envcommand`` as a pool of workers, or None.
+                      **options: Any) -> Any:
+    """Amp's ``cores`` and ``envcommand`` as a pool of workers, the ranks
+    of an MPI job, or None.
 
     The one place they are resolved (:func:`assign_cores`: None reads the
-    batch system or this machine's CPUs).
+    batch system or this machine's CPUs; ``'mpi'``:
+    :func:`amp.parallel.mpi.parallel_context`).
 
     Parameters
     ----------
-    cores : int, dict or None
-        As :class:`amp.Amp`'s ``cores``.
+    cores : int, dict, 'mpi' or None
+        As :class:`amp.Amp`'s ``cores``. None in a process started by an
+        MPI launcher with more than one rank is refused (give ``'mpi'``).
     envcommand : str, optional
         Run in each remote session before its workers start.
     log : callable, optional
@@ -61,11 +66,15 @@ def parallel_settings(cores: int | dict[str, int] | None = None,
 
     Returns
     -------
-    WorkerPool or None
+    WorkerPool, MPIContext or None
         A pool whose workers start when first needed (work found too
-        small for them never starts them); the caller closes it. None when
-        the settings ask for one core on this machine.
+        small for them never starts them); the caller closes it. The MPI
+        context for ``'mpi'`` with more than one rank. None when the
+        settings ask for one core on this machine (or one MPI rank).
     """
+    context = parallel_context(cores, log)  # refuses None in an MPI job
+    if cores == "mpi":
+        return context
     hosts = assign_cores(cores, log)
     if not _asks_for_workers(hosts):
         return None
@@ -74,12 +83,14 @@ def parallel_settings(cores: int | dict[str, int] | None = None,
 
 
 def wants_parallel(parallel: Any) -> bool:
-    """True when ``parallel`` asks for workers (a pool, or Amp's dict with
-    more than one core or another host)."""
-    if isinstance(parallel, WorkerPool):
+    """True when ``parallel`` asks for workers (a pool, an MPI context, or
+    Amp's dict with more than one core or another host)."""
+    if isinstance(parallel, WorkerPool) or is_mpi(parallel):
         return True
     if not parallel:
         return False
+    if parallel.get("cores", 1) == "mpi":
+        return parallel_context("mpi") is not None
     return _asks_for_workers(assign_cores(parallel.get("cores", 1)))
 
 
@@ -119,18 +130,26 @@ def pool_for(parallel: Any, log: Callable[..., Any] | None = None
 
     Parameters
     ----------
-    parallel : WorkerPool, dict or None
-        A pool is yielded as it is and left running; None yields None;
-        Amp's ``{'cores': ..., 'envcommand': ...}`` gives
-        :func:`parallel_settings`' pool (or None), stopped when the block
-        ends, however it ends.
+    parallel : WorkerPool, MPIContext, dict or None
+        A pool or MPI context is yielded as it is (a pool is left
+        running); None yields None; Amp's ``{'cores': ...,
+        'envcommand': ...}`` gives :func:`parallel_settings`' value: a
+        pool is stopped when the block ends, however it ends; an MPI
+        context guards the block: an exception on any rank is printed
+        once and ends the job (:meth:`MPIContext.guard`), since the other
+        ranks would wait for it forever.
     log : callable, optional
     """
-    if parallel is None or isinstance(parallel, WorkerPool):
+    if parallel is None or isinstance(parallel, WorkerPool) or \
+            is_mpi(parallel):
         yield parallel
         return
     pool = parallel_settings(parallel.get("cores", 1),
                              parallel.get("envcommand"), log)
+    if is_mpi(pool):
+        with pool.guard(log):
+            yield pool
+        return
     try:
         yield pool
     finally:

@@ -137,26 +137,32 @@ class WorkerPool:
         Start the workers only when they are first needed (:meth:`alive`,
         :meth:`map`, :meth:`persistent`, ...), so that a run that finds
         its work too small for workers never pays for starting them;
-        :attr:`started` tells whether they were.
+        :attr:`started` tells whether they were. :meth:`launch` starts
+        them without waiting, for the caller to work meanwhile.
 
     Attributes
     ----------
-    server : zmq.Socket
-        The master's socket (Amp's ``server``).
+    server : zmq.Socket or None
+        The master's socket (Amp's ``server``), made when the workers
+        start.
     connections : dict
         ``{host: pxssh session or list of subprocess.Popen}``.
     n_pids : int
         Number of workers started.
     failures : list of str
         One line per worker that failed.
+    efficiency : float or None
+        How fast the workers turned out on the work they were last given
+        as a map job (fingerprints), per worker and relative to the
+        master's own speed on the same work (1: as fast, counting the
+        messages); None until measured. The loss function predicts its
+        shares' time from it (:func:`amp.model._shares.decide`).
     """
 
     def __init__(self, cores=None, envcommand=None, log=None, timeout=60.0,
                  task_timeout=None, reassign=True, workercommand=None,
                  bind=None, start_timeout=60.0, lazy=False,
                  max_message_bytes=None):
-        import zmq
-
         from ..store import limits
 
         self.log = log if log is not None else _noop_log
@@ -167,6 +173,7 @@ class WorkerPool:
         self.reassign = reassign
         self.heartbeat = min(2.0, max(0.05, self.timeout / 4))
         self.failures, self.connections, self.peers = [], {}, []
+        self.efficiency = None
         self._closed = False
         self._identities, self._pending_auth, self._banned = {}, {}, set()
         self._tokens = itertools.count()
@@ -175,24 +182,34 @@ class WorkerPool:
             cores, None if isinstance(cores, dict) else self.log)
         self.n_pids = sum(self.hosts.values())
         self.secret = secrets.token_hex(32)
-        self.context = zmq.Context()
-        # Admission (ZAP) before the socket exists, so no connection is
-        # ever taken unchecked.
-        self.gate = Gate(self.context, self.secret)
-        self.server = self.context.socket(zmq.ROUTER)
-        self.server.linger = 0
-        self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        secure_master_socket(self.server)
+        # The socket (and the admission gate) are made when the workers
+        # start: a lazy pool whose work stays serial costs no ZMQ context
+        # (nor its I/O thread).
+        self.context = self.server = self.gate = None
         _POOLS.add(self)
         self.started = False
+        self._connecting = None  # (start time, deadline) until connected
         self._start_arguments = (envcommand, workercommand, bind,
                                  start_timeout)
         if not lazy:
             self.start()
 
     def start(self):
-        """Start the workers (once; :meth:`alive` and the work methods call
-        it)."""
+        """Start the workers and wait until every one has connected (once;
+        :meth:`alive` and the work methods call it)."""
+        self.launch()
+        if self._connecting is not None:
+            try:
+                while not self.ready(0.05):
+                    pass
+            except BaseException:
+                self.close()
+                raise
+
+    def launch(self):
+        """Start the workers' processes (once) without waiting for them to
+        connect: the caller may work meanwhile and ask :meth:`ready`
+        (processes on other hosts are started over SSH, which waits)."""
         if self.started:
             return
         if self._closed:
@@ -204,6 +221,38 @@ class WorkerPool:
             self.close()
             raise
 
+    def ready(self, seconds=0.0):
+        """Whether every worker has connected, after handling what arrives
+        within ``seconds``; raises :class:`WorkerError` when one died
+        before connecting or the start timeout passed."""
+        if not self.started:
+            return False
+        if self._connecting is None:
+            return True
+        started, deadline = self._connecting
+        self._poll(seconds)
+        for peer in self.peers:
+            reason = peer.identity is None and peer.alive and \
+                self._dead_reason(peer)
+            if reason and not self.reassign:
+                raise WorkerError("%r did not start: %s" % (peer, reason))
+            if reason:  # the others go on without it
+                self._fail(peer, "did not start: " + reason)
+        if not any(peer.alive for peer in self.peers):
+            raise WorkerError("no worker started: %s"
+                              % "; ".join(self.failures))
+        if any(peer.identity is None and peer.alive for peer in self.peers):
+            if time.monotonic() > deadline:
+                missing = [repr(p) for p in self.peers if p.identity is None]
+                raise WorkerError("workers did not connect within %.0f s: %s"
+                                  % (deadline - started, ", ".join(missing)))
+            return False
+        self._connecting = None
+        self.start_time = time.monotonic() - started
+        self.log(" %d workers ready in %.2f s." % (len(self.alive()),
+                                                   self.start_time))
+        return True
+
     # Starting ------------------------------------------------------------
 
     def _bind(self, address):
@@ -214,7 +263,17 @@ class WorkerPool:
         return self.server.last_endpoint.decode()
 
     def _start(self, envcommand, workercommand, bind, start_timeout):
+        import zmq
+
         started = time.monotonic()
+        self.context = zmq.Context()
+        # Admission (ZAP) before the socket exists, so no connection is
+        # ever taken unchecked.
+        self.gate = Gate(self.context, self.secret)
+        self.server = self.context.socket(zmq.ROUTER)
+        self.server.linger = 0
+        self.server.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        secure_master_socket(self.server)
         sessions, addresses = {}, {}
         for host in self.hosts:
             if not is_local(host):
@@ -249,27 +308,8 @@ class WorkerPool:
                     peer.process = connection[index]
                 else:
                     peer.session = connection
-        deadline = started + start_timeout
-        while any(peer.identity is None and peer.alive
-                  for peer in self.peers):
-            self._poll(0.05)
-            for peer in self.peers:
-                reason = peer.identity is None and peer.alive and \
-                    self._dead_reason(peer)
-                if reason and not self.reassign:
-                    raise WorkerError("%r did not start: %s" % (peer, reason))
-                if reason:  # the others go on without it
-                    self._fail(peer, "did not start: " + reason)
-            if not any(peer.alive for peer in self.peers):
-                raise WorkerError("no worker started: %s"
-                                  % "; ".join(self.failures))
-            if time.monotonic() > deadline:
-                missing = [repr(p) for p in self.peers if p.identity is None]
-                raise WorkerError("workers did not connect within %.0f s: %s"
-                                  % (start_timeout, ", ".join(missing)))
-        self.start_time = time.monotonic() - started
-        self.log(" %d workers ready in %.2f s." % (len(self.alive()),
-                                                   self.start_time))
+        # They connect and authenticate while ready() (or start()) polls.
+        self._connecting = (started, started + start_timeout)
 
     # Messages ------------------------------------------------------------
 
@@ -567,11 +607,14 @@ class WorkerPool:
                 except Exception:
                     pass
                 connection.close(force=True)
-        self.server.close(0)
-        self.gate.close()
-        # Whatever socket of this pool is still open goes with it (term()
-        # alone would wait for it).
-        self.context.destroy(linger=0)
+        if self.server is not None:
+            self.server.close(0)
+        if self.gate is not None:
+            self.gate.close()
+        if self.context is not None:
+            # Whatever socket of this pool is still open goes with it
+            # (term() alone would wait for it).
+            self.context.destroy(linger=0)
 
     def __enter__(self):
         return self

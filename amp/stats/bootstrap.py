@@ -6,8 +6,10 @@ resample of the training images (drawn with replacement, seeded and
 recorded), from one template: an :class:`amp.Amp` (``calc``) or Amp 1.x's
 ``calc_text``, which is read by :func:`amp.stats.calctext.read_calc_text`
 and never run. The members are trained one after another in this process,
-or spread over the workers of :mod:`amp.parallel` when ``cores`` asks for
-more than one (one member per worker at a time). The fingerprints of every
+spread over the workers of :mod:`amp.parallel` when ``cores`` asks for
+more than one (one member per worker at a time), or over the ranks of an
+MPI job with ``cores='mpi'`` (:mod:`amp.stats.ranks`); how one member is
+trained is :mod:`amp.stats.members`. The fingerprints of every
 image are computed once, into a database the members share.
 
 The trained ensemble is one JSON file (``<label>.ensemble``) holding every
@@ -26,13 +28,14 @@ from typing import Any
 import numpy as np
 
 from .. import Amp
-from ..parallel import register_job
+from ..parallel.mpi import rank_of
 from ..store import modelfile
-from ..utilities import (Logger, TrainingConvergenceError, hash_images,
-                         make_filename, now)
+from ..utilities import Logger, TrainingConvergenceError, hash_images, now
 from .calctext import read_calc_text
 from .ensemble import (Ensemble, EnsembleCalculator, EnsembleFileError,
                        apply_output, read_ensemble, write_ensemble)
+from .members import (TrainMember, _member_seed, _template_spec,
+                      _train_member)
 
 __all__ = ["BootStrap", "Bootstrap", "bootstrap", "EnsembleFileError"]
 
@@ -68,112 +71,6 @@ def bootstrap(vector: Any, size: int | None = None,
         return chosen
     missing = sorted(set(range(len(vector))) - set(ids.tolist()))
     return chosen, [vector[i] for i in missing]
-
-
-# Templates -----------------------------------------------------------------
-
-def _template_spec(calc):
-    """The settings every member copies from a template calculator, as
-    plain data (what a worker needs to build a member)."""
-    from ..model.neuralnetwork import NeuralNetwork
-    from ..regression import Regressor
-
-    if not isinstance(calc, Amp):
-        raise TypeError("the template calc must be an amp.Amp calculator, "
-                        "got %s" % type(calc).__name__)
-    model = calc.model
-    if not isinstance(model, NeuralNetwork):
-        raise TypeError("BootStrap trains NeuralNetwork models; the "
-                        "template's model is a %s" % type(model).__name__)
-    settings = model.todict()
-    loss = model.lossfunction.parameters
-    regressor = model.regressor if model.regressor is not None \
-        else Regressor()
-    stress = {} if loss.get("stress_coefficient") is None else \
-        {"stress_coefficient": loss["stress_coefficient"]}
-    return {
-        "descriptor": calc.descriptor.todict(),
-        "model": {"hiddenlayers": settings["hiddenlayers"],
-                  "activation": settings["activation"],
-                  "prescale": settings["prescale"],
-                  "checkpoints": settings["checkpoints"]},
-        "loss": {"energy_coefficient": loss["energy_coefficient"],
-                 "force_coefficient": loss["force_coefficient"],
-                 "convergence": dict(loss["convergence"]),
-                 "overfit": loss["overfit"],
-                 "weight_duplicates": loss["weight_duplicates"],
-                 "maxiter": loss["maxiter"], **stress},
-        "regressor": {"optimizer": regressor.optimizer,
-                      "optimizer_kwargs": regressor.optimizer_kwargs,
-                      "lossprime": regressor.lossprime}}
-
-
-def _build_member(spec, label, dblabel, randomseed):
-    """A fresh, untrained member calculator from a template spec."""
-    from ..model import LossFunction
-    from ..model.neuralnetwork import NeuralNetwork
-    from ..importing import from_importname
-    from ..regression import Regressor
-
-    model = NeuralNetwork(randomseed=randomseed,
-                          lossfunction=LossFunction(**spec["loss"]),
-                          regressor=Regressor(**spec["regressor"]),
-                          **spec["model"])
-    return Amp(descriptor=from_importname(spec["descriptor"]), model=model,
-               label=label, dblabel=dblabel, cores=1)
-
-
-def _member_seed(seed, index, attempt):
-    """The weight-initialisation seed of attempt ``attempt`` of member
-    ``index``."""
-    state = np.random.SeedSequence([seed, index, attempt]).generate_state(1)
-    return int(state[0] >> 1)
-
-
-def _train_member(spec, images, label, dblabel, seeds, log):
-    """Train one member, trying each seed in turn until one converges.
-
-    Returns
-    -------
-    dict
-        ``converged``, ``seeds`` (those tried) and, when converged,
-        ``text`` (the member's ``.amp`` text).
-    """
-    tried = []
-    for attempt, randomseed in enumerate(seeds):
-        checkpoint = make_filename(label, "-checkpoint.amp")
-        if attempt and os.path.exists(checkpoint):
-            os.remove(checkpoint)  # a retry starts from its own seed
-        member = _build_member(spec, label, dblabel, randomseed)
-        tried.append(randomseed)
-        try:
-            member.train(images, overwrite=True)
-        except TrainingConvergenceError as error:
-            log("  %s: not converged with seed %d (%s)."
-                % (os.path.basename(label), randomseed, error))
-            continue
-        return {"converged": True, "seeds": tried,
-                "text": modelfile.dumps(member.descriptor.todict(),
-                                        member.model.todict())}
-    return {"converged": False, "seeds": tried}
-
-
-@register_job
-class TrainMember:
-    """Worker job: train one ensemble member (see :meth:`BootStrap.train`).
-
-    ``setup``: ``{'spec': template spec}``; each item: ``{'images': [Atoms],
-    'label': str, 'dblabel': str, 'seeds': [int]}``; the value is
-    :func:`_train_member`'s dict.
-    """
-
-    def __init__(self, setup: dict[str, Any]) -> None:
-        self.spec = setup["spec"]
-
-    def __call__(self, key: Any, item: dict[str, Any]) -> dict[str, Any]:
-        return _train_member(self.spec, item["images"], item["label"],
-                             item["dblabel"], [int(s) for s in item["seeds"]],
-                             Logger(None))
 
 
 # The ensemble --------------------------------------------------------------
@@ -311,11 +208,13 @@ class BootStrap:
             The ensemble is written to ``<label>.ensemble``; members train
             in ``<label>-training/`` (logs, parameter files, the shared
             fingerprint databases).
-        cores : int or dict
+        cores : int, dict or 'mpi'
             1 trains the members one after another in this process; more
             (or Amp's ``{host: cores}``) trains one member per worker at a
             time (:mod:`amp.parallel`; remote sessions run the template's
-            ``envcommand`` first).
+            ``envcommand`` first); ``'mpi'`` trains one member per rank of
+            an MPI job at a time (:mod:`amp.stats.ranks`; rank 0 alone
+            logs and writes files).
         seed : int, optional
             Seed of the resamples and of each member's initial weights;
             drawn (and recorded) when None.
@@ -346,6 +245,28 @@ class BootStrap:
             ``<label>-training/progress.json`` and a second call with the
             same images, template and seed trains only the others.
         """
+        from ..parallel.mpi import parallel_context
+
+        context = parallel_context(cores) if cores == "mpi" else None
+        if context is None:
+            return self._train(images, n, calc, calc_text, label, cores,
+                               seed, retries, dblabel, overwrite, job_options)
+        # Every rank runs this; an error on one ends the job (printed
+        # once), and only rank 0 logs.
+        log = self.log
+        if not context.is_root:
+            self.log = Logger(None)
+        try:
+            with context.guard(passing=(TrainingConvergenceError,)):
+                return self._train(images, n, calc, calc_text, label, cores,
+                                   seed, retries, dblabel, overwrite,
+                                   job_options)
+        finally:
+            self.log = log
+
+    def _train(self, images, n, calc, calc_text, label, cores, seed, retries,
+               dblabel, overwrite, job_options):
+        """:meth:`train`'s work (see there)."""
         n, template, spec, forces = self._check_request(
             n, calc, calc_text, cores, label, overwrite, job_options)
         images = hash_images(images, log=self.log)
@@ -356,7 +277,9 @@ class BootStrap:
 
         check_images(images, forces=forces)
         folder = label + "-training"
-        os.makedirs(folder, exist_ok=True)
+        writes = rank_of(cores) == 0  # MPI: rank 0 alone writes
+        if writes:
+            os.makedirs(folder, exist_ok=True)
         dblabel = dblabel or os.path.join(folder, "amp")
         keys = list(images)
         progress = self._read_progress(folder, keys, spec, seed)
@@ -367,10 +290,14 @@ class BootStrap:
             self.log("Not used (no job scripts are written): %s."
                      % ", ".join(sorted(job_options)))
         resamples = _resamples(seed, n, len(keys))
-        from ..parallel import pool_for
+        from ..parallel import is_mpi, pool_for
 
         with pool_for({"cores": cores, "envcommand": template.envcommand},
                       self.log) as pool:
+            if is_mpi(pool):  # every rank takes rank 0's record and seed
+                progress = pool.broadcast(progress)
+                seed = progress["seed"]
+                resamples = _resamples(seed, n, len(keys))
             spec["descriptor"] = self._fingerprint(spec, images, dblabel,
                                                    forces, pool)
             todo = [i for i in range(n) if str(i) not in progress["finished"]]
@@ -383,10 +310,11 @@ class BootStrap:
                              "seeds": [_member_seed(seed, i, a)
                                        for a in range(retries + 1)]}
                     for i in todo}
-            failed = self._train_members(jobs, spec, pool, progress, folder)
+            failed = self._train_members(jobs, spec, pool, progress, folder,
+                                         writes)
         if failed:
             raise _unconverged(failed, n, retries, progress, folder)
-        self._save(label, n, keys, seed, resamples, progress, folder)
+        self._save(label, n, keys, seed, resamples, progress, folder, writes)
         return {"complete": True, "n_converged": n}
 
     def _check_request(self, n, calc, calc_text, cores, label, overwrite,
@@ -409,10 +337,11 @@ class BootStrap:
                              "optimizer (a preset), not a callable")
         return n, template, spec, spec["loss"]["force_coefficient"] is not None
 
-    def _train_members(self, jobs, spec, pool, progress, folder):
+    def _train_members(self, jobs, spec, pool, progress, folder,
+                       writes=True):
         """Train the members of ``jobs``, recording each finished one in the
-        progress file as it finishes; returns ``{index: seeds}`` of those
-        that did not converge."""
+        progress file as it finishes (when this process ``writes``);
+        returns ``{index: seeds}`` of those that did not converge."""
         failed = {}
         for key, result in self._run(jobs, spec, pool):
             if result["converged"]:
@@ -423,20 +352,23 @@ class BootStrap:
                 failed[int(key)] = result["seeds"]
                 self.log(" Member %s did not converge with any of its "
                          "%d seeds." % (key, len(result["seeds"])))
-            _write_json(os.path.join(folder, PROGRESS), progress)
+            if writes:
+                _write_json(os.path.join(folder, PROGRESS), progress)
         return failed
 
-    def _save(self, label, n, keys, seed, resamples, progress, folder):
-        """Write ``<label>.ensemble`` from the finished members and take
-        them as this ensemble's."""
+    def _save(self, label, n, keys, seed, resamples, progress, folder,
+              writes=True):
+        """Write ``<label>.ensemble`` from the finished members (when this
+        process ``writes``) and take them as this ensemble's."""
         filename = label + ".ensemble"
         finished = [progress["finished"][str(i)] for i in range(n)]
         training = {"images": keys, "seed": seed, "resamples": resamples,
                     "seeds": [r["seeds"][-1] for r in finished],
                     "attempts": [len(r["seeds"]) for r in finished]}
         texts = [r["text"] for r in finished]
-        write_ensemble(filename, texts, training, overwrite=True)
-        os.remove(os.path.join(folder, PROGRESS))  # superseded by the file
+        if writes:
+            write_ensemble(filename, texts, training, overwrite=True)
+            os.remove(os.path.join(folder, PROGRESS))  # superseded
         self._set_members([modelfile.read(io.StringIO(t)) for t in texts],
                           filename)
         self.training = training
@@ -503,7 +435,16 @@ class BootStrap:
         return descriptor.todict()
 
     def _run(self, jobs, spec, pool):
-        """Yield ``(member key, result)``, in this process or by workers."""
+        """Yield ``(member key, result)``, in this process, by workers or
+        by the ranks of an MPI job."""
+        from ..parallel import is_mpi
+
+        if is_mpi(pool):
+            from .ranks import members_on_ranks
+
+            yield from members_on_ranks(jobs, spec, pool, _train_member,
+                                        self.log)
+            return
         if pool is None:
             for key, job in jobs.items():
                 self.log(" Training member %s (log in %s-log.txt)."
