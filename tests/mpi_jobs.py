@@ -145,8 +145,10 @@ def serial_loss():
     return lossfunction
 
 
-def train(folder, cores, private_db=False, fault=None, memory_limit=None):
-    """40 BFGS steps with force training; returns the record."""
+def train(folder, cores, private_db=False, fault=None, memory_limit=None,
+          validation=None):
+    """40 BFGS steps with force training (``validation``: that fraction
+    of the images held out); returns the record."""
     from amp.model import TrainingConvergenceError
 
     rank = _rank()
@@ -164,7 +166,7 @@ def train(folder, cores, private_db=False, fault=None, memory_limit=None):
             forces=atoms.get_forces())
     recorder = Recorder(fault)
     try:
-        calc.train(data, memory_limit=memory_limit)
+        calc.train(data, memory_limit=memory_limit, validation=validation)
         converged = True
     except TrainingConvergenceError:
         converged = False
@@ -173,7 +175,10 @@ def train(folder, cores, private_db=False, fault=None, memory_limit=None):
     return {"losses": recorder.losses, "gradients": recorder.gradients,
             "vectors": recorder.vectors[:len(recorder.losses)],
             "vector": np.asarray(calc.model.vector).tolist(),
-            "converged": converged, "batch_bytes": recorder.batch_bytes}
+            "converged": converged, "batch_bytes": recorder.batch_bytes,
+            "held_out": [] if validation is None else [
+                [step, row["energy_rmse"], row["force_rmse"]]
+                for step, row in calc.model.lossfunction.validation.history]}
 
 
 def ensemble(folder, cores):
@@ -212,7 +217,7 @@ def main():
         memory = next((o[len("memory="):] for o in options
                        if o.startswith("memory=")), None)
         result = train(folder, "mpi", "private-db" in options, fault,
-                       memory)
+                       memory, 0.25 if "validation" in options else None)
     else:
         result = ensemble(folder, "mpi")
     result["written"] = sorted(set(written))

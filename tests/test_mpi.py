@@ -208,6 +208,27 @@ def test_one_rank_is_serial(tmp_path, serial, serial_loss):
     assert "shares held by MPI ranks" not in log
 
 
+def test_held_out_images_over_ranks_equal_serial(tmp_path):
+    """Held-out images are shared by the ranks as the training images are;
+    their errors at every step equal the serial run's to 1e-12."""
+    expected = mpi_jobs.train(str(tmp_path / "serial"), 1, validation=0.25)
+    assert len(expected["held_out"]) == 40
+    folder = tmp_path / "mpi"
+    folder.mkdir()
+    code, output = run_mpi(2, "train", folder, "validation")
+    assert code == 0, output
+    assert "held-out images in 2 shares held by MPI ranks" in open(
+        folder / "fit-log.txt").read()
+    ranks = results(folder, 2)
+    assert ranks[1]["held_out"] == ranks[0]["held_out"]
+    got = np.array(ranks[0]["held_out"])
+    want = np.array(expected["held_out"])
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got[:, 0], want[:, 0])
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-12,
+                               atol=1e-14)
+
+
 def test_annealer_and_bootstrap_over_ranks_equal_serial(tmp_path):
     expected = mpi_jobs.ensemble(str(tmp_path / "serial"), 1)
     folder = tmp_path / "mpi"

@@ -24,10 +24,11 @@ import numpy as np
 from ..parallel.mpi import RanksDisagree
 from ._shares import LossShare
 
-#: Numbers before the gradient in a rank's row: the five partial sums,
-#: whether a gradient follows, and the two checksums of the vector.
+#: Numbers before the gradient in a rank's row: the partial sums (the
+#: stress terms 0 without a stress term), whether a gradient follows, and
+#: the two checksums of the vector.
 _SUMS = ("energy_loss", "force_loss", "energy_maxresid", "force_maxresid",
-         "n_images")
+         "n_images", "stress_loss", "stress_maxresid", "n_stress_images")
 _HEAD = len(_SUMS) + 3
 
 
@@ -83,7 +84,7 @@ class RankBatches:
                 raise RuntimeError("the MPI ranks do not exchange the "
                                    "partial sums %s; add them to "
                                    "amp.model._ranks._SUMS" % sorted(extra))
-            row[:len(_SUMS)] = [part[name] for name in _SUMS]
+            row[:len(_SUMS)] = [part.get(name, 0.0) for name in _SUMS]
             if lossprime:
                 row[_HEAD:] = part["gradient"]
         row[len(_SUMS)] = bool(lossprime)

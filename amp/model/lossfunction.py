@@ -425,8 +425,11 @@ class LossFunction:
         with pool_for(parallel, self.log) as pool:
             if is_mpi(pool) and self._workers is None:
                 # The ranks of an MPI job: each holds its share, always
-                # (amp.model._ranks).
+                # (amp.model._ranks), of the held-out images too.
                 self._workers = self._rank_batches(pool)
+                if self.validation is not None:
+                    self.validation.workers = self._rank_batches(
+                        pool, self.validation.images)
                 try:
                     yield self
                 finally:
@@ -489,22 +492,26 @@ class LossFunction:
             setup["stress_coefficient"] = p.stress_coefficient
         return setup
 
-    def _rank_batches(self, context):
-        """This MPI rank's share (:class:`amp.model._ranks.RankBatches`);
-        every rank starts from rank 0's parameters."""
+    def _rank_batches(self, context, images=None):
+        """This MPI rank's share (:class:`amp.model._ranks.RankBatches`) of
+        the training images (or of ``images``, the held-out ones); every
+        rank starts from rank 0's parameters."""
         from ._ranks import RankBatches
 
-        images = self._training_images()
+        which = "images" if images is None else "held-out images"
+        images = self._training_images() if images is None else images
         keys = context.share(images)
         self._model.vector = context.broadcast_array(self._model.vector)
-        batch = self._model.make_batch(
-            {key: images[key] for key in keys}, self.train_forces,
-            self._image_weights(images)) if keys else None
+        position = {key: index for index, key in enumerate(images)}
+        batch = self._make_batches(
+            images, [[position[key] for key in keys]],
+            self._image_weights(images))[0] if keys else None
         atoms = [sum(len(images[k]) for k in share)
                  for share in context.shares(images)]
-        self.log("Loss function: %i images in %i shares held by MPI ranks "
-                 "(%i to %i atoms per rank)." % (len(images), context.size,
-                                                  min(atoms), max(atoms)))
+        self.log("Loss function: %i %s in %i shares held by MPI ranks "
+                 "(%i to %i atoms per rank)." % (len(images), which,
+                                                  context.size, min(atoms),
+                                                  max(atoms)))
         return RankBatches(context, batch, self._share_setup(),
                            len(self._model.vector))
 
