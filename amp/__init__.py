@@ -132,7 +132,7 @@ class Amp(Calculator):
                                  "dict {host: count}, or None to use what "
                                  "the machine or batch system offers"
                                  % cores)
-            assign_cores(cores)
+            assign_cores(cores)  # type: ignore[arg-type]
         self._report = Reporter(on_extrapolation)
         self.extrapolation_tolerance = check_tolerance(
             extrapolation_tolerance)

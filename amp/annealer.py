@@ -239,7 +239,7 @@ class Annealer:
         self.Tmin = schedule["tmin"]
         self.steps = int(schedule["steps"])
 
-    def save_state(self, fname: str | None = None) -> str:
+    def save_state(self, fname: str | None = None) -> str | None:
         """Write the current state and its loss as JSON (never a pickle).
 
         Parameters

@@ -65,7 +65,7 @@ def fingerprint_range(store: Any, images: dict[str, Any]
                   for key in images)
 
 
-def fingerprint_values(store, key):
+def fingerprint_values(store: Any, key: str) -> Any:
     """Image ``key``'s fingerprints from ``store`` without decoding its
     derivatives when the store can (a set-up that reads only values, on an
     MPI rank, then never loads the other ranks' derivatives)."""

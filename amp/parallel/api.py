@@ -75,6 +75,9 @@ def parallel_settings(cores: int | str | dict[str, int] | None = None,
     context = parallel_context(cores, log)  # refuses None in an MPI job
     if cores == "mpi":
         return context
+    if isinstance(cores, str):
+        raise ValueError("cores=%r: give a number of workers, a dict "
+                         "{host: count}, None, or 'mpi'" % (cores,))
     hosts = assign_cores(cores, log)
     if not _asks_for_workers(hosts):
         return None

@@ -66,6 +66,8 @@ _SLURM_SPECIAL_STEPS = 0xFFFFFFF0
 #: ends the others while they wait (1 s was once too short for the
 #: launcher to end them on a loaded 2-core machine).
 REPORT_DELAY = 3.0
+#: Seconds the report gets to reach the launcher's output before the abort.
+FORWARD_DELAY = 0.5
 
 _INSTALL = ("cores='mpi' needs mpi4py and an MPI library: pip install "
             "'amp-mlip[mpi]' (mpi4py and the mpich wheel, which brings its "
@@ -450,6 +452,9 @@ class MPIContext:
                 log(message)
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
+            # The launcher forwards the report before the abort kills the
+            # job (without the pause it was once lost on a loaded machine).
+            time.sleep(FORWARD_DELAY)
         finally:
             try:
                 self.world.Abort(1)
