@@ -168,6 +168,21 @@ def test_every_package_says_what_it_must_not_import():
     assert silent == []
 
 
+#: One concept per module: past about 600 lines a module is two (CONTRIBUTING);
+#: this bound catches one that keeps growing.
+MAX_MODULE_LINES = 650
+
+
+def test_no_module_is_two_concepts():
+    long = []
+    for dotted, path in modules():
+        with open(path) as handle:
+            n = sum(1 for _ in handle)
+        if n > MAX_MODULE_LINES:
+            long.append("%s: %d lines" % (dotted, n))
+    assert long == []
+
+
 def test_store_and_descriptor_know_nothing_above_them():
     for dotted, path in modules():
         if not dotted.startswith(("amp.store", "amp.descriptor")):

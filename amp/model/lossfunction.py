@@ -4,7 +4,8 @@ training images.
 :class:`LossFunction` (importable from :mod:`amp.model` as in Amp 1.x)
 evaluates the loss and its gradient on
 :class:`~amp.model.batch.TrainingBatch` objects, serially or on workers
-(:meth:`LossFunction.evaluator`), logs Amp's convergence table, scores
+(:meth:`LossFunction.evaluator`, :mod:`amp.model.evaluation`), logs
+Amp's convergence table (:mod:`amp.model.losstable`), scores
 held-out images at every step (:mod:`amp.model.validation`) and stops the
 optimizer when the criteria are met (or the held-out loss stopped
 improving). The formulas are in ``docs/model.md``.
@@ -12,16 +13,17 @@ improving). The formulas are in ``docs/model.md``.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 from ase.calculators.calculator import Parameters
 
 from ..utilities import (ConvergenceOccurred, EarlyStoppingOccurred,
                          Logger, MaxIterationsReached, now)
-from .validation import HeldOut, errors, supplement_lines
+from .evaluation import Evaluation
+from .losstable import ConvergenceTable
+from .validation import HeldOut, errors
 
 
 def _table_time():
@@ -55,7 +57,7 @@ def combine_partials(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-class LossFunction:
+class LossFunction(Evaluation, ConvergenceTable):
     """Amp's loss function: energies and forces against references.
 
     ``loss = energy_coefficient * energy_loss + force_coefficient *
@@ -316,221 +318,7 @@ class LossFunction:
                                        self.train_forces, weights, **stress)
                 for group in groups]
 
-    def _new_progress_line(self, heartbeat=False):
-        """A live training line (:mod:`amp.progress`): step n/maxiter, the
-        loss, and each RMSE against its criterion with its unit."""
-        from ..progress import Progress
-
-        return Progress(None, "training", enabled=self.verbose, unit="step",
-                        heartbeat=heartbeat, limit=self.parameters.maxiter)
-
-    def _progress_fields(self, result, held_out=None):
-        c = self.parameters.convergence
-        fields = {"loss": result["loss"]}
-        rows = [("energy RMSE", "energy_rmse", "eV/atom")]
-        if self.train_forces:
-            rows.append(("force RMSE", "force_rmse", "eV/Å"))
-        if self.train_stress:
-            rows.append(("stress RMSE", "stress_rmse", "eV/Å³"))
-        for name, key, unit in rows:
-            target = c.get(key)
-            fields[name] = ("%.4g/%.4g %s" % (result[key], target, unit)
-                            if target is not None else
-                            "%.4g %s" % (result[key], unit))
-        if held_out is not None:
-            fields["validation energy RMSE"] = "%.4g eV/atom" % (
-                held_out["energy_rmse"])
-        return fields
-
-    def _initialize(self):
-        if self._initialized:
-            return
-        self._initialized = True
-        self._start = time.time()
-        self._progress = self._new_progress_line()
-        if not self.log_losses:
-            return
-        p, c, log = self.parameters, self.parameters.convergence, self.log
-        log(" Loss function convergence criteria:")
-        stress = ("stress_rmse", "stress_maxresid") if self.train_stress \
-            else ()
-        for key in ("energy_rmse", "energy_maxresid", "force_rmse",
-                    "force_maxresid") + stress:
-            value = c[key]
-            if key.startswith("force") and not self.train_forces:
-                value = None  # forces not trained: no force criterion
-            elif value is None and key.endswith("rmse"):
-                # Trained but unbounded; log readers (Amp's too) take the
-                # table's columns from whether this is a number.
-                value = float("inf")
-            log("  %s: %s" % (key, value))
-        log("  maxiter: %s" % p.maxiter)
-        log(" Loss function set-up:")
-        log("  energy_coefficient: %s" % p.energy_coefficient)
-        log("  force_coefficient: %s" % p.force_coefficient)
-        if self.train_stress:
-            log("  stress_coefficient: %s" % p.stress_coefficient)
-        log("  overfit: %s" % p.overfit)
-        log("  weight_duplicates: %s" % p.weight_duplicates)
-        if self.validation is not None:
-            # No criterion names here: Amp's reader reads any line with
-            # e.g. "energy_rmse:" as the criterion.
-            log("  held-out images: %d, scored at every step (after the "
-                "table); patience: %s" % (len(self.validation.images),
-                                          self.validation.patience))
-        log("")
-        if self.train_forces:
-            header = "%5s %19s %12s %12s %12s %12s %12s"
-            log(header % ("", "", "", "", "Energy", "", "Force"))
-            log(header % ("Step", "Time", "Loss (SSD)", "EnergyRMSE",
-                          "MaxResid", "ForceRMSE", "MaxResid"))
-            log(header % ("=" * 5, "=" * 19, "=" * 12, "=" * 12, "=" * 12,
-                          "=" * 12, "=" * 12))
-        else:
-            header = "%5s %19s %12s %12s %12s"
-            log(header % ("", "", "", "", "Energy"))
-            log(header % ("Step", "Time", "Loss (SSD)", "EnergyRMSE",
-                          "MaxResid"))
-            log(header % ("=" * 5, "=" * 19, "=" * 12, "=" * 12, "=" * 12))
-
     # Evaluation ----------------------------------------------------------
-
-    @contextlib.contextmanager
-    def evaluator(self, parallel: Any = None) -> Iterator[LossFunction]:
-        """Evaluate the loss in workers for the duration of a ``with`` block.
-
-        With a pool of workers (or Amp's ``{'cores': ...}`` dict asking
-        for more than one core; default the ``parallel`` given to the
-        constructor), the training images are split into shares
-        (:func:`amp.model._shares.share_count`), each worker receives its
-        share once, and every evaluation inside the block sends it only
-        the parameters; the workers drop their shares (and a pool started
-        here for a dict is stopped) when the block ends, however it ends.
-        Whether the workers pay off is measured first (see
-        :attr:`use_workers`). Otherwise evaluation is serial. With the
-        ranks of an MPI job (``cores='mpi'``), each rank holds its own
-        share and every rank gets every rank's partial sums
-        (:mod:`amp.model._ranks`). The results do not depend on the number
-        of workers or ranks.
-
-        Examples
-        --------
-        >>> with model.lossfunction.evaluator({'cores': 2}):  # doctest: +SKIP
-        ...     model.regressor.regress(model=model, log=log)
-        """
-        from ..parallel import is_mpi, pool_for
-        from ._shares import WorkerBatches, share_count
-
-        parallel = self._parallel if parallel is None else parallel
-        with pool_for(parallel, self.log) as pool:
-            if is_mpi(pool) and self._workers is None:
-                # The ranks of an MPI job: each holds its share, always
-                # (amp.model._ranks), of the held-out images too.
-                self._workers = self._rank_batches(pool)
-                if self.validation is not None:
-                    self.validation.workers = self._rank_batches(
-                        pool, self.validation.images)
-                try:
-                    yield self
-                finally:
-                    self.close()
-                return
-            if pool is not None and self.streaming is not None:
-                self.log("Loss function: streamed chunks are evaluated in "
-                         "this process (workers not used).")
-            if self._workers is not None or pool is None or \
-                    self.use_workers is False or self.streaming is not None:
-                try:
-                    yield self
-                finally:
-                    self._close_progress()
-                return
-            setup = self._share_setup()
-            # The shares' batches are built here, before the workers are
-            # asked for; with workers not running yet, the serial batch
-            # alone first, and the shares only if the workers are to start
-            # (a fit that stays serial then costs no split and merge).
-            n_shares = share_count(pool)
-            serial_first = not (pool.started or n_shares < 2
-                                or self.use_workers is not None)
-            self.split_images(1 if serial_first else n_shares)
-            batches, self._batches = self.batches(), None
-            self._workers = WorkerBatches(
-                pool, batches, setup, log=self.log,
-                use_workers=self.use_workers,
-                evaluations=self.parameters.maxiter, n_shares=n_shares)
-            if self._workers.wants_shares:
-                self.split_images(n_shares)
-                batches, self._batches = self.batches(), None
-                self._workers.give_shares(batches)
-            if self._workers.job is not None:  # else serial, logged there
-                self.log("Loss function: %i images in %i shares held by "
-                         "workers (one by the master)."
-                         % (len(self._training_images()),
-                            self._workers.n_shares))
-            if self.validation is not None:
-                # Spread as the training images are: on the workers when
-                # they hold training shares, else in the master.
-                self.validation.workers = WorkerBatches(
-                    pool, self.validation.make_batches(
-                        self, share_count(pool)),
-                    setup, use_workers=self._workers.job is not None)
-            try:
-                yield self
-            finally:
-                self.close()
-
-    def _share_setup(self):
-        """What a share's :class:`~amp.model._shares.LossShare` is built
-        from (besides its batch)."""
-        p = self.parameters
-        setup = {"model": self._model.todict(),
-                 "energy_coefficient": p.energy_coefficient,
-                 "force_coefficient": p.force_coefficient
-                 if self.train_forces else None}
-        if self.train_stress:
-            setup["stress_coefficient"] = p.stress_coefficient
-        return setup
-
-    def _rank_batches(self, context, images=None):
-        """This MPI rank's share (:class:`amp.model._ranks.RankBatches`) of
-        the training images (or of ``images``, the held-out ones); every
-        rank starts from rank 0's parameters."""
-        from ._ranks import RankBatches
-
-        which = "images" if images is None else "held-out images"
-        images = self._training_images() if images is None else images
-        keys = context.share(images)
-        self._model.vector = context.broadcast_array(self._model.vector)
-        position = {key: index for index, key in enumerate(images)}
-        batch = self._make_batches(
-            images, [[position[key] for key in keys]],
-            self._image_weights(images))[0] if keys else None
-        atoms = [sum(len(images[k]) for k in share)
-                 for share in context.shares(images)]
-        self.log("Loss function: %i %s in %i shares held by MPI ranks "
-                 "(%i to %i atoms per rank)." % (len(images), which,
-                                                  context.size, min(atoms),
-                                                  max(atoms)))
-        return RankBatches(context, batch, self._share_setup(),
-                           len(self._model.vector))
-
-    def _partials(self, vector, lossprime, force_coefficient):
-        """Partial sums of every batch, from the workers inside
-        :meth:`evaluator`."""
-        if self._workers is not None:
-            return self._workers.partials(vector, lossprime)
-        return self._serial_partials(self.batches(), lossprime,
-                                     force_coefficient)
-
-    def _serial_partials(self, batches, lossprime, force_coefficient):
-        model, p = self._model, self.parameters
-        networks, raveler = model.element_networks(), model.raveler
-        stress = {"stress_coefficient": p.stress_coefficient} \
-            if self.train_stress else {}
-        return [batch.partial(networks, lossprime, p.energy_coefficient,
-                              force_coefficient, raveler, **stress)
-                for batch in batches]
 
     def validation_errors(self, parametervector: np.ndarray
                           ) -> Optional[dict]:
@@ -718,14 +506,6 @@ class LossFunction:
         return {key: result[key] for key in
                 ("loss", "dloss_dparameters", "energy_loss", "force_loss",
                  "energy_maxresid", "force_maxresid")}
-
-    def write_supplement(self, log: Optional[Callable] = None) -> None:
-        """Write the per-step errors Amp's table has no columns for
-        (:func:`amp.model.validation.supplement_lines`); called when the
-        fit ends, after the optimiser's last line."""
-        for line in supplement_lines(self._stress_history or None,
-                                     self.validation):
-            (self.log if log is None else log)(line)
 
     def check_convergence(self, result: dict[str, Any]) -> bool:
         """Whether every criterion that is not None is met; logs the
