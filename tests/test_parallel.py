@@ -509,7 +509,10 @@ def test_no_reassign_fails_clearly_and_never_hangs():
 
 
 MASTER = textwrap.dedent("""
-    import sys
+    import signal, sys
+    # Ctrl-C as at a terminal, even when this test runs in the background
+    # of a shell without job control (which starts it with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from amp.parallel import WorkerPool
     from parallel_jobs import Echo
     pool = WorkerPool(2)
