@@ -117,9 +117,12 @@ class Training:
                 # Streamed when the force data do not fit (and the model's
                 # loss function can stream, outside MPI); refused only when
                 # neither way fits, before anything is computed or written.
-                can_stream = hasattr(getattr(self.model, "lossfunction",
-                                             None), "streaming") and \
-                    not is_mpi(pool)
+                # (Chunk files carry no stress rows: a stress term trains
+                # in memory.)
+                lossfunction = getattr(self.model, "lossfunction", None)
+                can_stream = hasattr(lossfunction, "streaming") and \
+                    not is_mpi(pool) and \
+                    not getattr(lossfunction, "train_stress", False)
                 plan = plan_training(
                     self.descriptor, every_image(images, held_out),
                     memory_limit, log, pool,

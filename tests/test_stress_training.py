@@ -1,6 +1,8 @@
 """Stress in the loss: the virial map of the fingerprint derivatives, the
 stress term against its definition (the calculator's own stress), its
 gradient against finite differences, and the same numbers with workers."""
+import os
+
 import numpy as np
 import pytest
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -147,3 +149,29 @@ def test_stress_needs_derivatives_and_stresses(tmp_path):
     with pytest.raises(ValueError, match="no training image carries a "
                        "stress"):
         calc.train(no_stress)
+
+
+def test_stress_trains_in_memory_never_streamed(tmp_path):
+    """Chunk files carry no stress rows: over the memory limit, a loss
+    with a stress term is refused before anything is computed, where
+    without one the same limit streams the batches."""
+    from amp.descriptor.budget import TrainingMemoryError, derivative_memory
+
+    images = hash_images([strained_cell(k) for k in range(8)])
+    limit = derivative_memory(Gaussian(cutoff=4.0), images) // 2
+    for stress in (None, 1.0):
+        label = str(tmp_path / ("stress" if stress else "plain"))
+        calc = Amp(Gaussian(cutoff=4.0), NeuralNetwork((2,)), label=label,
+                   cores=1)
+        calc.model.lossfunction = LossFunction(stress_coefficient=stress,
+                                               maxiter=2)
+        if stress is None:
+            with pytest.raises(Exception, match="did not converge"):
+                calc.train(images, memory_limit=limit)
+            assert "Streaming: the force data do not fit" in open(
+                label + "-log.txt").read()
+        else:
+            with pytest.raises(TrainingMemoryError,
+                               match="nothing has been computed"):
+                calc.train(images, memory_limit=limit)
+            assert not os.path.exists(label + "-fingerprints.ampdb")
