@@ -27,6 +27,7 @@ read by ``fingerprints``, ``fingerprintprimes`` and ``neighborlist``).
 
 from __future__ import annotations
 
+import abc
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ class ElementNotCoveredError(ValueError):
         ValueError.__init__(self, text)
 
 
-class Descriptor:
+class Descriptor(abc.ABC):
     """Base of the descriptors (see the module).
 
     Parameters
@@ -142,16 +143,17 @@ class Descriptor:
 
     # What each descriptor class provides (see the module) ---------------
 
+    @abc.abstractmethod
     def resolve(self, images: Any) -> Any:
         """This descriptor with the parameters the images decide."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def fingerprint_parameters(self) -> dict[str, Any]:
         """The parameters the fingerprints depend on, as plain data."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _adopt(self, resolved: Any) -> None:
-        raise NotImplementedError
+        """Take the parameters of ``resolved`` (see the module)."""
 
     # Stores --------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Beyond Amp 1.0.1, which refuses both: the degree (``nmax``, ``jmax``) may
 differ per element (a dict), and the cutoff may be a ``Polynomial``.
 """
 
+import abc
 import json
 import numbers
 
@@ -174,9 +175,9 @@ class DensityDescriptor(Descriptor):
 
     # To be given by subclasses -------------------------------------------
 
+    @abc.abstractmethod
     def check_degree(self, value, element=None):
         """Validate ``nmax``/``jmax`` (for ``element``) and return it."""
-        raise NotImplementedError
 
     # Parameters ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ is imported where a fit starts.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -119,7 +120,7 @@ def _range(images_blocks):
             for e in sorted(low)}
 
 
-class Model:
+class Model(abc.ABC):
     """Methods common to the models, on Amp's dictionary views.
 
     Subclasses provide :meth:`evaluate` (the vectorised path) and
@@ -140,11 +141,11 @@ class Model:
     def log(self, log: Logger) -> None:
         self._log = log
 
+    @abc.abstractmethod
     def _evaluate_block(self, symbol: Any, block: np.ndarray,
                         gradient: bool) -> Any:
         """Energies (and ``dE/dG``) of a block of atoms of one element
         (provided by each model)."""
-        raise NotImplementedError
 
     @staticmethod
     def _group(fingerprints):
